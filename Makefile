@@ -1,0 +1,51 @@
+# cloudrift developer commands. `make test` and `make demo` work on a fresh clone:
+# they install what they need first.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+REDIS_STAMP := .tools/redis-server.path
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: install test lint typecheck pytest demo bench clean
+
+install: $(STAMP) $(REDIS_STAMP) .tools/azurite/node_modules/.bin/azurite-blob
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e ".[all,dev]"
+	touch $(STAMP)
+
+$(REDIS_STAMP): $(STAMP)
+	mkdir -p .tools
+	scripts/ensure-redis.sh $(PY) > $(REDIS_STAMP).tmp && mv $(REDIS_STAMP).tmp $(REDIS_STAMP)
+
+.tools/azurite/node_modules/.bin/azurite-blob:
+	scripts/ensure-azurite.sh
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check cloudrift cloudrift_fastapi tests example_app benchmarks
+
+typecheck: $(STAMP)
+	$(VENV)/bin/mypy --strict cloudrift cloudrift_fastapi
+
+pytest: install
+	CLOUDRIFT_REDIS_SERVER="$$(cat $(REDIS_STAMP))" $(PY) -m pytest
+
+test: install lint typecheck pytest
+
+demo: install
+	@if [ -d example_app ]; then \
+	  HOST=$(HOST) PORT=$(PORT) $(PY) -m example_app; \
+	else \
+	  echo "example_app does not exist yet (see issue 9); nothing to run."; exit 1; \
+	fi
+
+bench: install
+	CLOUDRIFT_REDIS_SERVER="$$(cat $(REDIS_STAMP))" $(PY) -m benchmarks $(if $(QUICK),--quick,)
+
+clean:
+	rm -rf $(VENV) .tools .demo-data .mypy_cache .ruff_cache .pytest_cache

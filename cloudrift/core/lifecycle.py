@@ -1,0 +1,129 @@
+"""Backend lifecycle: unopened → opened → closed, done once for every category.
+
+Every backend derives from :class:`AsyncBackend`. It gives:
+
+* ``close()`` that is idempotent, marks the backend closed *before* tearing down (so a
+  teardown that raises still leaves it closed and never half-open), and lets the
+  teardown error surface only when nothing else is in flight;
+* ``async with`` support whose exit never masks the error raised in the block;
+* ``_ensure_open()`` so a closed backend raises :class:`BackendClosedError` instead of
+  silently building a new client;
+* :class:`LazyClient`, a once-only, lock-protected lazy construction of a long-lived
+  SDK client held in an ``AsyncExitStack`` (SDK clients must be built inside a running
+  event loop, so factories cannot build them eagerly). A failed setup unwinds what it
+  had entered and leaves the holder unopened, so the next call retries and ``close()``
+  has nothing half-built to trip over.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
+from types import TracebackType
+from typing import Generic, Self, TypeVar
+
+from cloudrift.core.exceptions import BackendClosedError
+
+log = logging.getLogger("cloudrift")
+
+T = TypeVar("T")
+
+
+class AsyncBackend:
+    """Base of every backend: explicit closed state, idempotent close, ``async with``."""
+
+    #: Human name used in error messages, e.g. ``"s3 storage"``; set by subclasses.
+    backend_name: str = "backend"
+
+    _closed: bool = False
+
+    @property
+    def closed(self) -> bool:
+        """True once ``close()`` has been called."""
+        return self._closed
+
+    def _ensure_open(self) -> None:
+        """Raise BackendClosedError if ``close()`` was called."""
+        if self._closed:
+            raise BackendClosedError(
+                f"{self.backend_name} is closed; build a new backend with the factory "
+                "instead of reusing one after close()"
+            )
+
+    async def close(self) -> None:
+        """Release every connection. Calling it again does nothing."""
+        if self._closed:
+            return
+        self._closed = True
+        await self._aclose()
+
+    async def _aclose(self) -> None:
+        """Hook: release provider resources. Runs at most once."""
+
+    async def __aenter__(self) -> Self:
+        self._ensure_open()
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc is None:
+            await self.close()
+            return
+        # The block already failed: a failing close must not replace that error.
+        try:
+            await self.close()
+        except Exception:
+            log.exception("error while closing %s after a failure", self.backend_name)
+
+
+class LazyClient(Generic[T]):
+    """A long-lived client built on first use, once, and torn down by ``aclose()``."""
+
+    def __init__(self, factory: Callable[[AsyncExitStack], Awaitable[T]]) -> None:
+        self._factory = factory
+        self._client: T | None = None
+        self._stack: AsyncExitStack | None = None
+        self._lock: asyncio.Lock | None = None
+        self._closed = False
+
+    @property
+    def opened(self) -> bool:
+        """True when the client has been built and not torn down."""
+        return self._client is not None
+
+    async def get(self) -> T:
+        """The client, built on the first call (concurrent first calls build it once)."""
+        if self._client is not None:
+            return self._client
+        if self._closed:
+            raise BackendClosedError("the client was closed; build a new backend")
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            if self._client is None:
+                if self._closed:
+                    raise BackendClosedError("the client was closed; build a new backend")
+                stack = AsyncExitStack()
+                try:
+                    client = await self._factory(stack)
+                except BaseException:
+                    await stack.aclose()
+                    raise
+                self._stack, self._client = stack, client
+        return self._client
+
+    async def aclose(self) -> None:
+        """Tear the client down; safe to call twice or when it was never built."""
+        self._closed = True
+        stack, self._stack, self._client = self._stack, None, None
+        if stack is not None:
+            await stack.aclose()
+
+
+__all__ = ["AsyncBackend", "LazyClient"]

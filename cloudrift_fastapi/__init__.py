@@ -1,0 +1,1 @@
+'''FastAPI / Starlette integration for cloudrift.'''
