@@ -35,8 +35,10 @@ connect-time failures become :class:`DocumentConnectionError`.
     ├── CacheError
     │   ├── CacheKeyNotFoundError           .key
     │   ├── CacheConnectionError            server down, timed out, connection lost
-    │   └── CacheResponseError              the server refused the command (WRONGTYPE, ...)
+    │   ├── CacheResponseError              the server refused the command (WRONGTYPE, ...)
+    │   └── CacheArgumentError              bad key, value or ttl (rejected before sending)
     ├── KVError
+    │   └── KVValueError                    value is not JSON-serialisable (also TypeError)
     └── EmailError
         ├── EmailValidationError            bad address, header injection, no body, too large
         └── EmailSendError                  .succeeded {index: id}, .failed {index: reason}
@@ -290,8 +292,20 @@ class CacheResponseError(CacheError):
     code = ErrorCode.FAILED_PRECONDITION
 
 
+class CacheArgumentError(CacheError, ValueError, TypeError):
+    """A key, value or ttl was rejected before any command was sent."""
+
+    code = ErrorCode.INVALID_ARGUMENT
+
+
 class KVError(CloudRiftError):
     """Base of key-value store errors."""
+
+
+class KVValueError(KVError, TypeError):
+    """The value cannot be stored as JSON; nothing was written."""
+
+    code = ErrorCode.INVALID_ARGUMENT
 
 
 # ----------------------------------------------------------------------------- email
@@ -371,6 +385,7 @@ class EmailConnectionError(EmailSendError):
 __all__ = [
     "BackendClosedError",
     "BucketNotFoundError",
+    "CacheArgumentError",
     "CacheConnectionError",
     "CacheError",
     "CacheKeyNotFoundError",
@@ -390,6 +405,7 @@ __all__ = [
     "InvalidKeyError",
     "InvalidRangeError",
     "KVError",
+    "KVValueError",
     "MessageSendError",
     "MessageTooLargeError",
     "MessagingConnectionError",
