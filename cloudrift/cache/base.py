@@ -1,0 +1,349 @@
+"""The cache contract: one ABC, its validation and value encoding, done once.
+
+Values: every write accepts ``bytes`` (also ``bytearray``/``memoryview``) or ``str``; a
+``str`` is stored as its UTF-8 encoding, so ``set(k, "é")`` and ``set(k, "é".encode())``
+store the same thing. Every read returns ``bytes`` (``get``, ``mget``, ``hget``,
+``hgetall`` values, ``lrange`` items) on every provider; hash field names come back as
+``str``. Anything else (``int``, ``None``, a dict...) raises :class:`CacheArgumentError`
+before a command is sent; use :mod:`cloudrift.kv` for JSON records.
+
+Keys are non-empty ``str``. TTLs are seconds (``int`` or ``float``, > 0); sub-second
+TTLs are kept to the millisecond.
+"""
+
+from __future__ import annotations
+
+import math
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
+
+from cloudrift.core.exceptions import CacheArgumentError, CacheConnectionError
+from cloudrift.core.lifecycle import AsyncBackend
+
+#: What a write accepts as a value.
+CacheValue = bytes | bytearray | memoryview | str
+
+
+def encode_value(value: object, what: str = "value") -> bytes:
+    """The bytes stored for ``value``: bytes as they are, str as UTF-8."""
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, bytearray | memoryview):
+        return bytes(value)
+    if isinstance(value, str):
+        return value.encode("utf-8")
+    raise CacheArgumentError(
+        f"cache {what} must be bytes or str, not {type(value).__name__}; encode it "
+        "first (e.g. str(n) or json.dumps(obj)) or use cloudrift.kv for JSON records"
+    )
+
+
+def check_key(key: object) -> str:
+    """Return ``key`` if it is a non-empty str, else raise CacheArgumentError."""
+    if not isinstance(key, str):
+        raise CacheArgumentError(f"cache keys must be str, not {type(key).__name__}")
+    if not key:
+        raise CacheArgumentError("cache keys must not be empty")
+    return key
+
+
+def check_ttl(ttl: object, *, optional: bool = True) -> int | None:
+    """The TTL in whole milliseconds (at least 1), or None for "no expiry"."""
+    if ttl is None and optional:
+        return None
+    if isinstance(ttl, bool) or not isinstance(ttl, int | float):
+        raise CacheArgumentError(f"ttl must be a number of seconds, not {type(ttl).__name__}")
+    if not math.isfinite(ttl) or ttl <= 0:
+        raise CacheArgumentError(
+            f"ttl must be a positive number of seconds, got {ttl!r}; use delete() to "
+            "remove a key, or leave ttl out for no expiry"
+        )
+    return max(1, math.ceil(ttl * 1000))
+
+
+def check_amount(amount: object) -> int:
+    """An integer increment."""
+    if isinstance(amount, bool) or not isinstance(amount, int):
+        raise CacheArgumentError(f"amount must be an int, not {type(amount).__name__}")
+    return amount
+
+
+@dataclass(frozen=True)
+class Op:
+    """One queued command of a pipeline (already validated and encoded)."""
+
+    name: str
+    args: tuple[Any, ...]
+
+
+class Pipeline:
+    """Commands queued inside ``async with cache.pipeline() as pipe:``.
+
+    Methods queue and return nothing; nothing is sent until the block exits without
+    an error, then every command runs as one transaction (all or nothing) and
+    ``pipe.results`` holds each command's result in order (same types as the
+    corresponding :class:`Cache` method). If the block raises, nothing is sent.
+    """
+
+    def __init__(self) -> None:
+        self.ops: list[Op] = []
+        self.results: list[Any] = []
+
+    def _add(self, name: str, *args: Any) -> Pipeline:
+        self.ops.append(Op(name, args))
+        return self
+
+    def set(self, key: str, value: CacheValue, ttl: float | None = None) -> Pipeline:
+        """Queue ``set(key, value, ttl)``."""
+        return self._add("set", check_key(key), encode_value(value), check_ttl(ttl), False)
+
+    def delete(self, key: str) -> Pipeline:
+        """Queue ``delete(key)``."""
+        return self._add("delete", check_key(key))
+
+    def incr(self, key: str, amount: int = 1) -> Pipeline:
+        """Queue ``incr(key, amount)``."""
+        return self._add("incr", check_key(key), check_amount(amount))
+
+    def decr(self, key: str, amount: int = 1) -> Pipeline:
+        """Queue ``decr(key, amount)``."""
+        return self._add("incr", check_key(key), -check_amount(amount))
+
+    def expire(self, key: str, ttl: float) -> Pipeline:
+        """Queue ``expire(key, ttl)``."""
+        return self._add("expire", check_key(key), check_ttl(ttl, optional=False))
+
+    def hset(self, key: str, field: str, value: CacheValue) -> Pipeline:
+        """Queue ``hset(key, field, value)``."""
+        return self._add("hset", check_key(key), _check_field(field), encode_value(value))
+
+    def lpush(self, key: str, *values: CacheValue) -> Pipeline:
+        """Queue ``lpush(key, *values)``."""
+        return self._add("lpush", check_key(key), *_encode_many(values))
+
+    def rpush(self, key: str, *values: CacheValue) -> Pipeline:
+        """Queue ``rpush(key, *values)``."""
+        return self._add("rpush", check_key(key), *_encode_many(values))
+
+
+def _check_field(field: object) -> str:
+    if not isinstance(field, str) or not field:
+        raise CacheArgumentError("hash field names must be non-empty str")
+    return field
+
+
+def _encode_many(values: Sequence[object]) -> list[bytes]:
+    if not values:
+        raise CacheArgumentError("give at least one value to push")
+    return [encode_value(v) for v in values]
+
+
+class Cache(AsyncBackend, ABC):
+    """A key-value cache with hashes, lists and counters; see the module doc for values.
+
+    Provider modules implement the ``_hooks``; every public method validates its
+    input here, checks the backend is open, and then calls one hook.
+    """
+
+    backend_name = "cache"
+    #: Short provider name shown in repr() and health output.
+    provider: str = "cache"
+
+    def _location(self) -> str:
+        """Where the cache lives (host:port/db); never a credential."""
+        return ""
+
+    def __repr__(self) -> str:
+        return f"<{type(self).__name__} provider={self.provider!r} location={self._location()!r}>"
+
+    # ------------------------------------------------------------------ strings
+    async def set(
+        self, key: str, value: CacheValue, ttl: float | None = None, *, nx: bool = False
+    ) -> bool:
+        """Store ``value`` under ``key``, expiring after ``ttl`` seconds when given.
+
+        With ``nx=True`` the value is written only if the key is absent. Returns True
+        when the value was written, False when ``nx`` found the key present. A plain
+        ``set`` replaces any previous value (and type) and clears its old TTL.
+        """
+        self._ensure_open()
+        return await self._set(check_key(key), encode_value(value), check_ttl(ttl), bool(nx))
+
+    async def get(self, key: str) -> bytes | None:
+        """The value stored under ``key`` as bytes, or None if it is absent or expired."""
+        self._ensure_open()
+        return await self._get(check_key(key))
+
+    async def delete(self, key: str) -> bool:
+        """Remove ``key`` (of any type); True if it existed. A missing key is a no-op."""
+        self._ensure_open()
+        return await self._delete(check_key(key))
+
+    async def exists(self, key: str) -> bool:
+        """True if ``key`` holds a value of any type that has not expired."""
+        self._ensure_open()
+        return await self._exists(check_key(key))
+
+    async def mget(self, keys: Sequence[str]) -> list[bytes | None]:
+        """The values of ``keys``, in order, None for each absent key."""
+        self._ensure_open()
+        if isinstance(keys, str | bytes):
+            raise CacheArgumentError("mget takes a sequence of keys, not a single key")
+        checked = [check_key(k) for k in keys]
+        if not checked:
+            return []
+        return await self._mget(checked)
+
+    async def mset(self, items: Mapping[str, CacheValue], ttl: float | None = None) -> None:
+        """Store every item at once (all or nothing), each expiring after ``ttl`` if given."""
+        self._ensure_open()
+        if not isinstance(items, Mapping):
+            raise CacheArgumentError("mset takes a mapping of key to value")
+        encoded = {check_key(k): encode_value(v) for k, v in items.items()}
+        ms = check_ttl(ttl)
+        if encoded:
+            await self._mset(encoded, ms)
+
+    async def expire(self, key: str, ttl: float) -> bool:
+        """Make ``key`` expire after ``ttl`` seconds; False if the key does not exist."""
+        self._ensure_open()
+        return await self._expire(check_key(key), check_ttl(ttl, optional=False) or 1)
+
+    async def ttl(self, key: str) -> float | None:
+        """Seconds until ``key`` expires, None if it never expires.
+
+        Raises CacheKeyNotFoundError naming the key if it does not exist.
+        """
+        self._ensure_open()
+        return await self._ttl(check_key(key))
+
+    async def incr(self, key: str, amount: int = 1) -> int:
+        """Add ``amount`` to the integer at ``key`` (a missing key counts as 0); the new value.
+
+        Raises CacheResponseError if the value is not an integer.
+        """
+        self._ensure_open()
+        return await self._incr(check_key(key), check_amount(amount))
+
+    async def decr(self, key: str, amount: int = 1) -> int:
+        """Subtract ``amount`` from the integer at ``key``; the new value."""
+        self._ensure_open()
+        return await self._incr(check_key(key), -check_amount(amount))
+
+    # ------------------------------------------------------------------- hashes
+    async def hset(self, key: str, field: str, value: CacheValue) -> bool:
+        """Set one field of the hash at ``key``; True if the field is new.
+
+        Raises CacheResponseError if ``key`` holds another type.
+        """
+        self._ensure_open()
+        return await self._hset(check_key(key), _check_field(field), encode_value(value))
+
+    async def hget(self, key: str, field: str) -> bytes | None:
+        """One field of the hash at ``key`` as bytes, None if the hash or field is absent."""
+        self._ensure_open()
+        return await self._hget(check_key(key), _check_field(field))
+
+    async def hgetall(self, key: str) -> dict[str, bytes]:
+        """Every field of the hash at ``key`` (names as str, values as bytes); {} if absent."""
+        self._ensure_open()
+        return await self._hgetall(check_key(key))
+
+    async def hdel(self, key: str, field: str) -> bool:
+        """Remove one field of the hash; True if it existed."""
+        self._ensure_open()
+        return await self._hdel(check_key(key), _check_field(field))
+
+    # -------------------------------------------------------------------- lists
+    async def lpush(self, key: str, *values: CacheValue) -> int:
+        """Push ``values`` one by one onto the head of the list; the list's new length.
+
+        So ``lpush(k, "a", "b")`` leaves ``[b"b", b"a"]``, as in Redis.
+        """
+        self._ensure_open()
+        return await self._push(check_key(key), _encode_many(values), left=True)
+
+    async def rpush(self, key: str, *values: CacheValue) -> int:
+        """Append ``values`` to the tail of the list; the list's new length."""
+        self._ensure_open()
+        return await self._push(check_key(key), _encode_many(values), left=False)
+
+    async def lrange(self, key: str, start: int, stop: int) -> list[bytes]:
+        """Items ``start``..``stop`` of the list, both inclusive, negatives from the end."""
+        self._ensure_open()
+        if isinstance(start, bool) or isinstance(stop, bool):
+            raise CacheArgumentError("lrange start and stop must be int")
+        if not isinstance(start, int) or not isinstance(stop, int):
+            raise CacheArgumentError("lrange start and stop must be int")
+        return await self._lrange(check_key(key), start, stop)
+
+    # ------------------------------------------------------------------ control
+    @asynccontextmanager
+    async def pipeline(self) -> AsyncIterator[Pipeline]:
+        """Queue commands and run them as one all-or-nothing transaction on exit.
+
+        Nothing is sent if the block raises. Results are in ``pipe.results``.
+        """
+        self._ensure_open()
+        pipe = Pipeline()
+        yield pipe
+        self._ensure_open()
+        if pipe.ops:
+            pipe.results = await self._execute(pipe.ops)
+
+    async def ping(self) -> bool:
+        """True when the server answers; raises CacheConnectionError when it cannot."""
+        self._ensure_open()
+        await self._ping()
+        return True
+
+    async def health_check(self) -> bool:
+        """Contact the server: True if it answers, False if not (never raises for that)."""
+        self._ensure_open()
+        try:
+            await self._ping()
+        except CacheConnectionError:
+            return False
+        return True
+
+    # -------------------------------------------------------------------- hooks
+    @abstractmethod
+    async def _set(self, key: str, value: bytes, ttl_ms: int | None, nx: bool) -> bool: ...
+    @abstractmethod
+    async def _get(self, key: str) -> bytes | None: ...
+    @abstractmethod
+    async def _delete(self, key: str) -> bool: ...
+    @abstractmethod
+    async def _exists(self, key: str) -> bool: ...
+    @abstractmethod
+    async def _mget(self, keys: list[str]) -> list[bytes | None]: ...
+    @abstractmethod
+    async def _mset(self, items: dict[str, bytes], ttl_ms: int | None) -> None: ...
+    @abstractmethod
+    async def _expire(self, key: str, ttl_ms: int) -> bool: ...
+    @abstractmethod
+    async def _ttl(self, key: str) -> float | None: ...
+    @abstractmethod
+    async def _incr(self, key: str, amount: int) -> int: ...
+    @abstractmethod
+    async def _hset(self, key: str, field: str, value: bytes) -> bool: ...
+    @abstractmethod
+    async def _hget(self, key: str, field: str) -> bytes | None: ...
+    @abstractmethod
+    async def _hgetall(self, key: str) -> dict[str, bytes]: ...
+    @abstractmethod
+    async def _hdel(self, key: str, field: str) -> bool: ...
+    @abstractmethod
+    async def _push(self, key: str, values: list[bytes], left: bool) -> int: ...
+    @abstractmethod
+    async def _lrange(self, key: str, start: int, stop: int) -> list[bytes]: ...
+    @abstractmethod
+    async def _execute(self, ops: list[Op]) -> list[Any]: ...
+    @abstractmethod
+    async def _ping(self) -> None: ...
+
+
+__all__ = ["Cache", "CacheValue", "Pipeline", "check_key", "check_ttl", "encode_value"]

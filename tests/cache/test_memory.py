@@ -1,0 +1,60 @@
+"""The memory cache passes the whole cache contract, with a fake clock for TTLs."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+
+import pytest
+
+from cloudrift.cache import Cache, get_cache
+from cloudrift.cache.memory import MemoryCache
+from tests.conformance.cache import Advance, CacheConformance
+
+
+class FakeClock:
+    """A monotonic clock that moves only when told to."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class TestMemoryCache(CacheConformance):
+    """Conformance of get_cache("memory")."""
+
+    @pytest.fixture
+    def clock(self) -> FakeClock:
+        """The fake clock driving this backend's TTLs."""
+        return FakeClock()
+
+    @pytest.fixture
+    def advance(self, clock: FakeClock) -> Advance:
+        """Time passes by moving the fake clock, not by sleeping."""
+        return clock.advance
+
+    @pytest.fixture
+    async def backend(self, clock: FakeClock) -> AsyncIterator[Cache]:
+        """A fresh memory cache on the fake clock."""
+        cache = MemoryCache(clock=clock)
+        yield cache
+        await cache.close()
+
+
+async def test_get_cache_memory_needs_no_options() -> None:
+    """get_cache("memory") builds a working cache with no auth method or options."""
+    async with get_cache("memory") as cache:
+        await cache.set("k", "v")
+        assert await cache.get("k") == b"v"
+        assert repr(cache) == "<MemoryCache provider='memory' location='in-process'>"
+
+
+async def test_memory_instances_do_not_share_data() -> None:
+    """Two memory caches are independent."""
+    a, b = get_cache("memory"), get_cache("memory")
+    await a.set("k", b"v")
+    assert await b.get("k") is None

@@ -1,0 +1,369 @@
+"""The cache contract, checked against every provider.
+
+A provider's test module subclasses :class:`CacheConformance` and provides the
+``backend`` fixture (a fresh, empty cache; closed afterwards). It may override the
+``advance`` fixture: an async callable that lets ``seconds`` pass for TTL purposes
+(real sleep by default; the memory harness moves a fake clock instead).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Awaitable, Callable
+from typing import ClassVar
+
+import pytest
+
+from cloudrift.cache import Cache
+from cloudrift.core.exceptions import (
+    BackendClosedError,
+    CacheArgumentError,
+    CacheKeyNotFoundError,
+    CacheResponseError,
+)
+from tests.conformance import Conformance
+
+Advance = Callable[[float], Awaitable[None]]
+
+
+class CacheConformance(Conformance):
+    """Every sentence of cloudrift.cache.base.Cache's docstrings, as a test."""
+
+    CAPABILITIES: ClassVar[frozenset[str]] = frozenset()
+
+    @pytest.fixture
+    def advance(self) -> Advance:
+        """Let time pass for TTLs: a real sleep (plus margin) by default."""
+
+        async def sleep(seconds: float) -> None:
+            await asyncio.sleep(seconds + 0.05)
+
+        return sleep
+
+    # ------------------------------------------------------------ values
+    async def test_get_returns_the_bytes_that_were_set(self, backend: Cache) -> None:
+        """A bytes value comes back byte for byte, NUL and high bytes included."""
+        data = bytes(range(256)) + b"\x00end"
+        assert await backend.set("k", data) is True
+        assert await backend.get("k") == data
+
+    async def test_str_and_bytes_values_are_stored_identically(self, backend: Cache) -> None:
+        """A str is stored as its UTF-8 bytes, and get returns bytes either way."""
+        await backend.set("s", "héllo ✓")
+        await backend.set("b", "héllo ✓".encode())
+        got_s, got_b = await backend.get("s"), await backend.get("b")
+        assert isinstance(got_s, bytes) and got_s == got_b == "héllo ✓".encode()
+
+    async def test_get_missing_key_returns_none(self, backend: Cache) -> None:
+        """get of a key never set answers None, not an error."""
+        assert await backend.get("nope") is None
+
+    @pytest.mark.parametrize("bad", [1, 1.5, None, {"a": 1}, ["x"], True])
+    async def test_non_bytes_value_is_rejected_before_sending(
+        self, backend: Cache, bad: object
+    ) -> None:
+        """A value that is not bytes or str raises CacheArgumentError and writes nothing."""
+        with pytest.raises(CacheArgumentError, match="bytes or str"):
+            await backend.set("k", bad)  # type: ignore[arg-type]
+        assert await backend.exists("k") is False
+
+    @pytest.mark.parametrize("bad", ["", 5, b"bytes-key", None])
+    async def test_invalid_key_is_rejected(self, backend: Cache, bad: object) -> None:
+        """Keys must be non-empty str; anything else raises CacheArgumentError."""
+        with pytest.raises(CacheArgumentError, match="key"):
+            await backend.get(bad)  # type: ignore[arg-type]
+
+    @pytest.mark.parametrize("bad", [0, -1, math.nan, math.inf, True, "10"])
+    async def test_invalid_ttl_is_rejected(self, backend: Cache, bad: object) -> None:
+        """A ttl that is not a positive finite number raises CacheArgumentError."""
+        with pytest.raises(CacheArgumentError, match="ttl"):
+            await backend.set("k", b"v", ttl=bad)  # type: ignore[arg-type]
+        assert await backend.exists("k") is False
+
+    # --------------------------------------------------------------- ttl
+    async def test_value_with_ttl_expires(self, backend: Cache, advance: Advance) -> None:
+        """A value set with a ttl is gone once the ttl has passed."""
+        await backend.set("t", b"v", ttl=0.2)
+        assert await backend.get("t") == b"v"
+        await advance(0.25)
+        assert await backend.get("t") is None
+        assert await backend.exists("t") is False
+
+    async def test_ttl_reports_remaining_seconds(self, backend: Cache) -> None:
+        """ttl() is positive and at most the ttl that was set."""
+        await backend.set("t", b"v", ttl=100)
+        remaining = await backend.ttl("t")
+        assert remaining is not None and 0 < remaining <= 100
+
+    async def test_ttl_of_key_without_expiry_is_none(self, backend: Cache) -> None:
+        """ttl() is None for a key that never expires."""
+        await backend.set("t", b"v")
+        assert await backend.ttl("t") is None
+
+    async def test_ttl_of_missing_key_raises_key_not_found(self, backend: Cache) -> None:
+        """ttl() of a missing key raises CacheKeyNotFoundError naming the key."""
+        with pytest.raises(CacheKeyNotFoundError, match="ghost") as info:
+            await backend.ttl("ghost")
+        assert info.value.key == "ghost"
+
+    async def test_plain_set_clears_a_previous_ttl(self, backend: Cache) -> None:
+        """Overwriting without ttl makes the key permanent again."""
+        await backend.set("t", b"v", ttl=100)
+        await backend.set("t", b"w")
+        assert await backend.ttl("t") is None
+
+    async def test_expire_sets_a_ttl_and_reports_missing_keys(
+        self, backend: Cache, advance: Advance
+    ) -> None:
+        """expire() is True for an existing key (which then expires), False for a missing one."""
+        assert await backend.expire("missing", 10) is False
+        await backend.set("e", b"v")
+        assert await backend.expire("e", 0.2) is True
+        await advance(0.25)
+        assert await backend.exists("e") is False
+
+    # ---------------------------------------------------------------- nx
+    async def test_set_nx_writes_only_when_absent(self, backend: Cache) -> None:
+        """set(nx=True) returns True and writes once, then False and keeps the first value."""
+        assert await backend.set("lock", b"a", nx=True) is True
+        assert await backend.set("lock", b"b", nx=True) is False
+        assert await backend.get("lock") == b"a"
+
+    async def test_set_nx_succeeds_after_the_holder_expired(
+        self, backend: Cache, advance: Advance
+    ) -> None:
+        """A lock taken with nx and a ttl can be taken again after it expires."""
+        assert await backend.set("lock", b"a", ttl=0.2, nx=True) is True
+        await advance(0.25)
+        assert await backend.set("lock", b"b", nx=True) is True
+        assert await backend.get("lock") == b"b"
+
+    async def test_only_one_concurrent_nx_set_wins(self, backend: Cache) -> None:
+        """Of 20 concurrent set(nx=True) calls on one key exactly one returns True."""
+        results = await asyncio.gather(*(backend.set("once", str(i), nx=True) for i in range(20)))
+        assert results.count(True) == 1
+
+    # ------------------------------------------------------ delete/exists
+    async def test_delete_reports_whether_the_key_existed(self, backend: Cache) -> None:
+        """delete() is True for an existing key, False (a no-op) for a missing one."""
+        await backend.set("d", b"v")
+        assert await backend.delete("d") is True
+        assert await backend.get("d") is None
+        assert await backend.delete("d") is False
+
+    async def test_delete_removes_keys_of_any_type(self, backend: Cache) -> None:
+        """delete() removes hashes and lists too."""
+        await backend.hset("h", "f", b"v")
+        await backend.lpush("l", b"x")
+        assert await backend.delete("h") and await backend.delete("l")
+        assert not await backend.exists("h") and not await backend.exists("l")
+
+    async def test_exists_sees_every_type(self, backend: Cache) -> None:
+        """exists() is True for strings, hashes and lists, False for missing keys."""
+        await backend.set("s", b"v")
+        await backend.hset("h", "f", b"v")
+        await backend.rpush("l", b"v")
+        assert [await backend.exists(k) for k in ("s", "h", "l", "x")] == [
+            True,
+            True,
+            True,
+            False,
+        ]
+
+    # -------------------------------------------------------- mget / mset
+    async def test_mset_then_mget_in_order_with_none_for_missing(self, backend: Cache) -> None:
+        """mget answers in the order asked, None where a key is absent."""
+        await backend.mset({"a": b"1", "b": "2"})
+        assert await backend.mget(["b", "missing", "a"]) == [b"2", None, b"1"]
+
+    async def test_mset_with_ttl_expires_every_item(self, backend: Cache, advance: Advance) -> None:
+        """mset(ttl=) gives every item that ttl."""
+        await backend.mset({"a": b"1", "b": b"2"}, ttl=0.2)
+        await advance(0.25)
+        assert await backend.mget(["a", "b"]) == [None, None]
+
+    async def test_mget_of_a_single_string_is_rejected(self, backend: Cache) -> None:
+        """mget("abc") is a mistake (it would read keys a, b, c) and raises."""
+        with pytest.raises(CacheArgumentError, match="sequence"):
+            await backend.mget("abc")
+
+    async def test_mget_and_mset_of_nothing_are_no_ops(self, backend: Cache) -> None:
+        """Empty inputs send nothing and answer empty."""
+        assert await backend.mget([]) == []
+        await backend.mset({})
+
+    # --------------------------------------------------------- counters
+    async def test_incr_and_decr_start_from_zero(self, backend: Cache) -> None:
+        """incr of a missing key gives 1; amounts add and subtract."""
+        assert await backend.incr("n") == 1
+        assert await backend.incr("n", 10) == 11
+        assert await backend.decr("n") == 10
+        assert await backend.decr("n", 15) == -5
+        assert await backend.get("n") == b"-5"
+
+    async def test_incr_of_a_non_integer_raises_response_error(self, backend: Cache) -> None:
+        """incr of a value that is not an integer raises CacheResponseError."""
+        await backend.set("n", b"abc")
+        with pytest.raises(CacheResponseError, match="not an integer"):
+            await backend.incr("n")
+
+    async def test_incr_keeps_the_ttl(self, backend: Cache) -> None:
+        """A rate-limit counter keeps its window: incr does not clear the ttl."""
+        await backend.set("n", b"1", ttl=100)
+        await backend.incr("n")
+        assert await backend.ttl("n") is not None
+
+    async def test_concurrent_increments_are_not_lost(self, backend: Cache) -> None:
+        """50 concurrent incr calls give exactly 50."""
+        await asyncio.gather(*(backend.incr("hits") for _ in range(50)))
+        assert await backend.get("hits") == b"50"
+
+    # ----------------------------------------------------------- hashes
+    async def test_hash_fields_round_trip(self, backend: Cache) -> None:
+        """hset/hget/hgetall: field names come back as str, values as bytes."""
+        assert await backend.hset("user:1", "name", "Alice") is True
+        assert await backend.hset("user:1", "name", "Bob") is False
+        await backend.hset("user:1", "age", b"42")
+        assert await backend.hget("user:1", "name") == b"Bob"
+        assert await backend.hget("user:1", "nope") is None
+        assert await backend.hgetall("user:1") == {"name": b"Bob", "age": b"42"}
+
+    async def test_hgetall_of_missing_key_is_empty(self, backend: Cache) -> None:
+        """hgetall of a missing key is {}."""
+        assert await backend.hgetall("none") == {}
+
+    async def test_hdel_removes_a_field(self, backend: Cache) -> None:
+        """hdel is True when the field existed; the last field's removal removes the key."""
+        await backend.hset("h", "f", b"v")
+        assert await backend.hdel("h", "f") is True
+        assert await backend.hdel("h", "f") is False
+        assert await backend.exists("h") is False
+
+    async def test_wrong_type_raises_response_error(self, backend: Cache) -> None:
+        """Using a string as a hash (or a hash as a string) raises CacheResponseError."""
+        await backend.set("s", b"v")
+        await backend.hset("h", "f", b"v")
+        with pytest.raises(CacheResponseError, match="WRONGTYPE"):
+            await backend.hset("s", "f", b"v")
+        with pytest.raises(CacheResponseError, match="WRONGTYPE"):
+            await backend.get("h")
+        with pytest.raises(CacheResponseError, match="WRONGTYPE"):
+            await backend.lpush("h", b"x")
+
+    # ------------------------------------------------------------- lists
+    async def test_lpush_prepends_one_by_one_like_redis(self, backend: Cache) -> None:
+        """lpush("jobs", "job-1", "job-2") leaves job-2 first; it returns the new length."""
+        assert await backend.lpush("jobs", "job-1", "job-2") == 2
+        assert await backend.lrange("jobs", 0, 99) == [b"job-2", b"job-1"]
+
+    async def test_rpush_appends(self, backend: Cache) -> None:
+        """rpush keeps insertion order at the tail."""
+        await backend.rpush("q", b"a", b"b")
+        assert await backend.rpush("q", "c") == 3
+        assert await backend.lrange("q", 0, -1) == [b"a", b"b", b"c"]
+
+    async def test_lrange_bounds_are_inclusive_and_may_be_negative(self, backend: Cache) -> None:
+        """lrange(1, -2) drops the first and last items; out of range answers []."""
+        await backend.rpush("q", *[str(i) for i in range(5)])
+        assert await backend.lrange("q", 1, -2) == [b"1", b"2", b"3"]
+        assert await backend.lrange("q", -2, -1) == [b"3", b"4"]
+        assert await backend.lrange("q", 10, 20) == []
+        assert await backend.lrange("missing", 0, -1) == []
+
+    async def test_push_of_nothing_is_rejected(self, backend: Cache) -> None:
+        """lpush with no values raises CacheArgumentError."""
+        with pytest.raises(CacheArgumentError, match="at least one"):
+            await backend.lpush("q")
+
+    # ---------------------------------------------------------- pipeline
+    async def test_pipeline_applies_every_command_and_returns_results(self, backend: Cache) -> None:
+        """Queued commands run together on exit; pipe.results holds each result in order."""
+        async with backend.pipeline() as pipe:
+            pipe.set("a", b"1").incr("n", 5).hset("h", "f", "v").rpush("l", b"x", b"y")
+            pipe.expire("a", 100)
+            pipe.delete("missing")
+            pipe.decr("n")
+            assert await backend.get("a") is None  # nothing sent inside the block
+        assert pipe.results == [True, 5, True, 2, True, False, 4]
+        assert await backend.get("a") == b"1"
+        assert await backend.get("n") == b"4"
+        assert await backend.hgetall("h") == {"f": b"v"}
+
+    async def test_pipeline_sends_nothing_when_the_block_raises(self, backend: Cache) -> None:
+        """If the block raises, no queued command reaches the cache."""
+
+        async def queue_then_fail() -> None:
+            async with backend.pipeline() as pipe:
+                pipe.set("a", b"1")
+                pipe.incr("n")
+                raise RuntimeError("boom")
+
+        with pytest.raises(RuntimeError, match="boom"):
+            await queue_then_fail()
+        assert await backend.mget(["a", "n"]) == [None, None]
+
+    async def test_pipeline_is_atomic_for_other_clients(self, backend: Cache) -> None:
+        """Concurrent readers never see half a pipeline: both keys or neither."""
+        seen: list[tuple[bytes | None, bytes | None]] = []
+
+        async def reader() -> None:
+            for _ in range(20):
+                a, b = await backend.mget(["x", "y"])
+                seen.append((a, b))
+                await asyncio.sleep(0)
+
+        async def writer() -> None:
+            for i in range(20):
+                async with backend.pipeline() as pipe:
+                    pipe.set("x", str(i)).set("y", str(i))
+                await asyncio.sleep(0)
+
+        await asyncio.gather(reader(), writer())
+        assert all(a == b for a, b in seen)
+
+    async def test_pipeline_command_error_is_raised_after_the_batch(self, backend: Cache) -> None:
+        """A command the server refuses raises CacheResponseError; as on Redis, the rest ran."""
+        await backend.set("s", b"not-a-number")
+        with pytest.raises(CacheResponseError):
+            async with backend.pipeline() as pipe:
+                pipe.set("before", b"1").incr("s").set("after", b"2")
+        assert await backend.mget(["before", "after"]) == [b"1", b"2"]
+
+    async def test_pipeline_validates_while_queueing(self, backend: Cache) -> None:
+        """A bad value raises when queued, so the block fails and nothing is sent."""
+
+        async def queue_bad_value() -> None:
+            async with backend.pipeline() as pipe:
+                pipe.set("ok", b"1")
+                pipe.set("bad", 42)  # type: ignore[arg-type]
+
+        with pytest.raises(CacheArgumentError, match="bytes or str"):
+            await queue_bad_value()
+        assert await backend.exists("ok") is False
+
+    # ----------------------------------------------------------- control
+    async def test_ping_and_health_check_answer_true(self, backend: Cache) -> None:
+        """A reachable cache answers ping() and health_check() with True."""
+        assert await backend.ping() is True
+        assert await backend.health_check() is True
+
+    async def test_use_after_close_raises_backend_closed(self, backend: Cache) -> None:
+        """Every operation and health_check raise BackendClosedError after close()."""
+        await backend.close()
+        await backend.close()  # idempotent
+        with pytest.raises(BackendClosedError):
+            await backend.get("k")
+        with pytest.raises(BackendClosedError):
+            await backend.set("k", b"v")
+        with pytest.raises(BackendClosedError):
+            await backend.health_check()
+        with pytest.raises(BackendClosedError):
+            async with backend.pipeline():
+                pass
+
+    async def test_async_with_closes_the_backend(self, backend: Cache) -> None:
+        """Leaving ``async with`` closes the cache."""
+        async with backend as cache:
+            await cache.set("k", b"v")
+        assert backend.closed
