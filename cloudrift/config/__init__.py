@@ -1,0 +1,66 @@
+"""Settings for every cloudrift backend: env vars, a YAML file, or plain Python.
+
+``import cloudrift.config`` needs nothing installed; the settings model itself needs
+pydantic-settings and PyYAML (the ``fastapi`` extra) and is imported on first use::
+
+    from cloudrift.config import CloudriftSettings
+
+    settings = CloudriftSettings(storage={"provider": "memory"})
+    settings = CloudriftSettings.from_yaml("cloudrift.yaml")  # ${VAR} / ${VAR:-default}
+    settings = CloudriftSettings()  # CLOUDRIFT_STORAGE__PROVIDER=s3, CLOUDRIFT_CONFIG=...
+
+Each category section (``storage``, ``queue``, ``document``, ``cache``, ``email``) is
+either one backend (``{"provider": "s3", "bucket": "b"}``) or several named ones
+(``{"default": "primary", "backends": {"primary": {...}, "avatars": {...}}}``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from typing import TYPE_CHECKING, Any
+
+from cloudrift.core.exceptions import ConfigurationError
+from cloudrift.core.factory import install_hint
+
+if TYPE_CHECKING:
+    from cloudrift.config._settings import (
+        CATEGORIES,
+        BackendConfig,
+        CloudriftSettings,
+        SectionConfig,
+    )
+    from cloudrift.config._yaml import interpolate, load_yaml
+
+_LAZY = {
+    "CATEGORIES": "cloudrift.config._settings",
+    "BackendConfig": "cloudrift.config._settings",
+    "CloudriftSettings": "cloudrift.config._settings",
+    "SectionConfig": "cloudrift.config._settings",
+    "interpolate": "cloudrift.config._yaml",
+    "load_yaml": "cloudrift.config._yaml",
+}
+_NEEDS = ("pydantic", "pydantic_settings", "yaml")
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'cloudrift.config' has no attribute {name!r}")
+    missing = [m for m in _NEEDS if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ConfigurationError(
+            f"cloudrift.config.{name} needs {', '.join(missing)}, which are not installed; "
+            f"install them with: {install_hint('fastapi')}"
+        )
+    return getattr(importlib.import_module(module), name)
+
+
+__all__ = [
+    "CATEGORIES",
+    "BackendConfig",
+    "CloudriftSettings",
+    "SectionConfig",
+    "interpolate",
+    "load_yaml",
+]
