@@ -1,0 +1,167 @@
+"""Shared email behaviour: factory dispatch, validation helpers, batch failure reporting."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from collections.abc import Sequence
+
+import pytest
+
+from cloudrift.core.exceptions import (
+    ConfigurationError,
+    EmailError,
+    EmailSendError,
+    EmailThrottledError,
+    EmailValidationError,
+    RecipientRejectedError,
+)
+from cloudrift.core.retry import RetryPolicy
+from cloudrift.email import EmailMessage, get_email
+from cloudrift.email.base import Email, PreparedEmail, parse_address, sanitize_filename
+
+
+class ScriptedEmail(Email):
+    """A test-only provider whose deliveries fail for scripted recipients (no SDK involved)."""
+
+    provider = "scripted"
+
+    def __init__(self, *, refuse: Sequence[str] = (), throttle_times: int = 0) -> None:
+        super().__init__(
+            default_from="s@example.com",
+            retry=RetryPolicy(attempts=3, base_delay=0) if throttle_times else None,
+        )
+        self.refuse = set(refuse)
+        self.throttle_times = throttle_times
+        self.attempts = 0
+        self.delivered: list[str] = []
+
+    async def _deliver(self, prepared: PreparedEmail) -> str:
+        self.attempts += 1
+        if self.throttle_times:
+            self.throttle_times -= 1
+            raise EmailThrottledError("slow down", retry_after=1.0)
+        refused = [r for r in prepared.envelope_recipients if r in self.refuse]
+        if refused:
+            raise RecipientRejectedError("refused", recipients=refused)
+        self.delivered.append(prepared.subject)
+        return f"id-{prepared.subject}"
+
+    async def _health(self) -> bool:
+        raise OSError("unreachable")
+
+
+async def test_partial_batch_failure_lists_every_input() -> None:
+    """A partly failed batch raises EmailSendError whose succeeded+failed cover every index."""
+    email = ScriptedEmail(refuse=["bad@example.com"])
+    batch = [
+        EmailMessage(to="ok@example.com", subject="0", body_text="x"),
+        EmailMessage(to="bad@example.com", subject="1", body_text="x"),
+        EmailMessage(to="ok@example.com", subject="2", body_text="x"),
+    ]
+    with pytest.raises(EmailSendError) as caught:
+        await email.send_batch(batch)
+    assert caught.value.succeeded == {0: "id-0", 2: "id-2"}
+    assert set(caught.value.failed) == {1}
+    assert "RecipientRejectedError" in caught.value.failed[1]
+    assert isinstance(caught.value.__cause__, RecipientRejectedError)
+    assert email.delivered == ["0", "2"]
+
+
+async def test_throttled_sends_are_retried_when_a_retry_policy_is_given() -> None:
+    """With retry=RetryPolicy(...), an EmailThrottledError is retried until it succeeds."""
+    email = ScriptedEmail(throttle_times=2)
+    assert await email.send("ok@example.com", "t", body_text="x") == "id-t"
+    assert email.attempts == 3
+
+
+async def test_health_check_returns_false_instead_of_raising() -> None:
+    """A provider whose service cannot be reached reports False, never an exception."""
+    assert await ScriptedEmail().health_check() is False
+
+
+async def test_send_batch_rejects_a_single_message_or_non_messages() -> None:
+    """send_batch needs a list of EmailMessage: a bare message or a dict is refused clearly."""
+    email = ScriptedEmail()
+    single = EmailMessage(to="a@example.com", subject="s", body_text="b")
+    with pytest.raises(EmailValidationError, match="list of EmailMessage"):
+        await email.send_batch(single)  # type: ignore[arg-type]
+    with pytest.raises(EmailValidationError, match="item 0 must be"):
+        await email.send_batch([{"to": "a@example.com"}])  # type: ignore[list-item]
+
+
+@pytest.mark.parametrize(
+    ("given", "safe"),
+    [
+        ("report.pdf", "report.pdf"),
+        ("../../etc/passwd", "passwd"),
+        ("C:\\Users\\me\\secret.txt", "secret.txt"),
+        ("evil\r\nname: x.txt", "evilname x.txt"),
+        ('quo"te.txt', "quote.txt"),
+        ("...hidden", "hidden"),
+        ("", "attachment"),
+        ("../", "attachment"),
+        ("x" * 300 + ".pdf", "x" * 196 + ".pdf"),
+    ],
+)
+def test_attachment_filenames_are_sanitised(given: str, safe: str) -> None:
+    """Directory parts, control characters and quotes are removed; names are never empty."""
+    assert sanitize_filename(given) == safe
+
+
+@pytest.mark.parametrize(
+    "bad", ["plain", "@example.com", "a@", "a b@example.com", "a@exa mple.com", "a@-x.com", 5]
+)
+def test_malformed_addresses_raise_email_validation_error(bad: object) -> None:
+    """Addresses that are not user@domain are rejected with what to use instead."""
+    with pytest.raises(EmailValidationError, match=r"user@example\.com|must be a string"):
+        parse_address(bad, "to")
+
+
+def test_display_name_addresses_are_parsed() -> None:
+    """'Name <addr>' and '"Quoted" <addr>' keep the display name and the bare address."""
+    assert parse_address('"Ann Lee" <ann@example.com>', "to").addr == "ann@example.com"
+    assert parse_address("Ann <ann@example.com>", "to").name == "Ann"
+
+
+def test_unknown_provider_lists_the_valid_ones() -> None:
+    """An unknown provider name raises ConfigurationError naming the choices."""
+    with pytest.raises(ConfigurationError, match="azure_acs, file, memory, ses, smtp"):
+        get_email("sendgrid")
+
+
+def test_misspelled_option_is_rejected_with_a_suggestion() -> None:
+    """A typo in an option name raises ConfigurationError suggesting the right one."""
+    with pytest.raises(ConfigurationError, match="did you mean 'default_from'"):
+        get_email("memory", defualt_from="a@example.com")
+
+
+def test_invalid_default_from_fails_at_construction() -> None:
+    """A malformed default_from is rejected when the backend is built, not at first send."""
+    with pytest.raises(EmailValidationError, match="default_from"):
+        get_email("memory", default_from="nobody")
+
+
+def test_importing_email_needs_no_sdk() -> None:
+    """`import cloudrift.email` works when aiosmtplib, aioboto3 and azure are unimportable."""
+    code = (
+        "import sys\n"
+        "for name in ('aiosmtplib', 'aioboto3', 'botocore', 'azure'):\n"
+        "    sys.modules[name] = None\n"
+        "import cloudrift.email\n"
+        "from cloudrift.email import get_email\n"
+        "get_email('memory')\n"
+        "try:\n"
+        "    get_email('smtp', host='x')\n"
+        "except Exception as exc:\n"
+        "    print(type(exc).__name__, exc)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert "ConfigurationError" in out
+
+
+def test_email_errors_share_one_base() -> None:
+    """Every email error derives from EmailError, so one except clause catches them all."""
+    assert issubclass(EmailSendError, EmailError) and issubclass(EmailValidationError, EmailError)
