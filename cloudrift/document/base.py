@@ -1,0 +1,250 @@
+"""What every document provider shares: the connection plan, URI building, option checks.
+
+A provider module turns the caller's options into a :class:`ConnectionPlan` (a URI, the
+driver keyword options and the secrets inside them) without importing any SDK; the
+driver module then hands that plan to PyMongo or Motor. Keeping the plan SDK-free makes
+every provider's routing testable on its own and keeps ``import cloudrift.document``
+free of third-party imports.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final
+from urllib.parse import parse_qsl, quote, urlencode
+
+from cloudrift.core.exceptions import ConfigurationError
+from cloudrift.core.secrets import Secret, redact
+
+SCHEMES: Final = ("mongodb://", "mongodb+srv://")
+
+
+@dataclass(frozen=True)
+class ConnectionPlan:
+    """Everything needed to build a driver client for one provider; never prints a secret."""
+
+    provider: str
+    #: The connection URI; it may hold a password, so it stays a Secret.
+    uri: Secret
+    #: Driver keyword options (camelCase, as PyMongo spells them); no secrets here.
+    options: Mapping[str, Any] = field(default_factory=dict)
+    #: Credentials passed as driver keywords instead of inside the URI.
+    credentials: Mapping[str, Secret] = field(default_factory=dict)
+    #: Hosts as shown in messages and repr, e.g. ``"db.example.com:27017"``.
+    hosts: str = ""
+    #: Extra modules this plan needs at run time, and the cloudrift extra installing them.
+    requires: tuple[str, ...] = ()
+    extra: str | None = None
+
+    def driver_kwargs(self) -> dict[str, Any]:
+        """The keyword options for the driver constructor, credentials revealed."""
+        return {**self.options, **{k: v.reveal() for k, v in self.credentials.items()}}
+
+    def secrets(self) -> list[Secret]:
+        """Every secret in the plan, for redaction of driver error texts."""
+        found = [self.uri, *self.credentials.values()]
+        password = uri_password(self.uri.reveal())
+        if password:
+            found.append(Secret(password))
+        return found
+
+    def redact(self, text: str) -> str:
+        """``text`` with every secret of this plan (and any URL password) masked."""
+        return redact(text, self.secrets())
+
+    def __repr__(self) -> str:
+        return f"ConnectionPlan(provider={self.provider!r}, hosts={self.hosts!r})"
+
+
+# ------------------------------------------------------------------------------ URIs
+
+
+def build_uri(
+    hosts: Sequence[str],
+    *,
+    username: str | None = None,
+    password: str | None = None,
+    database: str = "",
+    options: Mapping[str, str] | None = None,
+) -> str:
+    """A ``mongodb://`` URI whose user name and password are percent-escaped.
+
+    Every character outside RFC 3986's unreserved set is escaped, so credentials
+    holding ``@ : / ? # %`` (or anything else) survive the driver's parser intact.
+    """
+    userinfo = ""
+    if username is not None:
+        userinfo = quote(username, safe="")
+        if password is not None:
+            userinfo += ":" + quote(password, safe="")
+        userinfo += "@"
+    query = urlencode(list((options or {}).items()), safe="@$")
+    return f"mongodb://{userinfo}{','.join(hosts)}/{quote(database, safe='')}" + (
+        f"?{query}" if query else ""
+    )
+
+
+def split_uri(uri: str) -> tuple[str, str, str]:
+    """``(userinfo, hosts, query)`` of a MongoDB URI, without decoding anything."""
+    scheme = next((s for s in SCHEMES if uri.startswith(s)), None)
+    if scheme is None:
+        raise ConfigurationError(
+            f"a MongoDB URI must start with mongodb:// or mongodb+srv://, got {redact(uri)[:40]!r}"
+        )
+    rest = uri[len(scheme) :]
+    authority, _, tail = rest.partition("/")
+    if "?" in authority:  # mongodb://host?opt=1 without the slash
+        authority, _, query = authority.partition("?")
+    else:
+        query = tail.partition("?")[2]
+    userinfo, at, hosts = authority.rpartition("@")
+    if not at:
+        userinfo, hosts = "", authority
+    if not hosts:
+        raise ConfigurationError("the MongoDB URI names no host; give mongodb://host:port/")
+    return userinfo, hosts, query
+
+
+def uri_hosts(uri: str) -> str:
+    """The host list of a URI (never its credentials)."""
+    return split_uri(uri)[1]
+
+
+def uri_password(uri: str) -> str | None:
+    """The raw (still escaped) password in a URI, if any; used only to redact it."""
+    try:
+        userinfo = split_uri(uri)[0]
+    except ConfigurationError:
+        return None
+    _, colon, password = userinfo.partition(":")
+    return password if colon and password else None
+
+
+def uri_has_credentials(uri: str) -> bool:
+    """True when the URI carries a user name."""
+    return bool(split_uri(uri)[0])
+
+
+def uri_options(uri: str) -> dict[str, str]:
+    """The URI's query options, keys lower-cased (MongoDB option names are case-insensitive)."""
+    return {k.lower(): v for k, v in parse_qsl(split_uri(uri)[2], keep_blank_values=True)}
+
+
+def uri_flag(uri: str, *names: str) -> bool | None:
+    """The boolean value of the first of ``names`` present in the URI, else None."""
+    opts = uri_options(uri)
+    for name in names:
+        if name.lower() in opts:
+            return opts[name.lower()].strip().lower() in ("true", "1", "yes")
+    return None
+
+
+# --------------------------------------------------------------------------- options
+
+
+def check_positive(name: str, value: float | None, *, allow_zero: bool = False) -> None:
+    """ConfigurationError unless ``value`` is None or a positive number."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ConfigurationError(f"{name} must be a number, got {type(value).__name__}")
+    if value < 0 or (value == 0 and not allow_zero):
+        raise ConfigurationError(f"{name} must be {'zero or more' if allow_zero else 'positive'}")
+
+
+def common_options(
+    *,
+    max_pool_size: int | None,
+    min_pool_size: int | None,
+    max_idle_time: float | None,
+    connect_timeout: float | None,
+    socket_timeout: float | None,
+    server_selection_timeout: float | None,
+    app_name: str | None,
+    tls_ca_file: str | None,
+    tls_insecure: bool,
+    driver_options: Mapping[str, Any] | None,
+) -> dict[str, Any]:
+    """Validated driver options shared by every provider (seconds in, PyMongo's ms out)."""
+    for name, count in (("max_pool_size", max_pool_size), ("min_pool_size", min_pool_size)):
+        if count is not None and (isinstance(count, bool) or not isinstance(count, int)):
+            raise ConfigurationError(f"{name} must be an int, got {type(count).__name__}")
+    check_positive("max_pool_size", max_pool_size, allow_zero=True)  # 0 = unbounded (PyMongo)
+    check_positive("min_pool_size", min_pool_size, allow_zero=True)
+    if max_pool_size and min_pool_size is not None and min_pool_size > max_pool_size:
+        raise ConfigurationError(
+            f"min_pool_size ({min_pool_size}) is larger than max_pool_size ({max_pool_size})"
+        )
+    opts: dict[str, Any] = {}
+    if max_pool_size is not None:
+        opts["maxPoolSize"] = max_pool_size
+    if min_pool_size is not None:
+        opts["minPoolSize"] = min_pool_size
+    for name, key, seconds in (
+        ("max_idle_time", "maxIdleTimeMS", max_idle_time),
+        ("connect_timeout", "connectTimeoutMS", connect_timeout),
+        ("socket_timeout", "socketTimeoutMS", socket_timeout),
+        ("server_selection_timeout", "serverSelectionTimeoutMS", server_selection_timeout),
+    ):
+        check_positive(name, seconds)
+        if seconds is not None:
+            opts[key] = max(1, round(seconds * 1000))
+    if app_name is not None:
+        if not isinstance(app_name, str) or not app_name:
+            raise ConfigurationError("app_name must be a non-empty string")
+        opts["appName"] = app_name
+    if tls_ca_file is not None:
+        if not isinstance(tls_ca_file, str) or not tls_ca_file:
+            raise ConfigurationError("tls_ca_file must be the path of a PEM CA bundle")
+        opts["tlsCAFile"] = tls_ca_file
+    if tls_insecure:
+        # Only an explicit True turns verification off; None/False keep it on.
+        opts["tlsInsecure"] = True
+    if driver_options:
+        clash = sorted(k for k in driver_options if k.lower() in {o.lower() for o in opts})
+        if clash:
+            raise ConfigurationError(
+                f"driver_options repeats {', '.join(clash)}, which cloudrift already sets "
+                "from its own option; give it once"
+            )
+        opts.update(driver_options)
+    return opts
+
+
+def refuse_retryable_writes(provider: str, uri: str, why: str) -> None:
+    """ConfigurationError when a URI turns retryable writes on for a service that rejects them."""
+    if uri_flag(uri, "retryWrites") is True:
+        raise ConfigurationError(
+            f"the {provider} URI sets retryWrites=true, but {why}; "
+            "remove it (cloudrift sets retryWrites=false)"
+        )
+
+
+def tls_setting(uri: str | None, tls: bool | None, default: bool) -> bool:
+    """The TLS choice from the explicit option, else the URI, else ``default``; conflicts fail."""
+    in_uri = uri_flag(uri, "tls", "ssl") if uri else None
+    if tls is not None and in_uri is not None and tls != in_uri:
+        raise ConfigurationError(
+            f"tls={tls} conflicts with the URI's tls={str(in_uri).lower()}; give it once"
+        )
+    if tls is not None:
+        return tls
+    return default if in_uri is None else in_uri
+
+
+__all__ = [
+    "SCHEMES",
+    "ConnectionPlan",
+    "build_uri",
+    "check_positive",
+    "common_options",
+    "refuse_retryable_writes",
+    "split_uri",
+    "tls_setting",
+    "uri_flag",
+    "uri_has_credentials",
+    "uri_hosts",
+    "uri_options",
+    "uri_password",
+]

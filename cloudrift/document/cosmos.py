@@ -1,0 +1,145 @@
+"""Azure Cosmos DB for MongoDB (RU): a connection string, or account name + account key.
+
+The MongoDB API of Cosmos accepts account keys only; Microsoft Entra ID (managed
+identity, service principal) is not accepted at the wire-protocol layer, so those
+options fail loudly instead of being silently ignored. A plan built from an account
+and key mirrors the portal's connection string: TLS on port 10255,
+``replicaSet=globaldb``, ``retrywrites=false``, ``maxIdleTimeMS=120000`` and
+``appName=@<account>@``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from typing import Any
+
+from cloudrift.core.exceptions import ConfigurationError
+from cloudrift.core.secrets import Secret, secret
+from cloudrift.document.base import (
+    ConnectionPlan,
+    build_uri,
+    common_options,
+    refuse_retryable_writes,
+    tls_setting,
+    uri_hosts,
+)
+
+PORT = 10255
+HOST_SUFFIX = "mongo.cosmos.azure.com"
+# Cosmos account names: 3-44 characters, lowercase letters, digits and hyphens.
+_ACCOUNT = re.compile(r"^[a-z0-9][a-z0-9-]{1,42}[a-z0-9]$")
+WHY = "Cosmos DB's MongoDB API does not support retryable writes"
+KEYS_ONLY = (
+    "Cosmos DB for MongoDB accepts account keys only: Microsoft Entra ID (managed "
+    "identity, service principal) is not accepted by its MongoDB wire protocol. Use "
+    "connection_string=... from the portal, or account=... with account_key=..."
+)
+
+
+def plan(
+    *,
+    connection_string: str | Secret | None = None,
+    account: str | None = None,
+    account_key: str | Secret | None = None,
+    endpoint: str | None = None,
+    tls_ca_file: str | None = None,
+    tls_insecure: bool = False,
+    max_pool_size: int | None = None,
+    min_pool_size: int | None = None,
+    max_idle_time: float | None = None,
+    connect_timeout: float | None = None,
+    socket_timeout: float | None = None,
+    server_selection_timeout: float | None = None,
+    driver_options: Mapping[str, Any] | None = None,
+    managed_identity: object = None,
+    credential: object = None,
+    tenant_id: str | None = None,
+    client_id: str | None = None,
+    client_secret: str | Secret | None = None,
+) -> ConnectionPlan:
+    """The Cosmos connection: ``connection_string``, or ``account`` + ``account_key``.
+
+    ``endpoint`` (``host:port``) replaces ``<account>.mongo.cosmos.azure.com:10255``
+    for sovereign clouds, private endpoints and test servers.
+    """
+    where = "the 'cosmos' document provider"
+    entra = [
+        name
+        for name, value in (
+            ("managed_identity", managed_identity),
+            ("credential", credential),
+            ("tenant_id", tenant_id),
+            ("client_id", client_id),
+            ("client_secret", client_secret),
+        )
+        if value is not None and value is not False
+    ]
+    if entra:
+        raise ConfigurationError(f"{where}: {', '.join(entra)} cannot be used. {KEYS_ONLY}")
+    cs = secret(connection_string)
+    key = secret(account_key)
+    if cs is not None and not cs.reveal():
+        raise ConfigurationError(f"{where}: connection_string is an empty string")
+    if cs is not None and (account is not None or key is not None or endpoint is not None):
+        raise ConfigurationError(
+            f"{where}: give either connection_string, or account + account_key, not both"
+        )
+    if cs is None and (account is None or key is None):
+        missing = [n for n, v in (("account", account), ("account_key", key)) if v is None]
+        raise ConfigurationError(
+            f"{where}: missing {', '.join(missing)}; give connection_string=..., or "
+            "account=... with account_key=..."
+        )
+    if cs is not None:
+        raw = cs.reveal()
+        refuse_retryable_writes("cosmos", raw, WHY)
+        uri, hosts = cs, uri_hosts(raw)
+        tls = tls_setting(raw, None, default=True)
+    else:
+        assert account is not None and key is not None
+        if not _ACCOUNT.match(account):
+            raise ConfigurationError(
+                f"{where}: account {account!r} is not a Cosmos account name "
+                "(3-44 lowercase letters, digits and hyphens)"
+            )
+        if not key.reveal():
+            raise ConfigurationError(f"{where}: account_key is an empty string")
+        hosts = endpoint or f"{account}.{HOST_SUFFIX}:{PORT}"
+        uri = Secret(
+            build_uri(
+                [hosts],
+                username=account,
+                password=key.reveal(),
+                options={
+                    "ssl": "true",
+                    "replicaSet": "globaldb",
+                    "retrywrites": "false",
+                    "maxIdleTimeMS": "120000",
+                    "appName": f"@{account}@",
+                },
+            )
+        )
+        tls = True
+    options = common_options(
+        max_pool_size=max_pool_size,
+        min_pool_size=min_pool_size,
+        max_idle_time=max_idle_time,
+        connect_timeout=connect_timeout,
+        socket_timeout=socket_timeout,
+        server_selection_timeout=server_selection_timeout,
+        app_name=None,
+        tls_ca_file=tls_ca_file,
+        tls_insecure=tls_insecure,
+        driver_options=driver_options,
+    )
+    if driver_options and any(k.lower() == "retrywrites" for k in driver_options):
+        raise ConfigurationError(f"{where}: retryWrites cannot be changed; {WHY}")
+    if (tls_ca_file or tls_insecure) and not tls:
+        raise ConfigurationError(f"{where}: tls_ca_file / tls_insecure need TLS, which is off")
+    return ConnectionPlan(
+        provider="cosmos",
+        uri=uri,
+        options={**options, "retryWrites": False},
+        hosts=hosts,
+    )
