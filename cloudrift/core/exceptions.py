@@ -26,7 +26,8 @@ connect-time failures become :class:`DocumentConnectionError`.
     ├── MessagingError
     │   ├── QueueNotFoundError
     │   ├── MessageSendError                .succeeded {index: id}, .failed {index: reason}
-    │   │   └── MessageTooLargeError        .limit (bytes)
+    │   │   ├── MessageTooLargeError        .limit (bytes)
+    │   │   └── InvalidMessageError         bad delay, attributes, missing FIFO group id
     │   ├── ReceiptHandleError              stale, unknown or foreign receipt handle
     │   ├── MessagingPermissionError
     │   └── MessagingConnectionError
@@ -225,6 +226,12 @@ class MessageTooLargeError(MessageSendError, ValueError):
         self.limit = limit
 
 
+class InvalidMessageError(MessageSendError, ValueError):
+    """The message cannot be sent as given; rejected before anything is sent."""
+
+    code = ErrorCode.INVALID_ARGUMENT
+
+
 class ReceiptHandleError(MessagingError):
     """The receipt handle is stale, unknown, or belongs to another backend instance."""
 
@@ -403,6 +410,7 @@ __all__ = [
     "ErrorCode",
     "FeatureNotSupportedError",
     "InvalidKeyError",
+    "InvalidMessageError",
     "InvalidRangeError",
     "KVError",
     "KVValueError",

@@ -1,0 +1,856 @@
+"""The messaging contract: the :class:`Queue` ABC, the :class:`Message` value type and the
+shared work every provider gets for free.
+
+Done once, here: payload JSON serialisation (:func:`encode_payload`) and decoding
+(:meth:`Message.from_raw`), validation of delays, attributes, group / dedup ids and
+receipt handles, capability checks (``FeatureNotSupportedError``), batch splitting by
+count and bytes with per-entry failure accounting, the oversized-message check, closed
+state, ``health_check`` and the :meth:`Queue.consume` worker loop.
+
+Providers implement small hooks (all receive already-validated arguments; none needs to
+call ``_ensure_open``):
+
+``_send_one(msg) -> str``
+    Send one :class:`OutboundMessage`; return the provider's message id.
+``_send_chunk(chunk) -> Sequence[str | SendFailure]``
+    Send one provider-legal batch (already split by :meth:`Queue._plan_batches`); return
+    one result per entry, in order: the message id, or a :class:`SendFailure`. Raising a
+    :class:`MessagingError` fails the whole chunk. Default: ``_send_one`` per entry.
+``_send_entries(entries) -> list[str | SendFailure]``
+    Send a whole ``send_batch`` call. Default: split with ``_plan_batches`` and call
+    ``_send_chunk`` per batch; a provider whose SDK sizes batches itself (Service Bus's
+    ``ServiceBusMessageBatch``) overrides this instead and must return one result per entry.
+``_receive(max_messages, wait_time, visibility_timeout, group_id) -> list[Message]``
+    Receive up to ``max_messages``, long-polling up to ``wait_time`` seconds without
+    blocking the loop. ``visibility_timeout`` is None for "the queue's default", and is
+    None whenever the provider sets ``supports_visibility_timeout = False``.
+    ``group_id`` is None unless ``supports_group_receive``. Cancelling it must lose
+    nothing: a message it already took comes back after its visibility timeout.
+``_delete(handle)``, ``_nack(handle)``, ``_extend_visibility(handle, seconds)``,
+``_dead_letter(handle, reason)``
+    Act on a receipt handle; raise :class:`ReceiptHandleError` for a stale, unknown or
+    foreign handle. ``_dead_letter`` must leave the message on the source queue if moving
+    it fails.
+``_purge()``, ``_health() -> bool``, ``_limits() -> SendLimits``, ``_entry_size(msg)``
+    Drop everything; contact the service; the provider's size/count limits (may ask the
+    service once); the size an entry counts for against those limits.
+``_aclose()``
+    Release the client (from :class:`AsyncBackend`). Consumers are drained before it runs.
+
+Capabilities are instance attributes so one provider class can differ per queue (SQS
+standard vs FIFO): ``supports_delay``, ``supports_groups``, ``supports_dedup``,
+``supports_group_receive``, ``supports_visibility_timeout`` (False = accepted and
+ignored, as on Service Bus), ``supports_dead_letter``, ``requires_group_id``.
+"""
+
+from __future__ import annotations
+
+import abc
+import asyncio
+import json
+import logging
+import math
+from collections import OrderedDict
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Generic, TypeVar
+
+from cloudrift.core.exceptions import (
+    BackendClosedError,
+    FeatureNotSupportedError,
+    InvalidMessageError,
+    MessageSendError,
+    MessageTooLargeError,
+    MessagingConnectionError,
+    MessagingError,
+    ReceiptHandleError,
+)
+from cloudrift.core.lifecycle import AsyncBackend
+from cloudrift.core.retry import RetryPolicy
+
+log = logging.getLogger("cloudrift.messaging")
+
+V = TypeVar("V")
+
+#: Attribute a dead-lettered message carries on the dead-letter queue: the reason given.
+DEAD_LETTER_REASON = "DeadLetterReason"
+
+#: What ``consume()`` calls for every message.
+Handler = Callable[["Message"], Awaitable[object]]
+
+
+def encode_payload(payload: Any) -> bytes:
+    """The one place payloads become bytes: compact UTF-8 JSON.
+
+    Raises TypeError (before anything is sent) when the payload is not JSON-serialisable:
+    sets, bytes, arbitrary objects, NaN/Infinity, circular structures.
+    """
+    try:
+        text = json.dumps(payload, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(
+            f"message payload must be JSON-serialisable (dict, list, str, int, float, bool, "
+            f"None); got {type(payload).__name__}: {exc}"
+        ) from exc
+    return text.encode("utf-8")
+
+
+@dataclass(frozen=True)
+class Message:
+    """One received message.
+
+    ``body`` is the decoded JSON payload. A message from a foreign producer whose bytes
+    are not JSON (or not UTF-8) is still delivered: ``is_json`` is False, ``body`` is
+    None, and ``raw`` holds the exact bytes (``text`` the UTF-8 text, if it is UTF-8).
+    """
+
+    body: Any
+    receipt_handle: str
+    message_id: str
+    raw: bytes
+    is_json: bool = True
+    group_id: str | None = None
+    dedup_id: str | None = None
+    receive_count: int = 1
+    attributes: Mapping[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_raw(
+        cls,
+        raw: bytes,
+        *,
+        receipt_handle: str,
+        message_id: str,
+        group_id: str | None = None,
+        dedup_id: str | None = None,
+        receive_count: int = 1,
+        attributes: Mapping[str, str] | None = None,
+    ) -> Message:
+        """Build a Message from the bytes on the wire; the one place payloads are decoded."""
+        try:
+            body, is_json = json.loads(raw.decode("utf-8")), True
+        except (UnicodeDecodeError, ValueError):
+            body, is_json = None, False
+        return cls(
+            body=body,
+            receipt_handle=receipt_handle,
+            message_id=message_id,
+            raw=bytes(raw),
+            is_json=is_json,
+            group_id=group_id,
+            dedup_id=dedup_id,
+            receive_count=max(1, int(receive_count)),
+            attributes=dict(attributes or {}),
+        )
+
+    @property
+    def text(self) -> str | None:
+        """The raw bytes as UTF-8 text, or None when they are not UTF-8."""
+        try:
+            return self.raw.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+
+    def __repr__(self) -> str:
+        return (
+            f"Message(message_id={self.message_id!r}, group_id={self.group_id!r}, "
+            f"receive_count={self.receive_count}, size={len(self.raw)})"
+        )
+
+
+@dataclass(frozen=True)
+class OutgoingMessage:
+    """A ``send_batch`` entry with per-message options (plain payloads work too)."""
+
+    payload: Any
+    delay: float = 0
+    group_id: str | None = None
+    dedup_id: str | None = None
+    attributes: Mapping[str, str] | None = None
+
+
+@dataclass(frozen=True)
+class OutboundMessage:
+    """A validated, serialised message handed to the provider hooks."""
+
+    #: Position in the caller's input (0 for ``send``).
+    index: int
+    body: bytes
+    delay: float = 0
+    group_id: str | None = None
+    dedup_id: str | None = None
+    attributes: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class SendFailure:
+    """Why one batch entry was not sent (returned by ``_send_chunk`` / ``_send_entries``)."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class SendLimits:
+    """A provider's sending limits."""
+
+    max_message_bytes: int = 256 * 1024
+    max_batch_count: int = 10
+    max_batch_bytes: int = 256 * 1024
+    #: Longest allowed ``delay`` in seconds; None = no limit.
+    max_delay: float | None = None
+
+
+class InFlightMap(Generic[V]):
+    """A bounded map of receipt handle → value: the oldest entries go first when full.
+
+    Providers that remember something per received message (for dead-lettering, lock
+    renewal, ...) use it so a consumer that never acks cannot grow memory without bound.
+    """
+
+    def __init__(self, max_size: int = 10_000) -> None:
+        if max_size < 1:
+            raise ValueError("max_size must be at least 1")
+        self.max_size = max_size
+        self._items: OrderedDict[str, V] = OrderedDict()
+
+    def add(self, handle: str, value: V) -> None:
+        """Remember ``value`` for ``handle``, evicting the oldest entry when full."""
+        self._items[handle] = value
+        self._items.move_to_end(handle)
+        while len(self._items) > self.max_size:
+            self._items.popitem(last=False)
+
+    def get(self, handle: str) -> V | None:
+        """The value for ``handle``, or None."""
+        return self._items.get(handle)
+
+    def pop(self, handle: str) -> V | None:
+        """Forget ``handle`` and return its value, or None."""
+        return self._items.pop(handle, None)
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def __contains__(self, handle: object) -> bool:
+        return handle in self._items
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(list(self._items))
+
+
+def _check_id(kind: str, value: object) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value or len(value) > 128:
+        raise InvalidMessageError(f"{kind} must be a non-empty string of at most 128 characters")
+    return value
+
+
+def _check_attributes(attributes: Mapping[str, str] | None) -> dict[str, str]:
+    if attributes is None:
+        return {}
+    if not isinstance(attributes, Mapping):
+        raise InvalidMessageError("attributes must be a mapping of str → str")
+    out: dict[str, str] = {}
+    for key, value in attributes.items():
+        if not isinstance(key, str) or not key or not isinstance(value, str):
+            raise InvalidMessageError(
+                f"message attribute {key!r} must have a non-empty str name and a str value"
+            )
+        out[key] = value
+    return out
+
+
+def _check_positive_number(name: str, value: object, *, allow_zero: bool) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise ValueError(f"{name} must be a number of seconds, got {value!r}")
+    if value < 0 or (value == 0 and not allow_zero):
+        raise ValueError(f"{name} must be {'>= 0' if allow_zero else '> 0'}, got {value!r}")
+    return float(value)
+
+
+class Queue(AsyncBackend, abc.ABC):
+    """A message queue. Every method is async; one instance per queue, reused.
+
+    Delivery is at-least-once: a received message that is not deleted comes back after
+    its visibility timeout (or lock) with ``receive_count`` incremented.
+    """
+
+    backend_name = "queue"
+    #: Provider name as given to ``get_queue``.
+    provider: ClassVar[str] = "abstract"
+
+    #: Largest ``max_messages`` one ``receive`` may ask for.
+    max_receive_messages: int = 10
+
+    supports_delay: bool = True
+    supports_groups: bool = True
+    supports_dedup: bool = True
+    supports_group_receive: bool = True
+    supports_visibility_timeout: bool = True
+    supports_dead_letter: bool = True
+    requires_group_id: bool = False
+
+    #: Backoff between ``consume()`` polls that failed to reach the service.
+    consume_retry: ClassVar[RetryPolicy] = RetryPolicy(attempts=1, base_delay=0.2, max_delay=5.0)
+
+    # ------------------------------------------------------------------ sending
+
+    async def send(
+        self,
+        payload: Any,
+        delay: float = 0,
+        *,
+        group_id: str | None = None,
+        dedup_id: str | None = None,
+        attributes: Mapping[str, str] | None = None,
+    ) -> str:
+        """Send one JSON-serialisable payload and return its message id.
+
+        Raises TypeError for a payload that is not JSON-serialisable,
+        MessageTooLargeError (with the limit) for an oversized one,
+        FeatureNotSupportedError for ``delay > 0``, ``group_id`` or ``dedup_id`` where the
+        provider cannot honour them, and InvalidMessageError for a bad delay, attribute
+        or a missing group id on a FIFO / session queue — all before anything is sent.
+        """
+        self._ensure_open()
+        limits = await self._limits()
+        msg = self._prepare(
+            0, OutgoingMessage(payload, delay, group_id, dedup_id, attributes), limits
+        )
+        size = self._entry_size(msg)
+        if size > limits.max_message_bytes:
+            raise MessageTooLargeError(size, limits.max_message_bytes)
+        return await self._send_one(msg)
+
+    async def send_batch(
+        self,
+        payloads: Sequence[Any],
+        *,
+        group_id: str | None = None,
+        dedup_id: str | None = None,
+    ) -> list[str]:
+        """Send many messages and return their ids in input order.
+
+        Entries are plain payloads (dicts...) or :class:`OutgoingMessage` for per-entry
+        options; ``group_id`` applies to plain entries. The batch is split by the
+        provider's count and byte limits. Every entry is validated first: a bad or
+        oversized entry raises (InvalidMessageError / MessageTooLargeError / TypeError)
+        with nothing sent. If some entries fail to send, MessageSendError is raised
+        whose ``succeeded`` ({index: id}) and ``failed`` ({index: reason}) cover every
+        entry.
+        """
+        self._ensure_open()
+        if isinstance(payloads, str | bytes | Mapping) or not isinstance(payloads, Sequence):
+            raise TypeError("send_batch takes a list of payloads")
+        if dedup_id is not None:
+            raise InvalidMessageError(
+                "dedup_id cannot be shared by a batch; give each entry its own with "
+                "OutgoingMessage(payload, dedup_id=...)"
+            )
+        if not payloads:
+            return []
+        limits = await self._limits()
+        entries: list[OutboundMessage] = []
+        for index, item in enumerate(payloads):
+            out = (
+                item
+                if isinstance(item, OutgoingMessage)
+                else OutgoingMessage(item, group_id=group_id)
+            )
+            if out.group_id is None and group_id is not None:
+                out = OutgoingMessage(
+                    out.payload, out.delay, group_id, out.dedup_id, out.attributes
+                )
+            try:
+                msg = self._prepare(index, out, limits)
+            except TypeError as exc:
+                raise TypeError(f"batch entry {index}: {exc}") from exc
+            size = self._entry_size(msg)
+            if size > limits.max_message_bytes:
+                raise MessageTooLargeError(
+                    size,
+                    limits.max_message_bytes,
+                    f"batch entry {index} is {size} bytes, over the provider's limit of "
+                    f"{limits.max_message_bytes} bytes; nothing was sent",
+                )
+            entries.append(msg)
+        results = await self._send_entries(entries)
+        if len(results) != len(entries):  # a provider bug must not look like success
+            raise MessagingError(
+                f"{self.backend_name} returned {len(results)} results for {len(entries)} "
+                "messages; the outcome of the batch is unknown"
+            )
+        succeeded = {i: r for i, r in enumerate(results) if isinstance(r, str)}
+        failed = {i: r.reason for i, r in enumerate(results) if isinstance(r, SendFailure)}
+        if failed:
+            first = min(failed)
+            raise MessageSendError(
+                f"{len(failed)} of {len(entries)} messages were not sent "
+                f"(first: entry {first}: {failed[first]}); see .failed and .succeeded",
+                succeeded=succeeded,
+                failed=failed,
+            )
+        return [succeeded[i] for i in range(len(entries))]
+
+    def _prepare(self, index: int, out: OutgoingMessage, limits: SendLimits) -> OutboundMessage:
+        """Validate one message against the capabilities and serialise it."""
+        delay = _check_positive_number("delay", out.delay, allow_zero=True)
+        if delay > 0 and not self.supports_delay:
+            raise FeatureNotSupportedError(
+                f"{self.backend_name} does not support a per-message delay "
+                "(SQS FIFO queues only have a queue-level delay); send with delay=0"
+            )
+        if limits.max_delay is not None and delay > limits.max_delay:
+            raise InvalidMessageError(
+                f"delay {delay:g}s is over {self.backend_name}'s maximum of {limits.max_delay:g}s"
+            )
+        group = _check_id("group_id", out.group_id)
+        dedup = _check_id("dedup_id", out.dedup_id)
+        if group is not None and not self.supports_groups:
+            raise FeatureNotSupportedError(
+                f"{self.backend_name} does not support group_id; use a FIFO queue "
+                "(SQS URL ending in .fifo) or a session-enabled Service Bus queue"
+            )
+        if dedup is not None and not self.supports_dedup:
+            raise FeatureNotSupportedError(
+                f"{self.backend_name} does not support dedup_id; use an SQS FIFO queue"
+            )
+        if group is None and self.requires_group_id:
+            raise InvalidMessageError(
+                f"{self.backend_name} is a FIFO / session queue: pass group_id= "
+                "(the ordering key) with every message"
+            )
+        return OutboundMessage(
+            index=index,
+            body=encode_payload(out.payload),
+            delay=delay,
+            group_id=group,
+            dedup_id=dedup,
+            attributes=_check_attributes(out.attributes),
+        )
+
+    def _entry_size(self, msg: OutboundMessage) -> int:
+        """Hook: bytes ``msg`` counts for against the limits (body + attribute text)."""
+        return len(msg.body) + sum(
+            len(k.encode("utf-8")) + len(v.encode("utf-8")) for k, v in msg.attributes.items()
+        )
+
+    async def _limits(self) -> SendLimits:
+        """Hook: the provider's limits (default: SQS-like 256 KiB and 10 per batch)."""
+        return SendLimits()
+
+    def _plan_batches(
+        self, entries: Sequence[OutboundMessage], limits: SendLimits
+    ) -> list[list[OutboundMessage]]:
+        """Split ``entries`` in order into batches legal by count and total bytes."""
+        batches: list[list[OutboundMessage]] = []
+        current: list[OutboundMessage] = []
+        current_bytes = 0
+        for msg in entries:
+            size = self._entry_size(msg)
+            if current and (
+                len(current) >= limits.max_batch_count
+                or current_bytes + size > limits.max_batch_bytes
+            ):
+                batches.append(current)
+                current, current_bytes = [], 0
+            current.append(msg)
+            current_bytes += size
+        if current:
+            batches.append(current)
+        return batches
+
+    async def _send_entries(self, entries: Sequence[OutboundMessage]) -> list[str | SendFailure]:
+        """Hook: send a whole batch; default splits it and calls ``_send_chunk`` per part.
+
+        After a connection failure the remaining parts are not attempted and are reported
+        as failed, so the caller knows exactly what to resend.
+        """
+        limits = await self._limits()
+        results: list[str | SendFailure] = []
+        gave_up: str | None = None
+        for chunk in self._plan_batches(entries, limits):
+            if gave_up is not None:
+                results.extend(SendFailure(f"not attempted: {gave_up}") for _ in chunk)
+                continue
+            try:
+                chunk_results = list(await self._send_chunk(chunk))
+            except MessagingConnectionError as exc:
+                gave_up = str(exc)
+                results.extend(SendFailure(str(exc)) for _ in chunk)
+                continue
+            except (MessagingError, FeatureNotSupportedError) as exc:
+                results.extend(SendFailure(str(exc)) for _ in chunk)
+                continue
+            if len(chunk_results) != len(chunk):
+                raise MessagingError(
+                    f"{self.backend_name} returned {len(chunk_results)} results for a batch "
+                    f"of {len(chunk)}; the outcome is unknown"
+                )
+            results.extend(chunk_results)
+        return results
+
+    async def _send_chunk(self, chunk: Sequence[OutboundMessage]) -> Sequence[str | SendFailure]:
+        """Hook: send one provider-legal batch; default sends the entries one by one."""
+        results: list[str | SendFailure] = []
+        for msg in chunk:
+            try:
+                results.append(await self._send_one(msg))
+            except MessagingError as exc:
+                results.append(SendFailure(str(exc)))
+        return results
+
+    @abc.abstractmethod
+    async def _send_one(self, msg: OutboundMessage) -> str:
+        """Hook: send one message, return its id."""
+
+    # ---------------------------------------------------------------- receiving
+
+    async def receive(
+        self,
+        max_messages: int = 1,
+        wait_time: float = 0,
+        visibility_timeout: float | None = None,
+        group_id: str | None = None,
+    ) -> list[Message]:
+        """Receive up to ``max_messages`` messages, waiting up to ``wait_time`` seconds.
+
+        Returns an empty list when nothing arrives in time. Received messages stay
+        invisible to other receivers for ``visibility_timeout`` seconds (the queue's
+        default when None; ignored where the lock duration is queue config). ``group_id``
+        receives from one group / session; FeatureNotSupportedError where not supported.
+        ValueError for ``max_messages`` outside 1..``max_receive_messages`` or a negative
+        wait.
+        """
+        self._ensure_open()
+        if (
+            isinstance(max_messages, bool)
+            or not isinstance(max_messages, int)
+            or not 1 <= max_messages <= self.max_receive_messages
+        ):
+            raise ValueError(
+                f"max_messages must be an int from 1 to {self.max_receive_messages} for "
+                f"{self.backend_name}, got {max_messages!r}"
+            )
+        wait = _check_positive_number("wait_time", wait_time, allow_zero=True)
+        visibility: float | None = None
+        if visibility_timeout is not None:
+            visibility = _check_positive_number(
+                "visibility_timeout", visibility_timeout, allow_zero=True
+            )
+        if not self.supports_visibility_timeout:
+            visibility = None
+        group = None
+        if group_id is not None:
+            if not self.supports_group_receive:
+                raise FeatureNotSupportedError(
+                    f"{self.backend_name} cannot receive from one group: receive(group_id=) "
+                    "is supported on session-enabled Service Bus queues and the memory queue"
+                )
+            group = _check_id("group_id", group_id)
+        return await self._receive(max_messages, wait, visibility, group)
+
+    @abc.abstractmethod
+    async def _receive(
+        self,
+        max_messages: int,
+        wait_time: float,
+        visibility_timeout: float | None,
+        group_id: str | None,
+    ) -> list[Message]:
+        """Hook: receive up to ``max_messages`` (see the module docstring)."""
+
+    # ------------------------------------------------------- acting on a handle
+
+    def _check_handle(self, handle: object) -> str:
+        if not isinstance(handle, str) or not handle:
+            raise ReceiptHandleError(
+                f"receipt handle must be the non-empty str from Message.receipt_handle, "
+                f"got {type(handle).__name__}"
+            )
+        return handle
+
+    async def delete(self, receipt_handle: str) -> None:
+        """Acknowledge a message so it is never delivered again.
+
+        Raises ReceiptHandleError for a handle that is stale, unknown, or from another
+        backend instance (where the provider can tell).
+        """
+        self._ensure_open()
+        await self._delete(self._check_handle(receipt_handle))
+
+    async def nack(self, receipt_handle: str) -> None:
+        """Return a message for immediate redelivery (its ``receive_count`` grows)."""
+        self._ensure_open()
+        await self._nack(self._check_handle(receipt_handle))
+
+    async def extend_visibility(self, receipt_handle: str, seconds: float) -> None:
+        """Keep a message invisible for ``seconds`` more (lock renewal on Service Bus)."""
+        self._ensure_open()
+        handle = self._check_handle(receipt_handle)
+        await self._extend_visibility(
+            handle, _check_positive_number("seconds", seconds, allow_zero=True)
+        )
+
+    async def dead_letter(self, receipt_handle: str, reason: str = "") -> None:
+        """Move a message to the dead-letter queue with ``reason``; body and attributes kept.
+
+        If the move fails the message stays on this queue (it is never lost).
+        FeatureNotSupportedError when the backend has no dead-letter queue configured.
+        """
+        self._ensure_open()
+        handle = self._check_handle(receipt_handle)
+        if not isinstance(reason, str):
+            raise TypeError("reason must be a str")
+        if not self.supports_dead_letter:
+            raise FeatureNotSupportedError(
+                f"{self.backend_name} has no dead-letter queue; configure one "
+                "(e.g. dlq_url= for SQS)"
+            )
+        await self._dead_letter(handle, reason)
+
+    @abc.abstractmethod
+    async def _delete(self, handle: str) -> None:
+        """Hook: ack."""
+
+    @abc.abstractmethod
+    async def _nack(self, handle: str) -> None:
+        """Hook: make visible again now."""
+
+    @abc.abstractmethod
+    async def _extend_visibility(self, handle: str, seconds: float) -> None:
+        """Hook: change visibility / renew lock."""
+
+    async def _dead_letter(self, handle: str, reason: str) -> None:
+        """Hook: move to the dead-letter queue (never losing the message)."""
+        raise FeatureNotSupportedError(f"{self.backend_name} does not support dead_letter")
+
+    # -------------------------------------------------------------------- misc
+
+    async def purge(self) -> None:
+        """Delete every message in the queue."""
+        self._ensure_open()
+        await self._purge()
+
+    @abc.abstractmethod
+    async def _purge(self) -> None:
+        """Hook: drop every message."""
+
+    async def health_check(self) -> bool:
+        """Contact the service: True if it answers, False if not (never raises for
+        connectivity). Raises BackendClosedError after ``close()``."""
+        self._ensure_open()
+        try:
+            return bool(await self._health())
+        except (asyncio.CancelledError, BackendClosedError):
+            raise
+        except Exception as exc:
+            log.warning("%s health check failed: %s", self.backend_name, type(exc).__name__)
+            return False
+
+    @abc.abstractmethod
+    async def _health(self) -> bool:
+        """Hook: a cheap call that proves the queue is reachable."""
+
+    # ---------------------------------------------------------------- consume
+
+    def _consumers(self) -> set[asyncio.Event]:
+        found: set[asyncio.Event] | None = self.__dict__.get("_consumer_done_events")
+        if found is None:
+            found = set()
+            self.__dict__["_consumer_done_events"] = found
+        return found
+
+    def _stop_event(self) -> asyncio.Event:
+        event: asyncio.Event | None = self.__dict__.get("_consumer_stop")
+        if event is None:
+            event = asyncio.Event()
+            self.__dict__["_consumer_stop"] = event
+        return event
+
+    async def close(self) -> None:
+        """Stop every ``consume()`` loop (in-flight handlers finish and are acked or
+        nacked), then release every connection. Calling it again does nothing."""
+        if self._closed:
+            return
+        consumers = self._consumers()
+        if consumers:
+            self._stop_event().set()
+            await asyncio.gather(*(event.wait() for event in list(consumers)))
+        await super().close()
+
+    async def consume(
+        self,
+        handler: Handler,
+        *,
+        concurrency: int = 1,
+        max_messages: int = 10,
+        wait_time: float = 5,
+        visibility_timeout: float | None = None,
+        max_receives: int | None = None,
+        limit: int | None = None,
+    ) -> int:
+        """Run ``handler`` on every message until cancelled, ``close()``d or ``limit`` done.
+
+        Up to ``concurrency`` handlers run at once. A handler that returns acks the
+        message; one that raises nacks it — or dead-letters it once ``receive_count``
+        reaches ``max_receives``. With ``visibility_timeout`` the message's visibility is
+        extended every half timeout while its handler runs. On cancellation or
+        ``close()`` polling stops and in-flight handlers finish and are acked/nacked
+        before this returns (cancellation is then re-raised): nothing is lost.
+        Returns the number of messages handled.
+        """
+        self._ensure_open()
+        if not callable(handler):
+            raise TypeError("handler must be an async callable taking a Message")
+        for name, value in (("concurrency", concurrency), ("max_messages", max_messages)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive int, got {value!r}")
+        for name, opt in (("max_receives", max_receives), ("limit", limit)):
+            if opt is not None and (isinstance(opt, bool) or not isinstance(opt, int) or opt < 1):
+                raise ValueError(f"{name} must be None or a positive int, got {opt!r}")
+        if max_receives is not None and not self.supports_dead_letter:
+            raise FeatureNotSupportedError(
+                f"max_receives needs a dead-letter queue, which {self.backend_name} lacks"
+            )
+        if visibility_timeout is not None:
+            _check_positive_number("visibility_timeout", visibility_timeout, allow_zero=False)
+        batch = min(max_messages, self.max_receive_messages)
+        stop = self._stop_event()
+        done = asyncio.Event()
+        self._consumers().add(done)
+        tasks: set[asyncio.Task[None]] = set()
+        started = 0
+        failures = 0
+        cancelled = False
+        try:
+            while not stop.is_set() and (limit is None or started < limit):
+                if len(tasks) >= concurrency:
+                    if await self._wait_or_stop(
+                        asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED), stop
+                    ):
+                        break
+                    tasks = {t for t in tasks if not t.done()}
+                    continue
+                want = min(batch, concurrency - len(tasks))
+                if limit is not None:
+                    want = min(want, limit - started)
+                receiving = asyncio.ensure_future(self.receive(want, wait_time, visibility_timeout))
+                stopped = await self._wait_or_stop(receiving, stop)
+                if stopped and not receiving.done():
+                    receiving.cancel()
+                    await asyncio.gather(receiving, return_exceptions=True)
+                if receiving.cancelled():
+                    break
+                error = receiving.exception()
+                if error is not None:
+                    if isinstance(error, BackendClosedError):
+                        break
+                    failures += 1
+                    log.warning(
+                        "%s consume(): receive failed (%s); retrying",
+                        self.backend_name,
+                        type(error).__name__,
+                    )
+                    if await self._wait_or_stop(
+                        asyncio.sleep(self.consume_retry.delay(min(failures, 8))), stop
+                    ):
+                        break
+                    continue
+                failures = 0
+                for message in receiving.result():
+                    started += 1
+                    task = asyncio.ensure_future(
+                        self._handle(handler, message, visibility_timeout, max_receives)
+                    )
+                    tasks.add(task)
+                    task.add_done_callback(tasks.discard)
+                tasks = {t for t in tasks if not t.done()}
+        except asyncio.CancelledError:
+            cancelled = True
+        finally:
+            # In-flight handlers always finish, even when we were cancelled.
+            pending = {t for t in tasks if not t.done()}
+            while pending:
+                try:
+                    await asyncio.wait(pending)
+                except asyncio.CancelledError:
+                    cancelled = True
+                pending = {t for t in pending if not t.done()}
+            self._consumers().discard(done)
+            done.set()
+        if cancelled:
+            raise asyncio.CancelledError
+        return started
+
+    @staticmethod
+    async def _wait_or_stop(work: Awaitable[object], stop: asyncio.Event) -> bool:
+        """Await ``work`` unless ``stop`` fires first; True when stopped."""
+        job = asyncio.ensure_future(work)
+        stopper = asyncio.ensure_future(stop.wait())
+        try:
+            await asyncio.wait({job, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopper.cancel()
+        if not job.done():
+            if not isinstance(work, asyncio.Future):
+                job.cancel()
+            return True
+        return False
+
+    async def _handle(
+        self,
+        handler: Handler,
+        message: Message,
+        visibility_timeout: float | None,
+        max_receives: int | None,
+    ) -> None:
+        keeper: asyncio.Task[None] | None = None
+        if visibility_timeout is not None:
+            keeper = asyncio.ensure_future(
+                self._keep_invisible(message.receipt_handle, visibility_timeout)
+            )
+        try:
+            try:
+                await handler(message)
+            finally:
+                if keeper is not None:
+                    keeper.cancel()
+                    await asyncio.gather(keeper, return_exceptions=True)
+        except Exception as exc:
+            reason = f"{type(exc).__name__}: {exc}"[:1000]
+            try:
+                if max_receives is not None and message.receive_count >= max_receives:
+                    await self.dead_letter(message.receipt_handle, reason)
+                else:
+                    await self.nack(message.receipt_handle)
+            except Exception:
+                log.exception("%s: could not nack/dead-letter a failed message", self.backend_name)
+            return
+        try:
+            await self.delete(message.receipt_handle)
+        except Exception:
+            log.exception("%s: could not ack a handled message", self.backend_name)
+
+    async def _keep_invisible(self, handle: str, seconds: float) -> None:
+        while True:
+            await asyncio.sleep(seconds / 2)
+            try:
+                await self.extend_visibility(handle, seconds)
+            except Exception:
+                log.warning("%s: could not extend visibility", self.backend_name)
+
+
+__all__ = [
+    "DEAD_LETTER_REASON",
+    "Handler",
+    "InFlightMap",
+    "Message",
+    "OutboundMessage",
+    "OutgoingMessage",
+    "Queue",
+    "SendFailure",
+    "SendLimits",
+    "encode_payload",
+]

@@ -1,0 +1,437 @@
+"""The messaging conformance suite: every queue provider runs it against a real stand-in.
+
+A provider's test module subclasses :class:`MessagingConformance`, provides an async
+``backend`` fixture (a fresh, empty queue; closed afterwards), implements
+:meth:`send_foreign` and :meth:`read_dead_letters`, and declares in ``unsupported`` the
+capabilities it lacks (each then must raise FeatureNotSupportedError):
+
+``delay``            per-message delay (SQS FIFO lacks it)
+``groups``           send(group_id=) with per-group FIFO order (SQS standard, redis lack it)
+``dedup``            send(dedup_id=) deduplication (SQS standard, redis lack it)
+``group_receive``    receive(group_id=) (SQS lacks it; Service Bus sessions have it)
+``visibility_timeout`` receive(visibility_timeout=) honoured; a provider lacking it
+                     (Service Bus: lock duration is queue config) accepts and ignores it
+``dead_letter``      dead_letter(handle, reason) and consume(max_receives=)
+
+``requires_group_id = True`` marks FIFO / session queues: every send then carries a group.
+
+The seed's FIFO / sessions table maps to: ordering → ``test_group_order_is_kept``,
+dedup → ``test_dedup_id_delivers_once``, per-message delay → ``test_delay_*``,
+receive(group_id=) → ``test_receive_from_one_group``, visibility_timeout →
+``test_unacked_message_returns_after_visibility_timeout``, nack →
+``test_nack_redelivers_with_higher_receive_count``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any, ClassVar
+
+import pytest
+
+from cloudrift.core.exceptions import (
+    BackendClosedError,
+    FeatureNotSupportedError,
+    InvalidMessageError,
+    MessageTooLargeError,
+    ReceiptHandleError,
+)
+from cloudrift.messaging import DEAD_LETTER_REASON, Message, OutgoingMessage, Queue
+from tests.conformance import Conformance
+
+GROUP = "g-default"
+
+
+async def drain(queue: Queue, count: int, *, rounds: int = 20, **kw: Any) -> list[Message]:
+    """Receive until ``count`` messages arrived (providers may return fewer per call)."""
+    got: list[Message] = []
+    for _ in range(rounds):
+        if len(got) >= count:
+            break
+        got += await queue.receive(max_messages=min(10, count - len(got)), wait_time=1, **kw)
+    return got
+
+
+class MessagingConformance(Conformance):
+    """The contract of :class:`cloudrift.messaging.Queue`."""
+
+    CAPABILITIES: ClassVar[frozenset[str]] = frozenset(
+        {
+            "delay",
+            "groups",
+            "dedup",
+            "group_receive",
+            "visibility_timeout",
+            "dead_letter",
+        }
+    )
+    requires_group_id: ClassVar[bool] = False
+
+    # ----------------------------------------------------------- harness hooks
+
+    async def send_foreign(self, backend: Queue, raw: bytes) -> None:
+        """Put ``raw`` on the queue the way a non-cloudrift producer would."""
+        raise NotImplementedError
+
+    async def read_dead_letters(self, backend: Queue, count: int) -> list[Message]:
+        """Receive ``count`` messages from the backend's dead-letter queue."""
+        raise NotImplementedError
+
+    def group(self, value: str | None = None) -> dict[str, str]:
+        """send() keyword arguments for a group: always when the queue requires one."""
+        if value is not None:
+            return {"group_id": value}
+        return {"group_id": GROUP} if self.requires_group_id else {}
+
+    # ---------------------------------------------------------- send / receive
+
+    async def test_send_then_receive_round_trips_a_dict(self, backend: Queue) -> None:
+        """A dict payload comes back equal, with the id send() returned and count 1."""
+        payload = {"action": "process", "id": 42, "tags": ["a", "b"], "nested": {"x": None}}
+        msg_id = await backend.send(payload, **self.group())
+        [msg] = await drain(backend, 1)
+        assert msg.body == payload and msg.is_json
+        assert msg.message_id == msg_id
+        assert msg.receive_count == 1
+        assert json.loads(msg.raw) == payload
+        assert isinstance(msg.receipt_handle, str) and msg.receipt_handle
+
+    async def test_send_with_delay_zero_works(self, backend: Queue) -> None:
+        """delay=0 is accepted by every provider (SQS FIFO rejects an explicit 0)."""
+        await backend.send({"n": 0}, delay=0, **self.group())
+        [msg] = await drain(backend, 1)
+        assert msg.body == {"n": 0}
+
+    async def test_non_json_payload_raises_type_error_and_sends_nothing(
+        self, backend: Queue
+    ) -> None:
+        """A payload that is not JSON-serialisable raises TypeError before any send."""
+        with pytest.raises(TypeError, match="JSON-serialisable"):
+            await backend.send({"when": {1, 2}}, **self.group())
+        with pytest.raises(TypeError, match="batch entry 1"):
+            await backend.send_batch([{"ok": 1}, object()], **self.group())
+        assert await backend.receive(max_messages=10, wait_time=1) == []
+
+    async def test_attributes_round_trip(self, backend: Queue) -> None:
+        """Message attributes sent with a message come back unchanged."""
+        await backend.send({"n": 1}, attributes={"trace": "abc-123", "kind": "x"}, **self.group())
+        [msg] = await drain(backend, 1)
+        assert msg.attributes["trace"] == "abc-123" and msg.attributes["kind"] == "x"
+
+    async def test_foreign_text_message_is_delivered_with_raw_bytes(self, backend: Queue) -> None:
+        """A non-JSON message from another producer is delivered, never dropped."""
+        await self.send_foreign(backend, b"plain text, not json")
+        [msg] = await drain(backend, 1)
+        assert not msg.is_json and msg.body is None
+        assert msg.raw == b"plain text, not json" and msg.text == "plain text, not json"
+        await backend.delete(msg.receipt_handle)
+
+    async def test_receive_on_empty_queue_returns_empty_list(self, backend: Queue) -> None:
+        """receive() with a wait returns [] when nothing arrives."""
+        assert await backend.receive(max_messages=5, wait_time=1) == []
+
+    async def test_receive_rejects_bad_max_messages(self, backend: Queue) -> None:
+        """max_messages outside the provider's range raises ValueError before any call."""
+        with pytest.raises(ValueError, match="max_messages"):
+            await backend.receive(max_messages=0)
+        with pytest.raises(ValueError, match="max_messages"):
+            await backend.receive(max_messages=backend.max_receive_messages + 1)
+        with pytest.raises(ValueError, match="wait_time"):
+            await backend.receive(wait_time=-1)
+
+    # ------------------------------------------------------------------ batches
+
+    async def test_send_batch_of_plain_dicts_returns_ids_in_order(self, backend: Queue) -> None:
+        """send_batch takes plain dicts, splits past 10 entries and returns every id."""
+        payloads = [{"n": i} for i in range(23)]
+        ids = await backend.send_batch(payloads, **self.group())
+        assert len(ids) == 23 and len(set(ids)) == 23
+        got = await drain(backend, 23)
+        assert sorted(m.body["n"] for m in got) == list(range(23))
+        assert {m.message_id for m in got} == set(ids)
+        by_id = {m.message_id: m.body["n"] for m in got}
+        assert [by_id[i] for i in ids] == list(range(23))
+
+    async def test_send_batch_accepts_outgoing_messages_with_options(self, backend: Queue) -> None:
+        """OutgoingMessage entries carry their own attributes."""
+        ids = await backend.send_batch(
+            [
+                OutgoingMessage({"n": 1}, attributes={"k": "v1"}, **self.group()),
+                OutgoingMessage({"n": 2}, attributes={"k": "v2"}, **self.group()),
+            ]
+        )
+        got = await drain(backend, 2)
+        assert len(ids) == 2
+        assert {m.body["n"]: m.attributes["k"] for m in got} == {1: "v1", 2: "v2"}
+
+    async def test_send_batch_of_nothing_returns_empty_list(self, backend: Queue) -> None:
+        """An empty batch sends nothing and returns []."""
+        assert await backend.send_batch([]) == []
+
+    async def test_oversized_message_names_the_limit(self, backend: Queue) -> None:
+        """A message over the provider's size limit raises MessageTooLargeError, nothing sent."""
+        big = {"blob": "x" * (1024 * 1024 + 10)}
+        with pytest.raises(MessageTooLargeError) as info:
+            await backend.send(big, **self.group())
+        assert str(info.value.limit) in str(info.value)
+        with pytest.raises(MessageTooLargeError, match="batch entry 1"):
+            await backend.send_batch([{"small": 1}, big], **self.group())
+        assert await backend.receive(max_messages=10, wait_time=1) == []
+
+    # ----------------------------------------------------- ack / nack / handles
+
+    async def test_deleted_message_is_not_redelivered(self, backend: Queue) -> None:
+        """After delete() the message never comes back, even after its visibility timeout."""
+        await backend.send({"n": 1}, **self.group())
+        [msg] = await drain(backend, 1, visibility_timeout=1)
+        await backend.delete(msg.receipt_handle)
+        await asyncio.sleep(1.2)
+        assert await backend.receive(max_messages=10, wait_time=1) == []
+
+    async def test_nack_redelivers_with_higher_receive_count(self, backend: Queue) -> None:
+        """nack() makes the message available at once; its receive_count goes up."""
+        await backend.send({"n": 1}, **self.group())
+        [first] = await drain(backend, 1, visibility_timeout=60)
+        await backend.nack(first.receipt_handle)
+        [again] = await drain(backend, 1, visibility_timeout=60)
+        assert again.message_id == first.message_id and again.body == {"n": 1}
+        assert again.receive_count == first.receive_count + 1
+
+    async def test_unacked_message_returns_after_visibility_timeout(self, backend: Queue) -> None:
+        """A received, unacked message comes back after visibility_timeout, count + 1."""
+        await backend.send({"n": 1}, **self.group())
+        [first] = await drain(backend, 1, visibility_timeout=1)
+        if self.lacks("visibility_timeout"):
+            # Accepted and ignored: the message stays locked for the queue's lock duration.
+            assert await backend.receive(max_messages=1, wait_time=0) == []
+            return
+        assert await backend.receive(max_messages=1, wait_time=0) == []
+        [again] = await drain(backend, 1)
+        assert again.message_id == first.message_id
+        assert again.receive_count == 2
+
+    async def test_extend_visibility_keeps_message_hidden(self, backend: Queue) -> None:
+        """extend_visibility() keeps a message invisible past its first timeout."""
+        await backend.send({"n": 1}, **self.group())
+        [msg] = await drain(backend, 1, visibility_timeout=1)
+        await backend.extend_visibility(msg.receipt_handle, 30)
+        await asyncio.sleep(1.3)
+        assert await backend.receive(max_messages=1, wait_time=0) == []
+        await backend.delete(msg.receipt_handle)
+
+    async def test_garbage_receipt_handle_raises_receipt_handle_error(self, backend: Queue) -> None:
+        """An unknown or malformed receipt handle raises ReceiptHandleError, not an SDK error."""
+        with pytest.raises(ReceiptHandleError):
+            await backend.delete("not-a-real-handle")
+        with pytest.raises(ReceiptHandleError):
+            await backend.nack("not-a-real-handle")
+        with pytest.raises(ReceiptHandleError):
+            await backend.delete("")
+
+    async def test_purge_drops_every_message(self, backend: Queue) -> None:
+        """purge() leaves the queue empty."""
+        await backend.send_batch([{"n": i} for i in range(5)], **self.group())
+        await backend.purge()
+        assert await backend.receive(max_messages=10, wait_time=1) == []
+
+    # ------------------------------------------------------- the seed's table
+
+    async def test_delay_postpones_delivery(self, backend: Queue) -> None:
+        """delay>0 hides a message until the delay passes (FeatureNotSupportedError if lacking)."""
+        if self.lacks("delay"):
+            with pytest.raises(FeatureNotSupportedError, match="delay"):
+                await backend.send({"n": 1}, delay=2, **self.group())
+            return
+        await backend.send({"n": 1}, delay=2, **self.group())
+        assert await backend.receive(max_messages=1, wait_time=0) == []
+        [msg] = await drain(backend, 1)
+        assert msg.body == {"n": 1}
+
+    async def test_group_order_is_kept(self, backend: Queue) -> None:
+        """Messages of one group are delivered in send order with their group_id."""
+        if self.lacks("groups"):
+            with pytest.raises(FeatureNotSupportedError, match="group_id"):
+                await backend.send({"n": 1}, group_id="a")
+            return
+        for i in range(4):
+            await backend.send({"n": i}, group_id="a")
+        await backend.send({"n": 100}, group_id="b")
+        order: list[int] = []
+        for _ in range(20):
+            if len(order) == 4:
+                break
+            for m in await backend.receive(max_messages=10, wait_time=1):
+                if m.group_id == "a":
+                    order.append(m.body["n"])
+                else:
+                    assert m.group_id == "b"
+                await backend.delete(m.receipt_handle)
+        assert order == [0, 1, 2, 3]
+
+    async def test_dedup_id_delivers_once(self, backend: Queue) -> None:
+        """Two sends with one dedup_id deliver one message (FeatureNotSupportedError if lacking)."""
+        if self.lacks("dedup"):
+            with pytest.raises(FeatureNotSupportedError, match="dedup_id"):
+                await backend.send({"n": 1}, dedup_id="evt-1", **self.group())
+            return
+        await backend.send({"n": 1}, dedup_id="evt-1", **self.group())
+        await backend.send({"n": 1}, dedup_id="evt-1", **self.group())
+        got = await drain(backend, 2, rounds=2)
+        assert len(got) == 1 and got[0].dedup_id == "evt-1"
+
+    async def test_receive_from_one_group(self, backend: Queue) -> None:
+        """receive(group_id=) returns only that group (FeatureNotSupportedError if lacking)."""
+        if self.lacks("group_receive"):
+            with pytest.raises(FeatureNotSupportedError, match="group"):
+                await backend.receive(group_id="owner-123")
+            return
+        await backend.send({"n": 1}, group_id="owner-1")
+        await backend.send({"n": 2}, group_id="owner-123")
+        got = await backend.receive(max_messages=10, wait_time=1, group_id="owner-123")
+        assert [m.body for m in got] == [{"n": 2}]
+        assert got[0].group_id == "owner-123"
+
+    async def test_missing_group_id_on_fifo_queue_is_rejected(self, backend: Queue) -> None:
+        """A FIFO / session queue refuses a message without group_id, naming the fix."""
+        if not self.requires_group_id:
+            assert not backend.requires_group_id
+            return
+        with pytest.raises(InvalidMessageError, match="group_id"):
+            await backend.send({"n": 1})
+
+    # ------------------------------------------------------------ dead letters
+
+    async def test_dead_letter_moves_message_with_body_attributes_and_reason(
+        self, backend: Queue
+    ) -> None:
+        """dead_letter() moves the message, keeping body, attributes, group and the reason."""
+        await backend.send({"n": 7}, attributes={"trace": "t1"}, **self.group())
+        [msg] = await drain(backend, 1, visibility_timeout=1)
+        if self.lacks("dead_letter"):
+            with pytest.raises(FeatureNotSupportedError):
+                await backend.dead_letter(msg.receipt_handle, "bad")
+            return
+        await backend.dead_letter(msg.receipt_handle, "handler crashed")
+        [dead] = await self.read_dead_letters(backend, 1)
+        assert dead.body == {"n": 7}
+        assert dead.attributes["trace"] == "t1"
+        assert dead.attributes[DEAD_LETTER_REASON] == "handler crashed"
+        assert dead.group_id == msg.group_id
+        await asyncio.sleep(1.2)
+        assert await backend.receive(max_messages=10, wait_time=1) == []
+
+    # ----------------------------------------------------------------- consume
+
+    async def test_consume_acks_handled_messages(self, backend: Queue) -> None:
+        """consume() runs the handler per message and acks each one that succeeds."""
+        await backend.send_batch([{"n": i} for i in range(6)], **self.group())
+        seen: list[int] = []
+
+        async def handler(m: Message) -> None:
+            seen.append(m.body["n"])
+
+        handled = await backend.consume(handler, concurrency=3, wait_time=1, limit=6)
+        assert handled == 6 and sorted(seen) == list(range(6))
+        await asyncio.sleep(0)
+        assert await backend.receive(max_messages=10, wait_time=1) == []
+
+    async def test_consume_nacks_a_failing_handler_and_retries(self, backend: Queue) -> None:
+        """A handler that raises gets the message again (nacked), with receive_count 2."""
+        await backend.send({"n": 1}, **self.group())
+        counts: list[int] = []
+
+        async def handler(m: Message) -> None:
+            counts.append(m.receive_count)
+            if len(counts) == 1:
+                raise RuntimeError("first try fails")
+
+        await backend.consume(handler, wait_time=1, limit=2)
+        assert counts == [1, 2]
+        assert await backend.receive(max_messages=10, wait_time=1) == []
+
+    async def test_consume_dead_letters_after_max_receives(self, backend: Queue) -> None:
+        """With max_receives=2 a message failing twice goes to the dead-letter queue."""
+        if self.lacks("dead_letter"):
+            with pytest.raises(FeatureNotSupportedError):
+                await backend.consume(lambda m: asyncio.sleep(0), max_receives=2)
+            return
+        await backend.send({"n": 1}, **self.group())
+
+        async def handler(m: Message) -> None:
+            raise ValueError("poison")
+
+        await backend.consume(handler, wait_time=1, max_receives=2, limit=2)
+        [dead] = await self.read_dead_letters(backend, 1)
+        assert dead.body == {"n": 1}
+        assert "ValueError: poison" in dead.attributes[DEAD_LETTER_REASON]
+
+    async def test_cancelled_consume_finishes_in_flight_handler_and_loses_nothing(
+        self, backend: Queue
+    ) -> None:
+        """Cancelling consume() mid-handler lets it finish and ack; nothing is lost."""
+        await backend.send_batch([{"n": i} for i in range(3)], **self.group())
+        started = asyncio.Event()
+        release = asyncio.Event()
+        finished: list[int] = []
+
+        async def handler(m: Message) -> None:
+            started.set()
+            await release.wait()
+            finished.append(m.body["n"])
+
+        worker = asyncio.create_task(backend.consume(handler, concurrency=1, wait_time=1))
+        await asyncio.wait_for(started.wait(), 15)
+        worker.cancel()
+        await asyncio.sleep(0.05)
+        assert not worker.done()  # waiting for the in-flight handler
+        release.set()
+        with pytest.raises(asyncio.CancelledError):
+            await worker
+        assert len(finished) == 1
+        # The finished one was acked; the others are still there (never received or
+        # returned by their visibility timeout).
+        rest = await drain(backend, 2, rounds=40)
+        assert sorted(m.body["n"] for m in rest) == sorted({0, 1, 2} - set(finished))
+
+    async def test_close_stops_consume_after_in_flight_work(self, backend: Queue) -> None:
+        """close() stops a running consume(): its in-flight handler finishes and is acked."""
+        await backend.send({"n": 1}, **self.group())
+        started = asyncio.Event()
+        finished: list[int] = []
+
+        async def handler(m: Message) -> None:
+            started.set()
+            await asyncio.sleep(0.1)
+            finished.append(m.body["n"])
+
+        worker = asyncio.create_task(backend.consume(handler, wait_time=1))
+        await asyncio.wait_for(started.wait(), 15)
+        await backend.close()
+        assert await asyncio.wait_for(worker, 15) == 1
+        assert finished == [1]
+
+    # ---------------------------------------------------------------- lifecycle
+
+    async def test_health_check_is_true_when_reachable(self, backend: Queue) -> None:
+        """health_check() really contacts the service and answers True."""
+        assert await backend.health_check() is True
+
+    async def test_use_after_close_raises_backend_closed(self, backend: Queue) -> None:
+        """Every operation after close() raises BackendClosedError; close twice is fine."""
+        await backend.close()
+        await backend.close()
+        with pytest.raises(BackendClosedError):
+            await backend.send({"n": 1}, **self.group())
+        with pytest.raises(BackendClosedError):
+            await backend.receive()
+        with pytest.raises(BackendClosedError):
+            await backend.delete("x")
+        with pytest.raises(BackendClosedError):
+            await backend.health_check()
+
+    async def test_async_with_closes_the_backend(self, backend: Queue) -> None:
+        """``async with`` returns the backend and closes it on exit."""
+        async with backend as q:
+            assert q is backend
+        assert backend.closed
