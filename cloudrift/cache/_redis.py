@@ -1,0 +1,371 @@
+"""The one Redis implementation of the cache contract, shared by every Redis flavour.
+
+``redis``, ``elasticache`` and ``azure_redis`` differ only in how they fill
+:class:`RedisOptions` (host, TLS, and a static password or a token provider); the
+operations, error translation, retries and pooling live here once. Imported only by
+those provider modules, so ``import cloudrift.cache`` never needs redis-py.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import AsyncExitStack, contextmanager
+from dataclasses import dataclass, field
+from typing import Any, NoReturn
+
+import redis.asyncio as aioredis
+from redis import exceptions as rex
+from redis.asyncio.retry import Retry
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.credentials import CredentialProvider
+
+from cloudrift.cache.base import Cache, Op
+from cloudrift.core.exceptions import (
+    CacheConnectionError,
+    CacheKeyNotFoundError,
+    CacheResponseError,
+    ConfigurationError,
+)
+from cloudrift.core.lifecycle import LazyClient
+from cloudrift.core.secrets import Secret, redact
+
+_CERT_REQS = ("required", "optional", "none")
+
+
+def check_tls_options(ssl_cert_reqs: object, ssl_check_hostname: object) -> None:
+    """TLS verification is on unless turned off explicitly with ``ssl_cert_reqs="none"``."""
+    if ssl_cert_reqs not in _CERT_REQS:
+        raise ConfigurationError(
+            f"ssl_cert_reqs must be one of {', '.join(map(repr, _CERT_REQS))}, got "
+            f"{ssl_cert_reqs!r}; verification stays on unless you pass 'none' explicitly"
+        )
+    if not isinstance(ssl_check_hostname, bool):
+        raise ConfigurationError(
+            f"ssl_check_hostname must be True or False, got {ssl_check_hostname!r}"
+        )
+
+
+@dataclass
+class RedisOptions:
+    """Everything needed to build a ``redis.asyncio.Redis`` client."""
+
+    host: str = "localhost"
+    port: int = 6379
+    db: int = 0
+    username: str | None = None
+    password: Secret | None = None
+    credential_provider: CredentialProvider | None = None
+    url: Secret | None = None  # from_url: the whole URL may hold a password
+    ssl: bool = False
+    ssl_ca_certs: str | None = None
+    ssl_ca_data: str | None = None
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+    ssl_cert_reqs: str = "required"
+    ssl_check_hostname: bool = True
+    socket_timeout: float = 5.0
+    socket_connect_timeout: float = 5.0
+    socket_keepalive: bool = True
+    health_check_interval: int = 30
+    max_connections: int | None = None
+    retry_attempts: int = 3
+    retry_backoff_base: float = 0.05
+    retry_backoff_cap: float = 1.0
+    client_name: str | None = None
+    location: str = ""
+    secrets: list[Secret] = field(default_factory=list)
+
+    def client_kwargs(self) -> dict[str, Any]:
+        """Keyword arguments for the redis-py client (secrets revealed here only)."""
+        check_tls_options(self.ssl_cert_reqs, self.ssl_check_hostname)
+        if self.retry_attempts < 1:
+            raise ConfigurationError("retry_attempts must be at least 1 (1 means no retry)")
+        kwargs: dict[str, Any] = {
+            "db": self.db,
+            "socket_timeout": self.socket_timeout,
+            "socket_connect_timeout": self.socket_connect_timeout,
+            "socket_keepalive": self.socket_keepalive,
+            "health_check_interval": self.health_check_interval,
+            "max_connections": self.max_connections,
+            "client_name": self.client_name,
+            # Retry connection drops, timeouts and READONLY (an Azure/ElastiCache
+            # failover leaves clients on the demoted primary): redis-py closes the
+            # connection before each retry, so the retry reconnects to the new primary.
+            "retry": Retry(
+                ExponentialWithJitterBackoff(
+                    base=self.retry_backoff_base, cap=self.retry_backoff_cap
+                ),
+                self.retry_attempts - 1,
+                supported_errors=(rex.ConnectionError, rex.TimeoutError, rex.ReadOnlyError),
+            ),
+        }
+        if self.credential_provider is not None:
+            kwargs["credential_provider"] = self.credential_provider
+        else:
+            if self.username is not None:
+                kwargs["username"] = self.username
+            if self.password is not None:
+                kwargs["password"] = self.password.reveal()
+        if self.url is None:
+            kwargs.update(host=self.host, port=self.port)
+        elif self.url.reveal().startswith("unix:"):
+            del kwargs["socket_keepalive"]  # a TCP option; unix sockets refuse it
+        if self.ssl or (self.url is not None and self.url.reveal().startswith("rediss:")):
+            kwargs.update(
+                ssl_cert_reqs=self.ssl_cert_reqs,
+                ssl_check_hostname=self.ssl_check_hostname,
+                ssl_ca_certs=self.ssl_ca_certs,
+                ssl_ca_data=self.ssl_ca_data,
+                ssl_certfile=self.ssl_certfile,
+                ssl_keyfile=self.ssl_keyfile,
+            )
+            if self.url is None:
+                kwargs["ssl"] = True
+        return kwargs
+
+
+class TokenCredentialProvider(CredentialProvider):
+    """Username + short-lived token (IAM / Entra) as the Redis password, minted ahead of expiry.
+
+    ``mint`` is a coroutine returning ``(token, expires_at)`` in ``clock`` seconds; it
+    must not block the loop (SDK calls that do are run in a thread by the caller).
+    A token is reused until ``refresh_margin`` seconds before it expires; concurrent
+    connects share one mint.
+    """
+
+    def __init__(
+        self,
+        username: str,
+        mint: Callable[[], Awaitable[tuple[str, float]]],
+        *,
+        clock: Callable[[], float] = time.time,
+        refresh_margin: float = 60.0,
+    ) -> None:
+        self.username = username
+        self._mint = mint
+        self._clock = clock
+        self.refresh_margin = refresh_margin
+        self._token: Secret | None = None
+        self._expires_at = 0.0
+        self._lock: asyncio.Lock | None = None
+        #: How many tokens have been minted (observability and tests).
+        self.mint_count = 0
+
+    def __repr__(self) -> str:
+        return f"<TokenCredentialProvider username={self.username!r} token=**********>"
+
+    @property
+    def expires_at(self) -> float:
+        """When the current token expires (clock seconds; 0 before the first mint)."""
+        return self._expires_at
+
+    def _fresh(self) -> bool:
+        return self._token is not None and self._clock() < self._expires_at - self.refresh_margin
+
+    async def token(self) -> Secret:
+        """The current token, minting a new one if none is held or it is about to expire."""
+        if self._fresh():
+            assert self._token is not None
+            return self._token
+        if self._lock is None:
+            self._lock = asyncio.Lock()
+        async with self._lock:
+            if not self._fresh():
+                value, expires_at = await self._mint()
+                self._token, self._expires_at = Secret(value), expires_at
+                self.mint_count += 1
+        assert self._token is not None
+        return self._token
+
+    def seconds_until_refresh(self) -> float:
+        """How long the current token stays fresh."""
+        return max(0.0, self._expires_at - self.refresh_margin - self._clock())
+
+    def get_credentials(self) -> tuple[str, str]:
+        # redis.asyncio only calls the async variant; a sync caller would have to
+        # block the loop to mint, which is exactly what we refuse to do.
+        raise RuntimeError("use get_credentials_async(): tokens are minted asynchronously")
+
+    async def get_credentials_async(self) -> tuple[str, str]:
+        return self.username, (await self.token()).reveal()
+
+
+@contextmanager
+def translate_errors(secrets: list[Secret], key: str | None = None) -> Iterator[None]:
+    """Map redis-py errors to the cache family, with secrets removed from the text."""
+    try:
+        yield
+    except rex.RedisError as exc:
+        _raise_translated(exc, secrets, key)
+    except (TimeoutError, OSError) as exc:
+        raise CacheConnectionError(
+            f"cache server unreachable: {redact(str(exc), secrets)}"
+        ) from exc
+
+
+def _raise_translated(exc: rex.RedisError, secrets: list[Secret], key: str | None) -> NoReturn:
+    text = redact(str(exc), secrets)
+    if isinstance(exc, rex.AuthenticationError | rex.AuthenticationWrongNumberOfArgsError):
+        raise CacheConnectionError(
+            f"the cache server refused the credentials ({text}); check the password, "
+            "token or username"
+        ) from exc
+    if isinstance(exc, rex.ConnectionError | rex.TimeoutError):
+        raise CacheConnectionError(
+            f"cache server unreachable or not answering in time: {text}"
+        ) from exc
+    if isinstance(exc, rex.ResponseError):
+        raise CacheResponseError(f"the cache server refused the command: {text}") from exc
+    raise CacheResponseError(f"cache error: {text}") from exc
+
+
+class RedisBackend(Cache):
+    """Cache operations over one pooled ``redis.asyncio`` client."""
+
+    provider = "redis"
+
+    def __init__(self, options: RedisOptions) -> None:
+        options.client_kwargs()  # validate now, at construction, not on first use
+        self._options = options
+        self._secrets = [s for s in (options.password, options.url) if s] + options.secrets
+        self._client: LazyClient[Any] = LazyClient(self._build)
+        self.backend_name = f"{self.provider} cache"
+
+    def _location(self) -> str:
+        return self._options.location
+
+    async def _build(self, stack: AsyncExitStack) -> Any:
+        kwargs = self._options.client_kwargs()
+        if self._options.url is not None:
+            client = aioredis.Redis.from_url(self._options.url.reveal(), **kwargs)
+        else:
+            client = aioredis.Redis(**kwargs)
+        stack.push_async_callback(client.aclose)
+        return client
+
+    async def native(self) -> Any:
+        """The underlying ``redis.asyncio.Redis`` client (non-portable escape hatch)."""
+        self._ensure_open()
+        return await self._client.get()
+
+    async def _aclose(self) -> None:
+        await self._client.aclose()
+
+    async def _run(self, name: str, *args: Any, key: str | None = None) -> Any:
+        client = await self._client.get()
+        with translate_errors(self._secrets, key):
+            return await client.execute_command(name, *args)
+
+    # ------------------------------------------------------------------ hooks
+    async def _set(self, key: str, value: bytes, ttl_ms: int | None, nx: bool) -> bool:
+        args: list[Any] = [key, value]
+        if ttl_ms is not None:
+            args += ["PX", ttl_ms]
+        if nx:
+            args.append("NX")
+        return bool(await self._run("SET", *args))
+
+    async def _get(self, key: str) -> bytes | None:
+        value: bytes | None = await self._run("GET", key)
+        return value
+
+    async def _delete(self, key: str) -> bool:
+        return int(await self._run("DEL", key)) > 0
+
+    async def _exists(self, key: str) -> bool:
+        return int(await self._run("EXISTS", key)) > 0
+
+    async def _mget(self, keys: list[str]) -> list[bytes | None]:
+        return list(await self._run("MGET", *keys))
+
+    async def _mset(self, items: dict[str, bytes], ttl_ms: int | None) -> None:
+        if ttl_ms is None:
+            flat = [part for kv in items.items() for part in kv]
+            await self._run("MSET", *flat)
+            return
+        # MSET has no TTL: SET PX each key inside one MULTI/EXEC (still all or nothing).
+        await self._execute([Op("set", (k, v, ttl_ms, False)) for k, v in items.items()])
+
+    async def _expire(self, key: str, ttl_ms: int) -> bool:
+        return bool(await self._run("PEXPIRE", key, ttl_ms))
+
+    async def _ttl(self, key: str) -> float | None:
+        ms = int(await self._run("PTTL", key))
+        if ms == -2:
+            raise CacheKeyNotFoundError(key)
+        return None if ms == -1 else ms / 1000
+
+    async def _incr(self, key: str, amount: int) -> int:
+        return int(await self._run("INCRBY", key, amount))
+
+    async def _hset(self, key: str, field: str, value: bytes) -> bool:
+        return int(await self._run("HSET", key, field, value)) > 0
+
+    async def _hget(self, key: str, field: str) -> bytes | None:
+        value: bytes | None = await self._run("HGET", key, field)
+        return value
+
+    async def _hgetall(self, key: str) -> dict[str, bytes]:
+        raw = await self._run("HGETALL", key)
+        return {k.decode("utf-8", "surrogateescape"): v for k, v in raw.items()}
+
+    async def _hdel(self, key: str, field: str) -> bool:
+        return int(await self._run("HDEL", key, field)) > 0
+
+    async def _push(self, key: str, values: list[bytes], left: bool) -> int:
+        return int(await self._run("LPUSH" if left else "RPUSH", key, *values))
+
+    async def _lrange(self, key: str, start: int, stop: int) -> list[bytes]:
+        return list(await self._run("LRANGE", key, start, stop))
+
+    async def _execute(self, ops: list[Op]) -> list[Any]:
+        client = await self._client.get()
+        with translate_errors(self._secrets):
+            async with client.pipeline(transaction=True) as pipe:
+                for op in ops:
+                    _queue(pipe, op)
+                raw = await pipe.execute()
+        return [_convert(op, r) for op, r in zip(ops, raw, strict=True)]
+
+    async def _ping(self) -> None:
+        await self._run("PING")
+
+
+def _queue(pipe: Any, op: Op) -> None:
+    args = op.args
+    if op.name == "set":
+        key, value, ttl_ms, nx = args
+        pipe.set(key, value, px=ttl_ms, nx=nx)
+    elif op.name == "delete":
+        pipe.delete(*args)
+    elif op.name == "incr":
+        pipe.incrby(*args)
+    elif op.name == "expire":
+        pipe.pexpire(*args)
+    elif op.name == "hset":
+        pipe.hset(args[0], args[1], args[2])
+    elif op.name == "lpush":
+        pipe.lpush(*args)
+    elif op.name == "rpush":
+        pipe.rpush(*args)
+    else:  # pragma: no cover - Pipeline only queues the names above
+        raise AssertionError(op.name)
+
+
+def _convert(op: Op, raw: Any) -> Any:
+    if op.name in ("set", "expire"):
+        return bool(raw)
+    if op.name in ("delete", "hset"):
+        return int(raw) > 0
+    return int(raw)
+
+
+__all__ = [
+    "RedisBackend",
+    "RedisOptions",
+    "TokenCredentialProvider",
+    "check_tls_options",
+    "translate_errors",
+]
