@@ -1,1 +1,127 @@
-'''FastAPI / Starlette integration for cloudrift.'''
+"""FastAPI / Starlette integration for cloudrift.
+
+::
+
+    from fastapi import Depends, FastAPI
+    from cloudrift.config import CloudriftSettings
+    from cloudrift.storage import Storage
+    from cloudrift_fastapi import cloudrift_lifespan, get_storage_dep, health_router
+
+    settings = CloudriftSettings(storage={"provider": "memory"})
+    app = FastAPI(lifespan=cloudrift_lifespan(settings))
+    app.include_router(health_router())
+
+    @app.get("/files/{key}")
+    async def read(key: str, storage: Storage = Depends(get_storage_dep)) -> bytes: ...
+
+Names are imported on first use, so importing this package (as the pytest plugin does)
+costs nothing and needs no extra; using them needs ``pip install "cloudrift[fastapi]"``.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+from typing import TYPE_CHECKING, Any
+
+from cloudrift.core.exceptions import ConfigurationError
+from cloudrift.core.factory import install_hint
+
+if TYPE_CHECKING:
+    from cloudrift_fastapi.container import Container
+    from cloudrift_fastapi.deps import (
+        CacheDep,
+        DatabaseDep,
+        EmailDep,
+        MongoDep,
+        QueueDep,
+        StorageDep,
+        cache_dep,
+        database_dep,
+        email_dep,
+        get_cache_dep,
+        get_database_dep,
+        get_email_dep,
+        get_mongodb_dep,
+        get_queue_dep,
+        get_storage_dep,
+        mongodb_dep,
+        queue_dep,
+        storage_dep,
+    )
+    from cloudrift_fastapi.health import health_router
+    from cloudrift_fastapi.lifespan import cloudrift_lifespan
+    from cloudrift_fastapi.local_files import local_files_router
+    from cloudrift_fastapi.testing import memory_settings, override_backends
+    from cloudrift_fastapi.workers import queue_worker
+
+_WHERE = {
+    "Container": "container",
+    "CacheDep": "deps",
+    "DatabaseDep": "deps",
+    "EmailDep": "deps",
+    "MongoDep": "deps",
+    "QueueDep": "deps",
+    "StorageDep": "deps",
+    "cache_dep": "deps",
+    "database_dep": "deps",
+    "email_dep": "deps",
+    "get_cache_dep": "deps",
+    "get_database_dep": "deps",
+    "get_email_dep": "deps",
+    "get_mongodb_dep": "deps",
+    "get_queue_dep": "deps",
+    "get_storage_dep": "deps",
+    "mongodb_dep": "deps",
+    "queue_dep": "deps",
+    "storage_dep": "deps",
+    "health_router": "health",
+    "cloudrift_lifespan": "lifespan",
+    "local_files_router": "local_files",
+    "memory_settings": "testing",
+    "override_backends": "testing",
+    "queue_worker": "workers",
+}
+_NEEDS = ("fastapi", "starlette", "dependency_injector", "pydantic_settings", "yaml")
+
+
+def __getattr__(name: str) -> Any:
+    module = _WHERE.get(name)
+    if module is None:
+        raise AttributeError(f"module 'cloudrift_fastapi' has no attribute {name!r}")
+    missing = [m for m in _NEEDS if importlib.util.find_spec(m) is None]
+    if missing:
+        raise ConfigurationError(
+            f"cloudrift_fastapi needs {', '.join(missing)}, which are not installed; "
+            f"install them with: {install_hint('fastapi')}"
+        )
+    return getattr(importlib.import_module(f"cloudrift_fastapi.{module}"), name)
+
+
+__all__ = [
+    "CacheDep",
+    "Container",
+    "DatabaseDep",
+    "EmailDep",
+    "MongoDep",
+    "QueueDep",
+    "StorageDep",
+    "cache_dep",
+    "cloudrift_lifespan",
+    "database_dep",
+    "email_dep",
+    "get_cache_dep",
+    "get_database_dep",
+    "get_email_dep",
+    "get_mongodb_dep",
+    "get_queue_dep",
+    "get_storage_dep",
+    "health_router",
+    "local_files_router",
+    "memory_settings",
+    "mongodb_dep",
+    "override_backends",
+    "queue_dep",
+    "queue_worker",
+    "storage_dep",
+]

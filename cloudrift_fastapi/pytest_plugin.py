@@ -1,1 +1,1 @@
-"""pytest plugin registered through the ``pytest11`` entry point (fixtures arrive with cloudrift_fastapi.testing)."""
+"""pytest plugin (``pytest11`` entry point): cloudrift test fixtures, named ``cloudrift_*``."""
