@@ -17,7 +17,7 @@ import email.policy
 import mimetypes
 import re
 import unicodedata
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from email.headerregistry import Address
 from email.message import EmailMessage as MIMEMessage
@@ -475,10 +475,14 @@ class Email(AsyncBackend, abc.ABC):
         """Contact the service; True when it answers and accepts our credentials."""
 
     async def _deliver_with_retry(self, prepared: PreparedEmail) -> str:
+        return await self._retrying(lambda: self._deliver(prepared))
+
+    async def _retrying(self, operation: Callable[[], Awaitable[str]]) -> str:
+        """Run ``operation``, retrying EmailThrottledError when a retry policy was given."""
         if self._retry is None:
-            return await self._deliver(prepared)
+            return await operation()
         return await retry_async(
-            lambda: self._deliver(prepared),
+            operation,
             policy=self._retry,
             retry_on=lambda exc: isinstance(exc, EmailThrottledError),
         )
