@@ -22,6 +22,7 @@ connect-time failures become :class:`DocumentConnectionError`.
     │   ├── BucketNotFoundError             .bucket (bucket / container missing)
     │   ├── InvalidKeyError                 .key (rejected before any network call)
     │   ├── InvalidRangeError               ranged read outside the object
+    │   ├── InvalidMetadataError            user metadata not portable to every backend
     │   └── StorageConnectionError          server down / timed out
     ├── MessagingError
     │   ├── QueueNotFoundError
@@ -168,6 +169,12 @@ class InvalidKeyError(StorageError, ValueError):
 
 class InvalidRangeError(StorageError, ValueError):
     """A ranged read asked for bytes outside the object."""
+
+    code = ErrorCode.INVALID_ARGUMENT
+
+
+class InvalidMetadataError(StorageError, ValueError):
+    """User metadata that some backend could not store; rejected before any network call."""
 
     code = ErrorCode.INVALID_ARGUMENT
 
@@ -411,6 +418,7 @@ __all__ = [
     "FeatureNotSupportedError",
     "InvalidKeyError",
     "InvalidMessageError",
+    "InvalidMetadataError",
     "InvalidRangeError",
     "KVError",
     "KVValueError",

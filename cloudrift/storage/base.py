@@ -1,0 +1,562 @@
+"""The storage contract: one ABC, the ``ObjectInfo`` value type, and the shared work.
+
+Every sentence in a public method's docstring is checked by
+``tests/conformance/storage.py`` against every provider.
+
+Ranges. ``download(key, start=, end=)`` and ``download_stream(..., start=, end=)`` take a
+half-open byte range ``[start, end)``, exactly like a Python slice ``data[start:end]``
+with non-negative bounds: ``start`` is the first byte returned (default 0), ``end`` is
+one past the last byte returned (default: the end of the object). An ``end`` past the
+object's size is clamped to it. ``start == size`` (or ``start == end``) gives ``b""``;
+``start > size``, a negative bound, or ``end < start`` raises
+:class:`~cloudrift.core.exceptions.InvalidRangeError`.
+
+Keys. One rule everywhere (see :func:`validate_key`): a non-empty string of at most
+1024 UTF-8 bytes, without NUL or other control characters, not starting or ending with
+``/``, and without empty, ``.`` or ``..`` segments. Invalid keys raise
+:class:`~cloudrift.core.exceptions.InvalidKeyError` before any network call.
+
+Metadata. User metadata names are lowercase ASCII identifiers (``[a-z][a-z0-9_]*``,
+the intersection of what S3, Azure and GCS accept) and values are printable ASCII;
+anything else raises :class:`~cloudrift.core.exceptions.InvalidMetadataError`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+import io
+import mimetypes
+import re
+from abc import ABC, abstractmethod
+from collections.abc import AsyncIterable, AsyncIterator, Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Literal, Protocol
+
+from cloudrift.core.exceptions import (
+    FeatureNotSupportedError,
+    InvalidKeyError,
+    InvalidMetadataError,
+    InvalidRangeError,
+    ObjectNotFoundError,
+)
+from cloudrift.core.lifecycle import AsyncBackend
+
+#: Keys may not be longer than this many UTF-8 bytes (S3's and GCS's limit).
+MAX_KEY_BYTES = 1024
+#: Smallest part of a streamed upload except the last (S3's multipart minimum).
+MIN_PART_SIZE = 5 * 1024 * 1024
+#: Default part size of ``upload_stream``.
+DEFAULT_PART_SIZE = 8 * 1024 * 1024
+#: Default chunk size of ``download_stream``.
+DEFAULT_CHUNK_SIZE = 1024 * 1024
+#: Default content type when none is given and the key's extension says nothing.
+DEFAULT_CONTENT_TYPE = "application/octet-stream"
+
+PresignMethod = Literal["GET", "PUT"]
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_META_NAME = re.compile(r"[a-z][a-z0-9_]{0,127}")
+_META_VALUE = re.compile(r"[\x20-\x7e]*")
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    """What a backend knows about one stored object."""
+
+    key: str
+    size: int
+    etag: str | None = None
+    content_type: str | None = None
+    last_modified: datetime | None = None
+    metadata: Mapping[str, str] = field(default_factory=dict)
+
+
+class _SyncReader(Protocol):
+    def read(self, size: int = ..., /) -> bytes: ...
+
+
+#: What ``upload_stream`` accepts: an async iterable of bytes, or a binary file object
+#: whose ``read(n)`` is sync or async.
+StreamSource = AsyncIterable[bytes] | _SyncReader | Any
+
+
+def validate_key(key: object) -> str:
+    """Return ``key`` if every backend can store it; raise InvalidKeyError otherwise."""
+    if not isinstance(key, str):
+        raise InvalidKeyError(repr(key), f"a key must be a str, not {type(key).__name__}")
+    if not key:
+        raise InvalidKeyError(key, "a key must not be empty")
+    if len(key.encode("utf-8", "surrogatepass")) > MAX_KEY_BYTES:
+        raise InvalidKeyError(
+            key[:40] + "...", f"a key must be at most {MAX_KEY_BYTES} UTF-8 bytes; shorten it"
+        )
+    try:
+        key.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidKeyError(
+            key, "a key must be valid Unicode text (no lone surrogates)"
+        ) from None
+    if _CONTROL.search(key):
+        raise InvalidKeyError(key, "a key must not contain NUL or other control characters")
+    if key.startswith("/"):
+        raise InvalidKeyError(key, "a key must not start with '/'; drop the leading slash")
+    if key.endswith("/"):
+        raise InvalidKeyError(key, "a key must not end with '/' (that names a folder)")
+    for segment in key.split("/"):
+        if segment in ("", ".", ".."):
+            raise InvalidKeyError(
+                key, "a key must not contain empty, '.' or '..' path segments ('//', '/./', '/../')"
+            )
+    return key
+
+
+def validate_prefix(prefix: object) -> str:
+    """Return a listing prefix: any str without control characters (may be empty)."""
+    if not isinstance(prefix, str):
+        raise InvalidKeyError(repr(prefix), "a prefix must be a str")
+    if _CONTROL.search(prefix):
+        raise InvalidKeyError(prefix, "a prefix must not contain control characters")
+    if prefix.startswith("/"):
+        raise InvalidKeyError(prefix, "a prefix must not start with '/'")
+    return prefix
+
+
+def validate_metadata(metadata: Mapping[str, str] | None) -> dict[str, str]:
+    """A copy of ``metadata`` if every backend can store it; InvalidMetadataError otherwise."""
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, Mapping):
+        raise InvalidMetadataError("metadata must be a mapping of str to str")
+    out: dict[str, str] = {}
+    for name, value in metadata.items():
+        if not isinstance(name, str) or not _META_NAME.fullmatch(name):
+            raise InvalidMetadataError(
+                f"metadata name {name!r} is not portable: use lowercase letters, digits and "
+                "'_', starting with a letter (at most 128 characters)"
+            )
+        if not isinstance(value, str) or not _META_VALUE.fullmatch(value):
+            raise InvalidMetadataError(
+                f"metadata value for {name!r} must be printable ASCII text; "
+                "encode other data (e.g. URL- or base64-encode it)"
+            )
+        out[name] = value
+    return out
+
+
+def guess_content_type(key: str, content_type: str | None) -> str:
+    """The given content type, else one guessed from the key's extension, else octet-stream."""
+    if content_type is not None:
+        if not isinstance(content_type, str) or not content_type or _CONTROL.search(content_type):
+            raise InvalidMetadataError(
+                f"content_type {content_type!r} must be a non-empty MIME type string"
+            )
+        return content_type
+    guessed, _ = mimetypes.guess_type(key, strict=False)
+    return guessed or DEFAULT_CONTENT_TYPE
+
+
+def check_range(start: int | None, end: int | None) -> tuple[int, int | None]:
+    """Normalise a ``[start, end)`` range; InvalidRangeError for negative or reversed bounds."""
+    begin = 0 if start is None else start
+    if isinstance(begin, bool) or not isinstance(begin, int) or begin < 0:
+        raise InvalidRangeError(f"range start must be a non-negative int, got {start!r}")
+    if end is not None:
+        if isinstance(end, bool) or not isinstance(end, int) or end < 0:
+            raise InvalidRangeError(f"range end must be a non-negative int or None, got {end!r}")
+        if end < begin:
+            raise InvalidRangeError(f"range end ({end}) is before its start ({begin})")
+    return begin, end
+
+
+def _coerce_bytes(data: object) -> bytes | bytearray | memoryview:
+    if isinstance(data, bytes | bytearray | memoryview):
+        return data
+    if isinstance(data, str):
+        raise TypeError("upload() takes bytes; encode text first, e.g. text.encode('utf-8')")
+    raise TypeError(f"upload() takes bytes, not {type(data).__name__}")
+
+
+async def iter_source(source: StreamSource, part_size: int) -> AsyncIterator[bytes]:
+    """Yield ``source`` re-cut into parts of exactly ``part_size`` bytes (the last may be
+    shorter, and an empty source yields nothing), holding at most one part in memory."""
+    read = getattr(source, "read", None)
+    if callable(read):
+        # Reading a real file blocks; run those reads in a thread. In-memory buffers
+        # are read directly, async files are awaited.
+        direct = isinstance(source, io.BytesIO)
+        is_async = inspect.iscoroutinefunction(read)
+
+        async def read_some(n: int) -> Any:
+            if direct or is_async:
+                result = read(n)
+            else:
+                result = await asyncio.to_thread(read, n)
+            return await result if inspect.isawaitable(result) else result
+
+        while True:
+            buf = bytearray()
+            # A file object may return short reads; fill the part before yielding it.
+            while len(buf) < part_size:
+                chunk = await read_some(part_size - len(buf))
+                if not chunk:
+                    break
+                if isinstance(chunk, str):
+                    raise TypeError("upload_stream() needs a binary file; open it with mode 'rb'")
+                buf += chunk
+            if buf:
+                yield bytes(buf)
+            if len(buf) < part_size:
+                return
+    if isinstance(source, bytes | bytearray | memoryview):
+        view = memoryview(source)
+        for i in range(0, len(view), part_size):
+            yield bytes(view[i : i + part_size])
+        return
+    if not isinstance(source, AsyncIterable):
+        raise TypeError(
+            "upload_stream() takes an async iterable of bytes or a binary file object, "
+            f"not {type(source).__name__}"
+        )
+    pending = bytearray()
+    async for piece in source:
+        if not isinstance(piece, bytes | bytearray | memoryview):
+            raise TypeError(f"upload_stream() source yielded {type(piece).__name__}, not bytes")
+        pending += piece
+        while len(pending) >= part_size:
+            yield bytes(pending[:part_size])
+            del pending[:part_size]
+    if pending:
+        yield bytes(pending)
+
+
+class Storage(AsyncBackend, ABC):
+    """An object store: bytes under string keys, the same behaviour on every provider.
+
+    Providers implement the ``_hooks``; the public methods here validate input, check
+    the backend is open, and hold the semantics shared by all providers.
+    """
+
+    backend_name = "storage"
+    #: Provider name, e.g. ``"s3"``.
+    provider: str = "storage"
+
+    def _location(self) -> str:
+        """Where the data lives (bucket, container, folder) for repr and messages."""
+        return ""
+
+    def __repr__(self) -> str:
+        state = " closed" if self.closed else ""
+        return f"<{type(self).__name__} provider={self.provider!r} {self._location()}{state}>"
+
+    # ------------------------------------------------------------------ public API
+
+    async def upload(
+        self,
+        key: str,
+        data: bytes | bytearray | memoryview,
+        content_type: str | None = None,
+        *,
+        metadata: Mapping[str, str] | None = None,
+        if_not_exists: bool = False,
+    ) -> None:
+        """Store ``data`` under ``key``, replacing any object there.
+
+        Without ``content_type`` it is guessed from the key's extension, else
+        ``application/octet-stream``. ``metadata`` is returned by ``head``. With
+        ``if_not_exists=True`` an existing key raises ObjectExistsError and is left
+        unchanged.
+        """
+        validate_key(key)
+        payload = _coerce_bytes(data)
+        ctype = guess_content_type(key, content_type)
+        meta = validate_metadata(metadata)
+        self._ensure_open()
+        await self._put(key, payload, ctype, meta, if_not_exists)
+
+    async def upload_stream(
+        self,
+        key: str,
+        source: StreamSource,
+        *,
+        content_type: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+        part_size: int = DEFAULT_PART_SIZE,
+    ) -> None:
+        """Store everything ``source`` yields under ``key`` without holding it all in memory.
+
+        ``source`` is an async iterable of bytes or a binary file object (sync or async
+        ``read``). It is sent in parts of ``part_size`` bytes (at least 5 MiB). If the
+        source raises, the upload is aborted: no object is created and no parts remain,
+        and the source's error propagates.
+        """
+        validate_key(key)
+        ctype = guess_content_type(key, content_type)
+        meta = validate_metadata(metadata)
+        if isinstance(part_size, bool) or not isinstance(part_size, int):
+            raise TypeError("part_size must be an int")
+        if part_size < MIN_PART_SIZE:
+            raise InvalidRangeError(
+                f"part_size must be at least {MIN_PART_SIZE} bytes (5 MiB, S3's minimum part)"
+            )
+        self._ensure_open()
+        await self._put_stream(key, iter_source(source, part_size), ctype, meta, part_size)
+
+    async def download(
+        self, key: str, *, start: int | None = None, end: int | None = None
+    ) -> bytes:
+        """The object's bytes, or the half-open range ``[start, end)`` of them.
+
+        Raises ObjectNotFoundError naming the key if it does not exist.
+        """
+        validate_key(key)
+        begin, stop = check_range(start, end)
+        self._ensure_open()
+        if stop is not None and stop == begin:
+            await self._check_start(key, begin)
+            return b""
+        try:
+            return await self._get(key, begin, stop)
+        except InvalidRangeError:
+            await self._check_start(key, begin)
+            return b""
+
+    async def download_stream(
+        self,
+        key: str,
+        *,
+        chunk_size: int = DEFAULT_CHUNK_SIZE,
+        start: int | None = None,
+        end: int | None = None,
+    ) -> AsyncIterator[bytes]:
+        """Yield the object (or ``[start, end)`` of it) as non-empty chunks of at most
+        ``chunk_size`` bytes, without loading the whole object.
+
+        Raises ObjectNotFoundError naming the key if it does not exist (on the first
+        iteration step).
+        """
+        validate_key(key)
+        begin, stop = check_range(start, end)
+        if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+            raise InvalidRangeError(f"chunk_size must be a positive int, got {chunk_size!r}")
+        self._ensure_open()
+        if stop is not None and stop == begin:
+            await self._check_start(key, begin)
+            return
+        stream = self._get_stream(key, begin, stop, chunk_size)
+        try:
+            async for chunk in stream:
+                view = memoryview(chunk)
+                for i in range(0, len(view), chunk_size):
+                    piece = view[i : i + chunk_size]
+                    if piece:
+                        yield bytes(piece)
+        except InvalidRangeError:
+            await self._check_start(key, begin)
+        finally:
+            aclose = getattr(stream, "aclose", None)
+            if aclose is not None:
+                await aclose()
+
+    async def head(self, key: str) -> ObjectInfo:
+        """Size, etag, content type, modification time and metadata of the object.
+
+        Raises ObjectNotFoundError naming the key if it does not exist.
+        """
+        validate_key(key)
+        self._ensure_open()
+        return await self._head(key)
+
+    async def exists(self, key: str) -> bool:
+        """True if an object is stored under ``key``."""
+        validate_key(key)
+        self._ensure_open()
+        return await self._exists(key)
+
+    async def delete(self, key: str) -> None:
+        """Remove the object. Deleting a key that does not exist is a no-op."""
+        validate_key(key)
+        self._ensure_open()
+        await self._delete(key)
+
+    async def iter(self, prefix: str = "") -> AsyncIterator[ObjectInfo]:
+        """Yield an ObjectInfo for every key starting with ``prefix``, in lexicographic
+        order of the keys' UTF-8 bytes, fetching one page at a time."""
+        validate_prefix(prefix)
+        self._ensure_open()
+        async for info in self._iter(prefix):
+            yield info
+
+    async def list(self, prefix: str = "") -> list[str]:
+        """Every key starting with ``prefix``, sorted (the seed's simple listing)."""
+        return [info.key async for info in self.iter(prefix)]
+
+    async def copy(self, src: str, dst: str) -> None:
+        """Copy ``src`` to ``dst`` server-side (content type and metadata included),
+        replacing ``dst``; returns once the copy is complete.
+
+        Raises ObjectNotFoundError naming ``src`` if it does not exist.
+        """
+        validate_key(src)
+        validate_key(dst)
+        self._ensure_open()
+        if src == dst:
+            await self._head(src)
+            return
+        await self._copy(src, dst)
+
+    async def move(self, src: str, dst: str) -> None:
+        """Copy ``src`` to ``dst``, then delete ``src`` (only after the copy completed).
+
+        Raises ObjectNotFoundError naming ``src`` if it does not exist.
+        """
+        validate_key(src)
+        validate_key(dst)
+        self._ensure_open()
+        if src == dst:
+            await self._head(src)
+            return
+        await self._copy(src, dst)
+        await self._delete(src)
+
+    async def presigned_url(
+        self,
+        key: str,
+        expires_in: int = 3600,
+        method: PresignMethod = "GET",
+        content_type: str | None = None,
+    ) -> str:
+        """A URL that lets anyone holding it GET (download) or PUT (upload) the object
+        until ``expires_in`` seconds from now, without credentials.
+
+        For PUT with ``content_type`` the upload must send that Content-Type.
+        """
+        validate_key(key)
+        if method not in ("GET", "PUT"):
+            raise FeatureNotSupportedError(
+                f"presigned_url method must be 'GET' or 'PUT', not {method!r}"
+            )
+        if isinstance(expires_in, bool) or not isinstance(expires_in, int) or expires_in < 1:
+            raise InvalidRangeError(
+                f"expires_in must be a positive int (seconds), got {expires_in!r}"
+            )
+        if expires_in > 7 * 24 * 3600:
+            raise InvalidRangeError(
+                "expires_in must be at most 604800 seconds (7 days, S3's limit)"
+            )
+        if content_type is not None:
+            guess_content_type(key, content_type)
+        self._ensure_open()
+        return await self._presign(key, expires_in, method, content_type)
+
+    async def health_check(self) -> bool:
+        """True if the service answers with these credentials; False (never an error)
+        when it cannot be reached. Raises BackendClosedError if closed."""
+        self._ensure_open()
+        try:
+            return await self._health()
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            return False
+
+    # --------------------------------------------------------------- shared helpers
+
+    async def _check_start(self, key: str, start: int) -> None:
+        """Existence and range check for an empty read at ``start``."""
+        info = await self._head(key)
+        if start > info.size:
+            raise InvalidRangeError(
+                f"range start {start} is past the end of {key!r} ({info.size} bytes)"
+            )
+
+    async def _exists(self, key: str) -> bool:
+        try:
+            await self._head(key)
+        except ObjectNotFoundError:
+            return False
+        return True
+
+    async def _put_stream(
+        self,
+        key: str,
+        parts: AsyncIterator[bytes],
+        content_type: str,
+        metadata: dict[str, str],
+        part_size: int,
+    ) -> None:
+        """Default for backends whose data lives in memory anyway: gather, then put."""
+        buf = bytearray()
+        async for part in parts:
+            buf += part
+        await self._put(key, bytes(buf), content_type, metadata, False)
+
+    # ------------------------------------------------------------------ the hooks
+
+    @abstractmethod
+    async def _put(
+        self,
+        key: str,
+        data: bytes | bytearray | memoryview,
+        content_type: str,
+        metadata: dict[str, str],
+        if_not_exists: bool,
+    ) -> None:
+        """Store the object; ObjectExistsError when ``if_not_exists`` and it exists."""
+
+    @abstractmethod
+    async def _get(self, key: str, start: int, end: int | None) -> bytes:
+        """Bytes ``[start, end)``; InvalidRangeError when ``start >= size`` (and start > 0
+        or the object is empty), ObjectNotFoundError when missing."""
+
+    @abstractmethod
+    def _get_stream(
+        self, key: str, start: int, end: int | None, chunk_size: int
+    ) -> AsyncIterator[bytes]:
+        """Async generator of chunks of ``[start, end)``; errors as ``_get``."""
+
+    @abstractmethod
+    async def _head(self, key: str) -> ObjectInfo:
+        """ObjectInfo, or ObjectNotFoundError naming the key."""
+
+    @abstractmethod
+    async def _delete(self, key: str) -> None:
+        """Delete; a missing key is not an error."""
+
+    @abstractmethod
+    def _iter(self, prefix: str) -> AsyncIterator[ObjectInfo]:
+        """Async generator of ObjectInfo for keys under ``prefix``, sorted."""
+
+    @abstractmethod
+    async def _copy(self, src: str, dst: str) -> None:
+        """Server-side copy, complete on return; ObjectNotFoundError naming ``src``."""
+
+    async def _presign(
+        self, key: str, expires_in: int, method: PresignMethod, content_type: str | None
+    ) -> str:
+        raise FeatureNotSupportedError(
+            f"the {self.provider!r} storage provider cannot issue presigned URLs"
+        )
+
+    async def _health(self) -> bool:
+        return True
+
+
+__all__ = [
+    "DEFAULT_CHUNK_SIZE",
+    "DEFAULT_CONTENT_TYPE",
+    "DEFAULT_PART_SIZE",
+    "MAX_KEY_BYTES",
+    "MIN_PART_SIZE",
+    "ObjectInfo",
+    "PresignMethod",
+    "Storage",
+    "StreamSource",
+    "check_range",
+    "guess_content_type",
+    "iter_source",
+    "validate_key",
+    "validate_metadata",
+    "validate_prefix",
+]

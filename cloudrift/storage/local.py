@@ -1,0 +1,465 @@
+"""Local filesystem storage: one file per key under ``root_dir``.
+
+* Writes are atomic: data goes to a temporary file under ``<root>/.cloudrift/tmp`` and is
+  renamed into place, so a reader never sees a half-written object.
+* A key can never resolve outside ``root_dir``: key validation refuses ``..`` and
+  absolute keys, and every resolved path is checked with ``realpath`` so a symlink
+  inside the root cannot lead out of it.
+* Content type (when it differs from the one guessed from the key) and user metadata
+  live in a JSON sidecar under ``<root>/.cloudrift/meta``; keys starting with
+  ``.cloudrift/`` are reserved.
+* With ``base_url`` set, ``presigned_url`` issues HMAC-SHA256-signed, expiring URLs
+  (``{base_url}/{quoted key}?method=GET&expires=<unix>&signature=<hex>``) that an HTTP
+  route (``cloudrift_fastapi``) checks with :meth:`LocalStorage.verify_presigned`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import errno
+import hashlib
+import hmac
+import json
+import mimetypes
+import os
+import secrets
+import shutil
+import time
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any, BinaryIO
+from urllib.parse import quote
+
+from cloudrift.core.exceptions import (
+    ConfigurationError,
+    FeatureNotSupportedError,
+    InvalidKeyError,
+    InvalidRangeError,
+    ObjectExistsError,
+    ObjectNotFoundError,
+    StorageError,
+    StoragePermissionError,
+)
+from cloudrift.core.secrets import Secret, secret
+from cloudrift.storage.base import (
+    DEFAULT_CONTENT_TYPE,
+    ObjectInfo,
+    PresignMethod,
+    Storage,
+    validate_key,
+)
+
+_RESERVED = ".cloudrift"
+_PAGE = 500
+_MISSING = (FileNotFoundError, NotADirectoryError, IsADirectoryError)
+
+
+def _guess(key: str) -> str:
+    guessed, _ = mimetypes.guess_type(key, strict=False)
+    return guessed or DEFAULT_CONTENT_TYPE
+
+
+class LocalStorage(Storage):
+    """Objects as files under ``root_dir``; optional signed URLs served from ``base_url``."""
+
+    provider = "local"
+    backend_name = "local storage"
+
+    def __init__(
+        self,
+        *,
+        root_dir: str | os.PathLike[str],
+        base_url: str | None = None,
+        signing_key: str | Secret | None = None,
+    ) -> None:
+        if root_dir is None or str(root_dir) == "":
+            raise ConfigurationError("local storage needs root_dir: the folder to keep objects in")
+        if base_url is not None and not (
+            isinstance(base_url, str) and base_url.startswith(("http://", "https://", "/"))
+        ):
+            raise ConfigurationError(
+                f"local storage base_url must be an http(s) URL or an absolute path, "
+                f"got {base_url!r}"
+            )
+        if signing_key is not None and not secret(signing_key):
+            raise ConfigurationError("local storage signing_key must not be empty")
+        self.root_dir = Path(root_dir).expanduser().absolute()
+        try:
+            self.root_dir.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise ConfigurationError(
+                f"local storage cannot create root_dir {str(self.root_dir)!r}: {exc.strerror}"
+            ) from exc
+        self._root = os.path.realpath(self.root_dir)
+        self._tmp = os.path.join(self._root, _RESERVED, "tmp")
+        self._meta = os.path.join(self._root, _RESERVED, "meta")
+        os.makedirs(self._tmp, exist_ok=True)
+        os.makedirs(self._meta, exist_ok=True)
+        self.base_url = base_url
+        self._signing_key: Secret = secret(signing_key) or Secret(secrets.token_hex(32))
+
+    def _location(self) -> str:
+        return f"root_dir={str(self.root_dir)!r}"
+
+    # ------------------------------------------------------------------ paths
+
+    def _path(self, key: str) -> str:
+        """The file for ``key``; InvalidKeyError for reserved keys or paths leaving the root."""
+        if key == _RESERVED or key.startswith(_RESERVED + "/"):
+            raise InvalidKeyError(
+                key, f"keys under {_RESERVED + '/'!r} are reserved by local storage"
+            )
+        if os.sep != "/" and os.sep in key:
+            raise InvalidKeyError(key, f"a local storage key must not contain {os.sep!r}")
+        path = os.path.join(self._root, *key.split("/"))
+        real = os.path.realpath(path)
+        if real != path and not real.startswith(self._root + os.sep):
+            raise StoragePermissionError(
+                f"key {key!r} resolves outside root_dir through a symbolic link; refusing it"
+            )
+        return path
+
+    def _meta_path(self, key: str) -> str:
+        digest = hashlib.sha256(key.encode()).hexdigest()
+        return os.path.join(self._meta, digest[:2], digest + ".json")
+
+    def _new_tmp(self) -> str:
+        return os.path.join(self._tmp, secrets.token_hex(12))
+
+    # ----------------------------------------------------------- sync workers
+
+    def _write_meta(self, key: str, content_type: str, metadata: dict[str, str]) -> None:
+        mpath = self._meta_path(key)
+        if content_type == _guess(key) and not metadata:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(mpath)
+            return
+        os.makedirs(os.path.dirname(mpath), exist_ok=True)
+        tmp = self._new_tmp()
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump({"key": key, "content_type": content_type, "metadata": metadata}, fh)
+        os.replace(tmp, mpath)
+
+    def _read_meta(self, key: str) -> tuple[str, dict[str, str]]:
+        try:
+            with open(self._meta_path(key), encoding="utf-8") as fh:
+                doc = json.load(fh)
+        except FileNotFoundError:
+            return _guess(key), {}
+        return str(doc["content_type"]), dict(doc["metadata"])
+
+    def _place(self, tmp: str, key: str, if_not_exists: bool) -> None:
+        """Rename ``tmp`` into place (hard-link for a conditional create: atomic, no overwrite)."""
+        path = self._path(key)
+        for attempt in range(3):
+            try:
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                # Re-check after creating folders: a symlinked folder must not lead out.
+                self._path(key)
+                if if_not_exists:
+                    os.link(tmp, path)
+                    os.unlink(tmp)
+                else:
+                    os.replace(tmp, path)
+                return
+            except FileExistsError as exc:
+                if if_not_exists and os.path.isfile(path):
+                    raise ObjectExistsError(key) from exc
+                raise self._conflict(key) from exc
+            except (NotADirectoryError, IsADirectoryError) as exc:
+                raise self._conflict(key) from exc
+            except FileNotFoundError:
+                # A concurrent delete pruned the folder between makedirs and rename.
+                if attempt == 2:
+                    raise
+
+    def _conflict(self, key: str) -> StorageError:
+        return StorageError(
+            f"key {key!r} conflicts with an existing key in local storage: a key cannot be "
+            "both an object and a prefix of other keys (e.g. 'a' and 'a/b') on a filesystem"
+        )
+
+    def _put_sync(
+        self, key: str, data: Any, content_type: str, metadata: dict[str, str], cond: bool
+    ) -> None:
+        self._path(key)
+        tmp = self._new_tmp()
+        try:
+            with open(tmp, "wb") as fh:
+                fh.write(data)
+            if cond:
+                self._place(tmp, key, True)
+                self._write_meta(key, content_type, metadata)
+            else:
+                self._write_meta(key, content_type, metadata)
+                self._place(tmp, key, False)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+
+    def _open(self, key: str) -> BinaryIO:
+        path = self._path(key)
+        try:
+            return open(path, "rb")
+        except _MISSING:
+            raise ObjectNotFoundError(key) from None
+
+    def _get_sync(self, key: str, start: int, end: int | None) -> bytes:
+        with self._open(key) as fh:
+            size = os.fstat(fh.fileno()).st_size
+            if start >= size and (start > 0 or size == 0):
+                raise InvalidRangeError(f"range start {start} is past the end of {key!r}")
+            if start:
+                fh.seek(start)
+            stop = size if end is None else min(end, size)
+            return fh.read(stop - start)
+
+    def _info(self, key: str, st: os.stat_result) -> ObjectInfo:
+        content_type, metadata = self._read_meta(key)
+        return ObjectInfo(
+            key=key,
+            size=st.st_size,
+            etag=f"{st.st_mtime_ns:x}-{st.st_size:x}",
+            content_type=content_type,
+            last_modified=datetime.fromtimestamp(st.st_mtime, UTC),
+            metadata=metadata,
+        )
+
+    def _head_sync(self, key: str) -> ObjectInfo:
+        path = self._path(key)
+        try:
+            st = os.stat(path)
+        except _MISSING:
+            raise ObjectNotFoundError(key) from None
+        if not os.path.isfile(path):
+            raise ObjectNotFoundError(key)
+        return self._info(key, st)
+
+    def _delete_sync(self, key: str) -> None:
+        path = self._path(key)
+        try:
+            os.unlink(path)
+        except _MISSING:
+            return
+        except PermissionError as exc:
+            if os.path.isdir(path):  # a prefix, not an object: nothing to delete
+                return
+            raise StoragePermissionError(f"not allowed to delete {key!r}: {exc.strerror}") from exc
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self._meta_path(key))
+        # Prune folders left empty so they do not block a later key of the same name.
+        parent = os.path.dirname(path)
+        while parent != self._root:
+            try:
+                os.rmdir(parent)
+            except OSError:
+                break
+            parent = os.path.dirname(parent)
+
+    def _scan(self, prefix: str) -> list[str]:
+        """Every key under ``prefix``, sorted by UTF-8 bytes."""
+        folder, _, _ = prefix.rpartition("/")
+        start = os.path.join(self._root, *folder.split("/")) if folder else self._root
+        real = os.path.realpath(start)
+        if real != start and not real.startswith(self._root + os.sep):
+            return []
+        keys: list[str] = []
+        for dirpath, dirnames, filenames in os.walk(start):
+            rel = os.path.relpath(dirpath, self._root)
+            base = "" if rel == "." else rel.replace(os.sep, "/") + "/"
+            if base == "":
+                dirnames[:] = [d for d in dirnames if d != _RESERVED]
+            # Prune folders that cannot hold a matching key.
+            dirnames[:] = [
+                d
+                for d in dirnames
+                if (base + d + "/").startswith(prefix) or prefix.startswith(base + d + "/")
+            ]
+            keys.extend(base + f for f in filenames if (base + f).startswith(prefix))
+        keys.sort(key=lambda k: k.encode("utf-8"))
+        return keys
+
+    def _stat_page(self, keys: list[str]) -> list[ObjectInfo]:
+        out = []
+        for key in keys:
+            try:
+                st = os.stat(os.path.join(self._root, *key.split("/")))
+            except _MISSING:
+                continue  # deleted since the scan
+            out.append(self._info(key, st))
+        return out
+
+    def _copy_sync(self, src: str, dst: str) -> None:
+        spath = self._path(src)
+        self._path(dst)
+        tmp = self._new_tmp()
+        try:
+            try:
+                shutil.copyfile(spath, tmp)
+            except _MISSING:
+                raise ObjectNotFoundError(src) from None
+            content_type, metadata = self._read_meta(src)
+            self._write_meta(dst, content_type, metadata)
+            self._place(tmp, dst, False)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+
+    # ------------------------------------------------------------------ hooks
+
+    async def _run(self, func: Any, *args: Any) -> Any:
+        try:
+            return await asyncio.to_thread(func, *args)
+        except PermissionError as exc:
+            raise StoragePermissionError(
+                f"local storage is not allowed to access a file under {str(self.root_dir)!r}: "
+                f"{exc.strerror}; check the folder's permissions"
+            ) from exc
+        except OSError as exc:
+            if isinstance(exc, ObjectNotFoundError | StorageError):
+                raise
+            if exc.errno == errno.ENAMETOOLONG:
+                raise InvalidKeyError(
+                    "...", "a path segment is too long for this filesystem"
+                ) from exc
+            raise StorageError(f"local storage I/O error: {exc.strerror or exc}") from exc
+
+    async def _put(
+        self,
+        key: str,
+        data: bytes | bytearray | memoryview,
+        content_type: str,
+        metadata: dict[str, str],
+        if_not_exists: bool,
+    ) -> None:
+        await self._run(self._put_sync, key, data, content_type, metadata, if_not_exists)
+
+    async def _put_stream(
+        self,
+        key: str,
+        parts: AsyncIterator[bytes],
+        content_type: str,
+        metadata: dict[str, str],
+        part_size: int,
+    ) -> None:
+        self._path(key)
+        tmp = self._new_tmp()
+        fh = await self._run(open, tmp, "wb")
+        try:
+            try:
+                async for part in parts:
+                    await self._run(fh.write, part)
+            finally:
+                await self._run(fh.close)
+            await self._run(self._write_meta, key, content_type, metadata)
+            await self._run(self._place, tmp, key, False)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+
+    async def _get(self, key: str, start: int, end: int | None) -> bytes:
+        data: bytes = await self._run(self._get_sync, key, start, end)
+        return data
+
+    async def _get_stream(
+        self, key: str, start: int, end: int | None, chunk_size: int
+    ) -> AsyncIterator[bytes]:
+        fh: BinaryIO = await self._run(self._open, key)
+        try:
+            size = os.fstat(fh.fileno()).st_size
+            if start >= size and (start > 0 or size == 0):
+                raise InvalidRangeError(f"range start {start} is past the end of {key!r}")
+            stop = size if end is None else min(end, size)
+            if start:
+                fh.seek(start)
+            remaining = stop - start
+            while remaining > 0:
+                chunk = await self._run(fh.read, min(chunk_size, remaining))
+                if not chunk:
+                    break
+                remaining -= len(chunk)
+                yield chunk
+        finally:
+            fh.close()
+
+    async def _head(self, key: str) -> ObjectInfo:
+        info: ObjectInfo = await self._run(self._head_sync, key)
+        return info
+
+    async def _exists(self, key: str) -> bool:
+        path = self._path(key)
+        return await asyncio.to_thread(os.path.isfile, path)
+
+    async def _delete(self, key: str) -> None:
+        await self._run(self._delete_sync, key)
+
+    async def _iter(self, prefix: str) -> AsyncIterator[ObjectInfo]:
+        keys: list[str] = await self._run(self._scan, prefix)
+        for i in range(0, len(keys), _PAGE):
+            page: list[ObjectInfo] = await self._run(self._stat_page, keys[i : i + _PAGE])
+            for info in page:
+                yield info
+
+    async def _copy(self, src: str, dst: str) -> None:
+        await self._run(self._copy_sync, src, dst)
+
+    async def _health(self) -> bool:
+        return await asyncio.to_thread(os.access, self._root, os.W_OK | os.X_OK)
+
+    # ------------------------------------------------------------ signed URLs
+
+    def _signature(self, key: str, method: str, expires: int, content_type: str | None) -> str:
+        message = f"{method}\n{key}\n{expires}\n{content_type or ''}".encode()
+        return hmac.new(self._signing_key.reveal().encode(), message, hashlib.sha256).hexdigest()
+
+    async def _presign(
+        self, key: str, expires_in: int, method: PresignMethod, content_type: str | None
+    ) -> str:
+        if self.base_url is None:
+            raise FeatureNotSupportedError(
+                "local storage issues presigned URLs only when base_url is set: pass "
+                "base_url='http://host:port/files' (the route that serves them)"
+            )
+        self._path(key)
+        expires = int(time.time()) + expires_in
+        sig = self._signature(key, method, expires, content_type)
+        url = (
+            f"{self.base_url.rstrip('/')}/{quote(key, safe='/')}"
+            f"?method={method}&expires={expires}&signature={sig}"
+        )
+        if content_type is not None:
+            url += f"&content_type={quote(content_type, safe='')}"
+        return url
+
+    def verify_presigned(
+        self,
+        key: str,
+        *,
+        method: str,
+        expires: int,
+        signature: str,
+        content_type: str | None = None,
+    ) -> None:
+        """Accept a presigned request or raise StoragePermissionError saying why not.
+
+        The signature covers method, key, expiry and content type, so a changed method
+        or a tampered parameter fails the check; a valid but past expiry raises a
+        StoragePermissionError that says the URL expired.
+        """
+        validate_key(key)
+        self._path(key)
+        if not isinstance(signature, str) or not isinstance(expires, int):
+            raise StoragePermissionError("malformed presigned URL: missing signature or expiry")
+        expected = self._signature(key, method.upper(), expires, content_type)
+        if not hmac.compare_digest(expected, signature):
+            raise StoragePermissionError(
+                "presigned URL signature does not match (wrong key, method, expiry or "
+                "content type, or issued by another server); ask for a new URL"
+            )
+        if expires < int(time.time()):
+            raise StoragePermissionError("presigned URL has expired; ask for a new one")
+
+
+__all__ = ["LocalStorage"]

@@ -1,0 +1,301 @@
+"""The local provider: conformance, atomic writes, root confinement and signed URLs."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+from urllib.parse import parse_qs, quote, urlsplit
+
+import httpx
+import pytest
+
+from cloudrift.core.exceptions import (
+    ConfigurationError,
+    FeatureNotSupportedError,
+    InvalidKeyError,
+    StorageError,
+    StoragePermissionError,
+)
+from cloudrift.core.secrets import Secret
+from cloudrift.storage import Storage, get_storage
+from cloudrift.storage.local import LocalStorage
+from tests.conformance.storage import StorageConformance, agen
+from tests.storage._presign_server import presign_server
+
+SIGNING_KEY = "local-signing-key-for-tests-0123456789"
+
+
+@pytest.fixture(scope="module")
+def served() -> Iterator[tuple[str, type]]:
+    """A real HTTP server that verifies and serves LocalStorage's signed URLs (per module)."""
+    with presign_server() as pair:
+        yield pair
+
+
+class TestLocalStorage(StorageConformance):
+    """Conformance harness: files under a temp folder, signed URLs served over HTTP."""
+
+    secrets_in_use = (SIGNING_KEY,)
+
+    @pytest.fixture
+    async def backend(self, tmp_path: Path, served: tuple[str, type]) -> AsyncIterator[Storage]:
+        """A local backend rooted in an empty temp folder, its URLs served by a test server."""
+        base_url, handler = served
+        storage = get_storage(
+            "local", root_dir=tmp_path / "root", base_url=base_url, signing_key=SIGNING_KEY
+        )
+        handler.storage = storage
+        try:
+            yield storage
+        finally:
+            await storage.close()
+
+
+@pytest.fixture
+async def local(tmp_path: Path) -> AsyncIterator[LocalStorage]:
+    """A local backend with base_url and a known signing key."""
+    storage = LocalStorage(
+        root_dir=tmp_path / "root", base_url="http://files.test/f/", signing_key=SIGNING_KEY
+    )
+    try:
+        yield storage
+    finally:
+        await storage.close()
+
+
+def _query(url: str) -> dict[str, str]:
+    return {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}
+
+
+async def test_presigned_url_has_the_agreed_shape(local: LocalStorage) -> None:
+    """The URL is base_url + quoted key + method, expires, signature (+ content_type)."""
+    before = int(time.time())
+    url = await local.presigned_url(
+        "a b/ü.txt", expires_in=60, method="PUT", content_type="text/plain"
+    )
+    assert url.startswith("http://files.test/f/" + quote("a b/ü.txt", safe="/") + "?method=PUT&")
+    q = _query(url)
+    assert before + 60 <= int(q["expires"]) <= int(time.time()) + 60
+    assert len(q["signature"]) == 64 and q["content_type"] == "text/plain"
+    local.verify_presigned(
+        "a b/ü.txt",
+        method="PUT",
+        expires=int(q["expires"]),
+        signature=q["signature"],
+        content_type="text/plain",
+    )
+
+
+async def test_tampered_signature_is_refused(local: LocalStorage) -> None:
+    """A changed signature, key, method or content type raises StoragePermissionError."""
+    url = await local.presigned_url("k.txt", content_type="text/plain")
+    q = _query(url)
+    exp, sig = int(q["expires"]), q["signature"]
+    bad_sig = ("0" if sig[0] != "0" else "1") + sig[1:]
+    cases = [
+        {
+            "key": "k.txt",
+            "method": "GET",
+            "expires": exp,
+            "signature": bad_sig,
+            "content_type": "text/plain",
+        },
+        {
+            "key": "other.txt",
+            "method": "GET",
+            "expires": exp,
+            "signature": sig,
+            "content_type": "text/plain",
+        },
+        {
+            "key": "k.txt",
+            "method": "PUT",
+            "expires": exp,
+            "signature": sig,
+            "content_type": "text/plain",
+        },
+        {
+            "key": "k.txt",
+            "method": "GET",
+            "expires": exp + 1000,
+            "signature": sig,
+            "content_type": "text/plain",
+        },
+        {
+            "key": "k.txt",
+            "method": "GET",
+            "expires": exp,
+            "signature": sig,
+            "content_type": "text/html",
+        },
+        {"key": "k.txt", "method": "GET", "expires": exp, "signature": sig, "content_type": None},
+    ]
+    for case in cases:
+        key = case.pop("key")
+        with pytest.raises(StoragePermissionError, match="signature does not match"):
+            local.verify_presigned(key, **case)  # type: ignore[arg-type]
+
+
+async def test_expired_signature_is_refused_as_expired(local: LocalStorage) -> None:
+    """A correctly signed URL past its expiry raises StoragePermissionError saying it expired."""
+    expires = int(time.time()) - 5
+    sig = local._signature("k", "GET", expires, None)
+    with pytest.raises(StoragePermissionError, match="expired"):
+        local.verify_presigned("k", method="GET", expires=expires, signature=sig)
+
+
+async def test_url_from_another_signing_key_is_refused(tmp_path: Path, local: LocalStorage) -> None:
+    """A backend with a different signing key refuses the URL; one with the same key accepts it."""
+    url = await local.presigned_url("k")
+    q = _query(url)
+    other = LocalStorage(root_dir=tmp_path / "root", signing_key="a-different-key")
+    same = LocalStorage(root_dir=tmp_path / "root", signing_key=Secret(SIGNING_KEY))
+    with pytest.raises(StoragePermissionError):
+        other.verify_presigned(
+            "k", method="GET", expires=int(q["expires"]), signature=q["signature"]
+        )
+    same.verify_presigned("k", method="GET", expires=int(q["expires"]), signature=q["signature"])
+
+
+async def test_random_signing_key_differs_per_instance(tmp_path: Path) -> None:
+    """Without signing_key each instance signs with its own random key."""
+    a = LocalStorage(root_dir=tmp_path, base_url="http://x/")
+    b = LocalStorage(root_dir=tmp_path, base_url="http://x/")
+    assert a._signature("k", "GET", 1, None) != b._signature("k", "GET", 1, None)
+
+
+async def test_served_tampered_and_expired_urls_get_403(
+    tmp_path: Path, served: tuple[str, type]
+) -> None:
+    """Over real HTTP, a tampered or expired URL is refused with 403 and the good one works."""
+    base_url, handler = served
+    storage = LocalStorage(root_dir=tmp_path / "r", base_url=base_url, signing_key=SIGNING_KEY)
+    handler.storage = storage
+    await storage.upload("doc.txt", b"secret doc")
+    url = await storage.presigned_url("doc.txt", expires_in=60)
+    expires = int(time.time()) - 1
+    expired = (
+        f"{base_url}doc.txt?method=GET&expires={expires}"
+        f"&signature={storage._signature('doc.txt', 'GET', expires, None)}"
+    )
+    async with httpx.AsyncClient() as client:
+        assert (await client.get(url)).content == b"secret doc"
+        tampered = await client.get(url.replace("doc.txt", "doc2.txt", 1))
+        late = await client.get(expired)
+    assert tampered.status_code == 403 and late.status_code == 403
+    assert b"expired" in late.content
+
+
+async def test_presign_without_base_url_says_to_set_it(tmp_path: Path) -> None:
+    """Without base_url, presigned_url raises FeatureNotSupportedError naming base_url."""
+    storage = LocalStorage(root_dir=tmp_path)
+    with pytest.raises(FeatureNotSupportedError, match="base_url"):
+        await storage.presigned_url("k")
+
+
+async def test_signing_key_never_appears_in_repr(local: LocalStorage) -> None:
+    """repr shows provider and root, never the signing key."""
+    text = repr(local)
+    assert "local" in text and "root_dir=" in text and SIGNING_KEY not in text
+
+
+async def test_symlink_out_of_root_is_refused(tmp_path: Path) -> None:
+    """A symlinked folder leading outside root_dir can be neither read nor written through."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.txt").write_bytes(b"do not read")
+    root = tmp_path / "root"
+    storage = LocalStorage(root_dir=root)
+    os.symlink(outside, root / "link")
+    with pytest.raises(StoragePermissionError, match="outside root_dir"):
+        await storage.download("link/secret.txt")
+    with pytest.raises(StoragePermissionError, match="outside root_dir"):
+        await storage.upload("link/new.txt", b"x")
+    assert os.listdir(outside) == ["secret.txt"]
+
+
+async def test_symlinked_file_out_of_root_is_refused(tmp_path: Path) -> None:
+    """A symlinked file pointing outside root_dir is not served."""
+    (tmp_path / "passwd").write_bytes(b"root:x:0:0")
+    root = tmp_path / "root"
+    storage = LocalStorage(root_dir=root)
+    os.symlink(tmp_path / "passwd", root / "passwd")
+    with pytest.raises(StoragePermissionError):
+        await storage.download("passwd")
+
+
+async def test_dotdot_keys_never_touch_files_outside_root(tmp_path: Path) -> None:
+    """'..' keys are rejected, so nothing is written next to root_dir."""
+    storage = LocalStorage(root_dir=tmp_path / "root")
+    for key in ["../escape.txt", "a/../../escape.txt"]:
+        with pytest.raises(InvalidKeyError):
+            await storage.upload(key, b"x")
+    assert not (tmp_path / "escape.txt").exists()
+
+
+async def test_reserved_internal_folder_is_not_a_key(tmp_path: Path) -> None:
+    """Keys under '.cloudrift/' are refused and the folder never shows in listings."""
+    storage = LocalStorage(root_dir=tmp_path)
+    await storage.upload("meta.txt", b"x", metadata={"a": "b"})
+    with pytest.raises(InvalidKeyError, match="reserved"):
+        await storage.upload(".cloudrift/tmp/x", b"x")
+    assert await storage.list() == ["meta.txt"]
+
+
+async def test_writes_are_atomic_and_leave_no_temp_files(tmp_path: Path) -> None:
+    """After uploads, streams and a failed stream, only the objects remain (no temp files)."""
+    storage = LocalStorage(root_dir=tmp_path)
+
+    async def broken() -> AsyncIterator[bytes]:
+        yield b"partial"
+        raise RuntimeError("boom")
+
+    await storage.upload("a.bin", b"a")
+    await storage.upload_stream("b.bin", agen(b"b"))
+    with pytest.raises(RuntimeError):
+        await storage.upload_stream("c.bin", broken())
+    assert os.listdir(tmp_path / ".cloudrift" / "tmp") == []
+    files = sorted(e.name for e in os.scandir(tmp_path) if e.is_file())
+    assert files == ["a.bin", "b.bin"]
+
+
+async def test_object_and_prefix_with_the_same_name_conflict(tmp_path: Path) -> None:
+    """A key that is also another key's folder raises StorageError explaining the conflict."""
+    storage = LocalStorage(root_dir=tmp_path)
+    await storage.upload("a", b"file")
+    with pytest.raises(StorageError, match="conflicts"):
+        await storage.upload("a/b", b"x")
+    await storage.delete("a")
+    await storage.upload("a/b", b"x")
+    with pytest.raises(StorageError, match="conflicts"):
+        await storage.upload("a", b"x")
+
+
+async def test_delete_prunes_empty_folders(tmp_path: Path) -> None:
+    """Deleting the last key in a folder removes the folder, freeing the name for a key."""
+    storage = LocalStorage(root_dir=tmp_path)
+    await storage.upload("x/y/z", b"1")
+    await storage.delete("x/y/z")
+    assert not (tmp_path / "x").exists()
+    await storage.upload("x", b"now a file")
+    assert await storage.download("x") == b"now a file"
+
+
+def test_missing_root_dir_is_a_configuration_error() -> None:
+    """get_storage('local') without root_dir fails naming the option."""
+    with pytest.raises(ConfigurationError, match="root_dir"):
+        get_storage("local", root_dir="")
+
+
+def test_misspelled_option_is_a_configuration_error(tmp_path: Path) -> None:
+    """A typo in an option name is refused with a suggestion."""
+    with pytest.raises(ConfigurationError, match="did you mean 'base_url'"):
+        get_storage("local", root_dir=tmp_path, base_ur="http://x")
+
+
+def test_bad_base_url_is_a_configuration_error(tmp_path: Path) -> None:
+    """A base_url that is not an http(s) URL or absolute path is refused."""
+    with pytest.raises(ConfigurationError, match="base_url"):
+        get_storage("local", root_dir=tmp_path, base_url="files.example")
