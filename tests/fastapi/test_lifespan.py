@@ -1,0 +1,351 @@
+"""cloudrift_lifespan: build once at startup, close everything at shutdown, fail loudly."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI, Request
+from fastapi.testclient import TestClient
+from starlette.applications import Starlette
+from starlette.responses import PlainTextResponse
+from starlette.routing import Route
+
+import cloudrift_fastapi.container as container_module
+from cloudrift.config import CloudriftSettings
+from cloudrift.core.exceptions import CacheConnectionError, ConfigurationError
+from cloudrift.messaging import Message, Queue
+from cloudrift_fastapi import (
+    StorageDep,
+    cloudrift_lifespan,
+    memory_settings,
+    queue_worker,
+)
+from tests.servers._process import free_port
+
+SECRET = "sup3r-s3cret-redis-pass"
+
+
+@pytest.fixture
+def closes(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, Any]]:
+    """Record every backend close (category, backend) in order, still closing for real."""
+    seen: list[tuple[str, Any]] = []
+    real = container_module.close_backend
+
+    async def recording(category: str, backend: Any) -> None:
+        seen.append((category, backend))
+        await real(category, backend)
+
+    monkeypatch.setattr(container_module, "close_backend", recording)
+    return seen
+
+
+@pytest.fixture
+def builds(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str, Any]]:
+    """Record every backend the factories build (category, name, backend)."""
+    seen: list[tuple[str, str, Any]] = []
+    real = CloudriftSettings.open_backend
+
+    def recording(self: CloudriftSettings, category: str, name: str | None = None) -> Any:
+        backend = real(self, category, name)
+        seen.append((category, name or "", backend))
+        return backend
+
+    monkeypatch.setattr(CloudriftSettings, "open_backend", recording)
+    return seen
+
+
+def test_backends_are_built_at_startup_and_closed_at_shutdown(
+    builds: list[tuple[str, str, Any]], closes: list[tuple[str, Any]]
+) -> None:
+    """Every configured backend is built once on entry and closed on exit."""
+    app = FastAPI(lifespan=cloudrift_lifespan(memory_settings()))
+    assert builds == []
+    with TestClient(app):
+        assert [c for c, _, _ in builds] == ["storage", "queue", "document", "cache", "email"]
+        assert closes == []
+        box = app.state.cloudrift
+        assert box.storage() is builds[0][2]
+    assert len(closes) == 5
+    assert all(b.closed for c, _, b in builds if c != "document")
+    assert not hasattr(app.state, "cloudrift")
+
+
+def test_shutdown_closes_in_reverse_build_order(
+    builds: list[tuple[str, str, Any]], closes: list[tuple[str, Any]]
+) -> None:
+    """Backends close in the reverse of the configured order, named ones included."""
+    settings = memory_settings(
+        storage={
+            "default": "primary",
+            "backends": {"primary": {"provider": "memory"}, "avatars": {"provider": "memory"}},
+        }
+    )
+    with TestClient(FastAPI(lifespan=cloudrift_lifespan(settings))):
+        pass
+    built = [backend for _, _, backend in builds]
+    assert [backend for _, backend in closes] == list(reversed(built))
+
+
+def test_a_backend_that_cannot_be_built_aborts_startup_naming_it(
+    builds: list[tuple[str, str, Any]], closes: list[tuple[str, Any]]
+) -> None:
+    """A bad option stops startup with the backend's name; the others are closed."""
+    settings = memory_settings(
+        storage={
+            "default": "primary",
+            "backends": {
+                "primary": {"provider": "memory"},
+                "avatars": {"provider": "memory", "buckt": "typo"},
+            },
+        }
+    )
+    app = FastAPI(lifespan=cloudrift_lifespan(settings))
+    with pytest.raises(ConfigurationError) as caught, TestClient(app):
+        pass
+    text = caught.value.message
+    assert "storage backend 'avatars' (memory)" in text
+    assert "'buckt'" in text
+    built = {id(b) for _, _, b in builds}
+    assert len(built) == 5  # every other backend was built...
+    assert {id(b) for _, b in closes} == built  # ...and closed again
+    assert not hasattr(app.state, "cloudrift")
+
+
+async def test_unreachable_service_aborts_startup_when_verifying(
+    closes: list[tuple[str, Any]],
+) -> None:
+    """With verify_on_startup, a cache nobody answers on stops startup as a connection error."""
+    port = free_port()
+    settings = memory_settings(
+        verify_on_startup=True,
+        cache={
+            "provider": "redis",
+            "auth_method": "from_url",
+            "url": f"redis://:{SECRET}@127.0.0.1:{port}/0",
+            "socket_connect_timeout": 1,
+        },
+    )
+    app = FastAPI(lifespan=cloudrift_lifespan(settings))
+    with pytest.raises(CacheConnectionError) as caught:
+        async with app.router.lifespan_context(app):
+            pass
+    assert "cache backend 'default' (redis)" in caught.value.message
+    assert SECRET not in caught.value.message
+    assert len(closes) == 5  # the unreachable one too: nothing is left open
+
+
+def test_a_failing_close_is_logged_and_the_rest_still_close(
+    builds: list[tuple[str, str, Any]],
+    closes: list[tuple[str, Any]],
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """One close raising does not stop the others; the failure is logged with the name."""
+    app = FastAPI(lifespan=cloudrift_lifespan(memory_settings()))
+    with TestClient(app):
+        queue = app.state.cloudrift.queue()
+
+        async def broken_close() -> None:
+            raise RuntimeError(f"socket gone, password={SECRET}")
+
+        queue.close = broken_close
+    assert len(closes) == 5
+    assert "closing queue backend 'default' failed: RuntimeError" in caplog.text
+    assert SECRET not in caplog.text
+    storage = next(b for c, _, b in builds if c == "storage")
+    assert storage.closed  # closed after the queue in reverse order
+
+
+def test_startup_is_concurrent(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Backends are verified at the same time: each check waits for all five to start."""
+    started = 0
+    everyone: asyncio.Event | None = None
+
+    async def check(category: str, backend: Any) -> bool:
+        nonlocal started, everyone
+        if everyone is None:
+            everyone = asyncio.Event()
+        started += 1
+        if started == 5:
+            everyone.set()
+        # Deadlock guard, not a timing assertion: sequential startup never gets here.
+        await asyncio.wait_for(everyone.wait(), 10)
+        return True
+
+    monkeypatch.setattr(container_module, "check_backend", check)
+    settings = memory_settings(
+        verify_on_startup=True,
+        document=None,
+        storage={
+            "default": "a",
+            "backends": {"a": {"provider": "memory"}, "b": {"provider": "memory"}},
+        },
+    )
+    with TestClient(FastAPI(lifespan=cloudrift_lifespan(settings))):
+        assert started == 5
+
+
+def test_own_lifespan_runs_inside_ours_and_sees_the_backends() -> None:
+    """The app's lifespan starts after the backends exist and ends before they close."""
+    events: list[str] = []
+
+    @asynccontextmanager
+    async def mine(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
+        storage = app.state.cloudrift.storage()
+        await storage.upload("seed.txt", b"seeded")
+        events.append("mine:start")
+        yield {"greeting": "hello"}
+        events.append(f"mine:stop closed={storage.closed}")
+
+    app = FastAPI(lifespan=cloudrift_lifespan(memory_settings(), lifespan=mine))
+
+    @app.get("/seed")
+    async def seed(request: Request, storage: StorageDep) -> dict[str, str]:
+        return {
+            "seed": (await storage.download("seed.txt")).decode(),
+            "greeting": request.state.greeting,
+        }
+
+    with TestClient(app) as client:
+        assert client.get("/seed").json() == {"seed": "seeded", "greeting": "hello"}
+    assert events == ["mine:start", "mine:stop closed=False"]
+
+
+def test_own_lifespan_failing_at_startup_closes_backends_and_keeps_its_error(
+    closes: list[tuple[str, Any]],
+) -> None:
+    """If the app's own startup raises, backends are closed and that error surfaces."""
+
+    @asynccontextmanager
+    async def mine(app: FastAPI) -> AsyncIterator[None]:
+        raise LookupError("app startup failed")
+        yield
+
+    app = FastAPI(lifespan=cloudrift_lifespan(memory_settings(), lifespan=mine))
+    with pytest.raises(LookupError, match="app startup failed"), TestClient(app):
+        pass
+    assert len(closes) == 5
+
+
+def test_production_environment_refuses_unsafe_settings_at_startup(
+    builds: list[tuple[str, str, Any]],
+) -> None:
+    """environment=production runs the production checks before anything is built."""
+    app = FastAPI(lifespan=cloudrift_lifespan(memory_settings(environment="production")))
+    with pytest.raises(ConfigurationError, match="not safe for production"), TestClient(app):
+        pass
+    assert builds == []
+
+
+def test_settings_default_to_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without settings, the lifespan reads CLOUDRIFT_* env vars at startup."""
+    monkeypatch.setenv("CLOUDRIFT_STORAGE__PROVIDER", "memory")
+    app = FastAPI(lifespan=cloudrift_lifespan())
+
+    @app.get("/kind")
+    async def kind(storage: StorageDep) -> str:
+        return type(storage).__name__
+
+    with TestClient(app) as client:
+        assert client.get("/kind").json() == "MemoryStorage"
+
+
+def test_works_with_plain_starlette() -> None:
+    """A Starlette app (no FastAPI) gets the same lifespan and container."""
+
+    async def home(request: Any) -> PlainTextResponse:
+        storage = request.app.state.cloudrift.storage()
+        await storage.upload("k", b"starlette")
+        return PlainTextResponse((await storage.download("k")).decode())
+
+    settings = CloudriftSettings(storage="memory")
+    app = Starlette(routes=[Route("/", home)], lifespan=cloudrift_lifespan(settings))
+    with TestClient(app) as client:
+        assert client.get("/").text == "starlette"
+
+
+async def test_asgi_transport_inside_lifespan_context() -> None:
+    """httpx.AsyncClient over ASGITransport works inside ``lifespan_context``."""
+    app = FastAPI(lifespan=cloudrift_lifespan(CloudriftSettings(storage="memory")))
+
+    @app.put("/f/{key}")
+    async def put(key: str, request: Request, storage: StorageDep) -> int:
+        body = await request.body()
+        await storage.upload(key, body)
+        return len(body)
+
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+            response = await client.put("/f/a.txt", content=b"12345")
+            assert response.json() == 5
+            assert await app.state.cloudrift.storage().download("a.txt") == b"12345"
+
+
+async def test_queue_worker_consumes_until_shutdown() -> None:
+    """A registered worker handles messages while the app runs and stops at shutdown."""
+    handled: list[Any] = []
+    done = asyncio.Event()
+
+    async def handler(message: Message) -> None:
+        handled.append(message.body)
+        if len(handled) == 3:
+            done.set()
+
+    settings = CloudriftSettings(queue={"provider": "memory"})
+    app = FastAPI(
+        lifespan=cloudrift_lifespan(
+            settings, workers=[queue_worker(handler, concurrency=2, wait_time=0.05)]
+        )
+    )
+    async with app.router.lifespan_context(app):
+        queue: Queue = app.state.cloudrift.queue()
+        await queue.send_batch([{"n": 1}, {"n": 2}, {"n": 3}])
+        await asyncio.wait_for(done.wait(), 10)  # deadlock guard
+    assert sorted(m["n"] for m in handled) == [1, 2, 3]
+    assert queue.closed
+
+
+def test_queue_worker_rejects_bad_concurrency() -> None:
+    """A worker with a nonsensical concurrency fails when declared, not at startup."""
+
+    async def handler(message: Message) -> None:
+        return None
+
+    with pytest.raises(ValueError, match="concurrency must be a positive int"):
+        queue_worker(handler, concurrency=0)
+
+
+def test_lifespan_can_restart_with_fresh_backends(
+    builds: list[tuple[str, str, Any]],
+) -> None:
+    """Entering the app twice builds new backends the second time (the old ones are closed)."""
+    app = FastAPI(lifespan=cloudrift_lifespan(CloudriftSettings(storage="memory")))
+    with TestClient(app):
+        first = app.state.cloudrift.storage()
+    with TestClient(app):
+        second = app.state.cloudrift.storage()
+    assert first is not second
+    assert first.closed and second.closed
+    assert len(builds) == 2
+
+
+def test_log_of_failing_close_uses_the_cloudrift_logger(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Close failures go to the ``cloudrift.fastapi`` logger at ERROR level."""
+    app = FastAPI(lifespan=cloudrift_lifespan(CloudriftSettings(cache="memory")))
+    with TestClient(app):
+        cache = app.state.cloudrift.cache()
+
+        async def broken_close() -> None:
+            raise OSError("boom")
+
+        cache.close = broken_close
+    records = [r for r in caplog.records if r.name == "cloudrift.fastapi"]
+    assert records and records[0].levelno == logging.ERROR
