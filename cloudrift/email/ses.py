@@ -1,0 +1,314 @@
+"""The ``ses`` email provider: Amazon SES v2 through aioboto3.
+
+A message without attachments or custom headers goes as SES "Simple" content (SES
+builds the MIME); anything else goes as the raw MIME cloudrift built, with every
+recipient (bcc included) in the Destination and none of the bcc in the headers.
+``send_batch`` sends concurrently, at most ``max_concurrency`` at a time.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable
+from contextlib import AsyncExitStack
+from email.utils import formataddr
+from typing import Any, NoReturn
+
+import aioboto3
+from aiobotocore.config import AioConfig
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectionClosedError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    NoRegionError,
+    ReadTimeoutError,
+)
+
+from cloudrift.core.auth import auth_method, select_auth
+from cloudrift.core.exceptions import (
+    ConfigurationError,
+    EmailAuthenticationError,
+    EmailConnectionError,
+    EmailSendError,
+    EmailThrottledError,
+    EmailValidationError,
+    RecipientRejectedError,
+    SenderUnverifiedError,
+)
+from cloudrift.core.lifecycle import LazyClient
+from cloudrift.core.retry import RetryPolicy
+from cloudrift.core.secrets import Secret, redact, reveal, secret
+from cloudrift.email.base import Email, EmailAddress, PreparedEmail
+
+_AUTH_METHODS = (
+    auth_method(
+        "static_keys", ["aws_access_key_id", "aws_secret_access_key"], ["aws_session_token"]
+    ),
+    auth_method("profile", ["profile_name"]),
+    auth_method("default_chain"),
+)
+_AUTH = {
+    "AccessDenied",
+    "AccessDeniedException",
+    "InvalidClientTokenId",
+    "SignatureDoesNotMatch",
+    "UnrecognizedClientException",
+    "ExpiredToken",
+    "ExpiredTokenException",
+    "IncompleteSignature",
+    "MissingAuthenticationToken",
+}
+_THROTTLED = {
+    "TooManyRequestsException",
+    "LimitExceededException",
+    "Throttling",
+    "ThrottlingException",
+}
+_CONNECTION = (
+    EndpointConnectionError,
+    ConnectTimeoutError,
+    ReadTimeoutError,
+    ConnectionClosedError,
+)
+_ADDRESS = re.compile(r"[\w.!#$%&'*+/=?^`{|}~-]+@[\w.-]+", re.UNICODE)
+
+
+def _formatted(address: EmailAddress) -> str:
+    """``Name <addr>`` with a non-ASCII name RFC 2047-encoded, as SES requires."""
+    return formataddr((address.name, address.addr)) if address.name else address.addr
+
+
+def _formatted_all(addresses: Iterable[EmailAddress]) -> list[str]:
+    return [_formatted(a) for a in addresses]
+
+
+class SESEmail(Email):
+    """Sends through Amazon SES (SESv2 API)."""
+
+    provider = "ses"
+    backend_name = "ses email"
+    #: SES accepts at most 40 MB per message (after encoding).
+    default_max_message_bytes = 40 * 1024 * 1024
+    #: SES accepts at most 50 recipients (to + cc + bcc) per message.
+    max_recipients = 50
+
+    def __init__(
+        self,
+        *,
+        region: str | None = None,
+        aws_access_key_id: str | None = None,
+        aws_secret_access_key: str | Secret | None = None,
+        aws_session_token: str | Secret | None = None,
+        profile_name: str | None = None,
+        endpoint_url: str | None = None,
+        configuration_set: str | None = None,
+        default_from: str | None = None,
+        max_message_bytes: int | None = None,
+        max_concurrency: int = 10,
+        retry: RetryPolicy | None = None,
+        max_pool_connections: int = 20,
+        connect_timeout: float = 5.0,
+        read_timeout: float = 30.0,
+        max_attempts: int = 3,
+    ) -> None:
+        super().__init__(
+            default_from=default_from,
+            max_message_bytes=max_message_bytes,
+            max_concurrency=max_concurrency,
+            retry=retry,
+        )
+        self._secret_key = secret(aws_secret_access_key)
+        self._session_token = secret(aws_session_token)
+        self._auth = select_auth(
+            "ses email",
+            {
+                "aws_access_key_id": aws_access_key_id,
+                "aws_secret_access_key": self._secret_key,
+                "aws_session_token": self._session_token,
+                "profile_name": profile_name,
+            },
+            _AUTH_METHODS,
+        )
+        if region == "":
+            raise ConfigurationError("ses email: region is an empty string; pass e.g. 'us-east-1'")
+        if max_attempts < 1:
+            raise ConfigurationError("ses email: max_attempts must be at least 1")
+        self.region = region
+        self.configuration_set = configuration_set
+        self._access_key = aws_access_key_id
+        self._profile = profile_name
+        self._endpoint_url = endpoint_url
+        self._config = AioConfig(
+            max_pool_connections=max_pool_connections,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            retries={"mode": "standard", "max_attempts": max_attempts},
+        )
+        self._client: LazyClient[Any] = LazyClient(self._build_client)
+
+    def _location(self) -> str:
+        where = f"region={self.region!r}"
+        if self._endpoint_url:
+            where += f" endpoint_url={self._endpoint_url!r}"
+        return where
+
+    # ---------------------------------------------------------------- client
+
+    async def _build_client(self, stack: AsyncExitStack) -> Any:
+        if self._auth == "static_keys":
+            session = aioboto3.Session(
+                aws_access_key_id=self._access_key,
+                aws_secret_access_key=reveal(self._secret_key),
+                aws_session_token=reveal(self._session_token),
+                region_name=self.region,
+            )
+        elif self._auth == "profile":
+            session = aioboto3.Session(profile_name=self._profile, region_name=self.region)
+        else:
+            session = aioboto3.Session(region_name=self.region)
+        return await stack.enter_async_context(
+            session.client(
+                "sesv2",
+                region_name=self.region,
+                endpoint_url=self._endpoint_url,
+                config=self._config,
+            )
+        )
+
+    async def native(self) -> Any:
+        """The aioboto3 SESv2 client (non-portable escape hatch; do not close it)."""
+        self._ensure_open()
+        return await self._client.get()
+
+    async def _aclose(self) -> None:
+        await self._client.aclose()
+
+    # ----------------------------------------------------------------- hooks
+
+    def _request(self, prepared: PreparedEmail) -> dict[str, Any]:
+        request: dict[str, Any] = {"FromEmailAddress": _formatted(prepared.sender)}
+        if prepared.attachments or prepared.headers:
+            request["Destination"] = {"ToAddresses": prepared.envelope_recipients}
+            request["Content"] = {"Raw": {"Data": prepared.mime}}
+        else:
+            destination: dict[str, list[str]] = {"ToAddresses": _formatted_all(prepared.to)}
+            if prepared.cc:
+                destination["CcAddresses"] = _formatted_all(prepared.cc)
+            if prepared.bcc:
+                destination["BccAddresses"] = _formatted_all(prepared.bcc)
+            body: dict[str, Any] = {}
+            if prepared.body_text is not None:
+                body["Text"] = {"Data": prepared.body_text, "Charset": "UTF-8"}
+            if prepared.body_html is not None:
+                body["Html"] = {"Data": prepared.body_html, "Charset": "UTF-8"}
+            request["Destination"] = destination
+            request["Content"] = {
+                "Simple": {
+                    "Subject": {"Data": prepared.subject, "Charset": "UTF-8"},
+                    "Body": body,
+                }
+            }
+            if prepared.reply_to:
+                request["ReplyToAddresses"] = _formatted_all(prepared.reply_to)
+        if self.configuration_set:
+            request["ConfigurationSetName"] = self.configuration_set
+        return request
+
+    async def _deliver(self, prepared: PreparedEmail) -> str:
+        self._ensure_open()
+        try:
+            client = await self._client.get()
+            answer = await client.send_email(**self._request(prepared))
+        except (ClientError, BotoCoreError) as exc:
+            self._raise(exc, prepared)
+        return str(answer["MessageId"])
+
+    async def _health(self) -> bool:
+        client = await self._client.get()
+        # A configuration-set listing (tiny answer) proves SES is reachable and accepts our
+        # signature.
+        # (GetAccount would do too, but moto, our test stand-in, does not implement it.)
+        await client.list_configuration_sets()
+        return True
+
+    # ---------------------------------------------------------------- errors
+
+    def _raise(self, exc: Exception, prepared: PreparedEmail) -> NoReturn:
+        """Translate a botocore error into cloudrift's email errors (one place)."""
+        secrets = [self._secret_key, self._session_token]
+        if isinstance(exc, NoCredentialsError):
+            raise EmailAuthenticationError(
+                "ses email: no AWS credentials found; pass aws_access_key_id/"
+                "aws_secret_access_key or profile_name, or run with an IAM role"
+            ) from exc
+        if isinstance(exc, NoRegionError):
+            raise ConfigurationError(
+                "ses email: no AWS region; pass region='us-east-1' (or set AWS_DEFAULT_REGION)"
+            ) from exc
+        if isinstance(exc, _CONNECTION):
+            raise EmailConnectionError(
+                f"ses email: could not reach SES ({redact(str(exc), secrets)})"
+            ) from exc
+        if not isinstance(exc, ClientError):
+            raise EmailSendError(f"ses email: {redact(str(exc), secrets)}") from exc
+        error = exc.response.get("Error", {})
+        code = str(error.get("Code", ""))
+        text = redact(str(error.get("Message", "")), secrets)
+        sender = prepared.sender.addr
+        if code in _THROTTLED or "rate exceeded" in text.lower() or "quota" in text.lower():
+            headers = exc.response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
+            retry_after = _seconds(headers.get("retry-after"))
+            raise EmailThrottledError(
+                f"ses email: SES is throttling ({code}: {text}); retry later",
+                retry_after=retry_after,
+            ) from exc
+        if code in _AUTH:
+            raise EmailAuthenticationError(
+                f"ses email: SES refused the credentials ({code}: {text}); check the keys, "
+                "profile or IAM role and its ses:SendEmail permission"
+            ) from exc
+        if code == "MailFromDomainNotVerifiedException":
+            raise SenderUnverifiedError(
+                f"ses email: the MAIL FROM domain of {sender} is not verified ({text})",
+                sender=sender,
+            ) from exc
+        if code == "MessageRejected":
+            named = {a.lower() for a in _ADDRESS.findall(text)}
+            recipients = [r for r in prepared.envelope_recipients if r.lower() in named]
+            low = text.lower()
+            about_identity = "verif" in low or "authority to send from" in low
+            if about_identity and (sender.lower() in named or not recipients):
+                # SES lists the identities that failed; the sender among them (or no
+                # recipient named) means the sender is unverified, not a refused recipient.
+                raise SenderUnverifiedError(
+                    f"ses email: the sender {sender} is not verified in SES ({text}); verify "
+                    "the address or its domain in the SES console",
+                    sender=sender,
+                ) from exc
+            if recipients:
+                raise RecipientRejectedError(
+                    f"ses email: SES rejected recipient(s) {', '.join(recipients)} ({text}); "
+                    "in the SES sandbox recipients must be verified too",
+                    recipients=recipients,
+                ) from exc
+            raise EmailSendError(f"ses email: SES rejected the message ({text})") from exc
+        if code in ("BadRequestException", "InvalidParameterValue"):
+            raise EmailValidationError(f"ses email: SES refused the request ({text})") from exc
+        if code == "NotFoundException":
+            raise ConfigurationError(
+                f"ses email: {text}; check configuration_set and the region"
+            ) from exc
+        raise EmailSendError(f"ses email: SES refused the message ({code}: {text})") from exc
+
+
+def _seconds(value: object) -> float | None:
+    try:
+        return float(str(value)) if value is not None else None
+    except ValueError:
+        return None
+
+
+__all__ = ["SESEmail"]
