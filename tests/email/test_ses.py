@@ -57,7 +57,7 @@ class MotoMailbox:
                     envelope_from=sender,
                     recipients=set(recipients),
                     subject=sent.subject,
-                    body=sent.body,
+                    text=sent.body,
                 )
             )
         return out
