@@ -212,8 +212,12 @@ class MongoWireServer(MockupDB):  # type: ignore[misc]
         return [r for r in found if r.name.lower() == name.lower()]
 
     def handshakes(self) -> list[WireRequest]:
-        """The ``hello`` / ``isMaster`` requests (each connection's handshake and heartbeats)."""
-        return self.requests("hello") + self.requests("ismaster")
+        """The first ``hello`` of each connection: the one carrying the client metadata.
+
+        Later ``hello`` requests on a connection are heartbeats and carry no metadata.
+        """
+        hellos = self.requests("hello") + self.requests("ismaster")
+        return [h for h in hellos if "client" in h.doc]
 
     def wait_for(self, check: Callable[[], bool], what: str, timeout: float = 10.0) -> None:
         """Poll until ``check()`` is true; fail naming ``what`` after ``timeout`` seconds."""
