@@ -1,0 +1,115 @@
+"""The pytest plugin users get: fixtures on memory, moto, fakeredis and an SMTP sink."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+
+from cloudrift.config import CloudriftSettings
+from cloudrift_fastapi import StorageDep, cloudrift_lifespan, override_backends
+from cloudrift_fastapi.pytest_plugin import FakeRedisServer, MotoServer, SMTPSink
+
+
+def test_plugin_import_is_cheap_and_needs_no_extra() -> None:
+    """Importing the plugin loads no web framework, SDK or stand-in."""
+    code = (
+        "import sys, cloudrift_fastapi.pytest_plugin;"
+        "heavy = {'fastapi', 'starlette', 'dependency_injector', 'pydantic_settings', 'moto',"
+        " 'boto3', 'aioboto3', 'redis', 'fakeredis', 'aiosmtpd', 'pymongo'};"
+        "print(sorted(heavy & set(sys.modules)))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    assert out.strip() == "[]"
+
+
+def test_every_plugin_fixture_is_prefixed() -> None:
+    """All plugin fixtures start with ``cloudrift_`` so they never clash with a user's."""
+    import cloudrift_fastapi.pytest_plugin as plugin
+
+    names = [
+        name
+        for name, value in vars(plugin).items()
+        if hasattr(value, "_fixture_function_marker")
+        or type(value).__name__ == "FixtureFunctionDefinition"
+    ]
+    assert len(names) >= 10
+    assert all(name.startswith("cloudrift_") for name in names)
+
+
+def test_memory_settings_fixture_runs_an_app(cloudrift_memory_settings: CloudriftSettings) -> None:
+    """``cloudrift_memory_settings`` starts an app with every category on memory."""
+    app = FastAPI(lifespan=cloudrift_lifespan(cloudrift_memory_settings))
+    with TestClient(app):
+        kinds = {
+            type(app.state.cloudrift.storage()).__name__,
+            type(app.state.cloudrift.email()).__name__,
+        }
+    assert kinds == {"MemoryStorage", "MemoryEmail"}
+
+
+async def test_memory_backends_fixture_overrides_an_app(
+    cloudrift_memory_backends: dict[str, Any],
+) -> None:
+    """The memory backends drop into ``override_backends`` in one line."""
+    app = FastAPI(lifespan=cloudrift_lifespan(CloudriftSettings(storage="memory")))
+
+    @app.get("/n")
+    async def n(storage: StorageDep) -> int:
+        return len(await storage.list())
+
+    await cloudrift_memory_backends["storage"].upload("a", b"1")
+    with override_backends(app, **cloudrift_memory_backends):
+        async with app.router.lifespan_context(app):
+            assert app.state.cloudrift.storage() is cloudrift_memory_backends["storage"]
+            assert app.state.cloudrift.cache() is cloudrift_memory_backends["cache"]
+
+
+async def test_s3_storage_fixture_talks_to_moto(
+    cloudrift_s3_storage: Any, cloudrift_moto: MotoServer
+) -> None:
+    """``cloudrift_s3_storage`` stores real objects in moto's S3."""
+    await cloudrift_s3_storage.upload("hello.txt", b"hi", content_type="text/plain")
+    bucket = cloudrift_s3_storage.bucket
+    body = cloudrift_moto.client("s3").get_object(Bucket=bucket, Key="hello.txt")["Body"].read()
+    assert body == b"hi"
+    assert await cloudrift_s3_storage.health_check()
+
+
+async def test_sqs_queue_fixture_talks_to_moto(cloudrift_sqs_queue: Any) -> None:
+    """``cloudrift_sqs_queue`` sends and receives through moto's SQS."""
+    await cloudrift_sqs_queue.send({"job": 1})
+    messages = await cloudrift_sqs_queue.receive(max_messages=1, wait_time=1)
+    assert [m.body for m in messages] == [{"job": 1}]
+
+
+async def test_ses_email_fixture_sends_from_a_verified_sender(cloudrift_ses_email: Any) -> None:
+    """``cloudrift_ses_email`` sends through moto's SESv2 with its verified default sender."""
+    message_id = await cloudrift_ses_email.send("to@example.test", "hi", body_text="hello")
+    assert message_id
+
+
+async def test_redis_cache_fixture_talks_to_fakeredis_over_tcp(
+    cloudrift_redis_cache: Any, cloudrift_redis: FakeRedisServer
+) -> None:
+    """``cloudrift_redis_cache`` is the real redis provider speaking RESP to fakeredis."""
+    import redis
+
+    await cloudrift_redis_cache.set("k", b"v")
+    with redis.Redis(host=cloudrift_redis.host, port=cloudrift_redis.port) as raw:
+        assert raw.get("k") == b"v"
+    assert await cloudrift_redis_cache.ping()
+
+
+async def test_smtp_email_fixture_records_sent_mail(
+    cloudrift_smtp_email: Any, cloudrift_smtp_sink: SMTPSink
+) -> None:
+    """``cloudrift_smtp_email`` delivers over SMTP into the recording sink."""
+    await cloudrift_smtp_email.send("alice@example.test", "Welcome", body_text="hello Alice")
+    assert cloudrift_smtp_sink.envelopes == [("sender@example.test", ["alice@example.test"])]
+    assert cloudrift_smtp_sink.messages[0]["Subject"] == "Welcome"
