@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
-from urllib.parse import parse_qsl, quote, urlencode
+from urllib.parse import parse_qsl, quote, unquote, urlencode
 
 from cloudrift.core.exceptions import ConfigurationError
 from cloudrift.core.secrets import Secret, redact
@@ -46,7 +46,8 @@ class ConnectionPlan:
         found = [self.uri, *self.credentials.values()]
         password = uri_password(self.uri.reveal())
         if password:
-            found.append(Secret(password))
+            # Both spellings: drivers echo either the escaped or the decoded form.
+            found += [Secret(password), Secret(unquote(password))]
         return found
 
     def redact(self, text: str) -> str:

@@ -9,7 +9,10 @@ package returns: PyMongo's ``AsyncMongoClient`` and ``MongoClient``, Motor's
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
+import warnings
+from collections.abc import Iterator
 from typing import Any, Final, Literal, NoReturn
 
 from cloudrift.core.exceptions import ConfigurationError, DocumentConnectionError
@@ -60,17 +63,34 @@ def build_async(plan: ConnectionPlan, driver: str) -> Any:
         require_modules(f"the {plan.provider!r} document provider", plan.requires, plan.extra)
     client: Any
     try:
-        if driver == "motor":
-            from motor.motor_asyncio import AsyncIOMotorClient
-
-            client = AsyncIOMotorClient(plan.uri.reveal(), **plan.driver_kwargs())
-        else:
-            from pymongo import AsyncMongoClient
-
-            client = AsyncMongoClient(plan.uri.reveal(), **plan.driver_kwargs())
+        with _quiet_cosmos_notice(plan):
+            client = _construct(plan, driver)
     except Exception as exc:
         _constructor_failed(plan, exc)
     return _remember(client, plan)
+
+
+def _construct(plan: ConnectionPlan, driver: str) -> Any:
+    if driver == "motor":
+        from motor.motor_asyncio import AsyncIOMotorClient
+
+        return AsyncIOMotorClient(plan.uri.reveal(), **plan.driver_kwargs())
+    from pymongo import AsyncMongoClient
+
+    return AsyncMongoClient(plan.uri.reveal(), **plan.driver_kwargs())
+
+
+@contextlib.contextmanager
+def _quiet_cosmos_notice(plan: ConnectionPlan) -> Iterator[None]:
+    """Mute PyMongo's "you appear to be connected to a CosmosDB cluster" notice for cosmos.
+
+    The caller chose the cosmos provider on purpose; the notice would fire for every
+    client built, so it is muted for that provider only.
+    """
+    with warnings.catch_warnings():
+        if plan.provider == "cosmos":
+            warnings.filterwarnings("ignore", message="You appear to be connected to a CosmosDB")
+        yield
 
 
 def build_sync(plan: ConnectionPlan) -> Any:
@@ -81,7 +101,8 @@ def build_sync(plan: ConnectionPlan) -> Any:
     from pymongo import MongoClient
 
     try:
-        client = MongoClient(plan.uri.reveal(), **plan.driver_kwargs())
+        with _quiet_cosmos_notice(plan):
+            client = MongoClient(plan.uri.reveal(), **plan.driver_kwargs())
     except Exception as exc:
         _constructor_failed(plan, exc)
     return _remember(client, plan)
