@@ -126,8 +126,8 @@ class SESEmail(Email):
             "ses email",
             {
                 "aws_access_key_id": aws_access_key_id,
-                "aws_secret_access_key": self._secret_key,
-                "aws_session_token": self._session_token,
+                "aws_secret_access_key": aws_secret_access_key,
+                "aws_session_token": aws_session_token,
                 "profile_name": profile_name,
             },
             _AUTH_METHODS,

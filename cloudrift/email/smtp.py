@@ -80,7 +80,7 @@ class SMTPEmail(Email):
             raise ConfigurationError("smtp email: timeout must be a positive number of seconds")
         self._password = secret(password)
         self._auth = select_auth(
-            "smtp email", {"username": username, "password": self._password}, _AUTH_METHODS
+            "smtp email", {"username": username, "password": password}, _AUTH_METHODS
         )
         if verify_tls is not True and verify_tls is not False:
             raise ConfigurationError("smtp email: verify_tls must be True or False")
