@@ -1,0 +1,92 @@
+"""The application factory: one FastAPI app, whatever the backends are.
+
+::
+
+    from example_app import create_app
+    app = create_app()  # $CLOUDRIFT_CONFIG, or the bundled demo settings
+
+``create_app`` wires cloudrift's lifespan (every backend built once at startup and
+closed at shutdown), the processing worker (a queue consumer run by that lifespan),
+the health endpoints, and, on the ``local`` storage provider, the route serving its
+signed URLs.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from cloudrift.core.exceptions import CloudRiftError, ConfigurationError
+from cloudrift_fastapi import cloudrift_lifespan, health_router, local_files_router, queue_worker
+from example_app.config import IntakeConfig, load_settings
+from example_app.routes import router
+from example_app.services import CONFIG_ATTR, services_of
+from example_app.worker import JobHandler
+
+log = logging.getLogger("example_app")
+
+#: Categories the service needs, and what each is used for.
+_NEEDS = {
+    "storage": "the uploaded files",
+    "queue": "processing jobs",
+    "document": "document records (set document.database too)",
+    "cache": "processed records",
+    "email": "notifications",
+}
+
+
+def _check(settings: Any) -> None:
+    missing = [
+        f"{category} ({why})"
+        for category, why in _NEEDS.items()
+        if settings.section(category) is None
+    ]
+    if not missing and settings.backend("document").database is None:
+        missing.append("document.database (the database holding the records)")
+    if missing:
+        raise ConfigurationError(
+            "the document-intake service needs these settings: " + ", ".join(missing)
+        )
+
+
+async def _backend_failure(request: Request, exc: Exception) -> JSONResponse:
+    """A backend failed mid-request: 503, with no internal detail for the client."""
+    log.error("%s %s: %s: %s", request.method, request.url.path, type(exc).__name__, exc)
+    return JSONResponse(
+        {"detail": f"a backend is unavailable ({type(exc).__name__}); try again later"},
+        status_code=503,
+    )
+
+
+def create_app(settings: Any = None, config: IntakeConfig | None = None) -> FastAPI:
+    """The document-intake app on ``settings`` (a CloudriftSettings; default:
+    :func:`~example_app.config.load_settings`) and ``config`` (default: ``INTAKE_*`` env).
+
+    Raises ConfigurationError naming every missing category or setting.
+    """
+    settings = load_settings() if settings is None else settings
+    config = IntakeConfig.from_env() if config is None else config
+    _check(settings)
+
+    app = FastAPI(
+        title="cloudrift document intake",
+        summary="Upload documents; a worker hashes, counts and previews them and emails a summary.",
+        lifespan=cloudrift_lifespan(
+            settings, workers=[queue_worker(JobHandler(lambda: services_of(app)))]
+        ),
+    )
+    setattr(app.state, CONFIG_ATTR, config)
+    app.include_router(health_router())
+    app.include_router(router)
+    storage = settings.backend("storage")
+    if storage.provider == "local" and storage.options.get("base_url"):
+        app.include_router(local_files_router(settings))
+    app.add_exception_handler(CloudRiftError, _backend_failure)
+    return app
+
+
+__all__ = ["create_app"]

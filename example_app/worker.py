@@ -1,0 +1,192 @@
+"""The background worker: turns a queued document into a processed one.
+
+For each job it streams the stored object once (size, SHA-256, line count, a text
+preview), writes the summary into the record, caches the record, and emails a
+notification with the summary attached as JSON. It is safe to run a job twice: a
+processed record is not recomputed and the email goes out once it is recorded as sent
+(at least once, never silently skipped).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from cloudrift.core.exceptions import CloudRiftError, ObjectNotFoundError
+from cloudrift.email import Attachment
+from cloudrift.messaging import Message
+from cloudrift.storage import Storage
+from example_app import records
+from example_app.services import Services
+
+log = logging.getLogger("example_app.worker")
+
+#: Bytes read to decide whether the document is text and to build the preview.
+_SNIFF_BYTES = 8192
+
+
+@dataclass(frozen=True)
+class Summary:
+    """What the worker computes from a document's bytes."""
+
+    size: int
+    sha256: str
+    is_text: bool
+    lines: int | None
+    preview: str | None
+
+    def as_dict(self) -> dict[str, Any]:
+        """The summary as stored in the record and attached to the email."""
+        return {
+            "size": self.size,
+            "sha256": self.sha256,
+            "is_text": self.is_text,
+            "lines": self.lines,
+            "preview": self.preview,
+        }
+
+
+async def summarize(storage: Storage, key: str, preview_chars: int) -> Summary:
+    """Stream the object once: its size, SHA-256, line count and preview (text only).
+
+    Raises ObjectNotFoundError when the object is gone.
+    """
+    digest = hashlib.sha256()
+    size = 0
+    newlines = 0
+    head = bytearray()
+    last = b""
+    async for chunk in storage.download_stream(key, chunk_size=256 * 1024):
+        digest.update(chunk)
+        size += len(chunk)
+        newlines += chunk.count(b"\n")
+        if len(head) < _SNIFF_BYTES:
+            head += chunk[: _SNIFF_BYTES - len(head)]
+        last = chunk[-1:]
+    sniff = bytes(head)
+    is_text = b"\x00" not in sniff and _is_utf8_prefix(sniff)
+    lines = None
+    preview = None
+    if is_text:
+        lines = newlines + (1 if size and last != b"\n" else 0)
+        preview = sniff.decode("utf-8", "ignore")[:preview_chars]
+    return Summary(size, digest.hexdigest(), is_text, lines, preview)
+
+
+def _is_utf8_prefix(data: bytes) -> bool:
+    """True if ``data`` is UTF-8, allowing a character cut at the end of the sample."""
+    for cut in range(4):
+        try:
+            data[: len(data) - cut].decode("utf-8")
+        except UnicodeDecodeError:
+            continue
+        return True
+    return False
+
+
+def _notification(record: dict[str, Any], summary: dict[str, Any]) -> tuple[str, str]:
+    lines = summary["lines"]
+    text = (
+        f"Document {record['_id']} ({record.get('filename')}) has been processed.\n\n"
+        f"Size: {summary['size']} bytes\n"
+        f"SHA-256: {summary['sha256']}\n"
+        f"Lines: {lines if lines is not None else 'n/a (binary)'}\n"
+    )
+    return f"Document processed: {record.get('filename')}", text
+
+
+class JobHandler:
+    """The queue handler run by the lifespan's worker (``services`` read per job)."""
+
+    def __init__(self, services: Callable[[], Services]) -> None:
+        self._services = services
+
+    async def __call__(self, message: Message) -> None:
+        """Process one job; raise (so the queue redelivers) only for transient failures."""
+        svc = self._services()
+        body = message.body if message.is_json else None
+        doc_id = body.get("document_id") if isinstance(body, dict) else None
+        try:
+            records.check_id(doc_id if isinstance(doc_id, str) else "")
+        except records.InvalidIdError:
+            # A job nobody can ever process: drop it (ack) loudly instead of looping.
+            log.error("dropping a job without a valid document_id: %r", message)
+            return
+        assert isinstance(doc_id, str)
+        try:
+            await self._process(svc, doc_id)
+        except Exception as exc:
+            if message.receive_count >= svc.config.max_attempts:
+                reason = f"processing failed after {message.receive_count} attempts: " + (
+                    exc.message if isinstance(exc, CloudRiftError) else type(exc).__name__
+                )
+                log.error("document %s: %s", doc_id, reason)
+                await _mark_failed(svc, doc_id, reason)
+                return
+            log.warning(
+                "document %s: attempt %d failed (%s); will retry",
+                doc_id,
+                message.receive_count,
+                type(exc).__name__,
+            )
+            raise
+
+    async def _process(self, svc: Services, doc_id: str) -> None:
+        documents = svc.documents
+        record = await documents.find_one({"_id": doc_id})
+        if record is None:
+            log.error("document %s: no record (deleted?); dropping the job", doc_id)
+            return
+        status = record.get("status")
+        if status == records.FAILED:
+            return
+        if status != records.PROCESSED:
+            try:
+                summary = await summarize(svc.storage, record["key"], svc.config.preview_chars)
+            except ObjectNotFoundError:
+                await _mark_failed(svc, doc_id, "the stored file is missing; upload it again")
+                return
+            await documents.update_one(
+                {"_id": doc_id},
+                {
+                    "$set": {
+                        "status": records.PROCESSED,
+                        "summary": summary.as_dict(),
+                        "size": summary.size,
+                        "updated_at": records.now(),
+                        "notified": False,
+                    }
+                },
+            )
+            record = await documents.find_one({"_id": doc_id})
+            assert record is not None
+        await svc.cache.set(
+            records.cache_key(doc_id),
+            records.encode_view(records.view(record)),
+            ttl=svc.config.cache_ttl,
+        )
+        if not record.get("notified"):
+            subject, text = _notification(record, record["summary"])
+            attachment = Attachment(
+                filename=f"summary-{doc_id}.json",
+                content=json.dumps(records.view(record), indent=2).encode("utf-8"),
+                content_type="application/json",
+            )
+            await svc.email.send(
+                svc.config.notify_to, subject, body_text=text, attachments=[attachment]
+            )
+            await documents.update_one({"_id": doc_id}, {"$set": {"notified": True}})
+
+
+async def _mark_failed(svc: Services, doc_id: str, reason: str) -> None:
+    await svc.documents.update_one(
+        {"_id": doc_id},
+        {"$set": {"status": records.FAILED, "error": reason, "updated_at": records.now()}},
+    )
+
+
+__all__ = ["JobHandler", "Summary", "summarize"]
