@@ -9,9 +9,10 @@ those provider modules, so ``import cloudrift.cache`` never needs redis-py.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Callable, Iterator
-from contextlib import AsyncExitStack, contextmanager
+from contextlib import AsyncExitStack, contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
@@ -30,6 +31,8 @@ from cloudrift.core.exceptions import (
 )
 from cloudrift.core.lifecycle import LazyClient
 from cloudrift.core.secrets import Secret, redact
+
+log = logging.getLogger("cloudrift.cache")
 
 _CERT_REQS = ("required", "optional", "none")
 
@@ -76,6 +79,8 @@ class RedisOptions:
     client_name: str | None = None
     location: str = ""
     secrets: list[Secret] = field(default_factory=list)
+    #: Coroutines run when the backend closes (e.g. an Azure credential it created).
+    on_close: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
     def client_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for the redis-py client (secrets revealed here only)."""
@@ -126,6 +131,10 @@ class RedisOptions:
         return kwargs
 
 
+class TokenUnavailableError(rex.ConnectionError):
+    """The token source (IAM, Entra) failed; becomes CacheConnectionError at the boundary."""
+
+
 class TokenCredentialProvider(CredentialProvider):
     """Username + short-lived token (IAM / Entra) as the Redis password, minted ahead of expiry.
 
@@ -173,7 +182,15 @@ class TokenCredentialProvider(CredentialProvider):
             self._lock = asyncio.Lock()
         async with self._lock:
             if not self._fresh():
-                value, expires_at = await self._mint()
+                try:
+                    value, expires_at = await self._mint()
+                except Exception as exc:
+                    # A redis ConnectionError, so redis-py drops the half-open socket
+                    # (it would otherwise stay in the pool unauthenticated).
+                    raise TokenUnavailableError(
+                        f"could not get an auth token for {self.username!r}: "
+                        f"{type(exc).__name__}: {redact(str(exc))}"
+                    ) from exc
                 self._token, self._expires_at = Secret(value), expires_at
                 self.mint_count += 1
         assert self._token is not None
@@ -207,6 +224,8 @@ def translate_errors(secrets: list[Secret], key: str | None = None) -> Iterator[
 
 def _raise_translated(exc: rex.RedisError, secrets: list[Secret], key: str | None) -> NoReturn:
     text = redact(str(exc), secrets)
+    if isinstance(exc, TokenUnavailableError):
+        raise CacheConnectionError(text) from exc
     if isinstance(exc, rex.AuthenticationError | rex.AuthenticationWrongNumberOfArgsError):
         raise CacheConnectionError(
             f"the cache server refused the credentials ({text}); check the password, "
@@ -215,6 +234,11 @@ def _raise_translated(exc: rex.RedisError, secrets: list[Secret], key: str | Non
     if isinstance(exc, rex.ConnectionError | rex.TimeoutError):
         raise CacheConnectionError(
             f"cache server unreachable or not answering in time: {text}"
+        ) from exc
+    if isinstance(exc, rex.ReadOnlyError):
+        raise CacheResponseError(
+            f"READONLY: the server is a read-only replica ({text}); a failover may be in "
+            "progress, or the endpoint points at a replica"
         ) from exc
     if isinstance(exc, rex.ResponseError):
         raise CacheResponseError(f"the cache server refused the command: {text}") from exc
@@ -243,7 +267,35 @@ class RedisBackend(Cache):
         else:
             client = aioredis.Redis(**kwargs)
         stack.push_async_callback(client.aclose)
+        provider = self._options.credential_provider
+        if isinstance(provider, TokenCredentialProvider):
+            task = asyncio.create_task(self._refresh_tokens(provider, client))
+            stack.push_async_callback(_cancel, task)
         return client
+
+    #: How the token refresher waits (tests replace it to drive a fake clock).
+    _sleep: Callable[[float], Awaitable[None]] = staticmethod(asyncio.sleep)
+
+    async def _refresh_tokens(self, provider: TokenCredentialProvider, client: Any) -> None:
+        """Mint the next token before the current one expires, off the request path.
+
+        New connections then authenticate with a fresh token; idle pooled connections
+        (authenticated with the old one) are dropped so none outlives its token.
+        """
+        failures = 0
+        while True:
+            minted = provider.mint_count
+            try:
+                await provider.token()  # mints only when none is held or it is due
+            except TokenUnavailableError as exc:
+                failures += 1
+                log.warning("cache token refresh failed (attempt %d): %s", failures, exc)
+                await self._sleep(min(30.0, 2.0**failures))
+                continue
+            failures = 0
+            if minted and provider.mint_count != minted:
+                await client.connection_pool.disconnect(inuse_connections=False)
+            await self._sleep(max(provider.seconds_until_refresh(), 1.0))
 
     async def native(self) -> Any:
         """The underlying ``redis.asyncio.Redis`` client (non-portable escape hatch)."""
@@ -251,7 +303,11 @@ class RedisBackend(Cache):
         return await self._client.get()
 
     async def _aclose(self) -> None:
-        await self._client.aclose()
+        try:
+            await self._client.aclose()
+        finally:
+            for close in self._options.on_close:
+                await close()
 
     async def _run(self, name: str, *args: Any, key: str | None = None) -> Any:
         client = await self._client.get()
@@ -333,6 +389,12 @@ class RedisBackend(Cache):
         await self._run("PING")
 
 
+async def _cancel(task: asyncio.Task[None]) -> None:
+    task.cancel()
+    with suppress(asyncio.CancelledError):
+        await task
+
+
 def _queue(pipe: Any, op: Op) -> None:
     args = op.args
     if op.name == "set":
@@ -362,10 +424,52 @@ def _convert(op: Op, raw: Any) -> Any:
     return int(raw)
 
 
+def connection_options(
+    *,
+    port: int | None = None,
+    db: int = 0,
+    ssl: bool = True,
+    ssl_ca_certs: str | None = None,
+    ssl_ca_data: str | None = None,
+    ssl_certfile: str | None = None,
+    ssl_keyfile: str | None = None,
+    ssl_cert_reqs: str = "required",
+    ssl_check_hostname: bool = True,
+    socket_timeout: float = 5.0,
+    socket_connect_timeout: float = 5.0,
+    socket_keepalive: bool = True,
+    health_check_interval: int = 30,
+    max_connections: int | None = None,
+    retry_attempts: int = 3,
+    retry_backoff_base: float = 0.05,
+    retry_backoff_cap: float = 1.0,
+    client_name: str | None = None,
+) -> dict[str, Any]:
+    """The connection options every managed-Redis provider accepts (TLS on by default)."""
+    return dict(locals())
+
+
+def managed_options(
+    where: str, host: str, default_port: int, options: dict[str, Any]
+) -> RedisOptions:
+    """RedisOptions for a managed Redis from validated connection ``options``."""
+    from cloudrift.core.factory import check_options
+
+    check_options(where, connection_options, options)
+    values = connection_options(**options)
+    port = values.pop("port") or default_port
+    scheme = "rediss" if values["ssl"] else "redis"
+    return RedisOptions(
+        host=host, port=port, location=f"{scheme}://{host}:{port}/{values['db']}", **values
+    )
+
+
 __all__ = [
     "RedisBackend",
     "RedisOptions",
     "TokenCredentialProvider",
     "check_tls_options",
+    "connection_options",
+    "managed_options",
     "translate_errors",
 ]

@@ -140,8 +140,8 @@ class CacheConformance(Conformance):
         assert await backend.get("lock") == b"b"
 
     async def test_only_one_concurrent_nx_set_wins(self, backend: Cache) -> None:
-        """Of 20 concurrent set(nx=True) calls on one key exactly one returns True."""
-        results = await asyncio.gather(*(backend.set("once", str(i), nx=True) for i in range(20)))
+        """Of 10 concurrent set(nx=True) calls on one key exactly one returns True."""
+        results = await asyncio.gather(*(backend.set("once", str(i), nx=True) for i in range(10)))
         assert results.count(True) == 1
 
     # ------------------------------------------------------ delete/exists
@@ -215,9 +215,9 @@ class CacheConformance(Conformance):
         assert await backend.ttl("n") is not None
 
     async def test_concurrent_increments_are_not_lost(self, backend: Cache) -> None:
-        """50 concurrent incr calls give exactly 50."""
-        await asyncio.gather(*(backend.incr("hits") for _ in range(50)))
-        assert await backend.get("hits") == b"50"
+        """20 concurrent incr calls give exactly 20."""
+        await asyncio.gather(*(backend.incr("hits") for _ in range(20)))
+        assert await backend.get("hits") == b"20"
 
     # ----------------------------------------------------------- hashes
     async def test_hash_fields_round_trip(self, backend: Cache) -> None:
