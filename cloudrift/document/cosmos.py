@@ -140,6 +140,6 @@ def plan(
     return ConnectionPlan(
         provider="cosmos",
         uri=uri,
-        options={**options, "retryWrites": False},
+        options={**options, "tls": tls, "retryWrites": False},
         hosts=hosts,
     )

@@ -6,8 +6,9 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
+from pymongo import UpdateOne
 
-from cloudrift.core.exceptions import ConfigurationError
+from cloudrift.core.exceptions import ConfigurationError, FeatureNotSupportedError
 from cloudrift.document import (
     aclose_client,
     connect_mongodb,
@@ -94,3 +95,12 @@ async def test_sync_memory_client_runs_the_seed_example() -> None:
     assert users.find_one({"name": "Alice"}, {"_id": 0}) == {"name": "Alice"}
     assert await ping(client) is True
     await aclose_client(client)
+
+
+async def test_memory_bulk_update_with_sort_is_refused_clearly() -> None:
+    """A bulk update with sort= (which the engine cannot do) fails with FeatureNotSupportedError."""
+    coll = get_mongodb("memory")["db"]["c"]
+    await coll.insert_many([{"k": 1}, {"k": 2}])
+    with pytest.raises(FeatureNotSupportedError, match="cannot sort inside bulk_write"):
+        await coll.bulk_write([UpdateOne({}, {"$set": {"k": 0}}, sort={"k": -1})])
+    assert sorted([d["k"] async for d in coll.find()]) == [1, 2]

@@ -78,6 +78,29 @@ def test_documentdb_iam_uses_mongodb_aws_on_external() -> None:
 
 
 @pytest.mark.parametrize(
+    "options",
+    [
+        {"host": "h", "username": "u", "password": "p"},
+        {"uri": "mongodb://u:p@h/"},
+        {"uri": "mongodb://h/", "username": "u", "password": "p"},
+        {"uri": "mongodb://h/?retryWrites=false"},
+        {"host": "h", "auth": "iam"},
+        {"uri": "mongodb://h/", "auth": "iam"},
+        {"host": "h", "username": "u", "password": "p", "tls": False},
+    ],
+)
+def test_every_documentdb_path_turns_retryable_writes_off(options: dict[str, Any]) -> None:
+    """retryWrites=false is set on every DocumentDB path, whatever the auth or URI form."""
+    assert documentdb.plan(**options).options["retryWrites"] is False
+
+
+def test_cosmos_connection_string_without_ssl_still_uses_tls() -> None:
+    """A Cosmos connection string that omits ssl=true still connects with TLS."""
+    plan = cosmos.plan(connection_string="mongodb://a:k@a.mongo.cosmos.azure.com:10255/")
+    assert plan.options["tls"] is True and plan.options["retryWrites"] is False
+
+
+@pytest.mark.parametrize(
     ("options", "message"),
     [
         ({}, "needs uri=... or host=..."),
@@ -305,3 +328,14 @@ def test_importing_the_category_imports_no_driver() -> None:
         "assert not loaded, loaded\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+@pytest.mark.parametrize("driver", ["pymongo", "motor", "sync"])
+async def test_aclose_client_twice_is_harmless(driver: str) -> None:
+    """aclose_client may be called twice on any client type without error."""
+    if driver == "sync":
+        client = get_mongodb_sync("mongodb", uri="mongodb://localhost/")
+    else:
+        client = get_mongodb("mongodb", uri="mongodb://localhost/", driver=driver)
+    await aclose_client(client)
+    await aclose_client(client)
