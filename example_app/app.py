@@ -56,6 +56,10 @@ def _check(settings: Any) -> None:
 async def _backend_failure(request: Request, exc: Exception) -> JSONResponse:
     """A backend failed mid-request: 503, with no internal detail for the client."""
     log.error("%s %s: %s: %s", request.method, request.url.path, type(exc).__name__, exc)
+    if isinstance(exc, ConfigurationError):
+        return JSONResponse(
+            {"detail": "the service is misconfigured; see its log"}, status_code=500
+        )
     return JSONResponse(
         {"detail": f"a backend is unavailable ({type(exc).__name__}); try again later"},
         status_code=503,

@@ -1,0 +1,75 @@
+"""Helpers for the example app's tests: run the app in-process over HTTP, upload, wait."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+
+from cloudrift.config import CloudriftSettings
+from example_app import create_app
+from example_app.config import DEMO_SETTINGS, IntakeConfig
+
+#: Upper bound on waiting for the worker; a bound on a wait, not a timing assertion.
+WORKER_WAIT = 20.0
+
+
+@asynccontextmanager
+async def running(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    """The app with its lifespan (backends + worker) running, and an HTTP client on it.
+
+    httpx's ASGITransport streams request bodies chunk by chunk, as a server would.
+    """
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+            yield client
+
+
+async def upload(
+    client: httpx.AsyncClient,
+    content: bytes,
+    filename: str = "notes.txt",
+    content_type: str = "text/plain",
+) -> httpx.Response:
+    """POST /documents with ``content`` as the multipart field ``file``."""
+    return await client.post("/documents", files={"file": (filename, content, content_type)})
+
+
+async def wait_for_status(
+    client: httpx.AsyncClient, doc_id: str, wanted: str = "processed"
+) -> dict[str, Any]:
+    """Poll GET /documents/{id} until its status is ``wanted``; fail saying what it was."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + WORKER_WAIT
+    body: dict[str, Any] = {}
+    while loop.time() < deadline:
+        response = await client.get(f"/documents/{doc_id}")
+        assert response.status_code == 200, response.text
+        body = response.json()
+        if body["status"] == wanted:
+            return body
+        await asyncio.sleep(0.02)
+    pytest.fail(f"document {doc_id} never became {wanted!r}; last seen: {body}")
+
+
+def demo_settings(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> CloudriftSettings:
+    """The bundled demo settings file, with its data under ``data_dir``."""
+    monkeypatch.setenv("DEMO_DATA_DIR", str(data_dir))
+    return CloudriftSettings.from_yaml(DEMO_SETTINGS)
+
+
+@pytest.fixture
+def demo_app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., FastAPI]:
+    """Builds the app on the demo settings (data in a temp dir) with IntakeConfig overrides."""
+
+    def build(**config: Any) -> FastAPI:
+        return create_app(demo_settings(tmp_path, monkeypatch), IntakeConfig(**config))
+
+    return build
