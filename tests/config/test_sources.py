@@ -171,3 +171,23 @@ def test_interpolated_value_cannot_inject_yaml(tmp_path: Path) -> None:
     path.write_text("storage:\n  provider: memory\n  note: ${INJECT}\n")
     data = load_yaml(path, {"INJECT": "x\n  provider: s3"})
     assert data["storage"] == {"provider": "memory", "note": "x\n  provider: s3"}
+
+
+def test_ambient_cloud_env_vars_are_not_settings(monkeypatch: pytest.MonkeyPatch) -> None:
+    """AWS_* / AZURE_* variables never leak into cloudrift's settings."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAAMBIENT")
+    monkeypatch.setenv("AZURE_CLIENT_SECRET", "ambient-secret")
+    monkeypatch.setenv("CLOUDRIFT_STORAGE__PROVIDER", "s3")
+    monkeypatch.setenv("CLOUDRIFT_STORAGE__BUCKET", "b")
+    assert CloudriftSettings().backend("storage").factory_options() == {"bucket": "b"}
+
+
+def test_empty_env_credential_is_refused_not_ignored(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An exported-but-empty credential fails loudly instead of selecting another auth path."""
+    monkeypatch.setenv("CLOUDRIFT_STORAGE__PROVIDER", "s3")
+    monkeypatch.setenv("CLOUDRIFT_STORAGE__BUCKET", "b")
+    monkeypatch.setenv("CLOUDRIFT_STORAGE__AWS_ACCESS_KEY_ID", "")
+    monkeypatch.setenv("CLOUDRIFT_STORAGE__AWS_SECRET_ACCESS_KEY", "")
+    settings = CloudriftSettings()
+    with pytest.raises(ConfigurationError, match=r"storage\.backends\.default: .*empty"):
+        settings.open_backend("storage")
