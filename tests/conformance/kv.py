@@ -1,0 +1,139 @@
+"""The KV store contract, checked against every provider.
+
+A provider's test module subclasses :class:`KVConformance` and provides ``backend``
+(a fresh, empty store, closed afterwards) and may override ``advance`` (let time pass
+for TTLs; a real sleep by default).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Awaitable, Callable
+from typing import Any, ClassVar
+
+import pytest
+
+from cloudrift.core.exceptions import BackendClosedError, KVValueError
+from cloudrift.kv import KVStore
+from tests.conformance import Conformance
+
+Advance = Callable[[float], Awaitable[None]]
+
+
+class KVConformance(Conformance):
+    """Every sentence of cloudrift.kv.base.KVStore's docstrings, as a test."""
+
+    CAPABILITIES: ClassVar[frozenset[str]] = frozenset()
+
+    @pytest.fixture
+    def advance(self) -> Advance:
+        """Let time pass for TTLs: a real sleep (plus margin) by default."""
+
+        async def sleep(seconds: float) -> None:
+            await asyncio.sleep(seconds + 0.05)
+
+        return sleep
+
+    @pytest.mark.parametrize(
+        "value",
+        [
+            {"user": "42", "roles": ["a", "b"], "n": 1.5, "ok": True, "none": None},
+            [1, "two", {"three": 3}],
+            "plain text ✓",
+            0,
+            -7,
+            3.25,
+            False,
+        ],
+    )
+    async def test_json_values_round_trip(self, backend: KVStore, value: Any) -> None:
+        """Any JSON value comes back equal to what was set."""
+        await backend.set("k", value)
+        assert await backend.get("k") == value
+
+    async def test_get_missing_key_returns_default(self, backend: KVStore) -> None:
+        """A missing key answers None, or the default given."""
+        assert await backend.get("nope") is None
+        assert await backend.get("nope", {"fallback": 1}) == {"fallback": 1}
+
+    async def test_stored_null_exists_and_is_not_the_default(self, backend: KVStore) -> None:
+        """A JSON null is a value: exists() is True and get() returns None, not the default."""
+        await backend.set("n", None)
+        assert await backend.exists("n") is True
+        assert await backend.get("n", "default") is None
+
+    async def test_reads_are_copies(self, backend: KVStore) -> None:
+        """Mutating a value after set (or after get) does not change what is stored."""
+        value = {"items": [1]}
+        await backend.set("k", value)
+        value["items"].append(2)
+        got = await backend.get("k")
+        got["items"].append(3)
+        assert await backend.get("k") == {"items": [1]}
+
+    async def test_tuples_come_back_as_lists(self, backend: KVStore) -> None:
+        """JSON has no tuples: a tuple is stored as a list."""
+        await backend.set("t", (1, 2))
+        assert await backend.get("t") == [1, 2]
+
+    @pytest.mark.parametrize("bad", [{1, 2}, object(), b"bytes", math.nan, {"x": math.inf}])
+    async def test_non_json_value_raises_type_error_and_writes_nothing(
+        self, backend: KVStore, bad: object
+    ) -> None:
+        """A value json cannot encode raises KVValueError (a TypeError); the old value stays."""
+        await backend.set("k", {"old": True})
+        with pytest.raises(TypeError, match="JSON") as info:
+            await backend.set("k", bad)
+        assert isinstance(info.value, KVValueError)
+        assert await backend.get("k") == {"old": True}
+
+    @pytest.mark.parametrize("bad", ["", 3, None])
+    async def test_invalid_key_is_rejected(self, backend: KVStore, bad: object) -> None:
+        """Keys must be non-empty str."""
+        with pytest.raises(KVValueError, match="keys"):
+            await backend.set(bad, 1)  # type: ignore[arg-type]
+
+    @pytest.mark.parametrize("bad", [0, -3, math.nan, "60"])
+    async def test_invalid_ttl_is_rejected(self, backend: KVStore, bad: object) -> None:
+        """A ttl that is not a positive number raises KVValueError and writes nothing."""
+        with pytest.raises(KVValueError, match="ttl"):
+            await backend.set("k", 1, ttl=bad)  # type: ignore[arg-type]
+        assert await backend.exists("k") is False
+
+    async def test_value_with_ttl_expires(self, backend: KVStore, advance: Advance) -> None:
+        """A record set with a ttl is gone after it."""
+        await backend.set("session:abc", {"user": "42"}, ttl=0.2)
+        assert await backend.get("session:abc") == {"user": "42"}
+        await advance(0.25)
+        assert await backend.get("session:abc") is None
+        assert await backend.exists("session:abc") is False
+
+    async def test_set_without_ttl_replaces_an_expiring_value(
+        self, backend: KVStore, advance: Advance
+    ) -> None:
+        """Overwriting without ttl makes the record permanent."""
+        await backend.set("k", 1, ttl=0.2)
+        await backend.set("k", 2)
+        await advance(0.25)
+        assert await backend.get("k") == 2
+
+    async def test_delete_reports_whether_the_key_existed(self, backend: KVStore) -> None:
+        """delete() is True once, then False (a no-op)."""
+        await backend.set("k", 1)
+        assert await backend.delete("k") is True
+        assert await backend.delete("k") is False
+        assert await backend.get("k") is None
+
+    async def test_health_check_is_true(self, backend: KVStore) -> None:
+        """A working store answers health_check() with True."""
+        assert await backend.health_check() is True
+
+    async def test_use_after_close_raises_backend_closed(self, backend: KVStore) -> None:
+        """Operations raise BackendClosedError after close(); close is idempotent."""
+        await backend.close()
+        await backend.close()
+        with pytest.raises(BackendClosedError):
+            await backend.get("k")
+        with pytest.raises(BackendClosedError):
+            await backend.set("k", 1)

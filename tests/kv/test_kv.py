@@ -1,0 +1,195 @@
+"""Every KV provider passes the KV contract: memory, local file, and cache-backed
+(over the memory cache and over the Redis provider on a real redis-server)."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from cloudrift.cache import get_cache
+from cloudrift.core.exceptions import ConfigurationError, KVError
+from cloudrift.kv import CacheKV, FileKV, KVStore, MemoryKV, get_kv
+from tests.conformance.kv import Advance, KVConformance
+from tests.servers.redis import RedisServer
+
+
+class FakeClock:
+    """Seconds that move only when told to."""
+
+    def __init__(self, now: float = 1_700_000_000.0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    async def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class TestMemoryKV(KVConformance):
+    """Conformance of get_kv("memory") on a fake clock."""
+
+    @pytest.fixture
+    def clock(self) -> FakeClock:
+        """The fake clock of this store."""
+        return FakeClock()
+
+    @pytest.fixture
+    def advance(self, clock: FakeClock) -> Advance:
+        """Time passes by moving the fake clock."""
+        return clock.advance
+
+    @pytest.fixture
+    async def backend(self, clock: FakeClock) -> AsyncIterator[KVStore]:
+        """A fresh memory store."""
+        store = MemoryKV(clock=clock)
+        yield store
+        await store.close()
+
+
+class TestFileKV(KVConformance):
+    """Conformance of get_kv("file") on a fake wall clock."""
+
+    @pytest.fixture
+    def clock(self) -> FakeClock:
+        """The fake wall clock of this store."""
+        return FakeClock()
+
+    @pytest.fixture
+    def advance(self, clock: FakeClock) -> Advance:
+        """Time passes by moving the fake clock."""
+        return clock.advance
+
+    @pytest.fixture
+    async def backend(self, tmp_path: Path, clock: FakeClock) -> AsyncIterator[KVStore]:
+        """A store in a fresh temporary file."""
+        store = FileKV(path=tmp_path / "kv.json", clock=clock)
+        yield store
+        await store.close()
+
+
+class TestCacheKVOnMemoryCache(KVConformance):
+    """Conformance of get_kv("cache") over the memory cache."""
+
+    @pytest.fixture
+    async def backend(self) -> AsyncIterator[KVStore]:
+        """A KV store over a fresh memory cache it owns."""
+        store = get_kv("cache", cache=get_cache("memory"), close_cache=True)
+        yield store
+        await store.close()
+
+
+class TestCacheKVOnRedis(KVConformance):
+    """Conformance of get_kv("cache") over the Redis provider on a real redis-server."""
+
+    @pytest.fixture
+    async def backend(self, redis: RedisServer) -> AsyncIterator[KVStore]:
+        """A KV store over a Redis cache it owns."""
+        store = get_kv(
+            "cache", cache=get_cache("redis", "from_url", url=redis.url), close_cache=True
+        )
+        yield store
+        await store.close()
+
+
+# ------------------------------------------------------------------- file store
+
+
+async def test_file_store_survives_a_restart(tmp_path: Path) -> None:
+    """A second store on the same file (a restarted process) reads what the first wrote."""
+    path = tmp_path / "kv.json"
+    async with get_kv("file", path=path) as first:
+        await first.set("session:abc", {"user": "42"}, ttl=3600)
+        await first.set("config", [1, 2])
+    async with get_kv("file", path=path) as second:
+        assert await second.get("session:abc") == {"user": "42"}
+        assert await second.get("config") == [1, 2]
+
+
+async def test_file_ttl_keeps_counting_across_restarts(tmp_path: Path) -> None:
+    """A record that expires while the process is down is gone after the restart."""
+    path = tmp_path / "kv.json"
+    clock = FakeClock()
+    async with FileKV(path=path, clock=clock) as first:
+        await first.set("short", 1, ttl=60)
+        await first.set("long", 2, ttl=3600)
+    clock.now += 120  # the process was down for two minutes
+    async with FileKV(path=path, clock=clock) as second:
+        assert await second.get("short") is None
+        assert await second.get("long") == 2
+
+
+async def test_file_writes_are_atomic_and_leave_no_temp_files(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A write that fails before the rename leaves the previous file intact and no temp file."""
+    path = tmp_path / "kv.json"
+    store = FileKV(path=path)
+    await store.set("a", 1)
+    before = path.read_text()
+
+    def failing_replace(src: str, dst: str) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(os, "replace", failing_replace)
+    with pytest.raises(KVError, match="disk full"):
+        await store.set("b", 2)
+    monkeypatch.undo()
+    assert path.read_text() == before
+    assert sorted(os.listdir(tmp_path)) == ["kv.json"]
+    assert await store.get("b") is None  # memory state not changed either
+    assert json.loads(before)["a"]["v"] == "1"
+
+
+async def test_corrupt_file_raises_kv_error_naming_the_file(tmp_path: Path) -> None:
+    """A file that is not JSON gives KVError with its path; health_check is False."""
+    path = tmp_path / "kv.json"
+    path.write_text("{not json")
+    store = get_kv("file", path=path)
+    with pytest.raises(KVError, match=r"kv\.json"):
+        await store.get("k")
+    assert await store.health_check() is False
+
+
+def test_file_path_that_is_a_directory_is_refused(tmp_path: Path) -> None:
+    """path= pointing at a folder raises ConfigurationError."""
+    with pytest.raises(ConfigurationError, match="directory"):
+        get_kv("file", path=tmp_path)
+
+
+# ------------------------------------------------------------------ cache store
+
+
+async def test_cache_store_uses_the_prefix_and_ttl_in_the_cache(redis: RedisServer) -> None:
+    """Records live under prefix+key as JSON text, with the TTL set in Redis."""
+    cache = get_cache("redis", "from_url", url=redis.url)
+    store = CacheKV(cache=cache, prefix="app:")
+    await store.set("session:abc", {"user": "42"}, ttl=3600)
+    with redis.client() as admin:
+        assert admin.get("app:session:abc") == b'{"user":"42"}'
+        assert 0 < admin.ttl("app:session:abc") <= 3600
+    await store.close()
+    assert not cache.closed  # handed in, so left open
+    await cache.close()
+
+
+def test_cache_store_needs_a_cache() -> None:
+    """get_kv("cache") without a cloudrift cache raises ConfigurationError."""
+    with pytest.raises(ConfigurationError, match="cache="):
+        get_kv("cache", cache="redis://localhost")
+
+
+def test_unknown_kv_provider_lists_valid_ones() -> None:
+    """A typo in the provider name lists memory, file and cache."""
+    with pytest.raises(ConfigurationError, match="cache, file, memory"):
+        get_kv("memroy")
+
+
+def test_repr_shows_provider_and_location(tmp_path: Path) -> None:
+    """repr() names the provider and where the data lives."""
+    assert repr(MemoryKV()) == "<MemoryKV provider='memory' location='in-process'>"
+    assert str(tmp_path) in repr(get_kv("file", path=tmp_path / "x.json"))
