@@ -18,7 +18,11 @@ from starlette.routing import Route
 
 import cloudrift_fastapi.container as container_module
 from cloudrift.config import CloudriftSettings
-from cloudrift.core.exceptions import CacheConnectionError, ConfigurationError
+from cloudrift.core.exceptions import (
+    CacheConnectionError,
+    ConfigurationError,
+    DocumentConnectionError,
+)
 from cloudrift.messaging import Message, Queue
 from cloudrift_fastapi import (
     StorageDep,
@@ -138,6 +142,38 @@ async def test_unreachable_service_aborts_startup_when_verifying(
     assert "cache backend 'default' (redis)" in caught.value.message
     assert SECRET not in caught.value.message
     assert len(closes) == 5  # the unreachable one too: nothing is left open
+
+
+async def test_unreachable_document_database_aborts_startup_when_verifying() -> None:
+    """A MongoDB nobody answers for stops startup naming the backend, without the password."""
+    port = free_port()
+    settings = CloudriftSettings(
+        verify_on_startup=True,
+        storage="memory",
+        document={
+            "backends": {
+                "events": {
+                    "provider": "mongodb",
+                    "uri": f"mongodb://app:{SECRET}@127.0.0.1:{port}/?directConnection=true",
+                    "server_selection_timeout": 0.5,
+                    "database": "events",
+                }
+            }
+        },
+    )
+    app = FastAPI(lifespan=cloudrift_lifespan(settings))
+    with pytest.raises(DocumentConnectionError) as caught:
+        async with app.router.lifespan_context(app):
+            pass
+    assert "document backend 'events' (mongodb)" in caught.value.message
+    assert SECRET not in caught.value.message
+
+
+async def test_verifying_every_memory_backend_succeeds() -> None:
+    """verify_on_startup passes for the memory provider of every category."""
+    app = FastAPI(lifespan=cloudrift_lifespan(memory_settings(verify_on_startup=True)))
+    async with app.router.lifespan_context(app):
+        assert await app.state.cloudrift.storage().health_check()
 
 
 def test_a_failing_close_is_logged_and_the_rest_still_close(
