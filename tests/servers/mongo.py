@@ -89,6 +89,14 @@ class MongoWireServer(MockupDB):  # type: ignore[misc]
         self.started_in = time.monotonic() - began
         return int(self._address[1])
 
+    def _accept_loop(self) -> None:
+        try:
+            super()._accept_loop()
+        except OSError:
+            # stop() closed the listening socket under the loop: a normal shutdown.
+            if not self._stopped:
+                raise
+
     def _server_loop(self, client: Any, client_addr: Any) -> None:
         try:
             super()._server_loop(client, client_addr)
