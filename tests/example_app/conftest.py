@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+import hashlib
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -73,3 +74,36 @@ def demo_app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Callable[..., F
         return create_app(demo_settings(tmp_path, monkeypatch), IntakeConfig(**config))
 
     return build
+
+
+Fetch = Callable[[str], Awaitable[bytes]]
+
+
+async def full_flow(client: httpx.AsyncClient, content: bytes, fetch: Fetch) -> dict[str, Any]:
+    """The whole story through HTTP: upload → worker → record updated → cache hit →
+    download through the presigned URL (``fetch`` GETs it) returns the same bytes.
+
+    Returns the processed record; the caller checks where the email went.
+    """
+    accepted = await upload(client, content, "report.txt")
+    assert accepted.status_code == 202, accepted.text
+    doc_id = accepted.json()["id"]
+    body = await wait_for_status(client, doc_id)
+    assert body["summary"]["sha256"] == hashlib.sha256(content).hexdigest()
+    assert body["summary"]["size"] == len(content)
+    assert body["summary"]["lines"] == content.count(b"\n") + (0 if content.endswith(b"\n") else 1)
+    again = await client.get(f"/documents/{doc_id}")
+    assert again.headers["x-cache"] == "hit"
+    assert again.json() == body
+    redirect = await client.get(f"/documents/{doc_id}/download", follow_redirects=False)
+    assert redirect.status_code == 307
+    assert await fetch(redirect.headers["location"]) == content
+    return body
+
+
+async def fetch_over_network(url: str) -> bytes:
+    """GET an absolute (presigned) URL with a real HTTP client; fail unless 200."""
+    async with httpx.AsyncClient() as http:
+        response = await http.get(url)
+    assert response.status_code == 200, response.text
+    return response.content
