@@ -1,0 +1,614 @@
+"""Amazon S3 (and S3-compatible servers: MinIO, moto, DigitalOcean Spaces) and Cloudflare R2.
+
+One aioboto3 client per backend, built on first use and reused by every call (pooled by
+``max_pool_connections``). Auth is chosen strictly from the options given: static keys,
+the default chain (IAM role, env, instance profile), ``profile_name``, or ``role_arn``
+(assumed with STS; the temporary credentials are refreshed before they expire).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import functools
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AsyncExitStack
+from typing import Any, NoReturn
+from urllib.parse import quote
+
+import aioboto3
+from aiobotocore.config import AioConfig
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectionClosedError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    PartialCredentialsError,
+    ProfileNotFound,
+    ReadTimeoutError,
+)
+
+from cloudrift.core.auth import auth_method, select_auth
+from cloudrift.core.exceptions import (
+    BucketNotFoundError,
+    ConfigurationError,
+    InvalidRangeError,
+    ObjectExistsError,
+    ObjectNotFoundError,
+    StorageConnectionError,
+    StorageError,
+    StoragePermissionError,
+)
+from cloudrift.core.lifecycle import LazyClient
+from cloudrift.core.secrets import Secret, redact, reveal, secret
+from cloudrift.storage.base import ObjectInfo, PresignMethod, Storage
+
+_AUTH = [
+    auth_method("default credential chain (IAM role / environment)"),
+    auth_method(
+        "static keys", ["aws_access_key_id", "aws_secret_access_key"], ["aws_session_token"]
+    ),
+    auth_method("profile", ["profile_name"]),
+    auth_method("assume role", ["role_arn"], ["external_id", "role_session_name"]),
+]
+_SSE = ("AES256", "aws:kms")
+_NOT_FOUND = {"NoSuchKey", "404", "NotFound"}
+_DENIED = {
+    "AccessDenied",
+    "403",
+    "Forbidden",
+    "InvalidAccessKeyId",
+    "SignatureDoesNotMatch",
+    "ExpiredToken",
+    "InvalidToken",
+    "AllAccessDisabled",
+}
+_CONNECTION = (
+    EndpointConnectionError,
+    ConnectTimeoutError,
+    ReadTimeoutError,
+    ConnectionClosedError,
+)
+GiB = 1024**3
+
+
+class S3Storage(Storage):
+    """Objects in one S3 bucket."""
+
+    provider = "s3"
+    backend_name = "s3 storage"
+
+    #: Objects larger than this are copied with a multipart copy (S3's CopyObject limit).
+    copy_multipart_threshold = 5 * GiB
+    #: Part size of a multipart copy.
+    copy_part_size = 512 * 1024 * 1024
+
+    def __init__(
+        self,
+        *,
+        bucket: str,
+        region: str | None = None,
+        endpoint_url: str | None = None,
+        aws_access_key_id: str | None = None,
+        aws_secret_access_key: str | Secret | None = None,
+        aws_session_token: str | Secret | None = None,
+        profile_name: str | None = None,
+        role_arn: str | None = None,
+        external_id: str | None = None,
+        role_session_name: str | None = None,
+        sts_endpoint_url: str | None = None,
+        max_pool_connections: int = 64,
+        connect_timeout: float = 5.0,
+        read_timeout: float = 60.0,
+        max_attempts: int = 3,
+        sse: str | None = None,
+        sse_kms_key_id: str | None = None,
+        upload_concurrency: int = 4,
+        list_page_size: int = 1000,
+        addressing_style: str = "auto",
+    ) -> None:
+        if not isinstance(bucket, str) or not bucket:
+            raise ConfigurationError(f"{self.provider} storage needs bucket: the bucket name")
+        given = {
+            "aws_access_key_id": aws_access_key_id,
+            "aws_secret_access_key": aws_secret_access_key,
+            "aws_session_token": aws_session_token,
+            "profile_name": profile_name,
+            "role_arn": role_arn,
+            "external_id": external_id,
+            "role_session_name": role_session_name,
+        }
+        self.auth_method = select_auth(f"{self.provider} storage", given, _AUTH)
+        if sse is not None and sse not in _SSE:
+            raise ConfigurationError(f"sse must be one of {', '.join(_SSE)} (or None), got {sse!r}")
+        if sse_kms_key_id is not None:
+            if sse is None:
+                sse = "aws:kms"
+            elif sse != "aws:kms":
+                raise ConfigurationError("sse_kms_key_id needs sse='aws:kms'")
+        if addressing_style not in ("auto", "path", "virtual"):
+            raise ConfigurationError("addressing_style must be 'auto', 'path' or 'virtual'")
+        for name, value in (
+            ("max_pool_connections", max_pool_connections),
+            ("upload_concurrency", upload_concurrency),
+            ("list_page_size", list_page_size),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigurationError(f"{name} must be a positive int, got {value!r}")
+        for name, timeout in (("connect_timeout", connect_timeout), ("read_timeout", read_timeout)):
+            if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
+                raise ConfigurationError(f"{name} must be a positive number of seconds")
+        self.bucket = bucket
+        self.region = region
+        self.endpoint_url = endpoint_url
+        self._key_id = aws_access_key_id
+        self._secret = secret(aws_secret_access_key)
+        self._token = secret(aws_session_token)
+        self._profile = profile_name
+        self._role_arn = role_arn
+        self._external_id = external_id
+        self._role_session_name = role_session_name or "cloudrift"
+        self._sts_endpoint_url = sts_endpoint_url
+        self._sse = sse
+        self._kms_key = sse_kms_key_id
+        self._concurrency = upload_concurrency
+        self._page_size = list_page_size
+        self._config = AioConfig(
+            max_pool_connections=max_pool_connections,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            retries={"max_attempts": max_attempts, "mode": "standard"},
+            s3={"addressing_style": addressing_style},
+        )
+        self._client: LazyClient[Any] = LazyClient(self._build_client)
+
+    def _location(self) -> str:
+        where = f" endpoint={self.endpoint_url!r}" if self.endpoint_url else ""
+        return f"bucket={self.bucket!r}{where}"
+
+    @property
+    def _secrets(self) -> list[Secret | None]:
+        return [self._secret, self._token]
+
+    # ---------------------------------------------------------------- client
+
+    async def _build_client(self, stack: AsyncExitStack) -> Any:
+        if self.auth_method == "static keys":
+            session = aioboto3.Session(
+                aws_access_key_id=self._key_id,
+                aws_secret_access_key=reveal(self._secret),
+                aws_session_token=reveal(self._token),
+                region_name=self.region,
+            )
+        elif self.auth_method == "profile":
+            session = aioboto3.Session(profile_name=self._profile, region_name=self.region)
+        else:
+            session = aioboto3.Session(region_name=self.region)
+        if self.auth_method == "assume role":
+            await self._use_assumed_role(session)
+        return await stack.enter_async_context(
+            session.client("s3", endpoint_url=self.endpoint_url, config=self._config)
+        )
+
+    async def _use_assumed_role(self, session: Any) -> None:
+        """Make ``session`` use credentials from STS AssumeRole, refreshed before expiry."""
+        from aiobotocore.credentials import (
+            AioAssumeRoleCredentialFetcher,
+            AioDeferredRefreshableCredentials,
+        )
+
+        core = session._session  # aioboto3 keeps its AioSession here
+        source = await core.get_credentials()
+        if source is None:
+            raise ConfigurationError(
+                f"{self.provider} storage: role_arn needs source credentials to call STS "
+                "AssumeRole, and none were found in the default chain"
+            )
+        extra: dict[str, Any] = {"RoleSessionName": self._role_session_name}
+        if self._external_id:
+            extra["ExternalId"] = self._external_id
+        creator = functools.partial(
+            core.create_client, region_name=self.region, endpoint_url=self._sts_endpoint_url
+        )
+        fetcher = AioAssumeRoleCredentialFetcher(
+            creator, source, self._role_arn, extra_args=extra, cache={}
+        )
+        core._credentials = AioDeferredRefreshableCredentials(
+            refresh_using=fetcher.fetch_credentials, method="assume-role"
+        )
+
+    @property
+    def native(self) -> LazyClient[Any]:
+        """Escape hatch (non-portable): ``await storage.native.get()`` is the aioboto3 client."""
+        return self._client
+
+    async def _aclose(self) -> None:
+        await self._client.aclose()
+
+    # ---------------------------------------------------------------- errors
+
+    @contextlib.contextmanager
+    def _errors(self, key: str | None = None, *, exists_key: str | None = None) -> Iterator[None]:
+        """Translate botocore errors for an operation on ``key`` into cloudrift errors."""
+        try:
+            yield
+        except ClientError as exc:
+            self._raise_client_error(exc, key, exists_key)
+        except _CONNECTION as exc:
+            raise StorageConnectionError(
+                f"{self.provider} storage could not reach {self.endpoint_url or 'S3'}: "
+                f"{redact(str(exc), self._secrets)}"
+            ) from exc
+        except (NoCredentialsError, PartialCredentialsError, ProfileNotFound) as exc:
+            raise ConfigurationError(
+                f"{self.provider} storage has no usable credentials: "
+                f"{redact(str(exc), self._secrets)}"
+            ) from exc
+        except BotoCoreError as exc:
+            raise StorageError(
+                f"{self.provider} storage error: {redact(str(exc), self._secrets)}"
+            ) from exc
+
+    def _raise_client_error(
+        self, exc: ClientError, key: str | None, exists_key: str | None
+    ) -> NoReturn:
+        err = exc.response.get("Error", {})
+        code = str(err.get("Code", ""))
+        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
+        text = redact(str(err.get("Message") or exc), self._secrets)
+        if code == "NoSuchBucket":
+            raise BucketNotFoundError(
+                self.bucket, f"bucket {self.bucket!r} does not exist; create it first"
+            ) from exc
+        if code in ("PreconditionFailed", "ConditionalRequestConflict") and exists_key:
+            raise ObjectExistsError(exists_key) from exc
+        if code in _NOT_FOUND and key is not None:
+            raise ObjectNotFoundError(key) from exc
+        if code == "InvalidRange" or status == 416:
+            raise InvalidRangeError(f"range not satisfiable for {key!r}") from exc
+        if code in _DENIED or status == 403:
+            raise StoragePermissionError(
+                f"{self.provider} storage: access denied to bucket {self.bucket!r}"
+                + (f", key {key!r}" if key else "")
+                + f" ({code}: {text}); check the credentials and the bucket policy"
+            ) from exc
+        if (status is not None and status >= 500) or code in ("SlowDown", "ServiceUnavailable"):
+            raise StorageConnectionError(
+                f"{self.provider} storage is unavailable ({code}): {text}"
+            ) from exc
+        raise StorageError(f"{self.provider} storage error {code or status}: {text}") from exc
+
+    def _sse_args(self) -> dict[str, str]:
+        args: dict[str, str] = {}
+        if self._sse:
+            args["ServerSideEncryption"] = self._sse
+        if self._kms_key:
+            args["SSEKMSKeyId"] = self._kms_key
+        return args
+
+    # ---------------------------------------------------------------- hooks
+
+    async def _put(
+        self,
+        key: str,
+        data: bytes | bytearray | memoryview,
+        content_type: str,
+        metadata: dict[str, str],
+        if_not_exists: bool,
+    ) -> None:
+        client = await self._client.get()
+        extra = self._sse_args()
+        if if_not_exists:
+            extra["IfNoneMatch"] = "*"
+        with self._errors(key, exists_key=key if if_not_exists else None):
+            await client.put_object(
+                Bucket=self.bucket,
+                Key=key,
+                Body=bytes(data) if not isinstance(data, bytes) else data,
+                ContentType=content_type,
+                Metadata=metadata,
+                **extra,
+            )
+
+    async def _put_stream(
+        self,
+        key: str,
+        parts: AsyncIterator[bytes],
+        content_type: str,
+        metadata: dict[str, str],
+        part_size: int,
+    ) -> None:
+        first = await anext(parts, None)
+        second = await anext(parts, None) if first is not None else None
+        if first is None or second is None:
+            # One part or none: a single PUT is cheaper than a multipart upload.
+            await self._put(key, first or b"", content_type, metadata, False)
+            return
+        client = await self._client.get()
+        with self._errors(key):
+            created = await client.create_multipart_upload(
+                Bucket=self.bucket,
+                Key=key,
+                ContentType=content_type,
+                Metadata=metadata,
+                **self._sse_args(),
+            )
+        upload_id = created["UploadId"]
+        etags: dict[int, str] = {}
+
+        async def send(number: int, body: bytes) -> None:
+            with self._errors(key):
+                resp = await client.upload_part(
+                    Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=body
+                )
+            etags[number] = resp["ETag"]
+
+        pending: set[asyncio.Task[None]] = set()
+        try:
+            number = 0
+
+            async def all_parts() -> AsyncIterator[bytes]:
+                yield first
+                yield second
+                async for part in parts:
+                    yield part
+
+            async for body in all_parts():
+                # At most `upload_concurrency` parts in flight: memory stays bounded.
+                while len(pending) >= self._concurrency:
+                    done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                    _raise_first(done)
+                number += 1
+                pending.add(asyncio.create_task(send(number, body)))
+            if pending:
+                done, pending = await asyncio.wait(pending)
+                _raise_first(done)
+            with self._errors(key):
+                await client.complete_multipart_upload(
+                    Bucket=self.bucket,
+                    Key=key,
+                    UploadId=upload_id,
+                    MultipartUpload={
+                        "Parts": [{"PartNumber": n, "ETag": etags[n]} for n in sorted(etags)]
+                    },
+                )
+        except BaseException:
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+            # Abort so no orphaned parts are left (and billed); keep the original error.
+            with contextlib.suppress(Exception):
+                await asyncio.shield(
+                    client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
+                )
+            raise
+
+    @staticmethod
+    def _range(start: int, end: int | None) -> dict[str, str]:
+        if start == 0 and end is None:
+            return {}
+        return {"Range": f"bytes={start}-{'' if end is None else end - 1}"}
+
+    async def _get(self, key: str, start: int, end: int | None) -> bytes:
+        client = await self._client.get()
+        with self._errors(key):
+            resp = await client.get_object(Bucket=self.bucket, Key=key, **self._range(start, end))
+            async with resp["Body"] as body:
+                data: bytes = await body.read()
+        return data
+
+    async def _get_stream(
+        self, key: str, start: int, end: int | None, chunk_size: int
+    ) -> AsyncIterator[bytes]:
+        client = await self._client.get()
+        with self._errors(key):
+            resp = await client.get_object(Bucket=self.bucket, Key=key, **self._range(start, end))
+        body = resp["Body"]
+        try:
+            with self._errors(key):
+                async for chunk in body.iter_chunks(chunk_size):
+                    yield chunk
+        finally:
+            body.close()
+
+    def _info(self, key: str, resp: dict[str, Any]) -> ObjectInfo:
+        return ObjectInfo(
+            key=key,
+            size=int(resp.get("ContentLength", resp.get("Size", 0))),
+            etag=str(resp.get("ETag", "")).strip('"') or None,
+            content_type=resp.get("ContentType"),
+            last_modified=resp.get("LastModified"),
+            metadata=dict(resp.get("Metadata") or {}),
+        )
+
+    async def _head(self, key: str) -> ObjectInfo:
+        client = await self._client.get()
+        with self._errors(key):
+            resp = await client.head_object(Bucket=self.bucket, Key=key)
+        return self._info(key, resp)
+
+    async def _delete(self, key: str) -> None:
+        # S3 answers 204 for a missing key already; other S3-compatible servers may 404.
+        client = await self._client.get()
+        with contextlib.suppress(ObjectNotFoundError), self._errors(key):
+            await client.delete_object(Bucket=self.bucket, Key=key)
+
+    async def _iter(self, prefix: str) -> AsyncIterator[ObjectInfo]:
+        client = await self._client.get()
+        args: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix, "MaxKeys": self._page_size}
+        while True:
+            with self._errors():
+                page = await client.list_objects_v2(**args)
+            for item in page.get("Contents", []):
+                yield ObjectInfo(
+                    key=item["Key"],
+                    size=int(item["Size"]),
+                    etag=str(item.get("ETag", "")).strip('"') or None,
+                    last_modified=item.get("LastModified"),
+                )
+            token = page.get("NextContinuationToken")
+            if not page.get("IsTruncated") or not token:
+                return
+            args["ContinuationToken"] = token
+
+    async def _copy(self, src: str, dst: str) -> None:
+        client = await self._client.get()
+        source = {"Bucket": self.bucket, "Key": src}
+        info = await self._head(src)
+        if info.size <= self.copy_multipart_threshold:
+            with self._errors(src):
+                await client.copy_object(
+                    Bucket=self.bucket,
+                    Key=dst,
+                    CopySource=source,
+                    MetadataDirective="COPY",
+                    **self._sse_args(),
+                )
+            return
+        await self._multipart_copy(client, source, dst, info)
+
+    async def _multipart_copy(
+        self, client: Any, source: dict[str, str], dst: str, info: ObjectInfo
+    ) -> None:
+        """Copy an object past S3's 5 GiB CopyObject limit part by part, server-side."""
+        with self._errors(dst):
+            created = await client.create_multipart_upload(
+                Bucket=self.bucket,
+                Key=dst,
+                ContentType=info.content_type or "application/octet-stream",
+                Metadata=dict(info.metadata),
+                **self._sse_args(),
+            )
+        upload_id = created["UploadId"]
+        limit = asyncio.Semaphore(self._concurrency)
+
+        async def part(number: int, first: int) -> dict[str, Any]:
+            last = min(first + self.copy_part_size, info.size) - 1
+            async with limit:
+                with self._errors(source["Key"]):
+                    resp = await client.upload_part_copy(
+                        Bucket=self.bucket,
+                        Key=dst,
+                        UploadId=upload_id,
+                        PartNumber=number,
+                        CopySource=source,
+                        CopySourceRange=f"bytes={first}-{last}",
+                    )
+            return {"PartNumber": number, "ETag": resp["CopyPartResult"]["ETag"]}
+
+        try:
+            starts = range(0, info.size, self.copy_part_size)
+            done = await asyncio.gather(*(part(i + 1, s) for i, s in enumerate(starts)))
+            with self._errors(dst):
+                await client.complete_multipart_upload(
+                    Bucket=self.bucket,
+                    Key=dst,
+                    UploadId=upload_id,
+                    MultipartUpload={"Parts": list(done)},
+                )
+        except BaseException:
+            with contextlib.suppress(Exception):
+                await client.abort_multipart_upload(Bucket=self.bucket, Key=dst, UploadId=upload_id)
+            raise
+
+    async def _presign(
+        self, key: str, expires_in: int, method: PresignMethod, content_type: str | None
+    ) -> str:
+        client = await self._client.get()
+        params: dict[str, Any] = {"Bucket": self.bucket, "Key": key}
+        if content_type is not None:
+            params["ContentType"] = content_type
+        if method == "PUT":
+            params.update(self._sse_args())
+        with self._errors(key):
+            url: str = await client.generate_presigned_url(
+                "get_object" if method == "GET" else "put_object",
+                Params=params,
+                ExpiresIn=expires_in,
+            )
+        return url
+
+    async def _health(self) -> bool:
+        client = await self._client.get()
+        with self._errors():
+            await client.head_bucket(Bucket=self.bucket)
+        return True
+
+
+def _raise_first(done: set[asyncio.Task[None]]) -> None:
+    """Re-raise the first failure among finished tasks (every exception is retrieved)."""
+    errors = [task.exception() for task in done if not task.cancelled()]
+    for error in errors:
+        if error is not None:
+            raise error
+
+
+class R2Storage(S3Storage):
+    """Cloudflare R2 through the S3 API: explicit keys and endpoint, optional public URL.
+
+    Streamed uploads use equal-size parts (R2 requires it; ``upload_stream`` always cuts
+    the source into parts of exactly ``part_size`` bytes, the last one excepted).
+    """
+
+    provider = "r2"
+    backend_name = "r2 storage"
+
+    def __init__(
+        self,
+        *,
+        bucket: str,
+        aws_access_key_id: str | None = None,
+        aws_secret_access_key: str | Secret | None = None,
+        account_id: str | None = None,
+        endpoint_url: str | None = None,
+        public_url: str | None = None,
+        max_pool_connections: int = 64,
+        connect_timeout: float = 5.0,
+        read_timeout: float = 60.0,
+        upload_concurrency: int = 4,
+        list_page_size: int = 1000,
+    ) -> None:
+        if not aws_access_key_id or not aws_secret_access_key:
+            raise ConfigurationError(
+                "r2 storage needs explicit aws_access_key_id and aws_secret_access_key "
+                "(an R2 API token's key pair); IAM roles and profiles do not exist on R2"
+            )
+        if (account_id is None) == (endpoint_url is None):
+            raise ConfigurationError(
+                "r2 storage needs exactly one of account_id (endpoint "
+                "https://<account_id>.r2.cloudflarestorage.com) or endpoint_url"
+            )
+        if account_id is not None:
+            if not account_id.isalnum():
+                raise ConfigurationError(f"r2 account_id must be alphanumeric, got {account_id!r}")
+            endpoint_url = f"https://{account_id}.r2.cloudflarestorage.com"
+        if public_url is not None and not public_url.startswith(("http://", "https://")):
+            raise ConfigurationError(f"r2 public_url must be an http(s) URL, got {public_url!r}")
+        super().__init__(
+            bucket=bucket,
+            region="auto",
+            endpoint_url=endpoint_url,
+            aws_access_key_id=aws_access_key_id,
+            aws_secret_access_key=aws_secret_access_key,
+            max_pool_connections=max_pool_connections,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            upload_concurrency=upload_concurrency,
+            list_page_size=list_page_size,
+            addressing_style="path",
+        )
+        self.public_url = public_url
+
+    def public_url_for(self, key: str) -> str:
+        """The CDN URL of ``key`` under ``public_url`` (for public buckets; never signed)."""
+        from cloudrift.storage.base import validate_key
+
+        validate_key(key)
+        if self.public_url is None:
+            raise ConfigurationError("r2 storage: set public_url to build public links")
+        return f"{self.public_url.rstrip('/')}/{quote(key, safe='/')}"
+
+
+__all__ = ["R2Storage", "S3Storage"]
