@@ -13,14 +13,13 @@ import contextlib
 import inspect
 import warnings
 from collections.abc import Iterator
-from typing import Any, Final, Literal, NoReturn
+from typing import Any, Final, NoReturn
 
 from cloudrift.core.exceptions import ConfigurationError, DocumentConnectionError
 from cloudrift.core.factory import require_modules
 from cloudrift.core.secrets import redact
 from cloudrift.document.base import ConnectionPlan
 
-Driver = Literal["pymongo", "motor"]
 DRIVERS: Final[dict[str, tuple[tuple[str, ...], str]]] = {
     # driver name -> (modules it needs, the extra that installs them)
     "pymongo": (("pymongo",), "mongo"),
@@ -35,7 +34,10 @@ AUTH_FAILED: Final = 18
 def _constructor_failed(plan: ConnectionPlan, exc: Exception) -> NoReturn:
     """Translate an error raised while building a client (no network yet, except SRV DNS)."""
     text = plan.redact(str(exc))
-    if plan.uri.reveal().startswith("mongodb+srv://") and "DNS" in text:
+    inner = exc.__cause__ or exc.__context__
+    dns_failed = "DNS" in text or type(inner).__module__.startswith("dns.")
+    # The blocking client resolves mongodb+srv:// records while it is being built.
+    if plan.uri.reveal().startswith("mongodb+srv://") and dns_failed:
         raise DocumentConnectionError(
             f"could not resolve the mongodb+srv record for {plan.hosts}: {text}", host=plan.hosts
         ) from exc

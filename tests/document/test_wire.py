@@ -380,3 +380,28 @@ async def test_connect_mongodb_verifies_before_returning(mongo_wire: MongoWireSe
         await connect_mongodb(
             "mongodb", uri=f"mongodb://{LOOPBACK}:{free_port()}/", server_selection_timeout=FAST
         )
+
+
+SRV = {
+    "uri": "mongodb+srv://cluster.nonexistent.invalid/",
+    "connect_timeout": 1.0,
+    "server_selection_timeout": 1.0,
+}
+
+
+def test_unresolvable_srv_record_fails_the_blocking_client_at_build() -> None:
+    """The blocking client resolves mongodb+srv:// while built: DocumentConnectionError."""
+    with pytest.raises(DocumentConnectionError, match=r"cluster\.nonexistent\.invalid") as err:
+        get_mongodb_sync("mongodb", **SRV)
+    assert err.value.host == "cluster.nonexistent.invalid"
+
+
+async def test_unresolvable_srv_record_fails_the_async_client_at_verify() -> None:
+    """The async client resolves mongodb+srv:// on first use: verify names the record."""
+    client = get_mongodb("mongodb", **SRV)
+    try:
+        with pytest.raises(DocumentConnectionError, match=r"nonexistent\.invalid") as err:
+            await doc_verify(client, timeout=10)
+    finally:
+        await aclose_client(client)
+    assert err.value.host == "cluster.nonexistent.invalid"
