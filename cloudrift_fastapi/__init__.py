@@ -21,7 +21,6 @@ costs nothing and needs no extra; using them needs ``pip install "cloudrift[fast
 from __future__ import annotations
 
 import importlib
-import importlib.util
 from typing import TYPE_CHECKING, Any
 
 from cloudrift.core.exceptions import ConfigurationError
@@ -82,20 +81,23 @@ _WHERE = {
     "override_backends": "testing",
     "queue_worker": "workers",
 }
-_NEEDS = ("fastapi", "starlette", "dependency_injector", "pydantic_settings", "yaml")
+_NEEDS = ("fastapi", "starlette", "dependency_injector", "pydantic", "pydantic_settings", "yaml")
 
 
 def __getattr__(name: str) -> Any:
     module = _WHERE.get(name)
     if module is None:
         raise AttributeError(f"module 'cloudrift_fastapi' has no attribute {name!r}")
-    missing = [m for m in _NEEDS if importlib.util.find_spec(m) is None]
-    if missing:
+    try:
+        target = importlib.import_module(f"cloudrift_fastapi.{module}")
+    except ImportError as exc:
+        if (exc.name or "").split(".")[0] not in _NEEDS:
+            raise
         raise ConfigurationError(
-            f"cloudrift_fastapi needs {', '.join(missing)}, which are not installed; "
-            f"install them with: {install_hint('fastapi')}"
-        )
-    return getattr(importlib.import_module(f"cloudrift_fastapi.{module}"), name)
+            f"cloudrift_fastapi.{name} needs {exc.name}, which is not installed; "
+            f"install it with: {install_hint('fastapi')}"
+        ) from exc
+    return getattr(target, name)
 
 
 __all__ = [

@@ -17,7 +17,6 @@ either one backend (``{"provider": "s3", "bucket": "b"}``) or several named ones
 from __future__ import annotations
 
 import importlib
-import importlib.util
 from typing import TYPE_CHECKING, Any
 
 from cloudrift.core.exceptions import ConfigurationError
@@ -47,13 +46,16 @@ def __getattr__(name: str) -> Any:
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'cloudrift.config' has no attribute {name!r}")
-    missing = [m for m in _NEEDS if importlib.util.find_spec(m) is None]
-    if missing:
+    try:
+        target = importlib.import_module(module)
+    except ImportError as exc:
+        if (exc.name or "").split(".")[0] not in _NEEDS:
+            raise
         raise ConfigurationError(
-            f"cloudrift.config.{name} needs {', '.join(missing)}, which are not installed; "
-            f"install them with: {install_hint('fastapi')}"
-        )
-    return getattr(importlib.import_module(module), name)
+            f"cloudrift.config.{name} needs {exc.name}, which is not installed; "
+            f"install it with: {install_hint('fastapi')}"
+        ) from exc
+    return getattr(target, name)
 
 
 __all__ = [
