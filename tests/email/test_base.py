@@ -17,7 +17,7 @@ from cloudrift.core.exceptions import (
     RecipientRejectedError,
 )
 from cloudrift.core.retry import RetryPolicy
-from cloudrift.email import EmailMessage, get_email
+from cloudrift.email import Attachment, EmailMessage, get_email
 from cloudrift.email.base import Email, PreparedEmail, parse_address, sanitize_filename
 
 
@@ -165,3 +165,41 @@ def test_importing_email_needs_no_sdk() -> None:
 def test_email_errors_share_one_base() -> None:
     """Every email error derives from EmailError, so one except clause catches them all."""
     assert issubclass(EmailSendError, EmailError) and issubclass(EmailValidationError, EmailError)
+
+
+def _built(**overrides: object) -> bytes:
+    fields: dict[str, object] = {"to": "a@example.com", "subject": "s", "body_text": "b"}
+    fields.update(overrides)
+    return ScriptedEmail().prepare(EmailMessage(**fields)).mime  # type: ignore[arg-type]
+
+
+def test_mime_is_seven_bit_with_crlf_line_ends() -> None:
+    """Built messages are ASCII with CRLF line ends only, whatever the input's newlines."""
+    raw = _built(
+        subject="Grüße",
+        body_text="line one\nline two\r\nÜmlaut ✓\rlast",
+        body_html="<p>ü</p>",
+        attachments=[Attachment("résumé.pdf", bytes(range(256)), "application/pdf")],
+    )
+    raw.decode("ascii")
+    assert b"\n" not in raw.replace(b"\r\n", b"")
+    assert b"\r" not in raw.replace(b"\r\n", b"")
+
+
+def test_long_and_non_ascii_lines_survive_the_round_trip() -> None:
+    """Lines over 998 characters and non-ASCII text come back exactly after parsing."""
+    import email.policy
+    from email.parser import BytesParser
+
+    long_line = "x" * 5000
+    text = f"{long_line}\nÇa marche ✓\n\x0cform feed kept"
+    parsed = BytesParser(policy=email.policy.default).parsebytes(
+        _built(body_text=text, attachments=[Attachment("résumé.pdf", b"%PDF", None)])
+    )
+    body = parsed.get_body(preferencelist=("plain",))
+    assert body is not None
+    assert body.get_content().replace("\r\n", "\n").rstrip("\n") == text
+    assert all(len(line) <= 998 for line in parsed.as_string().splitlines())
+    (attachment,) = parsed.iter_attachments()
+    assert attachment.get_filename() == "résumé.pdf"
+    assert attachment.get_content_type() == "application/pdf"
