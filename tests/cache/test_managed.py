@@ -68,16 +68,36 @@ def app_user(redis_tls: RedisServer) -> Iterator[RedisServer]:
         admin.execute_command("ACL", "DELUSER", APP_USER)
 
 
+@pytest.fixture(scope="session")
+def plain_app_user(redis_server: RedisServer) -> RedisServer:
+    """The session's plain server with the ACL user APP_USER / APP_SECRET (kept all session)."""
+    set_acl_user(redis_server, APP_USER, APP_SECRET)
+    return redis_server
+
+
+@pytest.fixture
+def plain_app(plain_app_user: RedisServer) -> RedisServer:
+    """The plain server with APP_USER, flushed for this test."""
+    plain_app_user.flush()
+    return plain_app_user
+
+
 def tls_options(server: RedisServer, tls: TLSFiles) -> dict[str, Any]:
     """Connection options reaching the TLS stand-in, verifying it against the test CA."""
     return {"port": server.port, "ssl_ca_certs": str(tls.ca_cert)}
 
 
+# The managed providers' conformance runs over plain TCP (ssl=False) to keep the suite
+# fast: TLS handshakes dominate on small machines. Their TLS path (verified, with the
+# test CA) is exercised end to end by the token tests below and by TestRedisOverTLS,
+# which uses the same client construction.
+
+
 class TestElastiCacheAuthToken(CacheConformance):
-    """Conformance of get_cache("elasticache", "from_auth_token") over verified TLS."""
+    """Conformance of get_cache("elasticache", "from_auth_token") with an ACL user."""
 
     @pytest.fixture
-    async def backend(self, app_user: RedisServer, tls_files: TLSFiles) -> AsyncIterator[Cache]:
+    async def backend(self, plain_app: RedisServer) -> AsyncIterator[Cache]:
         """An ElastiCache backend authenticating with a username and AUTH token."""
         cache = get_cache(
             "elasticache",
@@ -85,17 +105,18 @@ class TestElastiCacheAuthToken(CacheConformance):
             host="127.0.0.1",
             username=APP_USER,
             auth_token=APP_SECRET,
-            **tls_options(app_user, tls_files),
+            port=plain_app.port,
+            ssl=False,
         )
         yield cache
         await cache.close()
 
 
 class TestAzureRedisAccessKey(CacheConformance):
-    """Conformance of get_cache("azure_redis", "from_access_key") over verified TLS."""
+    """Conformance of get_cache("azure_redis", "from_access_key") with an ACL user."""
 
     @pytest.fixture
-    async def backend(self, app_user: RedisServer, tls_files: TLSFiles) -> AsyncIterator[Cache]:
+    async def backend(self, plain_app: RedisServer) -> AsyncIterator[Cache]:
         """An Azure Redis backend authenticating with a username and access key."""
         cache = get_cache(
             "azure_redis",
@@ -103,7 +124,8 @@ class TestAzureRedisAccessKey(CacheConformance):
             host="127.0.0.1",
             username=APP_USER,
             access_key=APP_SECRET,
-            **tls_options(app_user, tls_files),
+            port=plain_app.port,
+            ssl=False,
         )
         yield cache
         await cache.close()
@@ -452,3 +474,26 @@ def test_service_principal_secret_stays_hidden() -> None:
         client_secret="sp-SECRET-4",
     )
     assert "SECRET" not in repr(cache) + repr(vars(cache)) + repr(vars(cache._options))
+
+
+@pytest.mark.parametrize(
+    ("provider", "method", "secret_option"),
+    [
+        ("elasticache", "from_auth_token", "auth_token"),
+        ("azure_redis", "from_access_key", "access_key"),
+    ],
+)
+async def test_static_secret_auth_works_over_verified_tls(
+    app_user: RedisServer, tls_files: TLSFiles, provider: str, method: str, secret_option: str
+) -> None:
+    """ElastiCache AUTH tokens and Azure access keys authenticate over TLS verified by the CA."""
+    async with get_cache(
+        provider,
+        method,
+        host="127.0.0.1",
+        username=APP_USER,
+        **{secret_option: APP_SECRET},
+        **tls_options(app_user, tls_files),
+    ) as cache:
+        await cache.set("k", "v")
+        assert await cache.get("k") == b"v"

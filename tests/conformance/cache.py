@@ -84,9 +84,9 @@ class CacheConformance(Conformance):
     # --------------------------------------------------------------- ttl
     async def test_value_with_ttl_expires(self, backend: Cache, advance: Advance) -> None:
         """A value set with a ttl is gone once the ttl has passed."""
-        await backend.set("t", b"v", ttl=0.2)
+        await backend.set("t", b"v", ttl=0.1)
         assert await backend.get("t") == b"v"
-        await advance(0.25)
+        await advance(0.15)
         assert await backend.get("t") is None
         assert await backend.exists("t") is False
 
@@ -119,8 +119,8 @@ class CacheConformance(Conformance):
         """expire() is True for an existing key (which then expires), False for a missing one."""
         assert await backend.expire("missing", 10) is False
         await backend.set("e", b"v")
-        assert await backend.expire("e", 0.2) is True
-        await advance(0.25)
+        assert await backend.expire("e", 0.1) is True
+        await advance(0.15)
         assert await backend.exists("e") is False
 
     # ---------------------------------------------------------------- nx
@@ -134,8 +134,8 @@ class CacheConformance(Conformance):
         self, backend: Cache, advance: Advance
     ) -> None:
         """A lock taken with nx and a ttl can be taken again after it expires."""
-        assert await backend.set("lock", b"a", ttl=0.2, nx=True) is True
-        await advance(0.25)
+        assert await backend.set("lock", b"a", ttl=0.1, nx=True) is True
+        await advance(0.15)
         assert await backend.set("lock", b"b", nx=True) is True
         assert await backend.get("lock") == b"b"
 
@@ -179,8 +179,8 @@ class CacheConformance(Conformance):
 
     async def test_mset_with_ttl_expires_every_item(self, backend: Cache, advance: Advance) -> None:
         """mset(ttl=) gives every item that ttl."""
-        await backend.mset({"a": b"1", "b": b"2"}, ttl=0.2)
-        await advance(0.25)
+        await backend.mset({"a": b"1", "b": b"2"}, ttl=0.1)
+        await advance(0.15)
         assert await backend.mget(["a", "b"]) == [None, None]
 
     async def test_mget_of_a_single_string_is_rejected(self, backend: Cache) -> None:

@@ -103,9 +103,9 @@ class KVConformance(Conformance):
 
     async def test_value_with_ttl_expires(self, backend: KVStore, advance: Advance) -> None:
         """A record set with a ttl is gone after it."""
-        await backend.set("session:abc", {"user": "42"}, ttl=0.2)
+        await backend.set("session:abc", {"user": "42"}, ttl=0.1)
         assert await backend.get("session:abc") == {"user": "42"}
-        await advance(0.25)
+        await advance(0.15)
         assert await backend.get("session:abc") is None
         assert await backend.exists("session:abc") is False
 
@@ -113,9 +113,9 @@ class KVConformance(Conformance):
         self, backend: KVStore, advance: Advance
     ) -> None:
         """Overwriting without ttl makes the record permanent."""
-        await backend.set("k", 1, ttl=0.2)
+        await backend.set("k", 1, ttl=0.1)
         await backend.set("k", 2)
-        await advance(0.25)
+        await advance(0.15)
         assert await backend.get("k") == 2
 
     async def test_delete_reports_whether_the_key_existed(self, backend: KVStore) -> None:
