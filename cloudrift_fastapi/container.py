@@ -182,7 +182,14 @@ class BackendSet:
                 )
             self._entries.append(entry)
         pending = [e for e in self._entries if e.resource is not None]
-        results = await asyncio.gather(*(self._init(e) for e in pending), return_exceptions=True)
+        try:
+            results = await asyncio.gather(
+                *(self._init(e) for e in pending), return_exceptions=True
+            )
+        except BaseException:
+            # Startup itself was cancelled: close whatever finished building.
+            await self.stop()
+            raise
         failures = [
             (e, r) for e, r in zip(pending, results, strict=True) if isinstance(r, BaseException)
         ]

@@ -226,6 +226,42 @@ def test_startup_is_concurrent(monkeypatch: pytest.MonkeyPatch) -> None:
         assert started == 5
 
 
+async def test_cancelled_startup_closes_what_was_built(
+    monkeypatch: pytest.MonkeyPatch,
+    builds: list[tuple[str, str, Any]],
+    closes: list[tuple[str, Any]],
+) -> None:
+    """If startup is cancelled while one service hangs, every built backend is closed."""
+    checked: list[str] = []
+    all_checked = asyncio.Event()
+
+    async def check(category: str, backend: Any) -> bool:
+        checked.append(category)
+        if len(checked) == 3:
+            all_checked.set()
+        if category == "cache":
+            await asyncio.Event().wait()  # a service that never answers
+        return True
+
+    monkeypatch.setattr(container_module, "check_backend", check)
+    settings = CloudriftSettings(
+        verify_on_startup=True, storage="memory", queue="memory", cache="memory"
+    )
+    app = FastAPI(lifespan=cloudrift_lifespan(settings))
+
+    async def serve() -> None:
+        async with app.router.lifespan_context(app):
+            raise AssertionError("startup must not finish")  # pragma: no cover
+
+    task = asyncio.create_task(serve())
+    await asyncio.wait_for(all_checked.wait(), 10)  # deadlock guard
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert {id(b) for _, b in closes} == {id(b) for _, _, b in builds}
+    assert len(closes) == 3
+
+
 def test_own_lifespan_runs_inside_ours_and_sees_the_backends() -> None:
     """The app's lifespan starts after the backends exist and ends before they close."""
     events: list[str] = []
