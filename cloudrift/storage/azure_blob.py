@@ -1,0 +1,468 @@
+"""Azure Blob Storage (``azure-storage-blob`` aio), also Azurite and sovereign clouds.
+
+One ``BlobServiceClient`` per backend over one pooled aiohttp session. Auth is chosen
+strictly: connection string; account URL + account key; account URL + SAS token;
+account URL alone (workload identity when ``AZURE_FEDERATED_TOKEN_FILE`` is set, else
+managed identity); account URL + tenant/client id + client secret (service principal).
+
+Presigned URLs are SAS URLs built from the client's own blob URL (so they work against
+Azurite, sovereign clouds and custom domains, with the key quoted properly): signed
+with the account key, or with a user-delegation key under managed identity / service
+principal. Under SAS-token auth no new SAS can be signed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import os
+import secrets
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AsyncExitStack
+from datetime import UTC, datetime, timedelta
+from typing import Any, NoReturn
+
+from azure.core.exceptions import (
+    AzureError,
+    ClientAuthenticationError,
+    HttpResponseError,
+    ResourceExistsError,
+    ResourceModifiedError,
+    ResourceNotFoundError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
+from azure.storage.blob import BlobSasPermissions, ContentSettings, generate_blob_sas
+
+from cloudrift.core.auth import auth_method, select_auth
+from cloudrift.core.exceptions import (
+    BucketNotFoundError,
+    ConfigurationError,
+    FeatureNotSupportedError,
+    InvalidRangeError,
+    ObjectExistsError,
+    ObjectNotFoundError,
+    StorageConnectionError,
+    StorageError,
+    StoragePermissionError,
+)
+from cloudrift.core.lifecycle import LazyClient
+from cloudrift.core.secrets import Secret, redact, reveal, secret
+from cloudrift.storage.base import ObjectInfo, PresignMethod, Storage
+
+_AUTH = [
+    auth_method("connection string", ["connection_string"]),
+    auth_method("account key", ["account_url", "account_key"]),
+    auth_method("sas token", ["account_url", "sas_token"]),
+    auth_method("managed identity", ["account_url"], ["managed_identity_client_id"]),
+    auth_method("service principal", ["account_url", "tenant_id", "client_id", "client_secret"]),
+]
+_CONTAINER_MISSING = {"ContainerNotFound"}
+_SOURCE_MISSING = {"BlobNotFound", "CannotVerifyCopySource"}
+
+
+class AzureBlobStorage(Storage):
+    """Objects as block blobs in one container."""
+
+    provider = "azure_blob"
+    backend_name = "azure_blob storage"
+
+    def __init__(
+        self,
+        *,
+        container: str,
+        connection_string: str | Secret | None = None,
+        account_url: str | None = None,
+        account_key: str | Secret | None = None,
+        sas_token: str | Secret | None = None,
+        managed_identity_client_id: str | None = None,
+        tenant_id: str | None = None,
+        client_id: str | None = None,
+        client_secret: str | Secret | None = None,
+        max_pool_connections: int = 64,
+        connect_timeout: float = 5.0,
+        read_timeout: float = 60.0,
+        max_attempts: int = 3,
+        upload_concurrency: int = 4,
+        list_page_size: int = 1000,
+    ) -> None:
+        if not isinstance(container, str) or not container:
+            raise ConfigurationError("azure_blob storage needs container: the container name")
+        given = {
+            "connection_string": connection_string,
+            "account_url": account_url,
+            "account_key": account_key,
+            "sas_token": sas_token,
+            "managed_identity_client_id": managed_identity_client_id,
+            "tenant_id": tenant_id,
+            "client_id": client_id,
+            "client_secret": client_secret,
+        }
+        self.auth_method = select_auth("azure_blob storage", given, _AUTH)
+        if account_url is not None and not account_url.startswith(("https://", "http://")):
+            raise ConfigurationError(
+                f"azure_blob account_url must be an http(s) URL, got {account_url!r}"
+            )
+        for name, value in (
+            ("max_pool_connections", max_pool_connections),
+            ("upload_concurrency", upload_concurrency),
+            ("list_page_size", list_page_size),
+            ("max_attempts", max_attempts),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigurationError(f"{name} must be a positive int, got {value!r}")
+        for name, timeout in (("connect_timeout", connect_timeout), ("read_timeout", read_timeout)):
+            if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
+                raise ConfigurationError(f"{name} must be a positive number of seconds")
+        self.container = container
+        self.account_url = account_url
+        self._conn = secret(connection_string)
+        self._key = secret(account_key)
+        self._sas = secret(sas_token)
+        self._mi_client_id = managed_identity_client_id
+        self._tenant_id = tenant_id
+        self._client_id = client_id
+        self._client_secret = secret(client_secret)
+        self._pool = max_pool_connections
+        self._connect_timeout = connect_timeout
+        self._read_timeout = read_timeout
+        self._retries = max_attempts - 1
+        self._concurrency = upload_concurrency
+        self._page_size = list_page_size
+        self._delegation: tuple[Any, datetime] | None = None
+        self._client: LazyClient[Any] = LazyClient(self._build_client)
+
+    def _location(self) -> str:
+        where = self.account_url or "connection string endpoint"
+        return f"container={self.container!r} account_url={where!r}"
+
+    @property
+    def _secrets(self) -> list[Secret | None]:
+        return [self._conn, self._key, self._sas, self._client_secret]
+
+    # ---------------------------------------------------------------- client
+
+    def credential(self) -> Any:
+        """The azure-identity credential for token auth (None for key / SAS auth)."""
+        if self.auth_method == "service principal":
+            from azure.identity.aio import ClientSecretCredential
+
+            return ClientSecretCredential(
+                self._tenant_id or "", self._client_id or "", reveal(self._client_secret) or ""
+            )
+        if self.auth_method == "managed identity":
+            # Name the identity explicitly; ambient AZURE_CLIENT_* variables must not pick
+            # another one (DefaultAzureCredential would let them).
+            if os.environ.get("AZURE_FEDERATED_TOKEN_FILE"):
+                from azure.identity.aio import WorkloadIdentityCredential
+
+                return WorkloadIdentityCredential(client_id=self._mi_client_id)
+            from azure.identity.aio import ManagedIdentityCredential
+
+            return ManagedIdentityCredential(client_id=self._mi_client_id)
+        return None
+
+    async def _build_client(self, stack: AsyncExitStack) -> Any:
+        import aiohttp
+        from azure.core.pipeline.transport import AioHttpTransport
+        from azure.storage.blob.aio import BlobServiceClient
+
+        session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=self._pool))
+        stack.push_async_callback(session.close)
+        options: dict[str, Any] = {
+            "transport": AioHttpTransport(session=session, session_owner=False),
+            "connection_timeout": self._connect_timeout,
+            "read_timeout": self._read_timeout,
+            "retry_total": self._retries,
+            # Bounded memory for streamed downloads: first GET and every later chunk 4 MiB.
+            "max_single_get_size": 4 * 1024 * 1024,
+            "max_chunk_get_size": 4 * 1024 * 1024,
+        }
+        if self.auth_method == "connection string":
+            service = BlobServiceClient.from_connection_string(reveal(self._conn) or "", **options)
+        else:
+            cred: Any
+            if self.auth_method == "account key":
+                cred = reveal(self._key)
+            elif self.auth_method == "sas token":
+                from azure.core.credentials import AzureSasCredential
+
+                cred = AzureSasCredential((reveal(self._sas) or "").lstrip("?"))
+            else:
+                cred = self.credential()
+                stack.push_async_callback(cred.close)
+            service = BlobServiceClient(self.account_url or "", credential=cred, **options)
+        await stack.enter_async_context(service)
+        return service, service.get_container_client(self.container)
+
+    async def _container(self) -> Any:
+        return (await self._client.get())[1]
+
+    @property
+    def native(self) -> LazyClient[Any]:
+        """Escape hatch (non-portable): ``await storage.native.get()`` is the
+        ``(BlobServiceClient, ContainerClient)`` pair."""
+        return self._client
+
+    async def _aclose(self) -> None:
+        await self._client.aclose()
+
+    # ---------------------------------------------------------------- errors
+
+    @contextlib.contextmanager
+    def _errors(
+        self,
+        key: str | None = None,
+        *,
+        exists_key: str | None = None,
+        source: str | None = None,
+    ) -> Iterator[None]:
+        """Translate azure-core errors for an operation on ``key`` into cloudrift errors."""
+        try:
+            yield
+        except AzureError as exc:
+            self._raise(exc, key, exists_key, source)
+
+    def _raise(
+        self, exc: AzureError, key: str | None, exists_key: str | None, source: str | None
+    ) -> NoReturn:
+        code = str(getattr(exc, "error_code", None) or "")
+        status = getattr(exc, "status_code", None)
+        text = redact(str(getattr(exc, "reason", None) or exc).splitlines()[0], self._secrets)
+        if code in _CONTAINER_MISSING:
+            raise BucketNotFoundError(
+                self.container, f"container {self.container!r} does not exist; create it first"
+            ) from exc
+        if exists_key and (
+            isinstance(exc, ResourceExistsError | ResourceModifiedError)
+            or code in ("BlobAlreadyExists", "ConditionNotMet")
+        ):
+            raise ObjectExistsError(exists_key) from exc
+        if source and code in _SOURCE_MISSING:
+            raise ObjectNotFoundError(source) from exc
+        if isinstance(exc, ResourceNotFoundError) and key is not None:
+            raise ObjectNotFoundError(key) from exc
+        if code == "InvalidRange" or status == 416:
+            raise InvalidRangeError(f"range not satisfiable for {key!r}") from exc
+        if isinstance(exc, ClientAuthenticationError) or status == 403:
+            raise StoragePermissionError(
+                f"azure_blob storage: access denied to container {self.container!r}"
+                + (f", blob {key!r}" if key else "")
+                + f" ({code or status}: {text}); check the credentials and role assignments"
+            ) from exc
+        if isinstance(exc, ServiceRequestError | ServiceResponseError) or (
+            status is not None and status >= 500
+        ):
+            raise StorageConnectionError(
+                f"azure_blob storage could not reach {self.account_url or 'the account'}: {text}"
+            ) from exc
+        if isinstance(exc, HttpResponseError):
+            raise StorageError(f"azure_blob storage error {code or status}: {text}") from exc
+        raise StorageError(f"azure_blob storage error: {text}") from exc
+
+    # ---------------------------------------------------------------- hooks
+
+    async def _put(
+        self,
+        key: str,
+        data: bytes | bytearray | memoryview,
+        content_type: str,
+        metadata: dict[str, str],
+        if_not_exists: bool,
+    ) -> None:
+        container = await self._container()
+        with self._errors(key, exists_key=key if if_not_exists else None):
+            await container.upload_blob(
+                key,
+                bytes(data) if not isinstance(data, bytes) else data,
+                overwrite=not if_not_exists,
+                content_settings=ContentSettings(content_type=content_type),
+                metadata=metadata,
+                max_concurrency=self._concurrency,
+            )
+
+    async def _put_stream(
+        self,
+        key: str,
+        parts: AsyncIterator[bytes],
+        content_type: str,
+        metadata: dict[str, str],
+        part_size: int,
+    ) -> None:
+        container = await self._container()
+        blob = container.get_blob_client(key)
+        # Unique block ids per upload, so concurrent uploads of one key cannot mix blocks.
+        # Blocks of an aborted upload stay uncommitted: never visible, and Azure discards
+        # them (there is no abort call for block blobs).
+        tag = secrets.token_hex(8)
+        ids: list[str] = []
+        pending: set[asyncio.Task[None]] = set()
+
+        async def stage(block_id: str, body: bytes) -> None:
+            with self._errors(key):
+                await blob.stage_block(block_id, body)
+
+        try:
+            async for body in parts:
+                while len(pending) >= self._concurrency:
+                    done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                    _raise_first(done)
+                block_id = base64.b64encode(f"{tag}-{len(ids):08d}".encode()).decode()
+                ids.append(block_id)
+                pending.add(asyncio.create_task(stage(block_id, body)))
+            if pending:
+                done, pending = await asyncio.wait(pending)
+                _raise_first(done)
+        except BaseException:
+            for task in pending:
+                task.cancel()
+            await asyncio.gather(*pending, return_exceptions=True)
+            raise
+        with self._errors(key):
+            await blob.commit_block_list(
+                ids,
+                content_settings=ContentSettings(content_type=content_type),
+                metadata=metadata,
+            )
+
+    async def _download(self, key: str, start: int, end: int | None) -> Any:
+        container = await self._container()
+        if start == 0 and end is None:
+            return await container.download_blob(key)
+        length = None if end is None else end - start
+        return await container.download_blob(key, offset=start, length=length)
+
+    async def _get(self, key: str, start: int, end: int | None) -> bytes:
+        with self._errors(key):
+            downloader = await self._download(key, start, end)
+            data: bytes = await downloader.readall()
+        return data
+
+    async def _get_stream(
+        self, key: str, start: int, end: int | None, chunk_size: int
+    ) -> AsyncIterator[bytes]:
+        with self._errors(key):
+            downloader = await self._download(key, start, end)
+            async for chunk in downloader.chunks():
+                yield chunk
+
+    async def _head(self, key: str) -> ObjectInfo:
+        container = await self._container()
+        with self._errors(key):
+            props = await container.get_blob_client(key).get_blob_properties()
+        return ObjectInfo(
+            key=key,
+            size=int(props.size),
+            etag=str(props.etag).strip('"') or None,
+            content_type=props.content_settings.content_type,
+            last_modified=props.last_modified,
+            metadata=dict(props.metadata or {}),
+        )
+
+    async def _delete(self, key: str) -> None:
+        container = await self._container()
+        # Azure answers 404 for a missing blob; delete is a no-op on every provider.
+        with contextlib.suppress(ObjectNotFoundError), self._errors(key):
+            await container.delete_blob(key, delete_snapshots="include")
+
+    async def _iter(self, prefix: str) -> AsyncIterator[ObjectInfo]:
+        container = await self._container()
+        with self._errors():
+            pages = container.list_blobs(
+                name_starts_with=prefix or None,
+                include=["metadata"],
+                results_per_page=self._page_size,
+            ).by_page()
+            async for page in pages:
+                async for item in page:
+                    yield ObjectInfo(
+                        key=item.name,
+                        size=int(item.size),
+                        etag=str(item.etag).strip('"') or None,
+                        content_type=item.content_settings.content_type,
+                        last_modified=item.last_modified,
+                        metadata=dict(item.metadata or {}),
+                    )
+
+    async def _copy(self, src: str, dst: str) -> None:
+        container = await self._container()
+        source = container.get_blob_client(src)
+        target = container.get_blob_client(dst)
+        with self._errors(dst, source=src):
+            started = await target.start_copy_from_url(source.url, requires_sync=False)
+            status = started.get("copy_status")
+            delay = 0.05
+            # Wait until the server-side copy has finished: move() deletes the source only
+            # after this returns.
+            while status == "pending":
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+                props = await target.get_blob_properties()
+                status = props.copy.status
+        if status not in ("success", None):
+            raise StorageError(f"azure_blob copy of {src!r} to {dst!r} ended as {status!r}")
+
+    async def _user_delegation_key(self, service: Any, expiry: datetime) -> Any:
+        """A user-delegation key valid past ``expiry``, cached and renewed when too short."""
+        cached = self._delegation
+        if cached is not None and cached[1] >= expiry:
+            return cached[0]
+        now = datetime.now(UTC)
+        key_expiry = now + timedelta(days=7) - timedelta(minutes=5)
+        with self._errors():
+            key = await service.get_user_delegation_key(now - timedelta(minutes=5), key_expiry)
+        self._delegation = (key, key_expiry)
+        return key
+
+    async def _presign(
+        self, key: str, expires_in: int, method: PresignMethod, content_type: str | None
+    ) -> str:
+        container = await self._container()
+        blob = container.get_blob_client(key)
+        expiry = datetime.now(UTC) + timedelta(seconds=expires_in)
+        permission = (
+            BlobSasPermissions(read=True)
+            if method == "GET"
+            else BlobSasPermissions(create=True, write=True)
+        )
+        signing: dict[str, Any] = {}
+        cred = container.credential
+        if self.auth_method in ("managed identity", "service principal"):
+            service = (await self._client.get())[0]
+            signing["user_delegation_key"] = await self._user_delegation_key(service, expiry)
+        elif getattr(cred, "account_key", None):
+            signing["account_key"] = cred.account_key
+        else:
+            raise FeatureNotSupportedError(
+                "azure_blob storage cannot sign presigned URLs under SAS-token auth (no key "
+                "to sign with); use account_key, a connection string with AccountKey, "
+                "managed identity or a service principal"
+            )
+        sas = generate_blob_sas(
+            account_name=container.account_name,
+            container_name=self.container,
+            blob_name=key,
+            permission=permission,
+            expiry=expiry,
+            content_type=content_type if method == "GET" else None,
+            **signing,
+        )
+        return f"{blob.url}?{sas}"
+
+    async def _health(self) -> bool:
+        container = await self._container()
+        with self._errors():
+            await container.get_container_properties()
+        return True
+
+
+def _raise_first(done: set[asyncio.Task[None]]) -> None:
+    """Re-raise the first failure among finished tasks (every exception is retrieved)."""
+    errors = [task.exception() for task in done if not task.cancelled()]
+    for error in errors:
+        if error is not None:
+            raise error
+
+
+__all__ = ["AzureBlobStorage"]

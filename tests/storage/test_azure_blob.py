@@ -1,0 +1,273 @@
+"""The azure_blob provider on Azurite (real Blob REST API, real SAS verification)."""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import httpx
+import pytest
+from azure.storage.blob import (
+    BlobSasPermissions,
+    ContainerSasPermissions,
+    generate_blob_sas,
+    generate_container_sas,
+)
+
+from cloudrift.core.exceptions import (
+    BucketNotFoundError,
+    ConfigurationError,
+    FeatureNotSupportedError,
+    StorageConnectionError,
+    StoragePermissionError,
+)
+from cloudrift.storage import Storage, get_storage
+from cloudrift.storage.azure_blob import AzureBlobStorage
+from tests.conformance.storage import StorageConformance
+from tests.servers._process import free_port
+from tests.servers.azurite import ACCOUNT, ACCOUNT_KEY, AzuriteContainer
+
+
+class TestAzureBlobConnectionString(StorageConformance):
+    """Conformance harness: azure_blob with a connection string on Azurite."""
+
+    list_page_size = 5
+    secrets_in_use = (ACCOUNT_KEY,)
+
+    @pytest.fixture
+    async def backend(self, azurite: AzuriteContainer) -> AsyncIterator[Storage]:
+        """A backend on a fresh container, closed afterwards."""
+        storage = get_storage(
+            "azure_blob",
+            connection_string=azurite.server.connection_string,
+            container=azurite.container,
+            list_page_size=5,
+        )
+        try:
+            yield storage
+        finally:
+            await storage.close()
+
+
+class TestAzureBlobAccountKey(StorageConformance):
+    """Conformance harness: azure_blob with account_url + account_key on Azurite."""
+
+    list_page_size = 4
+    secrets_in_use = (ACCOUNT_KEY,)
+
+    @pytest.fixture
+    async def backend(self, azurite: AzuriteContainer) -> AsyncIterator[Storage]:
+        """A backend on a fresh container, closed afterwards."""
+        storage = get_storage(
+            "azure_blob",
+            account_url=azurite.server.account_url,
+            account_key=ACCOUNT_KEY,
+            container=azurite.container,
+            list_page_size=4,
+        )
+        try:
+            yield storage
+        finally:
+            await storage.close()
+
+
+@pytest.fixture
+async def blob(azurite: AzuriteContainer) -> AsyncIterator[AzureBlobStorage]:
+    """An account-key backend on a fresh container."""
+    storage = AzureBlobStorage(
+        account_url=azurite.server.account_url, account_key=ACCOUNT_KEY, container=azurite.container
+    )
+    try:
+        yield storage
+    finally:
+        await storage.close()
+
+
+async def test_presigned_url_uses_the_clients_own_endpoint(
+    blob: AzureBlobStorage, azurite: AzuriteContainer
+) -> None:
+    """The SAS URL starts with the account URL in use (Azurite here), with the key quoted."""
+    url = await blob.presigned_url("a b/ü+%.txt")
+    expected = f"{azurite.server.account_url}/{azurite.container}/a%20b/%C3%BC%2B%25.txt?"
+    assert url.startswith(expected)
+    assert "blob.core.windows.net" not in url
+
+
+async def test_tampered_or_expired_sas_is_refused_with_403(
+    blob: AzureBlobStorage, azurite: AzuriteContainer
+) -> None:
+    """Azurite refuses a tampered signature, an expired SAS, a missing one and a wrong method."""
+    await blob.upload("guarded.txt", b"guarded")
+    good = await blob.presigned_url("guarded.txt", expires_in=60)
+    sig_start = good.index("sig=") + 4
+    tampered = good[:sig_start] + ("A" if good[sig_start] != "A" else "B") + good[sig_start + 1 :]
+    expired_sas = generate_blob_sas(
+        ACCOUNT,
+        azurite.container,
+        "guarded.txt",
+        account_key=ACCOUNT_KEY,
+        permission=BlobSasPermissions(read=True),
+        expiry=datetime.now(UTC) - timedelta(minutes=5),
+    )
+    base = good.split("?", 1)[0]
+    async with httpx.AsyncClient() as client:
+        assert (await client.get(good)).content == b"guarded"
+        assert (await client.get(tampered)).status_code == 403
+        assert (await client.get(f"{base}?{expired_sas}")).status_code == 403
+        assert (await client.get(base)).status_code in (403, 404)
+        put = await client.put(good, content=b"x", headers={"x-ms-blob-type": "BlockBlob"})
+        assert put.status_code == 403
+    assert await blob.download("guarded.txt") == b"guarded"
+
+
+async def test_sas_token_auth_works_but_cannot_presign(azurite: AzuriteContainer) -> None:
+    """account_url + sas_token reads and writes; presigning says which auth can sign."""
+    sas = generate_container_sas(
+        ACCOUNT,
+        azurite.container,
+        account_key=ACCOUNT_KEY,
+        permission=ContainerSasPermissions(read=True, write=True, create=True, list=True),
+        expiry=datetime.now(UTC) + timedelta(hours=1),
+    )
+    storage = get_storage(
+        "azure_blob",
+        account_url=azurite.server.account_url,
+        sas_token="?" + sas,
+        container=azurite.container,
+    )
+    await storage.upload("via-sas", b"ok")
+    assert await storage.download("via-sas") == b"ok"
+    with pytest.raises(FeatureNotSupportedError, match="account_key"):
+        await storage.presigned_url("via-sas")
+    assert sas not in repr(storage)
+    await storage.close()
+
+
+async def test_wrong_account_key_is_permission_error_without_the_key(
+    azurite: AzuriteContainer,
+) -> None:
+    """A wrong key gives StoragePermissionError whose message holds no key material."""
+    wrong = base64.b64encode(b"not-the-right-key-" * 3).decode()
+    storage = AzureBlobStorage(
+        account_url=azurite.server.account_url,
+        account_key=wrong,
+        container=azurite.container,
+        max_attempts=1,
+    )
+    with pytest.raises(StoragePermissionError) as info:
+        await storage.upload("k", b"v")
+    assert wrong not in str(info.value) and wrong not in repr(storage)
+    assert await storage.health_check() is False
+    await storage.close()
+
+
+async def test_missing_container_raises_bucket_not_found(azurite: AzuriteContainer) -> None:
+    """Operations on a missing container raise BucketNotFoundError naming it."""
+    storage = AzureBlobStorage(
+        connection_string=azurite.server.connection_string, container="no-such-container"
+    )
+    with pytest.raises(BucketNotFoundError, match="no-such-container"):
+        await storage.upload("k", b"v")
+    with pytest.raises(BucketNotFoundError):
+        await storage.list()
+    await storage.close()
+
+
+async def test_server_down_raises_connection_error() -> None:
+    """With nothing listening, calls raise StorageConnectionError; health_check is False."""
+    storage = AzureBlobStorage(
+        account_url=f"http://127.0.0.1:{free_port()}/{ACCOUNT}",
+        account_key=ACCOUNT_KEY,
+        container="c",
+        connect_timeout=1,
+        read_timeout=1,
+        max_attempts=1,
+    )
+    with pytest.raises(StorageConnectionError) as info:
+        await storage.download("k")
+    assert ACCOUNT_KEY not in str(info.value)
+    assert await storage.health_check() is False
+    await storage.close()
+
+
+async def test_download_sends_one_request(blob: AzureBlobStorage) -> None:
+    """A small download is one GET (no properties HEAD first)."""
+    await blob.upload("one", b"0123456789")
+    seen: list[str] = []
+    _, container = await blob.native.get()
+    client = container.get_blob_client("one")
+    await client.download_blob(raw_response_hook=lambda r: seen.append(r.http_request.method))
+    assert await blob.download("one", start=1, end=3) == b"12"
+    assert seen == ["GET"]
+
+
+# ------------------------------------------------------------------ auth paths
+
+
+def test_managed_identity_uses_the_named_identity(monkeypatch: pytest.MonkeyPatch) -> None:
+    """account_url alone selects managed identity; ambient AZURE_CLIENT_ID does not override it."""
+    from azure.identity.aio import ManagedIdentityCredential
+
+    monkeypatch.setenv("AZURE_CLIENT_ID", "ambient-client-id")
+    monkeypatch.delenv("AZURE_FEDERATED_TOKEN_FILE", raising=False)
+    storage = AzureBlobStorage(
+        account_url="https://acct.blob.core.windows.net",
+        container="c",
+        managed_identity_client_id="my-identity",
+    )
+    assert storage.auth_method == "managed identity"
+    cred = storage.credential()
+    assert isinstance(cred, ManagedIdentityCredential)
+
+
+def test_workload_identity_when_federated_token_is_present(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Any
+) -> None:
+    """With AZURE_FEDERATED_TOKEN_FILE set, account_url alone uses workload identity."""
+    from azure.identity.aio import WorkloadIdentityCredential
+
+    token = tmp_path / "token"
+    token.write_text("jwt")
+    monkeypatch.setenv("AZURE_FEDERATED_TOKEN_FILE", str(token))
+    monkeypatch.setenv("AZURE_TENANT_ID", "tenant")
+    monkeypatch.setenv("AZURE_CLIENT_ID", "client")
+    storage = AzureBlobStorage(account_url="https://acct.blob.core.windows.net", container="c")
+    assert isinstance(storage.credential(), WorkloadIdentityCredential)
+
+
+def test_service_principal_builds_a_client_secret_credential() -> None:
+    """tenant_id + client_id + client_secret selects a service principal credential."""
+    from azure.identity.aio import ClientSecretCredential
+
+    storage = AzureBlobStorage(
+        account_url="https://acct.blob.core.windows.net",
+        container="c",
+        tenant_id="t",
+        client_id="id",
+        client_secret="sp-secret-value",
+    )
+    assert storage.auth_method == "service principal"
+    assert isinstance(storage.credential(), ClientSecretCredential)
+    assert "sp-secret-value" not in repr(storage)
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"connection_string": "x", "account_key": "k"}, "conflicting"),
+        (
+            {"account_url": "https://a", "tenant_id": "t"},
+            "incomplete credentials for service principal",
+        ),
+        ({"account_key": "k"}, "missing account_url"),
+        ({"account_url": "https://a", "sas_token": ""}, "empty string"),
+        ({"account_url": "acct.blob.core.windows.net"}, "http"),
+        ({}, "Auth methods: connection string"),
+    ],
+)
+def test_bad_azure_options_are_configuration_errors(options: dict[str, Any], message: str) -> None:
+    """Incomplete, conflicting or malformed credentials fail at construction."""
+    with pytest.raises(ConfigurationError, match=message):
+        get_storage("azure_blob", container="c", **options)
