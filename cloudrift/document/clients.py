@@ -15,7 +15,11 @@ import warnings
 from collections.abc import Iterator
 from typing import Any, Final, NoReturn
 
-from cloudrift.core.exceptions import ConfigurationError, DocumentConnectionError
+from cloudrift.core.exceptions import (
+    BackendClosedError,
+    ConfigurationError,
+    DocumentConnectionError,
+)
 from cloudrift.core.factory import require_modules
 from cloudrift.core.secrets import redact
 from cloudrift.document.base import ConnectionPlan
@@ -171,9 +175,9 @@ async def verify(client: Any, *, timeout: float = 10.0) -> None:  # noqa: ASYNC1
     The startup check: unreachable hosts, failed authentication and TLS verification
     failures all surface here, within ``timeout`` seconds (or the client's server
     selection timeout, if shorter), with the driver's error chained. The message never
-    contains a password.
+    contains a password. A client that was already closed raises BackendClosedError.
     """
-    from pymongo.errors import OperationFailure, ServerSelectionTimeoutError
+    from pymongo.errors import InvalidOperation, OperationFailure, ServerSelectionTimeoutError
 
     hosts = client_hosts(client)
     plan = _plan_of(client)
@@ -184,6 +188,14 @@ async def verify(client: Any, *, timeout: float = 10.0) -> None:  # noqa: ASYNC1
             f"the document database at {hosts} did not answer within {timeout:g}s; check "
             "the host, port, firewall / security group and TLS settings",
             host=hosts,
+        ) from exc
+    except InvalidOperation as exc:
+        if "after close" in str(exc):
+            raise BackendClosedError(
+                f"the document client for {hosts} was closed; build a new one with the factory"
+            ) from exc
+        raise DocumentConnectionError(
+            f"the document database at {hosts} could not be checked: {exc}", host=hosts
         ) from exc
     except OperationFailure as exc:
         text = plan.redact(str(exc)) if plan else redact(str(exc))

@@ -16,7 +16,7 @@ from urllib.parse import quote
 
 import pytest
 
-from cloudrift.core.exceptions import DocumentConnectionError
+from cloudrift.core.exceptions import BackendClosedError, DocumentConnectionError
 from cloudrift.document import aclose_client, connect_mongodb, get_mongodb, get_mongodb_sync
 from cloudrift.document import ping as doc_ping
 from cloudrift.document import verify as doc_verify
@@ -405,3 +405,15 @@ async def test_unresolvable_srv_record_fails_the_async_client_at_verify() -> Non
     finally:
         await aclose_client(client)
     assert err.value.host == "cluster.nonexistent.invalid"
+
+
+async def test_verify_on_a_closed_client_says_it_is_closed(
+    mongo_wire: MongoWireServer, make: Make
+) -> None:
+    """A client used after close makes verify raise BackendClosedError and ping return False."""
+    client = make("mongodb", uri=f"mongodb://{mongo_wire.address}/")
+    await doc_verify(client, timeout=5)
+    await aclose_client(client)
+    with pytest.raises(BackendClosedError, match="was closed"):
+        await doc_verify(client, timeout=5)
+    assert await doc_ping(client, timeout=5) is False
