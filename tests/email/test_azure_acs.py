@@ -201,6 +201,19 @@ async def test_batch_sends_concurrently_and_reports_partial_failure(
     assert len(acs.sent) == 5
 
 
+async def test_batch_keeps_at_most_max_concurrency_sends_in_flight(
+    make_backend: BackendFactory, acs: ACSServer
+) -> None:
+    """send_batch overlaps sends, but never more than max_concurrency at once."""
+    acs.state.send_delay = 0.05
+    backend = await make_backend(max_concurrency=3)
+    ids = await backend.send_batch(
+        [EmailMessage(to=f"u{i}@example.com", subject=str(i), body_text="x") for i in range(9)]
+    )
+    assert len(set(ids)) == 9
+    assert acs.state.max_in_flight == 3
+
+
 async def test_unreachable_endpoint_raises_connection_error() -> None:
     """Nothing listening: send raises EmailConnectionError and health_check is False."""
     async with get_email(

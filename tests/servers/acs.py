@@ -56,6 +56,10 @@ class ACSState:
     fail_operation: bool = False
     signature_failures: int = 0
     requests: int = 0
+    #: Seconds each accepted send request is held open (to observe concurrency).
+    send_delay: float = 0.0
+    in_flight: int = 0
+    max_in_flight: int = 0
 
     def reset(self) -> None:
         """Forget messages and refusal settings."""
@@ -69,6 +73,9 @@ class ACSState:
             self.fail_operation = False
             self.signature_failures = 0
             self.requests = 0
+            self.send_delay = 0.0
+            self.in_flight = 0
+            self.max_in_flight = 0
 
 
 def _handler(state: ACSState) -> type[BaseHTTPRequestHandler]:
@@ -162,6 +169,11 @@ def _handler(state: ACSState) -> type[BaseHTTPRequestHandler]:
             # The SDK may name the operation itself (Operation-Id header), as ACS allows.
             op_id = self.headers.get("Operation-Id") or str(uuid.uuid4())
             with state.lock:
+                state.in_flight += 1
+                state.max_in_flight = max(state.max_in_flight, state.in_flight)
+            time.sleep(state.send_delay)
+            with state.lock:
+                state.in_flight -= 1
                 state.sent.append(message)
                 state.operations[op_id] = 0
             host = self.headers.get("Host", "")
