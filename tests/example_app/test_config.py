@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 from cloudrift.config import CloudriftSettings
 from cloudrift.core.exceptions import ConfigurationError
@@ -15,6 +17,7 @@ from cloudrift.document import aclose_client
 from example_app import create_app
 from example_app.__main__ import banner
 from example_app.config import DEMO_SETTINGS, SETTINGS_DIR, IntakeConfig, load_settings
+from tests.example_app.conftest import running
 from tests.servers.tls import TLSFiles
 
 REPO = Path(__file__).resolve().parents[2]
@@ -170,3 +173,32 @@ def test_demo_command_refuses_a_bad_port_with_a_message_and_exit_code_2() -> Non
     )
     assert done.returncode == 2
     assert "PORT must be a TCP port number" in done.stderr
+
+
+def _readme_yaml_blocks() -> list[object]:
+    text = (REPO / "example_app" / "README.md").read_text()
+    return [yaml.safe_load(block) for block in re.findall(r"```yaml\n(.*?)```", text, re.S)]
+
+
+def test_readme_shows_exactly_the_aws_and_azure_settings_files() -> None:
+    """The README's AWS and Azure YAML equal the bundled files (they cannot drift)."""
+    blocks = _readme_yaml_blocks()
+    files = [yaml.safe_load((SETTINGS_DIR / n).read_text()) for n in ("aws.yaml", "azure.yaml")]
+    assert blocks == files
+
+
+async def test_create_app_with_no_arguments_uses_the_demo_settings(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """``uvicorn --factory example_app:create_app`` works: defaults come from the env."""
+    monkeypatch.delenv("CLOUDRIFT_CONFIG", raising=False)
+    monkeypatch.setenv("DEMO_DATA_DIR", str(tmp_path))
+    monkeypatch.setenv("INTAKE_MAX_UPLOAD_BYTES", "123")
+    app = create_app()
+    assert app.state.intake_config.max_upload_bytes == 123
+    async with running(app) as client:
+        ready = await client.get("/health/ready")
+        unsigned = await client.get("/files/documents/x")
+    assert ready.json()["backends"]["storage.default"]["provider"] == "local"
+    # The local signed-URL route is mounted: an unsigned request is refused, not unknown.
+    assert unsigned.status_code == 403
