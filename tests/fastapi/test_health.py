@@ -11,8 +11,9 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from cloudrift.config import CloudriftSettings
-from cloudrift.core.exceptions import ConfigurationError
+from cloudrift.core.exceptions import ConfigurationError, DocumentConnectionError
 from cloudrift_fastapi import cloudrift_lifespan, health_router, override_backends
+from tests.servers.mongo import PASSWORD, USER, MongoWireServer
 from tests.servers.redis import RedisServer
 from tests.servers.smtp import SMTPServer
 
@@ -117,6 +118,45 @@ def test_ready_with_real_smtp_server(smtp_servers: dict[str, SMTPServer]) -> Non
     assert response.status_code == 200, response.text
     assert response.json()["backends"]["email.default"] == {"provider": "smtp", "status": "ok"}
     assert str(server.password) not in response.text
+
+
+def _wire_settings(server: MongoWireServer, password: str) -> CloudriftSettings:
+    return CloudriftSettings(
+        verify_on_startup=True,
+        document={
+            "provider": "mongodb",
+            "uri": f"mongodb://{server.address}/?directConnection=true",
+            "username": USER,
+            "password": password,
+            "server_selection_timeout": 2,
+            "database": "app",
+        },
+    )
+
+
+def test_document_backend_on_the_mongo_wire_server(mongo_wire: MongoWireServer) -> None:
+    """A real driver logs in (SCRAM) to the wire server at startup and pings it for health."""
+    with TestClient(_app(_wire_settings(mongo_wire, PASSWORD))) as client:
+        response = client.get("/health/ready")
+    assert response.status_code == 200, response.text
+    assert response.json()["backends"]["document.default"] == {
+        "provider": "mongodb",
+        "status": "ok",
+    }
+    assert mongo_wire.requests("ping")
+    assert PASSWORD not in response.text
+
+
+def test_wrong_document_password_stops_startup_without_showing_it(
+    mongo_wire: MongoWireServer,
+) -> None:
+    """Failed authentication at startup names the backend and never the password."""
+    wrong = "wr0ng-p4ssword-value"
+    app = _app(_wire_settings(mongo_wire, wrong))
+    with pytest.raises(DocumentConnectionError) as caught, TestClient(app):
+        pass
+    assert "document backend 'default' (mongodb)" in caught.value.message
+    assert wrong not in caught.value.message
 
 
 def test_a_hanging_backend_times_out_and_the_others_still_report() -> None:

@@ -383,6 +383,24 @@ async def test_queue_worker_consumes_until_shutdown() -> None:
     assert queue.closed
 
 
+async def test_worker_on_an_unknown_queue_fails_startup_and_closes_backends(
+    closes: list[tuple[str, Any]],
+) -> None:
+    """A worker naming a queue that is not configured stops startup; nothing stays open."""
+
+    async def handler(message: Message) -> None:
+        return None
+
+    settings = CloudriftSettings(queue="memory", storage="memory")
+    app = FastAPI(
+        lifespan=cloudrift_lifespan(settings, workers=[queue_worker(handler, queue="jobs")])
+    )
+    with pytest.raises(ConfigurationError, match="no queue backend named 'jobs'"):
+        async with app.router.lifespan_context(app):
+            pass
+    assert len(closes) == 2
+
+
 def test_queue_worker_rejects_bad_concurrency() -> None:
     """A worker with a nonsensical concurrency fails when declared, not at startup."""
 
