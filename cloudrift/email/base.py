@@ -330,6 +330,11 @@ def build_mime(
     return (_CRLF.join(lines) + _CRLF + content).encode("ascii")
 
 
+def closed_mid_batch() -> EmailSendError:
+    """The failure recorded for batch messages not sent because close() came first."""
+    return EmailSendError("not sent: the backend was closed while the batch was running")
+
+
 # -------------------------------------------------------------------------- contract
 
 
@@ -554,7 +559,8 @@ class Email(AsyncBackend, abc.ABC):
 
         async def one(item: PreparedEmail) -> str | EmailError:
             async with gate:
-                self._ensure_open()
+                if self.closed:
+                    return closed_mid_batch()
                 try:
                     return await self._deliver_with_retry(item)
                 except EmailError as exc:
@@ -580,6 +586,7 @@ __all__ = [
     "EmailMessage",
     "PreparedEmail",
     "build_mime",
+    "closed_mid_batch",
     "parse_address",
     "parse_addresses",
     "sanitize_filename",

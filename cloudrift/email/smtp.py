@@ -33,7 +33,7 @@ from cloudrift.core.exceptions import (
 )
 from cloudrift.core.retry import RetryPolicy
 from cloudrift.core.secrets import Secret, redact, secret
-from cloudrift.email.base import Email, PreparedEmail
+from cloudrift.email.base import Email, PreparedEmail, closed_mid_batch
 
 log = logging.getLogger("cloudrift.email.smtp")
 
@@ -163,7 +163,9 @@ class SMTPEmail(Email):
         results: list[str | EmailError] = []
         async with self._gate():
             for item in prepared:
-                self._ensure_open()
+                if self.closed:
+                    results.append(closed_mid_batch())
+                    continue
                 try:
                     results.append(await self._retrying(functools.partial(self._send_locked, item)))
                 except EmailError as exc:
@@ -186,6 +188,10 @@ class SMTPEmail(Email):
                     log.debug("smtp connection was closed by the server; reconnecting")
                     continue
                 self._raise(exc)
+            except aiosmtplib.SMTPTimeoutError as exc:
+                # Mid-transaction timeout: the session state is unknown, never reuse it.
+                self._drop()
+                self._raise(exc, prepared)
             except aiosmtplib.SMTPException as exc:
                 await self._reset_after_failure()
                 self._raise(exc, prepared)

@@ -203,3 +203,23 @@ def test_long_and_non_ascii_lines_survive_the_round_trip() -> None:
     (attachment,) = parsed.iter_attachments()
     assert attachment.get_filename() == "résumé.pdf"
     assert attachment.get_content_type() == "application/pdf"
+
+
+async def test_closing_during_a_batch_reports_the_unsent_messages() -> None:
+    """Messages not yet sent when close() runs are listed in .failed, not silently dropped."""
+
+    class ClosingEmail(ScriptedEmail):
+        """Closes itself while delivering the first message."""
+
+        async def _deliver(self, prepared: PreparedEmail) -> str:
+            await self.close()
+            return await super()._deliver(prepared)
+
+    email = ClosingEmail()
+    email.max_concurrency = 1
+    batch = [EmailMessage(to="ok@example.com", subject=str(i), body_text="x") for i in range(3)]
+    with pytest.raises(EmailSendError) as caught:
+        await email.send_batch(batch)
+    assert caught.value.succeeded == {0: "id-0"}
+    assert set(caught.value.failed) == {1, 2}
+    assert "closed" in caught.value.failed[1]
