@@ -101,3 +101,20 @@ async def test_server_that_never_answers_raises_instead_of_hanging(silent_port: 
         with pytest.raises(CacheConnectionError):
             await cache.get("k")
         assert await cache.health_check() is False
+
+
+async def test_pipeline_answered_with_readonly_is_retried_on_the_new_primary(
+    redis_server_factory: Callable[..., RedisServer],
+    failover_proxy: type[FailoverProxy],
+) -> None:
+    """A MULTI/EXEC refused by a demoted primary is retried whole on the new primary."""
+    primary = redis_server_factory()
+    replica = redis_server_factory(extra_args=["--replicaof", LOOPBACK, str(primary.port)])
+    proxy = await failover_proxy([replica.port, primary.port]).start()
+    async with get_cache("redis", "from_credentials", host=LOOPBACK, port=proxy.port) as cache:
+        async with cache.pipeline() as pipe:
+            pipe.set("a", b"1").incr("n")
+        assert pipe.results == [True, 1]
+    assert proxy.connections == 2  # the replica refused it; the retry reached the primary
+    with primary.client() as admin:
+        assert admin.get("a") == b"1" and admin.get("n") == b"1"
