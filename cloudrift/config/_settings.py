@@ -10,7 +10,15 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, ClassVar, Final
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
@@ -37,6 +45,7 @@ _SECRET_NAME = re.compile(
 # URL-like options are secret only when they carry a password.
 _URL_NAME = re.compile(r"(?i)(^|_)(url|uri|dsn)$")
 _BACKEND_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+_PROVIDER_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
 # The factory of each category (imported only when a backend is built).
 _FACTORIES: Final = {
@@ -75,6 +84,16 @@ class BackendConfig(BaseModel):
     auth_method: str | None = None
     #: Document only: the database ``get_database_dep`` hands out.
     database: str | None = None
+
+    @field_validator("provider")
+    @classmethod
+    def _provider_name(cls, value: str) -> str:
+        if not _PROVIDER_NAME.match(value):
+            raise ValueError(
+                "provider must be a provider name in lowercase, such as 's3', 'redis' or "
+                "'memory' (a section given as one string is read as a provider name)"
+            )
+        return value
 
     @model_validator(mode="after")
     def _hide_secrets(self) -> BackendConfig:

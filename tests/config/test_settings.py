@@ -210,3 +210,9 @@ def test_open_backend_unknown_provider_lists_valid_ones() -> None:
         match=r"queue\.backends\.default: unknown messaging provider .kafka.; valid providers",
     ):
         s.open_backend("queue")
+
+
+def test_provider_must_look_like_a_provider_name() -> None:
+    """A garbled provider (e.g. broken JSON in an env var) fails at once, naming the path."""
+    with pytest.raises(ConfigurationError, match=r"storage\.backends\.default\.provider: provider"):
+        CloudriftSettings(storage='{"provider": "s3"')
