@@ -256,3 +256,20 @@ def test_repr_shows_the_endpoint_but_no_key() -> None:
         "<AzureACSEmail provider='azure_acs' endpoint='https://x.communication.azure.com'>"
     )
     assert key not in repr(vars(backend))
+
+
+async def test_access_key_never_appears_in_debug_logs(
+    make_backend: BackendFactory, acs: ACSServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With every logger at DEBUG, a send and a refused send log neither key nor signature."""
+    import logging
+
+    with caplog.at_level(logging.DEBUG):
+        backend = await make_backend()
+        await backend.send("a@example.com", "s", body_text="x")
+        acs.state.throttle = True
+        with pytest.raises(EmailThrottledError):
+            await (await make_backend(max_attempts=1)).send("a@example.com", "s", body_text="x")
+    assert "emails:send" in caplog.text  # the SDK's request logging was captured
+    assert acs.access_key not in caplog.text
+    assert "Signature=" not in caplog.text

@@ -302,3 +302,24 @@ def test_repr_shows_host_and_mode_but_never_the_password() -> None:
         == "<SMTPEmail provider='smtp' host='smtp.example.com' port=587 mode='starttls'>"
     )
     assert "hunter2-pw" not in repr(vars(backend))
+
+
+@pytest.mark.parametrize("secured", ["starttls", "tls"], indirect=True)
+async def test_password_never_appears_in_debug_logs(
+    secured: SMTPServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With every logger at DEBUG, an authenticated send and a failed one log no password."""
+    import base64
+
+    wrong = "wrong-password-in-logs"
+    with caplog.at_level(logging.DEBUG):
+        async with get_email("smtp", default_from=SENDER, **secured.client_options()) as good:
+            await good.send("a@example.com", "s", body_text="x")
+        options = {**secured.client_options(), "password": wrong}
+        async with get_email("smtp", default_from=SENDER, **options) as bad:
+            with pytest.raises(EmailAuthenticationError):
+                await bad.send("a@example.com", "s", body_text="x")
+    assert len(secured.received) == 1
+    for secret_value in (PASSWORD, wrong):
+        assert secret_value not in caplog.text
+        assert base64.b64encode(secret_value.encode()).decode() not in caplog.text
