@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 from fastapi import FastAPI
@@ -11,6 +12,7 @@ from fastapi import FastAPI
 from cloudrift.core.exceptions import MessagingConnectionError
 from cloudrift.messaging import get_queue
 from cloudrift.storage import get_storage
+from cloudrift.storage.local import LocalStorage
 from cloudrift_fastapi import override_backends
 from example_app import records
 from tests.example_app.conftest import running, upload
@@ -283,3 +285,48 @@ async def test_memory_storage_cannot_presign_so_download_streams_and_upload_url_
     assert download.content == b"through the app"
     assert offer.status_code == 501
     assert "POST /documents" in offer.json()["detail"]
+
+
+async def test_uploads_reach_storage_while_the_body_is_still_arriving(
+    demo_app: Callable[..., FastAPI], tmp_path: Path
+) -> None:
+    """The file is streamed: storage gets its first part long before the last body chunk
+    is read, so a large upload is never held whole in memory."""
+    chunk = b"s" * (1024 * 1024)
+    chunks = 12
+    pulled = 0
+    pulled_at_first_part: list[int] = []
+
+    class WatchedStorage(LocalStorage):
+        async def _put_stream(self, key: str, parts: Any, *args: Any) -> None:
+            async def watched() -> AsyncIterator[bytes]:
+                async for part in parts:
+                    pulled_at_first_part.append(pulled)
+                    yield part
+
+            await super()._put_stream(key, watched(), *args)
+
+    async def body() -> AsyncIterator[bytes]:
+        nonlocal pulled
+        yield b'--b\r\nContent-Disposition: form-data; name="file"; filename="big.bin"\r\n\r\n'
+        for _ in range(chunks):
+            pulled += 1
+            yield chunk
+        yield b"\r\n--b--\r\n"
+
+    app = demo_app(max_upload_bytes=chunks * len(chunk))
+    storage = WatchedStorage(root_dir=tmp_path / "watched", base_url="/files")
+    try:
+        with override_backends(app, storage=storage):
+            async with running(app) as client:
+                response = await client.post(
+                    "/documents",
+                    content=body(),
+                    headers={"content-type": "multipart/form-data; boundary=b"},
+                )
+    finally:
+        await storage.close()
+    assert response.status_code == 202, response.text
+    assert response.json()["size"] == chunks * len(chunk)
+    assert pulled_at_first_part
+    assert pulled_at_first_part[0] < chunks
