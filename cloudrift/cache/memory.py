@@ -186,6 +186,8 @@ class MemoryCache(Cache):
             start = max(0, n + start)
         if stop < 0:
             stop = n + stop
+        if stop < start:
+            return []
         return list(items[start : stop + 1])
 
     async def _execute(self, ops: list[Op]) -> list[Any]:

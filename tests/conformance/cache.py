@@ -183,6 +183,19 @@ class CacheConformance(Conformance):
         await advance(0.15)
         assert await backend.mget(["a", "b"]) == [None, None]
 
+    async def test_mget_answers_none_for_keys_of_another_type(self, backend: Cache) -> None:
+        """mget does not fail on a hash key: it answers None there, as Redis does."""
+        await backend.hset("h", "f", b"v")
+        await backend.set("s", b"v")
+        assert await backend.mget(["h", "s"]) == [None, b"v"]
+
+    async def test_set_replaces_a_key_of_another_type(self, backend: Cache) -> None:
+        """A plain set over a hash replaces it; set(nx=True) over it writes nothing."""
+        await backend.hset("h", "f", b"v")
+        assert await backend.set("h", b"x", nx=True) is False
+        await backend.set("h", b"x")
+        assert await backend.get("h") == b"x"
+
     async def test_mget_of_a_single_string_is_rejected(self, backend: Cache) -> None:
         """mget("abc") is a mistake (it would read keys a, b, c) and raises."""
         with pytest.raises(CacheArgumentError, match="sequence"):
@@ -269,6 +282,8 @@ class CacheConformance(Conformance):
         assert await backend.lrange("q", 1, -2) == [b"1", b"2", b"3"]
         assert await backend.lrange("q", -2, -1) == [b"3", b"4"]
         assert await backend.lrange("q", 10, 20) == []
+        assert await backend.lrange("q", 0, -10) == []
+        assert await backend.lrange("q", -10, 0) == [b"0"]
         assert await backend.lrange("missing", 0, -1) == []
 
     async def test_push_of_nothing_is_rejected(self, backend: Cache) -> None:
