@@ -497,3 +497,27 @@ async def test_static_secret_auth_works_over_verified_tls(
     ) as cache:
         await cache.set("k", "v")
         assert await cache.get("k") == b"v"
+
+
+async def test_iam_without_any_aws_credentials_says_so(
+    monkeypatch: pytest.MonkeyPatch, redis_tls: RedisServer, tls_files: TLSFiles, tmp_path: Any
+) -> None:
+    """With no keys, profile, env or instance role, the error says no AWS credentials were found."""
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    monkeypatch.delenv("AWS_CONTAINER_CREDENTIALS_RELATIVE_URI", raising=False)
+    monkeypatch.delenv("AWS_CONTAINER_CREDENTIALS_FULL_URI", raising=False)
+    async with get_cache(
+        "elasticache",
+        "from_iam_auth",
+        host="127.0.0.1",
+        username=APP_USER,
+        region="us-east-1",
+        retry_attempts=1,
+        **tls_options(redis_tls, tls_files),
+    ) as cache:
+        with pytest.raises(CacheConnectionError, match="no AWS credentials"):
+            await cache.get("k")
