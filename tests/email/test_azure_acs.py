@@ -273,3 +273,20 @@ async def test_access_key_never_appears_in_debug_logs(
     assert "emails:send" in caplog.text  # the SDK's request logging was captured
     assert acs.access_key not in caplog.text
     assert "Signature=" not in caplog.text
+
+
+def test_service_principal_and_managed_identity_configs_are_accepted_without_leaks() -> None:
+    """endpoint + service principal, and endpoint alone (managed identity), both build."""
+    sp = get_email(
+        "azure_acs",
+        endpoint="https://x.communication.azure.com",
+        tenant_id="tenant",
+        client_id="client",
+        client_secret="sp-secret-value",
+    )
+    mi = get_email("azure_acs", endpoint="https://x.communication.azure.com")
+    assert "sp-secret-value" not in repr(sp) and "sp-secret-value" not in repr(vars(sp))
+    assert (
+        repr(mi)
+        == "<AzureACSEmail provider='azure_acs' endpoint='https://x.communication.azure.com'>"
+    )

@@ -323,3 +323,15 @@ async def test_password_never_appears_in_debug_logs(
     for secret_value in (PASSWORD, wrong):
         assert secret_value not in caplog.text
         assert base64.b64encode(secret_value.encode()).decode() not in caplog.text
+
+
+@pytest.mark.parametrize("secured", ["starttls", "tls"], indirect=True)
+async def test_verification_is_off_only_when_asked_explicitly(secured: SMTPServer) -> None:
+    """verify_tls=False (and only that) accepts the untrusted test certificate."""
+    options = {**secured.client_options(), "verify_tls": False}
+    del options["ca_file"]
+    async with get_email("smtp", default_from=SENDER, **options) as backend:
+        await backend.send("a@example.com", "s", body_text="x")
+    assert len(secured.received) == 1
+    with pytest.raises(ConfigurationError, match="verify_tls"):
+        get_email("smtp", host="h", verify_tls=None)
