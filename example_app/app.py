@@ -80,7 +80,12 @@ def create_app(settings: Any = None, config: IntakeConfig | None = None) -> Fast
         title="cloudrift document intake",
         summary="Upload documents; a worker hashes, counts and previews them and emails a summary.",
         lifespan=cloudrift_lifespan(
-            settings, workers=[queue_worker(JobHandler(lambda: services_of(app)))]
+            settings,
+            workers=[
+                queue_worker(
+                    JobHandler(lambda: services_of(app)), concurrency=config.worker_concurrency
+                )
+            ],
         ),
     )
     setattr(app.state, CONFIG_ATTR, config)

@@ -51,6 +51,8 @@ class IntakeConfig:
     preview_chars: int = 200
     #: Deliveries of one job before the document is marked failed (``INTAKE_MAX_ATTEMPTS``).
     max_attempts: int = 5
+    #: Jobs the worker processes at once (``INTAKE_WORKER_CONCURRENCY``).
+    worker_concurrency: int = 4
 
     def __post_init__(self) -> None:
         if self.max_upload_bytes < 1:
@@ -81,6 +83,9 @@ class IntakeConfig:
             url_ttl=_int(e, "INTAKE_URL_TTL", d.url_ttl, minimum=1),
             preview_chars=_int(e, "INTAKE_PREVIEW_CHARS", d.preview_chars, minimum=0),
             max_attempts=_int(e, "INTAKE_MAX_ATTEMPTS", d.max_attempts, minimum=1),
+            worker_concurrency=_int(
+                e, "INTAKE_WORKER_CONCURRENCY", d.worker_concurrency, minimum=1
+            ),
         )
 
 

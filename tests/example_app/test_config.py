@@ -34,9 +34,10 @@ def test_intake_config_reads_every_variable_from_the_environment() -> None:
             "INTAKE_URL_TTL": "120",
             "INTAKE_PREVIEW_CHARS": "0",
             "INTAKE_MAX_ATTEMPTS": "2",
+            "INTAKE_WORKER_CONCURRENCY": "8",
         }
     )
-    assert config == IntakeConfig(2048, "ops@example.org", "in/", 60, 120, 0, 2)
+    assert config == IntakeConfig(2048, "ops@example.org", "in/", 60, 120, 0, 2, 8)
     assert IntakeConfig.from_env({}) == IntakeConfig()
 
 
@@ -50,6 +51,7 @@ def test_intake_config_reads_every_variable_from_the_environment() -> None:
         ({"INTAKE_KEY_PREFIX": "/abs/"}, "INTAKE_KEY_PREFIX must be empty or end with '/'"),
         ({"INTAKE_KEY_PREFIX": "noslash"}, "INTAKE_KEY_PREFIX must be empty or end with '/'"),
         ({"INTAKE_URL_TTL": "999999"}, "INTAKE_URL_TTL must be between 1 and 604800"),
+        ({"INTAKE_WORKER_CONCURRENCY": "0"}, "INTAKE_WORKER_CONCURRENCY must be at least 1"),
     ],
 )
 def test_bad_intake_settings_raise_configuration_error_naming_the_variable(

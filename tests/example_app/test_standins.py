@@ -2,6 +2,7 @@
 
 ``local-aws.yaml``: moto (S3, SQS, SESv2) and a real redis-server cache. The app is
 built by exactly the same ``create_app`` as the demo; only the settings file differs.
+(The Azure counterpart is in ``test_azure.py``.)
 """
 
 from __future__ import annotations
