@@ -1,0 +1,132 @@
+"""The tests' local stand-ins, started outside pytest for `make bench`.
+
+Each context manager starts one stand-in on a free 127.0.0.1 port (reusing the
+fixture modules' helpers in ``tests/servers/``), records how long it took to answer in
+:data:`START_TIMES`, and stops it on exit. The helpers report a start failure with
+``pytest.fail`` (a BaseException); here it becomes a RuntimeError so the runner lists
+the module as failed instead of dying.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import tempfile
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+#: Stand-in name -> seconds it took to start answering (last start), for the results notes.
+START_TIMES: dict[str, float] = {}
+
+
+@contextlib.contextmanager
+def _fail_as_runtime_error(what: str) -> Iterator[None]:
+    try:
+        yield
+    except pytest.fail.Exception as exc:
+        raise RuntimeError(f"{what} could not start: {exc}") from None
+
+
+def started_note(*names: str) -> str:
+    """``"moto started in 3 ms"`` for the notes of the rows that used these stand-ins."""
+    parts = [f"{n} started in {START_TIMES[n] * 1000:.0f} ms" for n in names if n in START_TIMES]
+    return "; ".join(parts)
+
+
+@contextlib.contextmanager
+def moto() -> Iterator[Any]:
+    """moto's ThreadedMotoServer (S3, SQS, SESv2) in this process, on a free port."""
+    from moto.server import ThreadedMotoServer
+
+    from tests.servers._process import LOOPBACK
+    from tests.servers.moto import MotoEndpoint
+
+    began = time.monotonic()
+    server = ThreadedMotoServer(ip_address=LOOPBACK, port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    START_TIMES["moto"] = time.monotonic() - began
+    try:
+        yield MotoEndpoint(f"http://{host}:{port}", started_in=START_TIMES["moto"])
+    finally:
+        server.stop()
+
+
+@contextlib.contextmanager
+def azurite(*, on_disk: bool = False) -> Iterator[Any]:
+    """azurite-blob on a free port: in memory, or with blobs in a temp folder (``on_disk``)."""
+    from tests.servers._process import LOOPBACK, ManagedProcess, free_port
+    from tests.servers.azurite import AzuriteServer, _answers, azurite_binary
+
+    with tempfile.TemporaryDirectory(prefix="bench-azurite-") as tmp:
+        port = free_port()
+        with _fail_as_runtime_error("azurite"):
+            argv = [azurite_binary(), "--blobHost", LOOPBACK, "--blobPort", str(port)]
+            argv += ["--location", tmp] if on_disk else ["--inMemoryPersistence"]
+            argv += ["--skipApiVersionCheck", "--loose", "--disableTelemetry", "--silent"]
+            process = ManagedProcess(
+                "azurite-blob",
+                argv,
+                port=port,
+                log_dir=Path(tmp),
+                ready=lambda: _answers(port),
+                timeout=30,
+            )
+            process.start()
+        START_TIMES["azurite"] = process.started_in or 0.0
+        try:
+            yield AzuriteServer(port=port, process=process)
+        finally:
+            process.stop()
+
+
+@contextlib.contextmanager
+def redis_server() -> Iterator[Any]:
+    """A plain redis-server child process on a free port (no persistence)."""
+    from tests.servers.redis import _start_redis
+
+    with tempfile.TemporaryDirectory(prefix="bench-redis-") as tmp:
+        with _fail_as_runtime_error("redis-server"):
+            server = _start_redis(Path(tmp))
+        START_TIMES["redis-server"] = server.process.started_in or 0.0
+        try:
+            yield server
+        finally:
+            server.stop()
+
+
+def _tls_files(folder: Path) -> Any:
+    """A throwaway CA and a certificate for 127.0.0.1 (what the ``tls_files`` fixture makes)."""
+    import trustme
+
+    from tests.servers.tls import TLSFiles
+
+    ca = trustme.CA()
+    cert = ca.issue_cert("127.0.0.1", "localhost")
+    paths = [folder / "ca.pem", folder / "server.pem", folder / "server.key"]
+    ca.cert_pem.write_to_path(str(paths[0]))
+    paths[1].write_bytes(b"".join(blob.bytes() for blob in cert.cert_chain_pems))
+    cert.private_key_pem.write_to_path(str(paths[2]))
+    return TLSFiles(ca_cert=paths[0], server_cert=paths[1], server_key=paths[2], ca=ca)
+
+
+@contextlib.contextmanager
+def smtp_starttls() -> Iterator[Any]:
+    """aiosmtpd requiring STARTTLS and AUTH (LOGIN/PLAIN) on a free port."""
+    from tests.servers.smtp import start_smtp
+
+    # aiosmtpd warns on its own logger at every AUTH ("Session.login_data is deprecated").
+    logging.getLogger("mail.log").setLevel(logging.ERROR)
+    with tempfile.TemporaryDirectory(prefix="bench-smtp-") as tmp:
+        tls = _tls_files(Path(tmp))
+        with _fail_as_runtime_error("aiosmtpd"):
+            server = start_smtp("starttls", tls)  # type: ignore[arg-type]
+        START_TIMES["aiosmtpd"] = server.started_in
+        try:
+            yield server
+        finally:
+            server.controller.stop()
