@@ -1,0 +1,428 @@
+"""Google Cloud Storage through ``gcloud-aio-storage`` (JSON API), also the GCS emulator.
+
+One ``gcloud.aio.storage.Storage`` per backend over one pooled aiohttp session. Auth:
+a service-account JSON file (``credentials_path``) or application default credentials
+/ workload identity (no option). ``emulator_host`` points the backend at an emulator
+explicitly (``STORAGE_EMULATOR_HOST`` in the process environment is ignored, so a stray
+variable cannot redirect production traffic). ``kms_key_name`` writes objects with a
+customer-managed encryption key (CMEK).
+
+Streamed uploads use a resumable upload session (sequential chunks, a multiple of
+256 KiB each); a failed stream cancels the session, so no object is created.
+Presigned URLs are V4 signed URLs: signed locally with the service account's private
+key, or through the IAM signBlob API under ADC when ``service_account_email`` is set.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import AsyncIterator, Iterator
+from contextlib import AsyncExitStack
+from datetime import datetime
+from typing import Any, NoReturn
+from urllib.parse import quote
+
+import aiohttp
+from gcloud.aio.storage import Blob, Bucket
+from gcloud.aio.storage import Storage as _GCSClient
+
+from cloudrift.core.auth import auth_method, select_auth
+from cloudrift.core.exceptions import (
+    BucketNotFoundError,
+    ConfigurationError,
+    FeatureNotSupportedError,
+    InvalidRangeError,
+    ObjectExistsError,
+    ObjectNotFoundError,
+    StorageConnectionError,
+    StorageError,
+    StoragePermissionError,
+)
+from cloudrift.core.lifecycle import LazyClient
+from cloudrift.core.secrets import redact
+from cloudrift.storage.base import ObjectInfo, PresignMethod, Storage
+
+_AUTH = [
+    auth_method("application default credentials"),
+    auth_method("service account file", ["credentials_path"]),
+]
+_PUBLIC_ROOT = "https://storage.googleapis.com"
+_RESUMABLE_UNIT = 256 * 1024
+# The emulator answers "bytes 1--1/0" for a range on an empty object (GCS answers 416).
+_CONTENT_RANGE = re.compile(r"bytes (\d+)-(-?\d+)/(\d+|\*)")
+
+
+class GCSStorage(Storage):
+    """Objects in one GCS bucket."""
+
+    provider = "gcs"
+    backend_name = "gcs storage"
+
+    def __init__(
+        self,
+        *,
+        bucket: str,
+        credentials_path: str | None = None,
+        emulator_host: str | None = None,
+        kms_key_name: str | None = None,
+        service_account_email: str | None = None,
+        max_pool_connections: int = 64,
+        connect_timeout: float = 5.0,
+        read_timeout: float = 60.0,
+        list_page_size: int = 1000,
+    ) -> None:
+        if not isinstance(bucket, str) or not bucket:
+            raise ConfigurationError("gcs storage needs bucket: the bucket name")
+        self.auth_method = select_auth("gcs storage", {"credentials_path": credentials_path}, _AUTH)
+        if emulator_host is not None and not emulator_host.startswith(("http://", "https://")):
+            raise ConfigurationError(
+                f"gcs emulator_host must include the scheme, e.g. 'http://127.0.0.1:9023', "
+                f"got {emulator_host!r}"
+            )
+        for name, value in (
+            ("max_pool_connections", max_pool_connections),
+            ("list_page_size", list_page_size),
+        ):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ConfigurationError(f"{name} must be a positive int, got {value!r}")
+        for name, timeout in (("connect_timeout", connect_timeout), ("read_timeout", read_timeout)):
+            if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
+                raise ConfigurationError(f"{name} must be a positive number of seconds")
+        self.bucket = bucket
+        self.emulator_host = emulator_host.rstrip("/") if emulator_host else None
+        self._credentials_path = credentials_path
+        self._kms = kms_key_name
+        self._signer_email = service_account_email
+        self._pool = max_pool_connections
+        self._connect_timeout = connect_timeout
+        self._read_timeout = read_timeout
+        self._page_size = list_page_size
+        self._client: LazyClient[Any] = LazyClient(self._build_client)
+
+    def _location(self) -> str:
+        where = f" emulator={self.emulator_host!r}" if self.emulator_host else ""
+        return f"bucket={self.bucket!r}{where}"
+
+    # ---------------------------------------------------------------- client
+
+    async def _build_client(self, stack: AsyncExitStack) -> Any:
+        timeout = aiohttp.ClientTimeout(
+            sock_connect=self._connect_timeout, sock_read=self._read_timeout
+        )
+        session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=self._pool), timeout=timeout
+        )
+        stack.push_async_callback(session.close)
+        sdk_session: Any = session  # gcloud-aio types it as its own alias of ClientSession
+        return _GCSClient(
+            service_file=self._credentials_path,
+            session=sdk_session,
+            api_root=self.emulator_host or _PUBLIC_ROOT,
+            api_is_dev=self.emulator_host is not None,
+        )
+
+    @property
+    def native(self) -> LazyClient[Any]:
+        """Escape hatch (non-portable): ``await storage.native.get()`` is the gcloud-aio client."""
+        return self._client
+
+    async def _aclose(self) -> None:
+        await self._client.aclose()
+
+    @property
+    def _timeout(self) -> int:
+        return max(1, int(self._read_timeout))
+
+    # ---------------------------------------------------------------- errors
+
+    @contextlib.contextmanager
+    def _errors(self, key: str | None = None, *, exists_key: str | None = None) -> Iterator[None]:
+        """Translate aiohttp / gcloud-aio errors into cloudrift errors."""
+        try:
+            yield
+        except aiohttp.ClientResponseError as exc:
+            self._raise_status(exc.status, str(exc.message), key, exists_key, exc)
+        except (TimeoutError, aiohttp.ClientConnectionError) as exc:
+            raise StorageConnectionError(
+                f"gcs storage could not reach {self.emulator_host or _PUBLIC_ROOT}: "
+                f"{redact(str(exc)) or type(exc).__name__}"
+            ) from exc
+        except aiohttp.ClientError as exc:
+            raise StorageError(f"gcs storage error: {redact(str(exc))}") from exc
+
+    def _raise_status(
+        self,
+        status: int,
+        text: str,
+        key: str | None,
+        exists_key: str | None,
+        exc: BaseException,
+    ) -> NoReturn:
+        text = redact(text)
+        if status == 412 and exists_key:
+            raise ObjectExistsError(exists_key) from exc
+        if status == 404:
+            if key is not None and "bucket" not in text.lower():
+                raise ObjectNotFoundError(key) from exc
+            raise BucketNotFoundError(
+                self.bucket, f"bucket {self.bucket!r} does not exist; create it first"
+            ) from exc
+        if status == 416:
+            raise InvalidRangeError(f"range not satisfiable for {key!r}") from exc
+        if status in (401, 403):
+            raise StoragePermissionError(
+                f"gcs storage: access denied to bucket {self.bucket!r}"
+                + (f", object {key!r}" if key else "")
+                + f" ({status}: {text}); check the service account's roles"
+            ) from exc
+        if status >= 500 or status == 429:
+            raise StorageConnectionError(f"gcs storage is unavailable ({status}): {text}") from exc
+        raise StorageError(f"gcs storage error {status}: {text}") from exc
+
+    def _write_params(self) -> dict[str, str]:
+        return {"kmsKeyName": self._kms} if self._kms else {}
+
+    # ---------------------------------------------------------------- hooks
+
+    async def _put(
+        self,
+        key: str,
+        data: bytes | bytearray | memoryview,
+        content_type: str,
+        metadata: dict[str, str],
+        if_not_exists: bool,
+    ) -> None:
+        client = await self._client.get()
+        params = self._write_params()
+        if if_not_exists:
+            params["ifGenerationMatch"] = "0"
+        with self._errors(key, exists_key=key if if_not_exists else None):
+            await client.upload(
+                self.bucket,
+                key,
+                bytes(data),
+                content_type=content_type,
+                parameters=params,
+                # Always a multipart upload (one request, like a simple upload) so content
+                # type and metadata land atomically with the data.
+                metadata={"contentType": content_type, "metadata": metadata},
+                force_resumable_upload=False,
+                timeout=self._timeout,
+            )
+
+    async def _put_stream(
+        self,
+        key: str,
+        parts: AsyncIterator[bytes],
+        content_type: str,
+        metadata: dict[str, str],
+        part_size: int,
+    ) -> None:
+        if part_size % _RESUMABLE_UNIT:
+            raise InvalidRangeError(
+                f"gcs streamed uploads need part_size to be a multiple of 256 KiB; "
+                f"{part_size} is not"
+            )
+        client = await self._client.get()
+        session: aiohttp.ClientSession = client.session.session
+        headers = await client._headers()
+        url = f"{client._api_root_write}/{self.bucket}/o"
+        params = {"uploadType": "resumable", "name": key, **self._write_params()}
+        body = {"name": key, "contentType": content_type, "metadata": metadata}
+        with self._errors(key):
+            async with session.post(
+                url,
+                params=params,
+                json=body,
+                headers={**headers, "X-Upload-Content-Type": content_type},
+                raise_for_status=True,
+            ) as resp:
+                session_url = resp.headers["Location"]
+        offset = 0
+        try:
+            pending = await anext(parts, None)
+            while True:
+                following = await anext(parts, None) if pending is not None else None
+                chunk = pending or b""
+                last = following is None
+                total = str(offset + len(chunk)) if last else "*"
+                span = f"{offset}-{offset + len(chunk) - 1}" if chunk else "*"
+                with self._errors(key):
+                    async with session.put(
+                        session_url,
+                        data=chunk,
+                        headers={**headers, "Content-Range": f"bytes {span}/{total}"},
+                    ) as resp:
+                        if resp.status not in (200, 201, 308):
+                            self._raise_status(
+                                resp.status, await resp.text(), key, None, Exception()
+                            )
+                offset += len(chunk)
+                if last:
+                    return
+                pending = following
+        except BaseException:
+            # Cancel the resumable session so no object appears and nothing lingers.
+            with contextlib.suppress(Exception):
+                async with session.delete(session_url, headers=headers):
+                    pass
+            raise
+
+    @staticmethod
+    def _range(start: int, end: int | None) -> dict[str, str]:
+        if start == 0 and end is None:
+            return {}
+        return {"Range": f"bytes={start}-{'' if end is None else end - 1}"}
+
+    def _check_content_range(self, key: str, start: int, headers: Any) -> None:
+        """Raise InvalidRangeError when the server answered a range past the object's end."""
+        match = _CONTENT_RANGE.fullmatch(headers.get("Content-Range", ""))
+        if match and match.group(3) != "*":
+            total = int(match.group(3))
+            if start >= total and (start > 0 or total == 0):
+                raise InvalidRangeError(f"range start {start} is past the end of {key!r}")
+
+    async def _get(self, key: str, start: int, end: int | None) -> bytes:
+        client = await self._client.get()
+        headers = self._range(start, end)
+        with self._errors(key):
+            if not headers:
+                data: bytes = await client.download(self.bucket, key, timeout=self._timeout)
+                return data
+            stream = await client.download_stream(
+                self.bucket, key, headers=headers, timeout=self._timeout
+            )
+            resp = stream._response
+            try:
+                self._check_content_range(key, start, resp.headers)
+                body: bytes = await resp.read()
+            finally:
+                resp.release()
+        return body
+
+    async def _get_stream(
+        self, key: str, start: int, end: int | None, chunk_size: int
+    ) -> AsyncIterator[bytes]:
+        client = await self._client.get()
+        with self._errors(key):
+            stream = await client.download_stream(
+                self.bucket, key, headers=self._range(start, end), timeout=self._timeout
+            )
+        resp = stream._response
+        try:
+            self._check_content_range(key, start, resp.headers)
+            while True:
+                with self._errors(key):
+                    chunk = await resp.content.read(chunk_size)
+                if not chunk:
+                    return
+                yield chunk
+        finally:
+            resp.release()
+
+    @staticmethod
+    def _info(item: dict[str, Any]) -> ObjectInfo:
+        updated = item.get("updated")
+        return ObjectInfo(
+            key=item["name"],
+            size=int(item.get("size", 0)),
+            etag=item.get("etag") or item.get("md5Hash"),
+            content_type=item.get("contentType"),
+            last_modified=datetime.fromisoformat(updated.replace("Z", "+00:00"))
+            if updated
+            else None,
+            metadata={str(k): str(v) for k, v in (item.get("metadata") or {}).items()},
+        )
+
+    async def _head(self, key: str) -> ObjectInfo:
+        client = await self._client.get()
+        with self._errors(key):
+            item = await client.download_metadata(self.bucket, key, timeout=self._timeout)
+        return self._info(item)
+
+    async def _delete(self, key: str) -> None:
+        client = await self._client.get()
+        # GCS answers 404 for a missing object; delete is a no-op on every provider.
+        with contextlib.suppress(ObjectNotFoundError), self._errors(key):
+            await client.delete(self.bucket, key, timeout=self._timeout)
+
+    async def _iter(self, prefix: str) -> AsyncIterator[ObjectInfo]:
+        client = await self._client.get()
+        params: dict[str, str] = {"maxResults": str(self._page_size)}
+        if prefix:
+            params["prefix"] = prefix
+        while True:
+            with self._errors():
+                page = await client.list_objects(
+                    self.bucket, params=dict(params), timeout=self._timeout
+                )
+            for item in page.get("items") or []:
+                yield self._info(item)
+            token = page.get("nextPageToken")
+            if not token:
+                return
+            params["pageToken"] = token
+
+    async def _copy(self, src: str, dst: str) -> None:
+        client = await self._client.get()
+        # rewriteTo loops until the server reports the copy done, for any size.
+        with self._errors(src):
+            await client.copy(
+                self.bucket,
+                src,
+                self.bucket,
+                new_name=dst,
+                params=self._write_params() or None,
+                timeout=self._timeout,
+            )
+
+    async def _presign(
+        self, key: str, expires_in: int, method: PresignMethod, content_type: str | None
+    ) -> str:
+        client = await self._client.get()
+        token = client.token
+        service_data = getattr(token, "service_data", None) or {}
+        iam: Any = None
+        if not service_data.get("private_key"):
+            if not self._signer_email:
+                raise FeatureNotSupportedError(
+                    "gcs storage can sign URLs only with a service account key "
+                    "(credentials_path) or, under application default credentials, "
+                    "through IAM signBlob: pass service_account_email"
+                )
+            from gcloud.aio.auth import IamClient
+
+            iam = IamClient(token=token, session=client.session.session)
+        blob = Blob(Bucket(client, self.bucket), key, {"size": 0})
+        headers = {"content-type": content_type} if method == "PUT" and content_type else None
+        query = (
+            {"response-content-type": content_type} if method == "GET" and content_type else None
+        )
+        with self._errors(key):
+            url: str = await blob.get_signed_url(
+                expires_in,
+                headers=headers,
+                query_params=query,
+                http_method=method,
+                iam_client=iam,
+                service_account_email=self._signer_email,
+            )
+        if self.emulator_host:
+            # The emulator serves the same /bucket/object paths as storage.googleapis.com.
+            url = self.emulator_host + url[len(_PUBLIC_ROOT) :]
+        return url
+
+    async def _health(self) -> bool:
+        client = await self._client.get()
+        with self._errors():
+            await client.get_bucket_metadata(self.bucket, timeout=self._timeout)
+        return True
+
+    def public_url_for(self, key: str) -> str:
+        """The unsigned public URL of ``key`` (works only for publicly readable objects)."""
+        root = self.emulator_host or _PUBLIC_ROOT
+        return f"{root}/{self.bucket}/{quote(key, safe='/~')}"
+
+
+__all__ = ["GCSStorage"]
