@@ -214,7 +214,9 @@ class BackendSet:
             container.providers[f"{entry.category}__{entry.name}"].set_default(value)
         if entry.category == "document":
             database = settings.backend("document", entry.name).database
-            if database is not None:
+            # A replacement client handed in by a test may not be subscriptable; then
+            # only the client is served and the database stays unset.
+            if database is not None and hasattr(entry.instance, "__getitem__"):
                 db = providers.Object(entry.instance[database])
                 if default:
                     container.database.set_default(db)

@@ -64,10 +64,12 @@ def cloudrift_lifespan(
         skip: dict[tuple[str, str], Any] = {}
         late: list[tuple[str, str | None, Any]] = []
         for (category, name), value in pending.items():
-            default = current.default_name(category) if category != "database" else None
-            if category != "database" and default is not None:
-                skip[(category, name or default)] = value
+            section = current.section(category) if category != "database" else None
+            if section is not None and (name is None or name in section.backends):
+                skip[(category, name or section.default)] = value
             else:
+                # Not a configured backend (or a database): overridden after startup,
+                # where an unknown name is reported.
                 late.append((category, name, value))
         backends = BackendSet(current, box, verify=verify, skip=skip)
         await backends.start()

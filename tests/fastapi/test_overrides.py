@@ -18,6 +18,7 @@ from cloudrift.storage import Storage, get_storage
 from cloudrift_fastapi import (
     StorageDep,
     cloudrift_lifespan,
+    get_database_dep,
     get_storage_dep,
     health_router,
     override_backends,
@@ -170,3 +171,35 @@ def test_override_does_not_outlive_its_block() -> None:
     with TestClient(app):
         assert app.state.cloudrift.storage() is not fake
     assert app.dependency_overrides == {}
+
+
+def test_override_of_an_unconfigured_named_backend_is_reported() -> None:
+    """Overriding a backend name the settings do not have fails startup naming it."""
+    app = _app(CloudriftSettings(storage="memory"))
+    fake = get_storage("memory")
+    with (
+        override_backends(app, named={("storage", "avatar"): fake}),
+        pytest.raises(ConfigurationError, match="no storage backend named 'avatar'"),
+        TestClient(app),
+    ):
+        pass
+
+
+def test_document_override_serves_client_and_database() -> None:
+    """A replacement document client also provides the configured database from it."""
+    from cloudrift.document import get_mongodb
+
+    app = _app(
+        CloudriftSettings(
+            document={"provider": "mongodb", "uri": "mongodb://db:1/", "database": "app"}
+        )
+    )
+
+    @app.get("/db")
+    async def db(database: Any = Depends(get_database_dep)) -> str:
+        return str(database.name)
+
+    fake = get_mongodb("memory")
+    with override_backends(app, mongodb=fake), TestClient(app) as client:
+        assert client.get("/db").json() == "app"
+        assert app.state.cloudrift.mongodb() is fake
