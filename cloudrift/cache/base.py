@@ -20,7 +20,7 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from cloudrift.core.exceptions import CacheArgumentError, CacheConnectionError
+from cloudrift.core.exceptions import CacheArgumentError, CacheError
 from cloudrift.core.lifecycle import AsyncBackend
 
 #: What a write accepts as a value.
@@ -301,11 +301,14 @@ class Cache(AsyncBackend, ABC):
         return True
 
     async def health_check(self) -> bool:
-        """Contact the server: True if it answers, False if not (never raises for that)."""
+        """Contact the server: True if it answers PING, False if not (never raises for that).
+
+        Raises BackendClosedError after close().
+        """
         self._ensure_open()
         try:
             await self._ping()
-        except CacheConnectionError:
+        except CacheError:  # unreachable, timed out, or refused (LOADING, NOPERM...)
             return False
         return True
 

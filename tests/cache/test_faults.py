@@ -118,3 +118,19 @@ async def test_pipeline_answered_with_readonly_is_retried_on_the_new_primary(
     assert proxy.connections == 2  # the replica refused it; the retry reached the primary
     with primary.client() as admin:
         assert admin.get("a") == b"1" and admin.get("n") == b"1"
+
+
+async def test_health_check_is_false_when_the_server_refuses_ping(redis: RedisServer) -> None:
+    """A user whose ACL forbids PING gets False from health_check, not an exception."""
+    with redis.client() as admin:
+        admin.execute_command("ACL", "SETUSER", "noping", "on", ">pw", "~*", "+@all", "-ping")
+    try:
+        async with get_cache(
+            "redis", "from_url", url=redis.url, username="noping", password="pw"
+        ) as cache:
+            with pytest.raises(CacheResponseError, match=r"(?i)permission"):
+                await cache.ping()
+            assert await cache.health_check() is False
+    finally:
+        with redis.client() as admin:
+            admin.execute_command("ACL", "DELUSER", "noping")
