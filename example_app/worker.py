@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from cloudrift.core.exceptions import CloudRiftError, ObjectNotFoundError
+from cloudrift.core.exceptions import CacheError, CloudRiftError, ObjectNotFoundError
 from cloudrift.email import Attachment
 from cloudrift.messaging import Message
 from cloudrift.storage import Storage
@@ -164,11 +164,16 @@ class JobHandler:
             )
             record = await documents.find_one({"_id": doc_id})
             assert record is not None
-        await svc.cache.set(
-            records.cache_key(doc_id),
-            records.encode_view(records.view(record)),
-            ttl=svc.config.cache_ttl,
-        )
+        try:
+            await svc.cache.set(
+                records.cache_key(doc_id),
+                records.encode_view(records.view(record)),
+                ttl=svc.config.cache_ttl,
+            )
+        except CacheError as exc:
+            # The record is safe in the database and reads fall back to it: a cache
+            # outage must not fail the document.
+            log.warning("document %s: could not cache it (%s)", doc_id, type(exc).__name__)
         if not record.get("notified"):
             subject, text = _notification(record, record["summary"])
             attachment = Attachment(

@@ -6,14 +6,19 @@ from __future__ import annotations
 import email
 import hashlib
 import json
+import logging
 from collections.abc import Callable
 from email.message import Message
 from pathlib import Path
 
+import pytest
 from fastapi import FastAPI
 
-from example_app import records
-from tests.example_app.conftest import running, upload, wait_for_status
+from cloudrift.config import SectionConfig
+from example_app import create_app, records
+from example_app.config import IntakeConfig
+from tests.example_app.conftest import demo_settings, running, upload, wait_for_status
+from tests.servers._process import free_port
 
 CONTENT = b"first line\nsecond line\nthird line without newline"
 
@@ -193,3 +198,37 @@ async def test_health_ready_reports_all_five_backends(demo_app: Callable[..., Fa
         "cache",
         "email",
     }
+
+
+async def test_reads_survive_a_cache_outage_and_logs_never_show_its_password(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With the cache unreachable documents are still processed and read from the DB
+    (X-Cache: miss), and the cache's password appears in no log line."""
+    password = "c4che-p4ss-n0t-for-logs"
+    settings = demo_settings(tmp_path, monkeypatch).model_copy(
+        update={
+            "cache": SectionConfig.model_validate(
+                {
+                    "provider": "redis",
+                    "auth_method": "from_url",
+                    "url": f"redis://:{password}@127.0.0.1:{free_port()}/0",
+                }
+            )
+        }
+    )
+    app = create_app(settings, IntakeConfig())
+    caplog.set_level(logging.DEBUG)
+    async with running(app) as client:
+        doc_id = (await upload(client, b"still readable")).json()["id"]
+        await wait_for_status(client, doc_id)
+        response = await client.get(f"/documents/{doc_id}")
+        ready = await client.get("/health/ready")
+    assert response.status_code == 200
+    assert response.headers["x-cache"] == "miss"
+    assert ready.status_code == 503
+    assert ready.json()["backends"]["cache.default"]["status"] == "down"
+    assert "cache read failed" in caplog.text
+    assert "could not cache it" in caplog.text
+    assert password not in caplog.text
+    assert password not in ready.text
