@@ -363,9 +363,12 @@ class Email(AsyncBackend, abc.ABC):
         retry: RetryPolicy | None = None,
     ) -> None:
         self.default_from = default_from
-        self._default_sender = (
-            parse_address(default_from, "default_from") if default_from is not None else None
-        )
+        try:
+            self._default_sender = (
+                parse_address(default_from, "default_from") if default_from is not None else None
+            )
+        except EmailValidationError as exc:
+            raise ConfigurationError(exc.message) from exc
         if max_message_bytes is not None and max_message_bytes <= 0:
             raise ConfigurationError("max_message_bytes must be a positive number of bytes")
         self.max_message_bytes = max_message_bytes or self.default_max_message_bytes
@@ -406,7 +409,7 @@ class Email(AsyncBackend, abc.ABC):
             cc=cc,
             bcc=bcc,
             reply_to=reply_to,
-            attachments=tuple(attachments or ()),
+            attachments=attachments if attachments is not None else (),
             headers=headers,
         )
         prepared = self.prepare(message)
@@ -492,6 +495,10 @@ class Email(AsyncBackend, abc.ABC):
                 raise EmailValidationError(f"{what} must be a string")
         if not message.body_text and not message.body_html:
             raise EmailValidationError("a message needs a body: pass body_text or body_html")
+        if isinstance(message.attachments, Attachment | str | bytes):
+            raise EmailValidationError(
+                "attachments must be a list of Attachment objects: attachments=[Attachment(...)]"
+            )
         attachments = tuple(
             _check_attachment(item, i) for i, item in enumerate(message.attachments or ())
         )

@@ -138,7 +138,7 @@ def test_misspelled_option_is_rejected_with_a_suggestion() -> None:
 
 def test_invalid_default_from_fails_at_construction() -> None:
     """A malformed default_from is rejected when the backend is built, not at first send."""
-    with pytest.raises(EmailValidationError, match="default_from"):
+    with pytest.raises(ConfigurationError, match="default_from"):
         get_email("memory", default_from="nobody")
 
 
@@ -223,3 +223,16 @@ async def test_closing_during_a_batch_reports_the_unsent_messages() -> None:
     assert caught.value.succeeded == {0: "id-0"}
     assert set(caught.value.failed) == {1, 2}
     assert "closed" in caught.value.failed[1]
+
+
+async def test_a_single_attachment_not_in_a_list_is_refused_clearly() -> None:
+    """attachments=Attachment(...) (not a list) raises EmailValidationError saying so."""
+    email = ScriptedEmail()
+    with pytest.raises(EmailValidationError, match="list of Attachment"):
+        await email.send(
+            "a@example.com",
+            "s",
+            body_text="x",
+            attachments=Attachment("a.txt", b"x"),  # type: ignore[arg-type]
+        )
+    assert email.delivered == []
