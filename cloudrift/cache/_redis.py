@@ -458,6 +458,13 @@ def managed_options(
     check_options(where, connection_options, options)
     values = connection_options(**options)
     port = values.pop("port") or default_port
+    tls_given = sorted(
+        k for k in ("ssl_ca_certs", "ssl_ca_data", "ssl_certfile", "ssl_keyfile") if values[k]
+    )
+    if tls_given and not values["ssl"]:
+        raise ConfigurationError(
+            f"{where}: {', '.join(tls_given)} given with ssl=False; drop them or keep TLS on"
+        )
     scheme = "rediss" if values["ssl"] else "redis"
     return RedisOptions(
         host=host, port=port, location=f"{scheme}://{host}:{port}/{values['db']}", **values

@@ -132,10 +132,25 @@ class RedisCache(RedisBackend):
             retry_backoff_cap=retry_backoff_cap,
             client_name=client_name,
         )
+        tls_given = sorted(
+            name
+            for name, value in (
+                ("ssl_ca_certs", ssl_ca_certs),
+                ("ssl_ca_data", ssl_ca_data),
+                ("ssl_certfile", ssl_certfile),
+                ("ssl_keyfile", ssl_keyfile),
+            )
+            if value is not None
+        )
         if method == "from_url":
             assert url_value is not None
             check_redis_url(url_value)
             parts = urlsplit(url_value)
+            if parts.scheme != "rediss" and (ssl or tls_given):
+                raise ConfigurationError(
+                    f"{where}: TLS options ({', '.join(tls_given or ['ssl'])}) need a "
+                    "rediss:// URL; change the scheme instead of passing ssl=True"
+                )
             if password is not None and parts.password is not None:
                 raise ConfigurationError(
                     f"{where}: the URL already holds a password; give it in the URL "
@@ -149,6 +164,11 @@ class RedisCache(RedisBackend):
                 options.location += parts.path or "/0"
         else:
             assert host is not None
+            if tls_given and not ssl:
+                raise ConfigurationError(
+                    f"{where}: {', '.join(tls_given)} given without ssl=True; "
+                    "add ssl=True to connect over TLS"
+                )
             options.host = host
             options.location = f"{'rediss' if ssl else 'redis'}://{host}:{port}/{db}"
         super().__init__(options)

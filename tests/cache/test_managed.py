@@ -521,3 +521,11 @@ async def test_iam_without_any_aws_credentials_says_so(
     ) as cache:
         with pytest.raises(CacheConnectionError, match="no AWS credentials"):
             await cache.get("k")
+
+
+def test_managed_tls_options_with_tls_off_are_refused() -> None:
+    """ssl=False plus a CA file is contradictory and raises ConfigurationError."""
+    with pytest.raises(ConfigurationError, match="ssl=False"):
+        get_cache(
+            "azure_redis", "from_access_key", host="h", access_key="k", ssl=False, ssl_ca_certs="x"
+        )

@@ -233,3 +233,17 @@ async def test_unix_socket_url_works(redis_server_factory: Any, tmp_path: Any) -
     async with get_cache("redis", "from_url", url=f"unix://{sock}") as cache:
         await cache.set("k", "v")
         assert await cache.get("k") == b"v"
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"auth_method": "from_url", "url": "redis://h:6379", "ssl": True},
+        {"auth_method": "from_url", "url": "redis://h:6379", "ssl_ca_certs": "/ca.pem"},
+        {"auth_method": "from_credentials", "host": "h", "ssl_ca_certs": "/ca.pem"},
+    ],
+)
+def test_tls_options_without_tls_are_refused(options: dict[str, Any]) -> None:
+    """TLS options on a plain connection are a mistake, not silently ignored."""
+    with pytest.raises(ConfigurationError, match=r"(rediss://|ssl=True)"):
+        get_cache("redis", **options)
