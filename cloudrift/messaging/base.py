@@ -593,7 +593,7 @@ class Queue(AsyncBackend, abc.ABC):
             handle, _check_positive_number("seconds", seconds, allow_zero=True)
         )
 
-    async def dead_letter(self, receipt_handle: str, reason: str = "") -> None:
+    async def dead_letter(self, receipt_handle: str, reason: str = "unspecified") -> None:
         """Move a message to the dead-letter queue with ``reason``; body and attributes kept.
 
         If the move fails the message stays on this queue (it is never lost).
@@ -603,6 +603,8 @@ class Queue(AsyncBackend, abc.ABC):
         handle = self._check_handle(receipt_handle)
         if not isinstance(reason, str):
             raise TypeError("reason must be a str")
+        # Some services refuse empty or huge attribute values; keep the reason portable.
+        reason = reason[:1024] or "unspecified"
         if not self.supports_dead_letter:
             raise FeatureNotSupportedError(
                 f"{self.backend_name} has no dead-letter queue; configure one "

@@ -1,0 +1,483 @@
+"""Amazon SQS (standard and FIFO) over aioboto3.
+
+A queue whose URL ends in ``.fifo`` is FIFO: every message needs ``group_id``;
+``dedup_id`` is optional when the queue has content-based deduplication; a per-message
+delay is not supported (``FeatureNotSupportedError``) and ``DelaySeconds`` is never sent
+(FIFO queues reject even an explicit 0); ``receive(group_id=)`` is not supported.
+``dead_letter()`` needs ``dlq_url``: the message is sent there with its body, attributes,
+group id and the reason, and deleted from the source only after that send succeeded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import math
+import re
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import AsyncExitStack
+from typing import Any, NoReturn
+
+import aioboto3
+from aiobotocore.config import AioConfig
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    ConnectionClosedError,
+    ConnectTimeoutError,
+    EndpointConnectionError,
+    NoCredentialsError,
+    ReadTimeoutError,
+)
+
+from cloudrift.core.auth import auth_method, select_auth
+from cloudrift.core.exceptions import (
+    ConfigurationError,
+    InvalidMessageError,
+    MessageSendError,
+    MessagingConnectionError,
+    MessagingError,
+    MessagingPermissionError,
+    QueueNotFoundError,
+    ReceiptHandleError,
+)
+from cloudrift.core.lifecycle import LazyClient
+from cloudrift.core.secrets import Secret, redact, reveal, secret
+from cloudrift.messaging.base import (
+    DEAD_LETTER_REASON,
+    InFlightMap,
+    Message,
+    OutboundMessage,
+    Queue,
+    SendFailure,
+    SendLimits,
+)
+
+_AUTH_METHODS = (
+    auth_method(
+        "static_keys", ["aws_access_key_id", "aws_secret_access_key"], ["aws_session_token"]
+    ),
+    auth_method("profile", ["profile_name"]),
+    auth_method(
+        "assume_role",
+        ["role_arn"],
+        [
+            "role_session_name",
+            "aws_access_key_id",
+            "aws_secret_access_key",
+            "aws_session_token",
+            "profile_name",
+        ],
+    ),
+    auth_method("default_chain"),
+)
+
+_NOT_FOUND = {"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"}
+_PERMISSION = {
+    "AccessDenied",
+    "AccessDeniedException",
+    "InvalidClientTokenId",
+    "SignatureDoesNotMatch",
+    "UnrecognizedClientException",
+    "ExpiredToken",
+    "InvalidSecurity",
+}
+_BAD_HANDLE = {"ReceiptHandleIsInvalid", "MessageNotInflight", "InvalidReceiptHandle"}
+_BAD_MESSAGE = {"InvalidMessageContents", "MessageTooLong", "InvalidParameterValue"}
+_CONNECTION = (
+    EndpointConnectionError,
+    ConnectTimeoutError,
+    ReadTimeoutError,
+    ConnectionClosedError,
+)
+_REGION_IN_URL = re.compile(r"sqs[.-]([a-z0-9-]+)\.amazonaws\.com")
+#: SQS caps a single long poll at 20 seconds.
+_MAX_POLL = 20
+
+
+class SQSQueue(Queue):
+    """One SQS queue. FIFO when ``queue_url`` ends in ``.fifo``."""
+
+    provider = "sqs"
+    max_receive_messages = 10
+
+    def __init__(
+        self,
+        *,
+        queue_url: str,
+        region: str | None = None,
+        aws_access_key_id: str | None = None,
+        aws_secret_access_key: str | Secret | None = None,
+        aws_session_token: str | Secret | None = None,
+        profile_name: str | None = None,
+        role_arn: str | None = None,
+        role_session_name: str = "cloudrift",
+        endpoint_url: str | None = None,
+        dlq_url: str | None = None,
+        max_pool_connections: int = 50,
+        connect_timeout: float = 5.0,
+        read_timeout: float = 30.0,
+        max_attempts: int = 3,
+        max_in_flight: int = 10_000,
+    ) -> None:
+        for name, url in (("queue_url", queue_url), ("dlq_url", dlq_url)):
+            if url is None and name == "dlq_url":
+                continue
+            if not isinstance(url, str) or not url.startswith(("https://", "http://")):
+                raise ConfigurationError(
+                    f"sqs: {name} must be the queue's full URL "
+                    "(https://sqs.<region>.amazonaws.com/<account>/<name>), got "
+                    f"{url!r}"
+                )
+        self._auth = select_auth(
+            "sqs",
+            {
+                "aws_access_key_id": aws_access_key_id,
+                "aws_secret_access_key": aws_secret_access_key,
+                "aws_session_token": aws_session_token,
+                "profile_name": profile_name,
+                "role_arn": role_arn,
+            },
+            _AUTH_METHODS,
+        )
+        found = _REGION_IN_URL.search(queue_url)
+        self.region = region or (found.group(1) if found else None)
+        if not self.region:
+            raise ConfigurationError(
+                "sqs: region is required when it cannot be read from queue_url; pass region="
+            )
+        self.queue_url = queue_url
+        self.dlq_url = dlq_url
+        self.fifo = queue_url.endswith(".fifo")
+        self.backend_name = f"sqs queue {queue_url.rsplit('/', 1)[-1]!r}"
+        self._access_key = aws_access_key_id
+        self._secret_key = secret(aws_secret_access_key)
+        self._session_token = secret(aws_session_token)
+        self._profile = profile_name
+        self._role_arn = role_arn
+        self._role_session_name = role_session_name
+        self._endpoint_url = endpoint_url
+        self._config = AioConfig(
+            max_pool_connections=max_pool_connections,
+            connect_timeout=connect_timeout,
+            read_timeout=max(read_timeout, _MAX_POLL + 5),
+            retries={"mode": "standard", "max_attempts": max_attempts},
+        )
+        self._client: LazyClient[Any] = LazyClient(self._build_client)
+        self._in_flight: InFlightMap[Message] = InFlightMap(max_in_flight)
+        self._max_message_bytes: int | None = None
+        # Capabilities: the FIFO / standard rows of the seed's table.
+        self.supports_delay = not self.fifo
+        self.supports_groups = self.fifo
+        self.supports_dedup = self.fifo
+        self.supports_group_receive = False
+        self.requires_group_id = self.fifo
+        self.supports_dead_letter = dlq_url is not None
+        self._dlq_fifo = bool(dlq_url and dlq_url.endswith(".fifo"))
+
+    def __repr__(self) -> str:
+        return f"SQSQueue(queue_url={self.queue_url!r}, region={self.region!r})"
+
+    # ---------------------------------------------------------------- client
+
+    def _secrets(self) -> list[Secret | None]:
+        return [self._secret_key, self._session_token]
+
+    async def _build_client(self, stack: AsyncExitStack) -> Any:
+        session = await self._session()
+        return await stack.enter_async_context(
+            session.client(
+                "sqs",
+                region_name=self.region,
+                endpoint_url=self._endpoint_url,
+                config=self._config,
+            )
+        )
+
+    async def _session(self) -> Any:
+        if self._auth == "static_keys":
+            return aioboto3.Session(
+                aws_access_key_id=self._access_key,
+                aws_secret_access_key=reveal(self._secret_key),
+                aws_session_token=reveal(self._session_token),
+                region_name=self.region,
+            )
+        if self._auth == "profile":
+            return aioboto3.Session(profile_name=self._profile, region_name=self.region)
+        if self._auth == "assume_role":
+            return await self._assumed_role_session()
+        return aioboto3.Session(region_name=self.region)
+
+    async def _assumed_role_session(self) -> Any:
+        """A session whose credentials come from STS AssumeRole and refresh before expiry."""
+        from aiobotocore.credentials import AioRefreshableCredentials
+        from aiobotocore.session import get_session
+
+        source = aioboto3.Session(
+            aws_access_key_id=self._access_key,
+            aws_secret_access_key=reveal(self._secret_key),
+            aws_session_token=reveal(self._session_token),
+            profile_name=self._profile,
+            region_name=self.region,
+        )
+
+        async def refresh() -> dict[str, str]:
+            async with source.client(
+                "sts", region_name=self.region, endpoint_url=self._endpoint_url
+            ) as sts:
+                with self._translate():
+                    answer = await sts.assume_role(
+                        RoleArn=self._role_arn, RoleSessionName=self._role_session_name
+                    )
+            creds = answer["Credentials"]
+            return {
+                "access_key": creds["AccessKeyId"],
+                "secret_key": creds["SecretAccessKey"],
+                "token": creds["SessionToken"],
+                "expiry_time": creds["Expiration"].isoformat(),
+            }
+
+        credentials = AioRefreshableCredentials.create_from_metadata(
+            metadata=await refresh(), refresh_using=refresh, method="sts-assume-role"
+        )
+        core = get_session()
+        core._credentials = credentials  # the documented way aiobotocore sessions hold creds
+        return aioboto3.Session(botocore_session=core, region_name=self.region)
+
+    async def native(self) -> Any:
+        """The aiobotocore SQS client (non-portable escape hatch; do not close it)."""
+        self._ensure_open()
+        return await self._client.get()
+
+    async def _aclose(self) -> None:
+        self._in_flight = InFlightMap(self._in_flight.max_size)
+        await self._client.aclose()
+
+    # -------------------------------------------------------------- errors
+
+    @contextlib.contextmanager
+    def _translate(self, handle: str | None = None) -> Iterator[None]:
+        """Map botocore errors to the messaging family, chained and redacted."""
+        try:
+            yield
+        except ClientError as exc:
+            self._raise_client_error(exc, handle)
+        except _CONNECTION as exc:
+            raise MessagingConnectionError(
+                f"{self.backend_name}: cannot reach SQS ({type(exc).__name__}: "
+                f"{redact(str(exc), self._secrets())})"
+            ) from exc
+        except NoCredentialsError as exc:
+            raise MessagingPermissionError(
+                f"{self.backend_name}: no AWS credentials found; pass keys, profile_name or "
+                "role_arn, or run where a default credential chain is configured"
+            ) from exc
+        except BotoCoreError as exc:
+            raise MessagingError(
+                f"{self.backend_name}: {type(exc).__name__}: {redact(str(exc), self._secrets())}"
+            ) from exc
+
+    def _raise_client_error(self, exc: ClientError, handle: str | None) -> NoReturn:
+        error = exc.response.get("Error", {})
+        code = str(error.get("Code", ""))
+        text = redact(str(error.get("Message", "")) or str(exc), self._secrets())
+        where = f"{self.backend_name}: {code}: {text}"
+        if code in _NOT_FOUND:
+            raise QueueNotFoundError(f"{where}; check queue_url / dlq_url") from exc
+        if code in _PERMISSION:
+            raise MessagingPermissionError(where) from exc
+        if code in _BAD_HANDLE or (handle is not None and "receipt" in text.lower()):
+            raise ReceiptHandleError(
+                f"{where}; the receipt handle is stale or invalid (receive the message again)"
+            ) from exc
+        if code in _BAD_MESSAGE:
+            raise InvalidMessageError(where) from exc
+        raise MessagingError(where) from exc
+
+    # ---------------------------------------------------------------- sending
+
+    async def _limits(self) -> SendLimits:
+        if self._max_message_bytes is None:
+            client = await self._client.get()
+            with self._translate():
+                answer = await client.get_queue_attributes(
+                    QueueUrl=self.queue_url, AttributeNames=["MaximumMessageSize"]
+                )
+            self._max_message_bytes = int(answer["Attributes"]["MaximumMessageSize"])
+        # A batch's total size is capped by the same limit as one message.
+        return SendLimits(
+            max_message_bytes=self._max_message_bytes,
+            max_batch_count=10,
+            max_batch_bytes=self._max_message_bytes,
+            max_delay=900,
+        )
+
+    def _entry_size(self, msg: OutboundMessage) -> int:
+        # SQS counts each attribute's name, data type ("String") and value.
+        return len(msg.body) + sum(
+            len(k.encode()) + len(b"String") + len(v.encode()) for k, v in msg.attributes.items()
+        )
+
+    def _params(self, msg: OutboundMessage) -> dict[str, Any]:
+        params: dict[str, Any] = {"MessageBody": msg.body.decode("utf-8")}
+        # Never send DelaySeconds=0: FIFO queues reject the parameter outright.
+        if msg.delay > 0:
+            params["DelaySeconds"] = math.ceil(msg.delay)
+        if msg.attributes:
+            params["MessageAttributes"] = _attributes_out(msg.attributes)
+        if msg.group_id is not None:
+            params["MessageGroupId"] = msg.group_id
+        if msg.dedup_id is not None:
+            params["MessageDeduplicationId"] = msg.dedup_id
+        return params
+
+    async def _send_one(self, msg: OutboundMessage) -> str:
+        client = await self._client.get()
+        with self._translate():
+            answer = await client.send_message(QueueUrl=self.queue_url, **self._params(msg))
+        return str(answer["MessageId"])
+
+    async def _send_chunk(self, chunk: Sequence[OutboundMessage]) -> Sequence[str | SendFailure]:
+        client = await self._client.get()
+        entries = [{"Id": str(i), **self._params(msg)} for i, msg in enumerate(chunk)]
+        with self._translate():
+            answer = await client.send_message_batch(QueueUrl=self.queue_url, Entries=entries)
+        results: list[str | SendFailure] = [
+            SendFailure("SQS reported neither success nor failure for this entry")
+        ] * len(chunk)
+        for ok in answer.get("Successful", []):
+            results[int(ok["Id"])] = str(ok["MessageId"])
+        for bad in answer.get("Failed", []):
+            reason = f"{bad.get('Code', 'Failed')}: {bad.get('Message', '')}".strip(": ")
+            results[int(bad["Id"])] = SendFailure(redact(reason, self._secrets()))
+        return results
+
+    # -------------------------------------------------------------- receiving
+
+    async def _receive(
+        self,
+        max_messages: int,
+        wait_time: float,
+        visibility_timeout: float | None,
+        group_id: str | None,
+    ) -> list[Message]:
+        client = await self._client.get()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait_time
+        while True:
+            remaining = max(0.0, deadline - loop.time())
+            params: dict[str, Any] = {
+                "QueueUrl": self.queue_url,
+                "MaxNumberOfMessages": max_messages,
+                "WaitTimeSeconds": min(_MAX_POLL, math.ceil(remaining)),
+                "MessageSystemAttributeNames": ["All"],
+                "MessageAttributeNames": ["All"],
+            }
+            if visibility_timeout is not None:
+                params["VisibilityTimeout"] = math.ceil(visibility_timeout)
+            with self._translate():
+                answer = await client.receive_message(**params)
+            raw = answer.get("Messages", [])
+            if raw or loop.time() >= deadline:
+                return [self._message(m) for m in raw]
+
+    def _message(self, raw: Mapping[str, Any]) -> Message:
+        system = raw.get("Attributes", {})
+        body = raw.get("Body", "")
+        msg = Message.from_raw(
+            body.encode("utf-8"),
+            receipt_handle=str(raw["ReceiptHandle"]),
+            message_id=str(raw["MessageId"]),
+            group_id=system.get("MessageGroupId"),
+            dedup_id=system.get("MessageDeduplicationId"),
+            receive_count=int(system.get("ApproximateReceiveCount", 1)),
+            attributes=_attributes_in(raw.get("MessageAttributes", {})),
+        )
+        # Remembered (bounded) so dead_letter() can resend body and attributes.
+        self._in_flight.add(msg.receipt_handle, msg)
+        return msg
+
+    # ------------------------------------------------------- acting on a handle
+
+    async def _delete(self, handle: str) -> None:
+        client = await self._client.get()
+        with self._translate(handle):
+            await client.delete_message(QueueUrl=self.queue_url, ReceiptHandle=handle)
+        self._in_flight.pop(handle)
+
+    async def _nack(self, handle: str) -> None:
+        await self._change_visibility(handle, 0)
+        self._in_flight.pop(handle)
+
+    async def _extend_visibility(self, handle: str, seconds: float) -> None:
+        await self._change_visibility(handle, math.ceil(seconds))
+
+    async def _change_visibility(self, handle: str, seconds: int) -> None:
+        client = await self._client.get()
+        with self._translate(handle):
+            await client.change_message_visibility(
+                QueueUrl=self.queue_url, ReceiptHandle=handle, VisibilityTimeout=seconds
+            )
+
+    async def _dead_letter(self, handle: str, reason: str) -> None:
+        msg = self._in_flight.get(handle)
+        if msg is None:
+            raise ReceiptHandleError(
+                f"{self.backend_name}: dead_letter() needs a message received by this "
+                "instance (the handle is unknown, already acked, or was received elsewhere)"
+            )
+        params: dict[str, Any] = {
+            "QueueUrl": self.dlq_url,
+            "MessageBody": msg.raw.decode("utf-8"),
+            "MessageAttributes": _attributes_out({**msg.attributes, DEAD_LETTER_REASON: reason}),
+        }
+        if self._dlq_fifo:
+            # A FIFO DLQ needs a group: keep the original one so order survives.
+            params["MessageGroupId"] = msg.group_id or "dead-letter"
+            # The source message id makes a retried dead_letter() idempotent.
+            params["MessageDeduplicationId"] = msg.message_id
+        client = await self._client.get()
+        try:
+            with self._translate():
+                await client.send_message(**params)
+        except MessagingError as exc:
+            # The message stays on the source queue; it comes back after its timeout.
+            raise MessageSendError(
+                f"{self.backend_name}: could not move the message to the dead-letter queue; "
+                f"it stays on the source queue ({exc})",
+                failed={0: str(exc)},
+            ) from exc
+        await self._delete(handle)
+
+    # -------------------------------------------------------------------- misc
+
+    async def _purge(self) -> None:
+        client = await self._client.get()
+        with self._translate():
+            await client.purge_queue(QueueUrl=self.queue_url)
+        self._in_flight = InFlightMap(self._in_flight.max_size)
+
+    async def _health(self) -> bool:
+        client = await self._client.get()
+        with self._translate():
+            await client.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=["QueueArn"])
+        return True
+
+
+def _attributes_out(attributes: Mapping[str, str]) -> dict[str, dict[str, str]]:
+    return {k: {"DataType": "String", "StringValue": v} for k, v in attributes.items()}
+
+
+def _attributes_in(raw: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for name, value in raw.items():
+        if "StringValue" in value:
+            out[name] = str(value["StringValue"])
+        elif "BinaryValue" in value:
+            # Binary attributes from foreign producers arrive as base64 text.
+            out[name] = base64.b64encode(bytes(value["BinaryValue"])).decode("ascii")
+    return out
+
+
+__all__ = ["SQSQueue"]
