@@ -57,6 +57,12 @@ def banner(settings: Any, host: str, port: int) -> str:
 
 def main() -> int:
     """Build the app from the environment and serve it until interrupted."""
+    host = os.environ.get("HOST", "127.0.0.1") or "127.0.0.1"
+    try:
+        port = _port(os.environ.get("PORT", "8000") or "8000")
+    except ConfigurationError as exc:
+        print(f"cannot start: {exc}", file=sys.stderr)
+        return 2
     try:
         import uvicorn
     except ImportError:
@@ -65,9 +71,7 @@ def main() -> int:
     from example_app.app import create_app
     from example_app.config import IntakeConfig, load_settings
 
-    host = os.environ.get("HOST", "127.0.0.1") or "127.0.0.1"
     try:
-        port = _port(os.environ.get("PORT", "8000") or "8000")
         settings = load_settings()
         app = create_app(settings, IntakeConfig.from_env())
     except ConfigurationError as exc:
