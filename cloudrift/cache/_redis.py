@@ -82,11 +82,39 @@ class RedisOptions:
     #: Coroutines run when the backend closes (e.g. an Azure credential it created).
     on_close: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
 
+    def _check_numbers(self) -> None:
+        def is_int(v: object) -> bool:
+            return isinstance(v, int) and not isinstance(v, bool)
+
+        if not is_int(self.port) or not 0 < self.port < 65536:
+            raise ConfigurationError(f"port must be an int from 1 to 65535, got {self.port!r}")
+        if not is_int(self.db) or self.db < 0:
+            raise ConfigurationError(f"db must be an int >= 0, got {self.db!r}")
+        for name in ("socket_timeout", "socket_connect_timeout", "retry_backoff_base"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+                raise ConfigurationError(f"{name} must be a positive number, got {value!r}")
+        if not is_int(self.health_check_interval) or self.health_check_interval < 0:
+            raise ConfigurationError(
+                f"health_check_interval must be an int >= 0 (seconds), "
+                f"got {self.health_check_interval!r}"
+            )
+        if not is_int(self.retry_attempts) or self.retry_attempts < 1:
+            raise ConfigurationError(
+                f"retry_attempts must be an int >= 1 (1 means no retry), "
+                f"got {self.retry_attempts!r}"
+            )
+        if self.max_connections is not None and (
+            not is_int(self.max_connections) or self.max_connections < 1
+        ):
+            raise ConfigurationError(
+                f"max_connections must be an int >= 1 or None, got {self.max_connections!r}"
+            )
+
     def client_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for the redis-py client (secrets revealed here only)."""
         check_tls_options(self.ssl_cert_reqs, self.ssl_check_hostname)
-        if self.retry_attempts < 1:
-            raise ConfigurationError("retry_attempts must be at least 1 (1 means no retry)")
+        self._check_numbers()
         kwargs: dict[str, Any] = {
             "db": self.db,
             "socket_timeout": self.socket_timeout,

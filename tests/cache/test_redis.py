@@ -247,3 +247,21 @@ def test_tls_options_without_tls_are_refused(options: dict[str, Any]) -> None:
     """TLS options on a plain connection are a mistake, not silently ignored."""
     with pytest.raises(ConfigurationError, match=r"(rediss://|ssl=True)"):
         get_cache("redis", **options)
+
+
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("port", "6379"),
+        ("port", 0),
+        ("db", -1),
+        ("socket_timeout", 0),
+        ("retry_attempts", 0),
+        ("health_check_interval", 1.5),
+        ("max_connections", 0),
+    ],
+)
+def test_bad_numeric_options_are_refused_at_construction(option: str, value: object) -> None:
+    """A wrong port, db, timeout or retry count raises ConfigurationError naming the option."""
+    with pytest.raises(ConfigurationError, match=option):
+        get_cache("redis", "from_credentials", host="h", **{option: value})
