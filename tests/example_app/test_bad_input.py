@@ -330,3 +330,26 @@ async def test_uploads_reach_storage_while_the_body_is_still_arriving(
     assert response.json()["size"] == chunks * len(chunk)
     assert pulled_at_first_part
     assert pulled_at_first_part[0] < chunks
+
+
+async def test_database_failure_after_upload_removes_the_file_and_answers_503(
+    demo_app: Callable[..., FastAPI], tmp_path: Path
+) -> None:
+    """If the record cannot be written the stored file is deleted and the client told."""
+    from pymongo.errors import AutoReconnect
+
+    class DownCollection:
+        async def insert_one(self, document: object) -> None:
+            raise AutoReconnect("connection reset by the database")
+
+    class DownDatabase:
+        def __getitem__(self, name: str) -> DownCollection:
+            return DownCollection()
+
+    app = demo_app()
+    with override_backends(app, database=DownDatabase()):
+        async with running(app) as client:
+            response = await upload(client, b"not recorded")
+    assert response.status_code == 503
+    assert "nothing was kept" in response.json()["detail"]
+    assert _stored_files(tmp_path) == []
