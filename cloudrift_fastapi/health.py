@@ -52,7 +52,7 @@ async def readiness(app: Any, limit: float) -> tuple[bool, dict[str, dict[str, A
 
 
 def health_router(
-    *, prefix: str = "/health", timeout: float = 2.0, include_in_schema: bool = True
+    *, prefix: str = "/health", timeout: float = 5.0, include_in_schema: bool = True
 ) -> Any:
     """An APIRouter with ``GET {prefix}/live`` and ``GET {prefix}/ready``.
 
