@@ -16,7 +16,9 @@ class CacheKV(KVStore):
     provider = "cache"
     backend_name = "cache kv store"
 
-    def __init__(self, *, cache: Cache, prefix: str = "kv:", close_cache: bool = False) -> None:
+    def __init__(
+        self, *, cache: Cache | None = None, prefix: str = "kv:", close_cache: bool = False
+    ) -> None:
         if not isinstance(cache, Cache):
             raise ConfigurationError(
                 "the 'cache' KV provider needs cache= a cloudrift cache, e.g. "

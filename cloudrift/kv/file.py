@@ -32,10 +32,15 @@ class FileKV(KVStore):
     backend_name = "file kv store"
 
     def __init__(
-        self, *, path: str | os.PathLike[str], clock: Callable[[], float] | None = None
+        self,
+        *,
+        path: str | os.PathLike[str] | None = None,
+        clock: Callable[[], float] | None = None,
     ) -> None:
-        if not str(path):
-            raise ConfigurationError("the 'file' KV provider needs path= (a JSON file path)")
+        if path is None or not str(path):
+            raise ConfigurationError(
+                'the \'file\' KV provider needs path=, e.g. get_kv("file", path="data/kv.json")'
+            )
         self.path = Path(path)
         if self.path.is_dir():
             raise ConfigurationError(f"KV file path {str(self.path)!r} is a directory")

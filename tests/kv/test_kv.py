@@ -193,3 +193,10 @@ def test_repr_shows_provider_and_location(tmp_path: Path) -> None:
     """repr() names the provider and where the data lives."""
     assert repr(MemoryKV()) == "<MemoryKV provider='memory' location='in-process'>"
     assert str(tmp_path) in repr(get_kv("file", path=tmp_path / "x.json"))
+
+
+@pytest.mark.parametrize(("provider", "needs"), [("file", "path="), ("cache", "cache=")])
+def test_missing_required_option_raises_configuration_error(provider: str, needs: str) -> None:
+    """get_kv("file") without path, or get_kv("cache") without cache, says what to pass."""
+    with pytest.raises(ConfigurationError, match=needs):
+        get_kv(provider)
