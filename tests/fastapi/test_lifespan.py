@@ -169,6 +169,30 @@ async def test_unreachable_document_database_aborts_startup_when_verifying() -> 
     assert SECRET not in caught.value.message
 
 
+async def test_startup_error_text_is_redacted(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An SDK error quoting a configured secret is reported with the secret masked."""
+
+    async def leaky_check(category: str, backend: Any) -> bool:
+        raise OSError(f"AUTH {SECRET} refused by 10.0.0.5")
+
+    monkeypatch.setattr(container_module, "check_backend", leaky_check)
+    settings = CloudriftSettings(
+        verify_on_startup=True,
+        cache={
+            "provider": "redis",
+            "auth_method": "from_credentials",
+            "host": "h",
+            "password": SECRET,
+        },
+    )
+    app = FastAPI(lifespan=cloudrift_lifespan(settings))
+    with pytest.raises(CacheConnectionError) as caught:
+        async with app.router.lifespan_context(app):
+            pass
+    assert "cache backend 'default' (redis): OSError: AUTH ********** refused" in str(caught.value)
+    assert SECRET not in str(caught.value)
+
+
 async def test_verifying_every_memory_backend_succeeds() -> None:
     """verify_on_startup passes for the memory provider of every category."""
     app = FastAPI(lifespan=cloudrift_lifespan(memory_settings(verify_on_startup=True)))
