@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from cloudrift.cache.base import Cache, CacheValue, Pipeline
+from cloudrift.core.exceptions import ConfigurationError
 from cloudrift.core.factory import ProviderSpec, build_provider
 
 PROVIDERS: dict[str, ProviderSpec] = {
@@ -32,6 +33,11 @@ def get_cache(provider: str, auth_method: str | None = None, **options: Any) -> 
     unknown providers, methods or options raise ConfigurationError.
     """
     if auth_method is not None:
+        if provider == "memory":
+            raise ConfigurationError(
+                f"the 'memory' cache provider takes no auth_method (got {auth_method!r}); "
+                'use get_cache("memory")'
+            )
         options = {"auth_method": auth_method, **options}
     backend: Cache = build_provider("cache", provider, PROVIDERS, options)
     return backend

@@ -8,6 +8,7 @@ import pytest
 
 from cloudrift.cache import Cache, get_cache
 from cloudrift.cache.memory import MemoryCache
+from cloudrift.core.exceptions import ConfigurationError
 from tests.conformance.cache import Advance, CacheConformance
 
 
@@ -58,3 +59,16 @@ async def test_memory_instances_do_not_share_data() -> None:
     a, b = get_cache("memory"), get_cache("memory")
     await a.set("k", b"v")
     assert await b.get("k") is None
+
+
+def test_unknown_provider_lists_the_valid_ones_and_suggests() -> None:
+    """A misspelled provider raises ConfigurationError naming every provider and the closest."""
+    with pytest.raises(ConfigurationError, match="azure_redis, elasticache, memory, redis") as info:
+        get_cache("redsi")
+    assert "Did you mean 'redis'?" in str(info.value)
+
+
+def test_memory_refuses_an_auth_method() -> None:
+    """get_cache("memory", "from_url") is a mistake and says so."""
+    with pytest.raises(ConfigurationError, match="takes no auth_method"):
+        get_cache("memory", "from_url")
