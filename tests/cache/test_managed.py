@@ -350,6 +350,11 @@ class FakeAsyncTokenCredential:
         self.closed = True
 
 
+def refresher_tasks() -> list[asyncio.Task[Any]]:
+    """The token-refresher tasks alive in this loop."""
+    return [t for t in asyncio.all_tasks() if "_refresh_tokens" in repr(t.get_coro())]
+
+
 def entra_cache(
     server: RedisServer, tls: TLSFiles, clock: FakeClock, credential: FakeAsyncTokenCredential
 ) -> AzureRedisCache:
@@ -420,6 +425,8 @@ async def test_entra_refresher_renews_the_token_and_new_connections_use_it(
         assert cache.token_provider is not None and cache.token_provider.mint_count == 2
         assert await cache.get("k") == b"v"  # a new connection, authenticated with token-2
         assert await native.client_id() != before
+        assert refresher_tasks()  # running while the cache is open
+    assert refresher_tasks() == []  # close() stopped it
     with redis_tls.client() as admin:
         admin.execute_command("ACL", "DELUSER", APP_USER)
 
