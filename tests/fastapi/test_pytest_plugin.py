@@ -10,7 +10,7 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from cloudrift.config import CloudriftSettings
-from cloudrift_fastapi import StorageDep, cloudrift_lifespan, override_backends
+from cloudrift_fastapi import cloudrift_lifespan, override_backends
 from cloudrift_fastapi.pytest_plugin import FakeRedisServer, MotoServer, SMTPSink
 
 
@@ -58,10 +58,6 @@ async def test_memory_backends_fixture_overrides_an_app(
 ) -> None:
     """The memory backends drop into ``override_backends`` in one line."""
     app = FastAPI(lifespan=cloudrift_lifespan(CloudriftSettings(storage="memory")))
-
-    @app.get("/n")
-    async def n(storage: StorageDep) -> int:
-        return len(await storage.list())
 
     await cloudrift_memory_backends["storage"].upload("a", b"1")
     with override_backends(app, **cloudrift_memory_backends):
