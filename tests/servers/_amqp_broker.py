@@ -815,6 +815,7 @@ class AmqpTestBroker(Handler):  # type: ignore[misc]
             "com.microsoft:peek-message": self._op_peek,
             "com.microsoft:renew-session-lock": self._op_renew_session,
             "com.microsoft:update-disposition": self._op_update_disposition,
+            "com.microsoft:get-session-state": self._op_get_session_state,
         }.get(operation)
         if handler is None:
             self._reply(
@@ -938,6 +939,14 @@ class AmqpTestBroker(Handler):  # type: ignore[misc]
             return 410, None, "com.microsoft:session-lock-lost", "The session lock has expired."
         expiry = _now_ms() + int(entity.lock_duration * 1000)
         return 200, {"expiration": timestamp(expiry)}, None, "OK"
+
+    def _op_get_session_state(
+        self, entity: Entity, body: dict[Any, Any]
+    ) -> tuple[int, Any, str | None, str]:
+        session_id = str(body.get("session-id"))
+        if session_id not in entity.session_locks:
+            return 410, None, "com.microsoft:session-lock-lost", "The session lock has expired."
+        return 200, {"session-state": None}, None, "OK"
 
     def _op_update_disposition(
         self, entity: Entity, body: dict[Any, Any]

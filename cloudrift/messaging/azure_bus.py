@@ -1,0 +1,651 @@
+"""Azure Service Bus queues (``azure-servicebus``, async API).
+
+One :class:`ServiceBusClient` per backend, one sender link reused by every send, and
+long-lived receivers: the plain receiver for ordinary queues, one session receiver per
+session in use for session-enabled queues. Receivers stay open while any message they
+delivered is unsettled, because a lock token can only be settled on the receiver link
+that received it; ``close()`` closes all of them.
+
+The seed's table for Service Bus: ``delay`` is a scheduled enqueue; ``visibility_timeout``
+is ignored (the lock duration is queue configuration); ``nack`` abandons (the delivery
+count goes up); dedup is by message id and works only when the queue was created with
+duplicate detection; ``receive(group_id=)`` reads one session, and ``receive()`` on a
+session queue drains one session at a time (``NEXT_AVAILABLE_SESSION``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime
+import uuid
+from collections.abc import Iterator, Sequence
+from contextlib import AsyncExitStack, contextmanager
+from dataclasses import dataclass
+from typing import Any, ClassVar, NoReturn
+
+from cloudrift.core.auth import auth_method, select_auth
+from cloudrift.core.exceptions import (
+    ConfigurationError,
+    MessageTooLargeError,
+    MessagingConnectionError,
+    MessagingError,
+    MessagingPermissionError,
+    QueueNotFoundError,
+    ReceiptHandleError,
+)
+from cloudrift.core.lifecycle import LazyClient
+from cloudrift.core.secrets import Secret, redact, secret
+from cloudrift.messaging.base import (
+    DEAD_LETTER_REASON,
+    InFlightMap,
+    Message,
+    OutboundMessage,
+    Queue,
+    SendFailure,
+    SendLimits,
+)
+
+_AUTH_METHODS = (
+    auth_method("connection_string", ["connection_string"]),
+    auth_method("managed_identity", ["fully_qualified_namespace"], ["managed_identity_client_id"]),
+    auth_method(
+        "service_principal",
+        ["fully_qualified_namespace", "tenant_id", "client_id", "client_secret"],
+    ),
+)
+
+#: Application property that marks ``message_id`` as the caller's ``dedup_id``.
+_DEDUP_PROPERTY = "cloudrift-dedup-id"
+#: Service Bus standard tier's message size limit; premium namespaces allow more.
+STANDARD_MAX_MESSAGE_BYTES = 256 * 1024
+#: The SDK refuses ``max_wait_time=0``; a zero-wait receive polls this briefly.
+_MIN_WAIT = 0.2
+
+
+@dataclass
+class _Held:
+    """A received message kept so its lock token can be settled on its own receiver."""
+
+    receiver: Any
+    message: Any
+    session_id: str | None
+
+
+class AzureServiceBusQueue(Queue):
+    """A Service Bus queue. See the module docstring for the semantics it maps."""
+
+    provider: ClassVar[str] = "azure_bus"
+    max_receive_messages = 100
+
+    supports_visibility_timeout = False
+    supports_dead_letter = True
+    supports_delay = True
+    supports_dedup = True
+
+    def __init__(
+        self,
+        *,
+        queue_name: str | None = None,
+        connection_string: str | Secret | None = None,
+        fully_qualified_namespace: str | None = None,
+        managed_identity_client_id: str | None = None,
+        tenant_id: str | None = None,
+        client_id: str | None = None,
+        client_secret: str | Secret | None = None,
+        session_enabled: bool = False,
+        max_message_bytes: int = STANDARD_MAX_MESSAGE_BYTES,
+        retry_total: int = 3,
+        retry_backoff_factor: float = 0.8,
+        in_flight_limit: int = 10_000,
+    ) -> None:
+        where = "the 'azure_bus' messaging provider"
+        if not isinstance(queue_name, str) or not queue_name.strip():
+            raise ConfigurationError(f"{where} needs queue_name= (the Service Bus queue name)")
+        if not isinstance(session_enabled, bool):
+            raise ConfigurationError(f"{where}: session_enabled must be True or False")
+        if isinstance(max_message_bytes, bool) or not isinstance(max_message_bytes, int):
+            raise ConfigurationError(f"{where}: max_message_bytes must be an int")
+        if max_message_bytes < 1024:
+            raise ConfigurationError(f"{where}: max_message_bytes must be at least 1024")
+        if isinstance(retry_total, bool) or not isinstance(retry_total, int) or retry_total < 0:
+            raise ConfigurationError(f"{where}: retry_total must be an int >= 0")
+        self.auth_method = select_auth(
+            where,
+            {
+                "connection_string": connection_string,
+                "fully_qualified_namespace": fully_qualified_namespace,
+                "managed_identity_client_id": managed_identity_client_id,
+                "tenant_id": tenant_id,
+                "client_id": client_id,
+                "client_secret": client_secret,
+            },
+            _AUTH_METHODS,
+        )
+        self.queue_name = queue_name
+        self._connection_string = secret(connection_string)
+        self._client_secret = secret(client_secret)
+        self._namespace = fully_qualified_namespace or _namespace_of(self._connection_string)
+        self._managed_identity_client_id = managed_identity_client_id
+        self._tenant_id = tenant_id
+        self._client_id = client_id
+        self.session_enabled = session_enabled
+        self.supports_groups = session_enabled
+        self.supports_group_receive = session_enabled
+        self.requires_group_id = session_enabled
+        self._max_message_bytes = max_message_bytes
+        self._retry: dict[str, Any] = {
+            "retry_total": retry_total,
+            "retry_backoff_factor": retry_backoff_factor,
+        }
+        self.backend_name = f"azure_bus queue {queue_name!r}"
+        # Handles carry this instance's id, so a handle from another backend is refused.
+        self._instance = uuid.uuid4().hex[:12]
+        self._held: InFlightMap[_Held] = InFlightMap(in_flight_limit)
+        self._client: LazyClient[Any] = LazyClient(self._build_client)
+        self._sender: LazyClient[Any] = LazyClient(self._build_sender)
+        self._receiver: LazyClient[Any] = LazyClient(self._build_receiver)
+        self._sessions: dict[str, Any] = {}
+        self._current_session: str | None = None
+        self._receive_lock: asyncio.Lock | None = None
+
+    def __repr__(self) -> str:
+        return (
+            f"AzureServiceBusQueue(namespace={self._namespace!r}, queue={self.queue_name!r}, "
+            f"session_enabled={self.session_enabled})"
+        )
+
+    @property
+    def native(self) -> Any:
+        """The SDK's ``ServiceBusClient`` once built (None before first use); not portable."""
+        return self._client._client
+
+    # ------------------------------------------------------------------ clients
+
+    def _secrets(self) -> tuple[Secret | None, ...]:
+        return (self._connection_string, self._client_secret)
+
+    async def _build_client(self, stack: AsyncExitStack) -> Any:
+        from azure.servicebus.aio import ServiceBusClient
+
+        if self.auth_method == "connection_string":
+            assert self._connection_string is not None
+            try:
+                client = ServiceBusClient.from_connection_string(
+                    self._connection_string.reveal(), **self._retry
+                )
+            except ValueError as exc:
+                raise ConfigurationError(
+                    "the 'azure_bus' connection_string is not a valid Service Bus connection "
+                    "string (expected Endpoint=sb://...;SharedAccessKeyName=...;"
+                    f"SharedAccessKey=...): {redact(str(exc), self._secrets())}"
+                ) from None
+        else:
+            credential = await stack.enter_async_context(self._build_credential())
+            client = ServiceBusClient(str(self._namespace), credential, **self._retry)
+        return await stack.enter_async_context(client)
+
+    def _build_credential(self) -> Any:
+        if self.auth_method == "service_principal":
+            from azure.identity.aio import ClientSecretCredential
+
+            assert self._client_secret is not None
+            return ClientSecretCredential(
+                tenant_id=str(self._tenant_id),
+                client_id=str(self._client_id),
+                client_secret=self._client_secret.reveal(),
+            )
+        from azure.identity.aio import DefaultAzureCredential
+
+        # Ambient AZURE_CLIENT_* variables must not shadow the workload's managed
+        # identity; a service principal is chosen explicitly with its own options.
+        return DefaultAzureCredential(
+            exclude_environment_credential=True,
+            managed_identity_client_id=self._managed_identity_client_id,
+        )
+
+    async def _build_sender(self, stack: AsyncExitStack) -> Any:
+        client = await self._client.get()
+        sender = client.get_queue_sender(self.queue_name)
+        return await stack.enter_async_context(sender)
+
+    async def _build_receiver(self, stack: AsyncExitStack) -> Any:
+        client = await self._client.get()
+        receiver = client.get_queue_receiver(self.queue_name, prefetch_count=0)
+        return await stack.enter_async_context(receiver)
+
+    async def _aclose(self) -> None:
+        errors: list[BaseException] = []
+        receivers = list(self._sessions.values())
+        self._sessions.clear()
+        self._current_session = None
+        for receiver in receivers:
+            try:
+                await receiver.close()
+            except Exception as exc:
+                errors.append(exc)
+        for holder in (self._receiver, self._sender, self._client):
+            try:
+                await holder.aclose()
+            except Exception as exc:
+                errors.append(exc)
+        self._held = InFlightMap(self._held.max_size)
+        if errors:
+            raise MessagingError(
+                f"{self.backend_name}: error while closing: "
+                f"{redact(str(errors[0]), self._secrets())}"
+            ) from errors[0]
+
+    # ------------------------------------------------------------------ errors
+
+    def _translate(self, exc: BaseException, doing: str) -> NoReturn:
+        """Raise the cloudrift error for an SDK error (ServiceBusError or azure-core's)."""
+        from azure.core.exceptions import (
+            ClientAuthenticationError,
+            HttpResponseError,
+            ServiceRequestError,
+        )
+        from azure.servicebus import exceptions as sb
+
+        text = redact(f"{type(exc).__name__}: {exc}", self._secrets())
+        where = f"{self.backend_name}: {doing} failed: {text}"
+        if isinstance(exc, sb.MessageSizeExceededError):
+            raise MessageTooLargeError(0, self._max_message_bytes, where) from exc
+        if isinstance(exc, sb.MessagingEntityNotFoundError):
+            raise QueueNotFoundError(
+                f"{where}. Check queue_name and that the queue exists in the namespace"
+            ) from exc
+        if isinstance(
+            exc,
+            sb.MessageLockLostError
+            | sb.SessionLockLostError
+            | sb.MessageAlreadySettled
+            | sb.MessageNotFoundError,
+        ):
+            raise ReceiptHandleError(
+                f"{where}. The lock expired or the message was already settled; receive it again"
+            ) from exc
+        if isinstance(
+            exc,
+            sb.ServiceBusAuthenticationError
+            | sb.ServiceBusAuthorizationError
+            | ClientAuthenticationError,
+        ):
+            raise MessagingPermissionError(
+                f"{where}. Check the credentials and that they may use this queue"
+            ) from exc
+        if isinstance(
+            exc,
+            sb.ServiceBusConnectionError
+            | sb.ServiceBusCommunicationError
+            | sb.OperationTimeoutError
+            | sb.ServiceBusServerBusyError
+            | ServiceRequestError,
+        ):
+            raise MessagingConnectionError(where) from exc
+        if isinstance(exc, HttpResponseError):
+            status = getattr(exc, "status_code", None)
+            if status in (401, 403):
+                raise MessagingPermissionError(where) from exc
+            if status == 404:
+                raise QueueNotFoundError(where) from exc
+            raise MessagingError(where) from exc
+        raise MessagingError(where) from exc
+
+    @contextmanager
+    def _errors(self, doing: str) -> Iterator[None]:
+        from azure.core.exceptions import AzureError
+
+        try:
+            yield
+        except MessagingError:
+            raise
+        except AzureError as exc:  # ServiceBusError and every azure-core error
+            self._translate(exc, doing)
+        except (OSError, ConnectionError) as exc:
+            self._translate(exc, doing)
+
+    # ----------------------------------------------------------------- sending
+
+    async def _limits(self) -> SendLimits:
+        return SendLimits(
+            max_message_bytes=self._max_message_bytes,
+            max_batch_count=4500,
+            max_batch_bytes=self._max_message_bytes,
+            max_delay=None,
+        )
+
+    def _to_sdk(self, msg: OutboundMessage) -> Any:
+        from azure.servicebus import ServiceBusMessage
+
+        properties: dict[str | bytes, Any] = {k: v for k, v in msg.attributes.items()}
+        if msg.dedup_id is not None:
+            properties[_DEDUP_PROPERTY] = "1"
+        return ServiceBusMessage(
+            msg.body,
+            message_id=msg.dedup_id or uuid.uuid4().hex,
+            session_id=msg.group_id,
+            content_type="application/json",
+            application_properties=properties or None,
+        )
+
+    async def _send_one(self, msg: OutboundMessage) -> str:
+        sdk_message = self._to_sdk(msg)
+        with self._errors("send"):
+            sender = await self._sender.get()
+            if msg.delay > 0:
+                await sender.schedule_messages(sdk_message, _enqueue_time(msg.delay))
+            else:
+                await sender.send_messages(sdk_message)
+        return str(sdk_message.message_id)
+
+    async def _send_entries(self, entries: Sequence[OutboundMessage]) -> list[str | SendFailure]:
+        """Send with ``ServiceBusMessageBatch``: the SDK measures the real encoded size, so a
+        batch is sent when the next message does not fit, and when the session changes (one
+        batch carries one session). Delayed entries are scheduled one by one. After a
+        connection failure nothing more is attempted and the rest are reported failed."""
+        from azure.servicebus.exceptions import MessageSizeExceededError
+
+        results: dict[int, str | SendFailure] = {}
+        state: dict[str, Any] = {"gave_up": None, "batch": None, "group": None, "pending": []}
+
+        def fail(indexes: Sequence[int], exc: MessagingError) -> None:
+            if isinstance(exc, MessagingConnectionError):
+                state["gave_up"] = str(exc)
+            results.update({i: SendFailure(str(exc)) for i in indexes})
+
+        async def flush() -> None:
+            batch, pending = state["batch"], state["pending"]
+            state["batch"], state["pending"] = None, []
+            if batch is None or not pending:
+                return
+            try:
+                with self._errors("send_batch"):
+                    sender = await self._sender.get()
+                    await sender.send_messages(batch)
+            except MessagingError as exc:
+                fail([i for i, _ in pending], exc)
+                return
+            results.update({i: str(m.message_id) for i, m in pending})
+
+        for position, msg in enumerate(entries):
+            if state["gave_up"] is None and msg.delay > 0:
+                try:
+                    results[position] = await self._send_one(msg)
+                except MessagingError as exc:
+                    fail([position], exc)
+                continue
+            if state["batch"] is not None and msg.group_id != state["group"]:
+                await flush()
+            sdk_message = self._to_sdk(msg)
+            while state["gave_up"] is None and position not in results:
+                if state["batch"] is None:
+                    try:
+                        with self._errors("send_batch"):
+                            sender = await self._sender.get()
+                            state["batch"] = await sender.create_message_batch()
+                    except MessagingError as exc:
+                        fail([position], exc)
+                        break
+                    state["group"] = msg.group_id
+                try:
+                    state["batch"].add_message(sdk_message)
+                except MessageSizeExceededError:
+                    if not state["pending"]:  # it does not fit even alone
+                        limit = state["batch"].max_size_in_bytes
+                        state["batch"] = None
+                        results[position] = SendFailure(
+                            f"message is over the batch capacity of {limit} bytes"
+                        )
+                        break
+                    await flush()
+                    continue
+                state["pending"].append((position, sdk_message))
+                break
+            queued = any(i == position for i, _ in state["pending"])
+            if state["gave_up"] is not None and position not in results and not queued:
+                results[position] = SendFailure(f"not attempted: {state['gave_up']}")
+        await flush()
+        return [results[i] for i in range(len(entries))]
+
+    # --------------------------------------------------------------- receiving
+
+    def _lock(self) -> asyncio.Lock:
+        if self._receive_lock is None:
+            self._receive_lock = asyncio.Lock()
+        return self._receive_lock
+
+    async def _receive(
+        self,
+        max_messages: int,
+        wait_time: float,
+        visibility_timeout: float | None,
+        group_id: str | None,
+    ) -> list[Message]:
+        wait = max(wait_time, _MIN_WAIT)
+        # One receive at a time per backend: an SDK receiver must not be read concurrently.
+        async with self._lock():
+            with self._errors("receive"):
+                if not self.session_enabled:
+                    receiver = await self._receiver.get()
+                    received = await receiver.receive_messages(
+                        max_message_count=max_messages, max_wait_time=wait
+                    )
+                    return [self._wrap(receiver, m, None) for m in received]
+                return await self._receive_session(max_messages, wait, group_id)
+
+    async def _receive_session(
+        self, max_messages: int, wait: float, group_id: str | None
+    ) -> list[Message]:
+        from azure.servicebus import NEXT_AVAILABLE_SESSION
+        from azure.servicebus.exceptions import OperationTimeoutError, SessionCannotBeLockedError
+
+        client = await self._client.get()
+        if group_id is not None:
+            receiver = self._sessions.get(group_id)
+            if receiver is None:
+                receiver = client.get_queue_receiver(
+                    self.queue_name, session_id=group_id, prefetch_count=0
+                )
+                try:
+                    await receiver.__aenter__()
+                except SessionCannotBeLockedError:
+                    # Another receiver holds this session: nothing for us right now.
+                    await receiver.close()
+                    return []
+                self._sessions[group_id] = receiver
+            received = await receiver.receive_messages(
+                max_message_count=max_messages, max_wait_time=wait
+            )
+            messages = [self._wrap(receiver, m, group_id) for m in received]
+            await self._release_idle_sessions()
+            return messages
+        # No group: drain one session at a time (NEXT_AVAILABLE_SESSION).
+        current = self._current_session
+        if current is not None and current in self._sessions:
+            receiver = self._sessions[current]
+            received = await receiver.receive_messages(
+                max_message_count=max_messages, max_wait_time=_MIN_WAIT
+            )
+            if received:
+                return [self._wrap(receiver, m, current) for m in received]
+        self._current_session = None
+        await self._release_idle_sessions()
+        receiver = client.get_queue_receiver(
+            self.queue_name,
+            session_id=NEXT_AVAILABLE_SESSION,
+            max_wait_time=wait,
+            prefetch_count=0,
+        )
+        try:
+            await receiver.__aenter__()
+            session_id = str(receiver.session.session_id)
+            received = await receiver.receive_messages(
+                max_message_count=max_messages, max_wait_time=wait
+            )
+        except OperationTimeoutError:
+            # No session had messages within wait_time: an empty receive, not an error.
+            await receiver.close()
+            return []
+        except BaseException:
+            await receiver.close()
+            raise
+        self._sessions[session_id] = receiver
+        self._current_session = session_id
+        return [self._wrap(receiver, m, session_id) for m in received]
+
+    async def _release_idle_sessions(self) -> None:
+        """Close session receivers that hold no unsettled message (frees the session lock)."""
+        busy = {held.session_id for held in (self._held.get(h) for h in self._held) if held}
+        for session_id in list(self._sessions):
+            if session_id == self._current_session or session_id in busy:
+                continue
+            receiver = self._sessions.pop(session_id)
+            await receiver.close()
+
+    def _wrap(self, receiver: Any, sdk_message: Any, session_id: str | None) -> Message:
+        # The SDK's body is a generator of sections (never bytes(message)); join it.
+        raw = b"".join(bytes(section) for section in sdk_message.body)
+        handle = f"{self._instance}:{sdk_message.lock_token}"
+        self._held.add(handle, _Held(receiver, sdk_message, session_id))
+        props = {_text(k): _text(v) for k, v in (sdk_message.application_properties or {}).items()}
+        dedup = str(sdk_message.message_id) if props.pop(_DEDUP_PROPERTY, None) else None
+        if sdk_message.dead_letter_reason is not None:
+            props[DEAD_LETTER_REASON] = str(sdk_message.dead_letter_reason)
+        return Message.from_raw(
+            raw,
+            receipt_handle=handle,
+            message_id=str(sdk_message.message_id),
+            group_id=sdk_message.session_id,
+            dedup_id=dedup,
+            receive_count=(sdk_message.delivery_count or 0) + 1,
+            attributes=props,
+        )
+
+    # -------------------------------------------------------- acting on handles
+
+    def _held_for(self, handle: str) -> _Held:
+        if not handle.startswith(f"{self._instance}:"):
+            raise ReceiptHandleError(
+                f"{self.backend_name}: this receipt handle was not issued by this backend "
+                "instance; Service Bus lock tokens can only be settled by the receiver that "
+                "received the message"
+            )
+        held = self._held.get(handle)
+        if held is None:
+            raise ReceiptHandleError(
+                f"{self.backend_name}: unknown or already settled receipt handle; receive the "
+                "message again"
+            )
+        return held
+
+    async def _settle(self, handle: str, doing: str, **kwargs: Any) -> None:
+        held = self._held_for(handle)
+        try:
+            with self._errors(doing):
+                method = getattr(held.receiver, f"{doing}_message")
+                await method(held.message, **kwargs)
+        except ReceiptHandleError:
+            self._held.pop(handle)
+            raise
+        except ValueError as exc:  # the SDK's "handler already shut down" / peeked message
+            self._held.pop(handle)
+            raise ReceiptHandleError(f"{self.backend_name}: cannot {doing}: {exc}") from exc
+        self._held.pop(handle)
+
+    async def _delete(self, handle: str) -> None:
+        await self._settle(handle, "complete")
+
+    async def _nack(self, handle: str) -> None:
+        await self._settle(handle, "abandon")
+
+    async def _dead_letter(self, handle: str, reason: str) -> None:
+        await self._settle(handle, "dead_letter", reason=reason, error_description=reason)
+
+    async def _extend_visibility(self, handle: str, seconds: float) -> None:
+        """Renew the lock: Service Bus extends it by the queue's lock duration (the
+        ``seconds`` asked for cannot be chosen); a session message renews its session."""
+        held = self._held_for(handle)
+        try:
+            with self._errors("extend_visibility"):
+                if held.session_id is not None:
+                    await held.receiver.session.renew_lock()
+                else:
+                    await held.receiver.renew_message_lock(held.message)
+        except ReceiptHandleError:
+            self._held.pop(handle)
+            raise
+
+    # -------------------------------------------------------------------- misc
+
+    async def _purge(self) -> None:
+        from azure.servicebus import NEXT_AVAILABLE_SESSION, ServiceBusReceiveMode
+        from azure.servicebus.exceptions import OperationTimeoutError
+
+        async with self._lock():
+            with self._errors("purge"):
+                client = await self._client.get()
+                while True:
+                    kwargs: dict[str, Any] = {
+                        "receive_mode": ServiceBusReceiveMode.RECEIVE_AND_DELETE,
+                        "max_wait_time": _MIN_WAIT,
+                    }
+                    if self.session_enabled:
+                        kwargs["session_id"] = NEXT_AVAILABLE_SESSION
+                    receiver = client.get_queue_receiver(self.queue_name, **kwargs)
+                    try:
+                        async with receiver:
+                            drained = 0
+                            while True:
+                                got = await receiver.receive_messages(
+                                    max_message_count=100, max_wait_time=_MIN_WAIT
+                                )
+                                if not got:
+                                    break
+                                drained += len(got)
+                    except OperationTimeoutError:
+                        return  # no session left with messages
+                    if not self.session_enabled or drained == 0:
+                        return
+
+    async def _health(self) -> bool:
+        # A read-only $management round trip: it proves the namespace answers, the
+        # credentials work and the queue exists (an attach alone does not: a missing
+        # entity is reported by a detach that may arrive after the attach).
+        with self._errors("health_check"):
+            if not self.session_enabled:
+                receiver = await self._receiver.get()
+                await receiver.peek_messages(max_message_count=1)
+                return True
+            # A session queue only serves session receivers: lock a fresh, empty session
+            # and read its state.
+            client = await self._client.get()
+            probe = client.get_queue_receiver(
+                self.queue_name, session_id=f"cloudrift-health-{uuid.uuid4().hex}"
+            )
+            async with probe:
+                await probe.session.get_state()
+        return True
+
+
+def _enqueue_time(delay: float) -> datetime.datetime:
+    return datetime.datetime.now(datetime.UTC) + datetime.timedelta(seconds=delay)
+
+
+def _text(value: object) -> str:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    return str(value)
+
+
+def _namespace_of(connection_string: Secret | None) -> str | None:
+    """The host named by a connection string's Endpoint= (no secret in it)."""
+    if connection_string is None:
+        return None
+    for part in connection_string.reveal().split(";"):
+        key, _, value = part.partition("=")
+        if key.strip().lower() == "endpoint":
+            return value.strip().removeprefix("sb://").rstrip("/") or None
+    return None
+
+
+__all__ = ["STANDARD_MAX_MESSAGE_BYTES", "AzureServiceBusQueue"]
