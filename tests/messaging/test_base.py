@@ -1,0 +1,264 @@
+"""The shared work in cloudrift.messaging.base: serialisation, validation, batching, consume()."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import os
+import subprocess
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import pytest
+
+from cloudrift.core.exceptions import (
+    ConfigurationError,
+    InvalidMessageError,
+    MessageSendError,
+    MessagingConnectionError,
+    MessagingError,
+)
+from cloudrift.messaging import Message, OutgoingMessage, get_queue
+from cloudrift.messaging.base import (
+    InFlightMap,
+    OutboundMessage,
+    SendFailure,
+    SendLimits,
+    encode_payload,
+)
+from cloudrift.messaging.memory import MemoryQueue
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class FlakyChunks(MemoryQueue):
+    """Test double over the real memory queue: chunk number ``fail_at`` loses its connection."""
+
+    def __init__(self, fail_at: int, *, wrong_count: bool = False) -> None:
+        super().__init__()
+        self.fail_at = fail_at
+        self.wrong_count = wrong_count
+        self.chunks: list[int] = []
+
+    async def _send_chunk(self, chunk: Sequence[OutboundMessage]) -> Sequence[str | SendFailure]:
+        self.chunks.append(len(chunk))
+        if len(self.chunks) == self.fail_at:
+            raise MessagingConnectionError("connection reset by peer")
+        results = list(await super()._send_chunk(chunk))
+        return results[:-1] if self.wrong_count else results
+
+
+def test_payload_is_compact_utf8_json() -> None:
+    """Payloads serialise once, to compact UTF-8 JSON (non-ASCII kept as UTF-8)."""
+    assert encode_payload({"a": 1, "b": "é"}) == '{"a":1,"b":"é"}'.encode()
+
+
+@pytest.mark.parametrize("bad", [{1, 2}, b"bytes", object(), math.nan, {"x": math.inf}])
+def test_non_json_payload_raises_type_error(bad: object) -> None:
+    """Sets, bytes, objects, NaN and infinity are refused with TypeError."""
+    with pytest.raises(TypeError, match="JSON-serialisable"):
+        encode_payload(bad)
+
+
+def test_message_from_raw_keeps_non_json_bytes() -> None:
+    """Non-JSON and non-UTF-8 bytes become a Message with is_json False and raw intact."""
+    text = Message.from_raw(b"hello", receipt_handle="h", message_id="m")
+    binary = Message.from_raw(b"\xff", receipt_handle="h", message_id="m")
+    json_null = Message.from_raw(b"null", receipt_handle="h", message_id="m")
+    assert (text.is_json, text.body, text.text) == (False, None, "hello")
+    assert (binary.is_json, binary.text, binary.raw) == (False, None, b"\xff")
+    assert (json_null.is_json, json_null.body) == (True, None)
+
+
+def test_message_repr_does_not_show_the_body() -> None:
+    """repr(Message) names id, group and count, never the payload (it may be sensitive)."""
+    msg = Message.from_raw(b'{"card": "4111"}', receipt_handle="h", message_id="m1")
+    assert "4111" not in repr(msg) and "m1" in repr(msg)
+
+
+def test_in_flight_map_evicts_oldest_beyond_its_bound() -> None:
+    """The in-flight map never holds more than max_size entries."""
+    inflight: InFlightMap[int] = InFlightMap(max_size=3)
+    for i in range(10):
+        inflight.add(f"h{i}", i)
+    assert len(inflight) == 3 and list(inflight) == ["h7", "h8", "h9"]
+    assert inflight.pop("h8") == 8 and inflight.get("h1") is None
+
+
+async def test_batch_is_split_by_bytes_as_well_as_count() -> None:
+    """Entries are packed in order into batches under both the count and byte limits."""
+    queue = MemoryQueue()
+    entries = [OutboundMessage(index=i, body=b"x" * 40) for i in range(7)]
+    plan = queue._plan_batches(entries, SendLimits(100, 10, 100))
+    assert [len(b) for b in plan] == [2, 2, 2, 1]
+    plan = queue._plan_batches(entries, SendLimits(100, 3, 10_000))
+    assert [len(b) for b in plan] == [3, 3, 1]
+
+
+async def test_connection_loss_mid_batch_reports_every_entry() -> None:
+    """Sent entries keep their ids; the failed chunk and the rest are reported as failed."""
+    async with FlakyChunks(fail_at=2) as queue:
+        with pytest.raises(MessageSendError, match="15 of 25 messages were not sent") as info:
+            await queue.send_batch([{"n": i} for i in range(25)])
+        err = info.value
+        assert sorted(err.succeeded) == list(range(10))
+        assert sorted(err.failed) == list(range(10, 25))
+        assert "connection reset" in err.failed[10] and "not attempted" in err.failed[20]
+        assert queue.chunks == [10, 10]  # the third chunk was not attempted
+        got = await queue.receive(max_messages=100)
+        assert {m.message_id for m in got} == set(err.succeeded.values())
+
+
+async def test_provider_returning_too_few_results_is_an_error_not_success() -> None:
+    """A provider that loses track of an entry makes send_batch fail loudly."""
+    async with FlakyChunks(fail_at=0, wrong_count=True) as queue:
+        with pytest.raises(MessagingError, match="outcome is unknown"):
+            await queue.send_batch([{"n": 1}, {"n": 2}])
+
+
+async def test_bad_message_options_are_rejected_before_sending() -> None:
+    """Negative delays, bad attributes and empty ids fail fast; nothing reaches the queue."""
+    async with MemoryQueue() as queue:
+        with pytest.raises(ValueError, match="delay"):
+            await queue.send({"n": 1}, delay=-1)
+        with pytest.raises(ValueError, match="delay"):
+            await queue.send({"n": 1}, delay=math.nan)
+        with pytest.raises(InvalidMessageError, match="attribute"):
+            await queue.send({"n": 1}, attributes={"k": 1})  # type: ignore[dict-item]
+        with pytest.raises(InvalidMessageError, match="group_id"):
+            await queue.send({"n": 1}, group_id="")
+        with pytest.raises(InvalidMessageError, match="dedup_id cannot be shared"):
+            await queue.send_batch([{"n": 1}], dedup_id="same")
+        with pytest.raises(TypeError, match="list of payloads"):
+            await queue.send_batch({"n": 1})  # type: ignore[arg-type]
+        assert len(queue) == 0
+
+
+async def test_delay_over_the_provider_maximum_is_rejected() -> None:
+    """A delay beyond the provider's maximum raises InvalidMessageError naming it."""
+
+    class Capped(MemoryQueue):
+        async def _limits(self) -> SendLimits:
+            return SendLimits(max_delay=900)
+
+    async with Capped() as queue:
+        with pytest.raises(InvalidMessageError, match="maximum of 900s"):
+            await queue.send({"n": 1}, delay=901)
+
+
+async def test_batch_group_id_applies_to_plain_entries_only() -> None:
+    """send_batch(group_id=) groups plain payloads; an OutgoingMessage keeps its own group."""
+    async with MemoryQueue() as queue:
+        await queue.send_batch([{"n": 1}, OutgoingMessage({"n": 2}, group_id="own")], group_id="g")
+        got = await queue.receive(max_messages=10)
+        assert {m.body["n"]: m.group_id for m in got} == {1: "g", 2: "own"}
+
+
+async def test_consume_runs_at_most_concurrency_handlers_at_once() -> None:
+    """consume(concurrency=3) never runs more than three handlers at the same time."""
+    async with MemoryQueue() as queue:
+        await queue.send_batch([{"n": i} for i in range(12)])
+        running = 0
+        peak = 0
+
+        async def handler(m: Message) -> None:
+            nonlocal running, peak
+            running += 1
+            peak = max(peak, running)
+            await asyncio.sleep(0.01)
+            running -= 1
+
+        assert await queue.consume(handler, concurrency=3, limit=12, wait_time=1) == 12
+        assert peak == 3 and len(queue) == 0
+
+
+async def test_consume_extends_visibility_while_a_long_handler_runs() -> None:
+    """With visibility_timeout the message stays hidden for as long as its handler runs."""
+    async with MemoryQueue() as queue:
+        await queue.send({"n": 1})
+        started, release = asyncio.Event(), asyncio.Event()
+
+        async def handler(m: Message) -> None:
+            started.set()
+            await release.wait()
+
+        worker = asyncio.create_task(queue.consume(handler, visibility_timeout=0.4, limit=1))
+        await started.wait()
+        await asyncio.sleep(1.0)  # 2.5 times the visibility timeout
+        assert await queue.receive() == []
+        release.set()
+        assert await worker == 1
+        assert len(queue) == 0
+
+
+async def test_consume_keeps_going_after_a_receive_failure(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A failed poll is logged and retried; the loop does not die."""
+
+    class FailsOnce(MemoryQueue):
+        failed = False
+
+        async def _receive(self, *args: object) -> list[Message]:
+            if not self.failed:
+                self.failed = True
+                raise MessagingConnectionError("blip")
+            return await super()._receive(*args)  # type: ignore[arg-type]
+
+    caplog.set_level(logging.WARNING, logger="cloudrift.messaging")
+    async with FailsOnce() as queue:
+        await queue.send({"n": 1})
+        seen: list[Message] = []
+
+        async def handler(m: Message) -> None:
+            seen.append(m)
+
+        assert await queue.consume(handler, limit=1, wait_time=1) == 1
+        assert seen[0].body == {"n": 1}
+        assert "receive failed (MessagingConnectionError)" in caplog.text
+
+
+async def test_consume_rejects_bad_options() -> None:
+    """Bad consume() options raise before any polling."""
+    async with MemoryQueue() as queue:
+
+        async def handler(m: Message) -> None:
+            return None
+
+        with pytest.raises(ValueError, match="concurrency"):
+            await queue.consume(handler, concurrency=0)
+        with pytest.raises(ValueError, match="max_receives"):
+            await queue.consume(handler, max_receives=0)
+        with pytest.raises(TypeError, match="handler"):
+            await queue.consume("not callable")  # type: ignore[arg-type]
+
+
+def test_unknown_provider_lists_the_valid_ones() -> None:
+    """get_queue with a typo names every valid provider."""
+    with pytest.raises(ConfigurationError, match="azure_bus, memory, redis, sqs"):
+        get_queue("sqs_fifo")
+
+
+def test_importing_messaging_needs_no_sdk() -> None:
+    """With no third-party package importable, cloudrift.messaging and memory still work."""
+    code = (
+        "import asyncio, sys\n"
+        "import cloudrift.messaging as m\n"
+        "from cloudrift.core.exceptions import ConfigurationError\n"
+        "q = m.get_queue('memory')\n"
+        "asyncio.run(q.send({'n': 1}))\n"
+        "try:\n"
+        "    m.get_queue('sqs', queue_url='https://sqs.us-east-1.amazonaws.com/1/q')\n"
+        "except ConfigurationError as e:\n"
+        "    print(e)\n"
+        "bad = [x for x in ('aioboto3', 'botocore', 'redis', 'azure') if x in sys.modules]\n"
+        "print('loaded', bad)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    out = subprocess.run(
+        [sys.executable, "-S", "-c", code], capture_output=True, text=True, env=env, check=True
+    ).stdout
+    assert 'pip install "cloudrift[aws]"' in out
+    assert "loaded []" in out
