@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -25,7 +26,9 @@ from tests.servers.moto import MotoEndpoint
 BUCKET = "cloudrift-test"
 
 
+@functools.cache
 def _raw(moto: MotoEndpoint) -> Any:
+    """A plain boto3 client for test setup and inspection (one per server)."""
     return boto3.client(
         "s3",
         endpoint_url=moto.endpoint_url,
