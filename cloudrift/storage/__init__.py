@@ -11,7 +11,10 @@ from typing import Any
 from cloudrift.core.factory import ProviderSpec, build_provider
 from cloudrift.storage.base import ObjectInfo, PresignMethod, Storage, validate_key
 
-#: name → where the provider lives and what it needs installed.
+#: name → where the provider lives and what it needs installed. ``requires`` names only
+#: top-level modules: ``require_modules`` uses ``find_spec``, which raises (instead of
+#: answering None) for a dotted name whose parent package is missing; a missing
+#: sub-package is still reported with the extra by the import fallback.
 PROVIDERS: dict[str, ProviderSpec] = {
     "memory": ProviderSpec("cloudrift.storage.memory", "MemoryStorage"),
     "local": ProviderSpec("cloudrift.storage.local", "LocalStorage"),
@@ -21,10 +24,10 @@ PROVIDERS: dict[str, ProviderSpec] = {
         "cloudrift.storage.azure_blob",
         "AzureBlobStorage",
         extra="azure",
-        requires=("azure.storage.blob", "aiohttp"),
+        requires=("azure", "aiohttp"),
     ),
     "gcs": ProviderSpec(
-        "cloudrift.storage.gcs", "GCSStorage", extra="gcp", requires=("gcloud.aio.storage",)
+        "cloudrift.storage.gcs", "GCSStorage", extra="gcp", requires=("gcloud", "aiohttp")
     ),
 }
 

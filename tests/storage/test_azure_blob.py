@@ -25,6 +25,7 @@ from cloudrift.core.exceptions import (
 )
 from cloudrift.storage import Storage, get_storage
 from cloudrift.storage.azure_blob import AzureBlobStorage
+from cloudrift.storage.base import MIN_PART_SIZE
 from tests.conformance.storage import StorageConformance
 from tests.servers._process import free_port
 from tests.servers.azurite import ACCOUNT, ACCOUNT_KEY, AzuriteContainer
@@ -271,3 +272,76 @@ def test_bad_azure_options_are_configuration_errors(options: dict[str, Any], mes
     """Incomplete, conflicting or malformed credentials fail at construction."""
     with pytest.raises(ConfigurationError, match=message):
         get_storage("azure_blob", container="c", **options)
+
+
+async def test_streamed_upload_keeps_few_blocks_in_memory(
+    azurite: AzuriteContainer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """upload_stream pulls at most upload_concurrency + 1 blocks ahead of the blocks staged."""
+    from azure.storage.blob.aio import BlobClient
+
+    real_stage = BlobClient.stage_block
+    staged = 0
+    worst = 0
+
+    async def counting_stage(self: Any, *args: Any, **kwargs: Any) -> Any:
+        nonlocal staged
+        result = await real_stage(self, *args, **kwargs)
+        staged += 1
+        return result
+
+    monkeypatch.setattr(BlobClient, "stage_block", counting_stage)
+    storage = AzureBlobStorage(
+        connection_string=azurite.server.connection_string,
+        container=azurite.container,
+        upload_concurrency=2,
+    )
+
+    async def source() -> AsyncIterator[bytes]:
+        nonlocal worst
+        for i in range(6):
+            worst = max(worst, i + 1 - staged)
+            yield bytes([i]) * MIN_PART_SIZE
+
+    await storage.upload_stream("bounded", source(), part_size=MIN_PART_SIZE)
+    assert staged == 6 and worst <= 2 + 1
+    assert (await storage.head("bounded")).size == 6 * MIN_PART_SIZE
+    await storage.close()
+
+
+async def test_move_deletes_the_source_only_after_a_pending_copy_succeeds(
+    blob: AzureBlobStorage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """When Azure reports the copy as pending, move polls until success before deleting."""
+    from azure.storage.blob.aio import BlobClient, ContainerClient
+
+    events: list[str] = []
+    real_copy = BlobClient.start_copy_from_url
+    real_props = BlobClient.get_blob_properties
+    real_delete = ContainerClient.delete_blob
+    polls = {"n": 0}
+
+    async def copy_reports_pending(self: Any, *args: Any, **kwargs: Any) -> Any:
+        result = await real_copy(self, *args, **kwargs)
+        events.append("copy started")
+        return {**result, "copy_status": "pending"}
+
+    async def props_pending_twice(self: Any, *args: Any, **kwargs: Any) -> Any:
+        props = await real_props(self, *args, **kwargs)
+        if self.blob_name == "moved" and polls["n"] < 2:
+            polls["n"] += 1
+            props.copy.status = "pending"
+        events.append(f"poll {props.copy.status}")
+        return props
+
+    async def recording_delete(self: Any, name: str, *args: Any, **kwargs: Any) -> Any:
+        events.append(f"delete {name}")
+        return await real_delete(self, name, *args, **kwargs)
+
+    monkeypatch.setattr(BlobClient, "start_copy_from_url", copy_reports_pending)
+    monkeypatch.setattr(BlobClient, "get_blob_properties", props_pending_twice)
+    monkeypatch.setattr(ContainerClient, "delete_blob", recording_delete)
+    await blob.upload("src", b"payload")
+    await blob.move("src", "moved")
+    assert events[-4:] == ["poll pending", "poll pending", "poll success", "delete src"]
+    assert await blob.download("moved") == b"payload"

@@ -355,3 +355,28 @@ def test_r2_account_id_builds_the_endpoint_and_public_links() -> None:
     )
     assert r2.endpoint_url == "https://abc123.r2.cloudflarestorage.com"
     assert r2.public_url_for("a b/ü.png") == "https://cdn.example.com/a%20b/%C3%BC.png"
+
+
+async def test_streamed_upload_keeps_few_parts_in_memory(moto: MotoEndpoint, bucket: Any) -> None:
+    """upload_stream pulls at most upload_concurrency + 2 parts ahead of the parts sent."""
+    storage = S3Storage(bucket=BUCKET, upload_concurrency=2, **moto.credentials())
+    client = await storage.native.get()
+    sent = 0
+    worst = 0
+
+    def done(**_: Any) -> None:
+        nonlocal sent
+        sent += 1
+
+    client.meta.events.register("after-call.s3.UploadPart", done)
+
+    async def source() -> AsyncIterator[bytes]:
+        nonlocal worst
+        for i in range(6):
+            worst = max(worst, i + 1 - sent)
+            yield bytes([i]) * MIN_PART_SIZE
+
+    await storage.upload_stream("bounded", source(), part_size=MIN_PART_SIZE)
+    assert sent == 6 and worst <= 2 + 2
+    assert (await storage.head("bounded")).size == 6 * MIN_PART_SIZE
+    await storage.close()
