@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import contextvars
 import json
 import logging
 import math
@@ -74,6 +75,11 @@ V = TypeVar("V")
 
 #: Attribute a dead-lettered message carries on the dead-letter queue: the reason given.
 DEAD_LETTER_REASON = "DeadLetterReason"
+
+#: The queue whose consume() handler the current task is running (close() deadlock guard).
+_CURRENT_HANDLER: contextvars.ContextVar[Queue | None] = contextvars.ContextVar(
+    "cloudrift_messaging_handler", default=None
+)
 
 #: What ``consume()`` calls for every message.
 Handler = Callable[["Message"], Awaitable[object]]
@@ -679,7 +685,10 @@ class Queue(AsyncBackend, abc.ABC):
         consumers = self._consumers()
         if consumers:
             self._stop_event().set()
-            await asyncio.gather(*(event.wait() for event in list(consumers)))
+            # From inside a handler, waiting for the consumers would wait for ourselves:
+            # close now; unacked messages come back after their visibility timeout.
+            if _CURRENT_HANDLER.get() is not self:
+                await asyncio.gather(*(event.wait() for event in list(consumers)))
         await super().close()
 
     async def consume(
@@ -767,7 +776,6 @@ class Queue(AsyncBackend, abc.ABC):
                         self._handle(handler, message, visibility_timeout, max_receives)
                     )
                     tasks.add(task)
-                    task.add_done_callback(tasks.discard)
                 tasks = {t for t in tasks if not t.done()}
         except asyncio.CancelledError:
             cancelled = True
@@ -808,6 +816,7 @@ class Queue(AsyncBackend, abc.ABC):
         visibility_timeout: float | None,
         max_receives: int | None,
     ) -> None:
+        _CURRENT_HANDLER.set(self)  # this task's own context only
         keeper: asyncio.Task[None] | None = None
         if visibility_timeout is not None:
             keeper = asyncio.ensure_future(

@@ -262,3 +262,15 @@ def test_importing_messaging_needs_no_sdk() -> None:
     ).stdout
     assert 'pip install "cloudrift[aws]"' in out
     assert "loaded []" in out
+
+
+async def test_close_called_from_a_handler_does_not_deadlock() -> None:
+    """A handler may close its own queue: consume() then stops instead of hanging."""
+    queue = MemoryQueue()
+    await queue.send_batch([{"n": 1}, {"n": 2}])
+
+    async def handler(m: Message) -> None:
+        await queue.close()
+
+    assert await asyncio.wait_for(queue.consume(handler, wait_time=1), 10) >= 1
+    assert queue.closed
