@@ -384,18 +384,17 @@ class RedisBackend(Cache):
     async def _incr(self, key: str, amount: int) -> int:
         return int(await self._run("INCRBY", key, amount))
 
-    async def _hset(self, key: str, field: str, value: bytes) -> bool:
+    async def _hset(self, key: str, field: bytes, value: bytes) -> bool:
         return int(await self._run("HSET", key, field, value)) > 0
 
-    async def _hget(self, key: str, field: str) -> bytes | None:
+    async def _hget(self, key: str, field: bytes) -> bytes | None:
         value: bytes | None = await self._run("HGET", key, field)
         return value
 
-    async def _hgetall(self, key: str) -> dict[str, bytes]:
-        raw = await self._run("HGETALL", key)
-        return {k.decode("utf-8", "surrogateescape"): v for k, v in raw.items()}
+    async def _hgetall(self, key: str) -> dict[bytes, bytes]:
+        return dict(await self._run("HGETALL", key))
 
-    async def _hdel(self, key: str, field: str) -> bool:
+    async def _hdel(self, key: str, field: bytes) -> bool:
         return int(await self._run("HDEL", key, field)) > 0
 
     async def _push(self, key: str, values: list[bytes], left: bool) -> int:

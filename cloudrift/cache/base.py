@@ -3,9 +3,10 @@
 Values: every write accepts ``bytes`` (also ``bytearray``/``memoryview``) or ``str``; a
 ``str`` is stored as its UTF-8 encoding, so ``set(k, "é")`` and ``set(k, "é".encode())``
 store the same thing. Every read returns ``bytes`` (``get``, ``mget``, ``hget``,
-``hgetall`` values, ``lrange`` items) on every provider; hash field names come back as
-``str``. Anything else (``int``, ``None``, a dict...) raises :class:`CacheArgumentError`
-before a command is sent; use :mod:`cloudrift.kv` for JSON records.
+``hgetall`` field names and values, ``lrange`` items) on every provider. Hash field
+names, like values, may be given as ``str`` or ``bytes``. Anything else (``int``,
+``None``, a dict...) raises :class:`CacheArgumentError` before a command is sent; use
+:mod:`cloudrift.kv` for JSON records.
 
 Keys are non-empty ``str``. TTLs are seconds (``int`` or ``float``, > 0); sub-second
 TTLs are kept to the millisecond.
@@ -116,7 +117,7 @@ class Pipeline:
         """Queue ``expire(key, ttl)``."""
         return self._add("expire", check_key(key), check_ttl(ttl, optional=False))
 
-    def hset(self, key: str, field: str, value: CacheValue) -> Pipeline:
+    def hset(self, key: str, field: str | bytes, value: CacheValue) -> Pipeline:
         """Queue ``hset(key, field, value)``."""
         return self._add("hset", check_key(key), _check_field(field), encode_value(value))
 
@@ -129,10 +130,12 @@ class Pipeline:
         return self._add("rpush", check_key(key), *_encode_many(values))
 
 
-def _check_field(field: object) -> str:
-    if not isinstance(field, str) or not field:
-        raise CacheArgumentError("hash field names must be non-empty str")
-    return field
+def _check_field(field: object) -> bytes:
+    if isinstance(field, str | bytes | bytearray | memoryview):
+        encoded = encode_value(field, "hash field name")
+        if encoded:
+            return encoded
+    raise CacheArgumentError("hash field names must be non-empty str or bytes")
 
 
 def _encode_many(values: Sequence[object]) -> list[bytes]:
@@ -234,7 +237,7 @@ class Cache(AsyncBackend, ABC):
         return await self._incr(check_key(key), -check_amount(amount))
 
     # ------------------------------------------------------------------- hashes
-    async def hset(self, key: str, field: str, value: CacheValue) -> bool:
+    async def hset(self, key: str, field: str | bytes, value: CacheValue) -> bool:
         """Set one field of the hash at ``key``; True if the field is new.
 
         Raises CacheResponseError if ``key`` holds another type.
@@ -242,17 +245,17 @@ class Cache(AsyncBackend, ABC):
         self._ensure_open()
         return await self._hset(check_key(key), _check_field(field), encode_value(value))
 
-    async def hget(self, key: str, field: str) -> bytes | None:
+    async def hget(self, key: str, field: str | bytes) -> bytes | None:
         """One field of the hash at ``key`` as bytes, None if the hash or field is absent."""
         self._ensure_open()
         return await self._hget(check_key(key), _check_field(field))
 
-    async def hgetall(self, key: str) -> dict[str, bytes]:
-        """Every field of the hash at ``key`` (names as str, values as bytes); {} if absent."""
+    async def hgetall(self, key: str) -> dict[bytes, bytes]:
+        """Every field of the hash at ``key``, names and values as bytes; {} if absent."""
         self._ensure_open()
         return await self._hgetall(check_key(key))
 
-    async def hdel(self, key: str, field: str) -> bool:
+    async def hdel(self, key: str, field: str | bytes) -> bool:
         """Remove one field of the hash; True if it existed."""
         self._ensure_open()
         return await self._hdel(check_key(key), _check_field(field))
@@ -332,13 +335,13 @@ class Cache(AsyncBackend, ABC):
     @abstractmethod
     async def _incr(self, key: str, amount: int) -> int: ...
     @abstractmethod
-    async def _hset(self, key: str, field: str, value: bytes) -> bool: ...
+    async def _hset(self, key: str, field: bytes, value: bytes) -> bool: ...
     @abstractmethod
-    async def _hget(self, key: str, field: str) -> bytes | None: ...
+    async def _hget(self, key: str, field: bytes) -> bytes | None: ...
     @abstractmethod
-    async def _hgetall(self, key: str) -> dict[str, bytes]: ...
+    async def _hgetall(self, key: str) -> dict[bytes, bytes]: ...
     @abstractmethod
-    async def _hdel(self, key: str, field: str) -> bool: ...
+    async def _hdel(self, key: str, field: bytes) -> bool: ...
     @abstractmethod
     async def _push(self, key: str, values: list[bytes], left: bool) -> int: ...
     @abstractmethod

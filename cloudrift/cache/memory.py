@@ -15,7 +15,7 @@ _WRONGTYPE = "WRONGTYPE Operation against a key holding the wrong kind of value"
 
 @dataclass
 class _Entry:
-    value: bytes | dict[str, bytes] | list[bytes]
+    value: bytes | dict[bytes, bytes] | list[bytes]
     expires_at: float | None = None
 
 
@@ -92,7 +92,7 @@ class MemoryCache(Cache):
             entry.value = str(new).encode()  # INCR keeps the key's TTL
         return new
 
-    def _do_hset(self, key: str, field: str, value: bytes) -> bool:
+    def _do_hset(self, key: str, field: bytes, value: bytes) -> bool:
         h = self._typed(key, dict)
         if h is None:
             h = {}
@@ -154,18 +154,18 @@ class MemoryCache(Cache):
     async def _incr(self, key: str, amount: int) -> int:
         return self._do_incr(key, amount)
 
-    async def _hset(self, key: str, field: str, value: bytes) -> bool:
+    async def _hset(self, key: str, field: bytes, value: bytes) -> bool:
         return self._do_hset(key, field, value)
 
-    async def _hget(self, key: str, field: str) -> bytes | None:
+    async def _hget(self, key: str, field: bytes) -> bytes | None:
         h = self._typed(key, dict)
         return None if h is None else h.get(field)
 
-    async def _hgetall(self, key: str) -> dict[str, bytes]:
+    async def _hgetall(self, key: str) -> dict[bytes, bytes]:
         h = self._typed(key, dict)
         return {} if h is None else dict(h)
 
-    async def _hdel(self, key: str, field: str) -> bool:
+    async def _hdel(self, key: str, field: bytes) -> bool:
         h = self._typed(key, dict)
         if h is None or field not in h:
             return False

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import socket
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,6 +14,13 @@ from cloudrift.core.exceptions import CacheConnectionError, CacheResponseError
 from tests.servers._process import LOOPBACK
 from tests.servers.cache_faults import FailoverProxy
 from tests.servers.redis import RedisServer
+
+
+def start_replica(
+    factory: Callable[..., RedisServer], primary: RedisServer, workdir: Path
+) -> RedisServer:
+    """A read-only replica of ``primary``; its synced RDB file goes to ``workdir``, not the cwd."""
+    return factory(extra_args=["--replicaof", LOOPBACK, str(primary.port), "--dir", str(workdir)])
 
 
 async def test_connections_killed_by_the_server_are_replaced(redis: RedisServer) -> None:
@@ -28,10 +36,11 @@ async def test_connections_killed_by_the_server_are_replaced(redis: RedisServer)
 async def test_readonly_reply_after_failover_is_retried_on_the_new_primary(
     redis_server_factory: Callable[..., RedisServer],
     failover_proxy: type[FailoverProxy],
+    tmp_path: Path,
 ) -> None:
     """A write answered with READONLY (demoted primary) is retried on a new connection and lands."""
     primary = redis_server_factory()
-    replica = redis_server_factory(extra_args=["--replicaof", LOOPBACK, str(primary.port)])
+    replica = start_replica(redis_server_factory, primary, tmp_path)
     proxy = await failover_proxy([replica.port, primary.port]).start()
     async with get_cache("redis", "from_credentials", host=LOOPBACK, port=proxy.port) as cache:
         assert await cache.set("after-failover", b"landed") is True
@@ -41,11 +50,11 @@ async def test_readonly_reply_after_failover_is_retried_on_the_new_primary(
 
 
 async def test_readonly_is_not_retried_when_retries_are_off(
-    redis_server_factory: Callable[..., RedisServer],
+    redis_server_factory: Callable[..., RedisServer], tmp_path: Path
 ) -> None:
     """With retry_attempts=1 the READONLY reply surfaces as CacheResponseError naming it."""
     primary = redis_server_factory()
-    replica = redis_server_factory(extra_args=["--replicaof", LOOPBACK, str(primary.port)])
+    replica = start_replica(redis_server_factory, primary, tmp_path)
     async with get_cache(
         "redis", "from_credentials", host=LOOPBACK, port=replica.port, retry_attempts=1
     ) as cache:
@@ -106,10 +115,11 @@ async def test_server_that_never_answers_raises_instead_of_hanging(silent_port: 
 async def test_pipeline_answered_with_readonly_is_retried_on_the_new_primary(
     redis_server_factory: Callable[..., RedisServer],
     failover_proxy: type[FailoverProxy],
+    tmp_path: Path,
 ) -> None:
     """A MULTI/EXEC refused by a demoted primary is retried whole on the new primary."""
     primary = redis_server_factory()
-    replica = redis_server_factory(extra_args=["--replicaof", LOOPBACK, str(primary.port)])
+    replica = start_replica(redis_server_factory, primary, tmp_path)
     proxy = await failover_proxy([replica.port, primary.port]).start()
     async with get_cache("redis", "from_credentials", host=LOOPBACK, port=proxy.port) as cache:
         async with cache.pipeline() as pipe:

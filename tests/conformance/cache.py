@@ -234,13 +234,14 @@ class CacheConformance(Conformance):
 
     # ----------------------------------------------------------- hashes
     async def test_hash_fields_round_trip(self, backend: Cache) -> None:
-        """hset/hget/hgetall: field names come back as str, values as bytes."""
+        """hset/hget/hgetall: str or bytes in; field names and values come back as bytes."""
         assert await backend.hset("user:1", "name", "Alice") is True
         assert await backend.hset("user:1", "name", "Bob") is False
-        await backend.hset("user:1", "age", b"42")
+        await backend.hset("user:1", b"age", b"42")
         assert await backend.hget("user:1", "name") == b"Bob"
         assert await backend.hget("user:1", "nope") is None
-        assert await backend.hgetall("user:1") == {"name": b"Bob", "age": b"42"}
+        assert await backend.hget("user:1", b"name") == b"Bob"
+        assert await backend.hgetall("user:1") == {b"name": b"Bob", b"age": b"42"}
 
     async def test_hgetall_of_missing_key_is_empty(self, backend: Cache) -> None:
         """hgetall of a missing key is {}."""
@@ -303,7 +304,7 @@ class CacheConformance(Conformance):
         assert pipe.results == [True, 5, True, 2, True, False, 4]
         assert await backend.get("a") == b"1"
         assert await backend.get("n") == b"4"
-        assert await backend.hgetall("h") == {"f": b"v"}
+        assert await backend.hgetall("h") == {b"f": b"v"}
 
     async def test_pipeline_sends_nothing_when_the_block_raises(self, backend: Cache) -> None:
         """If the block raises, no queued command reaches the cache."""
