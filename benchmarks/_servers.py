@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -39,21 +39,31 @@ def started_note(*names: str) -> str:
 
 @contextlib.contextmanager
 def moto() -> Iterator[Any]:
-    """moto's ThreadedMotoServer (S3, SQS, SESv2) in this process, on a free port."""
-    from moto.server import ThreadedMotoServer
+    """moto's server (S3, SQS, SESv2) as a child process on a free port.
 
-    from tests.servers._process import LOOPBACK
+    The tests run ThreadedMotoServer inside pytest; here it gets its own process so the
+    server's request handling does not compete with the measured client for this
+    process's GIL.
+    """
+    from tests.servers._process import LOOPBACK, ManagedProcess, free_port
     from tests.servers.moto import MotoEndpoint
 
-    began = time.monotonic()
-    server = ThreadedMotoServer(ip_address=LOOPBACK, port=0, verbose=False)
-    server.start()
-    host, port = server.get_host_and_port()
-    START_TIMES["moto"] = time.monotonic() - began
-    try:
-        yield MotoEndpoint(f"http://{host}:{port}", started_in=START_TIMES["moto"])
-    finally:
-        server.stop()
+    with tempfile.TemporaryDirectory(prefix="bench-moto-") as tmp:
+        port = free_port()
+        process = ManagedProcess(
+            "moto",
+            [sys.executable, "-m", "moto.server", "-H", LOOPBACK, "-p", str(port)],
+            port=port,
+            log_dir=Path(tmp),
+            timeout=30,
+        )
+        with _fail_as_runtime_error("moto"):
+            process.start()
+        START_TIMES["moto"] = process.started_in or 0.0
+        try:
+            yield MotoEndpoint(f"http://{LOOPBACK}:{port}", started_in=START_TIMES["moto"])
+        finally:
+            process.stop()
 
 
 @contextlib.contextmanager

@@ -1,0 +1,172 @@
+"""FastAPI: dependency injection overhead and concurrent lifespan startup.
+
+- Requests/s of ``GET /files/{key}`` reading a 1 KiB object through
+  ``Depends(get_storage_dep)`` (memory backend built by ``cloudrift_lifespan``) vs the
+  same endpoint reading a module-level global memory backend. Both routes live in one
+  app driven in-process through ``httpx.ASGITransport`` (no sockets: the figure is the
+  framework + dependency cost), 10 requests in flight.
+- Startup with five backends that are slow to answer: five named ``redis`` cache
+  backends, each reached through its own TCP proxy that holds every new connection
+  for a different delay (100..300 ms) before joining it to a real redis-server, with
+  ``verify_on_startup=True`` so startup pings each one. Startup of all five together
+  is compared with the sum of each one's startup alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import statistics
+import time
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from benchmarks import _servers
+from benchmarks._harness import Row, Settings, compare, gather_n, throughput_row
+
+TARGET = 0.95
+DELAYS = (0.10, 0.15, 0.20, 0.25, 0.30)
+DATA = b"x" * 1024
+
+
+async def _dependency_row(settings: Settings) -> Row:
+    import httpx
+    from fastapi import Depends, FastAPI, Response
+
+    from cloudrift.config import CloudriftSettings
+    from cloudrift.storage import Storage, get_storage
+    from cloudrift_fastapi import cloudrift_lifespan, get_storage_dep
+
+    global_storage = get_storage("memory")  # what a module-level global would hold
+    app = FastAPI(lifespan=cloudrift_lifespan(CloudriftSettings(storage={"provider": "memory"})))
+
+    @app.get("/dep/{key}")
+    async def via_dependency(
+        key: str, storage: Annotated[Storage, Depends(get_storage_dep)]
+    ) -> Response:
+        return Response(await storage.download(key), media_type="application/octet-stream")
+
+    @app.get("/global/{key}")
+    async def via_global(key: str) -> Response:
+        return Response(await global_storage.download(key), media_type="application/octet-stream")
+
+    count = settings.n(1000, minimum=10)
+    async with app.router.lifespan_context(app):
+        injected: Storage = await get_storage_dep(_FakeConnection(app))
+        for i in range(10):
+            await injected.upload(f"k{i}", DATA)
+            await global_storage.upload(f"k{i}", DATA)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
+
+            async def dep(i: int) -> None:
+                resp = await client.get(f"/dep/k{i % 10}")
+                assert resp.status_code == 200 and resp.content == DATA
+
+            async def glob(i: int) -> None:
+                resp = await client.get(f"/global/k{i % 10}")
+                assert resp.status_code == 200 and resp.content == DATA
+
+            cmp = await compare(
+                gather_n(dep, count, 10), gather_n(glob, count, 10), ops=count, settings=settings
+            )
+    await global_storage.close()
+    return throughput_row(
+        "fastapi",
+        "GET 1 KiB via Depends(get_storage_dep) vs module-level global (memory backend)",
+        cmp,
+        unit="req/s",
+        target=TARGET,
+        baseline_name="module-level global",
+        note=f"{count} requests per round, 10 in flight, in-process through "
+        "httpx.ASGITransport (no uvicorn, no sockets)",
+    )
+
+
+class _FakeConnection:
+    """Just enough of a Starlette connection for get_storage_dep: ``.app``."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+
+@contextlib.asynccontextmanager
+async def _delay_proxy(upstream_port: int, delay: float) -> AsyncIterator[int]:
+    """A TCP proxy on a free port that waits ``delay`` s before joining each connection."""
+
+    async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        with contextlib.suppress(ConnectionError):
+            while data := await reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+        writer.close()
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await asyncio.sleep(delay)
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", upstream_port)
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    try:
+        yield int(server.sockets[0].getsockname()[1])
+    finally:
+        server.close()
+        with contextlib.suppress(Exception):
+            await asyncio.wait_for(server.wait_closed(), 1)
+
+
+async def _startup_seconds(ports: dict[str, int]) -> float:
+    """Time from lifespan start until the app is ready, with these cache backends."""
+    from fastapi import FastAPI
+
+    from cloudrift.config import CloudriftSettings
+    from cloudrift_fastapi import cloudrift_lifespan
+
+    backends = {
+        name: {"provider": "redis", "auth_method": "from_url", "url": f"redis://127.0.0.1:{port}/0"}
+        for name, port in ports.items()
+    }
+    config = CloudriftSettings(cache={"default": next(iter(ports)), "backends": backends})
+    app = FastAPI(lifespan=cloudrift_lifespan(config, verify_on_startup=True))
+    began = time.perf_counter()
+    async with app.router.lifespan_context(app):
+        return time.perf_counter() - began
+
+
+async def _startup_row(settings: Settings) -> Row:
+    rounds = 1 if settings.smoke else 3
+    with _servers.redis_server() as redis:
+        async with contextlib.AsyncExitStack() as stack:
+            ports = {
+                f"slow{i}": await stack.enter_async_context(_delay_proxy(redis.port, delay))
+                for i, delay in enumerate(DELAYS)
+            }
+            together: list[float] = []
+            sums: list[float] = []
+            slowest: list[float] = []
+            await _startup_seconds(ports)  # warm-up: first use imports redis and friends
+            for _ in range(rounds):
+                together.append(await _startup_seconds(ports))
+                alone = [await _startup_seconds({name: port}) for name, port in ports.items()]
+                sums.append(sum(alone))
+                slowest.append(max(alone))
+    both = statistics.median(together)
+    total = statistics.median(sums)
+    slow = statistics.median(slowest)
+    return Row(
+        category="fastapi",
+        name="lifespan startup, 5 backends delaying 100/150/200/250/300 ms",
+        ours=f"{both * 1000:.0f} ms (all 5 together)",
+        baseline=f"{total * 1000:.0f} ms (sum of each alone); slowest alone {slow * 1000:.0f} ms",
+        ratio=total / both,
+        target="together <= 1.25 x slowest alone",
+        met=both <= 1.25 * slow,
+        note=f"ratio = sum / together; median of {rounds} round(s); 5 named redis cache "
+        "backends behind delaying TCP proxies to a real redis-server, verify_on_startup=True; "
+        + _servers.started_note("redis-server"),
+    )
+
+
+async def run(settings: Settings) -> list[Row]:
+    """Dependency vs global requests/s, and concurrent startup."""
+    return [await _dependency_row(settings), await _startup_row(settings)]

@@ -1,0 +1,213 @@
+"""Messaging: cloudrift's ``sqs`` provider on moto's server.
+
+- ``send_batch`` of 1,000 messages vs 1,000 awaited ``send`` calls (both cloudrift),
+  with the SQS API calls counted from botocore's own ``before-call`` event.
+- send + receive (10 per call) + delete of every message vs the same through raw
+  aioboto3, on separate queues of the same server, 10 concurrent tasks.
+- ``consume()`` with a handler that sleeps 10 ms: concurrency 10 vs 1 on a queue
+  pre-filled (untimed) with the same number of messages each round.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import statistics
+import time
+from typing import Any
+
+from benchmarks import _servers
+from benchmarks._harness import Row, Settings, compare, gather_n, throughput_row
+
+TARGET = 0.95
+MAX_CALLS = 100
+SPEEDUP_TARGET = 7.0  # "near-linear": 10 would be perfect
+CONCURRENCY = 10
+
+
+async def _drain(
+    receive: Any, delete: Any, count: int, what: str
+) -> None:  # receive() -> list of handles
+    """Receive ``count`` messages (10 per call) and delete each, 10 deletes at a time."""
+    got, empty = 0, 0
+    while got < count:
+        handles = await receive()
+        if not handles:
+            empty += 1
+            if empty > 50:
+                raise RuntimeError(f"{what}: only {got} of {count} messages came back")
+            continue
+        empty = 0
+        got += len(handles)
+        await gather_n(lambda i, h=handles: delete(h[i]), len(handles), CONCURRENCY)()
+
+
+async def run(settings: Settings) -> list[Row]:
+    """send_batch vs send loop (with API calls), round trip vs aioboto3, consume scaling."""
+    import aioboto3
+    from aiobotocore.config import AioConfig
+
+    from cloudrift.messaging import get_queue
+
+    rows: list[Row] = []
+    with _servers.moto() as moto:
+        started = _servers.started_note("moto")
+        session = aioboto3.Session(
+            aws_access_key_id=moto.access_key,
+            aws_secret_access_key=moto.secret_key,
+            region_name=moto.region,
+        )
+        config = AioConfig(max_pool_connections=50)
+        async with session.client("sqs", endpoint_url=moto.endpoint_url, config=config) as raw:
+            urls = {}
+            for name in ("batch", "ours", "raw", "consume"):
+                urls[name] = (await raw.create_queue(QueueName=f"bench-{name}"))["QueueUrl"]
+            creds = moto.credentials()
+            queues = {name: get_queue("sqs", queue_url=urls[name], **creds) for name in urls}
+            try:
+                rows.append(await _batch_row(settings, queues["batch"], started))
+                rows.append(await _round_trip_row(settings, queues["ours"], raw, urls["raw"]))
+                rows.append(await _consume_row(settings, queues["consume"]))
+            finally:
+                for queue in queues.values():
+                    await queue.close()
+    return rows
+
+
+async def _batch_row(settings: Settings, queue: Any, started: str) -> Row:
+    count = settings.n(1000, minimum=25)
+    payloads = [{"order": i, "item": "widget"} for i in range(count)]
+    client = await queue.native()
+    calls: list[str] = []
+
+    def count_call(model: Any, **_: Any) -> None:
+        calls.append(model.name)
+
+    client.meta.events.register("before-call.sqs", count_call)
+    try:
+        await queue.send_batch(payloads[:1])  # the first call also reads the queue's limits
+        calls.clear()
+        ids = await queue.send_batch(payloads)
+        batch_calls, names = len(calls), list(calls)
+        calls.clear()
+        for payload in payloads:
+            await queue.send(payload)
+        loop_calls = len(calls)
+    finally:
+        client.meta.events.unregister("before-call.sqs", count_call)
+    if len(set(ids)) != count:
+        raise RuntimeError(f"send_batch returned {len(set(ids))} distinct ids for {count}")
+
+    async def batch() -> None:
+        await queue.send_batch(payloads)
+
+    async def loop() -> None:
+        for payload in payloads:
+            await queue.send(payload)
+
+    cmp = await compare(batch, loop, ops=count, settings=settings)
+    row = throughput_row(
+        "messaging",
+        f"sqs send_batch of {count} vs {count} awaited send",
+        cmp,
+        unit="msgs/s",
+        baseline_name="cloudrift send loop",
+    )
+    allowed = math.ceil(count * MAX_CALLS / 1000)  # 100 per 1,000 messages
+    row.target = f"<= {allowed} API calls ({MAX_CALLS} per 1,000)"
+    row.met = batch_calls <= allowed
+    row.note = (
+        f"send_batch made {batch_calls} SQS API calls ({', '.join(sorted(set(names)))}) for "
+        f"{count} messages, the send loop {loop_calls}; ratio = throughput; {started}"
+    )
+    return row
+
+
+async def _round_trip_row(settings: Settings, ours: Any, raw: Any, raw_url: str) -> Row:
+    count = settings.n(300, minimum=10)
+
+    async def ours_send(i: int) -> None:
+        await ours.send({"order": i, "item": "widget"})
+
+    async def ours_receive() -> list[str]:
+        return [m.receipt_handle for m in await ours.receive(max_messages=10, wait_time=0)]
+
+    async def raw_send(i: int) -> None:
+        await raw.send_message(
+            QueueUrl=raw_url, MessageBody=json.dumps({"order": i, "item": "widget"})
+        )
+
+    async def raw_receive() -> list[str]:
+        answer = await raw.receive_message(
+            QueueUrl=raw_url, MaxNumberOfMessages=10, WaitTimeSeconds=0
+        )
+        for msg in answer.get("Messages", []):
+            json.loads(msg["Body"])  # a raw user decodes the body, as cloudrift does
+        return [m["ReceiptHandle"] for m in answer.get("Messages", [])]
+
+    async def raw_delete(handle: str) -> None:
+        await raw.delete_message(QueueUrl=raw_url, ReceiptHandle=handle)
+
+    async def ours_trip() -> None:
+        await gather_n(ours_send, count, CONCURRENCY)()
+        await _drain(ours_receive, ours.delete, count, "cloudrift")
+
+    async def raw_trip() -> None:
+        await gather_n(raw_send, count, CONCURRENCY)()
+        await _drain(raw_receive, raw_delete, count, "aioboto3")
+
+    cmp = await compare(ours_trip, raw_trip, ops=count, settings=settings)
+    return throughput_row(
+        "messaging",
+        f"sqs send + receive + delete of {count} messages, {CONCURRENCY} concurrent",
+        cmp,
+        unit="msgs/s",
+        target=TARGET,
+        baseline_name="aioboto3",
+        note="each message sent, received (10 per call) and deleted; separate queues on one "
+        "moto server",
+    )
+
+
+async def _consume_row(settings: Settings, queue: Any) -> Row:
+    count = settings.n(200, minimum=10)
+    rounds = 1 if settings.smoke else max(3, settings.rounds // 2)
+    payloads = [{"job": i} for i in range(count)]
+
+    async def handler(message: Any) -> None:
+        await asyncio.sleep(0.01)
+
+    async def timed(concurrency: int) -> float:
+        await queue.send_batch(payloads)  # untimed refill
+        began = time.perf_counter()
+        handled = await queue.consume(
+            handler, concurrency=concurrency, max_messages=10, wait_time=1, limit=count
+        )
+        elapsed = time.perf_counter() - began
+        if handled != count:
+            raise RuntimeError(f"consume handled {handled} of {count}")
+        return count / elapsed
+
+    wide: list[float] = []
+    narrow: list[float] = []
+    for round_no in range(rounds):
+        if round_no % 2 == 0:
+            wide.append(await timed(CONCURRENCY))
+            narrow.append(await timed(1))
+        else:
+            narrow.append(await timed(1))
+            wide.append(await timed(CONCURRENCY))
+    speedup = statistics.median(wide) / statistics.median(narrow)
+    ratios = [w / n for w, n in zip(wide, narrow, strict=True)]
+    return Row(
+        category="messaging",
+        name=f"sqs consume() concurrency {CONCURRENCY} vs 1, 10 ms handler, {count} messages",
+        ours=f"{statistics.median(wide):,.0f} msgs/s (concurrency {CONCURRENCY})",
+        baseline=f"{statistics.median(narrow):,.0f} msgs/s (concurrency 1)",
+        ratio=speedup,
+        spread=f"{min(ratios):.2f}..{max(ratios):.2f}",
+        target=f">= {SPEEDUP_TARGET:.1f}x (near-linear; 10x ideal)",
+        met=speedup >= SPEEDUP_TARGET,
+        note=f"{rounds} interleaved rounds; each message acked (deleted) after its handler",
+    )
