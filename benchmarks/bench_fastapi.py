@@ -10,9 +10,11 @@
   for a different delay (100..300 ms) before joining it to a real redis-server, with
   ``verify_on_startup=True`` so startup pings each one. Startup of all five together
   is compared with the sum of each one's startup alone.
-"""
 
-from __future__ import annotations
+No ``from __future__ import annotations`` here: FastAPI reads the route's
+``Annotated[Storage, Depends(...)]`` at definition time, from names imported lazily
+inside the function.
+"""
 
 import asyncio
 import contextlib
