@@ -147,6 +147,7 @@ class AzureServiceBusQueue(Queue):
         self._sessions: dict[str, Any] = {}
         self._current_session: str | None = None
         self._receive_lock: asyncio.Lock | None = None
+        self._closing: set[asyncio.Future[Any]] = set()
 
     def __repr__(self) -> str:
         return (
@@ -214,21 +215,21 @@ class AzureServiceBusQueue(Queue):
         return await stack.enter_async_context(receiver)
 
     async def _aclose(self) -> None:
-        errors: list[BaseException] = []
         receivers = list(self._sessions.values())
         self._sessions.clear()
         self._current_session = None
-        for receiver in receivers:
-            try:
-                await receiver.close()
-            except Exception as exc:
-                errors.append(exc)
-        for holder in (self._receiver, self._sender, self._client):
-            try:
-                await holder.aclose()
-            except Exception as exc:
-                errors.append(exc)
         self._held = InFlightMap(self._held.max_size)
+        # Links close concurrently (each SDK handler waits for its keep-alive loop to
+        # notice), then the client; every close is attempted even when one fails.
+        outcomes = await asyncio.gather(
+            *(receiver.close() for receiver in receivers),
+            *list(self._closing),
+            self._receiver.aclose(),
+            self._sender.aclose(),
+            return_exceptions=True,
+        )
+        outcomes.append(*await asyncio.gather(self._client.aclose(), return_exceptions=True))
+        errors = [o for o in outcomes if isinstance(o, BaseException)]
         if errors:
             raise MessagingError(
                 f"{self.backend_name}: error while closing: "
@@ -494,13 +495,18 @@ class AzureServiceBusQueue(Queue):
         return [self._wrap(receiver, m, session_id) for m in received]
 
     async def _release_idle_sessions(self) -> None:
-        """Close session receivers that hold no unsettled message (frees the session lock)."""
+        """Close session receivers that hold no unsettled message (frees the session lock).
+
+        The SDK's close waits for its keep-alive loop (up to a second), so it runs in the
+        background; ``close()`` awaits whatever is still closing.
+        """
         busy = {held.session_id for held in (self._held.get(h) for h in self._held) if held}
         for session_id in list(self._sessions):
             if session_id == self._current_session or session_id in busy:
                 continue
-            receiver = self._sessions.pop(session_id)
-            await receiver.close()
+            task = asyncio.ensure_future(self._sessions.pop(session_id).close())
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
 
     def _wrap(self, receiver: Any, sdk_message: Any, session_id: str | None) -> Message:
         # The SDK's body is a generator of sections (never bytes(message)); join it.
