@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import AsyncIterator
 from typing import Any, ClassVar
 
@@ -25,12 +26,17 @@ from tests.servers.moto import MotoEndpoint
 
 def sqs_client(moto: MotoEndpoint) -> Any:
     """A plain boto3 SQS client on the moto server, for setup and foreign producers."""
+    return _client(moto.endpoint_url, moto.region, moto.access_key, moto.secret_key)
+
+
+@functools.cache
+def _client(endpoint_url: str, region: str, key: str, secret: str) -> Any:
     return boto3.client(
         "sqs",
-        endpoint_url=moto.endpoint_url,
-        region_name=moto.region,
-        aws_access_key_id=moto.access_key,
-        aws_secret_access_key=moto.secret_key,
+        endpoint_url=endpoint_url,
+        region_name=region,
+        aws_access_key_id=key,
+        aws_secret_access_key=secret,
     )
 
 
