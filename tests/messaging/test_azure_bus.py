@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from typing import Any, ClassVar
 
@@ -670,3 +672,19 @@ async def test_batch_send_failure_reports_every_entry(servicebus: ServiceBusEndp
         with pytest.raises(MessageSendError) as info:
             await queue.send_batch([{"n": 0}, {"n": 1}, {"n": 2}])
         assert sorted(info.value.failed) == [0, 1, 2] and info.value.succeeded == {}
+
+
+def test_the_sdk_is_imported_only_when_azure_bus_is_chosen() -> None:
+    """``import cloudrift.messaging`` loads no Azure SDK; building azure_bus loads it lazily."""
+    code = (
+        "import sys, cloudrift.messaging as m\n"
+        "assert 'azure.servicebus' not in sys.modules, 'imported eagerly'\n"
+        "q = m.get_queue('azure_bus', connection_string="
+        "'Endpoint=sb://h/;SharedAccessKeyName=k;SharedAccessKey=v', queue_name='q')\n"
+        "assert 'azure.servicebus' not in sys.modules, 'constructor imported the SDK'\n"
+        "print('ok')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
