@@ -1,49 +1,60 @@
-"""The same kind of service on the Azure stand-ins: Blob on Azurite, ACS email on its REST
-stand-in, Azure Cache for Redis (access key, TLS verified) on a TLS redis-server."""
-
-# FastAPI's documented spelling puts Depends(...) in parameter defaults.
-# ruff: noqa: B008
+"""The same kind of service on the Azure stand-ins: Blob on Azurite, Service Bus on the AMQP
+test broker (real SDK), ACS email on its REST stand-in, Azure Cache for Redis (access key,
+TLS verified) on a TLS redis-server, and a queue worker turning jobs into mail."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from typing import Any
 
 import httpx
-from fastapi import Depends, FastAPI
+from fastapi import FastAPI
 
 from cloudrift.config import CloudriftSettings
 from cloudrift.email import Email
+from cloudrift.messaging import Message
 from cloudrift_fastapi import (
     CacheDep,
+    QueueDep,
     StorageDep,
     cloudrift_lifespan,
-    get_email_dep,
     health_router,
+    queue_worker,
 )
 from tests.servers.acs import ACSServer
 from tests.servers.azurite import AzuriteContainer
 from tests.servers.redis import RedisServer
+from tests.servers.servicebus import PLAIN_QUEUE, ServiceBusEndpoint
 from tests.servers.tls import TLSFiles
 
 ACCESS_KEY = "azure-redis-access-key-for-tests"
 
 
-def _app(settings: CloudriftSettings) -> FastAPI:
-    app = FastAPI(lifespan=cloudrift_lifespan(settings))
+def _app(settings: CloudriftSettings, mailed: asyncio.Event) -> FastAPI:
+    sent: list[str] = []
+
+    async def mail_report(message: Message) -> None:
+        email: Email = app.state.cloudrift.email()
+        body = message.body
+        await email.send("cfo@example.test", f"Report {body['name']}", body_text=body["url"])
+        sent.append(body["name"])
+        if len(sent) == 2:
+            mailed.set()
+
+    app = FastAPI(
+        lifespan=cloudrift_lifespan(settings, workers=[queue_worker(mail_report, wait_time=1)])
+    )
     app.include_router(health_router())
 
     @app.post("/reports/{name}")
     async def report(
-        name: str,
-        storage: StorageDep,
-        cache: CacheDep,
-        email: Email = Depends(get_email_dep),
+        name: str, storage: StorageDep, cache: CacheDep, queue: QueueDep
     ) -> dict[str, Any]:
         await storage.upload(f"reports/{name}.txt", b"quarterly numbers")
         url = await storage.presigned_url(f"reports/{name}.txt", expires_in=300)
         count = await cache.incr("reports")
-        await email.send("cfo@example.test", f"Report {name}", body_text=url)
+        await queue.send({"name": name, "url": url})
         return {"url": url, "count": count}
 
     return app
@@ -52,10 +63,11 @@ def _app(settings: CloudriftSettings) -> FastAPI:
 async def test_a_service_on_the_azure_stand_ins(
     azurite: AzuriteContainer,
     acs: ACSServer,
+    servicebus: ServiceBusEndpoint,
     redis_server_factory: Callable[..., RedisServer],
     tls_files: TLSFiles,
 ) -> None:
-    """A request writes Blob and Redis and mails via ACS; the SAS link works and is verified."""
+    """Requests write Blob, Redis and Service Bus; the worker mails via ACS; SAS is verified."""
     redis = redis_server_factory(tls=tls_files, extra_args=["--requirepass", ACCESS_KEY])
     settings = CloudriftSettings(
         verify_on_startup=True,
@@ -63,6 +75,11 @@ async def test_a_service_on_the_azure_stand_ins(
             "provider": "azure_blob",
             "connection_string": azurite.server.connection_string,
             "container": azurite.container,
+        },
+        queue={
+            "provider": "azure_bus",
+            "connection_string": servicebus.connection_string(),
+            "queue_name": PLAIN_QUEUE,
         },
         cache={
             "provider": "azure_redis",
@@ -80,7 +97,8 @@ async def test_a_service_on_the_azure_stand_ins(
             "poll_interval": 0.01,
         },
     )
-    app = _app(settings)
+    mailed = asyncio.Event()
+    app = _app(settings, mailed)
     async with app.router.lifespan_context(app):
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://svc") as client:
@@ -91,6 +109,7 @@ async def test_a_service_on_the_azure_stand_ins(
         assert ready.status_code == 200, ready.text
         assert {k: v["provider"] for k, v in ready.json()["backends"].items()} == {
             "storage.default": "azure_blob",
+            "queue.default": "azure_bus",
             "cache.default": "azure_redis",
             "email.default": "azure_acs",
         }
@@ -101,6 +120,7 @@ async def test_a_service_on_the_azure_stand_ins(
             forged = await outside.get(first["url"].replace("sig=", "sig=A"))
         assert fetched.content == b"quarterly numbers"
         assert forged.status_code == 403  # Azurite checks SAS signatures for real
+        await asyncio.wait_for(mailed.wait(), 20)  # deadlock guard
     sent = acs.sent
-    assert [m["content"]["subject"] for m in sent] == ["Report q1", "Report q2"]
+    assert sorted(m["content"]["subject"] for m in sent) == ["Report q1", "Report q2"]
     assert [r["address"] for r in sent[0]["recipients"]["to"]] == ["cfo@example.test"]
