@@ -48,6 +48,7 @@ from __future__ import annotations
 import abc
 import asyncio
 import contextvars
+import inspect
 import json
 import logging
 import math
@@ -82,7 +83,8 @@ _CURRENT_HANDLER: contextvars.ContextVar[Queue | None] = contextvars.ContextVar(
 )
 
 #: What ``consume()`` calls for every message.
-Handler = Callable[["Message"], Awaitable[object]]
+#: A plain function works too (it has run when it returns) but blocks the event loop.
+Handler = Callable[["Message"], Awaitable[object] | object]
 
 
 def encode_payload(payload: Any) -> bytes:
@@ -824,7 +826,9 @@ class Queue(AsyncBackend, abc.ABC):
             )
         try:
             try:
-                await handler(message)
+                outcome = handler(message)
+                if inspect.isawaitable(outcome):
+                    await outcome
             finally:
                 if keeper is not None:
                     keeper.cancel()

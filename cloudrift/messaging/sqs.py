@@ -92,6 +92,8 @@ _CONNECTION = (
     ConnectionClosedError,
 )
 _REGION_IN_URL = re.compile(r"sqs[.-]([a-z0-9-]+)\.amazonaws\.com")
+#: SQS's longest visibility timeout (12 hours).
+_MAX_VISIBILITY = 43200
 #: SQS caps a single long poll at 20 seconds.
 _MAX_POLL = 20
 
@@ -367,6 +369,8 @@ class SQSQueue(Queue):
         visibility_timeout: float | None,
         group_id: str | None,
     ) -> list[Message]:
+        if visibility_timeout is not None and visibility_timeout > _MAX_VISIBILITY:
+            raise ValueError(f"visibility_timeout must be at most {_MAX_VISIBILITY}s on SQS")
         client = await self._client.get()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait_time
@@ -416,6 +420,8 @@ class SQSQueue(Queue):
         self._in_flight.pop(handle)
 
     async def _extend_visibility(self, handle: str, seconds: float) -> None:
+        if seconds > _MAX_VISIBILITY:
+            raise ValueError(f"visibility can be extended to at most {_MAX_VISIBILITY}s on SQS")
         await self._change_visibility(handle, math.ceil(seconds))
 
     async def _change_visibility(self, handle: str, seconds: int) -> None:

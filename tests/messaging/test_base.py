@@ -274,3 +274,18 @@ async def test_close_called_from_a_handler_does_not_deadlock() -> None:
 
     assert await asyncio.wait_for(queue.consume(handler, wait_time=1), 10) >= 1
     assert queue.closed
+
+
+async def test_consume_accepts_a_plain_function_handler() -> None:
+    """A synchronous handler works: returning acks, raising nacks."""
+    async with MemoryQueue() as queue:
+        await queue.send({"n": 1})
+        calls: list[int] = []
+
+        def handler(m: Message) -> None:
+            calls.append(m.receive_count)
+            if len(calls) == 1:
+                raise RuntimeError("retry me")
+
+        assert await queue.consume(handler, limit=2, wait_time=1) == 2
+        assert calls == [1, 2] and len(queue) == 0

@@ -11,6 +11,7 @@ import pytest
 
 from cloudrift.core.exceptions import (
     ConfigurationError,
+    InvalidMessageError,
     MessageSendError,
     MessagingConnectionError,
     QueueNotFoundError,
@@ -335,3 +336,22 @@ def test_standard_queue_without_dlq_declares_no_dead_letter() -> None:
     """Without dlq_url dead-lettering is unsupported (and consume(max_receives=) refuses)."""
     queue = SQSQueue(queue_url="https://sqs.us-east-1.amazonaws.com/1/q.fifo")
     assert queue.fifo and not queue.supports_dead_letter and not queue.supports_delay
+
+
+async def test_fifo_without_dedup_id_or_content_dedup_names_the_fix(moto: MotoEndpoint) -> None:
+    """A FIFO queue without content-based dedup refuses a message lacking dedup_id, clearly."""
+    url = str(
+        sqs_client(moto).create_queue(QueueName="strict.fifo", Attributes={"FifoQueue": "true"})[
+            "QueueUrl"
+        ]
+    )
+    async with SQSQueue(queue_url=url, **moto.credentials()) as queue:
+        with pytest.raises(InvalidMessageError, match="MessageDeduplicationId"):
+            await queue.send({"n": 1}, group_id="g")
+        assert await queue.send({"n": 1}, group_id="g", dedup_id="d1")
+
+
+async def test_visibility_beyond_twelve_hours_is_refused(standard: SQSQueue) -> None:
+    """SQS's 12-hour visibility maximum is checked before the call."""
+    with pytest.raises(ValueError, match="43200"):
+        await standard.receive(visibility_timeout=43201)
