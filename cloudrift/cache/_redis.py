@@ -283,6 +283,7 @@ class RedisBackend(Cache):
         self._options = options
         self._secrets = [s for s in (options.password, options.url) if s] + options.secrets
         self._client: LazyClient[Any] = LazyClient(self._build)
+        self._native: Any = None
         self.backend_name = f"{self.provider} cache"
 
     def _location(self) -> str:
@@ -331,16 +332,29 @@ class RedisBackend(Cache):
         return await self._client.get()
 
     async def _aclose(self) -> None:
+        self._native = None
         try:
             await self._client.aclose()
         finally:
             for close in self._options.on_close:
                 await close()
 
-    async def _run(self, name: str, *args: Any, key: str | None = None) -> Any:
-        client = await self._client.get()
-        with translate_errors(self._secrets, key):
+    async def _run(self, name: str, *args: Any) -> Any:
+        # The hot path: no context manager and no extra await once the client exists
+        # (a plain try costs nothing when nothing is raised).
+        client = self._native or await self._connect()
+        try:
             return await client.execute_command(name, *args)
+        except rex.RedisError as exc:
+            _raise_translated(exc, self._secrets, None)
+        except (TimeoutError, OSError) as exc:
+            raise CacheConnectionError(
+                f"cache server unreachable: {redact(str(exc), self._secrets)}"
+            ) from exc
+
+    async def _connect(self) -> Any:
+        self._native = await self._client.get()
+        return self._native
 
     # ------------------------------------------------------------------ hooks
     async def _set(self, key: str, value: bytes, ttl_ms: int | None, nx: bool) -> bool:
@@ -404,7 +418,7 @@ class RedisBackend(Cache):
         return list(await self._run("LRANGE", key, start, stop))
 
     async def _execute(self, ops: list[Op]) -> list[Any]:
-        client = await self._client.get()
+        client = self._native or await self._connect()
         with translate_errors(self._secrets):
             async with client.pipeline(transaction=True) as pipe:
                 for op in ops:
