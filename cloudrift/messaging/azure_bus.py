@@ -438,7 +438,11 @@ class AzureServiceBusQueue(Queue):
         self, max_messages: int, wait: float, group_id: str | None
     ) -> list[Message]:
         from azure.servicebus import NEXT_AVAILABLE_SESSION
-        from azure.servicebus.exceptions import OperationTimeoutError, SessionCannotBeLockedError
+        from azure.servicebus.exceptions import (
+            OperationTimeoutError,
+            SessionCannotBeLockedError,
+            SessionLockLostError,
+        )
 
         client = await self._client.get()
         if group_id is not None:
@@ -451,26 +455,39 @@ class AzureServiceBusQueue(Queue):
                     await receiver.__aenter__()
                 except SessionCannotBeLockedError:
                     # Another receiver holds this session: nothing for us right now.
-                    await receiver.close()
+                    self._close_later(receiver)
                     return []
+                except BaseException:
+                    self._close_later(receiver)
+                    raise
                 self._sessions[group_id] = receiver
-            received = await receiver.receive_messages(
-                max_message_count=max_messages, max_wait_time=wait
-            )
+            try:
+                received = await receiver.receive_messages(
+                    max_message_count=max_messages, max_wait_time=wait
+                )
+            except SessionLockLostError:
+                # The session lock expired while we held it: drop the receiver; the next
+                # receive locks the session afresh.
+                self._drop_session(group_id)
+                return []
             messages = [self._wrap(receiver, m, group_id) for m in received]
-            await self._release_idle_sessions()
+            self._release_idle_sessions()
             return messages
         # No group: drain one session at a time (NEXT_AVAILABLE_SESSION).
         current = self._current_session
         if current is not None and current in self._sessions:
             receiver = self._sessions[current]
-            received = await receiver.receive_messages(
-                max_message_count=max_messages, max_wait_time=_MIN_WAIT
-            )
+            try:
+                received = await receiver.receive_messages(
+                    max_message_count=max_messages, max_wait_time=_MIN_WAIT
+                )
+            except SessionLockLostError:
+                received = []
+                self._drop_session(current)
             if received:
                 return [self._wrap(receiver, m, current) for m in received]
         self._current_session = None
-        await self._release_idle_sessions()
+        self._release_idle_sessions()
         receiver = client.get_queue_receiver(
             self.queue_name,
             session_id=NEXT_AVAILABLE_SESSION,
@@ -485,28 +502,40 @@ class AzureServiceBusQueue(Queue):
             )
         except OperationTimeoutError:
             # No session had messages within wait_time: an empty receive, not an error.
-            await receiver.close()
+            self._close_later(receiver)
             return []
         except BaseException:
-            await receiver.close()
+            self._close_later(receiver)
             raise
         self._sessions[session_id] = receiver
         self._current_session = session_id
         return [self._wrap(receiver, m, session_id) for m in received]
 
-    async def _release_idle_sessions(self) -> None:
-        """Close session receivers that hold no unsettled message (frees the session lock).
+    def _close_later(self, receiver: Any) -> None:
+        """Close an SDK receiver in the background (its close waits for its keep-alive
+        loop, up to a second); ``close()`` awaits whatever is still closing."""
+        task = asyncio.ensure_future(receiver.close())
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
 
-        The SDK's close waits for its keep-alive loop (up to a second), so it runs in the
-        background; ``close()`` awaits whatever is still closing.
-        """
+    def _drop_session(self, session_id: str) -> None:
+        receiver = self._sessions.pop(session_id, None)
+        if self._current_session == session_id:
+            self._current_session = None
+        for handle in self._held:
+            held = self._held.get(handle)
+            if held is not None and held.session_id == session_id:
+                self._held.pop(handle)
+        if receiver is not None:
+            self._close_later(receiver)
+
+    def _release_idle_sessions(self) -> None:
+        """Close session receivers that hold no unsettled message (frees the session lock)."""
         busy = {held.session_id for held in (self._held.get(h) for h in self._held) if held}
         for session_id in list(self._sessions):
             if session_id == self._current_session or session_id in busy:
                 continue
-            task = asyncio.ensure_future(self._sessions.pop(session_id).close())
-            self._closing.add(task)
-            task.add_done_callback(self._closing.discard)
+            self._close_later(self._sessions.pop(session_id))
 
     def _wrap(self, receiver: Any, sdk_message: Any, session_id: str | None) -> Message:
         # The SDK's body is a generator of sections (never bytes(message)); join it.
