@@ -96,6 +96,7 @@ class TestBrokerSpeaksServiceBusToTheRawSDK:
                 await sender.send_messages(ServiceBusMessage(b"x"))
             async with c.get_queue_receiver(PLAIN_QUEUE) as receiver:
                 [first] = await receiver.receive_messages(max_wait_time=1)
+                assert first.delivery_count == 0
                 await receiver.abandon_message(first)
                 [again] = await receiver.receive_messages(max_wait_time=1)
                 assert again.sequence_number == first.sequence_number

@@ -120,6 +120,32 @@ def _split_batch(raw: bytes) -> list[bytes]:
     return inner or [raw]
 
 
+def _with_header(encoded: bytes, delivery_count: int) -> bytes:
+    """``encoded`` with a header that always carries ``delivery-count``, as Service Bus
+    sends it (proton leaves a zero count out, which the SDK would read as None)."""
+    data = Data()
+    used = data.decode(encoded)
+    data.rewind()
+    data.next()
+    first = data.get_object()
+    if isinstance(first, Described) and int(first.descriptor) == 0x70:
+        encoded = encoded[used:]
+    header = Data()
+    header.put_described()
+    header.enter()
+    header.put_ulong(0x70)
+    header.put_list()
+    header.enter()
+    header.put_null()  # durable
+    header.put_null()  # priority
+    header.put_null()  # ttl
+    header.put_bool(delivery_count == 0)  # first-acquirer
+    header.put_uint(delivery_count)
+    header.exit()
+    header.exit()
+    return bytes(header.encode()) + encoded
+
+
 @dataclass
 class StoredMessage:
     """One message held by the broker."""
@@ -575,15 +601,12 @@ class AmqpTestBroker(Handler):  # type: ignore[misc]
             properties["DeadLetterErrorDescription"] = stored.dead_letter_description or ""
             message.properties = properties
         message.annotations = annotations
-        message.delivery_count = stored.delivery_count
-        # Service Bus always sends the header; proton omits an all-default one.
-        message.first_acquirer = stored.delivery_count == 0
         tag = token.bytes_le
         delivery = link.delivery(tag)
         # proton reads tags back as UTF-8 text, which a binary lock token is not: keep
         # the token on the delivery itself.
         delivery.lock_token = token
-        link.send(message.encode())
+        link.send(_with_header(message.encode(), stored.delivery_count))
         link.advance()
         if link.snd_settle_mode == Link.SND_SETTLED:
             # receive-and-delete: the message is gone once sent.
