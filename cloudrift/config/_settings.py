@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextvars
 import importlib
+import inspect
 import os
 import re
+import typing
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any, ClassVar, Final
@@ -15,6 +17,7 @@ from pydantic import (
     ConfigDict,
     Field,
     SecretStr,
+    TypeAdapter,
     ValidationError,
     field_validator,
     model_validator,
@@ -29,6 +32,7 @@ from pydantic_settings import (
 
 from cloudrift.config._yaml import coerce_scalar, load_yaml
 from cloudrift.core.exceptions import CloudRiftError, ConfigurationError
+from cloudrift.core.factory import resolve_provider
 from cloudrift.core.secrets import redact_url
 
 #: The category sections, in the order backends are built (and closed in reverse).
@@ -246,6 +250,51 @@ def _describe(exc: ValidationError, title: str) -> str:
     return f"{title}:\n" + "\n".join(lines)
 
 
+# Options a category's factory consumes itself, before the provider sees the rest.
+_FACTORY_OPTIONS: Final = {"document": frozenset({"driver"})}
+_LAX = ConfigDict(arbitrary_types_allowed=True)
+
+
+def _option_problems(
+    category: str, path: str, provider: str, options: Mapping[str, Any], package: Any
+) -> list[str]:
+    """Each option whose value does not fit the provider's signature, and each required
+    option left out, as ``path.option: reason`` (the value itself is never quoted).
+
+    Best effort: when the provider cannot be resolved (unknown, extra missing) or its
+    annotations cannot be read, the factory's own checks report the problem instead.
+    """
+    table = getattr(package, "PROVIDERS", None)
+    if not isinstance(table, Mapping) or provider not in table:
+        return []
+    try:
+        target = resolve_provider(category, provider, table)
+        signature = inspect.signature(target)
+        hints = typing.get_type_hints(target.__init__ if inspect.isclass(target) else target)
+    except Exception:
+        return []
+    skip = _FACTORY_OPTIONS.get(category, frozenset()) | {"self", "auth_method"}
+    problems = []
+    for param in signature.parameters.values():
+        if param.name in skip or param.kind in (param.VAR_KEYWORD, param.VAR_POSITIONAL):
+            continue
+        if param.name not in options:
+            if param.default is param.empty:
+                problems.append(f"{path}.{param.name}: required option is missing")
+            continue
+        hint = hints.get(param.name)
+        if hint is None:
+            continue
+        try:
+            TypeAdapter(hint, config=_LAX).validate_python(options[param.name])
+        except ValidationError as exc:
+            reason = exc.errors(include_input=False, include_url=False)[0]["msg"]
+            problems.append(f"{path}.{param.name}: {reason}")
+        except Exception:  # an annotation pydantic cannot check: leave it to the provider
+            continue
+    return problems
+
+
 class CloudriftSettings(BaseSettings):
     """Every configured backend, from keywords, env vars (``CLOUDRIFT_*``) and YAML.
 
@@ -365,8 +414,16 @@ class CloudriftSettings(BaseSettings):
         config = self.backend(category, name)
         key = name or self.default_name(category)
         module, attr = _FACTORIES[category]
-        factory = getattr(importlib.import_module(module), attr)
+        package = importlib.import_module(module)
+        factory = getattr(package, attr)
         options = config.factory_options()
+        problems = _option_problems(
+            category, f"{category}.backends.{key}", config.provider, options, package
+        )
+        if problems:
+            raise ConfigurationError(
+                "invalid cloudrift settings:\n" + "\n".join(f"  {p}" for p in problems)
+            )
         try:
             if category == "cache":
                 return factory(config.provider, config.auth_method, **options)

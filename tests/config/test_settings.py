@@ -216,3 +216,54 @@ def test_provider_must_look_like_a_provider_name() -> None:
     """A garbled provider (e.g. broken JSON in an env var) fails at once, naming the path."""
     with pytest.raises(ConfigurationError, match=r"storage\.backends\.default\.provider: provider"):
         CloudriftSettings(storage='{"provider": "s3"')
+
+
+def test_option_of_the_wrong_type_names_its_full_path() -> None:
+    """A value the provider cannot take names ``storage.backends.avatars.bucket``."""
+    s = CloudriftSettings(
+        storage={"backends": {"avatars": {"provider": "s3", "bucket": 123, "region": "x"}}}
+    )
+    with pytest.raises(ConfigurationError, match=r"storage\.backends\.avatars\.bucket: Input"):
+        s.open_backend("storage", "avatars")
+
+
+def test_missing_required_option_names_its_path() -> None:
+    """Leaving out an option the provider requires names it before any SDK call."""
+    s = CloudriftSettings(storage={"provider": "s3", "region": "x"})
+    with pytest.raises(
+        ConfigurationError, match=r"storage\.backends\.default\.bucket: required option is missing"
+    ):
+        s.open_backend("storage")
+
+
+def test_every_bad_option_is_listed_and_no_value_is_quoted() -> None:
+    """Several wrong options come in one error; a wrong secret value is never echoed."""
+    s = CloudriftSettings(
+        email={
+            "provider": "smtp",
+            "host": "h",
+            "port": "twenty-five",
+            "timeout": "slow",
+            "password": 12345678901,
+        }
+    )
+    with pytest.raises(ConfigurationError) as caught:
+        s.open_backend("email")
+    text = caught.value.message
+    assert "email.backends.default.port:" in text
+    assert "email.backends.default.timeout:" in text
+    assert "email.backends.default.password:" in text
+    assert "twenty-five" not in text and "12345678901" not in text
+
+
+async def test_numeric_strings_from_env_fit_numeric_options(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Env text like ``6380`` reaches an int option as an int and builds fine."""
+    monkeypatch.setenv("CLOUDRIFT_CACHE__PROVIDER", "redis")
+    monkeypatch.setenv("CLOUDRIFT_CACHE__AUTH_METHOD", "from_credentials")
+    monkeypatch.setenv("CLOUDRIFT_CACHE__HOST", "127.0.0.1")
+    monkeypatch.setenv("CLOUDRIFT_CACHE__PORT", "6380")
+    backend = CloudriftSettings().open_backend("cache")
+    assert type(backend).__name__ == "RedisCache"
+    await backend.close()
