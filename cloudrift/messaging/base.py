@@ -803,6 +803,11 @@ class Queue(AsyncBackend, abc.ABC):
         stopper = asyncio.ensure_future(stop.wait())
         try:
             await asyncio.wait({job, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            # Our caller was cancelled: a poll still running must not take messages
+            # that no handler will ever see.
+            job.cancel()
+            raise
         finally:
             stopper.cancel()
         if not job.done():

@@ -141,6 +141,38 @@ class MessagingConformance(Conformance):
         """receive() with a wait returns [] when nothing arrives."""
         assert await backend.receive(max_messages=5, wait_time=1) == []
 
+    async def test_long_poll_returns_a_message_sent_while_waiting(self, backend: Queue) -> None:
+        """receive(wait_time=) returns as soon as a message arrives during the wait."""
+        waiting = asyncio.create_task(backend.receive(max_messages=1, wait_time=10))
+        await asyncio.sleep(0.2)
+        assert not waiting.done()
+        await backend.send({"n": 1}, **self.group())
+        [msg] = await asyncio.wait_for(waiting, 15)
+        assert msg.body == {"n": 1}
+
+    async def test_cancelled_idle_consume_loses_no_message(self, backend: Queue) -> None:
+        """A message arriving as a polling consume() is cancelled is not lost.
+
+        A long poll the server already started may still take it (SQS does); it then
+        comes back after the consume's visibility timeout, unhandled.
+        """
+        handled: list[Message] = []
+
+        async def handler(m: Message) -> None:
+            handled.append(m)
+
+        worker = asyncio.create_task(backend.consume(handler, wait_time=5, visibility_timeout=1))
+        await asyncio.sleep(0.3)
+        worker.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await worker
+        await backend.send({"n": 1}, **self.group())
+        assert handled == []
+        if self.lacks("visibility_timeout"):
+            return  # a lock taken by the cancelled poll lasts the queue's lock duration
+        [msg] = await drain(backend, 1)
+        assert msg.body == {"n": 1}
+
     async def test_receive_rejects_bad_max_messages(self, backend: Queue) -> None:
         """max_messages outside the provider's range raises ValueError before any call."""
         with pytest.raises(ValueError, match="max_messages"):
