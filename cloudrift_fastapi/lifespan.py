@@ -8,10 +8,11 @@ Works with FastAPI and with plain Starlette (it only needs ``app.state``)::
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from types import ModuleType
-from typing import Any
+from typing import Any, cast
 
 from dependency_injector import providers
 
@@ -30,7 +31,7 @@ Lifespan = Callable[[Any], AbstractAsyncContextManager[Any]]
 def cloudrift_lifespan(
     settings: CloudriftSettings | None = None,
     *,
-    lifespan: Lifespan | None = None,
+    lifespan: Lifespan | Callable[[Any], AsyncIterator[Any]] | None = None,
     workers: Sequence[QueueWorker] = (),
     container: Container | None = None,
     wire: Iterable[ModuleType | str] = (),
@@ -50,6 +51,12 @@ def cloudrift_lifespan(
     """
     worker_list = list(workers)
     wire_list = list(wire)
+    own: Lifespan | None
+    if lifespan is not None and inspect.isasyncgenfunction(lifespan):
+        # A bare ``async def lifespan(app): ... yield ...`` (no decorator) works too.
+        own = asynccontextmanager(lifespan)
+    else:
+        own = cast("Lifespan | None", lifespan)
 
     @asynccontextmanager
     async def run(app: Any) -> AsyncIterator[Any]:
@@ -85,10 +92,10 @@ def cloudrift_lifespan(
             setattr(app.state, STATE_ATTR, box)
             for worker in worker_list:
                 running.start(worker, provider_for(box, "queue", worker.queue)())
-            if lifespan is None:
+            if own is None:
                 yield None
             else:
-                async with lifespan(app) as state:
+                async with own(app) as state:
                     yield state
         finally:
             try:

@@ -312,6 +312,21 @@ def test_own_lifespan_runs_inside_ours_and_sees_the_backends() -> None:
     assert events == ["mine:start", "mine:stop closed=False"]
 
 
+def test_own_lifespan_may_be_a_bare_async_generator() -> None:
+    """An undecorated ``async def lifespan(app): yield`` composes like a context manager."""
+    events: list[str] = []
+
+    async def mine(app: FastAPI) -> AsyncIterator[None]:
+        events.append("start")
+        yield
+        events.append("stop")
+
+    app = FastAPI(lifespan=cloudrift_lifespan(memory_settings(), lifespan=mine))
+    with TestClient(app):
+        assert events == ["start"]
+    assert events == ["start", "stop"]
+
+
 def test_own_lifespan_failing_at_startup_closes_backends_and_keeps_its_error(
     closes: list[tuple[str, Any]],
 ) -> None:
