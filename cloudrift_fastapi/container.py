@@ -198,6 +198,14 @@ class BackendSet:
             raise self._startup_error(failures)
         for entry in self._entries:
             self._publish(entry)
+        log.info(
+            "cloudrift backends ready: %s",
+            ", ".join(
+                f"{e.category}.{e.name} ({settings.backend(e.category, e.name).provider})"
+                for e in self._entries
+            )
+            or "none configured",
+        )
 
     async def _init(self, entry: _Entry) -> None:
         assert entry.resource is not None
@@ -233,7 +241,8 @@ class BackendSet:
         for entry, exc in failures:
             provider = self.settings.backend(entry.category, entry.name).provider
             if isinstance(exc, CloudRiftError):
-                reason = exc.message
+                # Settings errors already start with the backend's path; the line names it.
+                reason = exc.message.removeprefix(f"{entry.category}.backends.{entry.name}: ")
             else:
                 reason = f"{type(exc).__name__}: " + redact(
                     str(exc), _secrets(self.settings, entry.category, entry.name)

@@ -421,9 +421,7 @@ class CloudriftSettings(BaseSettings):
             category, f"{category}.backends.{key}", config.provider, options, package
         )
         if problems:
-            raise ConfigurationError(
-                "invalid cloudrift settings:\n" + "\n".join(f"  {p}" for p in problems)
-            )
+            raise ConfigurationError("; ".join(problems))
         try:
             if category == "cache":
                 return factory(config.provider, config.auth_method, **options)

@@ -80,6 +80,23 @@ def test_backends_are_built_at_startup_and_closed_at_shutdown(
     assert not hasattr(app.state, "cloudrift")
 
 
+def test_startup_logs_each_backend_and_provider_without_secrets(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Operators see which backends started (name and provider), never an option value."""
+    caplog.set_level(logging.INFO, logger="cloudrift.fastapi")
+    settings = CloudriftSettings(
+        storage="memory",
+        email={"provider": "smtp", "host": "h", "username": "u", "password": SECRET},
+    )
+    with TestClient(FastAPI(lifespan=cloudrift_lifespan(settings))):
+        pass
+    assert "cloudrift backends ready: storage.default (memory), email.default (smtp)" in (
+        caplog.text
+    )
+    assert SECRET not in caplog.text
+
+
 def test_shutdown_closes_in_reverse_build_order(
     builds: list[tuple[str, str, Any]], closes: list[tuple[str, Any]]
 ) -> None:
