@@ -86,6 +86,7 @@ class AzureBlobStorage(Storage):
         max_attempts: int = 3,
         upload_concurrency: int = 4,
         list_page_size: int = 1000,
+        ca_bundle: str | None = None,
     ) -> None:
         if not isinstance(container, str) or not container:
             raise ConfigurationError("azure_blob storage needs container: the container name")
@@ -130,6 +131,10 @@ class AzureBlobStorage(Storage):
         self._retries = max_attempts - 1
         self._concurrency = upload_concurrency
         self._page_size = list_page_size
+        if ca_bundle is not None and not os.path.isfile(ca_bundle):
+            raise ConfigurationError(f"azure_blob ca_bundle {ca_bundle!r} is not a file")
+        # TLS is always verified; ca_bundle only adds trust (private CA, HTTPS emulator).
+        self._ca_bundle = ca_bundle
         self._delegation: tuple[Any, datetime] | None = None
         self._client: LazyClient[Any] = LazyClient(self._build_client)
 
@@ -170,14 +175,21 @@ class AzureBlobStorage(Storage):
 
         session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=self._pool))
         stack.push_async_callback(session.close)
+        transport_options: dict[str, Any] = {}
+        if self._ca_bundle is not None:
+            transport_options["connection_verify"] = self._ca_bundle
         options: dict[str, Any] = {
-            "transport": AioHttpTransport(session=session, session_owner=False),
+            "transport": AioHttpTransport(
+                session=session, session_owner=False, **transport_options
+            ),
             "connection_timeout": self._connect_timeout,
             "read_timeout": self._read_timeout,
             "retry_total": self._retries,
             # Bounded memory for streamed downloads: first GET and every later chunk 4 MiB.
             "max_single_get_size": 4 * 1024 * 1024,
             "max_chunk_get_size": 4 * 1024 * 1024,
+            # The storage pipeline passes its own connection settings with each request.
+            **transport_options,
         }
         if self.auth_method == "connection string":
             service = BlobServiceClient.from_connection_string(reveal(self._conn) or "", **options)

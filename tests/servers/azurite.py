@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import ssl
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -19,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.servers._process import LOOPBACK, ManagedProcess, free_port, port_open
+from tests.servers.tls import TLSFiles
 
 ACCOUNT = "devstoreaccount1"
 #: The well-known development key every Azurite install accepts (public, not a secret).
@@ -50,11 +52,12 @@ class AzuriteServer:
     process: ManagedProcess
     account: str = ACCOUNT
     account_key: str = ACCOUNT_KEY
+    scheme: str = "http"
 
     @property
     def account_url(self) -> str:
         """``http://127.0.0.1:P/devstoreaccount1``: the blob endpoint of the account."""
-        return f"http://{LOOPBACK}:{self.port}/{self.account}"
+        return f"{self.scheme}://{LOOPBACK}:{self.port}/{self.account}"
 
     @property
     def connection_string(self) -> str:
@@ -70,11 +73,9 @@ class AzuriteServer:
         return self.process.started_in or 0.0
 
 
-def _answers(port: int) -> bool:
-    if not port_open(port):
-        return False
+def _answers(url: str, ssl_context: ssl.SSLContext | None = None) -> bool:
     try:
-        urllib.request.urlopen(f"http://{LOOPBACK}:{port}/{ACCOUNT}?comp=list", timeout=1)
+        urllib.request.urlopen(url, timeout=1, context=ssl_context)
     except urllib.error.HTTPError:
         return True  # an HTTP answer (403 without auth) means the service is up
     except OSError:
@@ -82,9 +83,13 @@ def _answers(port: int) -> bool:
     return True
 
 
-@pytest.fixture(scope="session")
-def azurite_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AzuriteServer]:
-    """azurite-blob in memory on a free 127.0.0.1 port for the whole session."""
+def _start(
+    log_dir: Path,
+    name: str,
+    extra_args: list[str],
+    scheme: str = "http",
+    ssl_context: ssl.SSLContext | None = None,
+) -> ManagedProcess:
     port = free_port()
     argv = [
         azurite_binary(),
@@ -96,18 +101,54 @@ def azurite_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azurite
         "--skipApiVersionCheck",
         "--loose",
         "--disableTelemetry",
+        *extra_args,
     ]
+    probe = f"{scheme}://{LOOPBACK}:{port}/{ACCOUNT}?comp=list"
     process = ManagedProcess(
-        "azurite-blob",
+        name,
         argv,
         port=port,
-        log_dir=tmp_path_factory.mktemp("azurite"),
-        ready=lambda: _answers(port),
+        log_dir=log_dir,
+        ready=lambda: port_open(port) and _answers(probe, ssl_context),
         timeout=30,
     )
-    process.start()
+    return process.start()
+
+
+@pytest.fixture(scope="session")
+def azurite_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[AzuriteServer]:
+    """azurite-blob in memory on a free 127.0.0.1 port for the whole session."""
+    process = _start(tmp_path_factory.mktemp("azurite"), "azurite-blob", [])
     try:
-        yield AzuriteServer(port=port, process=process)
+        yield AzuriteServer(port=process.port, process=process)
+    finally:
+        process.stop()
+
+
+@pytest.fixture(scope="session")
+def azurite_oauth_server(
+    tmp_path_factory: pytest.TempPathFactory, tls_files: TLSFiles
+) -> Iterator[AzuriteServer]:
+    """A second Azurite over HTTPS with ``--oauth basic``: accepts Entra-style bearer
+    tokens (checking issuer, audience and lifetime, not the signature) and issues
+    user-delegation keys. Clients must trust ``tls_files.ca_cert``."""
+    context = ssl.create_default_context(cafile=str(tls_files.ca_cert))
+    process = _start(
+        tmp_path_factory.mktemp("azurite-oauth"),
+        "azurite-blob-oauth",
+        [
+            "--oauth",
+            "basic",
+            "--cert",
+            str(tls_files.server_cert),
+            "--key",
+            str(tls_files.server_key),
+        ],
+        scheme="https",
+        ssl_context=context,
+    )
+    try:
+        yield AzuriteServer(port=process.port, process=process, scheme="https")
     finally:
         process.stop()
 
