@@ -7,8 +7,8 @@ the end of the session.
 Settings and in-memory backends (no service at all):
 
 * ``cloudrift_memory_settings`` — CloudriftSettings with every category on ``memory``.
-* ``cloudrift_memory_backends`` — ``{"storage", "queue", "cache", "email"}`` memory
-  backends, closed after the test; pass them to ``override_backends(app, **...)``.
+* ``cloudrift_memory_backends`` — ``{"storage", "queue", "mongodb", "cache", "email"}``
+  memory backends, closed after the test; pass them to ``override_backends(app, **...)``.
 
 Real protocols against local stand-ins (``pip install "cloudrift[dev]"``):
 
@@ -193,8 +193,9 @@ if pytest_asyncio is not None:
 
     @pytest_asyncio.fixture
     async def cloudrift_memory_backends() -> AsyncIterator[dict[str, Any]]:
-        """Fresh memory storage, queue, cache and email backends, closed afterwards."""
+        """Fresh memory storage, queue, document client, cache and email, closed afterwards."""
         from cloudrift.cache import get_cache
+        from cloudrift.document import aclose_client, get_mongodb
         from cloudrift.email import get_email
         from cloudrift.messaging import get_queue
         from cloudrift.storage import get_storage
@@ -205,11 +206,13 @@ if pytest_asyncio is not None:
             "cache": get_cache("memory"),
             "email": get_email("memory", default_from=SENDER),
         }
+        mongodb = get_mongodb("memory")
         try:
-            yield backends
+            yield {**backends, "mongodb": mongodb}
         finally:
             for backend in backends.values():
                 await backend.close()
+            await aclose_client(mongodb)
 
     @pytest_asyncio.fixture
     async def cloudrift_s3_storage(cloudrift_moto: MotoServer) -> AsyncIterator[Any]:

@@ -64,6 +64,7 @@ async def test_memory_backends_fixture_overrides_an_app(
         async with app.router.lifespan_context(app):
             assert app.state.cloudrift.storage() is cloudrift_memory_backends["storage"]
             assert app.state.cloudrift.cache() is cloudrift_memory_backends["cache"]
+            assert app.state.cloudrift.mongodb() is cloudrift_memory_backends["mongodb"]
 
 
 async def test_s3_storage_fixture_talks_to_moto(
