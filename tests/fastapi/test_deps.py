@@ -9,6 +9,7 @@ import sys
 from typing import Any
 
 import pytest
+from dependency_injector import providers
 from dependency_injector.wiring import Provide, inject
 from fastapi import Depends, FastAPI
 from fastapi.testclient import TestClient
@@ -279,3 +280,28 @@ def test_inject_and_provide_work_when_wired() -> None:
         client.portal.call(app.state.cloudrift.storage().upload, "k", b"provided")
         assert client.get("/doc/k").text == '"provided"'
         assert client.portal.call(read_with_provide, "k") == b"provided"
+
+
+class AppContainer(Container):
+    """An application's own container extending cloudrift's providers."""
+
+    greeting = providers.Object("hello")
+
+
+@inject
+async def greet_and_count(
+    greeting: str = Depends(Provide[AppContainer.greeting]),
+    storage: Storage = Depends(Provide[AppContainer.storage]),
+) -> str:
+    """An endpoint body using both the app's own provider and cloudrift's."""
+    return f"{greeting} {len(await storage.list())}"
+
+
+def test_an_app_container_subclass_is_filled_in() -> None:
+    """``container=`` takes the app's own subclass; its providers and ours both inject."""
+    box = AppContainer()
+    app = _app(CloudriftSettings(storage="memory"), container=box, wire=[sys.modules[__name__]])
+    with TestClient(app) as client:
+        assert app.state.cloudrift is box
+        client.portal.call(box.storage().upload, "a", b"1")
+        assert client.portal.call(greet_and_count) == "hello 1"
