@@ -187,3 +187,29 @@ def test_gcs_repr_shows_bucket_only() -> None:
     """repr names provider and bucket, not the credentials file contents."""
     text = repr(GCSStorage(bucket="b", credentials_path="/secret/sa.json"))
     assert "'gcs'" in text and "bucket='b'" in text and "sa.json" not in text
+
+
+async def test_cmek_key_is_sent_on_every_write(gcs: GCSEmulator) -> None:
+    """kms_key_name is sent as kmsKeyName on uploads and copies (the emulator ignores it)."""
+    key = "projects/p/locations/l/keyRings/r/cryptoKeys/k"
+    storage = GCSStorage(bucket=gcs.bucket, emulator_host=gcs.endpoint, kms_key_name=key)
+    client = await storage.native.get()
+    seen: list[dict[str, str] | None] = []
+    real_upload, real_copy = client.upload, client.copy
+
+    async def spy_upload(*args: Any, **kwargs: Any) -> Any:
+        seen.append(dict(kwargs["parameters"]))
+        return await real_upload(*args, **kwargs)
+
+    async def spy_copy(*args: Any, **kwargs: Any) -> Any:
+        seen.append(dict(kwargs["params"]))
+        return await real_copy(*args, **kwargs)
+
+    client.upload, client.copy = spy_upload, spy_copy
+    try:
+        await storage.upload("a", b"1")
+        await storage.copy("a", "b")
+        assert seen == [{"kmsKeyName": key}, {"kmsKeyName": key}]
+        assert await storage.download("b") == b"1"
+    finally:
+        await storage.close()
