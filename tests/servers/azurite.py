@@ -160,9 +160,6 @@ class AzuriteContainer:
     server: AzuriteServer
     container: str
 
-    def __getattr__(self, name: str) -> object:
-        return getattr(self.server, name)
-
 
 @pytest.fixture
 def azurite(azurite_server: AzuriteServer) -> Iterator[AzuriteContainer]:

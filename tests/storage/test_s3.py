@@ -14,7 +14,12 @@ import pytest
 from cloudrift.core.exceptions import (
     BucketNotFoundError,
     ConfigurationError,
+    InvalidRangeError,
+    ObjectExistsError,
+    ObjectNotFoundError,
     StorageConnectionError,
+    StorageError,
+    StoragePermissionError,
 )
 from cloudrift.storage import Storage, get_storage
 from cloudrift.storage.base import MIN_PART_SIZE
@@ -380,3 +385,39 @@ async def test_streamed_upload_keeps_few_parts_in_memory(moto: MotoEndpoint, buc
     assert sent == 6 and worst <= 2 + 2
     assert (await storage.head("bounded")).size == 6 * MIN_PART_SIZE
     await storage.close()
+
+
+@pytest.mark.parametrize(
+    ("code", "status", "expected"),
+    [
+        ("AccessDenied", 403, StoragePermissionError),
+        ("InvalidAccessKeyId", 403, StoragePermissionError),
+        ("NoSuchBucket", 404, BucketNotFoundError),
+        ("NoSuchKey", 404, ObjectNotFoundError),
+        ("PreconditionFailed", 412, ObjectExistsError),
+        ("InvalidRange", 416, InvalidRangeError),
+        ("SlowDown", 503, StorageConnectionError),
+        ("InternalError", 500, StorageConnectionError),
+        ("WeirdNewError", 400, StorageError),
+    ],
+)
+def test_client_errors_map_to_specific_errors_without_secrets(
+    code: str, status: int, expected: type[Exception]
+) -> None:
+    """Each S3 error code becomes its cloudrift error, chained, with secrets masked."""
+    from botocore.exceptions import ClientError
+
+    storage = S3Storage(
+        bucket="b", aws_access_key_id="AKIA1", aws_secret_access_key="very-secret-value"
+    )
+    error = ClientError(
+        {
+            "Error": {"Code": code, "Message": "request signed with very-secret-value failed"},
+            "ResponseMetadata": {"HTTPStatusCode": status},
+        },
+        "PutObject",
+    )
+    with pytest.raises(expected) as info, storage._errors("k", exists_key="k"):
+        raise error
+    assert info.value.__cause__ is error
+    assert "very-secret-value" not in str(info.value)
