@@ -19,7 +19,9 @@ _PLACEHOLDER = re.compile(
     r"^<.*>$|^\.\.\.$|^\*+$|^todo$|^dummy$|^secret$|^password$)"
 )
 # Options that switch TLS certificate verification off when false.
-_VERIFY_FLAGS = re.compile(r"(?i)(^|_)(verify|verify_tls|tls_verify|ssl_verify|verify_ssl)$")
+_VERIFY_FLAGS = re.compile(
+    r"(?i)(^|_)(verify|verify_tls|tls_verify|ssl_verify|verify_ssl|check_hostname)$"
+)
 # Options (or URL query keys) that switch verification off when true.
 _INSECURE_FLAGS = re.compile(
     r"(?i)^(tls_?insecure|tls_?allow_?invalid_?(certificates|hostnames)|insecure|"

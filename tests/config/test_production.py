@@ -61,6 +61,8 @@ def test_plaintext_smtp_is_refused() -> None:
         ("ssl_cert_reqs", "none"),
         ("ssl_cert_reqs", None),
         ("tls_allow_invalid_certificates", True),
+        ("ssl_check_hostname", False),
+        ("tls_insecure", True),
         ("tlsInsecure", "true"),
     ],
 )
