@@ -163,3 +163,27 @@ async def test_failed_dead_letter_keeps_message_on_source(
     await queue.nack(msg.receipt_handle)
     [again] = await queue.receive()
     assert again.message_id == msg.message_id and again.attributes == {"a": "1"}
+
+
+async def test_every_operation_translates_connection_errors(
+    redis_server_factory: object,
+) -> None:
+    """With the server gone, each operation raises MessagingConnectionError, never redis's."""
+    server = redis_server_factory()  # type: ignore[operator]
+    async with RedisStreamQueue(
+        url=server.url, queue_name="q", socket_connect_timeout=0.5, retry_attempts=0
+    ) as q:
+        await q.send({"n": 1})
+        [msg] = await q.receive()
+        server.stop()
+        for operation in (
+            q.send({"n": 2}),
+            q.send({"n": 2}, delay=5),
+            q.receive(),
+            q.delete(msg.receipt_handle),
+            q.nack(msg.receipt_handle),
+            q.extend_visibility(msg.receipt_handle, 10),
+            q.purge(),
+        ):
+            with pytest.raises(MessagingConnectionError):
+                await operation

@@ -355,3 +355,21 @@ async def test_visibility_beyond_twelve_hours_is_refused(standard: SQSQueue) -> 
     """SQS's 12-hour visibility maximum is checked before the call."""
     with pytest.raises(ValueError, match="43200"):
         await standard.receive(visibility_timeout=43201)
+
+
+async def test_every_operation_translates_sdk_errors(moto: MotoEndpoint) -> None:
+    """No botocore exception escapes: each operation on a missing queue raises ours."""
+    url = create_queue(moto, "here").rsplit("/", 1)[0] + "/gone"
+    async with SQSQueue(queue_url=url, **moto.credentials()) as queue:
+        operations = [
+            queue.send({"n": 1}),
+            queue.send_batch([{"n": 1}]),
+            queue.receive(),
+            queue.purge(),
+        ]
+        for operation in operations:
+            with pytest.raises(QueueNotFoundError):
+                await operation
+        for handle_op in (queue.delete, queue.nack):
+            with pytest.raises((QueueNotFoundError, ReceiptHandleError)):
+                await handle_op("AQEB-not-a-handle")
