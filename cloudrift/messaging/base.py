@@ -760,6 +760,8 @@ class Queue(AsyncBackend, abc.ABC):
                 if error is not None:
                     if isinstance(error, BackendClosedError):
                         break
+                    if isinstance(error, ValueError | TypeError | NotImplementedError):
+                        raise error  # a bad option, not a transient failure: never spin
                     failures += 1
                     log.warning(
                         "%s consume(): receive failed (%s); retrying",

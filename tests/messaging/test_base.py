@@ -289,3 +289,15 @@ async def test_consume_accepts_a_plain_function_handler() -> None:
 
         assert await queue.consume(handler, limit=2, wait_time=1) == 2
         assert calls == [1, 2] and len(queue) == 0
+
+
+async def test_consume_raises_a_bad_receive_option_instead_of_retrying() -> None:
+    """An option the provider refuses (a ValueError) ends consume() instead of spinning."""
+
+    class Refuses(MemoryQueue):
+        async def _receive(self, *args: object) -> list[Message]:
+            raise ValueError("visibility_timeout must be at most 43200s")
+
+    async with Refuses() as queue:
+        with pytest.raises(ValueError, match="43200"):
+            await asyncio.wait_for(queue.consume(lambda m: None, wait_time=1), 10)
