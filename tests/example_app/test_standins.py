@@ -10,6 +10,7 @@ from __future__ import annotations
 import email
 import json
 from email.utils import parseaddr
+from pathlib import Path
 from typing import Any
 
 import boto3
@@ -20,7 +21,7 @@ from moto.ses.models import RawMessage, ses_backends
 from cloudrift.config import CloudriftSettings
 from example_app import create_app, records
 from example_app.config import SETTINGS_DIR, IntakeConfig
-from tests.example_app.conftest import fetch_over_network, full_flow, running
+from tests.example_app.conftest import demo_settings, fetch_over_network, full_flow, running
 from tests.servers.moto import MotoEndpoint
 from tests.servers.redis import RedisServer
 
@@ -90,3 +91,37 @@ async def test_full_flow_on_moto_s3_sqs_ses_and_redis_server(
     mail = email.message_from_string(sent[0].raw_data)
     names = [part.get_filename() for part in mail.walk() if part.get_filename()]
     assert names == [f"summary-{doc_id}.json"]
+
+
+async def test_demo_with_a_redis_queue_and_cache_set_by_env_vars_only(
+    redis: RedisServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The demo on a real redis-server (Streams queue + cache): only CLOUDRIFT_* env vars
+    change, as example_app/README.md shows."""
+    for name, value in {
+        "CLOUDRIFT_QUEUE__PROVIDER": "redis",
+        "CLOUDRIFT_QUEUE__URL": redis.url,
+        "CLOUDRIFT_QUEUE__QUEUE_NAME": "intake-jobs",
+        "CLOUDRIFT_CACHE__PROVIDER": "redis",
+        "CLOUDRIFT_CACHE__AUTH_METHOD": "from_url",
+        "CLOUDRIFT_CACHE__URL": redis.url,
+    }.items():
+        monkeypatch.setenv(name, value)
+    app = create_app(demo_settings(tmp_path, monkeypatch), IntakeConfig())
+    async with running(app) as client:
+        ready = (await client.get("/health/ready")).json()["backends"]
+        assert (ready["queue.default"]["provider"], ready["cache.default"]["provider"]) == (
+            "redis",
+            "redis",
+        )
+
+        async def fetch(url: str) -> bytes:
+            return (await client.get(url)).content
+
+        body = await full_flow(client, b"streams\nand cache\n", fetch)
+    with redis.client() as direct:
+        assert direct.exists(records.cache_key(body["id"])) == 1
+        # The job went through the stream's consumer group and was acked (then deleted).
+        groups = direct.xinfo_groups("intake-jobs")
+        assert [g["last-delivered-id"] != b"0-0" for g in groups] == [True]
+        assert direct.xlen("intake-jobs") == 0
