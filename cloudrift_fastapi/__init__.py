@@ -51,7 +51,7 @@ if TYPE_CHECKING:
     from cloudrift_fastapi.health import health_router
     from cloudrift_fastapi.lifespan import cloudrift_lifespan
     from cloudrift_fastapi.local_files import local_files_router
-    from cloudrift_fastapi.testing import memory_settings, override_backends
+    from cloudrift_fastapi.testing import memory_client, memory_settings, override_backends
     from cloudrift_fastapi.workers import queue_worker
 
 _WHERE = {
@@ -77,6 +77,7 @@ _WHERE = {
     "health_router": "health",
     "cloudrift_lifespan": "lifespan",
     "local_files_router": "local_files",
+    "memory_client": "testing",
     "memory_settings": "testing",
     "override_backends": "testing",
     "queue_worker": "workers",
@@ -120,6 +121,7 @@ __all__ = [
     "get_storage_dep",
     "health_router",
     "local_files_router",
+    "memory_client",
     "memory_settings",
     "mongodb_dep",
     "override_backends",

@@ -7,6 +7,8 @@ the end of the session.
 Settings and in-memory backends (no service at all):
 
 * ``cloudrift_memory_settings`` — CloudriftSettings with every category on ``memory``.
+* ``cloudrift_memory_client`` — ``async with cloudrift_memory_client(app) as client:``
+  runs ``app`` with every backend on a fresh memory one and yields an httpx client.
 * ``cloudrift_memory_backends`` — ``{"storage", "queue", "mongodb", "cache", "email"}``
   memory backends, closed after the test; pass them to ``override_backends(app, **...)``.
 
@@ -177,6 +179,15 @@ def cloudrift_smtp_sink() -> Iterator[SMTPSink]:
         yield sink
     finally:
         controller.stop()
+
+
+@pytest.fixture
+def cloudrift_memory_client() -> Any:
+    """``async with cloudrift_memory_client(app) as client:`` runs ``app`` on fresh memory
+    backends (its configured ones are never built) and gives an httpx client for it."""
+    from cloudrift_fastapi.testing import memory_client
+
+    return memory_client
 
 
 @pytest.fixture

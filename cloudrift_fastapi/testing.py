@@ -6,15 +6,17 @@
         with TestClient(app) as client:
             ...
 
-The pytest fixtures (``cloudrift_memory_settings``, ``cloudrift_s3_storage``,
-``cloudrift_redis_cache``, ``cloudrift_smtp_email``, ...) come from the plugin in
+``memory_client(app)`` runs an app on memory backends and yields an httpx client. The
+pytest fixtures (``cloudrift_memory_settings``, ``cloudrift_memory_client``,
+``cloudrift_s3_storage``, ``cloudrift_redis_cache``, ``cloudrift_smtp_email``, ...) come
+from the plugin in
 :mod:`cloudrift_fastapi.pytest_plugin`, loaded automatically once cloudrift is installed.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
 from typing import Any
 
 from dependency_injector import providers
@@ -124,6 +126,42 @@ def override_backends(
                 overrides[dep] = previous
 
 
+@asynccontextmanager
+async def memory_client(app: Any, *, base_url: str = "http://testserver") -> AsyncIterator[Any]:
+    """Run ``app`` with every default backend on a fresh ``memory`` one and yield an
+    ``httpx.AsyncClient`` talking to it in-process.
+
+    The configured backends are never built, so the app's production settings need no
+    service. The memory backends are closed afterwards; reach them through
+    ``app.state.cloudrift`` (``app.state.cloudrift.storage()``, ...) while the block runs.
+    """
+    import httpx
+
+    from cloudrift.cache import get_cache
+    from cloudrift.document import aclose_client, get_mongodb
+    from cloudrift.email import get_email
+    from cloudrift.messaging import get_queue
+    from cloudrift.storage import get_storage
+
+    backends: dict[str, Any] = {
+        "storage": get_storage("memory"),
+        "queue": get_queue("memory"),
+        "cache": get_cache("memory"),
+        "email": get_email("memory", default_from="noreply@example.test"),
+    }
+    mongodb = get_mongodb("memory")
+    try:
+        with override_backends(app, mongodb=mongodb, **backends):
+            async with app.router.lifespan_context(app):
+                transport = httpx.ASGITransport(app=app)
+                async with httpx.AsyncClient(transport=transport, base_url=base_url) as client:
+                    yield client
+    finally:
+        for backend in backends.values():
+            await backend.close()
+        await aclose_client(mongodb)
+
+
 def _returning(value: Any) -> Any:
     async def override() -> Any:
         return value
@@ -131,4 +169,4 @@ def _returning(value: Any) -> Any:
     return override
 
 
-__all__ = ["memory_settings", "override_backends"]
+__all__ = ["memory_client", "memory_settings", "override_backends"]

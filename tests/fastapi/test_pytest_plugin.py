@@ -10,7 +10,8 @@ from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from cloudrift.config import CloudriftSettings
-from cloudrift_fastapi import cloudrift_lifespan, override_backends
+from cloudrift.storage import Storage
+from cloudrift_fastapi import QueueDep, StorageDep, cloudrift_lifespan, override_backends
 from cloudrift_fastapi.pytest_plugin import FakeRedisServer, MotoServer, SMTPSink
 
 
@@ -65,6 +66,32 @@ async def test_memory_backends_fixture_overrides_an_app(
             assert app.state.cloudrift.storage() is cloudrift_memory_backends["storage"]
             assert app.state.cloudrift.cache() is cloudrift_memory_backends["cache"]
             assert app.state.cloudrift.mongodb() is cloudrift_memory_backends["mongodb"]
+
+
+async def test_memory_client_runs_a_production_configured_app(
+    cloudrift_memory_client: Any,
+) -> None:
+    """An app configured for S3 and SQS runs on memory backends; nothing real is built."""
+    settings = CloudriftSettings(
+        verify_on_startup=True,
+        storage={"provider": "s3", "bucket": "prod", "endpoint_url": "http://127.0.0.1:9"},
+        queue={"provider": "sqs", "queue_url": "http://127.0.0.1:9/123/q", "region": "x"},
+    )
+    app = FastAPI(lifespan=cloudrift_lifespan(settings))
+
+    @app.post("/jobs/{key}")
+    async def job(key: str, storage: StorageDep, queue: QueueDep) -> str:
+        await storage.upload(key, b"data")
+        return await queue.send({"key": key})
+
+    async with cloudrift_memory_client(app) as client:
+        response = await client.post("/jobs/a.txt")
+        assert response.status_code == 200
+        storage: Storage = app.state.cloudrift.storage()
+        assert type(storage).__name__ == "MemoryStorage"
+        assert await storage.download("a.txt") == b"data"
+    assert storage.closed
+    assert app.dependency_overrides == {}
 
 
 async def test_s3_storage_fixture_talks_to_moto(
