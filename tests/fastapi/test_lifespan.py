@@ -138,6 +138,29 @@ def test_a_backend_that_cannot_be_built_aborts_startup_naming_it(
     assert not hasattr(app.state, "cloudrift")
 
 
+def test_missing_extra_aborts_startup_naming_backend_and_install_command(
+    monkeypatch: pytest.MonkeyPatch, closes: list[tuple[str, Any]]
+) -> None:
+    """A provider whose SDK is not installed stops startup with the pip command to run."""
+    import importlib.util
+
+    real_find_spec = importlib.util.find_spec
+
+    def without_aioboto3(name: str, *args: Any) -> Any:
+        return None if name == "aioboto3" else real_find_spec(name, *args)
+
+    monkeypatch.setattr(importlib.util, "find_spec", without_aioboto3)
+    settings = CloudriftSettings(
+        cache="memory", storage={"provider": "s3", "bucket": "b", "region": "eu-west-1"}
+    )
+    app = FastAPI(lifespan=cloudrift_lifespan(settings))
+    with pytest.raises(ConfigurationError) as caught, TestClient(app):
+        pass
+    assert "storage backend 'default' (s3)" in caught.value.message
+    assert 'pip install "cloudrift[aws]"' in caught.value.message
+    assert len(closes) == 1  # the cache that was built is closed again
+
+
 async def test_unreachable_service_aborts_startup_when_verifying(
     closes: list[tuple[str, Any]],
 ) -> None:
