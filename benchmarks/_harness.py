@@ -85,20 +85,39 @@ async def _timed(work: Work, ops: int) -> float:
     return ops / elapsed if elapsed > 0 else float("inf")
 
 
-async def compare(ours: Work, baseline: Work, *, ops: int, settings: Settings) -> Comparison:
-    """Interleave ``ours`` and ``baseline`` (each doing ``ops`` operations per call)."""
+async def compare(
+    ours: Work,
+    baseline: Work,
+    *,
+    ops: int,
+    settings: Settings,
+    before_each: Work | None = None,
+) -> Comparison:
+    """Interleave ``ours`` and ``baseline`` (each doing ``ops`` operations per call).
+
+    ``before_each`` (untimed) runs before every call of either side, e.g. to empty a
+    queue whose stand-in slows down as it fills.
+    """
+
+    async def timed(work: Work) -> float:
+        if before_each is not None:
+            await before_each()
+        return await _timed(work, ops)
+
     for _ in range(settings.warmup):
-        await ours()
-        await baseline()
+        for work in (ours, baseline):
+            if before_each is not None:
+                await before_each()
+            await work()
     result = Comparison()
     for round_no in range(settings.rounds):
         # Alternate who goes first so neither side always runs on a warmer cache.
         if round_no % 2 == 0:
-            result.ours.append(await _timed(ours, ops))
-            result.baseline.append(await _timed(baseline, ops))
+            result.ours.append(await timed(ours))
+            result.baseline.append(await timed(baseline))
         else:
-            result.baseline.append(await _timed(baseline, ops))
-            result.ours.append(await _timed(ours, ops))
+            result.baseline.append(await timed(baseline))
+            result.ours.append(await timed(ours))
     return result
 
 

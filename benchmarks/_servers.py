@@ -13,7 +13,10 @@ import contextlib
 import logging
 import sys
 import tempfile
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -66,11 +69,43 @@ def moto() -> Iterator[Any]:
             process.stop()
 
 
+@dataclass(frozen=True)
+class AzuriteEndpoint:
+    """Where Azurite's blob service listens, with its well-known development account."""
+
+    port: int
+    account: str
+    account_key: str
+
+    @property
+    def account_url(self) -> str:
+        """``http://127.0.0.1:P/devstoreaccount1``."""
+        return f"http://127.0.0.1:{self.port}/{self.account}"
+
+    @property
+    def connection_string(self) -> str:
+        """A connection string with the account key and the local blob endpoint."""
+        return (
+            f"DefaultEndpointsProtocol=http;AccountName={self.account};"
+            f"AccountKey={self.account_key};BlobEndpoint={self.account_url};"
+        )
+
+
+def _http_answers(url: str) -> bool:
+    try:
+        urllib.request.urlopen(url, timeout=1)
+    except urllib.error.HTTPError:
+        return True  # any HTTP answer (403 without auth) means the service is up
+    except OSError:
+        return False
+    return True
+
+
 @contextlib.contextmanager
-def azurite(*, on_disk: bool = False) -> Iterator[Any]:
+def azurite(*, on_disk: bool = False) -> Iterator[AzuriteEndpoint]:
     """azurite-blob on a free port: in memory, or with blobs in a temp folder (``on_disk``)."""
     from tests.servers._process import LOOPBACK, ManagedProcess, free_port
-    from tests.servers.azurite import AzuriteServer, _answers, azurite_binary
+    from tests.servers.azurite import ACCOUNT, ACCOUNT_KEY, azurite_binary
 
     with tempfile.TemporaryDirectory(prefix="bench-azurite-") as tmp:
         port = free_port()
@@ -83,13 +118,13 @@ def azurite(*, on_disk: bool = False) -> Iterator[Any]:
                 argv,
                 port=port,
                 log_dir=Path(tmp),
-                ready=lambda: _answers(port),
+                ready=lambda: _http_answers(f"http://{LOOPBACK}:{port}/{ACCOUNT}?comp=list"),
                 timeout=30,
             )
             process.start()
         START_TIMES["azurite"] = process.started_in or 0.0
         try:
-            yield AzuriteServer(port=port, process=process)
+            yield AzuriteEndpoint(port=port, account=ACCOUNT, account_key=ACCOUNT_KEY)
         finally:
             process.stop()
 
