@@ -157,11 +157,20 @@ def guess_content_type(key: str, content_type: str | None) -> str:
     return guessed or DEFAULT_CONTENT_TYPE
 
 
-def check_range(start: int | None, end: int | None) -> tuple[int, int | None]:
-    """Normalise a ``[start, end)`` range; InvalidRangeError for negative or reversed bounds."""
+def check_range(
+    start: int | None, end: int | None, length: int | None = None
+) -> tuple[int, int | None]:
+    """Normalise ``[start, end)`` (or ``start`` + ``length``); InvalidRangeError for negative
+    or reversed bounds, or for both ``end`` and ``length``."""
     begin = 0 if start is None else start
     if isinstance(begin, bool) or not isinstance(begin, int) or begin < 0:
         raise InvalidRangeError(f"range start must be a non-negative int, got {start!r}")
+    if length is not None:
+        if end is not None:
+            raise InvalidRangeError("give either end or length, not both")
+        if isinstance(length, bool) or not isinstance(length, int) or length < 0:
+            raise InvalidRangeError(f"range length must be a non-negative int, got {length!r}")
+        end = begin + length
     if end is not None:
         if isinstance(end, bool) or not isinstance(end, int) or end < 0:
             raise InvalidRangeError(f"range end must be a non-negative int or None, got {end!r}")
@@ -304,14 +313,20 @@ class Storage(AsyncBackend, ABC):
         await self._put_stream(key, iter_source(source, part_size), ctype, meta, part_size)
 
     async def download(
-        self, key: str, *, start: int | None = None, end: int | None = None
+        self,
+        key: str,
+        *,
+        start: int | None = None,
+        end: int | None = None,
+        length: int | None = None,
     ) -> bytes:
-        """The object's bytes, or the half-open range ``[start, end)`` of them.
+        """The object's bytes, or the half-open range ``[start, end)`` of them
+        (``length=n`` is the same as ``end=start + n``).
 
         Raises ObjectNotFoundError naming the key if it does not exist.
         """
         validate_key(key)
-        begin, stop = check_range(start, end)
+        begin, stop = check_range(start, end, length)
         self._ensure_open()
         if stop is not None and stop == begin:
             await self._check_start(key, begin)
@@ -329,15 +344,16 @@ class Storage(AsyncBackend, ABC):
         chunk_size: int = DEFAULT_CHUNK_SIZE,
         start: int | None = None,
         end: int | None = None,
+        length: int | None = None,
     ) -> AsyncIterator[bytes]:
-        """Yield the object (or ``[start, end)`` of it) as non-empty chunks of at most
-        ``chunk_size`` bytes, without loading the whole object.
+        """Yield the object (or ``[start, end)`` of it, or ``length`` bytes from ``start``)
+        as non-empty chunks of at most ``chunk_size`` bytes, without loading the whole object.
 
         Raises ObjectNotFoundError naming the key if it does not exist (on the first
         iteration step).
         """
         validate_key(key)
-        begin, stop = check_range(start, end)
+        begin, stop = check_range(start, end, length)
         if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
             raise InvalidRangeError(f"chunk_size must be a positive int, got {chunk_size!r}")
         self._ensure_open()

@@ -315,6 +315,19 @@ class StorageConformance(Conformance):
         with pytest.raises(InvalidRangeError):
             _ = [c async for c in backend.download_stream("r", start=start, end=end)]
 
+    async def test_length_is_another_way_to_give_the_end(self, backend: Storage) -> None:
+        """length=n reads n bytes from start (clamped); giving end and length is an error."""
+        await backend.upload("r", ALL_BYTES)
+        assert await backend.download("r", start=10, length=5) == ALL_BYTES[10:15]
+        assert await backend.download("r", length=3) == ALL_BYTES[:3]
+        assert await backend.download("r", start=SIZE - 2, length=10) == ALL_BYTES[-2:]
+        chunks = [c async for c in backend.download_stream("r", start=1, length=4)]
+        assert b"".join(chunks) == ALL_BYTES[1:5]
+        with pytest.raises(InvalidRangeError, match="not both"):
+            await backend.download("r", start=1, end=3, length=2)
+        with pytest.raises(InvalidRangeError):
+            await backend.download("r", length=-1)
+
     async def test_range_on_empty_object(self, backend: Storage) -> None:
         """On an empty object, start=0 gives b'' and start=1 raises InvalidRangeError."""
         await backend.upload("e0", b"")

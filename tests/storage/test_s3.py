@@ -276,6 +276,13 @@ async def test_assume_role_uses_refreshable_sts_credentials(
     assert isinstance(creds, AioRefreshableCredentials)
     frozen = await creds.get_frozen_credentials()
     assert frozen.access_key != moto.access_key and frozen.token
+    # Pretend the temporary credentials (and the fetcher's cached copy) are about to
+    # expire: the next use calls STS AssumeRole again.
+    creds._expiry_time = creds._expiry_time.replace(year=2000)
+    creds._refresh_using.__self__._cache.clear()
+    refreshed = await creds.get_frozen_credentials()
+    assert refreshed.access_key != frozen.access_key
+    await storage.upload("r2", b"after refresh")
     await storage.close()
 
 
