@@ -465,9 +465,9 @@ class AzureServiceBusQueue(Queue):
                 received = await receiver.receive_messages(
                     max_message_count=max_messages, max_wait_time=wait
                 )
-            except SessionLockLostError:
-                # The session lock expired while we held it: drop the receiver; the next
-                # receive locks the session afresh.
+            except (SessionLockLostError, SessionCannotBeLockedError):
+                # Another receiver holds the session (the refusal can arrive after the
+                # attach), or our lock expired: drop this receiver; nothing for us now.
                 self._drop_session(group_id)
                 return []
             messages = [self._wrap(receiver, m, group_id) for m in received]

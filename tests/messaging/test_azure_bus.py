@@ -689,3 +689,20 @@ def test_the_sdk_is_imported_only_when_azure_bus_is_chosen() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=False
     )
     assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
+
+
+async def test_receive_from_a_session_locked_elsewhere_returns_nothing(
+    servicebus: ServiceBusEndpoint,
+) -> None:
+    """receive(group_id=) on a session another backend holds returns [] (no error, no steal)."""
+    async with (
+        bus(servicebus, SESSION_QUEUE, session_enabled=True) as one,
+        bus(servicebus, SESSION_QUEUE, session_enabled=True, retry_total=0) as other,
+    ):
+        await one.send({"n": 1}, group_id="A")
+        await one.send({"n": 2}, group_id="A")
+        [held] = await one.receive(max_messages=1, wait_time=1, group_id="A")
+        assert await other.receive(max_messages=10, wait_time=0.5, group_id="A") == []
+        await one.delete(held.receipt_handle)
+        [rest] = await one.receive(max_messages=10, wait_time=1, group_id="A")
+        assert rest.body == {"n": 2}

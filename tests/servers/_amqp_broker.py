@@ -435,6 +435,8 @@ class AmqpTestBroker(Handler):  # type: ignore[misc]
         return path == "$cbs" or path.lower().endswith("/$management")
 
     def _refuse(self, link: Link, condition: str, description: str) -> None:
+        # An (empty) properties map: the SDK's session attach callback reads it.
+        link.properties = {}
         link.open()
         link.condition = Condition(condition, description)
         link.close()
