@@ -37,7 +37,8 @@ pytest: install
 
 test: install lint typecheck pytest
 
-demo: install
+# The demo needs only the Python environment (no redis-server, no Azurite).
+demo: $(STAMP)
 	@if [ -d example_app ]; then \
 	  HOST=$(HOST) PORT=$(PORT) $(PY) -m example_app; \
 	else \
