@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime
+import json
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import AsyncExitStack, contextmanager
@@ -109,6 +110,10 @@ class AzureServiceBusQueue(Queue):
             raise ConfigurationError(f"{where}: max_message_bytes must be at least 1024")
         if isinstance(retry_total, bool) or not isinstance(retry_total, int) or retry_total < 0:
             raise ConfigurationError(f"{where}: retry_total must be an int >= 0")
+        if isinstance(in_flight_limit, bool) or not isinstance(in_flight_limit, int):
+            raise ConfigurationError(f"{where}: in_flight_limit must be an int")
+        if in_flight_limit < 1:
+            raise ConfigurationError(f"{where}: in_flight_limit must be at least 1")
         self.auth_method = select_auth(
             where,
             {
@@ -538,8 +543,7 @@ class AzureServiceBusQueue(Queue):
             self._close_later(self._sessions.pop(session_id))
 
     def _wrap(self, receiver: Any, sdk_message: Any, session_id: str | None) -> Message:
-        # The SDK's body is a generator of sections (never bytes(message)); join it.
-        raw = b"".join(bytes(section) for section in sdk_message.body)
+        raw = _raw_body(sdk_message)
         handle = f"{self._instance}:{sdk_message.lock_token}"
         self._held.add(handle, _Held(receiver, sdk_message, session_id))
         props = {_text(k): _text(v) for k, v in (sdk_message.application_properties or {}).items()}
@@ -660,6 +664,42 @@ class AzureServiceBusQueue(Queue):
             async with probe:
                 await probe.session.get_state()
         return True
+
+
+def _raw_body(sdk_message: Any) -> bytes:
+    """The bytes of a received body, whatever AMQP body type a producer used.
+
+    A data body is a single-use generator of sections (``bytes(message)`` never worked):
+    join it. Foreign producers may send an AMQP value or sequence body instead (JMS text
+    messages are a string value): strings become UTF-8, other values JSON, so such a
+    message is still delivered instead of crashing ``receive()``.
+    """
+    from azure.servicebus.amqp import AmqpMessageBodyType
+
+    body = sdk_message.body
+    if sdk_message.body_type == AmqpMessageBodyType.DATA:
+        return b"".join(bytes(section) for section in body)
+    if sdk_message.body_type == AmqpMessageBodyType.SEQUENCE:
+        body = [list(section) for section in body]
+    if isinstance(body, bytes | bytearray | memoryview):
+        return bytes(body)
+    if isinstance(body, str):
+        return body.encode("utf-8")
+    try:
+        return json.dumps(_plain(body), default=_text, separators=(",", ":")).encode("utf-8")
+    except (TypeError, ValueError):  # never let an odd body crash receive()
+        return _text(body).encode("utf-8")
+
+
+def _plain(value: Any) -> Any:
+    """An AMQP value as JSON-ready Python (the SDK decodes AMQP strings as bytes)."""
+    if isinstance(value, bytes):
+        return _text(value)
+    if isinstance(value, dict):
+        return {_text(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return value
 
 
 def _enqueue_time(delay: float) -> datetime.datetime:

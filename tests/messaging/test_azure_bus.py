@@ -24,6 +24,7 @@ from azure.servicebus import (
     ServiceBusSubQueue,
 )
 from azure.servicebus.aio import ServiceBusClient
+from azure.servicebus.amqp import AmqpAnnotatedMessage
 from azure.servicebus.exceptions import (
     MessageLockLostError,
     ServiceBusAuthenticationError,
@@ -413,6 +414,24 @@ async def test_message_bodies_are_read_from_the_sdk_generator(
         assert msg.raw == b"\xff\xfe not utf-8" and not msg.is_json and msg.text is None
 
 
+async def test_value_and_sequence_bodies_from_foreign_producers_are_delivered(
+    servicebus: ServiceBusEndpoint,
+) -> None:
+    """AMQP value / sequence bodies (e.g. JMS text messages) arrive with raw bytes, never crash."""
+    client = ServiceBusClient.from_connection_string(servicebus.connection_string())
+    async with client, client.get_queue_sender(PLAIN_QUEUE) as sender:
+        await sender.send_messages(AmqpAnnotatedMessage(value_body="plain jms text"))
+        await sender.send_messages(AmqpAnnotatedMessage(value_body={"k": 1}))
+        await sender.send_messages(AmqpAnnotatedMessage(sequence_body=[[1, 2]]))
+    async with bus(servicebus, PLAIN_QUEUE) as queue:
+        got = await drain(queue, 3)
+        assert [(m.raw, m.is_json) for m in got] == [
+            (b"plain jms text", False),
+            (b'{"k":1}', True),
+            (b"[[1,2]]", True),
+        ]
+
+
 async def test_batch_is_split_by_the_sdk_batch_capacity_and_ids_keep_order(
     servicebus: ServiceBusEndpoint,
 ) -> None:
@@ -615,6 +634,7 @@ def test_repr_shows_namespace_and_queue_never_the_key(servicebus: ServiceBusEndp
             "incomplete|missing",
         ),
         ({"queue_name": "q", "connection_string": "x", "sesion_enabled": True}, "session_enabled"),
+        ({"queue_name": "q", "connection_string": "x", "in_flight_limit": 0}, "in_flight_limit"),
     ],
 )
 def test_bad_configuration_raises_configuration_error(options: dict[str, Any], match: str) -> None:
