@@ -49,7 +49,7 @@ from cloudrift.core.exceptions import (
 )
 from cloudrift.core.lifecycle import LazyClient
 from cloudrift.core.secrets import Secret, redact, reveal, secret
-from cloudrift.storage.base import ObjectInfo, PresignMethod, Storage
+from cloudrift.storage.base import ObjectInfo, PresignMethod, Storage, send_parts
 
 _AUTH = [
     auth_method("connection string", ["connection_string"]),
@@ -308,29 +308,16 @@ class AzureBlobStorage(Storage):
         # Blocks of an aborted upload stay uncommitted: never visible, and Azure discards
         # them (there is no abort call for block blobs).
         tag = secrets.token_hex(8)
-        ids: list[str] = []
-        pending: set[asyncio.Task[None]] = set()
 
-        async def stage(block_id: str, body: bytes) -> None:
+        def block_id(number: int) -> str:
+            return base64.b64encode(f"{tag}-{number:08d}".encode()).decode()
+
+        async def stage(number: int, body: bytes) -> None:
             with self._errors(key):
-                await blob.stage_block(block_id, body)
+                await blob.stage_block(block_id(number), body)
 
-        try:
-            async for body in parts:
-                while len(pending) >= self._concurrency:
-                    done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-                    _raise_first(done)
-                block_id = base64.b64encode(f"{tag}-{len(ids):08d}".encode()).decode()
-                ids.append(block_id)
-                pending.add(asyncio.create_task(stage(block_id, body)))
-            if pending:
-                done, pending = await asyncio.wait(pending)
-                _raise_first(done)
-        except BaseException:
-            for task in pending:
-                task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
-            raise
+        count = await send_parts(parts, stage, self._concurrency)
+        ids = [block_id(n) for n in range(1, count + 1)]
         with self._errors(key):
             await blob.commit_block_list(
                 ids,
@@ -467,14 +454,6 @@ class AzureBlobStorage(Storage):
         with self._errors():
             await container.get_container_properties()
         return True
-
-
-def _raise_first(done: set[asyncio.Task[None]]) -> None:
-    """Re-raise the first failure among finished tasks (every exception is retrieved)."""
-    errors = [task.exception() for task in done if not task.cancelled()]
-    for error in errors:
-        if error is not None:
-            raise error
 
 
 __all__ = ["AzureBlobStorage"]

@@ -29,7 +29,7 @@ import io
 import mimetypes
 import re
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterable, AsyncIterator, Mapping
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, Protocol
@@ -238,6 +238,43 @@ async def iter_source(source: StreamSource, part_size: int) -> AsyncIterator[byt
             del pending[:part_size]
     if pending:
         yield bytes(pending)
+
+
+async def send_parts(
+    parts: AsyncIterable[bytes],
+    send: Callable[[int, bytes], Coroutine[Any, Any, None]],
+    concurrency: int,
+) -> int:
+    """Await ``send(number, part)`` for each part (numbered from 1) with at most
+    ``concurrency`` sends in flight, so at most that many parts (plus the one being read)
+    are held in memory. Returns the number of parts. If the source or a send fails, the
+    sends still in flight are cancelled and the first error is raised."""
+    pending: set[asyncio.Task[None]] = set()
+
+    def raise_first(done: set[asyncio.Task[None]]) -> None:
+        # Look at every finished task so no exception goes unretrieved.
+        errors = [task.exception() for task in done if not task.cancelled()]
+        for error in errors:
+            if error is not None:
+                raise error
+
+    number = 0
+    try:
+        async for part in parts:
+            while len(pending) >= concurrency:
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                raise_first(done)
+            number += 1
+            pending.add(asyncio.create_task(send(number, part)))
+        if pending:
+            done, pending = await asyncio.wait(pending)
+            raise_first(done)
+    except BaseException:
+        for task in pending:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
+        raise
+    return number
 
 
 class Storage(AsyncBackend, ABC):
@@ -572,6 +609,7 @@ __all__ = [
     "check_range",
     "guess_content_type",
     "iter_source",
+    "send_parts",
     "validate_key",
     "validate_metadata",
     "validate_prefix",

@@ -43,7 +43,7 @@ from cloudrift.core.exceptions import (
 )
 from cloudrift.core.lifecycle import LazyClient
 from cloudrift.core.secrets import Secret, redact, reveal, secret
-from cloudrift.storage.base import ObjectInfo, PresignMethod, Storage
+from cloudrift.storage.base import ObjectInfo, PresignMethod, Storage, send_parts
 
 _AUTH = [
     auth_method("default credential chain (IAM role / environment)"),
@@ -359,26 +359,15 @@ class S3Storage(Storage):
                 )
             etags[number] = resp["ETag"]
 
-        pending: set[asyncio.Task[None]] = set()
+        async def all_parts() -> AsyncIterator[bytes]:
+            yield first
+            yield second
+            async for part in parts:
+                yield part
+
         try:
-            number = 0
-
-            async def all_parts() -> AsyncIterator[bytes]:
-                yield first
-                yield second
-                async for part in parts:
-                    yield part
-
-            async for body in all_parts():
-                # At most `upload_concurrency` parts in flight: memory stays bounded.
-                while len(pending) >= self._concurrency:
-                    done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-                    _raise_first(done)
-                number += 1
-                pending.add(asyncio.create_task(send(number, body)))
-            if pending:
-                done, pending = await asyncio.wait(pending)
-                _raise_first(done)
+            # At most `upload_concurrency` parts in flight: memory stays bounded.
+            await send_parts(all_parts(), send, self._concurrency)
             with self._errors(key):
                 await client.complete_multipart_upload(
                     Bucket=self.bucket,
@@ -389,9 +378,6 @@ class S3Storage(Storage):
                     },
                 )
         except BaseException:
-            for task in pending:
-                task.cancel()
-            await asyncio.gather(*pending, return_exceptions=True)
             # Abort so no orphaned parts are left (and billed); keep the original error.
             with contextlib.suppress(Exception):
                 await asyncio.shield(
@@ -549,14 +535,6 @@ class S3Storage(Storage):
         with self._errors():
             await client.head_bucket(Bucket=self.bucket)
         return True
-
-
-def _raise_first(done: set[asyncio.Task[None]]) -> None:
-    """Re-raise the first failure among finished tasks (every exception is retrieved)."""
-    errors = [task.exception() for task in done if not task.cancelled()]
-    for error in errors:
-        if error is not None:
-            raise error
 
 
 class R2Storage(S3Storage):
