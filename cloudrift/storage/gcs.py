@@ -163,7 +163,9 @@ class GCSStorage(Storage):
         if status == 412 and exists_key:
             raise ObjectExistsError(exists_key) from exc
         if status == 404:
-            if key is not None and "bucket" not in text.lower():
+            # GCS says "The specified bucket does not exist." for a missing bucket; any
+            # other 404 on an object operation is a missing object.
+            if key is not None and "bucket does not exist" not in text.lower():
                 raise ObjectNotFoundError(key) from exc
             raise BucketNotFoundError(
                 self.bucket, f"bucket {self.bucket!r} does not exist; create it first"

@@ -25,6 +25,7 @@ import mimetypes
 import os
 import secrets
 import shutil
+import stat
 import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
@@ -284,8 +285,14 @@ class LocalStorage(Storage):
     def _stat_page(self, keys: list[str]) -> list[ObjectInfo]:
         out = []
         for key in keys:
+            path = os.path.join(self._root, *key.split("/"))
             try:
-                st = os.stat(os.path.join(self._root, *key.split("/")))
+                st = os.lstat(path)
+                if stat.S_ISLNK(st.st_mode):
+                    real = os.path.realpath(path)
+                    if not real.startswith(self._root + os.sep):
+                        continue  # a symlink leading out of the root is not an object
+                    st = os.stat(real)
             except _MISSING:
                 continue  # deleted since the scan
             out.append(self._info(key, st))

@@ -13,10 +13,15 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from cloudrift.core.exceptions import (
+    BucketNotFoundError,
     ConfigurationError,
     FeatureNotSupportedError,
     InvalidRangeError,
+    ObjectExistsError,
+    ObjectNotFoundError,
     StorageConnectionError,
+    StorageError,
+    StoragePermissionError,
 )
 from cloudrift.storage import Storage, get_storage
 from cloudrift.storage.gcs import GCSStorage
@@ -213,3 +218,49 @@ async def test_cmek_key_is_sent_on_every_write(gcs: GCSEmulator) -> None:
         assert await storage.download("b") == b"1"
     finally:
         await storage.close()
+
+
+async def test_missing_bucket_listing_raises_bucket_not_found(gcs: GCSEmulator) -> None:
+    """Listing a bucket that does not exist raises BucketNotFoundError naming it."""
+    storage = GCSStorage(bucket="no-such-bucket", emulator_host=gcs.endpoint)
+    try:
+        with pytest.raises(BucketNotFoundError, match="no-such-bucket"):
+            await storage.list()
+        assert await storage.health_check() is False
+    finally:
+        await storage.close()
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "expected"),
+    [
+        (404, "No such object: my-bucket/k", ObjectNotFoundError),
+        (
+            404,
+            '{"error": {"message": "The specified bucket does not exist."}}',
+            BucketNotFoundError,
+        ),
+        (403, "caller does not have storage.objects.get access", StoragePermissionError),
+        (412, "Precondition Failed", ObjectExistsError),
+        (416, "Requested range not satisfiable", InvalidRangeError),
+        (503, "Backend Error", StorageConnectionError),
+        (429, "rate limited", StorageConnectionError),
+        (400, "Invalid argument", StorageError),
+    ],
+)
+def test_http_errors_map_to_specific_errors(
+    status: int, body: str, expected: type[Exception]
+) -> None:
+    """Each GCS status (and the missing-bucket message) becomes its cloudrift error, chained."""
+    import aiohttp
+    from multidict import CIMultiDict, CIMultiDictProxy
+    from yarl import URL
+
+    info = aiohttp.RequestInfo(
+        URL("https://storage.googleapis.com/x"), "GET", CIMultiDictProxy(CIMultiDict())
+    )
+    error = aiohttp.ClientResponseError(info, (), status=status, message=f"Reason: {body}")
+    storage = GCSStorage(bucket="my-bucket")
+    with pytest.raises(expected) as raised, storage._errors("k", exists_key="k"):
+        raise error
+    assert raised.value.__cause__ is error

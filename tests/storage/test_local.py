@@ -299,3 +299,12 @@ def test_bad_base_url_is_a_configuration_error(tmp_path: Path) -> None:
     """A base_url that is not an http(s) URL or absolute path is refused."""
     with pytest.raises(ConfigurationError, match="base_url"):
         get_storage("local", root_dir=tmp_path, base_url="files.example")
+
+
+async def test_listing_skips_symlinks_leading_out_of_root(tmp_path: Path) -> None:
+    """A symlinked file pointing outside root_dir is not listed (its size is not leaked)."""
+    (tmp_path / "outside.bin").write_bytes(b"x" * 99)
+    storage = LocalStorage(root_dir=tmp_path / "root")
+    await storage.upload("inside.txt", b"in")
+    os.symlink(tmp_path / "outside.bin", tmp_path / "root" / "leak.bin")
+    assert await storage.list() == ["inside.txt"]
