@@ -139,8 +139,19 @@ class AzureBlobStorage(Storage):
         self._client: LazyClient[Any] = LazyClient(self._build_client)
 
     def _location(self) -> str:
-        where = self.account_url or "connection string endpoint"
-        return f"container={self.container!r} account_url={where!r}"
+        return f"container={self.container!r} account_url={self._endpoint()!r}"
+
+    def _endpoint(self) -> str:
+        """The blob endpoint, from account_url or the connection string's public parts."""
+        if self.account_url:
+            return self.account_url
+        parts = dict(
+            item.split("=", 1) for item in (reveal(self._conn) or "").split(";") if "=" in item
+        )
+        if parts.get("BlobEndpoint"):
+            return parts["BlobEndpoint"].rstrip("/")
+        suffix = parts.get("EndpointSuffix", "core.windows.net")
+        return f"https://{parts.get('AccountName', '?')}.blob.{suffix}"
 
     @property
     def _secrets(self) -> list[Secret | None]:
@@ -267,7 +278,7 @@ class AzureBlobStorage(Storage):
             status is not None and status >= 500
         ):
             raise StorageConnectionError(
-                f"azure_blob storage could not reach {self.account_url or 'the account'}: {text}"
+                f"azure_blob storage could not reach {self._endpoint()}: {text}"
             ) from exc
         if isinstance(exc, HttpResponseError):
             raise StorageError(f"azure_blob storage error {code or status}: {text}") from exc

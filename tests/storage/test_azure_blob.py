@@ -460,3 +460,17 @@ async def test_azurite_accepts_user_delegation_sas(
     async with httpx.AsyncClient(verify=context) as client:
         ok = await client.get(url)
     assert (ok.status_code, ok.content) == (200, b"delegated read"), ok.text
+
+
+def test_connection_string_repr_shows_the_endpoint_not_the_key(azurite_server: Any) -> None:
+    """repr of a connection-string backend names its blob endpoint and hides AccountKey."""
+    storage = AzureBlobStorage(connection_string=azurite_server.connection_string, container="c")
+    text = repr(storage)
+    assert azurite_server.account_url in text and ACCOUNT_KEY not in text
+    cloud = AzureBlobStorage(
+        connection_string="DefaultEndpointsProtocol=https;AccountName=acct;"
+        "AccountKey=c2VjcmV0LWtleQ==;EndpointSuffix=core.chinacloudapi.cn",
+        container="c",
+    )
+    assert "https://acct.blob.core.chinacloudapi.cn" in repr(cloud)
+    assert "c2VjcmV0LWtleQ==" not in repr(cloud)
