@@ -451,33 +451,39 @@ class AzureServiceBusQueue(Queue):
 
         client = await self._client.get()
         if group_id is not None:
-            receiver = self._sessions.get(group_id)
-            if receiver is None:
-                receiver = client.get_queue_receiver(
-                    self.queue_name, session_id=group_id, prefetch_count=0
-                )
+            # A held receiver whose session lock was lost is dropped and the session
+            # locked afresh, once.
+            for _attempt in range(2):
+                receiver = self._sessions.get(group_id)
+                if receiver is None:
+                    receiver = client.get_queue_receiver(
+                        self.queue_name, session_id=group_id, prefetch_count=0
+                    )
+                    try:
+                        await receiver.__aenter__()
+                    except SessionCannotBeLockedError:
+                        # Another receiver holds this session: nothing for us right now.
+                        self._close_later(receiver)
+                        return []
+                    except BaseException:
+                        self._close_later(receiver)
+                        raise
+                    self._sessions[group_id] = receiver
                 try:
-                    await receiver.__aenter__()
+                    received = await receiver.receive_messages(
+                        max_message_count=max_messages, max_wait_time=wait
+                    )
                 except SessionCannotBeLockedError:
-                    # Another receiver holds this session: nothing for us right now.
-                    self._close_later(receiver)
+                    # The refusal can arrive after the attach: someone else holds it.
+                    self._drop_session(group_id)
                     return []
-                except BaseException:
-                    self._close_later(receiver)
-                    raise
-                self._sessions[group_id] = receiver
-            try:
-                received = await receiver.receive_messages(
-                    max_message_count=max_messages, max_wait_time=wait
-                )
-            except (SessionLockLostError, SessionCannotBeLockedError):
-                # Another receiver holds the session (the refusal can arrive after the
-                # attach), or our lock expired: drop this receiver; nothing for us now.
-                self._drop_session(group_id)
-                return []
-            messages = [self._wrap(receiver, m, group_id) for m in received]
-            self._release_idle_sessions()
-            return messages
+                except SessionLockLostError:
+                    self._drop_session(group_id)
+                    continue
+                messages = [self._wrap(receiver, m, group_id) for m in received]
+                self._release_idle_sessions()
+                return messages
+            return []
         # No group: drain one session at a time (NEXT_AVAILABLE_SESSION).
         current = self._current_session
         if current is not None and current in self._sessions:
@@ -515,6 +521,18 @@ class AzureServiceBusQueue(Queue):
         self._sessions[session_id] = receiver
         self._current_session = session_id
         return [self._wrap(receiver, m, session_id) for m in received]
+
+    def _forget_lost_session(self, held: _Held, exc: BaseException) -> None:
+        """After a session-lock-lost, drop that session's receiver (it cannot settle)."""
+        from azure.servicebus.exceptions import SessionLockLostError
+
+        lost = isinstance(exc.__cause__, SessionLockLostError)
+        if (
+            lost
+            and held.session_id is not None
+            and self._sessions.get(held.session_id) is (held.receiver)
+        ):
+            self._drop_session(held.session_id)
 
     def _close_later(self, receiver: Any) -> None:
         """Close an SDK receiver in the background (its close waits for its keep-alive
@@ -583,8 +601,9 @@ class AzureServiceBusQueue(Queue):
             with self._errors(doing):
                 method = getattr(held.receiver, f"{doing}_message")
                 await method(held.message, **kwargs)
-        except ReceiptHandleError:
+        except ReceiptHandleError as exc:
             self._held.pop(handle)
+            self._forget_lost_session(held, exc)
             raise
         except ValueError as exc:  # the SDK's "handler already shut down" / peeked message
             self._held.pop(handle)
@@ -610,8 +629,9 @@ class AzureServiceBusQueue(Queue):
                     await held.receiver.session.renew_lock()
                 else:
                     await held.receiver.renew_message_lock(held.message)
-        except ReceiptHandleError:
+        except ReceiptHandleError as exc:
             self._held.pop(handle)
+            self._forget_lost_session(held, exc)
             raise
 
     # -------------------------------------------------------------------- misc

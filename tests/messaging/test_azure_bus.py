@@ -51,6 +51,7 @@ from tests.servers.servicebus import (
     QUEUE,
     SESSION_QUEUE,
     SHORT_LOCK_QUEUE,
+    SHORT_SESSION_QUEUE,
     ServiceBusEndpoint,
 )
 
@@ -726,3 +727,20 @@ async def test_receive_from_a_session_locked_elsewhere_returns_nothing(
         await one.delete(held.receipt_handle)
         [rest] = await one.receive(max_messages=10, wait_time=1, group_id="A")
         assert rest.body == {"n": 2}
+
+
+async def test_lost_session_lock_is_a_receipt_error_and_the_session_is_relocked(
+    servicebus: ServiceBusEndpoint,
+) -> None:
+    """After the session lock expires: settling raises ReceiptHandleError; the session's
+    message comes back on the next receive(group_id=) with receive_count 2."""
+    async with bus(servicebus, SHORT_SESSION_QUEUE, session_enabled=True) as queue:
+        await queue.send({"n": 1}, group_id="A")
+        [first] = await queue.receive(max_messages=1, wait_time=1, group_id="A")
+        await asyncio.sleep(1.4)
+        with pytest.raises(ReceiptHandleError):
+            await queue.delete(first.receipt_handle)
+        [again] = await queue.receive(max_messages=1, wait_time=1, group_id="A")
+        assert again.message_id == first.message_id and again.receive_count == 2
+        await queue.delete(again.receipt_handle)
+    assert servicebus.broker.messages(SHORT_SESSION_QUEUE) == []

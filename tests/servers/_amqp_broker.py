@@ -185,6 +185,8 @@ class Entity:
     seen_ids: set[str] = field(default_factory=set)
     # session id → the link holding its session lock
     session_locks: dict[str, Link] = field(default_factory=dict)
+    # session id → when its session lock expires (ms)
+    session_lock_until: dict[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -257,6 +259,7 @@ class AmqpTestBroker(Handler):  # type: ignore[misc]
                 entity.messages.clear()
                 entity.seen_ids.clear()
                 entity.session_locks.clear()
+                entity.session_lock_until.clear()
             self._deliveries.clear()
             self._pending_attaches.clear()
 
@@ -333,6 +336,10 @@ class AmqpTestBroker(Handler):  # type: ignore[misc]
         with self.lock:
             now = _now_ms()
             for entity in self.entities.values():
+                if entity.requires_session:
+                    # In a session the session lock governs its messages' locks.
+                    self._expire_session_locks(entity, now)
+                    continue
                 for stored in entity.messages.values():
                     if stored.locked and stored.locked_until_ms <= now:
                         self._unlock(stored, count_delivery=True)
@@ -441,8 +448,28 @@ class AmqpTestBroker(Handler):  # type: ignore[misc]
         link.condition = Condition(condition, description)
         link.close()
 
+    def _expire_session_locks(self, entity: Entity, now: int) -> None:
+        """An expired session lock detaches its receiver with session-lock-lost; the
+        session's locked messages become available again, counted as delivered."""
+        for session_id, until in list(entity.session_lock_until.items()):
+            if until > now:
+                continue
+            link = entity.session_locks.get(session_id)
+            del entity.session_lock_until[session_id]
+            if link is None:
+                continue
+            self._forget_link(link)
+            if link.state & Endpoint.LOCAL_ACTIVE:
+                link.condition = Condition(
+                    "com.microsoft:session-lock-lost",
+                    "The session lock has expired on the MessageSession. Accept a new "
+                    "MessageSession.",
+                )
+                link.close()
+
     def _grant_session(self, link: Link, entity: Entity, session_id: str) -> None:
         entity.session_locks[session_id] = link
+        entity.session_lock_until[session_id] = _now_ms() + int(entity.lock_duration * 1000)
         self._link_session[_lid(link)] = session_id
         flt = link.source.filter
         flt.clear()
@@ -543,6 +570,7 @@ class AmqpTestBroker(Handler):  # type: ignore[misc]
                     stored.link = None
         if session_id is not None and _lid(entity.session_locks.get(session_id)) == _lid(link):
             del entity.session_locks[session_id]
+            entity.session_lock_until.pop(session_id, None)
         for key in [k for k in self._deliveries if k[0] == _lid(link)]:
             self._deliveries.pop(key, None)
         self._pump_all()
@@ -963,6 +991,7 @@ class AmqpTestBroker(Handler):  # type: ignore[misc]
         if session_id not in entity.session_locks:
             return 410, None, "com.microsoft:session-lock-lost", "The session lock has expired."
         expiry = _now_ms() + int(entity.lock_duration * 1000)
+        entity.session_lock_until[session_id] = expiry
         return 200, {"expiration": timestamp(expiry)}, None, "OK"
 
     def _op_get_session_state(

@@ -26,6 +26,8 @@ PLAIN_QUEUE = "plain"
 SHORT_LOCK_QUEUE = "short-lock"
 #: A session-enabled queue with duplicate detection (seed: "created with sessions enabled").
 SESSION_QUEUE = "sessions"
+#: A session-enabled queue whose session locks expire after 1 s.
+SHORT_SESSION_QUEUE = "short-sessions"
 SHORT_LOCK_SECONDS = 1.0
 
 
@@ -58,6 +60,7 @@ def servicebus_broker() -> Iterator[ServiceBusEndpoint]:
     broker.add_queue(PLAIN_QUEUE)
     broker.add_queue(SHORT_LOCK_QUEUE, lock_duration=SHORT_LOCK_SECONDS)
     broker.add_queue(SESSION_QUEUE, requires_session=True, duplicate_detection=True)
+    broker.add_queue(SHORT_SESSION_QUEUE, requires_session=True, lock_duration=SHORT_LOCK_SECONDS)
     try:
         broker.start()
     except RuntimeError as exc:
