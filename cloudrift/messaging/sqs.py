@@ -19,19 +19,18 @@ from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AsyncExitStack
 from typing import Any, NoReturn
 
-import aioboto3
-from aiobotocore.config import AioConfig
-from botocore.exceptions import (
-    BotoCoreError,
-    ClientError,
-    ConnectionClosedError,
-    ConnectTimeoutError,
-    EndpointConnectionError,
-    NoCredentialsError,
-    ReadTimeoutError,
-)
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
-from cloudrift.core.auth import auth_method, select_auth
+from cloudrift.core.aws import (
+    AUTH_ERROR_CODES,
+    NOT_FOUND_ERROR_CODES,
+    aio_config,
+    aws_auth_methods,
+    aws_credentials,
+    aws_session,
+    client_error_details,
+    connection_errors,
+)
 from cloudrift.core.exceptions import (
     ConfigurationError,
     InvalidMessageError,
@@ -43,7 +42,7 @@ from cloudrift.core.exceptions import (
     ReceiptHandleError,
 )
 from cloudrift.core.lifecycle import LazyClient
-from cloudrift.core.secrets import Secret, redact, reveal, secret
+from cloudrift.core.secrets import Secret, redact
 from cloudrift.messaging.base import (
     DEAD_LETTER_REASON,
     InFlightMap,
@@ -54,43 +53,10 @@ from cloudrift.messaging.base import (
     SendLimits,
 )
 
-_AUTH_METHODS = (
-    auth_method(
-        "static_keys", ["aws_access_key_id", "aws_secret_access_key"], ["aws_session_token"]
-    ),
-    auth_method("profile", ["profile_name"]),
-    auth_method(
-        "assume_role",
-        ["role_arn"],
-        [
-            "role_session_name",
-            "aws_access_key_id",
-            "aws_secret_access_key",
-            "aws_session_token",
-            "profile_name",
-        ],
-    ),
-    auth_method("default_chain"),
-)
-
-_NOT_FOUND = {"AWS.SimpleQueueService.NonExistentQueue", "QueueDoesNotExist"}
-_PERMISSION = {
-    "AccessDenied",
-    "AccessDeniedException",
-    "InvalidClientTokenId",
-    "SignatureDoesNotMatch",
-    "UnrecognizedClientException",
-    "ExpiredToken",
-    "InvalidSecurity",
-}
+_AUTH_METHODS = aws_auth_methods()
 _BAD_HANDLE = {"ReceiptHandleIsInvalid", "MessageNotInflight", "InvalidReceiptHandle"}
 _BAD_MESSAGE = {"InvalidMessageContents", "MessageTooLong", "InvalidParameterValue"}
-_CONNECTION = (
-    EndpointConnectionError,
-    ConnectTimeoutError,
-    ReadTimeoutError,
-    ConnectionClosedError,
-)
+_CONNECTION = connection_errors()
 _REGION_IN_URL = re.compile(r"sqs[.-]([a-z0-9-]+)\.amazonaws\.com")
 #: SQS's longest visibility timeout (12 hours).
 _MAX_VISIBILITY = 43200
@@ -114,7 +80,8 @@ class SQSQueue(Queue):
         aws_session_token: str | Secret | None = None,
         profile_name: str | None = None,
         role_arn: str | None = None,
-        role_session_name: str = "cloudrift",
+        role_session_name: str | None = None,
+        external_id: str | None = None,
         endpoint_url: str | None = None,
         dlq_url: str | None = None,
         max_pool_connections: int = 50,
@@ -132,17 +99,18 @@ class SQSQueue(Queue):
                     "(https://sqs.<region>.amazonaws.com/<account>/<name>), got "
                     f"{url!r}"
                 )
-        self._auth = select_auth(
+        self._creds = aws_credentials(
             "sqs",
-            {
-                "aws_access_key_id": aws_access_key_id,
-                "aws_secret_access_key": aws_secret_access_key,
-                "aws_session_token": aws_session_token,
-                "profile_name": profile_name,
-                "role_arn": role_arn,
-            },
             _AUTH_METHODS,
+            aws_access_key_id=aws_access_key_id,
+            aws_secret_access_key=aws_secret_access_key,
+            aws_session_token=aws_session_token,
+            profile_name=profile_name,
+            role_arn=role_arn,
+            role_session_name=role_session_name,
+            external_id=external_id,
         )
+        self._auth = self._creds.method
         found = _REGION_IN_URL.search(queue_url)
         self.region = region or (found.group(1) if found else None)
         if not self.region:
@@ -153,18 +121,12 @@ class SQSQueue(Queue):
         self.dlq_url = dlq_url
         self.fifo = queue_url.endswith(".fifo")
         self.backend_name = f"sqs queue {queue_url.rsplit('/', 1)[-1]!r}"
-        self._access_key = aws_access_key_id
-        self._secret_key = secret(aws_secret_access_key)
-        self._session_token = secret(aws_session_token)
-        self._profile = profile_name
-        self._role_arn = role_arn
-        self._role_session_name = role_session_name
         self._endpoint_url = endpoint_url
-        self._config = AioConfig(
+        self._config = aio_config(
             max_pool_connections=max_pool_connections,
             connect_timeout=connect_timeout,
             read_timeout=max(read_timeout, _MAX_POLL + 5),
-            retries={"mode": "standard", "max_attempts": max_attempts},
+            max_attempts=max_attempts,
         )
         self._client: LazyClient[Any] = LazyClient(self._build_client)
         self._in_flight: InFlightMap[Message] = InFlightMap(max_in_flight)
@@ -184,10 +146,13 @@ class SQSQueue(Queue):
     # ---------------------------------------------------------------- client
 
     def _secrets(self) -> list[Secret | None]:
-        return [self._secret_key, self._session_token]
+        return list(self._creds.secrets)
 
     async def _build_client(self, stack: AsyncExitStack) -> Any:
-        session = await self._session()
+        # A role is assumed through STS at endpoint_url (moto, LocalStack) when one is given.
+        session = await aws_session(
+            self._creds, region=self.region, sts_endpoint_url=self._endpoint_url
+        )
         return await stack.enter_async_context(
             session.client(
                 "sqs",
@@ -196,61 +161,6 @@ class SQSQueue(Queue):
                 config=self._config,
             )
         )
-
-    async def _session(self) -> Any:
-        if self._auth == "static_keys":
-            return aioboto3.Session(
-                botocore_session=_core_session(),
-                aws_access_key_id=self._access_key,
-                aws_secret_access_key=reveal(self._secret_key),
-                aws_session_token=reveal(self._session_token),
-                region_name=self.region,
-            )
-        if self._auth == "profile":
-            return aioboto3.Session(
-                botocore_session=_core_session(),
-                profile_name=self._profile,
-                region_name=self.region,
-            )
-        if self._auth == "assume_role":
-            return await self._assumed_role_session()
-        return aioboto3.Session(botocore_session=_core_session(), region_name=self.region)
-
-    async def _assumed_role_session(self) -> Any:
-        """A session whose credentials come from STS AssumeRole and refresh before expiry."""
-        from aiobotocore.credentials import AioRefreshableCredentials
-
-        source = aioboto3.Session(
-            botocore_session=_core_session(),
-            aws_access_key_id=self._access_key,
-            aws_secret_access_key=reveal(self._secret_key),
-            aws_session_token=reveal(self._session_token),
-            profile_name=self._profile,
-            region_name=self.region,
-        )
-
-        async def refresh() -> dict[str, str]:
-            async with source.client(
-                "sts", region_name=self.region, endpoint_url=self._endpoint_url
-            ) as sts:
-                with self._translate():
-                    answer = await sts.assume_role(
-                        RoleArn=self._role_arn, RoleSessionName=self._role_session_name
-                    )
-            creds = answer["Credentials"]
-            return {
-                "access_key": creds["AccessKeyId"],
-                "secret_key": creds["SecretAccessKey"],
-                "token": creds["SessionToken"],
-                "expiry_time": creds["Expiration"].isoformat(),
-            }
-
-        credentials = AioRefreshableCredentials.create_from_metadata(
-            metadata=await refresh(), refresh_using=refresh, method="sts-assume-role"
-        )
-        core = _core_session()
-        core._credentials = credentials  # the documented way aiobotocore sessions hold creds
-        return aioboto3.Session(botocore_session=core, region_name=self.region)
 
     async def native(self) -> Any:
         """The aiobotocore SQS client (non-portable escape hatch; do not close it)."""
@@ -286,13 +196,12 @@ class SQSQueue(Queue):
             ) from exc
 
     def _raise_client_error(self, exc: ClientError, handle: str | None) -> NoReturn:
-        error = exc.response.get("Error", {})
-        code = str(error.get("Code", ""))
-        text = redact(str(error.get("Message", "")) or str(exc), self._secrets())
+        details = client_error_details(exc, self._secrets())
+        code, text = details.code, details.message
         where = f"{self.backend_name}: {code}: {text}"
-        if code in _NOT_FOUND:
+        if code in NOT_FOUND_ERROR_CODES:
             raise QueueNotFoundError(f"{where}; check queue_url / dlq_url") from exc
-        if code in _PERMISSION:
+        if code in AUTH_ERROR_CODES:
             raise MessagingPermissionError(where) from exc
         if code in _BAD_HANDLE or (handle is not None and "receipt" in text.lower()):
             raise ReceiptHandleError(
@@ -474,25 +383,6 @@ class SQSQueue(Queue):
         with self._translate():
             await client.get_queue_attributes(QueueUrl=self.queue_url, AttributeNames=["QueueArn"])
         return True
-
-
-def _core_session() -> Any:
-    """A fresh botocore session (own credentials) sharing one loader of service models:
-    parsing the SQS model once per process instead of per queue makes clients ~8x
-    cheaper to build."""
-    from aiobotocore.session import get_session
-
-    global _LOADER
-    if _LOADER is None:
-        from botocore.loaders import create_loader
-
-        _LOADER = create_loader()
-    core = get_session()
-    core.register_component("data_loader", _LOADER)
-    return core
-
-
-_LOADER: Any = None
 
 
 def _attributes_out(attributes: Mapping[str, str]) -> dict[str, dict[str, str]]:
