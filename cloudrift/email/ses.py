@@ -14,20 +14,18 @@ from contextlib import AsyncExitStack
 from email.utils import formataddr
 from typing import Any, NoReturn
 
-import aioboto3
-from aiobotocore.config import AioConfig
-from botocore.exceptions import (
-    BotoCoreError,
-    ClientError,
-    ConnectionClosedError,
-    ConnectTimeoutError,
-    EndpointConnectionError,
-    NoCredentialsError,
-    NoRegionError,
-    ReadTimeoutError,
-)
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
 
-from cloudrift.core.auth import auth_method, select_auth
+from cloudrift.core.aws import (
+    AUTH_ERROR_CODES,
+    THROTTLING_ERROR_CODES,
+    aio_config,
+    aws_auth_methods,
+    aws_credentials,
+    aws_session,
+    client_error_details,
+    connection_errors,
+)
 from cloudrift.core.exceptions import (
     ConfigurationError,
     EmailAuthenticationError,
@@ -40,39 +38,12 @@ from cloudrift.core.exceptions import (
 )
 from cloudrift.core.lifecycle import LazyClient
 from cloudrift.core.retry import RetryPolicy
-from cloudrift.core.secrets import Secret, redact, reveal, secret
+from cloudrift.core.secrets import Secret, redact
 from cloudrift.email.base import Email, EmailAddress, PreparedEmail
 
-_AUTH_METHODS = (
-    auth_method(
-        "static_keys", ["aws_access_key_id", "aws_secret_access_key"], ["aws_session_token"]
-    ),
-    auth_method("profile", ["profile_name"]),
-    auth_method("default_chain"),
-)
-_AUTH = {
-    "AccessDenied",
-    "AccessDeniedException",
-    "InvalidClientTokenId",
-    "SignatureDoesNotMatch",
-    "UnrecognizedClientException",
-    "ExpiredToken",
-    "ExpiredTokenException",
-    "IncompleteSignature",
-    "MissingAuthenticationToken",
-}
-_THROTTLED = {
-    "TooManyRequestsException",
-    "LimitExceededException",
-    "Throttling",
-    "ThrottlingException",
-}
-_CONNECTION = (
-    EndpointConnectionError,
-    ConnectTimeoutError,
-    ReadTimeoutError,
-    ConnectionClosedError,
-)
+# A role is assumed with the default chain as its source (as in S3).
+_AUTH_METHODS = aws_auth_methods(role_source_credentials=False)
+_CONNECTION = connection_errors()
 _ADDRESS = re.compile(r"[\w.!#$%&'*+/=?^`{|}~-]+@[\w.-]+", re.UNICODE)
 
 
@@ -103,6 +74,10 @@ class SESEmail(Email):
         aws_secret_access_key: str | Secret | None = None,
         aws_session_token: str | Secret | None = None,
         profile_name: str | None = None,
+        role_arn: str | None = None,
+        role_session_name: str | None = None,
+        external_id: str | None = None,
+        sts_endpoint_url: str | None = None,
         endpoint_url: str | None = None,
         configuration_set: str | None = None,
         default_from: str | None = None,
@@ -120,32 +95,31 @@ class SESEmail(Email):
             max_concurrency=max_concurrency,
             retry=retry,
         )
-        self._secret_key = secret(aws_secret_access_key)
-        self._session_token = secret(aws_session_token)
-        self._auth = select_auth(
+        self._creds = aws_credentials(
             "ses email",
-            {
-                "aws_access_key_id": aws_access_key_id,
-                "aws_secret_access_key": aws_secret_access_key,
-                "aws_session_token": aws_session_token,
-                "profile_name": profile_name,
-            },
             _AUTH_METHODS,
+            aws_access_key_id=aws_access_key_id,
+            aws_secret_access_key=aws_secret_access_key,
+            aws_session_token=aws_session_token,
+            profile_name=profile_name,
+            role_arn=role_arn,
+            role_session_name=role_session_name,
+            external_id=external_id,
         )
+        self._auth = self._creds.method
         if region == "":
             raise ConfigurationError("ses email: region is an empty string; pass e.g. 'us-east-1'")
         if max_attempts < 1:
             raise ConfigurationError("ses email: max_attempts must be at least 1")
         self.region = region
         self.configuration_set = configuration_set
-        self._access_key = aws_access_key_id
-        self._profile = profile_name
         self._endpoint_url = endpoint_url
-        self._config = AioConfig(
+        self._sts_endpoint_url = sts_endpoint_url
+        self._config = aio_config(
             max_pool_connections=max_pool_connections,
             connect_timeout=connect_timeout,
             read_timeout=read_timeout,
-            retries={"mode": "standard", "max_attempts": max_attempts},
+            max_attempts=max_attempts,
         )
         self._client: LazyClient[Any] = LazyClient(self._build_client)
 
@@ -158,17 +132,9 @@ class SESEmail(Email):
     # ---------------------------------------------------------------- client
 
     async def _build_client(self, stack: AsyncExitStack) -> Any:
-        if self._auth == "static_keys":
-            session = aioboto3.Session(
-                aws_access_key_id=self._access_key,
-                aws_secret_access_key=reveal(self._secret_key),
-                aws_session_token=reveal(self._session_token),
-                region_name=self.region,
-            )
-        elif self._auth == "profile":
-            session = aioboto3.Session(profile_name=self._profile, region_name=self.region)
-        else:
-            session = aioboto3.Session(region_name=self.region)
+        session = await aws_session(
+            self._creds, region=self.region, sts_endpoint_url=self._sts_endpoint_url
+        )
         return await stack.enter_async_context(
             session.client(
                 "sesv2",
@@ -238,11 +204,11 @@ class SESEmail(Email):
 
     def _raise(self, exc: Exception, prepared: PreparedEmail) -> NoReturn:
         """Translate a botocore error into cloudrift's email errors (one place)."""
-        secrets = [self._secret_key, self._session_token]
+        secrets = self._creds.secrets
         if isinstance(exc, NoCredentialsError):
             raise EmailAuthenticationError(
                 "ses email: no AWS credentials found; pass aws_access_key_id/"
-                "aws_secret_access_key or profile_name, or run with an IAM role"
+                "aws_secret_access_key, profile_name or role_arn, or run with an IAM role"
             ) from exc
         if isinstance(exc, NoRegionError):
             raise ConfigurationError(
@@ -254,18 +220,21 @@ class SESEmail(Email):
             ) from exc
         if not isinstance(exc, ClientError):
             raise EmailSendError(f"ses email: {redact(str(exc), secrets)}") from exc
-        error = exc.response.get("Error", {})
-        code = str(error.get("Code", ""))
-        text = redact(str(error.get("Message", "")), secrets)
+        details = client_error_details(exc, secrets)
+        code, text = details.code, details.message
         sender = prepared.sender.addr
-        if code in _THROTTLED or "rate exceeded" in text.lower() or "quota" in text.lower():
+        if (
+            code in THROTTLING_ERROR_CODES
+            or "rate exceeded" in text.lower()
+            or "quota" in text.lower()
+        ):
             headers = exc.response.get("ResponseMetadata", {}).get("HTTPHeaders", {})
             retry_after = _seconds(headers.get("retry-after"))
             raise EmailThrottledError(
                 f"ses email: SES is throttling ({code}: {text}); retry later",
                 retry_after=retry_after,
             ) from exc
-        if code in _AUTH:
+        if code in AUTH_ERROR_CODES:
             raise EmailAuthenticationError(
                 f"ses email: SES refused the credentials ({code}: {text}); check the keys, "
                 "profile or IAM role and its ses:SendEmail permission"
