@@ -84,7 +84,7 @@ class AzureBlobStorage(Storage):
         connect_timeout: float = 5.0,
         read_timeout: float = 60.0,
         max_attempts: int = 3,
-        upload_concurrency: int = 4,
+        upload_concurrency: int = 2,
         list_page_size: int = 1000,
         ca_bundle: str | None = None,
     ) -> None:

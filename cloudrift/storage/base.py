@@ -234,10 +234,16 @@ async def iter_source(source: StreamSource, part_size: int) -> AsyncIterator[byt
             raise TypeError(f"upload_stream() source yielded {type(piece).__name__}, not bytes")
         pending += piece
         while len(pending) >= part_size:
-            yield bytes(pending[:part_size])
+            # Copy the part out once and shrink the buffer before handing it on, so at
+            # most one part plus one incoming piece are held here.
+            with memoryview(pending) as view:
+                part = bytes(view[:part_size])
             del pending[:part_size]
+            yield part
     if pending:
-        yield bytes(pending)
+        part = bytes(pending)
+        pending.clear()
+        yield part
 
 
 async def send_parts(

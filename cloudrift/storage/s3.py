@@ -97,6 +97,8 @@ class S3Storage(Storage):
     copy_multipart_threshold = 5 * GiB
     #: Part size of a multipart copy.
     copy_part_size = 512 * 1024 * 1024
+    #: Most parts one multipart upload may have (S3's limit).
+    max_parts = 10_000
 
     def __init__(
         self,
@@ -118,7 +120,7 @@ class S3Storage(Storage):
         max_attempts: int = 3,
         sse: str | None = None,
         sse_kms_key_id: str | None = None,
-        upload_concurrency: int = 4,
+        upload_concurrency: int = 2,
         list_page_size: int = 1000,
         addressing_style: str = "auto",
     ) -> None:
@@ -353,15 +355,29 @@ class S3Storage(Storage):
         etags: dict[int, str] = {}
 
         async def send(number: int, body: bytes) -> None:
+            if number > self.max_parts:
+                raise StorageError(
+                    f"upload_stream of {key!r} needs more than {self.max_parts} parts of "
+                    f"{part_size} bytes (S3's limit); pass a larger part_size"
+                )
             with self._errors(key):
                 resp = await client.upload_part(
-                    Bucket=self.bucket, Key=key, UploadId=upload_id, PartNumber=number, Body=body
+                    Bucket=self.bucket,
+                    Key=key,
+                    UploadId=upload_id,
+                    PartNumber=number,
+                    Body=body,
                 )
             etags[number] = resp["ETag"]
 
+        # Hand the two parts already read over to the sender and drop our references, so
+        # they are freed once sent (memory stays bounded by the parts in flight).
+        head = [first, second]
+        del first, second
+
         async def all_parts() -> AsyncIterator[bytes]:
-            yield first
-            yield second
+            while head:
+                yield head.pop(0)
             async for part in parts:
                 yield part
 
@@ -559,7 +575,7 @@ class R2Storage(S3Storage):
         max_pool_connections: int = 64,
         connect_timeout: float = 5.0,
         read_timeout: float = 60.0,
-        upload_concurrency: int = 4,
+        upload_concurrency: int = 2,
         list_page_size: int = 1000,
     ) -> None:
         if not aws_access_key_id or not aws_secret_access_key:

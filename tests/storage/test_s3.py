@@ -428,3 +428,15 @@ def test_client_errors_map_to_specific_errors_without_secrets(
         raise error
     assert info.value.__cause__ is error
     assert "very-secret-value" not in str(info.value)
+
+
+async def test_stream_past_the_part_limit_fails_clearly_and_leaves_nothing(
+    s3: S3Storage, bucket: Any
+) -> None:
+    """A stream needing more parts than S3 allows raises StorageError naming part_size."""
+    s3.max_parts = 2
+    pieces = [os.urandom(MIN_PART_SIZE) for _ in range(3)]
+    with pytest.raises(StorageError, match="larger part_size"):
+        await s3.upload_stream("too-many", agen(*pieces), part_size=MIN_PART_SIZE)
+    assert bucket.list_multipart_uploads(Bucket=BUCKET).get("Uploads", []) == []
+    assert not await s3.exists("too-many")
