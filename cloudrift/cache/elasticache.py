@@ -18,13 +18,27 @@ from urllib.parse import urlencode
 from cloudrift.cache._redis import RedisBackend, TokenCredentialProvider, managed_options
 from cloudrift.cache.redis import choose_auth
 from cloudrift.core.auth import auth_method
+from cloudrift.core.aws import (
+    KEY_OPTIONS,
+    ROLE_OPTIONS,
+    SyncAwsCredentials,
+    aws_auth_methods,
+    aws_credentials,
+)
 from cloudrift.core.exceptions import ConfigurationError
 from cloudrift.core.secrets import Secret, secret
 
 #: ElastiCache IAM tokens are valid for 15 minutes.
 TOKEN_LIFETIME = 900
 
-_AWS_CREDS = ["aws_access_key_id", "aws_secret_access_key", "aws_session_token", "profile_name"]
+_AWS_CREDS = [
+    *KEY_OPTIONS,
+    "profile_name",
+    "role_arn",
+    *ROLE_OPTIONS,
+]
+#: How the IAM token's AWS credentials are chosen (a role may use keys or a profile).
+_AWS_METHODS = aws_auth_methods()
 _METHODS = [
     auth_method("from_auth_token", ["host", "auth_token"], ["username"]),
     auth_method(
@@ -81,40 +95,16 @@ class IAMTokenMinter:
         region: str,
         serverless: bool,
         clock: Callable[[], float],
-        aws_access_key_id: str | None,
-        aws_secret_access_key: Secret | None,
-        aws_session_token: Secret | None,
-        profile_name: str | None,
+        source: SyncAwsCredentials,
     ) -> None:
         self.cache_name, self.username, self.region = cache_name, username, region
         self.serverless = serverless
         self._clock = clock
-        self._key_id = aws_access_key_id
-        self._secret = aws_secret_access_key
-        self._session_token = aws_session_token
-        self._profile = profile_name
-        self._session: Any = None
+        self._source = source
 
     def _credentials(self) -> Any:
-        from botocore.credentials import Credentials
-        from botocore.session import Session
-
-        if self._key_id is not None and self._secret is not None:
-            return Credentials(
-                self._key_id,
-                self._secret.reveal(),
-                self._session_token.reveal() if self._session_token else None,
-            )
-        if self._session is None:
-            self._session = Session(profile=self._profile)
-        creds = self._session.get_credentials()
-        if creds is None:
-            raise ConfigurationError(
-                "ElastiCache IAM auth found no AWS credentials (role, env, profile); give "
-                "aws_access_key_id/aws_secret_access_key or profile_name"
-            )
         # Refreshable (role) credentials refresh themselves here when due.
-        return creds.get_frozen_credentials()
+        return self._source.frozen()
 
     def _sign(self) -> str:
         return sign_iam_token(
@@ -150,6 +140,10 @@ class ElastiCache(RedisBackend):
         aws_secret_access_key: str | Secret | None = None,
         aws_session_token: str | Secret | None = None,
         profile_name: str | None = None,
+        role_arn: str | None = None,
+        role_session_name: str | None = None,
+        external_id: str | None = None,
+        sts_endpoint_url: str | None = None,
         token_refresh_margin: float = 60.0,
         clock: Callable[[], float] | None = None,
         **options: Any,
@@ -166,6 +160,10 @@ class ElastiCache(RedisBackend):
             "aws_secret_access_key": aws_secret_access_key,
             "aws_session_token": aws_session_token,
             "profile_name": profile_name,
+            "role_arn": role_arn,
+            "role_session_name": role_session_name,
+            "external_id": external_id,
+            "sts_endpoint_url": sts_endpoint_url,
         }
         method = choose_auth(where, auth_method, given, _METHODS)
         assert host is not None
@@ -185,22 +183,30 @@ class ElastiCache(RedisBackend):
                 )
             if aws_session_token is not None and aws_access_key_id is None:
                 raise ConfigurationError(f"{where}: aws_session_token needs static keys")
-            secret_key, session_token = secret(aws_secret_access_key), secret(aws_session_token)
+            creds = aws_credentials(
+                where,
+                _AWS_METHODS,
+                aws_access_key_id=aws_access_key_id,
+                aws_secret_access_key=aws_secret_access_key,
+                aws_session_token=aws_session_token,
+                profile_name=profile_name,
+                role_arn=role_arn,
+                role_session_name=role_session_name,
+                external_id=external_id,
+                sts_endpoint_url=sts_endpoint_url,
+            )
             minter = IAMTokenMinter(
                 cache_name=(cache_name or cache_name_from_host(host)).lower(),
                 username=username,
                 region=region,
                 serverless=bool(serverless),
                 clock=clock or time.time,
-                aws_access_key_id=aws_access_key_id,
-                aws_secret_access_key=secret_key,
-                aws_session_token=session_token,
-                profile_name=profile_name,
+                source=SyncAwsCredentials(creds, region=region),
             )
             opts.credential_provider = TokenCredentialProvider(
                 username, minter, clock=clock or time.time, refresh_margin=token_refresh_margin
             )
-            opts.secrets += [s for s in (secret_key, session_token) if s]
+            opts.secrets += [s for s in creds.secrets if s]
         super().__init__(opts)
 
     @property

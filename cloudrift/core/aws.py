@@ -38,7 +38,7 @@ DEFAULT_CHAIN: Final = "default_chain"
 #: The options that carry a key pair.
 KEY_OPTIONS: Final = ("aws_access_key_id", "aws_secret_access_key", "aws_session_token")
 #: Options that shape an AssumeRole call beside ``role_arn``.
-ROLE_OPTIONS: Final = ("role_session_name", "external_id")
+ROLE_OPTIONS: Final = ("role_session_name", "external_id", "sts_endpoint_url")
 #: Session name used when the caller gives none.
 DEFAULT_ROLE_SESSION_NAME: Final = "cloudrift"
 
@@ -163,6 +163,8 @@ class AwsCredentials:
     role_arn: str | None = None
     role_session_name: str = DEFAULT_ROLE_SESSION_NAME
     external_id: str | None = None
+    #: Where STS is called (moto, LocalStack, a VPC endpoint); None: AWS's own.
+    sts_endpoint_url: str | None = None
 
     @property
     def secrets(self) -> tuple[Secret | None, ...]:
@@ -199,6 +201,7 @@ def aws_credentials(
     role_arn: str | None = None,
     role_session_name: str | None = None,
     external_id: str | None = None,
+    sts_endpoint_url: str | None = None,
 ) -> AwsCredentials:
     """Choose the auth method strictly (see :func:`select_auth`) and wrap the secrets.
 
@@ -212,6 +215,7 @@ def aws_credentials(
         "role_arn": role_arn,
         "role_session_name": role_session_name,
         "external_id": external_id,
+        "sts_endpoint_url": sts_endpoint_url,
     }
     offered = frozenset().union(*(m.keys for m in methods))
     unused = sorted(k for k, v in given.items() if v is not None and k not in offered)
@@ -231,6 +235,7 @@ def aws_credentials(
         role_arn=role_arn,
         role_session_name=role_session_name or DEFAULT_ROLE_SESSION_NAME,
         external_id=external_id,
+        sts_endpoint_url=sts_endpoint_url,
     )
 
 
@@ -257,9 +262,9 @@ async def aws_session(
     """A new aioboto3 session holding ``creds`` (never shared between backends).
 
     Under ASSUME_ROLE the source credentials (keys, profile or default chain) call STS
-    AssumeRole at ``sts_endpoint_url`` on first use, and the temporary credentials are
-    fetched again before they expire. Raises ConfigurationError when no source
-    credentials exist.
+    AssumeRole (at ``sts_endpoint_url``, else ``creds.sts_endpoint_url``) on first use,
+    and the temporary credentials are fetched again before they expire. Raises
+    ConfigurationError when no source credentials exist.
     """
     import aioboto3
 
@@ -274,7 +279,7 @@ async def aws_session(
     # Registered after aioboto3 set up its own loader, so the shared one never grows.
     core.register_component("data_loader", data_loader())
     if creds.kind == ASSUME_ROLE:
-        await _use_assumed_role(core, creds, region, sts_endpoint_url)
+        await _use_assumed_role(core, creds, region, sts_endpoint_url or creds.sts_endpoint_url)
     return session
 
 
@@ -344,7 +349,7 @@ class SyncAwsCredentials:
     ) -> None:
         self.creds = creds
         self._region = region
-        self._sts_endpoint_url = sts_endpoint_url
+        self._sts_endpoint_url = sts_endpoint_url or creds.sts_endpoint_url
         self._resolved: Any = None
 
     def __repr__(self) -> str:

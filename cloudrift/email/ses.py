@@ -105,6 +105,7 @@ class SESEmail(Email):
             role_arn=role_arn,
             role_session_name=role_session_name,
             external_id=external_id,
+            sts_endpoint_url=sts_endpoint_url,
         )
         self._auth = self._creds.method
         if region == "":
@@ -114,7 +115,6 @@ class SESEmail(Email):
         self.region = region
         self.configuration_set = configuration_set
         self._endpoint_url = endpoint_url
-        self._sts_endpoint_url = sts_endpoint_url
         self._config = aio_config(
             max_pool_connections=max_pool_connections,
             connect_timeout=connect_timeout,
@@ -132,9 +132,7 @@ class SESEmail(Email):
     # ---------------------------------------------------------------- client
 
     async def _build_client(self, stack: AsyncExitStack) -> Any:
-        session = await aws_session(
-            self._creds, region=self.region, sts_endpoint_url=self._sts_endpoint_url
-        )
+        session = await aws_session(self._creds, region=self.region)
         return await stack.enter_async_context(
             session.client(
                 "sesv2",

@@ -312,3 +312,92 @@ def test_botocore_exception_families() -> None:
     assert EndpointConnectionError in connection_errors()
     assert NoCredentialsError in credential_errors()
     assert SNAKE_NAMES.kind("default_chain") == DEFAULT_CHAIN
+
+
+# ------------------------------------------------- every AWS provider, the same way
+
+
+async def test_ses_assumes_a_role_through_sts(
+    moto: MotoEndpoint, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SES takes role_arn like S3: STS credentials from the default chain, then sends."""
+    from aiobotocore.credentials import AioRefreshableCredentials
+
+    from cloudrift.email import get_email
+
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", moto.access_key)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", moto.secret_key)
+    async with get_email(
+        "ses",
+        region=moto.region,
+        endpoint_url=moto.endpoint_url,
+        role_arn=ROLE,
+        role_session_name="mailer",
+        sts_endpoint_url=moto.endpoint_url,
+        default_from="sender@example.com",
+    ) as email:
+        client = await email.native()  # type: ignore[attr-defined]
+        await client.create_email_identity(EmailIdentity="sender@example.com")
+        assert await email.send("to@example.com", "hi", body_text="hello")
+        creds = client._request_signer._credentials
+        assert isinstance(creds, AioRefreshableCredentials)
+        assert (await creds.get_frozen_credentials()).access_key != moto.access_key
+
+
+async def test_elasticache_iam_token_is_signed_with_the_assumed_role(
+    moto: MotoEndpoint,
+) -> None:
+    """ElastiCache IAM auth takes role_arn too: the token is signed with STS credentials."""
+    from cloudrift.cache import get_cache
+
+    cache = get_cache(
+        "elasticache",
+        "from_iam_auth",
+        host="my-cluster.abc.cache.amazonaws.com",
+        username="app",
+        region=moto.region,
+        role_arn=ROLE,
+        aws_access_key_id=moto.access_key,
+        aws_secret_access_key=moto.secret_key,
+        sts_endpoint_url=moto.endpoint_url,
+    )
+    provider = cache.token_provider  # type: ignore[attr-defined]
+    token = (await provider.token()).reveal()
+    assert token.startswith("my-cluster/?Action=connect&User=app&")
+    assert "X-Amz-Security-Token=" in token
+    assert f"X-Amz-Credential={moto.access_key}" not in token
+    await cache.close()
+
+
+@pytest.mark.parametrize(
+    ("category", "options"),
+    [
+        ("email", {"region": "us-east-1", "sts_endpoint_url": "http://127.0.0.1:1"}),
+        (
+            "queue",
+            {"queue_url": "https://sqs.us-east-1.amazonaws.com/1/q", "role_session_name": "x"},
+        ),
+        (
+            "cache",
+            {
+                "host": "h",
+                "username": "u",
+                "region": "us-east-1",
+                "sts_endpoint_url": "http://127.0.0.1:1",
+            },
+        ),
+    ],
+)
+def test_role_options_without_role_arn_are_refused(category: str, options: dict[str, str]) -> None:
+    """A role option given without role_arn is an error on every AWS provider, never ignored."""
+    from cloudrift.cache import get_cache
+    from cloudrift.email import get_email
+    from cloudrift.messaging import get_queue
+
+    build: dict[str, Any] = {
+        "email": lambda: get_email("ses", **options),
+        "queue": lambda: get_queue("sqs", **options),
+        "cache": lambda: get_cache("elasticache", "from_iam_auth", **options),
+    }
+    with pytest.raises(ConfigurationError, match="role_arn"):
+        build[category]()
