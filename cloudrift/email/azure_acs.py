@@ -30,6 +30,7 @@ from azure.core.exceptions import (
 from azure.core.rest import HttpRequest
 
 from cloudrift.core.auth import auth_method, select_auth
+from cloudrift.core.azure import azure_identity, identity_auth_methods, open_identity_credential
 from cloudrift.core.exceptions import (
     ConfigurationError,
     EmailAuthenticationError,
@@ -46,11 +47,12 @@ from cloudrift.core.secrets import Secret, redact, secret
 from cloudrift.email.base import Email, EmailAddress, PreparedEmail
 
 API_VERSION = "2025-09-01"
+_IDENTITY = identity_auth_methods("endpoint")
 _AUTH_METHODS = (
     auth_method("connection_string", ["connection_string"]),
     auth_method("access_key", ["endpoint", "access_key"]),
-    auth_method("service_principal", ["endpoint", "tenant_id", "client_id", "client_secret"]),
-    auth_method("managed_identity", ["endpoint"], ["managed_identity_client_id"]),
+    _IDENTITY.service_principal,
+    _IDENTITY.managed_identity,
 )
 _SENDER_CODES = {"DomainNotLinked", "InvalidSenderUserName", "SenderNotAllowed", "InvalidSender"}
 
@@ -121,7 +123,6 @@ class AzureACSEmail(Email):
         )
         self._connection_string = secret(connection_string)
         self._access_key = secret(access_key)
-        self._client_secret = secret(client_secret)
         self._auth = select_auth(
             "azure_acs email",
             {
@@ -134,6 +135,14 @@ class AzureACSEmail(Email):
                 "managed_identity_client_id": managed_identity_client_id,
             },
             _AUTH_METHODS,
+        )
+        self._identity = azure_identity(
+            "azure_acs email",
+            self._auth,
+            tenant_id=tenant_id,
+            client_id=client_id,
+            client_secret=client_secret,
+            managed_identity_client_id=managed_identity_client_id,
         )
         if self._auth == "connection_string":
             assert self._connection_string is not None
@@ -156,9 +165,6 @@ class AzureACSEmail(Email):
         if poll_interval <= 0 or send_timeout <= 0:
             raise ConfigurationError("azure_acs email: poll_interval and send_timeout must be > 0")
         self.endpoint = endpoint.rstrip("/")
-        self._tenant_id = tenant_id
-        self._client_id = client_id
-        self._mi_client_id = managed_identity_client_id
         self._poll_interval = poll_interval
         self._send_timeout = send_timeout
         if max_attempts < 1:
@@ -175,29 +181,18 @@ class AzureACSEmail(Email):
         return f"endpoint={self.endpoint!r}"
 
     def _secrets(self) -> list[Secret | None]:
-        return [self._connection_string, self._access_key, self._client_secret]
+        identity = self._identity.secrets if self._identity else ()
+        return [self._connection_string, self._access_key, *identity]
 
     # ---------------------------------------------------------------- client
 
     async def _build_client(self, stack: AsyncExitStack) -> Any:
         credential: Any
-        if self._access_key is not None:
-            credential = AzureKeyCredential(self._access_key.reveal())
-        elif self._auth == "service_principal":
-            from azure.identity.aio import ClientSecretCredential
-
-            assert self._client_secret is not None
-            credential = await stack.enter_async_context(
-                ClientSecretCredential(
-                    str(self._tenant_id), str(self._client_id), self._client_secret.reveal()
-                )
-            )
+        if self._identity is not None:
+            credential = await open_identity_credential(stack, self._identity)
         else:
-            from azure.identity.aio import ManagedIdentityCredential
-
-            credential = await stack.enter_async_context(
-                ManagedIdentityCredential(client_id=self._mi_client_id)
-            )
+            assert self._access_key is not None
+            credential = AzureKeyCredential(self._access_key.reveal())
         client = EmailClient(
             self.endpoint,
             credential,

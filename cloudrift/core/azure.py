@@ -1,0 +1,189 @@
+"""Microsoft Entra ID plumbing shared by every Azure provider (Blob, Service Bus, ACS, Redis).
+
+One place for what each provider used to write again:
+
+* the two identity auth methods every Azure provider offers beside its key-based ones
+  (:func:`identity_auth_methods`): managed identity (optionally naming a user-assigned
+  identity) and service principal (tenant id + client id + client secret), under the
+  names each provider already shows in its errors (:class:`AzureAuthNames`);
+* :class:`AzureIdentity`, the chosen identity with its secret already wrapped;
+* :func:`identity_credential` / :func:`open_identity_credential`: a *new* async
+  azure-identity credential per backend (never shared: closing one backend must not
+  break another), closed with the backend.
+
+Managed identity is always asked for explicitly: ``WorkloadIdentityCredential`` when a
+federated token is mounted (AKS workload identity), else ``ManagedIdentityCredential``.
+Never ``DefaultAzureCredential``: ambient ``AZURE_CLIENT_SECRET`` variables, CLI or IDE
+logins must not silently stand in for the workload's identity.
+
+No SDK is imported at module import time: ``import cloudrift.core.azure`` works with no
+extra installed; azure-identity is imported inside :func:`identity_credential`.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from typing import Any, Final
+
+from cloudrift.core.auth import AuthMethod, auth_method
+from cloudrift.core.secrets import Secret, secret
+
+#: Canonical kinds of Entra ID auth (what :attr:`AzureIdentity.kind` holds).
+MANAGED_IDENTITY: Final = "managed_identity"
+SERVICE_PRINCIPAL: Final = "service_principal"
+
+#: The options a service principal needs.
+SERVICE_PRINCIPAL_OPTIONS: Final = ("tenant_id", "client_id", "client_secret")
+#: Set by AKS workload identity; its presence selects WorkloadIdentityCredential.
+FEDERATED_TOKEN_ENV: Final = "AZURE_FEDERATED_TOKEN_FILE"
+
+
+@dataclass(frozen=True)
+class AzureAuthNames:
+    """The names a provider shows for the identity methods (they appear in its errors)."""
+
+    managed_identity: str = MANAGED_IDENTITY
+    service_principal: str = SERVICE_PRINCIPAL
+
+    def kind(self, name: str) -> str | None:
+        """The canonical kind of the method shown as ``name``; None for key-based ones."""
+        table = {
+            self.managed_identity: MANAGED_IDENTITY,
+            self.service_principal: SERVICE_PRINCIPAL,
+        }
+        return table.get(name)
+
+
+#: ``managed_identity`` / ``service_principal``.
+SNAKE_NAMES: Final = AzureAuthNames()
+#: ``managed identity`` / ``service principal``.
+WORD_NAMES: Final = AzureAuthNames("managed identity", "service principal")
+
+
+@dataclass(frozen=True)
+class IdentityMethods:
+    """The two identity auth methods of a provider; put them where its table wants them."""
+
+    managed_identity: AuthMethod
+    service_principal: AuthMethod
+
+
+def identity_auth_methods(
+    location: str | Sequence[str],
+    names: AzureAuthNames = SNAKE_NAMES,
+    *,
+    managed_identity_option: str = "managed_identity_client_id",
+) -> IdentityMethods:
+    """Managed identity (``location`` + optional ``managed_identity_option``) and
+    service principal (``location`` + tenant_id + client_id + client_secret).
+
+    ``location`` names the option(s) saying where the resource is (``account_url``,
+    ``endpoint``, ``fully_qualified_namespace``, ``host`` + ``username`` ...).
+    """
+    where = [location] if isinstance(location, str) else list(location)
+    return IdentityMethods(
+        managed_identity=auth_method(names.managed_identity, where, [managed_identity_option]),
+        service_principal=auth_method(
+            names.service_principal, [*where, *SERVICE_PRINCIPAL_OPTIONS]
+        ),
+    )
+
+
+@dataclass(frozen=True, repr=False)
+class AzureIdentity:
+    """The Entra identity one backend authenticates as."""
+
+    #: Who is asking, e.g. ``"azure_blob storage"``.
+    where: str
+    #: MANAGED_IDENTITY or SERVICE_PRINCIPAL.
+    kind: str
+    tenant_id: str | None = None
+    client_id: str | None = None
+    client_secret: Secret | None = None
+    #: A user-assigned managed identity's client id; None: the system-assigned one.
+    managed_identity_client_id: str | None = None
+
+    @property
+    def secrets(self) -> tuple[Secret | None, ...]:
+        """Every secret value, for :func:`cloudrift.core.secrets.redact`."""
+        return (self.client_secret,)
+
+    def __repr__(self) -> str:
+        shown = f"where={self.where!r}, kind={self.kind!r}"
+        if self.kind == SERVICE_PRINCIPAL:
+            shown += f", tenant_id={self.tenant_id!r}, client_id={self.client_id!r}"
+        elif self.managed_identity_client_id is not None:
+            shown += f", managed_identity_client_id={self.managed_identity_client_id!r}"
+        return f"AzureIdentity({shown})"
+
+
+def azure_identity(
+    where: str,
+    method: str,
+    names: AzureAuthNames = SNAKE_NAMES,
+    *,
+    tenant_id: str | None = None,
+    client_id: str | None = None,
+    client_secret: str | Secret | None = None,
+    managed_identity_client_id: str | None = None,
+) -> AzureIdentity | None:
+    """The identity for the auth method ``method`` (already chosen with select_auth);
+    None when ``method`` is not an identity method (keys, SAS, connection string)."""
+    kind = names.kind(method)
+    if kind is None:
+        return None
+    if kind == SERVICE_PRINCIPAL:
+        return AzureIdentity(
+            where,
+            kind,
+            tenant_id=tenant_id,
+            client_id=client_id,
+            client_secret=secret(client_secret),
+        )
+    return AzureIdentity(where, kind, managed_identity_client_id=managed_identity_client_id)
+
+
+def identity_credential(identity: AzureIdentity) -> Any:
+    """A new async azure-identity credential for ``identity``; the caller closes it."""
+    if identity.kind == SERVICE_PRINCIPAL:
+        from azure.identity.aio import ClientSecretCredential
+
+        return ClientSecretCredential(
+            identity.tenant_id or "",
+            identity.client_id or "",
+            identity.client_secret.reveal() if identity.client_secret else "",
+        )
+    if os.environ.get(FEDERATED_TOKEN_ENV):
+        from azure.identity.aio import WorkloadIdentityCredential
+
+        return WorkloadIdentityCredential(client_id=identity.managed_identity_client_id)
+    from azure.identity.aio import ManagedIdentityCredential
+
+    return ManagedIdentityCredential(client_id=identity.managed_identity_client_id)
+
+
+async def open_identity_credential(stack: AsyncExitStack, identity: AzureIdentity) -> Any:
+    """:func:`identity_credential`, closed when ``stack`` unwinds."""
+    credential = identity_credential(identity)
+    stack.push_async_callback(credential.close)
+    return credential
+
+
+__all__ = [
+    "FEDERATED_TOKEN_ENV",
+    "MANAGED_IDENTITY",
+    "SERVICE_PRINCIPAL",
+    "SERVICE_PRINCIPAL_OPTIONS",
+    "SNAKE_NAMES",
+    "WORD_NAMES",
+    "AzureAuthNames",
+    "AzureIdentity",
+    "IdentityMethods",
+    "azure_identity",
+    "identity_auth_methods",
+    "identity_credential",
+    "open_identity_credential",
+]
