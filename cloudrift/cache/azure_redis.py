@@ -19,17 +19,23 @@ from typing import Any
 from cloudrift.cache._redis import RedisBackend, TokenCredentialProvider, managed_options
 from cloudrift.cache.redis import choose_auth
 from cloudrift.core.auth import auth_method
+from cloudrift.core.azure import (
+    AzureAuthNames,
+    azure_identity,
+    identity_auth_methods,
+    identity_credential,
+)
 from cloudrift.core.secrets import Secret, secret
 
 #: The Entra scope of Azure Cache for Redis data access.
 REDIS_SCOPE = "https://redis.azure.com/.default"
 
+_NAMES = AzureAuthNames("from_managed_identity", "from_service_principal")
+_IDENTITY = identity_auth_methods(["host", "username"], _NAMES, managed_identity_option="client_id")
 _METHODS = [
     auth_method("from_access_key", ["host", "access_key"], ["username"]),
-    auth_method("from_managed_identity", ["host", "username"], ["client_id"]),
-    auth_method(
-        "from_service_principal", ["host", "username", "tenant_id", "client_id", "client_secret"]
-    ),
+    _IDENTITY.managed_identity,
+    _IDENTITY.service_principal,
     auth_method("from_credential", ["host", "username", "credential"]),
 ]
 
@@ -83,25 +89,25 @@ class AzureRedisCache(RedisBackend):
             opts.password = secret(access_key)
         else:
             assert username is not None
-            if method == "from_credential":
-                # Handed in by the caller: the caller closes it.
+            identity = azure_identity(
+                where,
+                method,
+                _NAMES,
+                tenant_id=tenant_id,
+                client_id=client_id,
+                client_secret=client_secret,
+                # client_id names a user-assigned managed identity; None: system-assigned.
+                managed_identity_client_id=client_id,
+            )
+            if identity is None:
+                # from_credential: handed in by the caller, who closes it.
                 cred = credential
-            elif method == "from_managed_identity":
-                from azure.identity.aio import ManagedIdentityCredential
-
-                # Only ManagedIdentityCredential: no DefaultAzureCredential chain, so
-                # ambient AZURE_CLIENT_SECRET / CLI logins cannot stand in for the
-                # workload's identity. client_id=None means system-assigned.
-                cred = ManagedIdentityCredential(client_id=client_id)
-                opts.on_close.append(cred.close)
             else:
-                from azure.identity.aio import ClientSecretCredential
-
-                sp_secret = secret(client_secret)
-                assert tenant_id is not None and client_id is not None and sp_secret
-                cred = ClientSecretCredential(tenant_id, client_id, sp_secret.reveal())
+                # Our own credential (explicit managed identity, never the
+                # DefaultAzureCredential chain); closed with this backend.
+                cred = identity_credential(identity)
                 opts.on_close.append(cred.close)
-                opts.secrets.append(sp_secret)
+                opts.secrets += [s for s in identity.secrets if s]
             opts.credential_provider = TokenCredentialProvider(
                 username,
                 EntraTokenMinter(cred),
