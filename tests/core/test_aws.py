@@ -74,6 +74,22 @@ def test_import_needs_no_aws_sdk() -> None:
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 
 
+def test_aws_providers_import_no_azure_module() -> None:
+    """Every AWS provider module imports with azure absent and pulls in no azure package."""
+    code = (
+        "import sys\n"
+        "class Block:\n"
+        "    def find_spec(self, name, path=None, target=None):\n"
+        "        if name.split('.')[0] == 'azure':\n"
+        "            raise ImportError(name)\n"
+        "sys.meta_path.insert(0, Block())\n"
+        "import cloudrift.storage.s3, cloudrift.messaging.sqs\n"
+        "import cloudrift.email.ses, cloudrift.cache.elasticache\n"
+        "assert not any(m.startswith('azure') for m in sys.modules)\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
 @pytest.mark.parametrize(
     ("options", "kind"),
     [
