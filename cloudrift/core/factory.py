@@ -40,9 +40,19 @@ def install_hint(extra: str) -> str:
     return f'pip install "cloudrift[{extra}]"'
 
 
+def _importable(module: str) -> bool:
+    """True when ``module`` can be imported; a dotted name whose parent is missing is not."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        # find_spec imports the parent package of a dotted name, and raises when the
+        # parent itself is not installed (e.g. "azure.identity" without "azure").
+        return False
+
+
 def require_modules(what: str, modules: tuple[str, ...], extra: str | None) -> None:
     """Raise ConfigurationError naming the extra if any of ``modules`` is missing."""
-    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    missing = [m for m in modules if not _importable(m)]
     if missing:
         hint = f"; install it with: {install_hint(extra)}" if extra else ""
         raise ConfigurationError(

@@ -41,6 +41,17 @@ def test_missing_sdk_names_the_extra_to_install() -> None:
         build_provider("storage", "needs_sdk", TABLE, {})
 
 
+def test_missing_parent_package_of_a_dotted_requirement_names_the_extra() -> None:
+    """A dotted requirement whose parent package is absent is reported, not a crash."""
+    table = {
+        "nested": ProviderSpec(
+            module="nope", attr="X", extra="azure", requires=("cloudrift_no_such_pkg.identity",)
+        )
+    }
+    with pytest.raises(ConfigurationError, match=r'pip install "cloudrift\[azure\]"'):
+        build_provider("cache", "nested", table, {})
+
+
 def test_build_passes_options_through() -> None:
     """Valid options reach the backend constructor."""
     built = build_provider("storage", "dummy", TABLE, {"bucket": "b", "region": "r"})
