@@ -83,6 +83,21 @@ async def probe_aws(endpoint: str) -> None:
         ),
         "azure",
     )
+    expect_missing_extra(
+        lambda: get_cache(
+            "azure_redis", "from_access_key", host="x.redis.cache.windows.net", access_key="k"
+        ),
+        "azure",
+    )
+    expect_missing_extra(
+        lambda: get_queue(
+            "azure_bus",
+            connection_string="Endpoint=sb://127.0.0.1:1;SharedAccessKeyName=k;"
+            "SharedAccessKey=v;UseDevelopmentEmulator=true",
+            queue_name="q",
+        ),
+        "azure",
+    )
     leaked = sdk_roots() & {"azure", "gcloud", "motor"}
     assert not leaked, f"an aws-only install imported {leaked}"
 
@@ -126,14 +141,13 @@ async def probe_azure() -> None:
 
 
 def main() -> None:
+    import cloudrift
     import cloudrift.cache
     import cloudrift.document
     import cloudrift.email
     import cloudrift.kv
     import cloudrift.messaging
     import cloudrift.storage
-
-    import cloudrift
 
     assert cloudrift.__version__
     assert sdk_roots() == set(), f"importing the categories imported SDKs: {sdk_roots()}"
