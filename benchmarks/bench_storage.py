@@ -5,8 +5,9 @@
 - Streamed upload then download of one big object (1 GiB in full mode) through ``s3``
   and ``azure_blob`` vs the SDK's managed transfer (aioboto3 ``upload_fileobj`` /
   ``download_fileobj``; azure ``upload_blob`` / ``download_blob().readinto``) with the
-  same concurrency (4). Each side runs in its own child process so the kernel's peak
-  RSS accounting (VmHWM, reset through /proc/self/clear_refs after setup) is its own.
+  same concurrency (cloudrift's default ``upload_concurrency``, given to the SDK too).
+  Each side runs in its own child process so the kernel's peak RSS accounting (VmHWM,
+  reset through /proc/self/clear_refs after setup) is its own.
 - ``local`` vs obstore's ``LocalStore`` and vs plain ``asyncio.to_thread`` file I/O
   and ``aiofiles``, on the same folder and keys.
 - ``memory``: the cost of one operation.
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import inspect
 import json
 import os
 import statistics
@@ -35,7 +37,6 @@ RSS_TARGET_MIB = 64.0
 DATA = os.urandom(1024)
 CONCURRENCY = 8
 LIST_KEYS = 50
-STREAM_CONCURRENCY = 4
 PART = 8 * 1024 * 1024
 MiB = 1024 * 1024
 ROOT = Path(__file__).resolve().parents[1]
@@ -394,7 +395,7 @@ async def _child(spec: dict[str, Any]) -> dict[str, float]:
                 region_name=conn["region"],
             )
             cfg = TransferConfig(
-                multipart_chunksize=PART, max_concurrency=STREAM_CONCURRENCY, use_threads=True
+                multipart_chunksize=PART, max_concurrency=spec["concurrency"], use_threads=True
             )
             client_cm = session.client(
                 "s3", endpoint_url=conn["endpoint_url"], config=AioConfig(max_pool_connections=64)
@@ -420,7 +421,6 @@ async def _child(spec: dict[str, Any]) -> dict[str, float]:
                 "azure_blob",
                 container=spec["container"],
                 connection_string=spec["conn"],
-                upload_concurrency=STREAM_CONCURRENCY,
             )
             await store.exists("warm-up")
             base = _reset_peak()
@@ -444,12 +444,12 @@ async def _child(spec: dict[str, Any]) -> dict[str, float]:
                     _Source(size),
                     length=size,
                     overwrite=True,
-                    max_concurrency=STREAM_CONCURRENCY,
+                    max_concurrency=spec["concurrency"],
                 )
                 up = time.perf_counter() - began
                 up_peak, base2 = _rss("VmHWM") - base, _reset_peak()
                 sink, began = _Sink(), time.perf_counter()
-                downloader = await container.download_blob(key, max_concurrency=STREAM_CONCURRENCY)
+                downloader = await container.download_blob(key, max_concurrency=spec["concurrency"])
                 await downloader.readinto(sink)
                 down = time.perf_counter() - began
                 got = sink.count
@@ -491,8 +491,22 @@ MOTO_RANGE_NOTE = (
 )
 
 
+def _default_concurrency(provider: str) -> int:
+    """The provider's default ``upload_concurrency`` (what a user gets without tuning)."""
+    if provider == "s3":
+        from cloudrift.storage.s3 import S3Storage as cls
+    else:
+        from cloudrift.storage.azure_blob import AzureBlobStorage as cls
+    default = inspect.signature(cls.__init__).parameters["upload_concurrency"].default
+    return int(default)
+
+
 def _stream_rows(
-    label: str, size: int, runs: dict[str, list[dict[str, float]]], settings: Settings
+    label: str,
+    size: int,
+    runs: dict[str, list[dict[str, float]]],
+    settings: Settings,
+    concurrency: int,
 ) -> list[Row]:
     def med(side: str, field: str) -> float:
         return statistics.median(r[field] for r in runs[side])
@@ -502,7 +516,8 @@ def _stream_rows(
     small = "" if size >= 1024 * MiB else f"; {shown} in quick/smoke mode, 1 GiB in full mode"
     how = (
         f"{len(runs['ours'])} run(s) per side, each in its own child process; concurrency "
-        f"{STREAM_CONCURRENCY}, {PART // MiB} MiB parts{small}"
+        f"{concurrency} (cloudrift's default upload_concurrency; the SDK given the same), "
+        f"{PART // MiB} MiB parts{small}"
     )
     rows = []
     for field, verb in (("up_s", "upload"), ("down_s", "download")):
@@ -587,7 +602,14 @@ async def _streams(settings: Settings, moto: Any, azurite: Any) -> list[Row]:
             for round_no in range(rounds):
                 order = ("ours", "raw") if round_no % 2 == 0 else ("raw", "ours")
                 specs = [
-                    {"provider": provider, "side": side, "size": size, "key": f"big-{side}"} | extra
+                    {
+                        "provider": provider,
+                        "side": side,
+                        "size": size,
+                        "key": f"big-{side}",
+                        "concurrency": _default_concurrency(provider),
+                    }
+                    | extra
                     for side in order
                 ]
                 if settings.smoke:
@@ -602,7 +624,7 @@ async def _streams(settings: Settings, moto: Any, azurite: Any) -> list[Row]:
                         s3.delete_object(Bucket="bench-big", Key=spec["key"])
                     else:
                         service.get_container_client("bench-big").delete_blob(spec["key"])
-            rows += _stream_rows(label, size, runs, settings)
+            rows += _stream_rows(label, size, runs, settings, _default_concurrency(provider))
     finally:
         service.close()
         s3.close()
