@@ -59,33 +59,46 @@ def no_ambient_aws(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
 
 
-def test_import_needs_no_aws_sdk() -> None:
-    """`import cloudrift.core.aws` works and imports nothing of boto when the SDK is absent."""
-    code = (
-        "import sys\n"
-        "class Block:\n"
-        "    def find_spec(self, name, path=None, target=None):\n"
-        "        if name.split('.')[0] in ('aioboto3', 'aiobotocore', 'botocore', 'boto3'):\n"
-        "            raise ImportError(name)\n"
-        "sys.meta_path.insert(0, Block())\n"
-        "import cloudrift.core.aws\n"
-        "assert not any(m.startswith(('aioboto3', 'botocore')) for m in sys.modules)\n"
-    )
-    subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+BOTO = ("aioboto3", "aiobotocore", "botocore", "boto3")
+AWS_PROVIDERS = (
+    "cloudrift.storage.s3",
+    "cloudrift.messaging.sqs",
+    "cloudrift.email.ses",
+    "cloudrift.cache.elasticache",
+)
+AZURE_PROVIDERS = (
+    "cloudrift.storage.azure_blob",
+    "cloudrift.messaging.azure_bus",
+    "cloudrift.email.azure_acs",
+    "cloudrift.cache.azure_redis",
+)
 
 
-def test_aws_providers_import_no_azure_module() -> None:
-    """Every AWS provider module imports with azure absent and pulls in no azure package."""
+@pytest.mark.parametrize(
+    ("modules", "blocked"),
+    [
+        (("cloudrift.core.aws",), BOTO),
+        (("cloudrift.core.azure",), ("azure",)),
+        (AWS_PROVIDERS, ("azure",)),
+        (AZURE_PROVIDERS, BOTO),
+    ],
+    ids=["core.aws-without-boto", "core.azure-without-azure", "aws-without-azure", "azure-no-boto"],
+)
+def test_modules_import_without_sdks_they_do_not_need(
+    modules: tuple[str, ...], blocked: tuple[str, ...]
+) -> None:
+    """Core helpers need no SDK; AWS providers never load azure, Azure providers never boto."""
     code = (
         "import sys\n"
+        f"BLOCKED = {blocked!r}\n"
         "class Block:\n"
         "    def find_spec(self, name, path=None, target=None):\n"
-        "        if name.split('.')[0] == 'azure':\n"
+        "        if name.split('.')[0] in BLOCKED:\n"
         "            raise ImportError(name)\n"
         "sys.meta_path.insert(0, Block())\n"
-        "import cloudrift.storage.s3, cloudrift.messaging.sqs\n"
-        "import cloudrift.email.ses, cloudrift.cache.elasticache\n"
-        "assert not any(m.startswith('azure') for m in sys.modules)\n"
+        f"for name in {modules!r}:\n"
+        "    __import__(name)\n"
+        "assert not [m for m in sys.modules if m.split('.')[0] in BLOCKED]\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
 
