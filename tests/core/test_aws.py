@@ -184,8 +184,10 @@ def test_assume_role_arguments_carry_session_name_and_external_id() -> None:
 async def test_each_backend_gets_its_own_session_sharing_only_the_data_loader() -> None:
     """Two sessions from the same options are distinct objects with distinct credentials."""
     creds = _creds(aws_access_key_id="AKIA", aws_secret_access_key=SECRET)
+    paths = list(data_loader().search_paths)
     one = await aws_session(creds, region="us-east-1")
     two = await aws_session(creds, region="us-east-1")
+    assert data_loader().search_paths == paths  # sessions never append to the shared loader
     assert one is not two and one._session is not two._session
     assert one._session.get_component("data_loader") is data_loader()
     assert two._session.get_component("data_loader") is data_loader()
