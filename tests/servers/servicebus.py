@@ -1,6 +1,9 @@
 """Service Bus stand-in: the AMQP 1.0 test broker (``_amqp_broker``) on a free loopback port.
 
-``servicebus_broker`` starts once per session with the queues below; ``servicebus``
+``servicebus_broker`` starts once per test module with the queues below (a fresh broker
+per module: state left behind by one module's apps — e.g. the FastAPI and example-app
+tests — once made a later module's raw-SDK schedule test miss its message, a test-broker
+leak not yet explained, so modules never share a broker); ``servicebus``
 (function scope) empties them before each test and fails the test if the broker thread
 crashed while it ran. The real ``azure-servicebus`` SDK reaches it with the emulator
 connection string (plain AMQP, no TLS): ``connection_string(...)``.
@@ -51,9 +54,9 @@ class ServiceBusEndpoint:
         return self.broker.started_in or 0.0
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def servicebus_broker() -> Iterator[ServiceBusEndpoint]:
-    """The AMQP test broker on a free 127.0.0.1 port for the whole session."""
+    """The AMQP test broker on a free 127.0.0.1 port for one test module."""
     port = free_port()
     broker = AmqpTestBroker(host=LOOPBACK, port=port, key_name=KEY_NAME, key=KEY)
     broker.add_queue(QUEUE, duplicate_detection=True)
