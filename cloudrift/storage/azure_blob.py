@@ -395,6 +395,18 @@ class AzureBlobStorage(Storage):
                         metadata=dict(item.metadata or {}),
                     )
 
+    async def _iter_keys(self, prefix: str) -> AsyncIterator[str]:
+        container = await self._container()
+        with self._errors():
+            # Names only: parsing every blob's properties made list() 2-4x slower than
+            # the SDK's own list_blob_names (measured on Azurite, benchmarks/).
+            pages = container.list_blob_names(
+                name_starts_with=prefix or None, results_per_page=self._page_size
+            ).by_page()
+            async for page in pages:
+                async for name in page:
+                    yield name
+
     async def _copy(self, src: str, dst: str) -> None:
         container = await self._container()
         source = container.get_blob_client(src)

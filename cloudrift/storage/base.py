@@ -449,7 +449,9 @@ class Storage(AsyncBackend, ABC):
 
     async def list(self, prefix: str = "") -> list[str]:
         """Every key starting with ``prefix``, sorted (the seed's simple listing)."""
-        return [info.key async for info in self.iter(prefix)]
+        validate_prefix(prefix)
+        self._ensure_open()
+        return [key async for key in self._iter_keys(prefix)]
 
     async def copy(self, src: str, dst: str) -> None:
         """Copy ``src`` to ``dst`` server-side (content type and metadata included),
@@ -582,6 +584,13 @@ class Storage(AsyncBackend, ABC):
     @abstractmethod
     async def _delete(self, key: str) -> None:
         """Delete; a missing key is not an error."""
+
+    async def _iter_keys(self, prefix: str) -> AsyncIterator[str]:
+        """Hook: the keys under ``prefix`` in ``iter()`` order. Defaults to the keys of
+        ``_iter``; a provider overrides it when it can list names more cheaply than full
+        ObjectInfo (Azure: ``list_blob_names`` skips parsing every blob's properties)."""
+        async for info in self._iter(prefix):
+            yield info.key
 
     @abstractmethod
     def _iter(self, prefix: str) -> AsyncIterator[ObjectInfo]:
