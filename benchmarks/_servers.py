@@ -169,7 +169,7 @@ def smtp_starttls() -> Iterator[Any]:
     with tempfile.TemporaryDirectory(prefix="bench-smtp-") as tmp:
         tls = _tls_files(Path(tmp))
         with _fail_as_runtime_error("aiosmtpd"):
-            server = start_smtp("starttls", tls)  # type: ignore[arg-type]
+            server = start_smtp("starttls", tls)
         START_TIMES["aiosmtpd"] = server.started_in
         try:
             yield server

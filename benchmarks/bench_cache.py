@@ -9,7 +9,7 @@ number of concurrent tasks. The pipeline row compares 1,000 ``set``s queued in o
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, cast
 
 from benchmarks import _servers
 from benchmarks._harness import Row, Settings, compare, gather_n, throughput_row
@@ -71,7 +71,9 @@ async def run(settings: Settings) -> list[Row]:
 
             # Where a gap comes from: the same raw client built with the options cloudrift
             # gives redis-py (timeouts, retry with backoff, health checks, keepalive).
-            tuned: Any = aioredis.Redis.from_url(server.url, **cache._options.client_kwargs())
+            tuned: Any = aioredis.Redis.from_url(
+                server.url, **cast(Any, cache)._options.client_kwargs()
+            )
             try:
                 ops = settings.n(2000, minimum=20)
                 for op in ("set", "get"):

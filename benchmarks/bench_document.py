@@ -111,7 +111,8 @@ async def _memory_row(settings: Settings) -> Row:
             began = time.perf_counter()
             for i in range(count):
                 await coll.insert_one({"_id": f"{round_no}-{i}", "n": i})
-                assert (await coll.find_one({"_id": f"{round_no}-{i}"}))["n"] == i
+                found = await coll.find_one({"_id": f"{round_no}-{i}"})
+                assert found is not None and found["n"] == i
                 # Keep the collection small: mongomock scans it on every lookup.
                 await coll.delete_one({"_id": f"{round_no}-{i}"})
             runs.append((time.perf_counter() - began) / count)

@@ -21,7 +21,7 @@ import contextlib
 import statistics
 import time
 from collections.abc import AsyncIterator
-from typing import Annotated, Any
+from typing import Annotated
 
 from benchmarks import _servers
 from benchmarks._harness import Row, Settings, compare, gather_n, throughput_row
@@ -33,7 +33,7 @@ DATA = b"x" * 1024
 
 async def _dependency_row(settings: Settings) -> Row:
     import httpx
-    from fastapi import Depends, FastAPI, Response
+    from fastapi import Depends, FastAPI, Request, Response
 
     from cloudrift.config import CloudriftSettings
     from cloudrift.storage import Storage, get_storage
@@ -48,18 +48,23 @@ async def _dependency_row(settings: Settings) -> Row:
     ) -> Response:
         return Response(await storage.download(key), media_type="application/octet-stream")
 
+    @app.put("/dep/{key}", status_code=204)
+    async def seed(
+        key: str, request: Request, storage: Annotated[Storage, Depends(get_storage_dep)]
+    ) -> None:
+        await storage.upload(key, await request.body())
+
     @app.get("/global/{key}")
     async def via_global(key: str) -> Response:
         return Response(await global_storage.download(key), media_type="application/octet-stream")
 
     count = settings.n(1000, minimum=10)
     async with app.router.lifespan_context(app):
-        injected: Storage = await get_storage_dep(_FakeConnection(app))
-        for i in range(10):
-            await injected.upload(f"k{i}", DATA)
-            await global_storage.upload(f"k{i}", DATA)
         transport = httpx.ASGITransport(app=app)
         async with httpx.AsyncClient(transport=transport, base_url="http://bench") as client:
+            for i in range(10):
+                assert (await client.put(f"/dep/k{i}", content=DATA)).status_code == 204
+                await global_storage.upload(f"k{i}", DATA)
 
             async def dep(i: int) -> None:
                 resp = await client.get(f"/dep/k{i % 10}")
@@ -83,13 +88,6 @@ async def _dependency_row(settings: Settings) -> Row:
         note=f"{count} requests per round, 10 in flight, in-process through "
         "httpx.ASGITransport (no uvicorn, no sockets)",
     )
-
-
-class _FakeConnection:
-    """Just enough of a Starlette connection for get_storage_dep: ``.app``."""
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
 
 
 @contextlib.asynccontextmanager

@@ -41,7 +41,11 @@ async def _drain(
             continue
         empty = 0
         got += len(handles)
-        await gather_n(lambda i, h=handles: delete(h[i]), len(handles), CONCURRENCY)()
+
+        async def delete_one(i: int, batch: list[str] = handles) -> None:
+            await delete(batch[i])
+
+        await gather_n(delete_one, len(handles), CONCURRENCY)()
 
 
 async def run(settings: Settings) -> list[Row]:

@@ -27,7 +27,7 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from benchmarks import _servers
 from benchmarks._harness import Row, Settings, compare, gather_n, throughput_row
@@ -192,7 +192,7 @@ async def _azure_small(settings: Settings, azurite: Any) -> list[Row]:
 
 
 async def _local_rows(settings: Settings) -> list[Row]:
-    import aiofiles
+    import aiofiles  # type: ignore[import-untyped]
     import obstore
     from obstore.store import LocalStore
 
@@ -441,7 +441,7 @@ async def _child(spec: dict[str, Any]) -> dict[str, float]:
                 began = time.perf_counter()
                 await container.upload_blob(
                     key,
-                    _Source(size),
+                    cast(Any, _Source(size)),
                     length=size,
                     overwrite=True,
                     max_concurrency=spec["concurrency"],
@@ -450,7 +450,7 @@ async def _child(spec: dict[str, Any]) -> dict[str, float]:
                 up_peak, base2 = _rss("VmHWM") - base, _reset_peak()
                 sink, began = _Sink(), time.perf_counter()
                 downloader = await container.download_blob(key, max_concurrency=spec["concurrency"])
-                await downloader.readinto(sink)
+                await downloader.readinto(cast(Any, sink))
                 down = time.perf_counter() - began
                 got = sink.count
     if got != size:
@@ -493,10 +493,10 @@ MOTO_RANGE_NOTE = (
 
 def _default_concurrency(provider: str) -> int:
     """The provider's default ``upload_concurrency`` (what a user gets without tuning)."""
-    if provider == "s3":
-        from cloudrift.storage.s3 import S3Storage as cls
-    else:
-        from cloudrift.storage.azure_blob import AzureBlobStorage as cls
+    from cloudrift.storage.azure_blob import AzureBlobStorage
+    from cloudrift.storage.s3 import S3Storage
+
+    cls: type[Any] = S3Storage if provider == "s3" else AzureBlobStorage
     default = inspect.signature(cls.__init__).parameters["upload_concurrency"].default
     return int(default)
 
@@ -601,7 +601,7 @@ async def _streams(settings: Settings, moto: Any, azurite: Any) -> list[Row]:
             runs: dict[str, list[dict[str, float]]] = {"ours": [], "raw": []}
             for round_no in range(rounds):
                 order = ("ours", "raw") if round_no % 2 == 0 else ("raw", "ours")
-                specs = [
+                specs: list[dict[str, Any]] = [
                     {
                         "provider": provider,
                         "side": side,
