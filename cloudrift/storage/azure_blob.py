@@ -16,13 +16,16 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import itertools
 import os
 import secrets
+from collections import deque
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn
 
+from azure.core import MatchConditions
 from azure.core.exceptions import (
     AzureError,
     ClientAuthenticationError,
@@ -60,6 +63,10 @@ _AUTH = [
 ]
 _CONTAINER_MISSING = {"ContainerNotFound"}
 _SOURCE_MISSING = {"BlobNotFound", "CannotVerifyCopySource"}
+
+
+#: Size of each ranged GET of a streamed download (and the SDK's first-GET size).
+_GET_RANGE = 4 * 1024 * 1024
 
 
 class AzureBlobStorage(Storage):
@@ -197,8 +204,8 @@ class AzureBlobStorage(Storage):
             "read_timeout": self._read_timeout,
             "retry_total": self._retries,
             # Bounded memory for streamed downloads: first GET and every later chunk 4 MiB.
-            "max_single_get_size": 4 * 1024 * 1024,
-            "max_chunk_get_size": 4 * 1024 * 1024,
+            "max_single_get_size": _GET_RANGE,
+            "max_chunk_get_size": _GET_RANGE,
             # The storage pipeline passes its own connection settings with each request.
             **transport_options,
         }
@@ -262,6 +269,10 @@ class AzureBlobStorage(Storage):
             or code in ("BlobAlreadyExists", "ConditionNotMet")
         ):
             raise ObjectExistsError(exists_key) from exc
+        if isinstance(exc, ResourceModifiedError) and key is not None:
+            raise StorageError(
+                f"blob {key!r} changed while it was being downloaded; download it again"
+            ) from exc
         if source and code in _SOURCE_MISSING:
             raise ObjectNotFoundError(source) from exc
         if isinstance(exc, ResourceNotFoundError) and key is not None:
@@ -352,10 +363,52 @@ class AzureBlobStorage(Storage):
     async def _get_stream(
         self, key: str, start: int, end: int | None, chunk_size: int
     ) -> AsyncIterator[bytes]:
+        # The SDK's chunks() fetches one range at a time; its parallel readinto() needs a
+        # sink that cannot push back. So: the first GET (which also tells the size), then
+        # the remaining 4 MiB ranges fetched ``upload_concurrency`` at a time and yielded
+        # in order — memory stays at about (window + 1) ranges whatever the object size.
+        container = await self._container()
         with self._errors(key):
             downloader = await self._download(key, start, end)
-            async for chunk in downloader.chunks():
-                yield chunk
+            total = int(downloader.size)
+            first = await downloader.chunks().__anext__() if total else b""
+        if first:
+            yield first
+        offset, stop = start + len(first), start + total
+        if offset >= stop:
+            return
+        blob = container.get_blob_client(key)
+        etag = downloader.properties.etag
+
+        async def fetch(at: int, size: int) -> bytes:
+            with self._errors(key):
+                # Pinned to the first response's ETag: a blob replaced mid-stream fails
+                # (412) instead of yielding a mix of two versions.
+                part = await blob.download_blob(
+                    offset=at,
+                    length=size,
+                    etag=etag,
+                    match_condition=MatchConditions.IfNotModified,
+                )
+                data: bytes = await part.readall()
+            return data
+
+        ranges = iter([(at, min(_GET_RANGE, stop - at)) for at in range(offset, stop, _GET_RANGE)])
+        window: deque[asyncio.Task[bytes]] = deque(
+            asyncio.create_task(fetch(at, size))
+            for at, size in itertools.islice(ranges, max(1, self._concurrency))
+        )
+        try:
+            while window:
+                data = await window.popleft()
+                following = next(ranges, None)
+                if following is not None:
+                    window.append(asyncio.create_task(fetch(*following)))
+                yield data
+        finally:
+            for task in window:
+                task.cancel()
+            await asyncio.gather(*window, return_exceptions=True)
 
     async def _head(self, key: str) -> ObjectInfo:
         container = await self._container()
