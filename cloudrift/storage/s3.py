@@ -10,27 +10,25 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import functools
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack
 from typing import Any, NoReturn
 from urllib.parse import quote
 
-import aioboto3
-from aiobotocore.config import AioConfig
-from botocore.exceptions import (
-    BotoCoreError,
-    ClientError,
-    ConnectionClosedError,
-    ConnectTimeoutError,
-    EndpointConnectionError,
-    NoCredentialsError,
-    PartialCredentialsError,
-    ProfileNotFound,
-    ReadTimeoutError,
-)
+from botocore.exceptions import BotoCoreError, ClientError
 
-from cloudrift.core.auth import auth_method, select_auth
+from cloudrift.core.aws import (
+    AUTH_ERROR_CODES,
+    NOT_FOUND_ERROR_CODES,
+    WORD_NAMES,
+    aio_config,
+    aws_auth_methods,
+    aws_credentials,
+    aws_session,
+    client_error_details,
+    connection_errors,
+    credential_errors,
+)
 from cloudrift.core.exceptions import (
     BucketNotFoundError,
     ConfigurationError,
@@ -42,49 +40,15 @@ from cloudrift.core.exceptions import (
     StoragePermissionError,
 )
 from cloudrift.core.lifecycle import LazyClient
-from cloudrift.core.secrets import Secret, redact, reveal, secret
+from cloudrift.core.secrets import Secret, redact
 from cloudrift.storage.base import ObjectInfo, PresignMethod, Storage, send_parts
 
-_AUTH = [
-    auth_method("default credential chain (IAM role / environment)"),
-    auth_method(
-        "static keys", ["aws_access_key_id", "aws_secret_access_key"], ["aws_session_token"]
-    ),
-    auth_method("profile", ["profile_name"]),
-    auth_method("assume role", ["role_arn"], ["external_id", "role_session_name"]),
-]
+# The role's source credentials come from the default chain (keys or a profile
+# beside role_arn are a conflict).
+_AUTH = aws_auth_methods(WORD_NAMES, role_source_credentials=False, default_first=True)
 _SSE = ("AES256", "aws:kms")
-_NOT_FOUND = {"NoSuchKey", "404", "NotFound"}
-_DENIED = {
-    "AccessDenied",
-    "403",
-    "Forbidden",
-    "InvalidAccessKeyId",
-    "SignatureDoesNotMatch",
-    "ExpiredToken",
-    "InvalidToken",
-    "AllAccessDisabled",
-}
-_CONNECTION = (
-    EndpointConnectionError,
-    ConnectTimeoutError,
-    ReadTimeoutError,
-    ConnectionClosedError,
-)
+_CONNECTION = connection_errors()
 GiB = 1024**3
-_shared_loader: Any = None
-
-
-def _data_loader() -> Any:
-    """One botocore data loader for the process: service models and endpoint rules are
-    read-only JSON, and parsing them again for every backend costs ~0.2 s per client.
-    (Only data is shared; every backend keeps its own session and credentials.)"""
-    global _shared_loader
-    if _shared_loader is None:
-        from botocore.loaders import create_loader
-
-        _shared_loader = create_loader()
-    return _shared_loader
 
 
 class S3Storage(Storage):
@@ -126,16 +90,20 @@ class S3Storage(Storage):
     ) -> None:
         if not isinstance(bucket, str) or not bucket:
             raise ConfigurationError(f"{self.provider} storage needs bucket: the bucket name")
-        given = {
-            "aws_access_key_id": aws_access_key_id,
-            "aws_secret_access_key": aws_secret_access_key,
-            "aws_session_token": aws_session_token,
-            "profile_name": profile_name,
-            "role_arn": role_arn,
-            "external_id": external_id,
-            "role_session_name": role_session_name,
-        }
-        self.auth_method = select_auth(f"{self.provider} storage", given, _AUTH)
+        self._creds = aws_credentials(
+            f"{self.provider} storage",
+            _AUTH,
+            WORD_NAMES,
+            aws_access_key_id=aws_access_key_id,
+            aws_secret_access_key=aws_secret_access_key,
+            aws_session_token=aws_session_token,
+            profile_name=profile_name,
+            role_arn=role_arn,
+            role_session_name=role_session_name,
+            external_id=external_id,
+            sts_endpoint_url=sts_endpoint_url,
+        )
+        self.auth_method = self._creds.method
         if sse is not None and sse not in _SSE:
             raise ConfigurationError(f"sse must be one of {', '.join(_SSE)} (or None), got {sse!r}")
         if sse_kms_key_id is not None:
@@ -158,23 +126,15 @@ class S3Storage(Storage):
         self.bucket = bucket
         self.region = region
         self.endpoint_url = endpoint_url
-        self._key_id = aws_access_key_id
-        self._secret = secret(aws_secret_access_key)
-        self._token = secret(aws_session_token)
-        self._profile = profile_name
-        self._role_arn = role_arn
-        self._external_id = external_id
-        self._role_session_name = role_session_name or "cloudrift"
-        self._sts_endpoint_url = sts_endpoint_url
         self._sse = sse
         self._kms_key = sse_kms_key_id
         self._concurrency = upload_concurrency
         self._page_size = list_page_size
-        self._config = AioConfig(
+        self._config = aio_config(
             max_pool_connections=max_pool_connections,
             connect_timeout=connect_timeout,
             read_timeout=read_timeout,
-            retries={"max_attempts": max_attempts, "mode": "standard"},
+            max_attempts=max_attempts,
             s3={"addressing_style": addressing_style},
         )
         self._client: LazyClient[Any] = LazyClient(self._build_client)
@@ -185,54 +145,15 @@ class S3Storage(Storage):
 
     @property
     def _secrets(self) -> list[Secret | None]:
-        return [self._secret, self._token]
+        return list(self._creds.secrets)
 
     # ---------------------------------------------------------------- client
 
     async def _build_client(self, stack: AsyncExitStack) -> Any:
-        if self.auth_method == "static keys":
-            session = aioboto3.Session(
-                aws_access_key_id=self._key_id,
-                aws_secret_access_key=reveal(self._secret),
-                aws_session_token=reveal(self._token),
-                region_name=self.region,
-            )
-        elif self.auth_method == "profile":
-            session = aioboto3.Session(profile_name=self._profile, region_name=self.region)
-        else:
-            session = aioboto3.Session(region_name=self.region)
-        session._session.register_component("data_loader", _data_loader())
-        if self.auth_method == "assume role":
-            await self._use_assumed_role(session)
+        # Own session and credentials (role_arn: STS AssumeRole, refreshed before expiry).
+        session = await aws_session(self._creds, region=self.region)
         return await stack.enter_async_context(
             session.client("s3", endpoint_url=self.endpoint_url, config=self._config)
-        )
-
-    async def _use_assumed_role(self, session: Any) -> None:
-        """Make ``session`` use credentials from STS AssumeRole, refreshed before expiry."""
-        from aiobotocore.credentials import (
-            AioAssumeRoleCredentialFetcher,
-            AioDeferredRefreshableCredentials,
-        )
-
-        core = session._session  # aioboto3 keeps its AioSession here
-        source = await core.get_credentials()
-        if source is None:
-            raise ConfigurationError(
-                f"{self.provider} storage: role_arn needs source credentials to call STS "
-                "AssumeRole, and none were found in the default chain"
-            )
-        extra: dict[str, Any] = {"RoleSessionName": self._role_session_name}
-        if self._external_id:
-            extra["ExternalId"] = self._external_id
-        creator = functools.partial(
-            core.create_client, region_name=self.region, endpoint_url=self._sts_endpoint_url
-        )
-        fetcher = AioAssumeRoleCredentialFetcher(
-            creator, source, self._role_arn, extra_args=extra, cache={}
-        )
-        core._credentials = AioDeferredRefreshableCredentials(
-            refresh_using=fetcher.fetch_credentials, method="assume-role"
         )
 
     @property
@@ -257,7 +178,7 @@ class S3Storage(Storage):
                 f"{self.provider} storage could not reach {self.endpoint_url or 'S3'}: "
                 f"{redact(str(exc), self._secrets)}"
             ) from exc
-        except (NoCredentialsError, PartialCredentialsError, ProfileNotFound) as exc:
+        except credential_errors() as exc:
             raise ConfigurationError(
                 f"{self.provider} storage has no usable credentials: "
                 f"{redact(str(exc), self._secrets)}"
@@ -270,21 +191,19 @@ class S3Storage(Storage):
     def _raise_client_error(
         self, exc: ClientError, key: str | None, exists_key: str | None
     ) -> NoReturn:
-        err = exc.response.get("Error", {})
-        code = str(err.get("Code", ""))
-        status = exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode")
-        text = redact(str(err.get("Message") or exc), self._secrets)
+        details = client_error_details(exc, self._secrets)
+        code, status, text = details.code, details.status, details.message
         if code == "NoSuchBucket":
             raise BucketNotFoundError(
                 self.bucket, f"bucket {self.bucket!r} does not exist; create it first"
             ) from exc
         if code in ("PreconditionFailed", "ConditionalRequestConflict") and exists_key:
             raise ObjectExistsError(exists_key) from exc
-        if code in _NOT_FOUND and key is not None:
+        if code in NOT_FOUND_ERROR_CODES and key is not None:
             raise ObjectNotFoundError(key) from exc
         if code == "InvalidRange" or status == 416:
             raise InvalidRangeError(f"range not satisfiable for {key!r}") from exc
-        if code in _DENIED or status == 403:
+        if code in AUTH_ERROR_CODES or status == 403:
             raise StoragePermissionError(
                 f"{self.provider} storage: access denied to bucket {self.bucket!r}"
                 + (f", key {key!r}" if key else "")
