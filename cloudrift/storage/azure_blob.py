@@ -39,6 +39,12 @@ from azure.core.exceptions import (
 from azure.storage.blob import BlobSasPermissions, ContentSettings, generate_blob_sas
 
 from cloudrift.core.auth import auth_method, select_auth
+from cloudrift.core.azure import (
+    WORD_NAMES,
+    azure_identity,
+    identity_auth_methods,
+    identity_credential,
+)
 from cloudrift.core.exceptions import (
     BucketNotFoundError,
     ConfigurationError,
@@ -54,12 +60,13 @@ from cloudrift.core.lifecycle import LazyClient
 from cloudrift.core.secrets import Secret, redact, reveal, secret
 from cloudrift.storage.base import ObjectInfo, PresignMethod, Storage, send_parts
 
+_IDENTITY = identity_auth_methods("account_url", WORD_NAMES)
 _AUTH = [
     auth_method("connection string", ["connection_string"]),
     auth_method("account key", ["account_url", "account_key"]),
     auth_method("sas token", ["account_url", "sas_token"]),
-    auth_method("managed identity", ["account_url"], ["managed_identity_client_id"]),
-    auth_method("service principal", ["account_url", "tenant_id", "client_id", "client_secret"]),
+    _IDENTITY.managed_identity,
+    _IDENTITY.service_principal,
 ]
 _CONTAINER_MISSING = {"ContainerNotFound"}
 _SOURCE_MISSING = {"BlobNotFound", "CannotVerifyCopySource"}
@@ -108,6 +115,15 @@ class AzureBlobStorage(Storage):
             "client_secret": client_secret,
         }
         self.auth_method = select_auth("azure_blob storage", given, _AUTH)
+        self._identity = azure_identity(
+            "azure_blob storage",
+            self.auth_method,
+            WORD_NAMES,
+            tenant_id=tenant_id,
+            client_id=client_id,
+            client_secret=client_secret,
+            managed_identity_client_id=managed_identity_client_id,
+        )
         if account_url is not None and not account_url.startswith(("https://", "http://")):
             raise ConfigurationError(
                 f"azure_blob account_url must be an http(s) URL, got {account_url!r}"
@@ -128,10 +144,6 @@ class AzureBlobStorage(Storage):
         self._conn = secret(connection_string)
         self._key = secret(account_key)
         self._sas = secret(sas_token)
-        self._mi_client_id = managed_identity_client_id
-        self._tenant_id = tenant_id
-        self._client_id = client_id
-        self._client_secret = secret(client_secret)
         self._pool = max_pool_connections
         self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout
@@ -162,29 +174,16 @@ class AzureBlobStorage(Storage):
 
     @property
     def _secrets(self) -> list[Secret | None]:
-        return [self._conn, self._key, self._sas, self._client_secret]
+        identity = self._identity.secrets if self._identity else ()
+        return [self._conn, self._key, self._sas, *identity]
 
     # ---------------------------------------------------------------- client
 
     def credential(self) -> Any:
-        """The azure-identity credential for token auth (None for key / SAS auth)."""
-        if self.auth_method == "service principal":
-            from azure.identity.aio import ClientSecretCredential
-
-            return ClientSecretCredential(
-                self._tenant_id or "", self._client_id or "", reveal(self._client_secret) or ""
-            )
-        if self.auth_method == "managed identity":
-            # Name the identity explicitly; ambient AZURE_CLIENT_* variables must not pick
-            # another one (DefaultAzureCredential would let them).
-            if os.environ.get("AZURE_FEDERATED_TOKEN_FILE"):
-                from azure.identity.aio import WorkloadIdentityCredential
-
-                return WorkloadIdentityCredential(client_id=self._mi_client_id)
-            from azure.identity.aio import ManagedIdentityCredential
-
-            return ManagedIdentityCredential(client_id=self._mi_client_id)
-        return None
+        """A new azure-identity credential for token auth (None for key / SAS auth):
+        the named managed identity (workload identity when ``AZURE_FEDERATED_TOKEN_FILE``
+        is set), never a chain that ambient ``AZURE_CLIENT_*`` variables could redirect."""
+        return None if self._identity is None else identity_credential(self._identity)
 
     async def _build_client(self, stack: AsyncExitStack) -> Any:
         import aiohttp
