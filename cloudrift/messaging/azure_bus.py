@@ -25,6 +25,12 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, NoReturn
 
 from cloudrift.core.auth import auth_method, select_auth
+from cloudrift.core.azure import (
+    SERVICE_PRINCIPAL,
+    azure_identity,
+    identity_auth_methods,
+    identity_credential,
+)
 from cloudrift.core.exceptions import (
     ConfigurationError,
     MessageTooLargeError,
@@ -46,13 +52,11 @@ from cloudrift.messaging.base import (
     SendLimits,
 )
 
+_IDENTITY = identity_auth_methods("fully_qualified_namespace")
 _AUTH_METHODS = (
     auth_method("connection_string", ["connection_string"]),
-    auth_method("managed_identity", ["fully_qualified_namespace"], ["managed_identity_client_id"]),
-    auth_method(
-        "service_principal",
-        ["fully_qualified_namespace", "tenant_id", "client_id", "client_secret"],
-    ),
+    _IDENTITY.managed_identity,
+    _IDENTITY.service_principal,
 )
 
 #: Application property that marks ``message_id`` as the caller's ``dedup_id``.
@@ -126,13 +130,17 @@ class AzureServiceBusQueue(Queue):
             },
             _AUTH_METHODS,
         )
+        self._identity = azure_identity(
+            where,
+            self.auth_method,
+            tenant_id=tenant_id,
+            client_id=client_id,
+            client_secret=client_secret,
+            managed_identity_client_id=managed_identity_client_id,
+        )
         self.queue_name = queue_name
         self._connection_string = secret(connection_string)
-        self._client_secret = secret(client_secret)
         self._namespace = fully_qualified_namespace or _namespace_of(self._connection_string)
-        self._managed_identity_client_id = managed_identity_client_id
-        self._tenant_id = tenant_id
-        self._client_id = client_id
         self.session_enabled = session_enabled
         self.supports_groups = session_enabled
         self.supports_group_receive = session_enabled
@@ -168,7 +176,8 @@ class AzureServiceBusQueue(Queue):
     # ------------------------------------------------------------------ clients
 
     def _secrets(self) -> tuple[Secret | None, ...]:
-        return (self._connection_string, self._client_secret)
+        identity = self._identity.secrets if self._identity else ()
+        return (self._connection_string, *identity)
 
     async def _build_client(self, stack: AsyncExitStack) -> Any:
         from azure.servicebus.aio import ServiceBusClient
@@ -191,22 +200,16 @@ class AzureServiceBusQueue(Queue):
         return await stack.enter_async_context(client)
 
     def _build_credential(self) -> Any:
-        if self.auth_method == "service_principal":
-            from azure.identity.aio import ClientSecretCredential
-
-            assert self._client_secret is not None
-            return ClientSecretCredential(
-                tenant_id=str(self._tenant_id),
-                client_id=str(self._client_id),
-                client_secret=self._client_secret.reveal(),
-            )
+        assert self._identity is not None
+        if self._identity.kind == SERVICE_PRINCIPAL:
+            return identity_credential(self._identity)
         from azure.identity.aio import DefaultAzureCredential
 
         # Ambient AZURE_CLIENT_* variables must not shadow the workload's managed
         # identity; a service principal is chosen explicitly with its own options.
         return DefaultAzureCredential(
             exclude_environment_credential=True,
-            managed_identity_client_id=self._managed_identity_client_id,
+            managed_identity_client_id=self._identity.managed_identity_client_id,
         )
 
     async def _build_sender(self, stack: AsyncExitStack) -> Any:
