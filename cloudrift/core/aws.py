@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
+from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from typing import Any, Final
 
@@ -283,6 +284,23 @@ async def aws_session(
     return session
 
 
+async def open_client(
+    stack: AsyncExitStack,
+    creds: AwsCredentials,
+    service: str,
+    *,
+    region: str | None,
+    endpoint_url: str | None,
+    config: Any,
+    sts_endpoint_url: str | None = None,
+) -> Any:
+    """An aiobotocore client for ``service`` on its own :func:`aws_session`, closed when
+    ``stack`` unwinds (the body of every AWS provider's ``LazyClient`` factory)."""
+    session = await aws_session(creds, region=region, sts_endpoint_url=sts_endpoint_url)
+    client = session.client(service, region_name=region, endpoint_url=endpoint_url, config=config)
+    return await stack.enter_async_context(client)
+
+
 async def _use_assumed_role(
     core: Any, creds: AwsCredentials, region: str | None, sts_endpoint_url: str | None
 ) -> None:
@@ -474,4 +492,5 @@ __all__ = [
     "connection_errors",
     "credential_errors",
     "data_loader",
+    "open_client",
 ]

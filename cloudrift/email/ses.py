@@ -22,9 +22,9 @@ from cloudrift.core.aws import (
     aio_config,
     aws_auth_methods,
     aws_credentials,
-    aws_session,
     client_error_details,
     connection_errors,
+    open_client,
 )
 from cloudrift.core.exceptions import (
     ConfigurationError,
@@ -132,14 +132,13 @@ class SESEmail(Email):
     # ---------------------------------------------------------------- client
 
     async def _build_client(self, stack: AsyncExitStack) -> Any:
-        session = await aws_session(self._creds, region=self.region)
-        return await stack.enter_async_context(
-            session.client(
-                "sesv2",
-                region_name=self.region,
-                endpoint_url=self._endpoint_url,
-                config=self._config,
-            )
+        return await open_client(
+            stack,
+            self._creds,
+            "sesv2",
+            region=self.region,
+            endpoint_url=self._endpoint_url,
+            config=self._config,
         )
 
     async def native(self) -> Any:

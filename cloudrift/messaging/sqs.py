@@ -27,9 +27,9 @@ from cloudrift.core.aws import (
     aio_config,
     aws_auth_methods,
     aws_credentials,
-    aws_session,
     client_error_details,
     connection_errors,
+    open_client,
 )
 from cloudrift.core.exceptions import (
     ConfigurationError,
@@ -150,16 +150,14 @@ class SQSQueue(Queue):
 
     async def _build_client(self, stack: AsyncExitStack) -> Any:
         # A role is assumed through STS at endpoint_url (moto, LocalStack) when one is given.
-        session = await aws_session(
-            self._creds, region=self.region, sts_endpoint_url=self._endpoint_url
-        )
-        return await stack.enter_async_context(
-            session.client(
-                "sqs",
-                region_name=self.region,
-                endpoint_url=self._endpoint_url,
-                config=self._config,
-            )
+        return await open_client(
+            stack,
+            self._creds,
+            "sqs",
+            region=self.region,
+            endpoint_url=self._endpoint_url,
+            config=self._config,
+            sts_endpoint_url=self._endpoint_url,
         )
 
     async def native(self) -> Any:

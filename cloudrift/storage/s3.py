@@ -24,10 +24,10 @@ from cloudrift.core.aws import (
     aio_config,
     aws_auth_methods,
     aws_credentials,
-    aws_session,
     client_error_details,
     connection_errors,
     credential_errors,
+    open_client,
 )
 from cloudrift.core.exceptions import (
     BucketNotFoundError,
@@ -151,9 +151,13 @@ class S3Storage(Storage):
 
     async def _build_client(self, stack: AsyncExitStack) -> Any:
         # Own session and credentials (role_arn: STS AssumeRole, refreshed before expiry).
-        session = await aws_session(self._creds, region=self.region)
-        return await stack.enter_async_context(
-            session.client("s3", endpoint_url=self.endpoint_url, config=self._config)
+        return await open_client(
+            stack,
+            self._creds,
+            "s3",
+            region=self.region,
+            endpoint_url=self.endpoint_url,
+            config=self._config,
         )
 
     @property

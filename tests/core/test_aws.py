@@ -432,3 +432,21 @@ def test_role_options_without_role_arn_are_refused(category: str, options: dict[
     }
     with pytest.raises(ConfigurationError, match="role_arn"):
         build[category]()
+
+
+async def test_open_client_uses_the_config_and_region_given(moto: MotoEndpoint) -> None:
+    """open_client builds the service client with our config, region and endpoint."""
+    from contextlib import AsyncExitStack
+
+    from cloudrift.core.aws import open_client
+
+    creds = _creds(aws_access_key_id=moto.access_key, aws_secret_access_key=moto.secret_key)
+    config = aio_config(max_pool_connections=7, connect_timeout=2, read_timeout=3, max_attempts=2)
+    async with AsyncExitStack() as stack:
+        client = await open_client(
+            stack, creds, "sqs", region=moto.region, endpoint_url=moto.endpoint_url, config=config
+        )
+        assert client.meta.region_name == moto.region
+        assert client.meta.config.max_pool_connections == 7
+        created = await client.create_queue(QueueName="open-client")
+        assert created["QueueUrl"].endswith("/open-client")
