@@ -26,7 +26,6 @@ from typing import Any, ClassVar, NoReturn
 
 from cloudrift.core.auth import auth_method, select_auth
 from cloudrift.core.azure import (
-    SERVICE_PRINCIPAL,
     azure_identity,
     identity_auth_methods,
     identity_credential,
@@ -201,16 +200,11 @@ class AzureServiceBusQueue(Queue):
 
     def _build_credential(self) -> Any:
         assert self._identity is not None
-        if self._identity.kind == SERVICE_PRINCIPAL:
-            return identity_credential(self._identity)
-        from azure.identity.aio import DefaultAzureCredential
-
-        # Ambient AZURE_CLIENT_* variables must not shadow the workload's managed
-        # identity; a service principal is chosen explicitly with its own options.
-        return DefaultAzureCredential(
-            exclude_environment_credential=True,
-            managed_identity_client_id=self._identity.managed_identity_client_id,
-        )
+        # The same identity rules as every Azure provider: managed or workload identity,
+        # or an explicit service principal; never DefaultAzureCredential, whose CLI / IDE
+        # / environment fallbacks would let a developer's login stand in for the
+        # workload's own identity.
+        return identity_credential(self._identity)
 
     async def _build_sender(self, stack: AsyncExitStack) -> Any:
         client = await self._client.get()

@@ -13,6 +13,7 @@ import datetime
 import subprocess
 import sys
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
@@ -654,19 +655,42 @@ async def test_malformed_connection_string_is_a_configuration_error() -> None:
         assert "hunter2-secret" not in str(info.value)
 
 
-async def test_managed_identity_builds_default_azure_credential_without_network() -> None:
-    """fully_qualified_namespace alone selects managed identity (DefaultAzureCredential)."""
-    from azure.identity.aio import DefaultAzureCredential
+async def test_managed_identity_builds_managed_identity_credential_without_network(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """fully_qualified_namespace alone selects the managed identity, never a CLI/IDE login."""
+    from azure.identity.aio import DefaultAzureCredential, ManagedIdentityCredential
 
+    monkeypatch.delenv("AZURE_FEDERATED_TOKEN_FILE", raising=False)
     queue = get_queue(
         "azure_bus", fully_qualified_namespace="ns.servicebus.windows.net", queue_name="jobs"
     )
     assert isinstance(queue, AzureServiceBusQueue) and queue.auth_method == "managed_identity"
     client = await queue._client.get()
-    assert isinstance(client._credential, DefaultAzureCredential)
+    assert isinstance(client._credential, ManagedIdentityCredential)
+    assert not isinstance(client._credential, DefaultAzureCredential)
     assert client.fully_qualified_namespace == "ns.servicebus.windows.net"
     await queue.close()
     assert queue.native is None
+
+
+async def test_workload_identity_when_a_federated_token_is_mounted(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """With AZURE_FEDERATED_TOKEN_FILE set (AKS workload identity) that identity is used."""
+    from azure.identity.aio import WorkloadIdentityCredential
+
+    token = tmp_path / "token"
+    token.write_text("header.payload.signature")
+    monkeypatch.setenv("AZURE_FEDERATED_TOKEN_FILE", str(token))
+    monkeypatch.setenv("AZURE_TENANT_ID", "tenant")
+    monkeypatch.setenv("AZURE_CLIENT_ID", "client")
+    queue = get_queue(
+        "azure_bus", fully_qualified_namespace="ns.servicebus.windows.net", queue_name="jobs"
+    )
+    client = await queue._client.get()
+    assert isinstance(client._credential, WorkloadIdentityCredential)
+    await queue.close()
 
 
 async def test_service_principal_builds_client_secret_credential_without_network() -> None:
