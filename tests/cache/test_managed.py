@@ -24,6 +24,7 @@ from cloudrift.cache.elasticache import (
     sign_iam_token,
 )
 from cloudrift.core.exceptions import CacheConnectionError, ConfigurationError
+from tests.clock import FakeClock
 from tests.conformance.cache import CacheConformance
 from tests.servers.redis import RedisServer
 from tests.servers.tls import TLSFiles
@@ -31,16 +32,6 @@ from tests.servers.tls import TLSFiles
 APP_USER = "lyzr-app"
 APP_SECRET = "k3y-with-p@:/?#%-chars"
 AWS_KEYS = {"aws_access_key_id": "AKIATESTING", "aws_secret_access_key": "aws-secret-for-tests"}
-
-
-class FakeClock:
-    """Seconds that move only when told to."""
-
-    def __init__(self, now: float = 1_700_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def set_acl_user(server: RedisServer, user: str, *passwords: str) -> None:

@@ -9,20 +9,8 @@ import pytest
 from cloudrift.cache import Cache, get_cache
 from cloudrift.cache.memory import MemoryCache
 from cloudrift.core.exceptions import ConfigurationError
+from tests.clock import FakeClock
 from tests.conformance.cache import Advance, CacheConformance
-
-
-class FakeClock:
-    """A monotonic clock that moves only when told to."""
-
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 class TestMemoryCache(CacheConformance):

@@ -13,21 +13,9 @@ import pytest
 from cloudrift.cache import get_cache
 from cloudrift.core.exceptions import ConfigurationError, KVError
 from cloudrift.kv import CacheKV, FileKV, KVStore, MemoryKV, get_kv
+from tests.clock import FakeClock
 from tests.conformance.kv import Advance, KVConformance
 from tests.servers.redis import RedisServer
-
-
-class FakeClock:
-    """Seconds that move only when told to."""
-
-    def __init__(self, now: float = 1_700_000_000.0) -> None:
-        self.now = now
-
-    def __call__(self) -> float:
-        return self.now
-
-    async def advance(self, seconds: float) -> None:
-        self.now += seconds
 
 
 class TestMemoryKV(KVConformance):
