@@ -15,6 +15,7 @@ connect-time failures become :class:`DocumentConnectionError`.
     ├── ConfigurationError                  bad provider, option, credentials or missing extra
     ├── BackendClosedError                  the backend was used after close()
     ├── FeatureNotSupportedError            the provider cannot do this (see capability tables)
+    ├── InvalidArgumentError                a bad argument that is not a range (part_size, ...)
     ├── StorageError
     │   ├── ObjectNotFoundError             .key
     │   ├── ObjectExistsError               .key (upload(..., if_not_exists=True))
@@ -53,7 +54,8 @@ connect-time failures become :class:`DocumentConnectionError`.
 A few classes also derive from a builtin whose meaning they share, so generic code
 keeps working: :class:`InvalidKeyError` and :class:`EmailValidationError` are
 ``ValueError``; :class:`ObjectNotFoundError` and :class:`CacheKeyNotFoundError` are
-``KeyError``; :class:`FeatureNotSupportedError` is ``NotImplementedError``.
+``KeyError``; :class:`FeatureNotSupportedError` is ``NotImplementedError``;
+:class:`InvalidArgumentError` is ``ValueError``.
 """
 
 from __future__ import annotations
@@ -108,6 +110,13 @@ class FeatureNotSupportedError(CloudRiftError, NotImplementedError):
     """The chosen provider cannot do this operation or option."""
 
     code = ErrorCode.UNIMPLEMENTED
+
+
+class InvalidArgumentError(CloudRiftError, ValueError):
+    """An argument is invalid for a reason other than a range (e.g. ``part_size=0``,
+    ``consume(concurrency=0)``); raised before any network call."""
+
+    code = ErrorCode.INVALID_ARGUMENT
 
 
 # --------------------------------------------------------------------------- storage
@@ -416,6 +425,7 @@ __all__ = [
     "EmailValidationError",
     "ErrorCode",
     "FeatureNotSupportedError",
+    "InvalidArgumentError",
     "InvalidKeyError",
     "InvalidMessageError",
     "InvalidMetadataError",
