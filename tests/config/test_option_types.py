@@ -80,7 +80,7 @@ def test_unquoted_yaml_literals_keep_their_text_for_string_options(tmp_path: Pat
 def test_unquoted_yaml_literals_become_numbers_and_booleans_where_declared(
     tmp_path: Path,
 ) -> None:
-    """``port: 6390``, ``ssl: on``, ``socket_timeout: 2``, ``max_connections: null`` fit their types."""
+    """``port: 6390``, ``ssl: on``, ``socket_timeout: 2``, ``max_connections: null`` fit."""
     s = _yaml(
         tmp_path,
         "cache:\n  provider: redis\n  auth_method: from_credentials\n  port: 6390\n"
