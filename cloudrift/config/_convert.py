@@ -144,18 +144,23 @@ def convert_text(name: str, value: Any, hint: Any, *, declared: bool) -> Any:
     is read as JSON. An unquoted YAML literal is its text
     as written for a str option (``bucket: 0123`` is ``"0123"``) and otherwise whatever
     of its text or YAML's reading fits. Values given as Python objects are never touched,
-    and text that fits nothing is returned unchanged for the option check to report.
+    and text that fits nothing is returned as text for the option check to report.
     ``declared`` is False when the provider does not say what the option is: text then
     stays text and a YAML literal keeps YAML's reading (a credential keeps its text).
     """
     if isinstance(value, YamlLiteral):
         if not declared or hint is None:
             return value.text if is_secret_option(name, value.text) else value.yaml_value
-        for candidate in (value.text, value.yaml_value):
-            ok, converted = _as(hint, candidate)
+        ok, converted = _as(hint, value.text)
+        if ok:
+            return converted
+        # YAML's reading rescues what only YAML spells (``0x1F``, ``.inf``), but never a
+        # boolean: ``max_attempts: yes`` must not quietly become 1.
+        if not isinstance(value.yaml_value, bool):
+            ok, converted = _as(hint, value.yaml_value)
             if ok:
                 return converted
-        return value.yaml_value
+        return value.text  # the option check reports it, as it would the same env text
     if isinstance(value, str) and declared and hint is not None:
         ok, converted = _as(hint, value)
         if ok:

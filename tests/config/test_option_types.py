@@ -215,3 +215,10 @@ def test_unresolvable_provider_keeps_yaml_reading_and_env_text(
         "secret_token": "123",
         "retries": "3",
     }
+
+
+def test_yaml_boolean_never_becomes_a_number(tmp_path: Path) -> None:
+    """``max_pool_connections: yes`` is refused, not read as 1."""
+    s = _yaml(tmp_path, "storage:\n  provider: s3\n  bucket: b\n  max_pool_connections: yes\n")
+    with pytest.raises(ConfigurationError, match=r"max_pool_connections: Input should be"):
+        s.open_backend("storage")
