@@ -272,6 +272,15 @@ def _yaml_source(settings_cls: type[BaseSettings]) -> _YamlSettings:
     return _YamlSettings(settings_cls, yaml_file=path)
 
 
+def _paths(values: Mapping[str, Any], head: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
+    """Every lowercased key path in nested keyword values."""
+    for key, value in values.items():
+        path = (*head, str(key).lower())
+        yield path
+        if isinstance(value, Mapping):
+            yield from _paths(value, path)
+
+
 def _describe(exc: ValidationError, title: str, origins: Mapping[tuple[str, ...], str]) -> str:
     """Each problem as ``path: message`` — never the input value (it may be a secret)."""
     lines = []
@@ -451,6 +460,9 @@ class CloudriftSettings(BaseSettings):
         token = _origins.set(origins)
         try:
             super().__init__(**values)
+            # A keyword beats every source: what it set came from the caller's code.
+            for path in _paths(values):
+                origins.pop(path, None)
         except ValidationError as exc:
             # Chaining would print pydantic's text, which quotes input values (secrets).
             message = _describe(exc, "invalid cloudrift settings", origins)

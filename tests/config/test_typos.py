@@ -85,3 +85,17 @@ def test_misspelt_top_level_and_section_keys_suggest_the_valid_one(tmp_path: Pat
         CloudriftSettings.from_yaml(path)
     assert "emial: unknown setting; did you mean email?" in caught.value.message
     assert "storage.defualt: unknown setting; did you mean default?" in caught.value.message
+
+
+def test_option_set_by_keyword_is_not_blamed_on_the_env_var(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """When a keyword overrides an env var, an error about it does not name the env var."""
+    monkeypatch.setenv("CLOUDRIFT_STORAGE__PROVIDER", "s3")
+    monkeypatch.setenv("CLOUDRIFT_STORAGE__BUCKET", "b")
+    monkeypatch.setenv("CLOUDRIFT_STORAGE__MAX_POOL_CONNECTIONS", "8")
+    s = CloudriftSettings(storage={"max_pool_connections": "many"})
+    with pytest.raises(ConfigurationError) as caught:
+        s.open_backend("storage")
+    assert "storage.backends.default.max_pool_connections: Input should be" in str(caught.value)
+    assert "CLOUDRIFT_STORAGE__MAX_POOL_CONNECTIONS" not in str(caught.value)
