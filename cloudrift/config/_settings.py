@@ -321,19 +321,29 @@ def _close_field(loc: tuple[int | str, ...]) -> str | None:
 _FACTORY_OPTIONS: Final = {"document": frozenset({"driver"})}
 
 
+# The two facts about a category that option typing needs, kept in one place so they
+# follow wherever the category tables live.
+def _category_package(category: str) -> str:
+    """The package whose ``PROVIDERS`` table lists ``category``'s providers."""
+    return _FACTORIES[category][0]
+
+
+def _consumed_options(category: str) -> frozenset[str]:
+    """Settings keys of a backend that are not options of its provider."""
+    return _FACTORY_OPTIONS.get(category, frozenset()) | {"auth_method"}
+
+
 def _provider_options(category: str, provider: str) -> ProviderOptions | None:
     """What ``provider`` of ``category`` accepts, or None when it cannot be resolved
     (unknown provider, extra not installed, unreadable annotations): the factory's own
     checks then report the problem when the backend is built.
     """
-    module, _attr = _FACTORIES[category]
     try:
-        table = getattr(importlib.import_module(module), "PROVIDERS", None)
+        table = getattr(importlib.import_module(_category_package(category)), "PROVIDERS", None)
         if not isinstance(table, Mapping) or provider not in table:
             return None
         target = resolve_provider(category, provider, table)
-        skip = _FACTORY_OPTIONS.get(category, frozenset()) | {"self", "auth_method"}
-        return provider_options(category, provider, target, skip)
+        return provider_options(category, provider, target, _consumed_options(category) | {"self"})
     except Exception:  # best effort: the factory says what is wrong
         return None
 
@@ -374,7 +384,7 @@ def _option_problems(
     spec = _provider_options(category, provider)
     if spec is None:
         return []
-    skip = _FACTORY_OPTIONS.get(category, frozenset()) | {"auth_method"}
+    skip = _consumed_options(category)
     unknown = [] if spec.takes_any else sorted(set(options) - set(spec.types) - skip)
     valid = sorted(spec.types)
     guesses = {n: difflib.get_close_matches(n, valid, n=1) for n in unknown}

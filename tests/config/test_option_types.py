@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TypedDict, Unpack
 
 import pytest
 from pydantic import SecretStr
 
 from cloudrift.config import CloudriftSettings
+from cloudrift.config._convert import convert_text, provider_options
 from cloudrift.core.exceptions import ConfigurationError
 
 # The redis cache declares one option of each kind: host: str | None, port: int,
 # password: str | Secret | None, ssl: bool, socket_timeout: float,
 # max_connections: int | None, username: str | None.
 REDIS = {"CLOUDRIFT_CACHE__PROVIDER": "redis", "CLOUDRIFT_CACHE__AUTH_METHOD": "from_credentials"}
+
+
+class _PoolOptions(TypedDict, total=False):
+    max_pool_connections: int
+    verify: bool
 
 
 def _yaml(tmp_path: Path, text: str) -> CloudriftSettings:
@@ -222,3 +229,27 @@ def test_yaml_boolean_never_becomes_a_number(tmp_path: Path) -> None:
     s = _yaml(tmp_path, "storage:\n  provider: s3\n  bucket: b\n  max_pool_connections: yes\n")
     with pytest.raises(ConfigurationError, match=r"max_pool_connections: Input should be"):
         s.open_backend("storage")
+
+
+def test_options_a_managed_cache_forwards_are_typed(monkeypatch: pytest.MonkeyPatch) -> None:
+    """ElastiCache hands its ``**options`` to the Redis builder; they are typed by it."""
+    monkeypatch.setenv("CLOUDRIFT_CACHE__PROVIDER", "elasticache")
+    monkeypatch.setenv("CLOUDRIFT_CACHE__HOST", "2024")
+    monkeypatch.setenv("CLOUDRIFT_CACHE__PORT", "6380")
+    monkeypatch.setenv("CLOUDRIFT_CACHE__SSL", "false")
+    monkeypatch.setenv("CLOUDRIFT_CACHE__SOCKET_TIMEOUT", "3")
+    options = CloudriftSettings().backend("cache").factory_options()
+    assert options == {"host": "2024", "port": 6380, "ssl": False, "socket_timeout": 3.0}
+    assert type(options["socket_timeout"]) is float
+
+
+def test_unpacked_typed_dict_options_are_read() -> None:
+    """A provider declaring ``**options: Unpack[SomeOptions]`` has those options typed."""
+
+    def build(*, bucket: str, **options: Unpack[_PoolOptions]) -> None:
+        """A provider whose pool options come from a shared TypedDict."""
+
+    spec = provider_options("storage", "fake", build, frozenset())
+    assert spec.types == {"bucket": str, "max_pool_connections": int, "verify": bool}
+    assert spec.required == {"bucket"} and not spec.takes_any
+    assert convert_text("max_pool_connections", "7", int, declared=True) == 7
