@@ -354,10 +354,13 @@ def _type_options(category: str, config: BackendConfig) -> None:
     if not extra:
         return
     spec = _provider_options(category, config.provider)
+    consumed = _consumed_options(category)
     for option, value in list(extra.items()):
         raw = value.get_secret_value() if isinstance(value, SecretStr) else value
         if isinstance(raw, (dict, list)):
             new = plain(raw)
+        elif option in consumed:  # the factory's own keys (driver, auth_method) are names
+            new = convert_text(option, raw, str, declared=True)
         else:
             declared = spec is not None and option in spec.types
             hint = spec.types.get(option) if spec is not None else None
