@@ -12,6 +12,7 @@ built reports it naming its path.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import inspect
 import types
@@ -53,6 +54,9 @@ def _hints(target: Any) -> dict[str, Any]:
     return typing.get_type_hints(func)
 
 
+# Reading annotations costs more than building the rest of the settings: a provider's
+# signature does not change while the process runs, so read it once.
+@functools.lru_cache(maxsize=256)
 def provider_options(
     category: str, provider: str, target: Any, skip: frozenset[str]
 ) -> ProviderOptions:

@@ -244,6 +244,8 @@ class _DotEnvSettings(PydanticBaseSettingsSource):
         return None, field_name, False  # pragma: no cover - __call__ does the work
 
     def __call__(self) -> dict[str, Any]:
+        if not getattr(self.inner, "env_vars", True):
+            return {}  # no file named, or nothing in it: skip the field walk
         fields = self.settings_cls.model_fields
         return {k: v for k, v in self.inner().items() if k in fields}
 
@@ -500,7 +502,9 @@ class CloudriftSettings(BaseSettings):
         # pydantic-settings' own sources, in its own order, with the YAML file last. The
         # secrets source is the nested one so ``cloudrift_storage__password`` files (and
         # ``cloudrift_storage/password`` with ``secrets_nested_subdir``) fill sections.
-        secrets = NestedSecretsSettingsSource(file_secret_settings)
+        secrets: PydanticBaseSettingsSource = file_secret_settings
+        if getattr(file_secret_settings, "secrets_dir", None) is not None:
+            secrets = NestedSecretsSettingsSource(file_secret_settings)
         for source, kind in (
             (env_settings, "environment variable"),
             (dotenv_settings, ".env file entry"),
@@ -511,7 +515,7 @@ class CloudriftSettings(BaseSettings):
             init_settings,
             env_settings,
             _DotEnvSettings(dotenv_settings),
-            secrets,
+            secrets,  # without a secrets_dir, pydantic-settings' own (empty) source
             _yaml_source(settings_cls),
         )
 
