@@ -262,10 +262,18 @@ class _YamlSettings(YamlConfigSettingsSource):
         return load_yaml(Path(str(file_path)))
 
 
-def _yaml_source(settings_cls: type[BaseSettings]) -> _YamlSettings:
+def _yaml_source(
+    settings_cls: type[BaseSettings], dotenv: PydanticBaseSettingsSource
+) -> _YamlSettings:
+    """The YAML file of ``from_yaml``, else ``$CLOUDRIFT_CONFIG`` (from the environment or
+    the ``.env`` file), else ``yaml_file`` in the model config."""
     path = _yaml_path.get()
-    if path is None and os.environ.get(CONFIG_ENV):
-        path = Path(os.environ[CONFIG_ENV])
+    dotenv_vars: Mapping[str, str | None] = getattr(dotenv, "env_vars", None) or {}
+    named = os.environ.get(CONFIG_ENV) or next(
+        (v for k, v in dotenv_vars.items() if k.upper() == CONFIG_ENV and v), None
+    )
+    if path is None and named:
+        path = Path(named)
     if path is None:  # ``yaml_file`` in a subclass's model_config, if any
         return _YamlSettings(settings_cls)
     if not path.is_file():
@@ -516,7 +524,7 @@ class CloudriftSettings(BaseSettings):
             env_settings,
             _DotEnvSettings(dotenv_settings),
             secrets,  # without a secrets_dir, pydantic-settings' own (empty) source
-            _yaml_source(settings_cls),
+            _yaml_source(settings_cls, dotenv_settings),
         )
 
     @classmethod

@@ -170,3 +170,12 @@ def test_unreadable_secrets_dir_is_a_configuration_error(tmp_path: Path) -> None
     not_a_dir.write_text("x")
     with pytest.raises(ConfigurationError, match="secrets_dir must reference a directory"):
         CloudriftSettings(_secrets_dir=not_a_dir)
+
+
+def test_cloudrift_config_in_env_file_names_the_yaml(tmp_path: Path) -> None:
+    """``CLOUDRIFT_CONFIG=cloudrift.yaml`` in the ``.env`` file loads that YAML file."""
+    yaml_file = tmp_path / "c.yaml"
+    yaml_file.write_text("queue:\n  provider: memory\n")
+    env = tmp_path / ".env"
+    env.write_text(f"CLOUDRIFT_CONFIG={yaml_file}\n")
+    assert CloudriftSettings(_env_file=env).backend("queue").provider == "memory"
