@@ -8,6 +8,11 @@ pydantic-settings and PyYAML (the ``fastapi`` extra) and is imported on first us
     settings = CloudriftSettings(storage={"provider": "memory"})
     settings = CloudriftSettings.from_yaml("cloudrift.yaml")  # ${VAR} / ${VAR:-default}
     settings = CloudriftSettings()  # CLOUDRIFT_STORAGE__PROVIDER=s3, CLOUDRIFT_CONFIG=...
+    settings = CloudriftSettings(_env_file=".env", _secrets_dir="/run/secrets")
+
+Precedence: keywords > env vars > ``.env`` > secret files > YAML. Every value is
+converted to the type the provider declares for its option, never by its look
+(``CLOUDRIFT_STORAGE__BUCKET=123`` is the bucket ``"123"``).
 
 Each category section (``storage``, ``queue``, ``document``, ``cache``, ``email``) is
 either one backend (``{"provider": "s3", "bucket": "b"}``) or several named ones

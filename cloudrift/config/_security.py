@@ -8,6 +8,8 @@ from urllib.parse import parse_qsl, urlsplit
 
 from pydantic import SecretStr
 
+from cloudrift.core.secrets import is_secret_option
+
 if TYPE_CHECKING:
     from cloudrift.config._settings import CloudriftSettings
 
@@ -64,8 +66,6 @@ def _url_problems(where: str, url: str) -> list[str]:
 
 def production_problems(settings: CloudriftSettings) -> list[str]:
     """Every reason ``settings`` must not run in production (empty when it may)."""
-    from cloudrift.config._settings import is_secret_option
-
     problems: list[str] = []
     for category, name, config in settings.iter_backends():
         where = f"{category}.backends.{name}"

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import contextvars
+import difflib
 import importlib
-import inspect
 import os
 import re
-import typing
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any, ClassVar, Final
 
@@ -16,24 +15,32 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    PrivateAttr,
     SecretStr,
-    TypeAdapter,
     ValidationError,
     field_validator,
     model_validator,
 )
-from pydantic.fields import FieldInfo
 from pydantic_settings import (
     BaseSettings,
-    EnvSettingsSource,
+    NestedSecretsSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
+    SettingsError,
+    YamlConfigSettingsSource,
 )
 
-from cloudrift.config._yaml import coerce_scalar, load_yaml
+from cloudrift.config._convert import (
+    ProviderOptions,
+    adapter,
+    convert_text,
+    plain,
+    provider_options,
+)
+from cloudrift.config._yaml import load_yaml
 from cloudrift.core.exceptions import CloudRiftError, ConfigurationError
 from cloudrift.core.factory import resolve_provider
-from cloudrift.core.secrets import redact_url
+from cloudrift.core.secrets import is_secret_option
 
 #: The category sections, in the order backends are built (and closed in reverse).
 CATEGORIES: Final = ("storage", "queue", "document", "cache", "email")
@@ -41,13 +48,6 @@ CATEGORIES: Final = ("storage", "queue", "document", "cache", "email")
 #: Env var naming a YAML settings file to read (env vars still win over it).
 CONFIG_ENV: Final = "CLOUDRIFT_CONFIG"
 
-# Option names whose values are credentials: held as SecretStr, never shown.
-_SECRET_NAME = re.compile(
-    r"(?i)(password|passwd|secret|token|access_key|account_key|api_key|private_key|"
-    r"signing_key|connection_string|sas|credential)"
-)
-# URL-like options are secret only when they carry a password.
-_URL_NAME = re.compile(r"(?i)(^|_)(url|uri|dsn)$")
 _BACKEND_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _PROVIDER_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 
@@ -65,13 +65,12 @@ _yaml_path: contextvars.ContextVar[Path | None] = contextvars.ContextVar(
 )
 
 
-def is_secret_option(name: str, value: Any) -> bool:
-    """True when option ``name`` (with this value) holds a credential."""
-    if isinstance(value, SecretStr):
-        return True
-    if _SECRET_NAME.search(name):
-        return True
-    return bool(_URL_NAME.search(name) and isinstance(value, str) and redact_url(value) != value)
+# Where each value read from a named source came from, by its lowercased path
+# (``("storage", "buckt") -> "environment variable CLOUDRIFT_STORAGE__BUCKT"``): filled
+# while one CloudriftSettings is built, so an error can name what the user really set.
+_origins: contextvars.ContextVar[dict[tuple[str, ...], str] | None] = contextvars.ContextVar(
+    "cloudrift_setting_origins", default=None
+)
 
 
 class BackendConfig(BaseModel):
@@ -180,63 +179,119 @@ class SectionConfig(BaseModel):
         return self
 
 
-class _CoercingEnvSource(EnvSettingsSource):
-    """Env vars as usual, with a typo in a ``CLOUDRIFT_*`` name refused and scalars typed.
+# ---------------------------------------------------------------- sources
 
-    Env values are strings; ``CLOUDRIFT_CACHE__PORT=6380`` should reach the factory as an
-    int, so non-secret leaves that spell an int/float/bool exactly are converted.
+
+def _respell(shown: str, prefix_len: int, delimiter: str, index: int, segment: str) -> str:
+    """``shown`` (a variable or file name) with its ``index``-th nested part replaced."""
+    parts = shown[prefix_len:].split(delimiter)
+    if index < 0:
+        index += len(parts)
+    parts[index] = segment.upper() if parts[index].isupper() else segment
+    return shown[:prefix_len] + delimiter.join(parts)
+
+
+def _scan_names(settings_cls: type[BaseSettings], source: Any, kind: str) -> None:
+    """Refuse a nested ``CLOUDRIFT_*`` name whose section is misspelt; note every origin.
+
+    Only nested names (with the delimiter) are surely meant as settings: other
+    ``CLOUDRIFT_*`` variables (e.g. ``CLOUDRIFT_REDIS_SERVER`` for tooling) are left alone.
+    """
+    names: Iterable[str] = getattr(source, "env_vars", None) or ()
+    prefix = str(getattr(source, "env_prefix", "") or "").lower()
+    delimiter = str(getattr(source, "env_nested_delimiter", None) or "__")
+    fields = sorted(name.lower() for name in settings_cls.model_fields)
+    sections = sorted(
+        name.lower()
+        for name, info in settings_cls.model_fields.items()
+        if info.annotation not in (str, bool, int, float)
+    )
+    origins = _origins.get()
+    for name in names:
+        low = name.lower()
+        if not low.startswith(prefix):
+            continue
+        parts = tuple(low[len(prefix) :].split(delimiter))
+        # Env var names are conventionally upper case; a secret file keeps its own name.
+        shown = name if kind == "secrets file" else name.upper()
+        if len(parts) > 1 and parts[0] not in fields:
+            close = difflib.get_close_matches(parts[0], sections, n=1)
+            hint = f"; did you mean {_respell(shown, len(prefix), delimiter, 0, close[0])}?"
+            head = shown[: len(prefix)]
+            spell = str.upper if head.isupper() else str.lower
+            valid = ", ".join(f"{head}{spell(f)}{delimiter}" for f in sections)
+            raise ConfigurationError(
+                f"unknown cloudrift setting {shown} ({kind}){hint if close else ''}; "
+                f"valid names start with one of: {valid}"
+            )
+        if origins is not None and parts[0] in fields:
+            origins.setdefault(parts, f"{kind} {shown}")
+
+
+class _DotEnvSettings(PydanticBaseSettingsSource):
+    """pydantic-settings' dotenv source, keeping only cloudrift's settings.
+
+    With ``extra="forbid"`` the plain dotenv source hands every other line of the file
+    (``DATABASE_URL=...``) to the model as an unknown setting; a ``.env`` shared with the
+    rest of the app must work, so only our fields pass, exactly as from the environment.
     """
 
-    def __call__(self) -> dict[str, Any]:
-        known = {f"{self.env_prefix}{name}".lower() for name in self.settings_cls.model_fields}
-        known.add(CONFIG_ENV.lower())
-        for var in os.environ:
-            low = var.lower()
-            # Only nested names (with ``__``) are surely meant as settings: other
-            # CLOUDRIFT_* variables (e.g. CLOUDRIFT_REDIS_SERVER for tooling) are left alone.
-            if (
-                low.startswith(self.env_prefix.lower())
-                and "__" in low
-                and low.split("__")[0] not in known
-            ):
-                valid = ", ".join(sorted(k.upper() for k in known))
-                raise ConfigurationError(
-                    f"unknown cloudrift setting in the environment: {var}; "
-                    f"valid names start with one of: {valid}"
-                )
-        data = super().__call__()
-        for category in CATEGORIES:
-            if isinstance(data.get(category), dict):
-                data[category] = _coerce(data[category])
-        return data
+    def __init__(self, inner: PydanticBaseSettingsSource) -> None:
+        super().__init__(inner.settings_cls)
+        self.inner = inner
 
-
-def _coerce(node: Any, name: str = "") -> Any:
-    if isinstance(node, dict):
-        return {k: _coerce(v, k) for k, v in node.items()}
-    if (
-        isinstance(node, str)
-        and name not in ("provider", "default")
-        and not is_secret_option(name, node)
-    ):
-        return coerce_scalar(node)
-    return node
-
-
-class _YamlSource(PydanticBaseSettingsSource):
-    """The YAML file given to ``from_yaml`` or named by ``$CLOUDRIFT_CONFIG``."""
-
-    def get_field_value(self, field: FieldInfo, field_name: str) -> tuple[Any, str, bool]:
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
         return None, field_name, False  # pragma: no cover - __call__ does the work
 
     def __call__(self) -> dict[str, Any]:
-        path = _yaml_path.get()
-        if path is None and os.environ.get(CONFIG_ENV):
-            path = Path(os.environ[CONFIG_ENV])
-        return load_yaml(path) if path is not None else {}
+        if not getattr(self.inner, "env_vars", True):
+            return {}  # no file named, or nothing in it: skip the field walk
+        fields = self.settings_cls.model_fields
+        return {k: v for k, v in self.inner().items() if k in fields}
 
 
-def _describe(exc: ValidationError, title: str) -> str:
+class _YamlSettings(YamlConfigSettingsSource):
+    """pydantic-settings' YAML source, reading through :func:`load_yaml`.
+
+    That adds ``${VAR}`` / ``${VAR:-default}`` interpolation and keeps unquoted scalars
+    as written (:class:`~cloudrift.config._yaml.YamlLiteral`) so they are typed by the
+    option they land in, not by YAML's guess.
+    """
+
+    def _read_file(self, file_path: Any) -> dict[str, Any]:
+        return load_yaml(Path(str(file_path)))
+
+
+def _yaml_source(
+    settings_cls: type[BaseSettings], dotenv: PydanticBaseSettingsSource
+) -> _YamlSettings:
+    """The YAML file of ``from_yaml``, else ``$CLOUDRIFT_CONFIG`` (from the environment or
+    the ``.env`` file), else ``yaml_file`` in the model config."""
+    path = _yaml_path.get()
+    dotenv_vars: Mapping[str, str | None] = getattr(dotenv, "env_vars", None) or {}
+    named = os.environ.get(CONFIG_ENV) or next(
+        (v for k, v in dotenv_vars.items() if k.upper() == CONFIG_ENV and v), None
+    )
+    if path is None and named:
+        path = Path(named)
+    if path is None:  # ``yaml_file`` in a subclass's model_config, if any
+        return _YamlSettings(settings_cls)
+    if not path.is_file():
+        # pydantic-settings skips a missing file; a file the user named must exist.
+        raise ConfigurationError(f"cannot read the cloudrift settings file {path}: no such file")
+    return _YamlSettings(settings_cls, yaml_file=path)
+
+
+def _paths(values: Mapping[str, Any], head: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
+    """Every lowercased key path in nested keyword values."""
+    for key, value in values.items():
+        path = (*head, str(key).lower())
+        yield path
+        if isinstance(value, Mapping):
+            yield from _paths(value, path)
+
+
+def _describe(exc: ValidationError, title: str, origins: Mapping[tuple[str, ...], str]) -> str:
     """Each problem as ``path: message`` — never the input value (it may be a secret)."""
     lines = []
     for err in exc.errors(include_input=False, include_url=False):
@@ -246,61 +301,160 @@ def _describe(exc: ValidationError, title: str) -> str:
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = "unknown setting; check the spelling"
+            close = _close_field(err["loc"])
+            if close:
+                msg = f"unknown setting; did you mean {close}?"
+        origin = origins.get(tuple(str(p).lower() for p in err["loc"]))
+        if origin:
+            msg += f" (set by {origin})"
         lines.append(f"  {path or '(root)'}: {msg}")
     return f"{title}:\n" + "\n".join(lines)
 
 
+def _close_field(loc: tuple[int | str, ...]) -> str | None:
+    """The valid name closest to the unknown key at ``loc`` (top level or in a section)."""
+    if not loc:
+        return None
+    if len(loc) == 1:
+        names = sorted(CloudriftSettings.model_fields)
+    elif len(loc) == 2:
+        names = sorted(SectionConfig.model_fields)
+    else:
+        return None
+    close = difflib.get_close_matches(str(loc[-1]), names, n=1)
+    return close[0] if close else None
+
+
+# ---------------------------------------------------------------- provider options
+
 # Options a category's factory consumes itself, before the provider sees the rest.
 _FACTORY_OPTIONS: Final = {"document": frozenset({"driver"})}
-_LAX = ConfigDict(arbitrary_types_allowed=True)
+
+
+# The two facts about a category that option typing needs, kept in one place so they
+# follow wherever the category tables live.
+def _category_package(category: str) -> str:
+    """The package whose ``PROVIDERS`` table lists ``category``'s providers."""
+    return _FACTORIES[category][0]
+
+
+def _consumed_options(category: str) -> frozenset[str]:
+    """Settings keys of a backend that are not options of its provider."""
+    return _FACTORY_OPTIONS.get(category, frozenset()) | {"auth_method"}
+
+
+def _provider_options(category: str, provider: str) -> ProviderOptions | None:
+    """What ``provider`` of ``category`` accepts, or None when it cannot be resolved
+    (unknown provider, extra not installed, unreadable annotations): the factory's own
+    checks then report the problem when the backend is built.
+    """
+    try:
+        table = getattr(importlib.import_module(_category_package(category)), "PROVIDERS", None)
+        if not isinstance(table, Mapping) or provider not in table:
+            return None
+        target = resolve_provider(category, provider, table)
+        return provider_options(category, provider, target, _consumed_options(category) | {"self"})
+    except Exception:  # best effort: the factory says what is wrong
+        return None
+
+
+def _type_options(category: str, config: BackendConfig) -> None:
+    """Convert each option that arrived as text to the type its provider declares."""
+    extra = config.__pydantic_extra__
+    if not extra:
+        return
+    spec = _provider_options(category, config.provider)
+    consumed = _consumed_options(category)
+    for option, value in list(extra.items()):
+        raw = value.get_secret_value() if isinstance(value, SecretStr) else value
+        if isinstance(raw, (dict, list)):
+            new = plain(raw)
+        elif option in consumed:  # the factory's own keys (driver, auth_method) are names
+            new = convert_text(option, raw, str, declared=True)
+        else:
+            declared = spec is not None and option in spec.types
+            hint = spec.types.get(option) if spec is not None else None
+            new = convert_text(option, raw, hint, declared=declared)
+        if new is raw:
+            continue
+        extra[option] = (
+            SecretStr(new) if is_secret_option(option, new) and isinstance(new, str) else new
+        )
 
 
 def _option_problems(
-    category: str, path: str, provider: str, options: Mapping[str, Any], package: Any
+    category: str,
+    path: str,
+    provider: str,
+    options: Mapping[str, Any],
+    origin: Callable[[str], str | None],
 ) -> list[str]:
-    """Each option whose value does not fit the provider's signature, and each required
-    option left out, as ``path.option: reason`` (the value itself is never quoted).
-
-    Best effort: when the provider cannot be resolved (unknown, extra missing) or its
-    annotations cannot be read, the factory's own checks report the problem instead.
+    """Each option whose value does not fit the provider's signature, each required
+    option left out and each unknown option (with the closest valid name), as
+    ``path.option: reason`` — the value itself is never quoted. ``origin(option)``
+    names the env var / file that set an option, so a typo is shown as the user wrote it.
     """
-    table = getattr(package, "PROVIDERS", None)
-    if not isinstance(table, Mapping) or provider not in table:
+    spec = _provider_options(category, provider)
+    if spec is None:
         return []
-    try:
-        target = resolve_provider(category, provider, table)
-        signature = inspect.signature(target)
-        hints = typing.get_type_hints(target.__init__ if inspect.isclass(target) else target)
-    except Exception:
-        return []
-    skip = _FACTORY_OPTIONS.get(category, frozenset()) | {"self", "auth_method"}
+    skip = _consumed_options(category)
+    unknown = [] if spec.takes_any else sorted(set(options) - set(spec.types) - skip)
+    valid = sorted(spec.types)
+    guesses = {n: difflib.get_close_matches(n, valid, n=1) for n in unknown}
+
+    def spelled(name: str, option: str) -> str:
+        """``option`` written the way ``name`` was set (env var, file or key)."""
+        where = origin(name)
+        if where is None:
+            return repr(option)
+        kind, _, shown = where.rpartition(" ")
+        delimiter = os.sep if kind == "secrets file" and os.sep in shown else "__"
+        return _respell(shown, 0, delimiter, -1, option)
+
     problems = []
-    for param in signature.parameters.values():
-        if param.name in skip or param.kind in (param.VAR_KEYWORD, param.VAR_POSITIONAL):
-            continue
-        if param.name not in options:
-            if param.default is param.empty:
-                problems.append(f"{path}.{param.name}: required option is missing")
-            continue
-        hint = hints.get(param.name)
-        if hint is None:
+    for name in sorted(spec.required - set(options)):
+        note = ""
+        for typo, close in guesses.items():
+            if close == [name]:
+                note = f" ({spelled(typo, typo)} is set: did you mean {spelled(typo, name)}?)"
+        problems.append(f"{path}.{name}: required option is missing{note}")
+    for name, hint in spec.types.items():
+        if name not in options or hint is None:
             continue
         try:
-            TypeAdapter(hint, config=_LAX).validate_python(options[param.name])
+            adapter(hint).validate_python(options[name])
         except ValidationError as exc:
             reason = exc.errors(include_input=False, include_url=False)[0]["msg"]
-            problems.append(f"{path}.{param.name}: {reason}")
+            where = origin(name)
+            problems.append(f"{path}.{name}: {reason}" + (f" (set by {where})" if where else ""))
         except Exception:  # an annotation pydantic cannot check: leave it to the provider
             continue
+    if unknown:
+        listed = []
+        for name in unknown:
+            close = guesses[name]
+            if origin(name) is not None:
+                guess = f"; did you mean {spelled(name, close[0])}?" if close else ""
+                listed.append(f"{name!r} (set by {origin(name)}{guess})")
+            else:
+                listed.append(f"{name!r}" + (f" (did you mean {close[0]!r}?)" if close else ""))
+        problems.append(
+            f"{path}: unknown option(s) for the {provider!r} {category} provider: "
+            f"{', '.join(listed)}; valid options: {', '.join(valid)}"
+        )
     return problems
 
 
 class CloudriftSettings(BaseSettings):
-    """Every configured backend, from keywords, env vars (``CLOUDRIFT_*``) and YAML.
+    """Every configured backend, from keywords, env vars (``CLOUDRIFT_*``), a ``.env``
+    file, a secrets directory and YAML.
 
-    Precedence: keywords > env vars > the YAML file. Nested env names use ``__``:
-    ``CLOUDRIFT_STORAGE__PROVIDER=s3``, ``CLOUDRIFT_STORAGE__BACKENDS__AVATARS__BUCKET=a``.
-    Invalid settings raise ConfigurationError naming each path that is wrong.
+    Precedence, highest first: keywords > env vars > ``.env`` (``_env_file=``) > secret
+    files (``_secrets_dir=``) > the YAML file, merged key by key. Nested names use ``__``
+    in all of them: ``CLOUDRIFT_STORAGE__PROVIDER=s3``,
+    ``CLOUDRIFT_STORAGE__BACKENDS__AVATARS__BUCKET=a``. Text values are converted to the
+    type the provider declares for the option. Invalid settings raise ConfigurationError
+    naming each path that is wrong.
     """
 
     model_config = SettingsConfigDict(
@@ -322,13 +476,27 @@ class CloudriftSettings(BaseSettings):
     email: SectionConfig | None = None
 
     _categories: ClassVar[tuple[str, ...]] = CATEGORIES
+    _origins: dict[tuple[str, ...], str] = PrivateAttr(default_factory=dict)
 
     def __init__(self, **values: Any) -> None:
+        origins: dict[tuple[str, ...], str] = {}
+        token = _origins.set(origins)
         try:
             super().__init__(**values)
+            # A keyword beats every source: what it set came from the caller's code.
+            for path in _paths(values):
+                origins.pop(path, None)
         except ValidationError as exc:
             # Chaining would print pydantic's text, which quotes input values (secrets).
-            raise ConfigurationError(_describe(exc, "invalid cloudrift settings")) from None
+            message = _describe(exc, "invalid cloudrift settings", origins)
+            raise ConfigurationError(message) from None
+        except SettingsError as exc:
+            # A source could not be read: e.g. CLOUDRIFT_STORAGE='{...' that is not JSON,
+            # or a secrets_dir that is a file. Its text names the field, not the value.
+            raise ConfigurationError(f"invalid cloudrift settings: {exc}") from exc
+        finally:
+            _origins.reset(token)
+        self._origins = origins
 
     @classmethod
     def settings_customise_sources(
@@ -339,7 +507,25 @@ class CloudriftSettings(BaseSettings):
         dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        return (init_settings, _CoercingEnvSource(settings_cls), _YamlSource(settings_cls))
+        # pydantic-settings' own sources, in its own order, with the YAML file last. The
+        # secrets source is the nested one so ``cloudrift_storage__password`` files (and
+        # ``cloudrift_storage/password`` with ``secrets_nested_subdir``) fill sections.
+        secrets: PydanticBaseSettingsSource = file_secret_settings
+        if getattr(file_secret_settings, "secrets_dir", None) is not None:
+            secrets = NestedSecretsSettingsSource(file_secret_settings)
+        for source, kind in (
+            (env_settings, "environment variable"),
+            (dotenv_settings, ".env file entry"),
+            (secrets, "secrets file"),
+        ):
+            _scan_names(settings_cls, source, kind)
+        return (
+            init_settings,
+            env_settings,
+            _DotEnvSettings(dotenv_settings),
+            secrets,  # without a secrets_dir, pydantic-settings' own (empty) source
+            _yaml_source(settings_cls, dotenv_settings),
+        )
 
     @classmethod
     def from_yaml(cls, path: str | os.PathLike[str], **overrides: Any) -> CloudriftSettings:
@@ -395,6 +581,13 @@ class CloudriftSettings(BaseSettings):
                     yield category, name, config
 
     @model_validator(mode="after")
+    def _convert_option_text(self) -> CloudriftSettings:
+        # Text becomes the type the provider declares (``bucket: str`` stays "123").
+        for category, _name, config in self.iter_backends():
+            _type_options(category, config)
+        return self
+
+    @model_validator(mode="after")
     def _check_category_options(self) -> CloudriftSettings:
         for category, name, config in self.iter_backends():
             where = f"{category}.backends.{name}"
@@ -418,7 +611,11 @@ class CloudriftSettings(BaseSettings):
         factory = getattr(package, attr)
         options = config.factory_options()
         problems = _option_problems(
-            category, f"{category}.backends.{key}", config.provider, options, package
+            category,
+            f"{category}.backends.{key}",
+            config.provider,
+            options,
+            lambda option: self._origin(category, str(key), option),
         )
         if problems:
             raise ConfigurationError("; ".join(problems))
@@ -436,6 +633,13 @@ class CloudriftSettings(BaseSettings):
                 f"{category}.backends.{key}: invalid option value ({type(exc).__name__}); "
                 "check the options' types"
             ) from exc
+
+    def _origin(self, category: str, name: str, option: str) -> str | None:
+        """The env var or file that set ``option`` of backend ``name`` (None: keyword/YAML)."""
+        found = self._origins.get((category, "backends", name, option.lower()))
+        if found is None and name == "default":  # a one-backend section's own keys
+            found = self._origins.get((category, option.lower()))
+        return found
 
     def validate_production_security(self) -> None:
         """Refuse settings unsafe for production, listing every problem at once.

@@ -3,13 +3,17 @@
 Interpolation runs on the parsed string scalars, never on the raw text, so a value
 taken from the environment can never inject YAML structure. ``$${`` writes a literal
 ``${``. A variable that is unset and has no default is an error naming the YAML path.
+
+Nothing here decides a value's type by its look: an interpolated value stays text, and
+an unquoted number or boolean is kept as a :class:`YamlLiteral` (its text as written
+plus YAML's reading) until the settings know the type of the option it lands in.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -54,26 +58,64 @@ def interpolate(value: str, env: Mapping[str, str] | None = None, *, where: str 
     return result.replace("\x00{", "${")
 
 
-def coerce_scalar(text: str) -> Any:
-    """An int, float or bool when ``text`` spells one exactly; the text otherwise.
+class YamlLiteral(str):
+    """An unquoted YAML scalar that YAML reads as a number, boolean or date.
 
-    Used for values that arrive as strings (env vars, interpolated YAML scalars), so
-    ``port: ${REDIS_PORT:-6379}`` gives the integer 6379.
+    It keeps the text exactly as written (``0123``, ``1.10``, ``yes``) and what YAML made
+    of it (``yaml_value``): the settings then pick by the type of the option the value
+    lands in, never by how it looks (``bucket: 2024`` is the string ``"2024"``,
+    ``port: 6379`` the int 6379).
     """
-    lowered = text.strip().lower()
-    if lowered in ("true", "false"):
-        return lowered == "true"
-    if re.fullmatch(r"[+-]?(0|[1-9][0-9]*)", text):
-        return int(text)
-    if re.fullmatch(r"[+-]?([0-9]+\.[0-9]*|\.[0-9]+)", text):
-        return float(text)
-    return text
+
+    yaml_value: Any
+
+    def __new__(cls, text: str, yaml_value: Any) -> YamlLiteral:
+        self = super().__new__(cls, text)
+        self.yaml_value = yaml_value
+        return self
+
+    def __getnewargs__(self) -> tuple[str, Any]:  # type: ignore[override]
+        return (str.__str__(self), self.yaml_value)
+
+    @property
+    def text(self) -> str:
+        """The scalar as written in the file (a plain ``str``)."""
+        return str.__str__(self)
+
+
+class _Loader(yaml.SafeLoader):
+    """PyYAML's safe loader, with unquoted non-string scalars kept as YamlLiteral."""
+
+
+def _literal(
+    construct: Callable[[yaml.SafeLoader, yaml.ScalarNode], Any],
+) -> Callable[[yaml.SafeLoader, yaml.ScalarNode], Any]:
+    def build(loader: yaml.SafeLoader, node: yaml.ScalarNode) -> Any:
+        value = construct(loader, node)
+        # Only a plain (unquoted) scalar is typed by its look; a quoted one with an
+        # explicit tag (``!!int "12"``) states its type, so YAML's value is kept.
+        if node.style is None:
+            return YamlLiteral(node.value, value)
+        return value
+
+    return build
+
+
+for _tag, _construct in (
+    ("tag:yaml.org,2002:int", yaml.SafeLoader.construct_yaml_int),
+    ("tag:yaml.org,2002:float", yaml.SafeLoader.construct_yaml_float),
+    ("tag:yaml.org,2002:bool", yaml.SafeLoader.construct_yaml_bool),
+    ("tag:yaml.org,2002:timestamp", yaml.SafeLoader.construct_yaml_timestamp),
+):
+    _Loader.add_constructor(_tag, _literal(_construct))
 
 
 def _walk(node: Any, env: Mapping[str, str] | None, path: str) -> Any:
     if isinstance(node, dict):
         out: dict[str, Any] = {}
         for key, item in node.items():
+            if isinstance(key, YamlLiteral):
+                key = key.text  # ``2024:`` names the key "2024", as written
             if not isinstance(key, str):
                 raise ConfigurationError(
                     f"{path or 'YAML root'}: key {key!r} is not a string; quote it"
@@ -83,7 +125,7 @@ def _walk(node: Any, env: Mapping[str, str] | None, path: str) -> Any:
     if isinstance(node, list):
         return [_walk(item, env, f"{path}[{i}]") for i, item in enumerate(node)]
     if isinstance(node, str) and "${" in node:
-        return coerce_scalar(interpolate(node, env, where=path))
+        return interpolate(node, env, where=path)
     return node
 
 
@@ -95,7 +137,7 @@ def load_yaml(path: str | os.PathLike[str], env: Mapping[str, str] | None = None
     except OSError as exc:
         raise ConfigurationError(f"cannot read the cloudrift settings file {file}: {exc}") from exc
     try:
-        data = yaml.safe_load(text)
+        data = yaml.load(text, Loader=_Loader)  # a SafeLoader subclass
     except yaml.YAMLError as exc:
         # The YAML error quotes the offending line, which may hold a secret: keep only
         # the problem and its position.
@@ -116,4 +158,4 @@ def load_yaml(path: str | os.PathLike[str], env: Mapping[str, str] | None = None
     return walked
 
 
-__all__ = ["coerce_scalar", "interpolate", "load_yaml"]
+__all__ = ["YamlLiteral", "interpolate", "load_yaml"]

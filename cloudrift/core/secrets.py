@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from typing import Final
+from typing import Any, Final
 from urllib.parse import SplitResult, urlsplit, urlunsplit
 
 MASK: Final = "**********"
@@ -113,4 +113,39 @@ def redact_url(url: str) -> str:
     return redact(urlunsplit(cleaned))
 
 
-__all__ = ["MASK", "Secret", "redact", "redact_url", "reveal", "secret"]
+# Option names whose values are credentials: held as secrets, never shown.
+SECRET_OPTION_NAME: Final = re.compile(
+    r"(?i)(password|passwd|secret|token|access_key|account_key|api_key|private_key|"
+    r"signing_key|connection_string|sas|credential)"
+)
+# URL-like options are secret only when they carry a password.
+URL_OPTION_NAME: Final = re.compile(r"(?i)(^|_)(url|uri|dsn)$")
+
+
+def is_secret_option(name: str, value: Any) -> bool:
+    """True when option ``name`` (with this value) holds a credential.
+
+    A value that is already a secret (ours, or anything with ``get_secret_value`` such
+    as pydantic's SecretStr) is one whatever its name; a URL-like option is one when
+    its URL carries a password or a signature.
+    """
+    if isinstance(value, Secret) or callable(getattr(value, "get_secret_value", None)):
+        return True
+    if SECRET_OPTION_NAME.search(name):
+        return True
+    return bool(
+        URL_OPTION_NAME.search(name) and isinstance(value, str) and redact_url(value) != value
+    )
+
+
+__all__ = [
+    "MASK",
+    "SECRET_OPTION_NAME",
+    "URL_OPTION_NAME",
+    "Secret",
+    "is_secret_option",
+    "redact",
+    "redact_url",
+    "reveal",
+    "secret",
+]

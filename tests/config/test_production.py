@@ -95,3 +95,28 @@ def test_production_is_recognised_in_any_case() -> None:
     """``environment="Production"`` counts as production; ``staging`` does not."""
     assert CloudriftSettings(environment=" Production ").is_production
     assert not CloudriftSettings(environment="staging").is_production
+
+
+def test_security_checks_do_not_import_the_settings_module() -> None:
+    """``_security`` gets ``is_secret_option`` from core.secrets: no cycle with _settings."""
+    import ast
+    from pathlib import Path
+
+    import cloudrift.config._security as security
+
+    tree = ast.parse(Path(security.__file__).read_text())
+    runtime_imports = [
+        node.module
+        for node in ast.walk(tree)
+        if isinstance(node, ast.ImportFrom)
+        # imports under ``if TYPE_CHECKING:`` are for annotations only
+        and not any(
+            isinstance(parent, ast.If)
+            and isinstance(parent.test, ast.Name)
+            and parent.test.id == "TYPE_CHECKING"
+            and node in ast.walk(parent)
+            for parent in ast.walk(tree)
+        )
+    ]
+    assert "cloudrift.config._settings" not in runtime_imports
+    assert "cloudrift.core.secrets" in runtime_imports

@@ -6,7 +6,7 @@ import pickle
 
 import pytest
 
-from cloudrift.core.secrets import MASK, Secret, redact, redact_url, secret
+from cloudrift.core.secrets import MASK, Secret, is_secret_option, redact, redact_url, secret
 
 
 def test_secret_hides_value_everywhere_but_reveal() -> None:
@@ -65,3 +65,32 @@ def test_redact_url_masks_password_keeps_host() -> None:
     """The host stays readable; the password does not."""
     out = redact_url("mongodb://user:s3cr3t@db.example.com:27017/?tls=true")
     assert "s3cr3t" not in out and "db.example.com" in out and "user" in out
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "expected"),
+    [
+        ("password", "x", True),
+        ("aws_secret_access_key", "x", True),
+        ("connection_string", "x", True),
+        ("sas_token", "x", True),
+        ("url", "redis://:pw@cache:6379/0", True),
+        ("url", "redis://cache:6379/0", False),
+        ("endpoint_url", "https://s3.example.com", False),
+        ("bucket", "uploads", False),
+        ("bucket", Secret("already-secret"), True),
+    ],
+)
+def test_is_secret_option_by_name_value_or_type(name: str, value: object, expected: bool) -> None:
+    """Credential names, URLs carrying a password, and secret values are secret options."""
+    assert is_secret_option(name, value) is expected
+
+
+def test_is_secret_option_accepts_pydantic_style_secrets() -> None:
+    """Anything with get_secret_value() (pydantic's SecretStr) counts, without pydantic."""
+
+    class Fake:
+        def get_secret_value(self) -> str:
+            return "v"
+
+    assert is_secret_option("note", Fake()) is True
