@@ -24,7 +24,7 @@ from cloudrift_fastapi import CacheDep, DatabaseDep, QueueDep, StorageDep
 from example_app import records
 from example_app.config import IntakeConfig
 from example_app.services import CONFIG_ATTR
-from example_app.uploads import MultipartFile, UploadError, boundary_of
+from example_app.uploads import MultipartFile, UploadError, boundary_of, clean_filename
 
 log = logging.getLogger("example_app")
 
@@ -154,6 +154,7 @@ async def upload_document(
             request.stream(),
             boundary_of(request.headers.get("content-type")),
             limit=config.max_upload_bytes,
+            overhead=_FORM_OVERHEAD,
         )
         await upload.open()
         content_type = _content_type(upload.content_type, upload.filename)
@@ -204,7 +205,7 @@ async def create_upload_url(
     """PUT the file to ``upload_url`` with ``headers``, then POST ``complete_url``."""
     if payload.size is not None and payload.size > config.max_upload_bytes:
         raise _error(413, f"the file is larger than the limit of {config.max_upload_bytes} bytes")
-    filename = payload.filename.replace("\\", "/").rsplit("/", 1)[-1].strip() or "upload"
+    filename = clean_filename(payload.filename)
     if payload.content_type is not None and not _MIME.fullmatch(payload.content_type):
         raise _error(
             422, f"content_type {payload.content_type!r} is not a MIME type like text/plain"
