@@ -9,6 +9,7 @@ moment it is crossed.
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -33,6 +34,7 @@ MAX_PART_HEADER_BYTES = 8 * 1024
 _BIDI_CONTROLS = frozenset(
     "\u061c\u200e\u200f\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069"
 )
+_BROWSER_ESCAPES = re.compile("%(22|0[aAdD])")
 # Extended-value charsets of RFC 8187 (filename*=charset'lang'%XX...).
 _EXT_CHARSETS = {"utf-8": "utf-8", "iso-8859-1": "latin-1", "us-ascii": "ascii"}
 
@@ -189,7 +191,8 @@ def _ext_value(value: bytes) -> str | None:
 def disposition_params(header: bytes) -> dict[str, str]:
     """The parameters of a part's raw ``Content-Disposition`` header, names lowercased.
 
-    Values are decoded as UTF-8 or, failing that, latin-1; an RFC 8187 ``filename*``
+    Values are decoded as UTF-8 or, failing that, latin-1 (with the HTML form encoding's
+    ``%22``, ``%0D``, ``%0A`` undone in ``filename``); an RFC 8187 ``filename*``
     that decodes replaces ``filename`` (RFC 6266 section 4.3), one that does not is
     ignored.
     """
@@ -206,7 +209,12 @@ def disposition_params(header: bytes) -> dict[str, str]:
             if decoded is not None:
                 extended[name[:-1]] = decoded
         else:
-            params.setdefault(name, _text(_unquote(value)))
+            text = _text(_unquote(value))
+            if name == "filename":
+                # Browsers and curl send '"', CR and LF in a filename as %22, %0D, %0A
+                # (the HTML standard's form encoding); other '%' stay as they are.
+                text = _BROWSER_ESCAPES.sub(lambda m: chr(int(m.group(1), 16)), text)
+            params.setdefault(name, text)
     params.update(extended)
     return params
 

@@ -90,6 +90,11 @@ async def _post(client: httpx.AsyncClient, body: bytes) -> httpx.Response:
         ),
         pytest.param(b'form-data; name="file"; filename=bare.txt', "bare.txt", id="unquoted"),
         pytest.param(
+            b'form-data; name="file"; filename="a%22b%22 100%25 %0Ax.txt"',
+            'a"b" 100%25 x.txt',
+            id="browser-escaped-quote-and-newline",
+        ),
+        pytest.param(
             b'form-data; name="file"; filename="../../etc/passwd"', "passwd", id="dot-dot-path"
         ),
         pytest.param(
