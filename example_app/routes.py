@@ -219,24 +219,29 @@ async def upload_document(
 
 async def _upload_url(
     storage: Storage, key: str, content_type: str, max_size: int, expires_in: int
-) -> str:
-    """A presigned PUT URL for ``key``, as tamper-proof as the provider can make it."""
+) -> tuple[str, str]:
+    """A presigned PUT URL, as tamper-proof as the provider can make it, and the key it
+    writes to (the document's own key only where the URL cannot replace a file)."""
     if isinstance(storage, LocalStorage):
         # Local signed URLs carry the limits: the body is capped while it streams, and
         # the URL only creates the object, so it cannot replace the file once uploaded.
-        return await storage.presigned_upload_url(
+        url = await storage.presigned_upload_url(
             key,
             expires_in=expires_in,
             content_type=content_type,
             max_size=max_size,
             if_not_exists=True,
         )
-    # Cloud presigned PUTs (as cloudrift issues them today) can overwrite the object until
-    # they expire: complete verifies size and SHA-256, and the worker re-checks the hash
-    # (see the README's "Direct uploads").
-    return await storage.presigned_url(
-        key, expires_in=expires_in, method="PUT", content_type=content_type
+        return url, key
+    # Cloud presigned PUTs (as cloudrift issues them today) can overwrite their object
+    # until they expire, so they write to an incoming key that complete moves away from:
+    # a later PUT can only create a stray incoming object (the sweeper removes it).
+    head, _, doc_id = key.rpartition("/")
+    incoming = f"{head}/incoming/{doc_id}" if head else f"incoming/{doc_id}"
+    url = await storage.presigned_url(
+        incoming, expires_in=expires_in, method="PUT", content_type=content_type
     )
+    return url, incoming
 
 
 @router.post(
@@ -271,7 +276,7 @@ async def create_upload_url(
     key = f"{config.key_prefix}{doc_id}"
     max_size = payload.size or config.max_upload_bytes
     try:
-        url = await _upload_url(storage, key, content_type, max_size, config.url_ttl)
+        url, upload_key = await _upload_url(storage, key, content_type, max_size, config.url_ttl)
     except FeatureNotSupportedError:
         raise _error(
             501,
@@ -285,6 +290,7 @@ async def create_upload_url(
         {
             "_id": doc_id,
             "key": key,
+            "upload_key": upload_key,
             "filename": filename,
             "content_type": content_type,
             "size": None,
@@ -309,13 +315,18 @@ async def create_upload_url(
     )
 
 
-async def _verify_upload(
+async def _receive_upload(
     storage: Storage, record: dict[str, Any], config: IntakeConfig
 ) -> tuple[int, str]:
-    """Size and SHA-256 of a directly uploaded object, checked against the limit and
-    what the client declared; a refused object is deleted (HTTPException saying why)."""
+    """Size and SHA-256 of a directly uploaded file, checked against the limit and what
+    the client declared. The file is first moved out of the upload URL's reach (when the
+    URL wrote elsewhere), so the bytes checked are the bytes processed. A refused file
+    is deleted (HTTPException saying why); the client may upload again."""
     key = record["key"]
+    upload_key = record.get("upload_key") or key
     try:
+        if upload_key != key:
+            await storage.move(upload_key, key)
         info = await storage.head(key)
     except ObjectNotFoundError:
         raise _error(
@@ -388,7 +399,7 @@ async def complete_upload(
     if record.get("status") != records.AWAITING_UPLOAD:
         raise _error(409, f"document {doc_id} is already {record.get('status')}")
     key = record["key"]
-    size, sha256 = await _verify_upload(storage, record, config)
+    size, sha256 = await _receive_upload(storage, record, config)
     claimed = await documents.update_one(
         {"_id": doc_id, "status": records.AWAITING_UPLOAD},
         {

@@ -3,9 +3,10 @@
 A record created by ``POST /documents/upload-url`` stays ``awaiting_upload`` until the
 client calls ``complete``. One still waiting ``upload_ttl`` seconds after it was created
 (``INTAKE_UPLOAD_TTL``, at least the URL lifetime + 60 s, so no PUT can still arrive) is
-marked ``failed`` ("expired") and its object, if any, deleted. Failed records older than
-that also lose their object: a file PUT again through a still-valid URL after its
-document failed would otherwise stay in storage forever.
+marked ``failed`` ("expired") and its object, if any, deleted. Once as old, a failed
+document also loses its file, and a completed one the incoming object a cloud upload
+URL may have written after ``complete`` moved the file away: stray files would
+otherwise stay in storage forever.
 
 The app runs :func:`run_sweeper` in the background every ``sweep_interval`` seconds;
 :func:`sweep` does one pass and takes the current time as an argument, so tests move a
@@ -19,6 +20,7 @@ import logging
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 from example_app import records
 from example_app.services import Services
@@ -68,11 +70,20 @@ async def sweep(svc: Services, *, now: datetime) -> SweepResult:
             # Purged on a later pass if this delete fails (purged stays unset).
             if await _delete(svc, record):
                 await documents.update_one({"_id": record["_id"]}, {"$set": {"purged": True}})
-    failed = documents.find(
-        {"status": records.FAILED, "purged": {"$ne": True}, "created_at": {"$lt": cutoff}}
+    # Files that can only be strays by now: everything of a failed document, and the
+    # incoming key of a completed one (what a cloud upload URL wrote after complete).
+    leftovers = documents.find(
+        {
+            "status": {"$ne": records.AWAITING_UPLOAD},
+            "purged": {"$ne": True},
+            "created_at": {"$lt": cutoff},
+        }
     )
-    async for record in failed:
-        if await _delete(svc, record):
+    async for record in leftovers:
+        failed = record.get("status") == records.FAILED
+        if not failed and (record.get("upload_key") or record["key"]) == record["key"]:
+            continue
+        if await _delete(svc, record, main=failed):
             purged += 1
             await documents.update_one({"_id": record["_id"]}, {"$set": {"purged": True}})
     if expired or purged:
@@ -82,13 +93,19 @@ async def sweep(svc: Services, *, now: datetime) -> SweepResult:
     return SweepResult(expired, purged)
 
 
-async def _delete(svc: Services, record: dict[str, object]) -> bool:
-    try:
-        await svc.storage.delete(str(record["key"]))
-    except Exception as exc:
-        log.error("sweeper: could not delete %s (%s)", record["key"], type(exc).__name__)
-        return False
-    return True
+async def _delete(svc: Services, record: dict[str, Any], *, main: bool = True) -> bool:
+    """Delete the record's incoming object and (``main``) its file; False if one failed."""
+    keys = {str(record.get("upload_key") or record["key"])}
+    if main:
+        keys.add(str(record["key"]))
+    done = True
+    for key in sorted(keys):
+        try:
+            await svc.storage.delete(key)
+        except Exception as exc:
+            log.error("sweeper: could not delete %s (%s)", key, type(exc).__name__)
+            done = False
+    return done
 
 
 async def run_sweeper(
