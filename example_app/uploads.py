@@ -344,7 +344,7 @@ class MultipartFile:
                 self._parser.write(chunk)
             except MultipartParseError as exc:
                 hint = ""
-                if "header" in str(exc).lower():
+                if "maximum header size" in str(exc).lower():
                     hint = (
                         f" (a part's header lines may be at most {MAX_PART_HEADER_BYTES} "
                         "bytes: is the filename that long?)"

@@ -224,6 +224,13 @@ async def test_other_fields_around_the_file_are_accepted(
             id="huge-header",
         ),
         pytest.param(
+            b"--" + BOUNDARY + b'\r\nContent-Disposition: form-data; name="file"; '
+            b'filename="a\rX-Injected: 1.txt"\r\n\r\nabc\r\n--' + BOUNDARY + b"--\r\n",
+            400,
+            "the multipart body is malformed",
+            id="bare-cr-in-a-header",
+        ),
+        pytest.param(
             part(b'form-data; name="file"; filename="a.txt"', b"complete file part"),
             400,
             "truncated",
