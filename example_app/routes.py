@@ -244,6 +244,14 @@ async def _upload_url(
     return url, incoming
 
 
+def _put_headers(storage: Storage, content_type: str) -> dict[str, str]:
+    """The headers a client must send with its PUT to the upload URL."""
+    headers = {"Content-Type": content_type}
+    if storage.provider == "azure_blob":
+        headers["x-ms-blob-type"] = "BlockBlob"  # Azure's Put Blob refuses a PUT without it
+    return headers
+
+
 @router.post(
     "/documents/upload-url",
     status_code=201,
@@ -306,7 +314,7 @@ async def create_upload_url(
             "id": doc_id,
             "upload_url": url,
             "method": "PUT",
-            "headers": {"Content-Type": content_type},
+            "headers": _put_headers(storage, content_type),
             "expires_in": config.url_ttl,
             "max_size": max_size,
             "complete_url": f"/documents/{doc_id}/complete",
