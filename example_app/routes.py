@@ -298,7 +298,8 @@ async def create_upload_url(
         {
             "_id": doc_id,
             "key": key,
-            "upload_key": upload_key,
+            # Where the upload URL writes, when that is not the document's key.
+            "upload_key": upload_key if upload_key != key else None,
             "filename": filename,
             "content_type": content_type,
             "size": None,

@@ -71,21 +71,21 @@ async def sweep(svc: Services, *, now: datetime) -> SweepResult:
             if await _delete(svc, record):
                 await documents.update_one({"_id": record["_id"]}, {"$set": {"purged": True}})
     # Files that can only be strays by now: everything of a failed document, and the
-    # incoming key of a completed one (what a cloud upload URL wrote after complete).
-    leftovers = documents.find(
-        {
-            "status": {"$ne": records.AWAITING_UPLOAD},
-            "purged": {"$ne": True},
-            "created_at": {"$lt": cutoff},
-        }
-    )
-    async for record in leftovers:
-        failed = record.get("status") == records.FAILED
-        if not failed and (record.get("upload_key") or record["key"]) == record["key"]:
-            continue
-        if await _delete(svc, record, main=failed):
-            purged += 1
-            await documents.update_one({"_id": record["_id"]}, {"$set": {"purged": True}})
+    # incoming object of a completed one (what a cloud upload URL wrote after complete).
+    # Each record is purged once, so a pass never rescans old documents.
+    strays: list[tuple[dict[str, Any], bool]] = [
+        ({"status": records.FAILED}, True),
+        (
+            {"status": {"$in": [records.QUEUED, records.PROCESSED]}, "upload_key": {"$ne": None}},
+            False,
+        ),
+    ]
+    for query, everything in strays:
+        found = documents.find({**query, "purged": {"$ne": True}, "created_at": {"$lt": cutoff}})
+        async for record in found:
+            if await _delete(svc, record, main=everything):
+                purged += 1
+                await documents.update_one({"_id": record["_id"]}, {"$set": {"purged": True}})
     if expired or purged:
         log.info(
             "sweeper: %d upload(s) expired, %d failed document file(s) removed", expired, purged
