@@ -128,10 +128,10 @@ async def _enqueue_or_fail(
     return None
 
 
-def _problems(**descriptions: str) -> dict[int | str, dict[str, Any]]:
+def _problems(descriptions: dict[int, str]) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI entries for error answers, each a ``{"detail": ...}`` Problem."""
     return {
-        int(status.lstrip("_")): {"model": Problem, "description": text}
-        for status, text in descriptions.items()
+        status: {"model": Problem, "description": text} for status, text in descriptions.items()
     }
 
 
@@ -143,10 +143,12 @@ def _problems(**descriptions: str) -> dict[int | str, dict[str, Any]]:
     summary="Upload a document (multipart field 'file') for processing",
     responses={
         **_problems(
-            _400="a malformed or truncated form",
-            _413="over the size limit",
-            _415="not multipart/form-data",
-            _422="no file, an empty file, or more than one file",
+            {
+                400: "a malformed or truncated form",
+                413: "over the size limit",
+                415: "not multipart/form-data",
+                422: "no file, an empty file, or more than one file",
+            }
         ),
         503: {"model": NotQueued, "description": "received but not queued, so not kept"},
     },
@@ -258,9 +260,10 @@ def _put_headers(storage: Storage, content_type: str) -> dict[str, str]:
     response_model=UploadTicket,
     summary="Get a presigned PUT URL to upload a file straight to storage",
     responses=_problems(
-        _413="the declared size is over the limit",
-        _422="a bad filename, content type, size or sha256",
-        _501="the storage cannot issue upload URLs",
+        {
+            413: "the declared size is over the limit",
+            501: "the storage cannot issue upload URLs",
+        }
     ),
 )
 async def create_upload_url(
@@ -387,10 +390,12 @@ async def _receive_upload(
     summary="Start processing a file uploaded through an upload URL",
     responses={
         **_problems(
-            _404="no such document",
-            _409="nothing uploaded yet, or the document is no longer awaiting its upload",
-            _413="over the size limit (the file was deleted)",
-            _422="empty, or not the declared size or SHA-256 (the file was deleted)",
+            {
+                404: "no such document",
+                409: "nothing uploaded yet, or the document is no longer awaiting its upload",
+                413: "over the size limit (the file was deleted)",
+                422: "empty, or not the declared size or SHA-256 (the file was deleted)",
+            }
         ),
         503: {"model": NotQueued, "description": "received but not queued, so not kept"},
     },
@@ -464,7 +469,7 @@ async def list_documents(
     "/documents/{doc_id}",
     response_model=Document,
     summary="A document's record (cache first, then the database)",
-    responses=_problems(_404="no such document", _422="not a document id"),
+    responses=_problems({404: "no such document", 422: "not a document id"}),
 )
 async def get_document(
     doc_id: str, db: DatabaseDep, cache: CacheDep, config: ConfigDep
