@@ -7,13 +7,17 @@
 
 ``create_app`` wires cloudrift's lifespan (every backend built once at startup and
 closed at shutdown), the processing worker (a queue consumer run by that lifespan),
-the health endpoints, and, on the ``local`` storage provider, the route serving its
+the sweeper expiring uncompleted direct uploads (``example_app.sweeper``), the health
+endpoints, and, on the ``local`` storage provider, the route serving its
 signed URLs.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import logging
+from collections.abc import AsyncIterator
 from typing import Any
 
 from fastapi import FastAPI
@@ -25,6 +29,7 @@ from cloudrift_fastapi import cloudrift_lifespan, health_router, local_files_rou
 from example_app.config import IntakeConfig, load_settings
 from example_app.routes import router
 from example_app.services import CONFIG_ATTR, services_of
+from example_app.sweeper import run_sweeper
 from example_app.worker import JobHandler
 
 log = logging.getLogger("example_app")
@@ -66,6 +71,18 @@ async def _backend_failure(request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+@contextlib.asynccontextmanager
+async def _sweeping(app: FastAPI) -> AsyncIterator[None]:
+    """The app's own lifespan: the upload sweeper runs while the app does."""
+    task = asyncio.create_task(run_sweeper(lambda: services_of(app)), name="sweeper")
+    try:
+        yield
+    finally:
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
 def create_app(settings: Any = None, config: IntakeConfig | None = None) -> FastAPI:
     """The document-intake app on ``settings`` (a CloudriftSettings; default:
     :func:`~example_app.config.load_settings`) and ``config`` (default: ``INTAKE_*`` env).
@@ -81,6 +98,7 @@ def create_app(settings: Any = None, config: IntakeConfig | None = None) -> Fast
         summary="Upload documents; a worker hashes, counts and previews them and emails a summary.",
         lifespan=cloudrift_lifespan(
             settings,
+            lifespan=_sweeping,
             workers=[
                 queue_worker(
                     JobHandler(lambda: services_of(app)), concurrency=config.worker_concurrency

@@ -53,6 +53,12 @@ class IntakeConfig:
     max_attempts: int = 5
     #: Jobs the worker processes at once (``INTAKE_WORKER_CONCURRENCY``).
     worker_concurrency: int = 4
+    #: Seconds a direct upload (``POST /documents/upload-url``) may stay uncompleted; then
+    #: the sweeper marks it failed and deletes its object (``INTAKE_UPLOAD_TTL``). At
+    #: least ``url_ttl`` + 60, so no PUT can still be arriving.
+    upload_ttl: int = 3600
+    #: Seconds between two sweeps for expired uploads (``INTAKE_SWEEP_INTERVAL``).
+    sweep_interval: int = 60
 
     def __post_init__(self) -> None:
         if self.max_upload_bytes < 1:
@@ -69,6 +75,13 @@ class IntakeConfig:
             )
         if not 1 <= self.url_ttl <= 7 * 24 * 3600:
             raise ConfigurationError("INTAKE_URL_TTL must be between 1 and 604800 seconds")
+        if self.upload_ttl < self.url_ttl + 60:
+            raise ConfigurationError(
+                f"INTAKE_UPLOAD_TTL ({self.upload_ttl}) must be at least INTAKE_URL_TTL + 60 "
+                f"({self.url_ttl + 60}) seconds, so an upload URL expires before its upload does"
+            )
+        if self.sweep_interval < 1:
+            raise ConfigurationError("INTAKE_SWEEP_INTERVAL must be at least 1 second")
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> IntakeConfig:
@@ -86,6 +99,8 @@ class IntakeConfig:
             worker_concurrency=_int(
                 e, "INTAKE_WORKER_CONCURRENCY", d.worker_concurrency, minimum=1
             ),
+            upload_ttl=_int(e, "INTAKE_UPLOAD_TTL", d.upload_ttl, minimum=1),
+            sweep_interval=_int(e, "INTAKE_SWEEP_INTERVAL", d.sweep_interval, minimum=1),
         )
 
 

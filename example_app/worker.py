@@ -1,7 +1,8 @@
 """The background worker: turns a queued document into a processed one.
 
 For each job it streams the stored object once (size, SHA-256, line count, a text
-preview), writes the summary into the record, caches the record, and emails a
+preview), refuses bytes whose SHA-256 differs from the one recorded when the upload
+was accepted, writes the summary into the record, caches the record, and emails a
 notification with the summary attached as JSON. It is safe to run a job twice: a
 processed record is not recomputed and the email goes out once it is recorded as sent
 (at least once, never silently skipped).
@@ -149,6 +150,22 @@ class JobHandler:
                 summary = await summarize(svc.storage, record["key"], svc.config.preview_chars)
             except ObjectNotFoundError:
                 await _mark_failed(svc, doc_id, "the stored file is missing; upload it again")
+                return
+            expected = record.get("sha256")
+            if expected is not None and summary.sha256 != expected:
+                # The bytes are not the ones accepted at upload/complete: replaced
+                # through a still-valid upload URL (cloud presigned PUTs can overwrite
+                # until they expire) or by anyone else. Never process or serve them.
+                await _mark_failed(
+                    svc,
+                    doc_id,
+                    "the stored file changed after it was accepted (its SHA-256 no longer "
+                    "matches), so it was deleted; upload it again",
+                )
+                try:
+                    await svc.storage.delete(record["key"])
+                except CloudRiftError as exc:
+                    log.error("document %s: could not delete it (%s)", doc_id, type(exc).__name__)
                 return
             await documents.update_one(
                 {"_id": doc_id},

@@ -10,7 +10,8 @@
   ``.cloudrift/`` are reserved.
 * With ``base_url`` set, ``presigned_url`` issues HMAC-SHA256-signed, expiring URLs
   (``{base_url}/{quoted key}?method=GET&expires=<unix>&signature=<hex>``) that an HTTP
-  route (``cloudrift_fastapi``) checks with :meth:`LocalStorage.verify_presigned`.
+  route (``cloudrift_fastapi``) checks with :meth:`LocalStorage.verify_presigned`;
+  ``presigned_upload_url`` adds signed upload limits (a size cap, create-only).
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ import secrets
 import shutil
 import stat
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -36,6 +37,7 @@ from urllib.parse import quote
 from cloudrift.core.exceptions import (
     ConfigurationError,
     FeatureNotSupportedError,
+    InvalidArgumentError,
     InvalidKeyError,
     InvalidRangeError,
     ObjectExistsError,
@@ -49,6 +51,7 @@ from cloudrift.storage.base import (
     ObjectInfo,
     PresignMethod,
     Storage,
+    guess_content_type,
     validate_key,
 )
 
@@ -417,12 +420,29 @@ class LocalStorage(Storage):
 
     # ------------------------------------------------------------ signed URLs
 
-    def _signature(self, key: str, method: str, expires: int, content_type: str | None) -> str:
-        message = f"{method}\n{key}\n{expires}\n{content_type or ''}".encode()
+    def _signature(
+        self,
+        key: str,
+        method: str,
+        expires: int,
+        content_type: str | None,
+        max_size: int | None = None,
+        if_not_exists: bool = False,
+    ) -> str:
+        message = (
+            f"{method}\n{key}\n{expires}\n{content_type or ''}\n{max_size or ''}\n"
+            f"{'create-only' if if_not_exists else ''}"
+        ).encode()
         return hmac.new(self._signing_key.reveal().encode(), message, hashlib.sha256).hexdigest()
 
-    async def _presign(
-        self, key: str, expires_in: int, method: PresignMethod, content_type: str | None
+    def _signed_url(
+        self,
+        key: str,
+        method: str,
+        expires: int,
+        content_type: str | None,
+        max_size: int | None = None,
+        if_not_exists: bool = False,
     ) -> str:
         if self.base_url is None:
             raise FeatureNotSupportedError(
@@ -430,15 +450,53 @@ class LocalStorage(Storage):
                 "base_url='http://host:port/files' (the route that serves them)"
             )
         self._path(key)
-        expires = int(time.time()) + expires_in
-        sig = self._signature(key, method, expires, content_type)
+        sig = self._signature(key, method, expires, content_type, max_size, if_not_exists)
         url = (
             f"{self.base_url.rstrip('/')}/{quote(key, safe='/')}"
             f"?method={method}&expires={expires}&signature={sig}"
         )
         if content_type is not None:
             url += f"&content_type={quote(content_type, safe='')}"
+        if max_size is not None:
+            url += f"&max_size={max_size}"
+        if if_not_exists:
+            url += "&if_not_exists=1"
         return url
+
+    async def _presign(
+        self, key: str, expires_in: int, method: PresignMethod, content_type: str | None
+    ) -> str:
+        return self._signed_url(key, method, int(time.time()) + expires_in, content_type)
+
+    async def presigned_upload_url(
+        self,
+        key: str,
+        *,
+        expires_in: int = 3600,
+        content_type: str | None = None,
+        max_size: int | None = None,
+        if_not_exists: bool = False,
+    ) -> str:
+        """A presigned PUT URL whose signature also carries upload limits, enforced by
+        the route serving it (``cloudrift_fastapi.local_files_router``).
+
+        ``max_size``: a body over this many bytes is refused (413) while it streams and
+        nothing is stored. ``if_not_exists``: the URL only creates the object; once one
+        exists under ``key`` the PUT is refused (412) and the object is left unchanged,
+        so a URL cannot overwrite a file after it was uploaded. Raises
+        InvalidArgumentError for a ``max_size`` that is not a positive int, and what
+        ``presigned_url`` raises otherwise.
+        """
+        if max_size is not None and (
+            isinstance(max_size, bool) or not isinstance(max_size, int) or max_size < 1
+        ):
+            raise InvalidArgumentError(
+                f"max_size must be a positive int (bytes) or None, got {max_size!r}"
+            )
+        # The contract's checks (key, expiry range, content type, closed state) first.
+        await self.presigned_url(key, expires_in, "PUT", content_type)
+        expires = int(time.time()) + expires_in
+        return self._signed_url(key, "PUT", expires, content_type, max_size, if_not_exists)
 
     def verify_presigned(
         self,
@@ -448,25 +506,61 @@ class LocalStorage(Storage):
         expires: int,
         signature: str,
         content_type: str | None = None,
+        max_size: int | None = None,
+        if_not_exists: bool = False,
     ) -> None:
         """Accept a presigned request or raise StoragePermissionError saying why not.
 
-        The signature covers method, key, expiry and content type, so a changed method
-        or a tampered parameter fails the check; a valid but past expiry raises a
+        The signature covers method, key, expiry, content type and the upload limits
+        (``max_size``, ``if_not_exists``), so a changed method or a tampered or dropped
+        parameter fails the check; a valid but past expiry raises a
         StoragePermissionError that says the URL expired.
         """
         validate_key(key)
         self._path(key)
         if not isinstance(signature, str) or not isinstance(expires, int):
             raise StoragePermissionError("malformed presigned URL: missing signature or expiry")
-        expected = self._signature(key, method.upper(), expires, content_type)
+        expected = self._signature(
+            key, method.upper(), expires, content_type, max_size, if_not_exists
+        )
         if not hmac.compare_digest(expected, signature):
             raise StoragePermissionError(
-                "presigned URL signature does not match (wrong key, method, expiry or "
-                "content type, or issued by another server); ask for a new URL"
+                "presigned URL signature does not match (wrong key, method, expiry, content "
+                "type or limits, or issued by another server); ask for a new URL"
             )
         if expires < int(time.time()):
             raise StoragePermissionError("presigned URL has expired; ask for a new one")
+
+    async def create_from_stream(
+        self, key: str, parts: AsyncIterable[bytes], *, content_type: str | None = None
+    ) -> None:
+        """Store what ``parts`` yields under ``key`` only if no object exists there
+        (the streaming form of ``upload(..., if_not_exists=True)``, used by the route
+        serving create-only presigned PUTs).
+
+        Raises ObjectExistsError naming the key, before reading ``parts`` when the
+        object already exists, and atomically at the end if one appeared meanwhile
+        (the existing object is never replaced). If ``parts`` raises, nothing is stored
+        and the error propagates.
+        """
+        validate_key(key)
+        ctype = guess_content_type(key, content_type)
+        self._ensure_open()
+        if await self._exists(key):
+            raise ObjectExistsError(key)
+        tmp = self._new_tmp()
+        fh = await self._run(open, tmp, "wb")
+        try:
+            try:
+                async for part in parts:
+                    await self._run(fh.write, part)
+            finally:
+                await self._run(fh.close)
+            await self._run(self._place, tmp, key, True)
+            await self._run(self._write_meta, key, ctype, {})
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
 
 
 __all__ = ["LocalStorage"]

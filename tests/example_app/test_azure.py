@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 
+import httpx
 import pytest
 
 from cloudrift.config import CloudriftSettings
@@ -117,3 +118,25 @@ async def test_full_flow_on_azurite_service_bus_acs_and_redis_server(
     assert [a["name"] for a in mail["attachments"]] == [f"summary-{doc_id}.json"]
     summary = json.loads(base64.b64decode(mail["attachments"][0]["contentInBase64"]))
     assert summary["summary"]["sha256"] == body["summary"]["sha256"]
+
+
+async def test_a_direct_upload_to_azurite_with_the_ticket_headers_is_accepted(
+    azure_standins: CloudriftSettings,
+) -> None:
+    """upload-url on Azure: PUTting with exactly the ticket's headers works (Azure needs
+    x-ms-blob-type), and a PUT after complete never reaches the document's file."""
+    original = b"straight to azure\n"
+    app = create_app(azure_standins, IntakeConfig())
+    async with running(app) as client, httpx.AsyncClient() as azure:
+        offer = await client.post("/documents/upload-url", json={"filename": "az.txt"})
+        assert offer.status_code == 201, offer.text
+        ticket = offer.json()
+        put = await azure.put(ticket["upload_url"], content=original, headers=ticket["headers"])
+        assert put.status_code == 201, put.text
+        done = await client.post(ticket["complete_url"])
+        assert done.status_code == 202, done.text
+        late = await azure.put(ticket["upload_url"], content=b"swap", headers=ticket["headers"])
+        assert late.status_code == 201
+        storage = app.state.cloudrift.storage()
+        stored = await storage.download(f"documents/{ticket['id']}")
+    assert stored == original

@@ -60,7 +60,7 @@ async def _records(app: FastAPI) -> list[dict[str, object]]:
                 "headers": {"content-type": "multipart/form-data; boundary=b"},
             },
             400,
-            "ended before the file did",
+            "the upload body is truncated",
             id="truncated-body",
         ),
         pytest.param(

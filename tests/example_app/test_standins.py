@@ -8,12 +8,15 @@ built by exactly the same ``create_app`` as the demo; only the settings file dif
 from __future__ import annotations
 
 import email
+import hashlib
 import json
+from datetime import UTC, datetime, timedelta
 from email.utils import parseaddr
 from pathlib import Path
 from typing import Any
 
 import boto3
+import httpx
 import pytest
 from moto.core import DEFAULT_ACCOUNT_ID
 from moto.ses.models import RawMessage, ses_backends
@@ -21,7 +24,15 @@ from moto.ses.models import RawMessage, ses_backends
 from cloudrift.config import CloudriftSettings
 from example_app import create_app, records
 from example_app.config import SETTINGS_DIR, IntakeConfig
-from tests.example_app.conftest import demo_settings, fetch_over_network, full_flow, running
+from example_app.services import services_of
+from example_app.sweeper import sweep
+from tests.example_app.conftest import (
+    demo_settings,
+    fetch_over_network,
+    full_flow,
+    running,
+    wait_for_status,
+)
 from tests.servers.moto import MotoEndpoint
 from tests.servers.redis import RedisServer
 
@@ -125,3 +136,31 @@ async def test_demo_with_a_redis_queue_and_cache_set_by_env_vars_only(
         groups = direct.xinfo_groups("intake-jobs")
         assert [g["last-delivered-id"] != b"0-0" for g in groups] == [True]
         assert direct.xlen("intake-jobs") == 0
+
+
+async def test_an_s3_upload_url_cannot_change_the_file_after_complete(
+    aws_standins: CloudriftSettings, moto: MotoEndpoint
+) -> None:
+    """On S3 the upload URL writes an incoming key that complete moves away from: a PUT
+    after complete (S3 accepts it) never reaches the processed file, and the sweeper
+    removes the stray object once the document is older than upload_ttl."""
+    original = b"the accepted bytes\n"
+    app = create_app(aws_standins, IntakeConfig(url_ttl=60, upload_ttl=600))
+    async with running(app) as client, httpx.AsyncClient() as s3:
+        offer = await client.post("/documents/upload-url", json={"filename": "s3.txt"})
+        assert offer.status_code == 201, offer.text
+        ticket = offer.json()
+        put = await s3.put(ticket["upload_url"], content=original, headers=ticket["headers"])
+        assert put.status_code == 200, put.text
+        assert (await client.post(ticket["complete_url"])).status_code == 202
+        late = await s3.put(ticket["upload_url"], content=b"swapped", headers=ticket["headers"])
+        assert late.status_code == 200  # S3 cannot refuse it...
+        body = await wait_for_status(client, ticket["id"])
+        result = await sweep(services_of(app), now=datetime.now(UTC) + timedelta(seconds=610))
+    doc_id = ticket["id"]
+    assert body["summary"]["sha256"] == hashlib.sha256(original).hexdigest()  # ...unseen
+    stored = _aws(moto, "s3").get_object(Bucket="intake", Key=f"documents/{doc_id}")
+    assert stored["Body"].read() == original
+    listed = _aws(moto, "s3").list_objects_v2(Bucket="intake", Prefix="documents/incoming/")
+    assert listed.get("KeyCount") == 0
+    assert result.purged == 1

@@ -168,3 +168,32 @@ async def test_jobs_without_a_valid_id_are_dropped_without_touching_anything(
     await JobHandler(lambda: svc)(job(bad))
     assert svc.email.outbox == []  # type: ignore[attr-defined]
     assert await svc.documents.count_documents({}) == 0
+
+
+async def test_bytes_changed_after_they_were_accepted_are_never_processed(svc: Services) -> None:
+    """A stored file whose SHA-256 differs from the one recorded at upload/complete (an
+    overwrite through a still-valid cloud upload URL) fails the document, deletes the
+    file and sends no email."""
+    handler = JobHandler(lambda: svc)
+    doc_id = await stored(svc, b"replaced by someone else")
+    accepted = hashlib.sha256(b"the bytes that were accepted").hexdigest()
+    await svc.documents.update_one({"_id": doc_id}, {"$set": {"sha256": accepted}})
+    await handler(job(doc_id))
+    record = await svc.documents.find_one({"_id": doc_id})
+    assert record["status"] == records.FAILED
+    assert "changed after it was accepted" in record["error"]
+    assert "summary" not in record
+    assert not await svc.storage.exists(f"documents/{doc_id}")
+    assert svc.email.outbox == []  # type: ignore[attr-defined]
+
+
+async def test_bytes_matching_the_accepted_hash_are_processed(svc: Services) -> None:
+    """The recorded SHA-256 of the accepted bytes lets the job through unchanged."""
+    handler = JobHandler(lambda: svc)
+    doc_id = await stored(svc, b"kept as accepted")
+    accepted = hashlib.sha256(b"kept as accepted").hexdigest()
+    await svc.documents.update_one({"_id": doc_id}, {"$set": {"sha256": accepted}})
+    await handler(job(doc_id))
+    record = await svc.documents.find_one({"_id": doc_id})
+    assert record["status"] == records.PROCESSED
+    assert record["summary"]["sha256"] == accepted

@@ -1,18 +1,23 @@
-"""The local storage's signed URLs served by local_files_router: GET, PUT, and 403s."""
+"""The local storage's signed URLs served by local_files_router: GET, HEAD, PUT, the
+signed upload limits (size cap, create-only), and 403s."""
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit, urlunsplit
 
+import httpx
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 
 from cloudrift.config import CloudriftSettings
-from cloudrift.core.exceptions import ConfigurationError
+from cloudrift.core.exceptions import ConfigurationError, InvalidArgumentError
 from cloudrift.storage import Storage
+from cloudrift.storage.local import LocalStorage
 from cloudrift_fastapi import cloudrift_lifespan, local_files_router
 
 SIGNING_KEY = "local-signing-key-for-tests"
@@ -161,3 +166,161 @@ def test_router_needs_a_base_url_with_a_path(tmp_path: Path) -> None:
     )
     with pytest.raises(ConfigurationError, match="has no path"):
         local_files_router(root)
+
+
+def _tmp_files(settings: CloudriftSettings) -> list[Path]:
+    root = Path(str(settings.backend("storage").options["root_dir"]))
+    return [p for p in root.rglob("*") if p.is_file() and "meta" not in p.parts]
+
+
+def _upload_url(client: TestClient, key: str, **limits: object) -> str:
+    storage = _storage(client)
+    url: str = client.portal.call(
+        lambda: storage.presigned_upload_url(key, expires_in=60, **limits)  # type: ignore[attr-defined]
+    )
+    return url
+
+
+def test_head_on_a_signed_get_url_answers_the_headers_without_a_body(client: TestClient) -> None:
+    """HEAD on a GET URL: 200 with length, type, ETag and Last-Modified, and no body."""
+    storage = _storage(client)
+    client.portal.call(lambda: storage.upload("h/é.txt", b"hello", content_type="text/plain"))
+    url = client.portal.call(lambda: storage.presigned_url("h/é.txt", expires_in=60))
+    response = client.head(url)
+    assert response.status_code == 200
+    assert response.content == b""
+    assert response.headers["content-length"] == "5"
+    assert response.headers["content-type"].startswith("text/plain")
+    assert response.headers["etag"] == client.get(url).headers["etag"]
+    assert response.headers["last-modified"].endswith("GMT")
+
+
+def test_head_checks_the_signature_like_get(client: TestClient) -> None:
+    """HEAD with a tampered, PUT-signed or unsigned URL is 403; a missing object 404."""
+    storage = _storage(client)
+    client.portal.call(storage.upload, "k.txt", b"v")
+    url = client.portal.call(lambda: storage.presigned_url("k.txt", expires_in=60))
+    put_url = client.portal.call(lambda: storage.presigned_url("k.txt", method="PUT"))
+    ghost = client.portal.call(lambda: storage.presigned_url("ghost.txt", expires_in=60))
+    assert client.head(_tamper(url, signature="0" * 64)).status_code == 403
+    assert client.head(put_url).status_code == 403
+    assert client.head("/files/k.txt").status_code == 403
+    missing = client.head(ghost)
+    assert missing.status_code == 404
+    assert missing.content == b""
+
+
+def test_a_create_only_url_uploads_once_and_then_answers_412(client: TestClient) -> None:
+    """if_not_exists: the first PUT stores the body; a second is 412, the bytes unchanged."""
+    storage = _storage(client)
+    url = _upload_url(client, "once.txt", if_not_exists=True)
+    assert client.put(url, content=b"first").status_code == 200
+    second = client.put(url, content=b"overwrite")
+    assert second.status_code == 412
+    assert "already been uploaded" in second.json()["detail"]
+    assert client.portal.call(storage.download, "once.txt") == b"first"
+
+
+def test_a_create_only_url_never_replaces_an_object_written_meanwhile(
+    client: TestClient, settings: CloudriftSettings
+) -> None:
+    """An object appearing while the body streams wins: the PUT is 412, nothing replaced."""
+    storage = _storage(client)
+    url = _upload_url(client, "race.txt", if_not_exists=True)
+    root = Path(str(settings.backend("storage").options["root_dir"]))
+
+    def body() -> Iterator[bytes]:
+        yield b"late "
+        (root / "race.txt").write_bytes(b"written meanwhile")  # another writer
+        yield b"bytes"
+
+    assert client.put(url, content=body()).status_code == 412
+    assert client.portal.call(storage.download, "race.txt") == b"written meanwhile"
+
+
+def test_a_body_over_the_signed_size_cap_is_413_and_nothing_is_stored(
+    client: TestClient, settings: CloudriftSettings
+) -> None:
+    """max_size: a Content-Length one byte over is refused; the cap itself is accepted."""
+    storage = _storage(client)
+    url = _upload_url(client, "capped.bin", max_size=1000, if_not_exists=True)
+    response = client.put(url, content=b"x" * 1001)
+    assert response.status_code == 413
+    assert "limit of 1000 bytes" in response.json()["detail"]
+    assert not client.portal.call(storage.exists, "capped.bin")
+    assert _tmp_files(settings) == []
+    # The refused attempt left nothing, so the create-only URL still works.
+    assert client.put(url, content=b"y" * 1000).status_code == 200
+
+
+async def test_a_streamed_body_over_the_cap_is_413_before_it_is_all_read(
+    settings: CloudriftSettings,
+) -> None:
+    """Without Content-Length the cap is enforced while streaming: 413, most of the body
+    never read, no object and no temp file left."""
+    app = FastAPI(lifespan=cloudrift_lifespan(settings))
+    app.include_router(local_files_router(settings))
+    pulled = 0
+
+    async def body() -> AsyncIterator[bytes]:
+        nonlocal pulled
+        for _ in range(1000):
+            pulled += 1
+            yield b"x" * 100
+
+    async with app.router.lifespan_context(app):
+        storage = app.state.cloudrift.storage()
+        url = await storage.presigned_upload_url("capped.bin", max_size=1000)
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+            response = await http.put(url, content=body())
+        assert not await storage.exists("capped.bin")
+    assert response.status_code == 413
+    assert pulled < 20
+    assert _tmp_files(settings) == []
+
+
+def test_upload_limits_are_signed(client: TestClient) -> None:
+    """Dropping or changing max_size or if_not_exists breaks the signature (403)."""
+    storage = _storage(client)
+    url = _upload_url(client, "signed.bin", max_size=10, if_not_exists=True)
+    for forged in (
+        url.replace("&max_size=10", ""),
+        url.replace("max_size=10", "max_size=99999"),
+        url.replace("&if_not_exists=1", ""),
+        url.replace("if_not_exists=1", "if_not_exists=0"),
+    ):
+        assert client.put(forged, content=b"x" * 50).status_code == 403, forged
+    assert not client.portal.call(storage.exists, "signed.bin")
+
+
+@pytest.mark.parametrize("bad", [0, -1, True, 1.5, "10"])
+async def test_presigned_upload_url_refuses_a_bad_max_size(tmp_path: Path, bad: object) -> None:
+    """max_size must be a positive int: InvalidArgumentError naming it otherwise."""
+    storage = LocalStorage(root_dir=tmp_path, base_url="/files")
+    async with storage:
+        with pytest.raises(InvalidArgumentError, match="max_size"):
+            await storage.presigned_upload_url("k", max_size=bad)  # type: ignore[arg-type]
+
+
+async def test_create_from_stream_lets_exactly_one_of_two_concurrent_writers_win(
+    tmp_path: Path,
+) -> None:
+    """Two concurrent create-only streams: one stores its bytes, the other gets
+    ObjectExistsError; the stored object is one writer's, whole."""
+    storage = LocalStorage(root_dir=tmp_path)
+
+    async def parts(tag: bytes) -> AsyncIterator[bytes]:
+        for _ in range(50):
+            await asyncio.sleep(0)
+            yield tag * 1000
+
+    async with storage:
+        results = await asyncio.gather(
+            storage.create_from_stream("c.bin", parts(b"a")),
+            storage.create_from_stream("c.bin", parts(b"b")),
+            return_exceptions=True,
+        )
+        stored = await storage.download("c.bin")
+    assert sorted(type(r).__name__ for r in results) == ["NoneType", "ObjectExistsError"]
+    assert stored in (b"a" * 50_000, b"b" * 50_000)
