@@ -7,13 +7,19 @@ import asyncio
 import math
 from typing import Any
 
+from dependency_injector import errors as di_errors
 from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from cloudrift.core import categories
+from cloudrift.core.categories import CategorySpec
 from cloudrift.core.exceptions import BackendClosedError, ConfigurationError
-from cloudrift_fastapi.container import check_backend, provider_for
-from cloudrift_fastapi.lifespan import STATE_ATTR
+from cloudrift_fastapi.container import STATE_ATTR, UNRESOLVED, check_backend, provider_for
+from cloudrift_fastapi.deps import dependency, resolve_override
+
+# Stands for "nothing serves this backend".
+_ABSENT = object()
 
 
 async def _probe(category: str, backend: Any, limit: float) -> dict[str, Any]:
@@ -32,23 +38,70 @@ async def _probe(category: str, backend: Any, limit: float) -> dict[str, Any]:
     return {"status": "down", "reason": "service did not answer"}
 
 
+async def injected(app: Any, spec: CategorySpec, name: str | None) -> Any:
+    """What routes receive for ``spec``'s backend ``name`` (None: the default): an
+    ``app.dependency_overrides`` entry first, then the container's provider.
+
+    ``UNRESOLVED`` for an override known only per request, ``_ABSENT`` for nothing.
+    """
+    overrides = getattr(app, "dependency_overrides", None) or {}
+    dep = dependency(spec.backend.key, name)
+    if dep in overrides:
+        return await resolve_override(overrides[dep])
+    try:
+        return provider_for(getattr(app.state, STATE_ATTR), spec.name, name)()
+    except (di_errors.Error, ConfigurationError):
+        return _ABSENT
+
+
+async def _targets(app: Any) -> list[tuple[str, str, CategorySpec, Any, str | None]]:
+    """``(category, name, spec, backend, configured provider)`` of every backend served."""
+    settings = getattr(app.state, STATE_ATTR).settings()
+    targets: list[tuple[str, str, CategorySpec, Any, str | None]] = []
+    for spec in categories.specs():
+        section = settings.section(spec.name)
+        if section is None:
+            # Not configured, but a test may serve one (an override): report what it is.
+            backend = await injected(app, spec, None)
+            if backend is not _ABSENT:
+                targets.append((spec.name, "default", spec, backend, None))
+            continue
+        for name, config in section.backends.items():
+            key = None if name == section.default else name
+            backend = await injected(app, spec, key)
+            targets.append((spec.name, name, spec, backend, config.provider))
+    return targets
+
+
 async def readiness(app: Any, limit: float) -> tuple[bool, dict[str, dict[str, Any]]]:
     """Probe every backend of ``app`` concurrently, each within ``limit`` seconds:
-    (all ok, status by ``category.name``)."""
+    (all ok, status by ``category.name``).
+
+    What is probed and reported is what routes actually receive: an overridden
+    backend's replacement (its own provider name), overridden categories the settings
+    do not configure included. An override that needs a request cannot be probed: it
+    is reported ``"skipped"`` and does not make the app unready.
+    """
     box = getattr(app.state, STATE_ATTR, None)
     if box is None:
         return False, {}
-    settings = box.settings()
-    targets: list[tuple[str, str, str, Any]] = []
-    for category, name, config in settings.iter_backends():
-        targets.append((category, name, config.provider, provider_for(box, category, name)()))
-    results = await asyncio.gather(
-        *(_probe(category, backend, limit) for category, _, _, backend in targets)
-    )
+    targets = await _targets(app)
+
+    async def probe(category: str, backend: Any) -> dict[str, Any]:
+        if backend is UNRESOLVED:
+            return {"status": "skipped", "reason": "overridden per request; not checked"}
+        if backend is _ABSENT:
+            return {"status": "down", "reason": "not started"}
+        return await _probe(category, backend, limit)
+
+    results = await asyncio.gather(*(probe(c, b) for c, _, _, b, _ in targets))
     report: dict[str, dict[str, Any]] = {}
-    for (category, name, provider, _), result in zip(targets, results, strict=True):
+    for (category, name, spec, backend, configured), result in zip(targets, results, strict=True):
+        known = backend is not UNRESOLVED and backend is not _ABSENT
+        provider = (spec.provider_of(backend) if known else None) or configured
+        provider = provider or (type(backend).__name__ if known else "overridden")
         report[f"{category}.{name}"] = {"provider": provider, **result}
-    return all(r["status"] == "ok" for r in results), report
+    return all(r["status"] in ("ok", "skipped") for r in results), report
 
 
 def health_router(
