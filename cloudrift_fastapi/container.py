@@ -118,7 +118,8 @@ async def _verify(settings: CloudriftSettings, category: str, name: str, backend
     what = f"{category} backend {name!r} ({settings.backend(category, name).provider})"
     if spec.diagnose is not None:
         # The probe only says no; the category's diagnosis raises why (no credentials,
-        # permission denied, unreachable host), which is what an operator needs.
+        # permission denied, unreachable host), which is what an operator needs. It runs
+        # only after a failed probe, so a healthy startup contacts each service once.
         try:
             await call_hook(spec.diagnose, backend)
         except CloudRiftError:

@@ -97,9 +97,10 @@ async def readiness(app: Any, limit: float) -> tuple[bool, dict[str, dict[str, A
     results = await asyncio.gather(*(probe(c, b) for c, _, _, b, _ in targets))
     report: dict[str, dict[str, Any]] = {}
     for (category, name, spec, backend, configured), result in zip(targets, results, strict=True):
-        known = backend is not UNRESOLVED and backend is not _ABSENT
-        provider = (spec.provider_of(backend) if known else None) or configured
-        provider = provider or (type(backend).__name__ if known else "overridden")
+        if backend is UNRESOLVED or backend is _ABSENT:
+            provider = "overridden" if backend is UNRESOLVED else configured or "none"
+        else:
+            provider = spec.provider_of(backend) or configured or type(backend).__name__
         report[f"{category}.{name}"] = {"provider": provider, **result}
     return all(r["status"] in ("ok", "skipped") for r in results), report
 

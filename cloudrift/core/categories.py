@@ -204,11 +204,6 @@ def register(spec: CategorySpec) -> None:
     Raises ConfigurationError for a name, provider key or dependency name already taken,
     or once the settings model exists.
     """
-    if _sealed:
-        raise ConfigurationError(
-            f"category {spec.name!r} registered too late: register categories before "
-            "cloudrift.config.CloudriftSettings is first used"
-        )
     if spec.name in _registry:
         raise ConfigurationError(f"category {spec.name!r} is already registered")
     taken = {slot.key for s in _registry.values() for slot in s.slots}
@@ -219,6 +214,11 @@ def register(spec: CategorySpec) -> None:
             raise ConfigurationError(
                 f"category {spec.name!r}: {', '.join(sorted(clash))} already used by another"
             )
+    if _sealed:
+        raise ConfigurationError(
+            f"category {spec.name!r} registered too late: register categories before "
+            "cloudrift.config.CloudriftSettings is first used"
+        )
     _registry[spec.name] = spec
 
 
