@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+from dataclasses import dataclass
 from typing import Any
 
 from dependency_injector import errors as di_errors
@@ -54,23 +55,50 @@ async def injected(app: Any, spec: CategorySpec, name: str | None) -> Any:
         return _ABSENT
 
 
-async def _targets(app: Any) -> list[tuple[str, str, CategorySpec, Any, str | None]]:
-    """``(category, name, spec, backend, configured provider)`` of every backend served."""
+@dataclass(frozen=True)
+class _Target:
+    """One backend health reports on: what routes receive, and what the settings say."""
+
+    spec: CategorySpec
+    name: str
+    backend: Any
+    configured: str | None  # the provider the settings name (None: not configured)
+
+    @property
+    def provider(self) -> str:
+        """The provider of what is served: the object's own, else the configured one."""
+        if self.backend is UNRESOLVED:
+            return "overridden"
+        if self.backend is _ABSENT:
+            return self.configured or "none"
+        found = self.spec.provider_of(self.backend) or self.configured
+        return found or type(self.backend).__name__
+
+
+async def _targets(app: Any) -> list[_Target]:
+    """Every backend served: the configured ones, and overridden unconfigured categories."""
     settings = getattr(app.state, STATE_ATTR).settings()
-    targets: list[tuple[str, str, CategorySpec, Any, str | None]] = []
+    targets: list[_Target] = []
     for spec in categories.specs():
         section = settings.section(spec.name)
         if section is None:
             # Not configured, but a test may serve one (an override): report what it is.
             backend = await injected(app, spec, None)
             if backend is not _ABSENT:
-                targets.append((spec.name, "default", spec, backend, None))
+                targets.append(_Target(spec, "default", backend, None))
             continue
         for name, config in section.backends.items():
-            key = None if name == section.default else name
-            backend = await injected(app, spec, key)
-            targets.append((spec.name, name, spec, backend, config.provider))
+            backend = await injected(app, spec, None if name == section.default else name)
+            targets.append(_Target(spec, name, backend, config.provider))
     return targets
+
+
+async def _status(target: _Target, limit: float) -> dict[str, Any]:
+    if target.backend is UNRESOLVED:
+        return {"status": "skipped", "reason": "overridden per request; not checked"}
+    if target.backend is _ABSENT:
+        return {"status": "down", "reason": "not started"}
+    return await _probe(target.spec.name, target.backend, limit)
 
 
 async def readiness(app: Any, limit: float) -> tuple[bool, dict[str, dict[str, Any]]]:
@@ -78,30 +106,18 @@ async def readiness(app: Any, limit: float) -> tuple[bool, dict[str, dict[str, A
     (all ok, status by ``category.name``).
 
     What is probed and reported is what routes actually receive: an overridden
-    backend's replacement (its own provider name), overridden categories the settings
-    do not configure included. An override that needs a request cannot be probed: it
-    is reported ``"skipped"`` and does not make the app unready.
+    backend's replacement (under its own provider name), and overridden categories the
+    settings do not configure too. An override that needs a request cannot be probed:
+    it is reported ``"skipped"`` and does not make the app unready.
     """
-    box = getattr(app.state, STATE_ATTR, None)
-    if box is None:
+    if getattr(app.state, STATE_ATTR, None) is None:
         return False, {}
     targets = await _targets(app)
-
-    async def probe(category: str, backend: Any) -> dict[str, Any]:
-        if backend is UNRESOLVED:
-            return {"status": "skipped", "reason": "overridden per request; not checked"}
-        if backend is _ABSENT:
-            return {"status": "down", "reason": "not started"}
-        return await _probe(category, backend, limit)
-
-    results = await asyncio.gather(*(probe(c, b) for c, _, _, b, _ in targets))
-    report: dict[str, dict[str, Any]] = {}
-    for (category, name, spec, backend, configured), result in zip(targets, results, strict=True):
-        if backend is UNRESOLVED or backend is _ABSENT:
-            provider = "overridden" if backend is UNRESOLVED else configured or "none"
-        else:
-            provider = spec.provider_of(backend) or configured or type(backend).__name__
-        report[f"{category}.{name}"] = {"provider": provider, **result}
+    results = await asyncio.gather(*(_status(t, limit) for t in targets))
+    report = {
+        f"{t.spec.name}.{t.name}": {"provider": t.provider, **result}
+        for t, result in zip(targets, results, strict=True)
+    }
     return all(r["status"] in ("ok", "skipped") for r in results), report
 
 

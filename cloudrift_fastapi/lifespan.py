@@ -84,11 +84,13 @@ def cloudrift_lifespan(
         backends = BackendSet(current, box, verify=verify, skip=skip)
         await backends.start()
         running = RunningWorkers()
+        overridden: list[Any] = []
         try:
             for key, name, value in late:
                 provider = slot_provider(box, key, name)  # reports a name not configured
                 if value is not UNRESOLVED:
                     provider.override(providers.Object(value))
+                    overridden.append(provider)
             if wire_list:
                 box.wire(modules=wire_list)
             setattr(app.state, STATE_ATTR, box)
@@ -107,6 +109,8 @@ def cloudrift_lifespan(
                     delattr(app.state, STATE_ATTR)
                 if wire_list:
                     box.unwire()
+                for provider in reversed(overridden):  # an app's own container is reused
+                    provider.reset_last_overriding()
                 await backends.stop()
 
     return run
