@@ -95,8 +95,9 @@ def dependency(key: str, name: str | None = None) -> Dependency[Any]:
         serve.__name__ = f"{key}_dep_{name}"
         serve.__doc__ = f"The {key} of the {spec.name} backend named {name!r}."
     serve.__qualname__ = serve.__name__
+    _DEPS[(key, name)] = serve
     _SLOT_OF[serve] = (key, name)
-    return _DEPS.setdefault((key, name), serve)
+    return serve
 
 
 def named_dependency(key: str) -> Callable[[str], Dependency[Any]]:
