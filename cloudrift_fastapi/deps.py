@@ -83,7 +83,7 @@ def dependency(key: str, name: str | None = None) -> Dependency[Any]:
     found = _DEPS.get((key, name))
     if found is not None:
         return found
-    spec, slot = categories.slot(key)  # KeyError for an unknown key
+    spec, slot = categories.slot(key)  # refuses an unknown key, listing the valid ones
 
     async def serve(request: HTTPConnection) -> Any:
         return _resolve(slot_provider(container_of(request), key, name), key)

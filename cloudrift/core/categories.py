@@ -248,12 +248,13 @@ def get(name: str) -> CategorySpec:
 
 
 def slot(key: str) -> tuple[CategorySpec, Slot]:
-    """The category and slot served under ``key`` (``"mongodb"``, ``"database"``, ...)."""
+    """The category and slot served under ``key`` (``"mongodb"``, ``"database"``, ...);
+    ConfigurationError listing the keys if there is none."""
     for spec in _registry.values():
         for found in spec.slots:
             if found.key == key:
                 return spec, found
-    raise KeyError(key)
+    raise ConfigurationError(f"unknown backend kind {key!r}; kinds: {', '.join(slot_keys())}")
 
 
 def slot_keys() -> tuple[str, ...]:

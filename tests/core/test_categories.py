@@ -207,3 +207,11 @@ def test_registry_import_is_light() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT
     ).stdout
     assert out.strip() == "[]"
+
+
+def test_unknown_slot_lists_the_known_ones() -> None:
+    """A dependency of a kind nobody serves is refused with the valid kinds."""
+    from cloudrift_fastapi.deps import dependency
+
+    with pytest.raises(ConfigurationError, match="unknown backend kind 'blob'; kinds: storage"):
+        dependency("blob")
