@@ -9,6 +9,11 @@ nothing is imported until a backend is built, so importing this module stays fre
 
 The thing a category hands to routes is a :class:`Slot`: its backend, plus any *views*
 derived from it (a document client's configured database).
+
+A built-in category is an entry in ``_BUILTIN``; a plugin calls :func:`register` before
+the settings model is first used (it is built from the registry once). The typed
+module-level names in ``cloudrift_fastapi.deps`` (``get_storage_dep``...) exist for type
+checkers; a category without them is still served under the names its slots declare.
 """
 
 from __future__ import annotations
@@ -137,6 +142,8 @@ def _slot(key: str, interface: str | None = None, **more: Any) -> Slot:
     return Slot(key, f"get_{key}_dep", f"{key}_dep", f"{title}Dep", interface, **more)
 
 
+# ``diagnose="._health"``: each provider's health hook raises the translated error
+# (no credentials, permission denied, unreachable) that ``health_check()`` turns into False.
 _BUILTIN: Final = (
     CategorySpec(
         name="storage",
