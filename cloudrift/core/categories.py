@@ -99,7 +99,7 @@ class CategorySpec:
     memory: Mapping[str, Any] = field(default_factory=lambda: {"provider": "memory"})
     #: ``"module:function"`` naming the provider of an object without a ``provider``
     #: attribute (a native client), or None.
-    describe: str | None = None
+    identify: str | None = None
 
     @property
     def slots(self) -> tuple[Slot, ...]:
@@ -111,8 +111,8 @@ class CategorySpec:
         declared = getattr(backend, "provider", None)
         if isinstance(declared, str):
             return declared
-        if self.describe is not None:
-            found = load(self.describe)(backend)
+        if self.identify is not None:
+            found = load(self.identify)(backend)
             return found if isinstance(found, str) else None
         return None
 
@@ -180,7 +180,7 @@ _BUILTIN: Final = (
             ),
         ),
         memory={"provider": "memory", "database": "test"},
-        describe="cloudrift.core.categories:_document_provider",
+        identify="cloudrift.core.categories:_document_provider",
     ),
     CategorySpec(
         name="cache",

@@ -305,3 +305,14 @@ def test_a_per_request_override_is_not_built_and_not_probed(
         "reason": "overridden per request; not checked",
     }
     assert built == []
+
+
+def test_health_names_an_embedded_document_client_standing_in_for_mongodb() -> None:
+    """A native client carries no provider attribute; the embedded engine is still 'memory'."""
+    from cloudrift.document import get_mongodb
+
+    app = _app(CloudriftSettings(document={"provider": "mongodb", "uri": "mongodb://db:1/"}))
+    with override_backends(app, mongodb=get_mongodb("memory")), TestClient(app) as client:
+        ready = client.get("/health/ready")
+    assert ready.status_code == 200
+    assert ready.json()["backends"] == {"document.default": {"provider": "memory", "status": "ok"}}
