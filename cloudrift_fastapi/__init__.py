@@ -23,6 +23,7 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from cloudrift.core import categories
 from cloudrift.core.exceptions import ConfigurationError
 from cloudrift.core.factory import install_hint
 
@@ -54,26 +55,10 @@ if TYPE_CHECKING:
     from cloudrift_fastapi.testing import memory_client, memory_settings, override_backends
     from cloudrift_fastapi.workers import queue_worker
 
+# Where each name lives; every category's dependency names (get_storage_dep,
+# storage_dep, StorageDep, ...) live in deps and come from the registry (_module_of).
 _WHERE = {
     "Container": "container",
-    "CacheDep": "deps",
-    "DatabaseDep": "deps",
-    "EmailDep": "deps",
-    "MongoDep": "deps",
-    "QueueDep": "deps",
-    "StorageDep": "deps",
-    "cache_dep": "deps",
-    "database_dep": "deps",
-    "email_dep": "deps",
-    "get_cache_dep": "deps",
-    "get_database_dep": "deps",
-    "get_email_dep": "deps",
-    "get_mongodb_dep": "deps",
-    "get_queue_dep": "deps",
-    "get_storage_dep": "deps",
-    "mongodb_dep": "deps",
-    "queue_dep": "deps",
-    "storage_dep": "deps",
     "health_router": "health",
     "cloudrift_lifespan": "lifespan",
     "local_files_router": "local_files",
@@ -85,8 +70,16 @@ _WHERE = {
 _NEEDS = ("fastapi", "starlette", "dependency_injector", "pydantic", "pydantic_settings", "yaml")
 
 
+def _module_of(name: str) -> str | None:
+    if name in _WHERE:
+        return _WHERE[name]
+    if any(name in slot.names for spec in categories.specs() for slot in spec.slots):
+        return "deps"
+    return None
+
+
 def __getattr__(name: str) -> Any:
-    module = _WHERE.get(name)
+    module = _module_of(name)
     if module is None:
         raise AttributeError(f"module 'cloudrift_fastapi' has no attribute {name!r}")
     try:

@@ -1,12 +1,13 @@
 """The dependency-injector container holding every configured backend, and its lifecycle.
 
-:class:`Container` has one provider per category default (``storage``, ``queue``,
-``mongodb``, ``database``, ``cache``, ``email``) plus ``<category>__<name>`` for each
-named backend. Every backend is built by one async ``Resource`` (the library factory
-builds it, the same resource closes it); :class:`BackendSet` initialises them all
-concurrently and shuts them down in reverse order. Overriding a provider
-(``container.storage.override(providers.Object(fake))``) changes what every dependency,
-``Provide[Container.storage]`` and the health router see.
+:class:`Container` has one provider per slot of each registered category (``storage``,
+``queue``, ``mongodb``, ``database``, ``cache``, ``email``: see
+:mod:`cloudrift.core.categories`) plus ``<category>__<name>`` for each named backend
+(``database__<name>`` for a named document backend's database). Every backend is built
+by one async ``Resource`` (the library factory builds it, the same resource closes it);
+:class:`BackendSet` initialises them all concurrently and shuts them down in reverse
+order. Overriding a provider (``container.storage.override(providers.Object(fake))``)
+changes what every dependency, ``Provide[Container.storage]`` and the health router see.
 """
 
 from __future__ import annotations
@@ -15,98 +16,93 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator, Awaitable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Final, cast
+from typing import TYPE_CHECKING, Any, Final, cast
 
 from dependency_injector import containers, providers
 from pydantic import SecretStr
 
-import cloudrift.document as document_api
 from cloudrift.config import CloudriftSettings
-from cloudrift.core.exceptions import (
-    CacheConnectionError,
-    CloudRiftError,
-    ConfigurationError,
-    DocumentConnectionError,
-    EmailConnectionError,
-    MessagingConnectionError,
-    StorageConnectionError,
-)
+from cloudrift.core import categories
+from cloudrift.core.categories import CategorySpec, Slot, call_hook
+from cloudrift.core.exceptions import CloudRiftError, ConfigurationError
 from cloudrift.core.secrets import redact
 
 log = logging.getLogger("cloudrift.fastapi")
 
-#: Container attribute of each category's default backend.
-DEFAULT_ATTR: Final = {
-    "storage": "storage",
-    "queue": "queue",
-    "document": "mongodb",
-    "cache": "cache",
-    "email": "email",
-}
+#: The ``app.state`` attribute holding the running container.
+STATE_ATTR: Final = "cloudrift"
 
-_UNAVAILABLE: Final[dict[str, type[CloudRiftError]]] = {
-    "storage": StorageConnectionError,
-    "queue": MessagingConnectionError,
-    "document": DocumentConnectionError,
-    "cache": CacheConnectionError,
-    "email": EmailConnectionError,
-}
+#: Container attribute of each category's default backend.
+DEFAULT_ATTR: Final = {spec.name: spec.backend.key for spec in categories.specs()}
 
 
 class Container(containers.DeclarativeContainer):
     """Providers of the running app's backends (filled in by the lifespan at startup)."""
 
     settings: providers.Dependency[Any] = providers.Dependency()
-    storage: providers.Dependency[Any] = providers.Dependency()
-    queue: providers.Dependency[Any] = providers.Dependency()
-    mongodb: providers.Dependency[Any] = providers.Dependency()
-    database: providers.Dependency[Any] = providers.Dependency()
-    cache: providers.Dependency[Any] = providers.Dependency()
-    email: providers.Dependency[Any] = providers.Dependency()
+
+    if TYPE_CHECKING:  # for type checkers only: the providers come from the registry below
+        storage: providers.Dependency[Any]
+        queue: providers.Dependency[Any]
+        mongodb: providers.Dependency[Any]
+        database: providers.Dependency[Any]
+        cache: providers.Dependency[Any]
+        email: providers.Dependency[Any]
 
 
-def provider_for(container: Any, category: str, name: str | None = None) -> Any:
-    """The provider serving one backend: the category default when ``name`` is None."""
-    settings: CloudriftSettings = container.settings()
-    default = settings.default_name(category)
-    if name is None or name == default:
-        return getattr(container, DEFAULT_ATTR[category])
-    attr = f"{category}__{name}"
+for _key in categories.slot_keys():
+    setattr(Container, _key, providers.Dependency())
+
+
+def _named_attr(spec: CategorySpec, slot: Slot, name: str) -> str:
+    # Named backends are ``storage__avatars``, ``document__audit``; views ``database__audit``.
+    return f"{spec.name if slot is spec.backend else slot.key}__{name}"
+
+
+def _attr(container: Any, attr: str) -> Any:
+    """The container's provider ``attr``, added (empty) when the container lacks it."""
     found = container.providers.get(attr)
     if found is None:
-        configured = ", ".join(k for c, k, _ in settings.iter_backends() if c == category) or "none"
+        found = providers.Dependency()
+        container.set_provider(attr, found)
+    return found
+
+
+def slot_provider(container: Any, key: str, name: str | None = None) -> Any:
+    """The provider serving slot ``key`` (``"storage"``, ``"database"``...) of backend
+    ``name`` (the category default when None)."""
+    spec, slot = categories.slot(key)
+    settings: CloudriftSettings = container.settings()
+    if name is None or name == settings.default_name(spec.name):
+        return _attr(container, slot.key)
+    found = container.providers.get(_named_attr(spec, slot, name))
+    if found is None:
+        section = settings.section(spec.name)
+        configured = ", ".join(section.backends) if section is not None else "none"
         raise ConfigurationError(
-            f"no {category} backend named {name!r} is configured (configured: {configured})"
+            f"no {spec.name} backend named {name!r} is configured (configured: {configured})"
         )
     return found
 
 
+def provider_for(container: Any, category: str, name: str | None = None) -> Any:
+    """The provider serving one backend: the category default when ``name`` is None."""
+    return slot_provider(container, categories.get(category).backend.key, name)
+
+
 def database_provider_for(container: Any, name: str | None = None) -> Any:
     """The provider of the default database of a document backend."""
-    settings: CloudriftSettings = container.settings()
-    if name is None or name == settings.default_name("document"):
-        return container.database
-    provider_for(container, "document", name)  # names the backend when it is unknown
-    return container.providers[f"database__{name}"]
-
-
-def _document() -> Any:
-    return document_api
+    return slot_provider(container, "database", name)
 
 
 async def close_backend(category: str, backend: Any) -> None:
-    """Close one backend (a document client through the document helpers)."""
-    if category == "document":
-        await _document().aclose_client(backend)
-    else:
-        await backend.close()
+    """Close one backend the way its category says (a document client through its helper)."""
+    await call_hook(categories.get(category).close, backend)
 
 
 async def check_backend(category: str, backend: Any) -> bool:
     """Contact the service behind ``backend``: True when it answers."""
-    if category == "document":
-        return bool(await _document().ping(backend))
-    return bool(await backend.health_check())
+    return bool(await call_hook(categories.get(category).ping, backend))
 
 
 def _secrets(settings: CloudriftSettings, category: str, name: str) -> list[str]:
@@ -115,19 +111,23 @@ def _secrets(settings: CloudriftSettings, category: str, name: str) -> list[str]
 
 
 async def _verify(settings: CloudriftSettings, category: str, name: str, backend: Any) -> None:
-    provider = settings.backend(category, name).provider
-    what = f"{category} backend {name!r} ({provider})"
-    if category == "document":
+    """Probe the backend; when it does not answer, raise the cause's own error."""
+    if await check_backend(category, backend):
+        return
+    spec = categories.get(category)
+    what = f"{category} backend {name!r} ({settings.backend(category, name).provider})"
+    if spec.diagnose is not None:
+        # The probe only says no; the category's diagnosis raises why (no credentials,
+        # permission denied, unreachable host), which is what an operator needs. It runs
+        # only after a failed probe, so a healthy startup contacts each service once.
         try:
-            await _document().verify(backend)
+            await call_hook(spec.diagnose, backend)
         except CloudRiftError:
             raise
         except Exception as exc:
             text = redact(str(exc), _secrets(settings, category, name))
-            raise DocumentConnectionError(f"{what} is unreachable: {text}") from exc
-        return
-    if not await check_backend(category, backend):
-        raise _UNAVAILABLE[category](f"{what} did not answer its health check")
+            raise spec.unavailable(f"{what} is unreachable: {type(exc).__name__}: {text}") from exc
+    raise spec.unavailable(f"{what} did not answer its health check")
 
 
 async def _backend_resource(
@@ -143,6 +143,10 @@ async def _backend_resource(
         await close_backend(category, backend)
 
 
+#: Stands for an override whose value can only be had per request (it takes parameters).
+UNRESOLVED: Final = object()
+
+
 @dataclass
 class _Entry:
     category: str
@@ -151,12 +155,23 @@ class _Entry:
     instance: Any = None
 
 
+def _with_cause(cause: CloudRiftError, message: str) -> CloudRiftError:
+    """A copy of ``cause`` (same class and attributes) carrying ``message``, chained to it."""
+    error = type(cause).__new__(type(cause))
+    Exception.__init__(error, message)
+    error.__dict__.update(cause.__dict__)
+    error.message = message
+    error.__cause__ = cause
+    return error
+
+
 @dataclass
 class BackendSet:
     """Every configured backend of one app: built together, closed in reverse order.
 
     ``skip`` maps ``(category, name)`` to a replacement object that is served instead
-    of building that backend (test overrides set before startup).
+    of building that backend (overrides set before startup); :data:`UNRESOLVED` means
+    the backend is overridden per request, so nothing is built or served for it.
     """
 
     settings: CloudriftSettings
@@ -168,7 +183,7 @@ class BackendSet:
     async def start(self) -> None:
         """Build every backend concurrently; on any failure close the built ones and raise.
 
-        The error names each backend that failed and why.
+        The error names each backend that failed and why, as the cause's own class.
         """
         container, settings = self.container, self.settings
         container.settings.set_default(providers.Object(settings))
@@ -200,37 +215,37 @@ class BackendSet:
             self._publish(entry)
         log.info(
             "cloudrift backends ready: %s",
-            ", ".join(
-                f"{e.category}.{e.name} ({settings.backend(e.category, e.name).provider})"
-                for e in self._entries
-            )
-            or "none configured",
+            ", ".join(self._describe(e) for e in self._entries) or "none configured",
         )
+
+    def _describe(self, entry: _Entry) -> str:
+        provider = self.settings.backend(entry.category, entry.name).provider
+        if entry.resource is None:
+            return f"{entry.category}.{entry.name} (overridden, not built)"
+        return f"{entry.category}.{entry.name} ({provider})"
 
     async def _init(self, entry: _Entry) -> None:
         assert entry.resource is not None
         entry.instance = await cast(Awaitable[Any], entry.resource.init())
 
     def _publish(self, entry: _Entry) -> None:
-        container, settings = self.container, self.settings
-        default = settings.default_name(entry.category) == entry.name
-        value = providers.Object(entry.instance)
-        if default:
-            getattr(container, DEFAULT_ATTR[entry.category]).set_default(value)
-        else:
-            container.set_provider(f"{entry.category}__{entry.name}", providers.Dependency())
-            container.providers[f"{entry.category}__{entry.name}"].set_default(value)
-        if entry.category == "document":
-            database = settings.backend("document", entry.name).database
-            # A replacement client handed in by a test may not be subscriptable; then
-            # only the client is served and the database stays unset.
-            if database is not None and hasattr(entry.instance, "__getitem__"):
-                db = providers.Object(entry.instance[database])
-                if default:
-                    container.database.set_default(db)
-                else:
-                    container.set_provider(f"database__{entry.name}", providers.Dependency())
-                    container.providers[f"database__{entry.name}"].set_default(db)
+        if entry.instance is UNRESOLVED:
+            return  # overridden per request: the container has nothing to serve
+        spec = categories.get(entry.category)
+        config = self.settings.backend(entry.category, entry.name)
+        default = self.settings.default_name(entry.category) == entry.name
+        for slot in spec.slots:
+            if slot is spec.backend:
+                value = entry.instance
+            else:
+                view = config.field(slot.field) if slot.field else None
+                # A replacement handed in by a test may not support the view (e.g. a
+                # fake client that is not subscriptable): then only the backend is served.
+                if view is None or not hasattr(entry.instance, "__getitem__"):
+                    continue
+                value = entry.instance[view]
+            attr = slot.key if default else _named_attr(spec, slot, entry.name)
+            _attr(self.container, attr).set_default(providers.Object(value))
 
     def _startup_error(self, failures: list[tuple[_Entry, BaseException]]) -> BaseException:
         first_entry, first = failures[0]
@@ -240,21 +255,20 @@ class BackendSet:
         lines = []
         for entry, exc in failures:
             provider = self.settings.backend(entry.category, entry.name).provider
+            secrets = _secrets(self.settings, entry.category, entry.name)
             if isinstance(exc, CloudRiftError):
                 # Settings errors already start with the backend's path; the line names it.
                 reason = exc.message.removeprefix(f"{entry.category}.backends.{entry.name}: ")
             else:
-                reason = f"{type(exc).__name__}: " + redact(
-                    str(exc), _secrets(self.settings, entry.category, entry.name)
-                )
+                reason = f"{type(exc).__name__}: {exc}"
+            reason = redact(reason, secrets)
             lines.append(f"{entry.category} backend {entry.name!r} ({provider}): {reason}")
         message = "cloudrift could not start its backends:\n  " + "\n  ".join(lines)
-        cls = (
-            ConfigurationError
-            if isinstance(first, ConfigurationError)
-            else _UNAVAILABLE[first_entry.category]
-        )
-        error = cls(message)
+        if isinstance(first, CloudRiftError):
+            # The cause's own class (ConfigurationError for missing credentials,
+            # MessagingPermissionError for a refused queue...), so callers can branch on it.
+            return _with_cause(first, message)
+        error = categories.get(first_entry.category).unavailable(message)
         error.__cause__ = first
         return error
 
@@ -285,10 +299,13 @@ class BackendSet:
 
 __all__ = [
     "DEFAULT_ATTR",
+    "STATE_ATTR",
+    "UNRESOLVED",
     "BackendSet",
     "Container",
     "check_backend",
     "close_backend",
     "database_provider_for",
     "provider_for",
+    "slot_provider",
 ]

@@ -10,26 +10,32 @@ Nothing needs wiring, and because each callable is one fixed object,
     async def avatar(key: str, storage: StorageDep) -> bytes: ...
 
     avatars_dep = storage_dep("avatars")  # the same object on every call
+
+Every category in :mod:`cloudrift.core.categories` gets its three names (``get_<x>_dep``,
+``<x>_dep(name)``, ``<X>Dep``) from :func:`dependency`; the built-in ones are spelled out
+below so type checkers see them, any other is served by this module's ``__getattr__``.
 """
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Awaitable, Callable
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any, Final, TypeVar
 
 from dependency_injector import errors as di_errors
 from fastapi import Depends
 from starlette.requests import HTTPConnection
 
 from cloudrift.cache import Cache
+from cloudrift.core import categories
 from cloudrift.core.exceptions import ConfigurationError
 from cloudrift.email import Email
 from cloudrift.messaging import Queue
 from cloudrift.storage import Storage
-from cloudrift_fastapi.container import DEFAULT_ATTR, database_provider_for, provider_for
-from cloudrift_fastapi.lifespan import STATE_ATTR
+from cloudrift_fastapi.container import STATE_ATTR, UNRESOLVED, slot_provider
 
 T = TypeVar("T")
+Dependency = Callable[[HTTPConnection], Awaitable[T]]
 
 NOT_STARTED = (
     "cloudrift's backends are not available: the cloudrift lifespan did not run. Create "
@@ -47,114 +53,112 @@ def container_of(conn: HTTPConnection) -> Any:
     return box
 
 
-def _not_configured(category: str) -> ConfigurationError:
-    if category == "database":
-        return ConfigurationError(
-            "no database is configured: set document.database (e.g. "
-            "CLOUDRIFT_DOCUMENT__DATABASE=app) to use get_database_dep"
-        )
+def _not_configured(key: str) -> ConfigurationError:
+    spec, slot = categories.slot(key)
+    if slot.not_configured is not None:
+        return ConfigurationError(slot.not_configured)
     return ConfigurationError(
-        f"no {category} backend is configured; add a {category}: section to the settings "
-        f"(e.g. CLOUDRIFT_{category.upper()}__PROVIDER=memory)"
+        f"no {spec.name} backend is configured; add a {spec.name}: section to the settings "
+        f"(e.g. CLOUDRIFT_{spec.name.upper()}__PROVIDER=memory)"
     )
 
 
-def _resolve(provider: Any, category: str) -> Any:
+def _resolve(provider: Any, key: str) -> Any:
     try:
         return provider()
     except di_errors.Error:
-        raise _not_configured(category) from None
+        raise _not_configured(key) from None
 
 
-async def get_storage_dep(request: HTTPConnection) -> Storage:
-    """The default storage backend."""
-    backend: Storage = _resolve(container_of(request).storage, "storage")
-    return backend
+# (slot key, backend name or None for the default) -> its dependency, and back.
+_DEPS: dict[tuple[str, str | None], Dependency[Any]] = {}
+_SLOT_OF: dict[Dependency[Any], tuple[str, str | None]] = {}
 
 
-async def get_queue_dep(request: HTTPConnection) -> Queue:
-    """The default queue backend."""
-    backend: Queue = _resolve(container_of(request).queue, "queue")
-    return backend
-
-
-async def get_mongodb_dep(request: HTTPConnection) -> Any:
-    """The default document backend's native client (PyMongo async or Motor)."""
-    return _resolve(container_of(request).mongodb, "document")
-
-
-async def get_database_dep(request: HTTPConnection) -> Any:
-    """The configured database (``document.database``) of the default document client."""
-    return _resolve(container_of(request).database, "database")
-
-
-async def get_cache_dep(request: HTTPConnection) -> Cache:
-    """The default cache backend."""
-    backend: Cache = _resolve(container_of(request).cache, "cache")
-    return backend
-
-
-async def get_email_dep(request: HTTPConnection) -> Email:
-    """The default email backend."""
-    backend: Email = _resolve(container_of(request).email, "email")
-    return backend
-
-
-_NAMED: dict[tuple[str, str], Callable[[HTTPConnection], Awaitable[Any]]] = {}
-
-
-def _named(category: str, name: str) -> Callable[[HTTPConnection], Awaitable[Any]]:
-    if not isinstance(name, str) or not name:
-        raise ConfigurationError(f"a named {category} dependency needs a backend name")
-    key = (category, name)
-    found = _NAMED.get(key)
+def dependency(key: str, name: str | None = None) -> Dependency[Any]:
+    """The dependency serving slot ``key`` (``"storage"``, ``"mongodb"``, ``"database"``...)
+    of backend ``name`` (the default when None): the same object on every call."""
+    if name is not None and (not isinstance(name, str) or not name):
+        raise ConfigurationError(f"a named {key} dependency needs a backend name")
+    found = _DEPS.get((key, name))
     if found is not None:
         return found
+    spec, slot = categories.slot(key)  # refuses an unknown key, listing the valid ones
 
-    if category == "database":
+    async def serve(request: HTTPConnection) -> Any:
+        return _resolve(slot_provider(container_of(request), key, name), key)
 
-        async def dependency(request: HTTPConnection) -> Any:
-            return _resolve(database_provider_for(container_of(request), name), "database")
+    if name is None:
+        serve.__name__ = slot.dependency
+        serve.__doc__ = f"The default {spec.name} backend's {key}."
     else:
-
-        async def dependency(request: HTTPConnection) -> Any:
-            return _resolve(provider_for(container_of(request), category, name), category)
-
-    dependency.__name__ = f"{DEFAULT_ATTR.get(category, category)}_dep_{name}"
-    dependency.__qualname__ = dependency.__name__
-    dependency.__doc__ = f"The {category} backend named {name!r}."
-    return _NAMED.setdefault(key, dependency)
+        serve.__name__ = f"{key}_dep_{name}"
+        serve.__doc__ = f"The {key} of the {spec.name} backend named {name!r}."
+    serve.__qualname__ = serve.__name__
+    _DEPS[(key, name)] = serve
+    _SLOT_OF[serve] = (key, name)
+    return serve
 
 
-def storage_dep(name: str) -> Callable[[HTTPConnection], Awaitable[Storage]]:
-    """The dependency of the storage backend ``name`` (the same object every call)."""
-    return _named("storage", name)
+def named_dependency(key: str) -> Callable[[str], Dependency[Any]]:
+    """The factory of slot ``key``'s per-name dependencies (``storage_dep``)."""
+    spec, slot = categories.slot(key)
+
+    def factory(name: str) -> Dependency[Any]:
+        if not isinstance(name, str) or not name:
+            raise ConfigurationError(f"a named {spec.name} dependency needs a backend name")
+        return dependency(key, name)
+
+    factory.__name__ = factory.__qualname__ = slot.named_dependency
+    factory.__doc__ = f"The dependency of the {spec.name} backend ``name`` (one object per name)."
+    return factory
 
 
-def queue_dep(name: str) -> Callable[[HTTPConnection], Awaitable[Queue]]:
-    """The dependency of the queue backend ``name`` (the same object every call)."""
-    return _named("queue", name)
+def slot_of(dep: Any) -> tuple[str, str | None] | None:
+    """``(slot key, name)`` served by one of these dependencies, else None."""
+    try:
+        return _SLOT_OF.get(dep)
+    except TypeError:  # an unhashable key in someone's override table
+        return None
 
 
-def mongodb_dep(name: str) -> Callable[[HTTPConnection], Awaitable[Any]]:
-    """The dependency of the document client ``name`` (the same object every call)."""
-    return _named("document", name)
+async def resolve_override(override: Callable[..., Any]) -> Any:
+    """What an ``app.dependency_overrides`` entry hands out, when that needs no request.
+
+    An override taking no parameters (``lambda: fake``, ``async def f(): return fake``)
+    is called; one that takes parameters or yields is only known per request:
+    :data:`~cloudrift_fastapi.container.UNRESOLVED`.
+    """
+    if inspect.isgeneratorfunction(override) or inspect.isasyncgenfunction(override):
+        return UNRESOLVED
+    try:
+        if inspect.signature(override).parameters:
+            return UNRESOLVED
+    except (TypeError, ValueError):
+        return UNRESOLVED
+    value = override()
+    return await value if inspect.isawaitable(value) else value
 
 
-def database_dep(name: str) -> Callable[[HTTPConnection], Awaitable[Any]]:
-    """The dependency of document backend ``name``'s database (the same object every call)."""
-    return _named("database", name)
+def _annotated(key: str) -> Any:
+    _, slot = categories.slot(key)
+    interface = categories.load(slot.interface) if slot.interface else Any
+    return Annotated[interface, Depends(dependency(key))]
 
 
-def cache_dep(name: str) -> Callable[[HTTPConnection], Awaitable[Cache]]:
-    """The dependency of the cache backend ``name`` (the same object every call)."""
-    return _named("cache", name)
+get_storage_dep: Dependency[Storage] = dependency("storage")
+get_queue_dep: Dependency[Queue] = dependency("queue")
+get_mongodb_dep: Dependency[Any] = dependency("mongodb")
+get_database_dep: Dependency[Any] = dependency("database")
+get_cache_dep: Dependency[Cache] = dependency("cache")
+get_email_dep: Dependency[Email] = dependency("email")
 
-
-def email_dep(name: str) -> Callable[[HTTPConnection], Awaitable[Email]]:
-    """The dependency of the email backend ``name`` (the same object every call)."""
-    return _named("email", name)
-
+storage_dep: Callable[[str], Dependency[Storage]] = named_dependency("storage")
+queue_dep: Callable[[str], Dependency[Queue]] = named_dependency("queue")
+mongodb_dep: Callable[[str], Dependency[Any]] = named_dependency("mongodb")
+database_dep: Callable[[str], Dependency[Any]] = named_dependency("database")
+cache_dep: Callable[[str], Dependency[Cache]] = named_dependency("cache")
+email_dep: Callable[[str], Dependency[Email]] = named_dependency("email")
 
 StorageDep = Annotated[Storage, Depends(get_storage_dep)]
 QueueDep = Annotated[Queue, Depends(get_queue_dep)]
@@ -163,20 +167,31 @@ DatabaseDep = Annotated[Any, Depends(get_database_dep)]
 CacheDep = Annotated[Cache, Depends(get_cache_dep)]
 EmailDep = Annotated[Email, Depends(get_email_dep)]
 
-#: The dependency callable of each category's default backend.
-DEFAULT_DEPS: dict[str, Callable[[HTTPConnection], Awaitable[Any]]] = {
-    "storage": get_storage_dep,
-    "queue": get_queue_dep,
-    "document": get_mongodb_dep,
-    "database": get_database_dep,
-    "cache": get_cache_dep,
-    "email": get_email_dep,
+#: The dependency callable of each category's default backend (and ``database``).
+DEFAULT_DEPS: Final[dict[str, Dependency[Any]]] = {
+    **{spec.name: dependency(spec.backend.key) for spec in categories.specs()},
+    **{view.key: dependency(view.key) for spec in categories.specs() for view in spec.views},
 }
 
 
-def named_dep(category: str, name: str | None) -> Callable[[HTTPConnection], Awaitable[Any]]:
-    """The dependency serving ``category``'s backend ``name`` (the default when None)."""
-    return DEFAULT_DEPS[category] if name is None else _named(category, name)
+def named_dep(category: str, name: str | None) -> Dependency[Any]:
+    """The dependency serving ``category``'s backend ``name`` (the default when None);
+    ``category`` may also be a slot key (``"mongodb"``, ``"database"``)."""
+    key = categories.get(category).backend.key if category in categories.names() else category
+    return dependency(key, name)
+
+
+def __getattr__(name: str) -> Any:
+    # The names of categories without a line above (registered by a plugin).
+    for spec in categories.specs():
+        for slot in spec.slots:
+            if name == slot.dependency:
+                return dependency(slot.key)
+            if name == slot.named_dependency:
+                return named_dependency(slot.key)
+            if name == slot.alias:
+                return _annotated(slot.key)
+    raise AttributeError(f"module 'cloudrift_fastapi.deps' has no attribute {name!r}")
 
 
 __all__ = [
@@ -191,6 +206,7 @@ __all__ = [
     "cache_dep",
     "container_of",
     "database_dep",
+    "dependency",
     "email_dep",
     "get_cache_dep",
     "get_database_dep",
@@ -200,6 +216,9 @@ __all__ = [
     "get_storage_dep",
     "mongodb_dep",
     "named_dep",
+    "named_dependency",
     "queue_dep",
+    "resolve_override",
+    "slot_of",
     "storage_dep",
 ]

@@ -17,13 +17,22 @@ from typing import Any, cast
 from dependency_injector import providers
 
 from cloudrift.config import CloudriftSettings
-from cloudrift_fastapi.container import BackendSet, Container, database_provider_for, provider_for
+from cloudrift.core import categories
+from cloudrift.core.exceptions import ConfigurationError
+from cloudrift_fastapi.container import (
+    STATE_ATTR,
+    UNRESOLVED,
+    BackendSet,
+    Container,
+    provider_for,
+    slot_provider,
+)
+from cloudrift_fastapi.deps import resolve_override, slot_of
 from cloudrift_fastapi.workers import QueueWorker, RunningWorkers
 
-#: The ``app.state`` attribute holding the running container.
-STATE_ATTR = "cloudrift"
-#: The ``app.state`` attribute holding overrides registered before startup.
-PENDING_ATTR = "cloudrift_pending_overrides"
+#: The ``app.state`` attribute holding a callable that rewrites the settings at startup
+#: (``memory_client`` uses it to run every configured backend on ``memory``).
+SETTINGS_HOOK_ATTR = "cloudrift_settings_hook"
 
 Lifespan = Callable[[Any], AbstractAsyncContextManager[Any]]
 
@@ -43,11 +52,14 @@ def cloudrift_lifespan(
     every configured backend once and concurrently (contacting each when
     ``verify_on_startup``), stores the container on ``app.state.cloudrift``, starts the
     ``workers``, then enters ``lifespan`` (which may already use the backends). A backend
-    that cannot be built aborts startup with an error naming it; those already built are
-    closed. At shutdown, in reverse: the app's lifespan exits, workers stop, every backend
-    is closed in reverse order (each close attempted, failures logged). ``settings``
-    defaults to ``CloudriftSettings()`` (env vars and ``$CLOUDRIFT_CONFIG``), read at
-    startup. ``wire`` lists modules using ``@inject`` + ``Provide[Container.x]``.
+    whose dependency is overridden before startup (``app.dependency_overrides`` or
+    ``override_backends``) is not built: the override is served instead. A backend
+    that cannot be built aborts startup with an error naming it and its cause's own
+    class; those already built are closed. At shutdown, in reverse: the app's lifespan
+    exits, workers stop, every backend is closed in reverse order (each close
+    attempted, failures logged). ``settings`` defaults to ``CloudriftSettings()`` (env
+    vars and ``$CLOUDRIFT_CONFIG``), read at startup. ``wire`` lists modules using
+    ``@inject`` + ``Provide[Container.x]``.
     """
     worker_list = list(workers)
     wire_list = list(wire)
@@ -61,32 +73,24 @@ def cloudrift_lifespan(
     @asynccontextmanager
     async def run(app: Any) -> AsyncIterator[Any]:
         current = settings if settings is not None else CloudriftSettings()
+        hook = getattr(app.state, SETTINGS_HOOK_ATTR, None)
+        if hook is not None:
+            current = hook(current)
         if current.is_production:
             current.validate_production_security()
         verify = current.verify_on_startup if verify_on_startup is None else verify_on_startup
         box = container if container is not None else Container()
-        # Overrides registered before startup (``override_backends``) replace the
-        # backend outright: it is never built, so a test needs no real service.
-        pending: dict[tuple[str, str | None], Any] = dict(getattr(app.state, PENDING_ATTR, {}))
-        skip: dict[tuple[str, str], Any] = {}
-        late: list[tuple[str, str | None, Any]] = []
-        for (category, name), value in pending.items():
-            section = current.section(category) if category != "database" else None
-            if section is not None and (name is None or name in section.backends):
-                skip[(category, name or section.default)] = value
-            else:
-                # Not a configured backend (or a database): overridden after startup,
-                # where an unknown name is reported.
-                late.append((category, name, value))
+        skip, late = _split_overrides(current, await _overrides(app))
         backends = BackendSet(current, box, verify=verify, skip=skip)
         await backends.start()
         running = RunningWorkers()
+        overridden: list[Any] = []
         try:
-            for category, name, value in late:
-                if category == "database":
-                    database_provider_for(box, name).override(providers.Object(value))
-                else:
-                    provider_for(box, category, name).override(providers.Object(value))
+            for key, name, value in late:
+                provider = slot_provider(box, key, name)  # reports a name not configured
+                if value is not UNRESOLVED:
+                    provider.override(providers.Object(value))
+                    overridden.append(provider)
             if wire_list:
                 box.wire(modules=wire_list)
             setattr(app.state, STATE_ATTR, box)
@@ -105,9 +109,45 @@ def cloudrift_lifespan(
                     delattr(app.state, STATE_ATTR)
                 if wire_list:
                     box.unwire()
+                for provider in reversed(overridden):  # an app's own container is reused
+                    provider.reset_last_overriding()
                 await backends.stop()
 
     return run
 
 
-__all__ = ["PENDING_ATTR", "STATE_ATTR", "cloudrift_lifespan"]
+async def _overrides(app: Any) -> list[tuple[str, str | None, Any]]:
+    """``(slot key, name, value)`` of each cloudrift dependency the app overrides."""
+    table = getattr(app, "dependency_overrides", None) or {}  # plain Starlette has none
+    found = []
+    for dep, override in list(table.items()):
+        where = slot_of(dep)
+        if where is not None:
+            found.append((*where, await resolve_override(override)))
+    return found
+
+
+def _split_overrides(
+    settings: CloudriftSettings, overrides: list[tuple[str, str | None, Any]]
+) -> tuple[dict[tuple[str, str], Any], list[tuple[str, str | None, Any]]]:
+    """The configured backends to serve instead of building them, and the overrides to
+    apply once the container runs (views, and categories the settings do not configure)."""
+    skip: dict[tuple[str, str], Any] = {}
+    late: list[tuple[str, str | None, Any]] = []
+    for key, name, value in overrides:
+        spec, slot = categories.slot(key)
+        section = settings.section(spec.name)
+        if slot is not spec.backend or section is None:
+            late.append((key, name, value))
+            continue
+        target = section.default if name is None else name
+        if target not in section.backends:
+            raise ConfigurationError(
+                f"no {spec.name} backend named {target!r} is configured "
+                f"(configured: {', '.join(section.backends)})"
+            )
+        skip[(spec.name, target)] = value
+    return skip, late
+
+
+__all__ = ["SETTINGS_HOOK_ATTR", "STATE_ATTR", "cloudrift_lifespan"]

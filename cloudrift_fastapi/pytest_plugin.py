@@ -8,7 +8,8 @@ Settings and in-memory backends (no service at all):
 
 * ``cloudrift_memory_settings`` — CloudriftSettings with every category on ``memory``.
 * ``cloudrift_memory_client`` — ``async with cloudrift_memory_client(app) as client:``
-  runs ``app`` with every backend on a fresh memory one and yields an httpx client.
+  runs ``app`` with every configured backend on a fresh memory one and yields an httpx
+  client (the embedded document engine is needed only if the app has a document backend).
 * ``cloudrift_memory_backends`` — ``{"storage", "queue", "mongodb", "cache", "email"}``
   memory backends, closed after the test; pass them to ``override_backends(app, **...)``.
 
@@ -184,7 +185,9 @@ def cloudrift_smtp_sink() -> Iterator[SMTPSink]:
 @pytest.fixture
 def cloudrift_memory_client() -> Any:
     """``async with cloudrift_memory_client(app) as client:`` runs ``app`` on fresh memory
-    backends (its configured ones are never built) and gives an httpx client for it."""
+    backends (its configured ones are never built) and gives an httpx client for it.
+
+    ``cloudrift[embedded]`` is needed only when the app configures a document backend."""
     from cloudrift_fastapi.testing import memory_client
 
     return memory_client
@@ -204,26 +207,21 @@ if pytest_asyncio is not None:
 
     @pytest_asyncio.fixture
     async def cloudrift_memory_backends() -> AsyncIterator[dict[str, Any]]:
-        """Fresh memory storage, queue, document client, cache and email, closed afterwards."""
-        from cloudrift.cache import get_cache
-        from cloudrift.document import aclose_client, get_mongodb
-        from cloudrift.email import get_email
-        from cloudrift.messaging import get_queue
-        from cloudrift.storage import get_storage
+        """A fresh memory backend of every category (storage, queue, mongodb, cache, email),
+        keyed for ``override_backends``, closed afterwards."""
+        from cloudrift.core import categories
+        from cloudrift.core.categories import call_hook
+        from cloudrift_fastapi.testing import memory_settings
 
-        backends: dict[str, Any] = {
-            "storage": get_storage("memory"),
-            "queue": get_queue("memory"),
-            "cache": get_cache("memory"),
-            "email": get_email("memory", default_from=SENDER),
-        }
-        mongodb = get_mongodb("memory")
+        settings = memory_settings()
+        built: list[tuple[Any, Any]] = []
         try:
-            yield {**backends, "mongodb": mongodb}
+            for spec in categories.specs():
+                built.append((spec, settings.open_backend(spec.name)))
+            yield {spec.backend.key: backend for spec, backend in built}
         finally:
-            for backend in backends.values():
-                await backend.close()
-            await aclose_client(mongodb)
+            for spec, backend in reversed(built):
+                await call_hook(spec.close, backend)
 
     @pytest_asyncio.fixture
     async def cloudrift_s3_storage(cloudrift_moto: MotoServer) -> AsyncIterator[Any]:

@@ -21,104 +21,101 @@ from typing import Any
 
 from dependency_injector import providers
 
-from cloudrift.config import CloudriftSettings
-from cloudrift_fastapi.container import database_provider_for, provider_for
-from cloudrift_fastapi.deps import named_dep
-from cloudrift_fastapi.lifespan import PENDING_ATTR, STATE_ATTR
-
-_KEYWORDS = {
-    "storage": "storage",
-    "queue": "queue",
-    "mongodb": "document",
-    "database": "database",
-    "cache": "cache",
-    "email": "email",
-}
+from cloudrift.config import CloudriftSettings, SectionConfig
+from cloudrift.core import categories
+from cloudrift_fastapi.container import STATE_ATTR, slot_provider
+from cloudrift_fastapi.deps import dependency
+from cloudrift_fastapi.lifespan import SETTINGS_HOOK_ATTR
 
 
 def memory_settings(**overrides: Any) -> CloudriftSettings:
     """Settings with every category on its ``memory`` provider (no service needed)."""
-    values: dict[str, Any] = {
-        "storage": {"provider": "memory"},
-        "queue": {"provider": "memory"},
-        "document": {"provider": "memory", "database": "test"},
-        "cache": {"provider": "memory"},
-        "email": {"provider": "memory", "default_from": "noreply@example.test"},
-    }
+    values: dict[str, Any] = {spec.name: dict(spec.memory) for spec in categories.specs()}
     values.update(overrides)
     return CloudriftSettings(**values)
+
+
+def memory_twin(settings: CloudriftSettings) -> CloudriftSettings:
+    """``settings`` with every configured backend (same names, same default, same
+    category fields such as the document ``database``) on its ``memory`` provider.
+
+    The environment becomes ``development``: memory backends are refused in production.
+    """
+    sections: dict[str, Any] = {}
+    for spec in categories.specs():
+        section = settings.section(spec.name)
+        if section is None:
+            continue
+        memory = {k: v for k, v in spec.memory.items() if k not in spec.fields}
+        backends = {}
+        for name, config in section.backends.items():
+            own = {f: config.field(f) for f in spec.fields if config.field(f) is not None}
+            backends[name] = {**memory, **own}
+        sections[spec.name] = SectionConfig.model_validate(
+            {"default": section.default, "backends": backends}
+        )
+    return settings.model_copy(update={"environment": "development", **sections})
+
+
+def _slot_key(kind: str) -> str:
+    """A slot key (``storage``, ``mongodb``, ``database``) or a category name (``document``)."""
+    if kind in categories.slot_keys():
+        return kind
+    if kind in categories.names():
+        return categories.get(kind).backend.key
+    raise ValueError(
+        f"unknown backend kind {kind!r}; use one of {', '.join(categories.slot_keys())}"
+    )
 
 
 @contextmanager
 def override_backends(
     app: Any,
     *,
-    storage: Any = None,
-    queue: Any = None,
-    mongodb: Any = None,
-    database: Any = None,
-    cache: Any = None,
-    email: Any = None,
     named: Mapping[tuple[str, str], Any] | None = None,
+    **backends: Any,
 ) -> Iterator[None]:
     """Serve the given objects instead of the configured backends, then restore them.
 
-    Keywords replace each category's default; ``named={("storage", "avatars"): x}``
-    replaces named backends (``mongodb`` / ``database`` keys for document ones). Works
-    before startup (the replaced backend is then never built) and while the app runs
-    (every dependency, ``Provide[...]`` and the health router see the replacement).
-    The caller owns the objects passed in: they are not closed.
+    Keywords replace each category's default: ``storage``, ``queue``, ``mongodb``,
+    ``database``, ``cache``, ``email`` (every slot of :mod:`cloudrift.core.categories`);
+    ``named={("storage", "avatars"): x}`` replaces named backends (``mongodb`` /
+    ``database`` keys for document ones). Entered before startup, the replaced backends
+    are never built; entered while the app runs, every dependency, ``Provide[...]`` and
+    the health router see the replacement. The caller owns the objects passed in: they
+    are not closed.
     """
     wanted: dict[tuple[str, str | None], Any] = {}
-    for keyword, value in (
-        ("storage", storage),
-        ("queue", queue),
-        ("mongodb", mongodb),
-        ("database", database),
-        ("cache", cache),
-        ("email", email),
-    ):
+    for keyword, value in backends.items():
         if value is not None:
-            wanted[(_KEYWORDS[keyword], None)] = value
+            wanted[(_slot_key(keyword), None)] = value
     for (keyword, name), value in (named or {}).items():
-        if keyword not in _KEYWORDS:
-            raise ValueError(f"unknown backend kind {keyword!r}; use one of {', '.join(_KEYWORDS)}")
-        wanted[(_KEYWORDS[keyword], name)] = value
+        wanted[(_slot_key(keyword), name)] = value
     if not wanted:
         raise ValueError("override_backends needs at least one backend to swap in")
 
-    # 1. FastAPI's own override table: works even without the lifespan.
+    # 1. FastAPI's own override table: routes see it even without the lifespan, and a
+    #    lifespan starting inside the block serves it instead of building the backend.
     saved_deps: dict[Any, Any] = {}
     missing = object()
     overrides = app.dependency_overrides
-    for (kind, which), replacement in wanted.items():
-        dep = named_dep(kind, which)
+    for (key, which), replacement in wanted.items():
+        dep = dependency(key, which)
         saved_deps[dep] = overrides.get(dep, missing)
         overrides[dep] = _returning(replacement)
-    # 2. Before startup: the lifespan serves these instead of building the backends.
-    saved_pending = getattr(app.state, PENDING_ATTR, None)
-    setattr(app.state, PENDING_ATTR, {**(saved_pending or {}), **wanted})
-    # 3. While running: override the container's providers.
+    # 2. While running: override the container's providers.
     box = getattr(app.state, STATE_ATTR, None)
     overridden: list[Any] = []
     try:
         if box is not None:
-            for (kind, which), replacement in wanted.items():
-                if kind == "database":
-                    provider = database_provider_for(box, which)
-                else:
-                    provider = provider_for(box, kind, which)
+            for (key, which), replacement in wanted.items():
+                provider = slot_provider(box, key, which)
                 provider.override(providers.Object(replacement))
                 overridden.append(provider)
         yield
     finally:
         for provider in reversed(overridden):
             provider.reset_last_overriding()
-        if saved_pending is None:
-            if hasattr(app.state, PENDING_ATTR):
-                delattr(app.state, PENDING_ATTR)
-        else:
-            setattr(app.state, PENDING_ATTR, saved_pending)
         for dep, previous in saved_deps.items():
             if previous is missing:
                 overrides.pop(dep, None)
@@ -128,38 +125,29 @@ def override_backends(
 
 @asynccontextmanager
 async def memory_client(app: Any, *, base_url: str = "http://testserver") -> AsyncIterator[Any]:
-    """Run ``app`` with every default backend on a fresh ``memory`` one and yield an
-    ``httpx.AsyncClient`` talking to it in-process.
+    """Run ``app`` with every configured backend (named ones too) on a fresh ``memory``
+    one and yield an ``httpx.AsyncClient`` talking to it in-process.
 
     The configured backends are never built, so the app's production settings need no
-    service. The memory backends are closed afterwards; reach them through
-    ``app.state.cloudrift`` (``app.state.cloudrift.storage()``, ...) while the block runs.
+    service; a category's memory provider is needed only when the app configures that
+    category (the document one needs ``cloudrift[embedded]``). The memory backends are
+    closed afterwards; reach them through ``app.state.cloudrift``
+    (``app.state.cloudrift.storage()``, ...) while the block runs.
     """
     import httpx
 
-    from cloudrift.cache import get_cache
-    from cloudrift.document import aclose_client, get_mongodb
-    from cloudrift.email import get_email
-    from cloudrift.messaging import get_queue
-    from cloudrift.storage import get_storage
-
-    backends: dict[str, Any] = {
-        "storage": get_storage("memory"),
-        "queue": get_queue("memory"),
-        "cache": get_cache("memory"),
-        "email": get_email("memory", default_from="noreply@example.test"),
-    }
-    mongodb = get_mongodb("memory")
+    saved = getattr(app.state, SETTINGS_HOOK_ATTR, None)
+    setattr(app.state, SETTINGS_HOOK_ATTR, memory_twin)
     try:
-        with override_backends(app, mongodb=mongodb, **backends):
-            async with app.router.lifespan_context(app):
-                transport = httpx.ASGITransport(app=app)
-                async with httpx.AsyncClient(transport=transport, base_url=base_url) as client:
-                    yield client
+        async with app.router.lifespan_context(app):
+            transport = httpx.ASGITransport(app=app)
+            async with httpx.AsyncClient(transport=transport, base_url=base_url) as client:
+                yield client
     finally:
-        for backend in backends.values():
-            await backend.close()
-        await aclose_client(mongodb)
+        if saved is None:
+            delattr(app.state, SETTINGS_HOOK_ATTR)
+        else:
+            setattr(app.state, SETTINGS_HOOK_ATTR, saved)
 
 
 def _returning(value: Any) -> Any:
@@ -169,4 +157,4 @@ def _returning(value: Any) -> Any:
     return override
 
 
-__all__ = ["memory_client", "memory_settings", "override_backends"]
+__all__ = ["memory_client", "memory_settings", "memory_twin", "override_backends"]

@@ -9,7 +9,7 @@ import os
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
-from typing import Any, ClassVar, Final
+from typing import TYPE_CHECKING, Any, ClassVar, Final
 
 from pydantic import (
     BaseModel,
@@ -18,6 +18,7 @@ from pydantic import (
     PrivateAttr,
     SecretStr,
     ValidationError,
+    create_model,
     field_validator,
     model_validator,
 )
@@ -38,27 +39,22 @@ from cloudrift.config._convert import (
     provider_options,
 )
 from cloudrift.config._yaml import load_yaml
+from cloudrift.core import categories
 from cloudrift.core.exceptions import CloudRiftError, ConfigurationError
 from cloudrift.core.factory import resolve_provider
 from cloudrift.core.secrets import is_secret_option
 
+# The settings model is built from the category registry once; later registrations
+# would not reach it, so the registry refuses them from here on.
+_SPECS: Final = categories.seal()
 #: The category sections, in the order backends are built (and closed in reverse).
-CATEGORIES: Final = ("storage", "queue", "document", "cache", "email")
+CATEGORIES: Final = tuple(spec.name for spec in _SPECS)
 
 #: Env var naming a YAML settings file to read (env vars still win over it).
 CONFIG_ENV: Final = "CLOUDRIFT_CONFIG"
 
 _BACKEND_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _PROVIDER_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
-
-# The factory of each category (imported only when a backend is built).
-_FACTORIES: Final = {
-    "storage": ("cloudrift.storage", "get_storage"),
-    "queue": ("cloudrift.messaging", "get_queue"),
-    "document": ("cloudrift.document", "get_mongodb"),
-    "cache": ("cloudrift.cache", "get_cache"),
-    "email": ("cloudrift.email", "get_email"),
-}
 
 _yaml_path: contextvars.ContextVar[Path | None] = contextvars.ContextVar(
     "cloudrift_yaml_path", default=None
@@ -77,16 +73,14 @@ class BackendConfig(BaseModel):
     """One backend: its ``provider`` plus the options its factory takes.
 
     Credential options (keys, passwords, tokens, connection strings, URLs with a
-    password) are held as ``SecretStr`` and revealed only to the factory.
+    password) are held as ``SecretStr`` and revealed only to the factory. A category's
+    own fields (cache ``auth_method``, document ``database``: see
+    :mod:`cloudrift.core.categories`) are read with :meth:`field`, not passed as options.
     """
 
     model_config = ConfigDict(extra="allow", str_strip_whitespace=False)
 
     provider: str = Field(min_length=1)
-    #: Cache only: the seed's auth method (``from_url``, ``from_credentials``, ...).
-    auth_method: str | None = None
-    #: Document only: the database ``get_database_dep`` hands out.
-    database: str | None = None
 
     @field_validator("provider")
     @classmethod
@@ -107,10 +101,26 @@ class BackendConfig(BaseModel):
                     extra[name] = SecretStr(value)
         return self
 
+    def field(self, name: str) -> str | None:
+        """A category field of this backend (``"database"``, ``"auth_method"``) or None."""
+        value = (self.__pydantic_extra__ or {}).get(name)
+        return value if isinstance(value, str) else None
+
+    @property
+    def auth_method(self) -> str | None:
+        """Cache only: the seed's auth method (``from_url``, ``from_credentials``, ...)."""
+        return self.field("auth_method")
+
+    @property
+    def database(self) -> str | None:
+        """Document only: the database ``get_database_dep`` hands out."""
+        return self.field("database")
+
     @property
     def options(self) -> dict[str, Any]:
-        """The factory's keyword options (secrets still wrapped)."""
-        return dict(self.__pydantic_extra__ or {})
+        """The factory's keyword options (secrets still wrapped; category fields left out)."""
+        fields = categories.field_names()
+        return {k: v for k, v in (self.__pydantic_extra__ or {}).items() if k not in fields}
 
     def factory_options(self) -> dict[str, Any]:
         """The factory's keyword options with secrets revealed (pass straight to it)."""
@@ -327,20 +337,17 @@ def _close_field(loc: tuple[int | str, ...]) -> str | None:
 
 # ---------------------------------------------------------------- provider options
 
-# Options a category's factory consumes itself, before the provider sees the rest.
-_FACTORY_OPTIONS: Final = {"document": frozenset({"driver"})}
-
-
-# The two facts about a category that option typing needs, kept in one place so they
-# follow wherever the category tables live.
+# The two facts about a category that option typing needs, read from its registry entry.
 def _category_package(category: str) -> str:
     """The package whose ``PROVIDERS`` table lists ``category``'s providers."""
-    return _FACTORIES[category][0]
+    return categories.get(category).factory.partition(":")[0]
 
 
 def _consumed_options(category: str) -> frozenset[str]:
-    """Settings keys of a backend that are not options of its provider."""
-    return _FACTORY_OPTIONS.get(category, frozenset()) | {"auth_method"}
+    """Settings keys of a backend that are not options of its provider: the options its
+    factory takes itself (document ``driver``) and its fields (cache ``auth_method``)."""
+    spec = categories.get(category)
+    return spec.factory_options | frozenset(spec.fields)
 
 
 def _provider_options(category: str, provider: str) -> ProviderOptions | None:
@@ -445,7 +452,18 @@ def _option_problems(
     return problems
 
 
-class CloudriftSettings(BaseSettings):
+if TYPE_CHECKING:
+    _Sections = BaseSettings
+else:
+    # One optional section per registered category (storage, queue, ...).
+    _Sections = create_model(
+        "_Sections",
+        __base__=BaseSettings,
+        **{spec.name: (SectionConfig | None, None) for spec in _SPECS},
+    )
+
+
+class CloudriftSettings(_Sections):
     """Every configured backend, from keywords, env vars (``CLOUDRIFT_*``), a ``.env``
     file, a secrets directory and YAML.
 
@@ -469,11 +487,7 @@ class CloudriftSettings(BaseSettings):
     environment: str = "development"
     #: Contact every backend at startup (health check) and refuse to start if one fails.
     verify_on_startup: bool = False
-    storage: SectionConfig | None = None
-    queue: SectionConfig | None = None
-    document: SectionConfig | None = None
-    cache: SectionConfig | None = None
-    email: SectionConfig | None = None
+    # One optional SectionConfig per category comes from the registry (_Sections).
 
     _categories: ClassVar[tuple[str, ...]] = CATEGORIES
     _origins: dict[tuple[str, ...], str] = PrivateAttr(default_factory=dict)
@@ -589,12 +603,20 @@ class CloudriftSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _check_category_options(self) -> CloudriftSettings:
+        owners = {f: [s.name for s in _SPECS if f in s.fields] for f in categories.field_names()}
         for category, name, config in self.iter_backends():
-            where = f"{category}.backends.{name}"
-            if config.auth_method is not None and category != "cache":
-                raise ValueError(f"{where}.auth_method: only cache backends take auth_method")
-            if config.database is not None and category != "document":
-                raise ValueError(f"{where}.database: only document backends take database")
+            own = categories.get(category).fields
+            for field_name, takers in owners.items():
+                value = (config.model_extra or {}).get(field_name)
+                if value is None:
+                    continue
+                where = f"{category}.backends.{name}.{field_name}"
+                if field_name not in own:
+                    raise ValueError(
+                        f"{where}: only {' / '.join(takers)} backends take {field_name}"
+                    )
+                if not isinstance(value, str):
+                    raise ValueError(f"{where}: must be a string ({own[field_name]})")
         return self
 
     # ------------------------------------------------------------------ building
@@ -606,9 +628,7 @@ class CloudriftSettings(BaseSettings):
         """
         config = self.backend(category, name)
         key = name or self.default_name(category)
-        module, attr = _FACTORIES[category]
-        package = importlib.import_module(module)
-        factory = getattr(package, attr)
+        factory = categories.load(categories.get(category).factory)
         options = config.factory_options()
         problems = _option_problems(
             category,
@@ -619,10 +639,9 @@ class CloudriftSettings(BaseSettings):
         )
         if problems:
             raise ConfigurationError("; ".join(problems))
+        positional = [config.field(f) for f in categories.get(category).positional]
         try:
-            if category == "cache":
-                return factory(config.provider, config.auth_method, **options)
-            return factory(config.provider, **options)
+            return factory(config.provider, *positional, **options)
         except ConfigurationError as exc:
             raise ConfigurationError(f"{category}.backends.{key}: {exc.message}") from exc
         except CloudRiftError as exc:

@@ -22,6 +22,8 @@ from cloudrift.core.exceptions import (
     CacheConnectionError,
     ConfigurationError,
     DocumentConnectionError,
+    MessagingConnectionError,
+    MessagingPermissionError,
 )
 from cloudrift.messaging import Message, Queue
 from cloudrift_fastapi import (
@@ -518,3 +520,53 @@ def test_log_of_failing_close_uses_the_cloudrift_logger(
         cache.close = broken_close
     records = [r for r in caplog.records if r.name == "cloudrift.fastapi"]
     assert records and records[0].levelno == logging.ERROR
+
+
+@pytest.fixture
+def no_aws_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: Any) -> None:
+    """An environment where botocore's default credential chain finds nothing."""
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_PROFILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+
+
+async def test_verify_on_startup_raises_missing_credentials_as_configuration_error(
+    no_aws_credentials: None,
+) -> None:
+    """No AWS credentials: startup says so (ConfigurationError naming the backend), not
+    that the service 'did not answer its health check'."""
+    settings = CloudriftSettings(
+        verify_on_startup=True,
+        storage={"provider": "s3", "bucket": "b", "region": "us-east-1"},
+    )
+    app = FastAPI(lifespan=cloudrift_lifespan(settings))
+    with pytest.raises(ConfigurationError) as caught:
+        async with app.router.lifespan_context(app):
+            pass
+    text = caught.value.message
+    assert "storage backend 'default' (s3)" in text
+    assert "s3 storage has no usable credentials" in text
+    assert isinstance(caught.value.__cause__, ConfigurationError)
+
+
+async def test_verify_on_startup_keeps_a_permission_error_a_permission_error(
+    no_aws_credentials: None,
+) -> None:
+    """An SQS queue that refuses us stops startup with MessagingPermissionError, naming it."""
+    settings = CloudriftSettings(
+        verify_on_startup=True,
+        queue={
+            "provider": "sqs",
+            "queue_url": "https://sqs.us-east-1.amazonaws.com/123456789012/jobs",
+            "region": "us-east-1",
+        },
+    )
+    app = FastAPI(lifespan=cloudrift_lifespan(settings))
+    with pytest.raises(MessagingPermissionError) as caught:
+        async with app.router.lifespan_context(app):
+            pass
+    assert not isinstance(caught.value, MessagingConnectionError)
+    assert "queue backend 'default' (sqs)" in caught.value.message
+    assert "no AWS credentials" in caught.value.message

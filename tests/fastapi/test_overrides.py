@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from dependency_injector import providers
-from fastapi import Depends, FastAPI
+from fastapi import Depends, FastAPI, Request
 from fastapi.testclient import TestClient
 
 from cloudrift.config import CloudriftSettings
@@ -203,3 +203,116 @@ def test_document_override_serves_client_and_database() -> None:
     with override_backends(app, mongodb=fake), TestClient(app) as client:
         assert client.get("/db").json() == "app"
         assert app.state.cloudrift.mongodb() is fake
+
+
+def _recording_builds(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str | None]]:
+    built: list[tuple[str, str | None]] = []
+    real = CloudriftSettings.open_backend
+
+    def counting(self: CloudriftSettings, category: str, name: str | None = None) -> Any:
+        built.append((category, name))
+        return real(self, category, name)
+
+    monkeypatch.setattr(CloudriftSettings, "open_backend", counting)
+    return built
+
+
+def test_dependency_override_before_startup_is_served_and_never_built(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An app configured for unreachable S3 whose storage dependency is overridden to
+    memory starts (even verifying) and is ready, reporting the memory provider."""
+    built = _recording_builds(monkeypatch)
+    app = _app(CloudriftSettings(storage=UNREACHABLE, verify_on_startup=True))
+    fake = get_storage("memory")
+    app.dependency_overrides[get_storage_dep] = lambda: fake
+    with TestClient(app) as client:
+        ready = client.get("/health/ready")
+        assert ready.status_code == 200, ready.text
+        assert ready.json()["backends"] == {
+            "storage.default": {"provider": "memory", "status": "ok"}
+        }
+        assert client.get("/kind").json() == "MemoryStorage"
+        assert app.state.cloudrift.storage() is fake
+    assert built == []
+    assert not fake.closed  # the test owns what it passed in
+
+
+def test_health_reports_the_override_provider_not_the_configured_one() -> None:
+    """With ``override_backends``, health names the replacement's provider (memory), not s3."""
+    app = _app(CloudriftSettings(storage=UNREACHABLE))
+    with override_backends(app, storage=get_storage("memory")), TestClient(app) as client:
+        ready = client.get("/health/ready")
+    assert ready.status_code == 200
+    assert ready.json()["backends"]["storage.default"] == {"provider": "memory", "status": "ok"}
+
+
+def test_overridden_categories_the_settings_lack_appear_in_health() -> None:
+    """A cache (override_backends) and an email (dependency_overrides) that the settings
+    do not configure are probed and reported like configured ones."""
+    from cloudrift.cache import get_cache
+    from cloudrift.email import get_email
+    from cloudrift_fastapi import get_email_dep
+
+    app = _app(CloudriftSettings(storage="memory"))
+    email = get_email("memory", default_from="a@example.test")
+    app.dependency_overrides[get_email_dep] = lambda: email
+    with override_backends(app, cache=get_cache("memory")), TestClient(app) as client:
+        ready = client.get("/health/ready")
+    assert ready.status_code == 200
+    assert ready.json()["backends"] == {
+        "storage.default": {"provider": "memory", "status": "ok"},
+        "cache.default": {"provider": "memory", "status": "ok"},
+        "email.default": {"provider": "memory", "status": "ok"},
+    }
+
+
+def test_health_checks_an_override_set_while_running() -> None:
+    """An override installed after startup is what health probes (a closed one is down)."""
+    app = _app(CloudriftSettings(storage="memory"))
+    closed = get_storage("memory")
+    with TestClient(app) as client:
+        client.portal.call(closed.close)
+        app.dependency_overrides[get_storage_dep] = lambda: closed
+        try:
+            down = client.get("/health/ready")
+        finally:
+            app.dependency_overrides.clear()
+        assert client.get("/health/ready").status_code == 200
+    assert down.status_code == 503
+    assert down.json()["backends"]["storage.default"]["reason"] == "backend is closed"
+
+
+def test_a_per_request_override_is_not_built_and_not_probed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """An override that takes the request cannot be probed: not built, reported skipped."""
+    built = _recording_builds(monkeypatch)
+    app = _app(CloudriftSettings(storage=UNREACHABLE))
+    fake = get_storage("memory")
+
+    async def per_request(request: Request) -> Storage:
+        return fake
+
+    app.dependency_overrides[get_storage_dep] = per_request
+    with TestClient(app) as client:
+        assert client.get("/kind").json() == "MemoryStorage"
+        ready = client.get("/health/ready")
+    assert ready.status_code == 200
+    assert ready.json()["backends"]["storage.default"] == {
+        "provider": "overridden",
+        "status": "skipped",
+        "reason": "overridden per request; not checked",
+    }
+    assert built == []
+
+
+def test_health_names_an_embedded_document_client_standing_in_for_mongodb() -> None:
+    """A native client carries no provider attribute; the embedded engine is still 'memory'."""
+    from cloudrift.document import get_mongodb
+
+    app = _app(CloudriftSettings(document={"provider": "mongodb", "uri": "mongodb://db:1/"}))
+    with override_backends(app, mongodb=get_mongodb("memory")), TestClient(app) as client:
+        ready = client.get("/health/ready")
+    assert ready.status_code == 200
+    assert ready.json()["backends"] == {"document.default": {"provider": "memory", "status": "ok"}}

@@ -1,17 +1,28 @@
 """The pytest plugin users get: fixtures on memory, moto, fakeredis and an SMTP sink."""
 
+# FastAPI's documented spelling puts Depends(...) in parameter defaults.
+# ruff: noqa: B008
+
 from __future__ import annotations
 
 import subprocess
 import sys
 from typing import Any
 
-from fastapi import FastAPI
+import pytest
+from fastapi import Depends, FastAPI
 from fastapi.testclient import TestClient
 
 from cloudrift.config import CloudriftSettings
+from cloudrift.core.exceptions import ConfigurationError
 from cloudrift.storage import Storage
-from cloudrift_fastapi import QueueDep, StorageDep, cloudrift_lifespan, override_backends
+from cloudrift_fastapi import (
+    QueueDep,
+    StorageDep,
+    cloudrift_lifespan,
+    override_backends,
+    storage_dep,
+)
 from cloudrift_fastapi.pytest_plugin import FakeRedisServer, MotoServer, SMTPSink
 
 
@@ -137,3 +148,71 @@ async def test_smtp_email_fixture_records_sent_mail(
     await cloudrift_smtp_email.send("alice@example.test", "Welcome", body_text="hello Alice")
     assert cloudrift_smtp_sink.envelopes == [("sender@example.test", ["alice@example.test"])]
     assert cloudrift_smtp_sink.messages[0]["Subject"] == "Welcome"
+
+
+@pytest.fixture
+def without_embedded_engine(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Simulate an install without ``cloudrift[embedded]`` (mongomock is not importable)."""
+    import importlib.util
+
+    real_find_spec = importlib.util.find_spec
+
+    def find_spec(name: str, *args: Any) -> Any:
+        if name.split(".")[0] in ("mongomock", "mongomock_motor"):
+            return None
+        return real_find_spec(name, *args)
+
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
+
+
+async def test_memory_client_needs_no_embedded_engine_without_a_document_backend(
+    cloudrift_memory_client: Any, without_embedded_engine: None
+) -> None:
+    """An app without a document database runs on memory without ``cloudrift[embedded]``."""
+    app = FastAPI(lifespan=cloudrift_lifespan(CloudriftSettings(storage={"provider": "s3"})))
+
+    @app.put("/f/{key}")
+    async def put(key: str, storage: StorageDep) -> int:
+        await storage.upload(key, b"abc")
+        return len(await storage.list())
+
+    async with cloudrift_memory_client(app) as client:
+        assert (await client.put("/f/a")).json() == 1
+
+
+async def test_memory_client_asks_for_embedded_when_a_document_backend_is_configured(
+    cloudrift_memory_client: Any, without_embedded_engine: None
+) -> None:
+    """An app with a document database says which extra its memory engine needs."""
+    settings = CloudriftSettings(document={"provider": "mongodb", "uri": "mongodb://db:1/"})
+    app = FastAPI(lifespan=cloudrift_lifespan(settings))
+    with pytest.raises(ConfigurationError, match=r'pip install "cloudrift\[embedded\]"') as info:
+        async with cloudrift_memory_client(app):
+            pass
+    assert "document backend 'default' (memory)" in info.value.message
+
+
+async def test_memory_client_puts_named_backends_on_memory_too(
+    cloudrift_memory_client: Any,
+) -> None:
+    """A named backend configured for S3 also runs on memory; its name still resolves."""
+    settings = CloudriftSettings(
+        storage={
+            "default": "main",
+            "backends": {
+                "main": {"provider": "s3", "bucket": "a"},
+                "avatars": {"provider": "s3", "bucket": "b"},
+            },
+        },
+        environment="production",
+    )
+    app = FastAPI(lifespan=cloudrift_lifespan(settings))
+
+    @app.get("/kinds")
+    async def kinds(
+        main: StorageDep, avatars: Storage = Depends(storage_dep("avatars"))
+    ) -> list[str]:
+        return [type(main).__name__, type(avatars).__name__]
+
+    async with cloudrift_memory_client(app) as client:
+        assert (await client.get("/kinds")).json() == ["MemoryStorage", "MemoryStorage"]
