@@ -45,7 +45,7 @@ from cloudrift.messaging.base import (
     DEAD_LETTER_REASON,
     InFlightMap,
     Message,
-    OutboundMessage,
+    PreparedMessage,
     Queue,
     SendFailure,
     SendLimits,
@@ -102,6 +102,7 @@ class AzureServiceBusQueue(Queue):
         retry_backoff_factor: float = 0.8,
         in_flight_limit: int = 10_000,
     ) -> None:
+        super().__init__()
         where = "the 'azure_bus' messaging provider"
         if not isinstance(queue_name, str) or not queue_name.strip():
             raise ConfigurationError(f"{where} needs queue_name= (the Service Bus queue name)")
@@ -317,7 +318,7 @@ class AzureServiceBusQueue(Queue):
             max_delay=None,
         )
 
-    def _to_sdk(self, msg: OutboundMessage) -> Any:
+    def _to_sdk(self, msg: PreparedMessage) -> Any:
         from azure.servicebus import ServiceBusMessage
 
         properties: dict[str | bytes, Any] = {k: v for k, v in msg.attributes.items()}
@@ -331,7 +332,7 @@ class AzureServiceBusQueue(Queue):
             application_properties=properties or None,
         )
 
-    async def _send_one(self, msg: OutboundMessage) -> str:
+    async def _send_one(self, msg: PreparedMessage) -> str:
         sdk_message = self._to_sdk(msg)
         with self._errors("send"):
             sender = await self._sender.get()
@@ -341,7 +342,7 @@ class AzureServiceBusQueue(Queue):
                 await sender.send_messages(sdk_message)
         return str(sdk_message.message_id)
 
-    async def _send_entries(self, entries: Sequence[OutboundMessage]) -> list[str | SendFailure]:
+    async def _send_entries(self, entries: Sequence[PreparedMessage]) -> list[str | SendFailure]:
         """Send with ``ServiceBusMessageBatch``: the SDK measures the real encoded size, so a
         batch is sent when the next message does not fit, and when the session changes (one
         batch carries one session). Delayed entries are scheduled one by one. After a

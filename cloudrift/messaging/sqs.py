@@ -47,7 +47,7 @@ from cloudrift.messaging.base import (
     DEAD_LETTER_REASON,
     InFlightMap,
     Message,
-    OutboundMessage,
+    PreparedMessage,
     Queue,
     SendFailure,
     SendLimits,
@@ -90,6 +90,7 @@ class SQSQueue(Queue):
         max_attempts: int = 3,
         max_in_flight: int = 10_000,
     ) -> None:
+        super().__init__()
         for name, url in (("queue_url", queue_url), ("dlq_url", dlq_url)):
             if url is None and name == "dlq_url":
                 continue
@@ -227,13 +228,13 @@ class SQSQueue(Queue):
             max_delay=900,
         )
 
-    def _entry_size(self, msg: OutboundMessage) -> int:
+    def _entry_size(self, msg: PreparedMessage) -> int:
         # SQS counts each attribute's name, data type ("String") and value.
         return len(msg.body) + sum(
             len(k.encode()) + len(b"String") + len(v.encode()) for k, v in msg.attributes.items()
         )
 
-    def _params(self, msg: OutboundMessage) -> dict[str, Any]:
+    def _params(self, msg: PreparedMessage) -> dict[str, Any]:
         params: dict[str, Any] = {"MessageBody": msg.body.decode("utf-8")}
         # Never send DelaySeconds=0: FIFO queues reject the parameter outright.
         if msg.delay > 0:
@@ -246,13 +247,13 @@ class SQSQueue(Queue):
             params["MessageDeduplicationId"] = msg.dedup_id
         return params
 
-    async def _send_one(self, msg: OutboundMessage) -> str:
+    async def _send_one(self, msg: PreparedMessage) -> str:
         client = await self._client.get()
         with self._translate():
             answer = await client.send_message(QueueUrl=self.queue_url, **self._params(msg))
         return str(answer["MessageId"])
 
-    async def _send_chunk(self, chunk: Sequence[OutboundMessage]) -> Sequence[str | SendFailure]:
+    async def _send_chunk(self, chunk: Sequence[PreparedMessage]) -> Sequence[str | SendFailure]:
         client = await self._client.get()
         entries = [{"Id": str(i), **self._params(msg)} for i, msg in enumerate(chunk)]
         with self._translate():
