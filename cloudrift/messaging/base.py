@@ -18,8 +18,10 @@ call ``_ensure_open``):
     :class:`MessagingError` fails the whole chunk. Default: ``_send_one`` per entry.
 ``_send_entries(entries) -> list[str | SendFailure]``
     Send a whole ``send_batch`` call. Default: split with ``_plan_batches`` and call
-    ``_send_chunk`` per batch; a provider whose SDK sizes batches itself (Service Bus's
-    ``ServiceBusMessageBatch``) overrides this instead and must return one result per entry.
+    ``_send_chunk`` per batch, up to ``batch_send_concurrency`` batches at once when no
+    entry has a group (default 1: in order); a provider whose SDK sizes batches itself
+    (Service Bus's ``ServiceBusMessageBatch``) overrides this instead and must return one
+    result per entry.
 ``_receive(max_messages, wait_time, visibility_timeout, group_id) -> list[Message]``
     Receive up to ``max_messages``, long-polling up to ``wait_time`` seconds without
     blocking the loop. ``visibility_timeout`` is None for "the queue's default", and is
@@ -306,6 +308,11 @@ class Queue(AsyncBackend, abc.ABC):
     supports_dead_letter: bool = True
     requires_group_id: bool = False
 
+    #: How many parts of one ``send_batch`` may be in flight at once. 1 (the default)
+    #: sends them in order; a provider without ordering (SQS standard) raises it.
+    #: Entries with a ``group_id`` always go in order.
+    batch_send_concurrency: int = 1
+
     #: Backoff between ``consume()`` polls that failed to reach the service.
     consume_retry: ClassVar[RetryPolicy] = RetryPolicy(attempts=1, base_delay=0.2, max_delay=5.0)
 
@@ -486,31 +493,51 @@ class Queue(AsyncBackend, abc.ABC):
     async def _send_entries(self, entries: Sequence[PreparedMessage]) -> list[str | SendFailure]:
         """Hook: send a whole batch; default splits it and calls ``_send_chunk`` per part.
 
-        After a connection failure the remaining parts are not attempted and are reported
-        as failed, so the caller knows exactly what to resend.
+        Parts go one after another, or up to ``batch_send_concurrency`` at once when the
+        queue keeps no order and no entry has a group (a group's order is its send
+        order). After a connection failure the parts not yet started are not attempted
+        and are reported as failed, so the caller knows exactly what to resend.
         """
-        limits = await self._limits()
-        results: list[str | SendFailure] = []
-        gave_up: str | None = None
-        for chunk in self._plan_batches(entries, limits):
-            if gave_up is not None:
-                results.extend(SendFailure(f"not attempted: {gave_up}") for _ in chunk)
-                continue
-            try:
-                chunk_results = list(await self._send_chunk(chunk))
-            except MessagingConnectionError as exc:
-                gave_up = str(exc)
-                results.extend(SendFailure(str(exc)) for _ in chunk)
-                continue
-            except (MessagingError, FeatureNotSupportedError) as exc:
-                results.extend(SendFailure(str(exc)) for _ in chunk)
-                continue
-            if len(chunk_results) != len(chunk):
-                raise MessagingError(
-                    f"{self.backend_name} returned {len(chunk_results)} results for a batch "
-                    f"of {len(chunk)}; the outcome is unknown"
-                )
-            results.extend(chunk_results)
+        chunks = self._plan_batches(entries, await self._limits())
+        ordered = any(msg.group_id is not None for msg in entries)
+        width = 1 if ordered else max(1, self.batch_send_concurrency)
+        gave_up: list[str] = []  # the first connection failure, once there is one
+        if width == 1 or len(chunks) == 1:
+            per_chunk = [await self._send_chunk_reporting(chunk, gave_up) for chunk in chunks]
+        else:
+            gate = asyncio.Semaphore(width)
+
+            async def send(chunk: list[PreparedMessage]) -> list[str | SendFailure]:
+                async with gate:
+                    return await self._send_chunk_reporting(chunk, gave_up)
+
+            # Every part finishes (or fails) before an error surfaces: none keeps
+            # sending behind the caller's back.
+            outcomes = await asyncio.gather(*(send(c) for c in chunks), return_exceptions=True)
+            for outcome in outcomes:
+                if isinstance(outcome, BaseException):
+                    raise outcome
+            per_chunk = [o for o in outcomes if not isinstance(o, BaseException)]
+        return [result for results in per_chunk for result in results]
+
+    async def _send_chunk_reporting(
+        self, chunk: Sequence[PreparedMessage], gave_up: list[str]
+    ) -> list[str | SendFailure]:
+        """One part's results; a failure of the whole part becomes one failure per entry."""
+        if gave_up:
+            return [SendFailure(f"not attempted: {gave_up[0]}") for _ in chunk]
+        try:
+            results = list(await self._send_chunk(chunk))
+        except MessagingConnectionError as exc:
+            gave_up.append(str(exc))
+            return [SendFailure(str(exc)) for _ in chunk]
+        except (MessagingError, FeatureNotSupportedError) as exc:
+            return [SendFailure(str(exc)) for _ in chunk]
+        if len(results) != len(chunk):
+            raise MessagingError(
+                f"{self.backend_name} returned {len(results)} results for a batch "
+                f"of {len(chunk)}; the outcome is unknown"
+            )
         return results
 
     async def _send_chunk(self, chunk: Sequence[PreparedMessage]) -> Sequence[str | SendFailure]:

@@ -139,6 +139,9 @@ class SQSQueue(Queue):
         self.supports_group_receive = False
         self.requires_group_id = self.fifo
         self.supports_dead_letter = dlq_url is not None
+        # A standard queue keeps no order, so a big send_batch sends its 10-entry calls
+        # 8 at a time; FIFO sends them in order (a group's order is its send order).
+        self.batch_send_concurrency = 1 if self.fifo else 8
         self._dlq_fifo = bool(dlq_url and dlq_url.endswith(".fifo"))
 
     def __repr__(self) -> str:

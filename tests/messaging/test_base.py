@@ -113,6 +113,81 @@ async def test_connection_loss_mid_batch_reports_every_entry() -> None:
         assert {m.message_id for m in got} == set(err.succeeded.values())
 
 
+class ConcurrentChunks(MemoryQueue):
+    """The memory queue sending ``send_batch`` parts 8 at a time, as SQS standard does.
+
+    Each part waits until ``width`` parts are in flight (or every part started), then
+    finishes after a number of loop turns that makes later parts finish first.
+    """
+
+    def __init__(self, *, fail: dict[int, MessagingError] | None = None) -> None:
+        super().__init__()
+        self.batch_send_concurrency = 8
+        self.fail = fail or {}
+        self.started = 0
+        self.in_flight = 0
+        self.peak = 0
+        self.crowd = asyncio.Event()
+
+    async def _send_chunk(self, chunk: Sequence[PreparedMessage]) -> Sequence[str | SendFailure]:
+        number, self.started = self.started, self.started + 1
+        self.in_flight += 1
+        self.peak = max(self.peak, self.in_flight)
+        if self.in_flight == 8:
+            self.crowd.set()
+        try:
+            await asyncio.wait_for(self.crowd.wait(), 10)
+            if number in self.fail:
+                raise self.fail[number]
+            for _ in range(20 - number):  # later parts finish first
+                await asyncio.sleep(0)
+            return await super()._send_chunk(chunk)
+        finally:
+            self.in_flight -= 1
+
+
+async def test_unordered_batch_parts_go_concurrently_and_ids_keep_input_order() -> None:
+    """With batch_send_concurrency=8, 8 parts are in flight at once; ids stay in input order."""
+    async with ConcurrentChunks() as queue:
+        ids = await queue.send_batch([{"n": i} for i in range(100)])
+        assert queue.peak == 8 and queue.started == 10
+        got = await queue.receive(max_messages=100)
+        by_id = {m.message_id: m.body["n"] for m in got}
+        assert [by_id[i] for i in ids] == list(range(100))
+
+
+async def test_concurrent_batch_parts_report_every_failure_by_entry() -> None:
+    """A part that fails is reported per entry; after a connection loss, parts not yet
+    started are not attempted; parts already in flight still count as sent."""
+    fail = {0: MessagingConnectionError("connection reset"), 3: MessagingError("throttled")}
+    async with ConcurrentChunks(fail=fail) as queue:
+        with pytest.raises(MessageSendError) as info:
+            await queue.send_batch([{"n": i} for i in range(100)])
+        err = info.value
+        assert sorted(err.succeeded) == [i for i in range(80) if i // 10 not in (0, 3)]
+        assert {i // 10 for i in err.failed} == {0, 3, 8, 9}
+        assert "connection reset" in err.failed[0] and "throttled" in err.failed[35]
+        assert all("not attempted" in err.failed[i] for i in range(80, 100))
+        assert queue.started == 8
+        got = await queue.receive(max_messages=100)
+        assert {m.message_id for m in got} == set(err.succeeded.values())
+
+
+async def test_grouped_batch_parts_go_one_at_a_time_in_order() -> None:
+    """Entries with a group_id are sent part after part, whatever the concurrency."""
+
+    class Sequential(ConcurrentChunks):
+        async def _send_chunk(
+            self, chunk: Sequence[PreparedMessage]
+        ) -> Sequence[str | SendFailure]:
+            self.crowd.set()  # nothing to wait for: one part at a time is the point
+            return await super()._send_chunk(chunk)
+
+    async with Sequential() as queue:
+        await queue.send_batch([{"n": i} for i in range(30)], group_id="g")
+        assert queue.peak == 1 and queue.started == 3
+
+
 async def test_provider_returning_too_few_results_is_an_error_not_success() -> None:
     """A provider that loses track of an entry makes send_batch fail loudly."""
     async with FlakyChunks(fail_at=0, wrong_count=True) as queue:
@@ -422,3 +497,14 @@ async def test_consume_raises_a_bad_receive_option_instead_of_retrying() -> None
     async with Refuses() as queue:
         with pytest.raises(ValueError, match="43200"):
             await asyncio.wait_for(queue.consume(lambda m: None, wait_time=1), 10)
+
+
+def test_old_outbound_message_name_still_imports_with_a_deprecation_warning() -> None:
+    """OutboundMessage (renamed PreparedMessage) still works for one release, and warns."""
+    from cloudrift.messaging import base
+
+    with pytest.warns(DeprecationWarning, match="renamed PreparedMessage"):
+        old = base.OutboundMessage
+    assert old is PreparedMessage
+    with pytest.raises(AttributeError):
+        base.NoSuchName  # noqa: B018
