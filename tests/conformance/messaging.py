@@ -584,17 +584,22 @@ class MessagingConformance(Conformance):
     async def test_close_stops_consume_after_in_flight_work(self, backend: Queue) -> None:
         """close() stops a running consume(): its in-flight handler finishes and is acked."""
         await backend.send({"n": 1}, **self.group())
-        started = asyncio.Event()
+        started, release = asyncio.Event(), asyncio.Event()
         finished: list[int] = []
 
         async def handler(m: Message) -> None:
             started.set()
-            await asyncio.sleep(0.1)
+            await release.wait()
             finished.append(m.body["n"])
 
         worker = asyncio.create_task(backend.consume(handler, wait_time=1))
         await asyncio.wait_for(started.wait(), 15)
-        await backend.close()
+        closing = asyncio.create_task(backend.close())
+        for _ in range(20):  # close() is under way (no time passes)
+            await asyncio.sleep(0)
+        assert not closing.done()  # it waits for the in-flight handler
+        release.set()
+        await asyncio.wait_for(closing, 15)
         assert await asyncio.wait_for(worker, 15) == 1
         assert finished == [1]
 
