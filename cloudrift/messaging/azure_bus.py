@@ -10,7 +10,8 @@ The seed's table for Service Bus: ``delay`` is a scheduled enqueue; ``visibility
 is ignored (the lock duration is queue configuration); ``nack`` abandons (the delivery
 count goes up); dedup is by message id and works only when the queue was created with
 duplicate detection; ``receive(group_id=)`` reads one session, and ``receive()`` on a
-session queue drains one session at a time (``NEXT_AVAILABLE_SESSION``).
+session queue drains one session at a time (``NEXT_AVAILABLE_SESSION``), moving on to
+another session while one it delivered is unsettled (as an SQS FIFO group in flight).
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ from cloudrift.messaging.base import (
     DEAD_LETTER_REASON,
     InFlightMap,
     Message,
-    OutboundMessage,
+    PreparedMessage,
     Queue,
     SendFailure,
     SendLimits,
@@ -102,6 +103,7 @@ class AzureServiceBusQueue(Queue):
         retry_backoff_factor: float = 0.8,
         in_flight_limit: int = 10_000,
     ) -> None:
+        super().__init__()
         where = "the 'azure_bus' messaging provider"
         if not isinstance(queue_name, str) or not queue_name.strip():
             raise ConfigurationError(f"{where} needs queue_name= (the Service Bus queue name)")
@@ -317,7 +319,7 @@ class AzureServiceBusQueue(Queue):
             max_delay=None,
         )
 
-    def _to_sdk(self, msg: OutboundMessage) -> Any:
+    def _to_sdk(self, msg: PreparedMessage) -> Any:
         from azure.servicebus import ServiceBusMessage
 
         properties: dict[str | bytes, Any] = {k: v for k, v in msg.attributes.items()}
@@ -331,7 +333,7 @@ class AzureServiceBusQueue(Queue):
             application_properties=properties or None,
         )
 
-    async def _send_one(self, msg: OutboundMessage) -> str:
+    async def _send_one(self, msg: PreparedMessage) -> str:
         sdk_message = self._to_sdk(msg)
         with self._errors("send"):
             sender = await self._sender.get()
@@ -341,7 +343,7 @@ class AzureServiceBusQueue(Queue):
                 await sender.send_messages(sdk_message)
         return str(sdk_message.message_id)
 
-    async def _send_entries(self, entries: Sequence[OutboundMessage]) -> list[str | SendFailure]:
+    async def _send_entries(self, entries: Sequence[PreparedMessage]) -> list[str | SendFailure]:
         """Send with ``ServiceBusMessageBatch``: the SDK measures the real encoded size, so a
         batch is sent when the next message does not fit, and when the session changes (one
         batch carries one session). Delayed entries are scheduled one by one. After a
@@ -439,63 +441,95 @@ class AzureServiceBusQueue(Queue):
     async def _receive_session(
         self, max_messages: int, wait: float, group_id: str | None
     ) -> list[Message]:
-        from azure.servicebus import NEXT_AVAILABLE_SESSION
-        from azure.servicebus.exceptions import (
-            OperationTimeoutError,
-            SessionCannotBeLockedError,
-            SessionLockLostError,
-        )
+        """A session queue's receive: one named session, or one session at a time.
 
-        client = await self._client.get()
+        Without ``group_id`` the current session is read again while it has messages,
+        unless a message it delivered is still unsettled: then, like an SQS FIFO group
+        with a message in flight, it delivers nothing more and the next available
+        session is read instead (so ``consume()`` spreads across sessions).
+        """
         if group_id is not None:
-            # A held receiver whose session lock was lost is dropped and the session
-            # locked afresh, once.
-            for _attempt in range(2):
-                receiver = self._sessions.get(group_id)
-                if receiver is None:
-                    receiver = client.get_queue_receiver(
-                        self.queue_name, session_id=group_id, prefetch_count=0
-                    )
-                    try:
-                        await receiver.__aenter__()
-                    except SessionCannotBeLockedError:
-                        # Another receiver holds this session: nothing for us right now.
-                        self._close_later(receiver)
-                        return []
-                    except BaseException:
-                        self._close_later(receiver)
-                        raise
-                    self._sessions[group_id] = receiver
-                try:
-                    received = await receiver.receive_messages(
-                        max_message_count=max_messages, max_wait_time=wait
-                    )
-                except SessionCannotBeLockedError:
-                    # The refusal can arrive after the attach: someone else holds it.
-                    self._drop_session(group_id)
-                    return []
-                except SessionLockLostError:
-                    self._drop_session(group_id)
-                    continue
-                messages = [self._wrap(receiver, m, group_id) for m in received]
-                self._release_idle_sessions()
-                return messages
-            return []
-        # No group: drain one session at a time (NEXT_AVAILABLE_SESSION).
+            return await self._receive_named_session(group_id, max_messages, wait)
         current = self._current_session
-        if current is not None and current in self._sessions:
-            receiver = self._sessions[current]
-            try:
-                received = await receiver.receive_messages(
-                    max_message_count=max_messages, max_wait_time=_MIN_WAIT
-                )
-            except SessionLockLostError:
-                received = []
-                self._drop_session(current)
+        readable = current in self._sessions and current not in self._busy_sessions()
+        if current is not None and readable:
+            received = await self._receive_current_session(current, max_messages)
             if received:
-                return [self._wrap(receiver, m, current) for m in received]
+                return received
         self._current_session = None
         self._release_idle_sessions()
+        return await self._receive_next_session(max_messages, wait)
+
+    async def _receive_named_session(
+        self, session_id: str, max_messages: int, wait: float
+    ) -> list[Message]:
+        """``receive(group_id=)``: read that session, locking it first if we do not hold
+        it; [] when another receiver holds it. A held receiver whose session lock was
+        lost is dropped and the session locked afresh, once."""
+        from azure.servicebus.exceptions import SessionCannotBeLockedError, SessionLockLostError
+
+        for _attempt in range(2):
+            receiver = self._sessions.get(session_id)
+            if receiver is None:
+                receiver = await self._lock_session(session_id)
+                if receiver is None:
+                    return []
+            try:
+                received = await receiver.receive_messages(
+                    max_message_count=max_messages, max_wait_time=wait
+                )
+            except SessionCannotBeLockedError:
+                # The refusal can arrive after the attach: someone else holds it.
+                self._drop_session(session_id)
+                return []
+            except SessionLockLostError:
+                self._drop_session(session_id)
+                continue
+            messages = [self._wrap(receiver, m, session_id) for m in received]
+            self._release_idle_sessions()
+            return messages
+        return []
+
+    async def _lock_session(self, session_id: str) -> Any | None:
+        """Open a receiver on one named session; None when another receiver holds it."""
+        from azure.servicebus.exceptions import SessionCannotBeLockedError
+
+        client = await self._client.get()
+        receiver = client.get_queue_receiver(
+            self.queue_name, session_id=session_id, prefetch_count=0
+        )
+        try:
+            await receiver.__aenter__()
+        except SessionCannotBeLockedError:
+            self._close_later(receiver)
+            return None
+        except BaseException:
+            self._close_later(receiver)
+            raise
+        self._sessions[session_id] = receiver
+        return receiver
+
+    async def _receive_current_session(self, session_id: str, max_messages: int) -> list[Message]:
+        """What the session we are draining has right now ([] once its lock is lost)."""
+        from azure.servicebus.exceptions import SessionLockLostError
+
+        receiver = self._sessions[session_id]
+        try:
+            received = await receiver.receive_messages(
+                max_message_count=max_messages, max_wait_time=_MIN_WAIT
+            )
+        except SessionLockLostError:
+            self._drop_session(session_id)
+            return []
+        return [self._wrap(receiver, m, session_id) for m in received]
+
+    async def _receive_next_session(self, max_messages: int, wait: float) -> list[Message]:
+        """Lock the next session that has messages (waiting up to ``wait``) and read it;
+        it becomes the current session."""
+        from azure.servicebus import NEXT_AVAILABLE_SESSION
+        from azure.servicebus.exceptions import OperationTimeoutError
+
+        client = await self._client.get()
         receiver = client.get_queue_receiver(
             self.queue_name,
             session_id=NEXT_AVAILABLE_SESSION,
@@ -518,6 +552,10 @@ class AzureServiceBusQueue(Queue):
         self._sessions[session_id] = receiver
         self._current_session = session_id
         return [self._wrap(receiver, m, session_id) for m in received]
+
+    def _busy_sessions(self) -> set[str | None]:
+        """Sessions with a delivered message not yet settled."""
+        return {held.session_id for held in (self._held.get(h) for h in self._held) if held}
 
     def _forget_lost_session(self, held: _Held, exc: BaseException) -> None:
         """After a session-lock-lost, drop that session's receiver (it cannot settle)."""
@@ -551,7 +589,7 @@ class AzureServiceBusQueue(Queue):
 
     def _release_idle_sessions(self) -> None:
         """Close session receivers that hold no unsettled message (frees the session lock)."""
-        busy = {held.session_id for held in (self._held.get(h) for h in self._held) if held}
+        busy = self._busy_sessions()
         for session_id in list(self._sessions):
             if session_id == self._current_session or session_id in busy:
                 continue

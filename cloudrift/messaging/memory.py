@@ -4,6 +4,8 @@ Visibility timeouts, nack, delays, dead-lettering, deduplication (5-minute windo
 SQS FIFO) and per-group FIFO delivery (a group with a message in flight delivers nothing
 more until it is acked or comes back, like SQS FIFO and Service Bus sessions) all behave
 as they do on the real services. Receipt handles belong to the instance that issued them.
+``clock`` (seconds, default ``time.monotonic``) drives visibility timeouts, delays and the
+dedup window, so tests can let time pass without sleeping.
 """
 
 from __future__ import annotations
@@ -13,14 +15,14 @@ import contextlib
 import itertools
 import time
 import uuid
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from cloudrift.core.exceptions import ReceiptHandleError
 from cloudrift.messaging.base import (
     DEAD_LETTER_REASON,
     Message,
-    OutboundMessage,
+    PreparedMessage,
     Queue,
     SendLimits,
 )
@@ -54,7 +56,9 @@ class MemoryQueue(Queue):
         max_message_bytes: int = 256 * 1024,
         dedup_window: float = 300.0,
         dead_letter_queue: MemoryQueue | None = None,
+        clock: Callable[[], float] | None = None,
     ) -> None:
+        super().__init__()
         if visibility_timeout < 0 or max_message_bytes < 1 or dedup_window < 0:
             raise ValueError("visibility_timeout, max_message_bytes and dedup_window must be >= 0")
         self.name = name
@@ -69,6 +73,7 @@ class MemoryQueue(Queue):
         self._seq = itertools.count()
         self._wakeup: asyncio.Event | None = None
         self._dlq = dead_letter_queue
+        self._clock = clock or time.monotonic
 
     def __repr__(self) -> str:
         return f"MemoryQueue(name={self.name!r})"
@@ -86,9 +91,8 @@ class MemoryQueue(Queue):
 
     # ------------------------------------------------------------- internals
 
-    @staticmethod
-    def _now() -> float:
-        return time.monotonic()
+    def _now(self) -> float:
+        return self._clock()
 
     def _notify(self) -> None:
         if self._wakeup is not None:
@@ -201,7 +205,7 @@ class MemoryQueue(Queue):
             max_batch_bytes=self.max_message_bytes,
         )
 
-    async def _send_one(self, msg: OutboundMessage) -> str:
+    async def _send_one(self, msg: PreparedMessage) -> str:
         return self._enqueue(
             msg.body,
             delay=msg.delay,
@@ -223,13 +227,16 @@ class MemoryQueue(Queue):
         group_id: str | None,
     ) -> list[Message]:
         visibility = self.default_visibility if visibility_timeout is None else visibility_timeout
-        deadline = self._now() + wait_time
+        # The long poll waits in real time even when ``clock`` is a test's fake clock;
+        # visibility and delays follow ``clock``.
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait_time
         while True:
             taken = self._take(max_messages, visibility, group_id)
-            now = self._now()
-            if taken or now >= deadline:
+            timeout = deadline - loop.time()
+            if taken or timeout <= 0:
                 return taken
-            timeout = deadline - now
+            now = self._now()
             upcoming = self._next_change()
             if upcoming is not None and upcoming > now:
                 timeout = min(timeout, upcoming - now)

@@ -55,7 +55,7 @@ from cloudrift.core.exceptions import (
 from cloudrift.core.secrets import Secret, redact, redact_url, secret
 from cloudrift.messaging.base import (
     Message,
-    OutboundMessage,
+    PreparedMessage,
     Queue,
     SendFailure,
     SendLimits,
@@ -167,6 +167,7 @@ class RedisStreamQueue(Queue):
         max_connections: int = 50,
         retry_attempts: int = 3,
     ) -> None:
+        super().__init__()
         if not isinstance(queue_name, str) or not queue_name.strip():
             raise ConfigurationError("redis queue: queue_name must be a non-empty string")
         url_secret = secret(url)
@@ -298,13 +299,13 @@ class RedisStreamQueue(Queue):
             max_batch_bytes=8 * self.max_message_bytes,
         )
 
-    def _fields(self, msg: OutboundMessage, message_id: str) -> dict[str, Any]:
+    def _fields(self, msg: PreparedMessage, message_id: str) -> dict[str, Any]:
         fields: dict[str, Any] = {"body": msg.body, "mid": message_id}
         if msg.attributes:
             fields["attrs"] = json.dumps(dict(msg.attributes))
         return fields
 
-    async def _send_delayed(self, msg: OutboundMessage, message_id: str) -> None:
+    async def _send_delayed(self, msg: PreparedMessage, message_id: str) -> None:
         client = self._client()
         fields = self._fields(msg, message_id)
         flat: list[str] = []
@@ -315,7 +316,7 @@ class RedisStreamQueue(Queue):
             due = int(seconds) * 1000 + int(micros) // 1000 + int(msg.delay * 1000)
             await client.zadd(self._delayed_key, {json.dumps(flat): due})
 
-    async def _send_one(self, msg: OutboundMessage) -> str:
+    async def _send_one(self, msg: PreparedMessage) -> str:
         message_id = str(uuid.uuid4())
         if msg.delay > 0:
             await self._send_delayed(msg, message_id)
@@ -325,7 +326,7 @@ class RedisStreamQueue(Queue):
             await client.xadd(self.stream, self._fields(msg, message_id))
         return message_id
 
-    async def _send_chunk(self, chunk: Sequence[OutboundMessage]) -> Sequence[str | SendFailure]:
+    async def _send_chunk(self, chunk: Sequence[PreparedMessage]) -> Sequence[str | SendFailure]:
         ids = [str(uuid.uuid4()) for _ in chunk]
         results: list[str | SendFailure] = list(ids)
         immediate = [(i, m) for i, m in enumerate(chunk) if m.delay <= 0]

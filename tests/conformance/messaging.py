@@ -15,6 +15,12 @@ capabilities it lacks (each then must raise FeatureNotSupportedError):
 
 ``requires_group_id = True`` marks FIFO / session queues: every send then carries a group.
 
+No test sleeps a guessed time to decide its outcome: time-driven behaviour (visibility
+timeouts, delays) waits through :meth:`MessagingConformance.pass_time` (the memory harness
+moves a fake clock; real stand-ins keep their own clock) and then polls with a bounded
+deadline; "a poll is under way" is observed through the receive hook
+(:func:`watch_polls`), never assumed after a sleep.
+
 The seed's FIFO / sessions table maps to: ordering → ``test_group_order_is_kept``,
 dedup → ``test_dedup_id_delivers_once``, per-message delay → ``test_delay_*``,
 receive(group_id=) → ``test_receive_from_one_group``, visibility_timeout →
@@ -25,7 +31,9 @@ receive(group_id=) → ``test_receive_from_one_group``, visibility_timeout →
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
+from collections import defaultdict
 from typing import Any, ClassVar
 
 import pytest
@@ -63,6 +71,34 @@ async def drain(
     return got
 
 
+def watch_polls(queue: Queue) -> asyncio.Event:
+    """An event set as soon as the provider's receive hook runs: a poll is under way."""
+    polling = asyncio.Event()
+    hook = queue._receive
+
+    async def spy(*args: Any, **kwargs: Any) -> list[Message]:
+        polling.set()
+        return await hook(*args, **kwargs)
+
+    queue._receive = spy  # type: ignore[method-assign]
+    return polling
+
+
+async def poll_for(queue: Queue, message_id: str, *, within: float = 20.0, **kw: Any) -> Message:
+    """Receive until the message ``message_id`` is delivered (a bounded deadline).
+
+    Any other message arriving meanwhile fails the test: callers use it where nothing
+    else may be visible.
+    """
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while loop.time() < deadline:
+        for msg in await queue.receive(max_messages=10, wait_time=1, **kw):
+            assert msg.message_id == message_id, f"unexpected message {msg!r}"
+            return msg
+    raise AssertionError(f"message {message_id} was not delivered within {within}s")
+
+
 class MessagingConformance(Conformance):
     """The contract of :class:`cloudrift.messaging.Queue`."""
 
@@ -93,6 +129,17 @@ class MessagingConformance(Conformance):
         if value is not None:
             return {"group_id": value}
         return {"group_id": GROUP} if self.requires_group_id else {}
+
+    def own_group(self, value: str) -> dict[str, str]:
+        """A group of its own where the queue requires groups (nothing blocks it), else none."""
+        return {"group_id": value} if self.requires_group_id else {}
+
+    async def pass_time(self, backend: Queue, seconds: float) -> None:
+        """Let ``seconds`` pass for the queue's timers (visibility, delays).
+
+        Real stand-ins keep their own clock, so this does nothing and the test then
+        polls with a bounded deadline; the memory harness moves its fake clock.
+        """
 
     # ---------------------------------------------------------- send / receive
 
@@ -143,12 +190,15 @@ class MessagingConformance(Conformance):
 
     async def test_long_poll_returns_a_message_sent_while_waiting(self, backend: Queue) -> None:
         """receive(wait_time=) returns as soon as a message arrives during the wait."""
+        polling = watch_polls(backend)
+        loop = asyncio.get_running_loop()
+        began = loop.time()
         waiting = asyncio.create_task(backend.receive(max_messages=1, wait_time=10))
-        await asyncio.sleep(0.2)
-        assert not waiting.done()
+        await asyncio.wait_for(polling.wait(), 15)
         await backend.send({"n": 1}, **self.group())
         [msg] = await asyncio.wait_for(waiting, 15)
         assert msg.body == {"n": 1}
+        assert loop.time() - began < 10  # it came back with the message, not at the end
 
     async def test_cancelled_idle_consume_loses_no_message(self, backend: Queue) -> None:
         """A message arriving as a polling consume() is cancelled is not lost.
@@ -161,8 +211,9 @@ class MessagingConformance(Conformance):
         async def handler(m: Message) -> None:
             handled.append(m)
 
+        polling = watch_polls(backend)
         worker = asyncio.create_task(backend.consume(handler, wait_time=5, visibility_timeout=1))
-        await asyncio.sleep(0.3)
+        await asyncio.wait_for(polling.wait(), 15)
         worker.cancel()
         with pytest.raises(asyncio.CancelledError):
             await worker
@@ -170,6 +221,7 @@ class MessagingConformance(Conformance):
         assert handled == []
         if self.lacks("visibility_timeout"):
             return  # a lock taken by the cancelled poll lasts the queue's lock duration
+        await self.pass_time(backend, 1)
         [msg] = await drain(backend, 1)
         assert msg.body == {"n": 1}
 
@@ -243,24 +295,40 @@ class MessagingConformance(Conformance):
     async def test_unacked_message_returns_after_visibility_timeout(self, backend: Queue) -> None:
         """A received, unacked message comes back after visibility_timeout, count + 1."""
         await backend.send({"n": 1}, **self.group())
+        loop = asyncio.get_running_loop()
         [first] = await drain(backend, 1, visibility_timeout=1)
+        received_at = loop.time()
+        hidden = await backend.receive(max_messages=1, wait_time=0)
         if self.lacks("visibility_timeout"):
             # Accepted and ignored: the message stays locked for the queue's lock duration.
-            assert await backend.receive(max_messages=1, wait_time=0) == []
+            assert hidden == []
             return
-        assert await backend.receive(max_messages=1, wait_time=0) == []
-        [again] = await drain(backend, 1)
-        assert again.message_id == first.message_id
+        if loop.time() - received_at < 1:  # a stalled machine may legitimately be late
+            assert hidden == []
+        await self.pass_time(backend, 1)
+        again = await poll_for(backend, first.message_id)
         assert again.receive_count == 2
 
     async def test_extend_visibility_keeps_message_hidden(self, backend: Queue) -> None:
-        """extend_visibility() keeps a message invisible past its first timeout."""
-        await backend.send({"n": 1}, **self.group())
-        [msg] = await drain(backend, 1, visibility_timeout=1)
-        await backend.extend_visibility(msg.receipt_handle, 30)
-        await asyncio.sleep(1.3)
-        assert await backend.receive(max_messages=1, wait_time=0) == []
-        await backend.delete(msg.receipt_handle)
+        """extend_visibility() keeps a message invisible past its first timeout.
+
+        A control message received with it under the same timeout shows, by the
+        server's own clock, when that timeout has run out.
+        """
+        await backend.send({"n": 1}, **self.own_group("kept"))
+        await backend.send({"n": 2}, **self.own_group("control"))
+        got = await drain(backend, 2, visibility_timeout=2)
+        [kept] = [m for m in got if m.body == {"n": 1}]
+        [control] = [m for m in got if m.body == {"n": 2}]
+        await backend.extend_visibility(kept.receipt_handle, 60)
+        if not self.lacks("visibility_timeout"):
+            # The control was received no earlier than the kept one: once it is back,
+            # the kept message's first timeout has run out as well.
+            await self.pass_time(backend, 2)
+            again = await poll_for(backend, control.message_id)
+            await backend.delete(again.receipt_handle)
+        assert await backend.receive(max_messages=10, wait_time=0) == []
+        await backend.delete(kept.receipt_handle)
 
     async def test_garbage_receipt_handle_raises_receipt_handle_error(self, backend: Queue) -> None:
         """An unknown or malformed receipt handle raises ReceiptHandleError, not an SDK error."""
@@ -285,8 +353,13 @@ class MessagingConformance(Conformance):
             with pytest.raises(FeatureNotSupportedError, match="delay"):
                 await backend.send({"n": 1}, delay=1, **self.group())
             return
+        loop = asyncio.get_running_loop()
         await backend.send({"n": 1}, delay=1, **self.group())
-        assert await backend.receive(max_messages=1, wait_time=0) == []
+        sent_at = loop.time()
+        early = await backend.receive(max_messages=1, wait_time=0)
+        if loop.time() - sent_at < 1:  # a stalled machine may legitimately be late
+            assert early == []
+        await self.pass_time(backend, 1)
         [msg] = await drain(backend, 1)
         assert msg.body == {"n": 1}
 
@@ -310,6 +383,24 @@ class MessagingConformance(Conformance):
                     assert m.group_id == "b"
                 await backend.delete(m.receipt_handle)
         assert order == [0, 1, 2, 3]
+
+    async def test_group_with_a_message_in_flight_delivers_nothing_more(
+        self, backend: Queue
+    ) -> None:
+        """While a group's message is in flight, receive() skips that group for another."""
+        if self.lacks("groups"):
+            with pytest.raises(FeatureNotSupportedError, match="group_id"):
+                await backend.send({"n": 1}, group_id="a")
+            return
+        for group in ("a", "b"):  # distinct bodies: content-based dedup is queue-wide
+            await backend.send_batch([{"g": group, "n": 0}, {"g": group, "n": 1}], group_id=group)
+        [first] = await drain(backend, 1, visibility_timeout=60)
+        other = "b" if first.group_id == "a" else "a"
+        meanwhile = await drain(backend, 2, rounds=5, visibility_timeout=60)
+        assert [(m.group_id, m.body["n"]) for m in meanwhile] == [(other, 0), (other, 1)]
+        await backend.delete(first.receipt_handle)
+        [then] = await drain(backend, 1, visibility_timeout=60)
+        assert (then.group_id, then.body["n"]) == (first.group_id, 1)
 
     async def test_dedup_id_delivers_once(self, backend: Queue) -> None:
         """Two sends with one dedup_id deliver one message (FeatureNotSupportedError if lacking)."""
@@ -379,6 +470,56 @@ class MessagingConformance(Conformance):
         await asyncio.sleep(0)
         assert await backend.receive(max_messages=10, wait_time=0) == []
 
+    async def test_consume_runs_groups_in_parallel_and_each_group_in_order(
+        self, backend: Queue
+    ) -> None:
+        """consume(concurrency=4) runs four groups at once, each group's messages in order.
+
+        The first message of each group is held until every group has one running; a
+        second message of a group started meanwhile (the bug this catches) would run
+        beside the first and finish before it. Without groups every message is a group
+        of its own, so four run at once as before.
+        """
+        lanes = ["A", "B", "C", "D"]
+        per_lane = 1 if self.lacks("groups") else 3
+        for lane in lanes:
+            payloads = [{"lane": lane, "n": n} for n in range(per_lane)]
+            if self.lacks("groups"):
+                await backend.send_batch(payloads)
+            else:
+                await backend.send_batch(payloads, group_id=lane)
+        running: dict[str, int] = defaultdict(int)
+        overlaps: list[tuple[str, int]] = []
+        order: dict[str, list[int]] = defaultdict(list)
+        first_running: set[str] = set()
+        all_running = asyncio.Event()
+
+        async def handler(m: Message) -> None:
+            lane, n = m.body["lane"], m.body["n"]
+            if running[lane]:
+                overlaps.append((lane, n))
+            running[lane] += 1
+            try:
+                if n == 0:
+                    first_running.add(lane)
+                    if first_running == set(lanes):
+                        all_running.set()
+                    with contextlib.suppress(TimeoutError):  # the assert below reports it
+                        await asyncio.wait_for(all_running.wait(), 20)
+                order[lane].append(n)
+            finally:
+                running[lane] -= 1
+
+        total = len(lanes) * per_lane
+        handled = await asyncio.wait_for(
+            backend.consume(handler, concurrency=4, wait_time=1, limit=total), 60
+        )
+        assert overlaps == []
+        assert all_running.is_set(), f"only {sorted(first_running)} ran at once"
+        assert dict(order) == {lane: list(range(per_lane)) for lane in lanes}
+        assert handled == total
+        assert await backend.receive(max_messages=10, wait_time=0) == []
+
     async def test_consume_nacks_a_failing_handler_and_retries(self, backend: Queue) -> None:
         """A handler that raises gets the message again (nacked), with receive_count 2."""
         await backend.send({"n": 1}, **self.group())
@@ -424,14 +565,17 @@ class MessagingConformance(Conformance):
             finished.append(m.body["n"])
 
         worker = asyncio.create_task(backend.consume(handler, concurrency=1, wait_time=1))
+        worker.add_done_callback(lambda _: finished.append(-1))  # -1: consume() returned
         await asyncio.wait_for(started.wait(), 15)
         worker.cancel()
-        await asyncio.sleep(0.05)
-        assert not worker.done()  # waiting for the in-flight handler
+        for _ in range(20):  # let the cancellation reach consume() (no time passes)
+            await asyncio.sleep(0)
         release.set()
         with pytest.raises(asyncio.CancelledError):
             await worker
-        assert len(finished) == 1
+        await asyncio.sleep(0)  # the done callback runs on the next loop turn
+        assert len(finished) == 2 and finished[1] == -1  # the handler finished first
+        finished.pop()
         # The finished one was acked; the others are still there (never received or
         # returned by their visibility timeout).
         rest = await drain(backend, 2, rounds=40)
@@ -440,17 +584,22 @@ class MessagingConformance(Conformance):
     async def test_close_stops_consume_after_in_flight_work(self, backend: Queue) -> None:
         """close() stops a running consume(): its in-flight handler finishes and is acked."""
         await backend.send({"n": 1}, **self.group())
-        started = asyncio.Event()
+        started, release = asyncio.Event(), asyncio.Event()
         finished: list[int] = []
 
         async def handler(m: Message) -> None:
             started.set()
-            await asyncio.sleep(0.1)
+            await release.wait()
             finished.append(m.body["n"])
 
         worker = asyncio.create_task(backend.consume(handler, wait_time=1))
         await asyncio.wait_for(started.wait(), 15)
-        await backend.close()
+        closing = asyncio.create_task(backend.close())
+        for _ in range(20):  # close() is under way (no time passes)
+            await asyncio.sleep(0)
+        assert not closing.done()  # it waits for the in-flight handler
+        release.set()
+        await asyncio.wait_for(closing, 15)
         assert await asyncio.wait_for(worker, 15) == 1
         assert finished == [1]
 

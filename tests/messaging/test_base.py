@@ -15,6 +15,7 @@ import pytest
 
 from cloudrift.core.exceptions import (
     ConfigurationError,
+    InvalidArgumentError,
     InvalidMessageError,
     MessageSendError,
     MessagingConnectionError,
@@ -23,12 +24,13 @@ from cloudrift.core.exceptions import (
 from cloudrift.messaging import Message, OutgoingMessage, get_queue
 from cloudrift.messaging.base import (
     InFlightMap,
-    OutboundMessage,
+    PreparedMessage,
     SendFailure,
     SendLimits,
     encode_payload,
 )
 from cloudrift.messaging.memory import MemoryQueue
+from tests.clock import FakeClock
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -42,7 +44,7 @@ class FlakyChunks(MemoryQueue):
         self.wrong_count = wrong_count
         self.chunks: list[int] = []
 
-    async def _send_chunk(self, chunk: Sequence[OutboundMessage]) -> Sequence[str | SendFailure]:
+    async def _send_chunk(self, chunk: Sequence[PreparedMessage]) -> Sequence[str | SendFailure]:
         self.chunks.append(len(chunk))
         if len(self.chunks) == self.fail_at:
             raise MessagingConnectionError("connection reset by peer")
@@ -90,7 +92,7 @@ def test_in_flight_map_evicts_oldest_beyond_its_bound() -> None:
 async def test_batch_is_split_by_bytes_as_well_as_count() -> None:
     """Entries are packed in order into batches under both the count and byte limits."""
     queue = MemoryQueue()
-    entries = [OutboundMessage(index=i, body=b"x" * 40) for i in range(7)]
+    entries = [PreparedMessage(index=i, body=b"x" * 40) for i in range(7)]
     plan = queue._plan_batches(entries, SendLimits(100, 10, 100))
     assert [len(b) for b in plan] == [2, 2, 2, 1]
     plan = queue._plan_batches(entries, SendLimits(100, 3, 10_000))
@@ -109,6 +111,81 @@ async def test_connection_loss_mid_batch_reports_every_entry() -> None:
         assert queue.chunks == [10, 10]  # the third chunk was not attempted
         got = await queue.receive(max_messages=100)
         assert {m.message_id for m in got} == set(err.succeeded.values())
+
+
+class ConcurrentChunks(MemoryQueue):
+    """The memory queue sending ``send_batch`` parts 8 at a time, as SQS standard does.
+
+    Each part waits until ``width`` parts are in flight (or every part started), then
+    finishes after a number of loop turns that makes later parts finish first.
+    """
+
+    def __init__(self, *, fail: dict[int, MessagingError] | None = None) -> None:
+        super().__init__()
+        self.batch_send_concurrency = 8
+        self.fail = fail or {}
+        self.started = 0
+        self.in_flight = 0
+        self.peak = 0
+        self.crowd = asyncio.Event()
+
+    async def _send_chunk(self, chunk: Sequence[PreparedMessage]) -> Sequence[str | SendFailure]:
+        number, self.started = self.started, self.started + 1
+        self.in_flight += 1
+        self.peak = max(self.peak, self.in_flight)
+        if self.in_flight == 8:
+            self.crowd.set()
+        try:
+            await asyncio.wait_for(self.crowd.wait(), 10)
+            if number in self.fail:
+                raise self.fail[number]
+            for _ in range(20 - number):  # later parts finish first
+                await asyncio.sleep(0)
+            return await super()._send_chunk(chunk)
+        finally:
+            self.in_flight -= 1
+
+
+async def test_unordered_batch_parts_go_concurrently_and_ids_keep_input_order() -> None:
+    """With batch_send_concurrency=8, 8 parts are in flight at once; ids stay in input order."""
+    async with ConcurrentChunks() as queue:
+        ids = await queue.send_batch([{"n": i} for i in range(100)])
+        assert queue.peak == 8 and queue.started == 10
+        got = await queue.receive(max_messages=100)
+        by_id = {m.message_id: m.body["n"] for m in got}
+        assert [by_id[i] for i in ids] == list(range(100))
+
+
+async def test_concurrent_batch_parts_report_every_failure_by_entry() -> None:
+    """A part that fails is reported per entry; after a connection loss, parts not yet
+    started are not attempted; parts already in flight still count as sent."""
+    fail = {0: MessagingConnectionError("connection reset"), 3: MessagingError("throttled")}
+    async with ConcurrentChunks(fail=fail) as queue:
+        with pytest.raises(MessageSendError) as info:
+            await queue.send_batch([{"n": i} for i in range(100)])
+        err = info.value
+        assert sorted(err.succeeded) == [i for i in range(80) if i // 10 not in (0, 3)]
+        assert {i // 10 for i in err.failed} == {0, 3, 8, 9}
+        assert "connection reset" in err.failed[0] and "throttled" in err.failed[35]
+        assert all("not attempted" in err.failed[i] for i in range(80, 100))
+        assert queue.started == 8
+        got = await queue.receive(max_messages=100)
+        assert {m.message_id for m in got} == set(err.succeeded.values())
+
+
+async def test_grouped_batch_parts_go_one_at_a_time_in_order() -> None:
+    """Entries with a group_id are sent part after part, whatever the concurrency."""
+
+    class Sequential(ConcurrentChunks):
+        async def _send_chunk(
+            self, chunk: Sequence[PreparedMessage]
+        ) -> Sequence[str | SendFailure]:
+            self.crowd.set()  # nothing to wait for: one part at a time is the point
+            return await super()._send_chunk(chunk)
+
+    async with Sequential() as queue:
+        await queue.send_batch([{"n": i} for i in range(30)], group_id="g")
+        assert queue.peak == 1 and queue.started == 3
 
 
 async def test_provider_returning_too_few_results_is_an_error_not_success() -> None:
@@ -167,16 +244,29 @@ async def test_consume_runs_at_most_concurrency_handlers_at_once() -> None:
             nonlocal running, peak
             running += 1
             peak = max(peak, running)
-            await asyncio.sleep(0.01)
+            await asyncio.sleep(0)  # the others start meanwhile
             running -= 1
 
         assert await queue.consume(handler, concurrency=3, limit=12, wait_time=1) == 12
         assert peak == 3 and len(queue) == 0
 
 
+class CountsExtensions(MemoryQueue):
+    """The memory queue on a fake clock, announcing every visibility extension."""
+
+    def __init__(self) -> None:
+        self.clock = FakeClock()
+        super().__init__(clock=self.clock)
+        self.extended = asyncio.Event()
+
+    async def _extend_visibility(self, handle: str, seconds: float) -> None:
+        await super()._extend_visibility(handle, seconds)
+        self.extended.set()
+
+
 async def test_consume_extends_visibility_while_a_long_handler_runs() -> None:
     """With visibility_timeout the message stays hidden for as long as its handler runs."""
-    async with MemoryQueue() as queue:
+    async with CountsExtensions() as queue:
         await queue.send({"n": 1})
         started, release = asyncio.Event(), asyncio.Event()
 
@@ -184,13 +274,109 @@ async def test_consume_extends_visibility_while_a_long_handler_runs() -> None:
             started.set()
             await release.wait()
 
-        worker = asyncio.create_task(queue.consume(handler, visibility_timeout=0.4, limit=1))
-        await started.wait()
-        await asyncio.sleep(1.0)  # 2.5 times the visibility timeout
-        assert await queue.receive() == []
+        worker = asyncio.create_task(queue.consume(handler, visibility_timeout=0.1, limit=1))
+        await asyncio.wait_for(started.wait(), 10)
+        for _ in range(5):  # 5 x 0.075 s of queue time: 3.75 times the visibility timeout
+            queue.extended.clear()
+            await asyncio.wait_for(queue.extended.wait(), 10)
+            await queue.clock.advance(0.075)
+            assert await queue.receive() == []
         release.set()
         assert await worker == 1
         assert len(queue) == 0
+
+
+async def test_messages_waiting_behind_their_group_stay_hidden() -> None:
+    """A message held behind its group's running handler has its visibility extended too."""
+    async with CountsExtensions() as queue:
+        await queue.send_batch([{"n": 1}, {"n": 2}], group_id="g")
+        started, release = asyncio.Event(), asyncio.Event()
+        seen: list[int] = []
+
+        async def handler(m: Message) -> None:
+            seen.append(m.body["n"])
+            started.set()
+            await release.wait()
+
+        worker = asyncio.create_task(
+            queue.consume(handler, concurrency=2, visibility_timeout=0.1, limit=2)
+        )
+        await asyncio.wait_for(started.wait(), 10)
+        for _ in range(5):
+            queue.extended.clear()
+            await asyncio.wait_for(queue.extended.wait(), 10)
+            await queue.clock.advance(0.075)
+            assert await queue.receive(max_messages=10) == []
+        release.set()
+        assert await worker == 2
+        assert seen == [1, 2] and len(queue) == 0
+
+
+async def test_cancelled_consume_gives_back_messages_waiting_behind_their_group() -> None:
+    """On cancellation the running handler finishes; its group's waiting messages are nacked."""
+    async with MemoryQueue() as queue:
+        await queue.send_batch([{"n": i} for i in range(3)], group_id="g")
+        started, release = asyncio.Event(), asyncio.Event()
+        seen: list[int] = []
+
+        async def handler(m: Message) -> None:
+            seen.append(m.body["n"])
+            started.set()
+            await release.wait()
+
+        worker = asyncio.create_task(queue.consume(handler, concurrency=4, wait_time=1))
+        await asyncio.wait_for(started.wait(), 10)
+        worker.cancel()
+        release.set()
+        with pytest.raises(asyncio.CancelledError):
+            await worker
+        assert seen == [0]
+        rest = await queue.receive(max_messages=10)
+        assert [(m.body["n"], m.receive_count) for m in rest] == [(1, 2), (2, 2)]
+
+
+async def test_consume_holds_at_most_concurrency_times_max_messages() -> None:
+    """A poll that keeps returning one busy group cannot make consume() hoard messages."""
+
+    class OneGroupFirehose(MemoryQueue):
+        """Test double: every poll returns as many messages of group "g" as asked for."""
+
+        received = 0
+        full = asyncio.Event()
+
+        async def _receive(self, max_messages: int, *rest: object) -> list[Message]:
+            start, self.received = self.received, self.received + max_messages
+            if self.received >= 6:
+                self.full.set()
+            return [
+                Message.from_raw(b"{}", receipt_handle=f"h{n}", message_id=f"m{n}", group_id="g")
+                for n in range(start, self.received)
+            ]
+
+        async def _delete(self, handle: str) -> None:
+            return None
+
+        async def _nack(self, handle: str) -> None:
+            return None
+
+    async with OneGroupFirehose() as queue:
+        release = asyncio.Event()
+        handled: list[str] = []
+
+        async def handler(m: Message) -> None:
+            await release.wait()
+            handled.append(m.message_id)
+
+        worker = asyncio.create_task(
+            queue.consume(handler, concurrency=2, max_messages=3, limit=20)
+        )
+        await asyncio.wait_for(queue.full.wait(), 10)
+        for _ in range(50):  # an unbounded consume() would poll again at once
+            await asyncio.sleep(0)
+        assert queue.received == 6  # 2 x 3, all waiting behind one running handler
+        release.set()
+        assert await asyncio.wait_for(worker, 10) == 20
+        assert handled == [f"m{n}" for n in range(20)]  # one group: strictly in order
 
 
 async def test_consume_keeps_going_after_a_receive_failure(
@@ -227,10 +413,20 @@ async def test_consume_rejects_bad_options() -> None:
         async def handler(m: Message) -> None:
             return None
 
-        with pytest.raises(ValueError, match="concurrency"):
-            await queue.consume(handler, concurrency=0)
-        with pytest.raises(ValueError, match="max_receives"):
-            await queue.consume(handler, max_receives=0)
+        for bad in (0, -1, True, 2.0, "4", None):
+            with pytest.raises(InvalidArgumentError, match="concurrency must be a positive int"):
+                await queue.consume(handler, concurrency=bad)  # type: ignore[arg-type]
+        for option, value in (
+            ("max_messages", 0),
+            ("max_receives", 0),
+            ("max_receives", False),
+            ("limit", -3),
+            ("wait_time", -1),
+            ("visibility_timeout", 0),
+            ("visibility_timeout", math.inf),
+        ):
+            with pytest.raises(InvalidArgumentError, match=option):
+                await queue.consume(handler, **{option: value})  # type: ignore[arg-type]
         with pytest.raises(TypeError, match="handler"):
             await queue.consume("not callable")  # type: ignore[arg-type]
 
@@ -301,3 +497,14 @@ async def test_consume_raises_a_bad_receive_option_instead_of_retrying() -> None
     async with Refuses() as queue:
         with pytest.raises(ValueError, match="43200"):
             await asyncio.wait_for(queue.consume(lambda m: None, wait_time=1), 10)
+
+
+def test_old_outbound_message_name_still_imports_with_a_deprecation_warning() -> None:
+    """OutboundMessage (renamed PreparedMessage) still works for one release, and warns."""
+    from cloudrift.messaging import base
+
+    with pytest.warns(DeprecationWarning, match="renamed PreparedMessage"):
+        old = base.OutboundMessage
+    assert old is PreparedMessage
+    with pytest.raises(AttributeError):
+        base.NoSuchName  # noqa: B018

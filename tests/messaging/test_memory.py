@@ -9,19 +9,24 @@ import pytest
 from cloudrift.core.exceptions import BackendClosedError, ReceiptHandleError
 from cloudrift.messaging import Message, Queue, get_queue
 from cloudrift.messaging.memory import MemoryQueue
+from tests.clock import FakeClock
 from tests.conformance.messaging import MessagingConformance, drain
 
 
 class TestMemoryQueue(MessagingConformance):
-    """Memory provider: every capability supported."""
+    """Memory provider: every capability supported; time is a fake clock."""
 
     @pytest.fixture
     async def backend(self) -> AsyncIterator[Queue]:
-        queue = get_queue("memory")
+        self._clock = FakeClock()
+        queue = get_queue("memory", clock=self._clock)
         try:
             yield queue
         finally:
             await queue.close()
+
+    async def pass_time(self, backend: Queue, seconds: float) -> None:
+        await self._clock.advance(seconds)
 
     async def send_foreign(self, backend: Queue, raw: bytes) -> None:
         assert isinstance(backend, MemoryQueue)
@@ -30,6 +35,17 @@ class TestMemoryQueue(MessagingConformance):
     async def read_dead_letters(self, backend: Queue, count: int) -> list[Message]:
         assert isinstance(backend, MemoryQueue)
         return await drain(backend.dead_letter_queue, count)
+
+    async def test_queue_timers_follow_the_clock(self, backend: Queue) -> None:
+        """Visibility timeouts and delays move with the injected clock, not wall time."""
+        await backend.send({"n": 1}, delay=3600)
+        assert await backend.receive(wait_time=0) == []
+        await self.pass_time(backend, 3600)
+        [msg] = await backend.receive(visibility_timeout=3600)
+        assert await backend.receive(wait_time=0) == []
+        await self.pass_time(backend, 3600)
+        [again] = await backend.receive()
+        assert again.message_id == msg.message_id and again.receive_count == 2
 
 
 async def test_get_queue_memory_needs_no_options() -> None:

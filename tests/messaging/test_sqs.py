@@ -170,6 +170,44 @@ async def test_batch_is_split_by_total_bytes(standard: SQSQueue) -> None:
     assert len(calls) >= 3 and all(size <= limit for size in sizes)
 
 
+def gauge_calls(client: Any, operation: str) -> dict[str, int]:
+    """Track how many ``operation`` calls are in flight at once (``peak``) and in all."""
+    gauge = {"now": 0, "peak": 0, "calls": 0}
+
+    def before(**_: Any) -> None:
+        gauge["now"] += 1
+        gauge["calls"] += 1
+        gauge["peak"] = max(gauge["peak"], gauge["now"])
+
+    def after(**_: Any) -> None:
+        gauge["now"] -= 1
+
+    client.meta.events.register(f"before-call.sqs.{operation}", before)
+    client.meta.events.register(f"after-call.sqs.{operation}", after)
+    return gauge
+
+
+async def test_standard_batch_calls_go_concurrently_and_ids_keep_input_order(
+    standard: SQSQueue,
+) -> None:
+    """A standard queue sends a big batch's 10-entry calls up to 8 at a time, ids in order."""
+    gauge = gauge_calls(await standard.native(), "SendMessageBatch")
+    ids = await standard.send_batch([{"n": i} for i in range(100)])
+    assert gauge["calls"] == 10 and 1 < gauge["peak"] <= 8
+    got = await drain(standard, 100, ack=True)
+    by_id = {m.message_id: m.body["n"] for m in got}
+    assert [by_id[i] for i in ids] == list(range(100))
+
+
+async def test_fifo_batch_calls_go_one_after_another(fifo: SQSQueue) -> None:
+    """A FIFO queue's batch calls are never concurrent: a group's order is its send order."""
+    gauge = gauge_calls(await fifo.native(), "SendMessageBatch")
+    await fifo.send_batch([{"n": i} for i in range(30)], group_id="g")
+    assert gauge["calls"] == 3 and gauge["peak"] == 1
+    got = await drain(fifo, 30, ack=True)
+    assert [m.body["n"] for m in got] == list(range(30))
+
+
 class _ServerSideLimitsOnly(SQSQueue):
     """Test subclass: lifts the client-side delay check so moto rejects the entry itself."""
 
