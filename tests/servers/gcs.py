@@ -5,7 +5,9 @@ emulator serves one request at a time on an ``http.server.HTTPServer`` whose lis
 backlog is 5: 50 concurrent connections overflowed it, and the dropped SYNs were
 retried by the kernel after 1, 3, 7... s (the 50-concurrent-uploads test took 14-60 s).
 The launcher below raises the backlog to 1024 before the emulator starts (the test
-then takes well under a second); requests are still served one at a time, as before. ``gcs_server`` starts once per session; ``gcs`` (function scope) wipes
+then takes well under a second); requests are still served one at a time, as before.
+
+``gcs_server`` starts once per session; ``gcs`` (function scope) wipes
 every object and bucket, creates an empty test bucket (``POST /storage/v1/b``), and
 hands out the endpoint to pass as ``emulator_host`` (never via the process env).
 
