@@ -58,7 +58,13 @@ from cloudrift.core.exceptions import (
 )
 from cloudrift.core.lifecycle import LazyClient
 from cloudrift.core.secrets import Secret, redact, reveal, secret
-from cloudrift.storage.base import ObjectInfo, PresignMethod, Storage, send_parts
+from cloudrift.storage.base import (
+    ObjectInfo,
+    PresignMethod,
+    Storage,
+    in_code_point_order,
+    send_parts,
+)
 
 _IDENTITY = identity_auth_methods("account_url", WORD_NAMES)
 _AUTH = [
@@ -442,6 +448,15 @@ class AzureBlobStorage(Storage):
             await container.delete_blob(key, delete_snapshots="include")
 
     async def _iter(self, prefix: str) -> AsyncIterator[ObjectInfo]:
+        # Azure lists in UTF-16 order; every provider yields code point order.
+        async for info in in_code_point_order(self._iter_utf16(prefix), lambda i: i.key):
+            yield info
+
+    async def _iter_keys(self, prefix: str) -> AsyncIterator[str]:
+        async for name in in_code_point_order(self._names_utf16(prefix), str):
+            yield name
+
+    async def _iter_utf16(self, prefix: str) -> AsyncIterator[ObjectInfo]:
         container = await self._container()
         with self._errors():
             pages = container.list_blobs(
@@ -460,7 +475,7 @@ class AzureBlobStorage(Storage):
                         metadata=dict(item.metadata or {}),
                     )
 
-    async def _iter_keys(self, prefix: str) -> AsyncIterator[str]:
+    async def _names_utf16(self, prefix: str) -> AsyncIterator[str]:
         container = await self._container()
         with self._errors():
             # Names only: parsing every blob's properties made list() 2-4x slower than

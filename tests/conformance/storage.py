@@ -199,7 +199,15 @@ class StorageConformance(Conformance):
 
     @pytest.mark.parametrize(
         "metadata",
-        [{"Upper": "x"}, {"has-dash": "x"}, {"ok": "naïve"}, {"ok": "line\nbreak"}, {"": "x"}],
+        [
+            {"Upper": "x"},
+            {"has-dash": "x"},
+            {"ok": "naïve"},
+            {"ok": "line\nbreak"},
+            {"": "x"},
+            {"ok": " leading space"},
+            {"ok": "trailing space "},
+        ],
     )
     async def test_unportable_metadata_is_rejected(
         self, backend: Storage, metadata: dict[str, str]
