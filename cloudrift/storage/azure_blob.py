@@ -505,6 +505,17 @@ class AzureBlobStorage(Storage):
         if status not in ("success", None):
             raise StorageError(f"azure_blob copy of {src!r} to {dst!r} ended as {status!r}")
 
+    async def abort_incomplete_uploads(self, *, older_than: timedelta) -> int:
+        """Not available on Azure: raises FeatureNotSupportedError.
+
+        A failed ``upload_stream`` leaves only uncommitted blocks, which are never
+        visible and which Azure itself discards 7 days after they were staged; there is
+        no call to list or remove them earlier."""
+        raise FeatureNotSupportedError(
+            "azure_blob storage has no incomplete uploads to abort: uncommitted blocks of "
+            "a failed upload_stream are invisible and Azure discards them after 7 days"
+        )
+
     async def _user_delegation_key(self, service: Any, expiry: datetime) -> Any:
         """A user-delegation key valid past ``expiry``, cached and renewed when too short."""
         cached = self._delegation

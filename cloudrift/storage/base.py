@@ -304,8 +304,8 @@ async def in_code_point_order(
 
 
 async def send_parts(
-    parts: AsyncIterable[bytes],
-    send: Callable[[int, bytes], Coroutine[Any, Any, None]],
+    parts: AsyncIterable[_T],
+    send: Callable[[int, _T], Coroutine[Any, Any, None]],
     concurrency: int,
 ) -> int:
     """Await ``send(number, part)`` for each part (numbered from 1) with at most

@@ -19,7 +19,7 @@ import contextlib
 import re
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, NoReturn
 from urllib.parse import quote
 
@@ -378,6 +378,17 @@ class GCSStorage(Storage):
                 params=self._write_params() or None,
                 timeout=self._timeout,
             )
+
+    async def abort_incomplete_uploads(self, *, older_than: timedelta) -> int:
+        """Not available on GCS: raises FeatureNotSupportedError.
+
+        A failed ``upload_stream`` cancels its resumable session; when even that fails,
+        the session's data never becomes an object and GCS expires the session a week
+        after it was started. There is no call to list open sessions."""
+        raise FeatureNotSupportedError(
+            "gcs storage has no incomplete uploads to abort: a failed upload_stream's "
+            "resumable session never becomes an object and GCS expires it after a week"
+        )
 
     async def _presign(
         self, key: str, expires_in: int, method: PresignMethod, content_type: str | None
