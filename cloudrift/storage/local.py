@@ -1,7 +1,9 @@
 """Local filesystem storage: one file per key under ``root_dir``.
 
 * Writes are atomic: data goes to a temporary file under ``<root>/.cloudrift/tmp`` and is
-  renamed into place, so a reader never sees a half-written object.
+  renamed into place, so a reader never sees a half-written object. A writer killed
+  mid-write leaves only its temporary file; opening a store removes temporary files
+  older than ``temp_file_max_age`` seconds (default one hour).
 * A key can never resolve outside ``root_dir``: key validation refuses ``..`` and
   absolute keys, and every resolved path is checked with ``realpath`` so a symlink
   inside the root cannot lead out of it.
@@ -22,6 +24,7 @@ import errno
 import hashlib
 import hmac
 import json
+import logging
 import mimetypes
 import os
 import secrets
@@ -55,6 +58,7 @@ from cloudrift.storage.base import (
     validate_key,
 )
 
+log = logging.getLogger("cloudrift.storage.local")
 _RESERVED = ".cloudrift"
 _PAGE = 500
 _MISSING = (FileNotFoundError, NotADirectoryError, IsADirectoryError)
@@ -77,6 +81,7 @@ class LocalStorage(Storage):
         root_dir: str | os.PathLike[str],
         base_url: str | None = None,
         signing_key: str | Secret | None = None,
+        temp_file_max_age: float = 3600.0,
     ) -> None:
         if root_dir is None or str(root_dir) == "":
             raise ConfigurationError("local storage needs root_dir: the folder to keep objects in")
@@ -101,11 +106,44 @@ class LocalStorage(Storage):
         self._meta = os.path.join(self._root, _RESERVED, "meta")
         os.makedirs(self._tmp, exist_ok=True)
         os.makedirs(self._meta, exist_ok=True)
+        if (
+            isinstance(temp_file_max_age, bool)
+            or not isinstance(temp_file_max_age, int | float)
+            or temp_file_max_age < 0
+        ):
+            raise ConfigurationError(
+                "local storage temp_file_max_age must be a non-negative number of seconds, "
+                f"got {temp_file_max_age!r}"
+            )
+        self._remove_stale_temp_files(temp_file_max_age)
         self.base_url = base_url
         self._signing_key: Secret = secret(signing_key) or Secret(secrets.token_hex(32))
 
     def _location(self) -> str:
         return f"root_dir={str(self.root_dir)!r}"
+
+    def _remove_stale_temp_files(self, max_age: float) -> int:
+        """Delete temporary files not modified for ``max_age`` seconds: leftovers of
+        writers that crashed or were killed mid-write (a live writer touches its file
+        with every write). Returns how many were removed."""
+        cutoff = time.time() - max_age
+        removed = 0
+        with os.scandir(self._tmp) as entries:
+            for entry in entries:
+                try:
+                    if (
+                        entry.is_file(follow_symlinks=False)
+                        and entry.stat(follow_symlinks=False).st_mtime <= cutoff
+                    ):
+                        os.unlink(entry.path)
+                        removed += 1
+                except FileNotFoundError:
+                    continue  # another process cleaned it up first
+        if removed:
+            log.info(
+                "local storage removed %d stale temporary file(s) under %s", removed, self._tmp
+            )
+        return removed
 
     # ------------------------------------------------------------------ paths
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -308,3 +311,81 @@ async def test_listing_skips_symlinks_leading_out_of_root(tmp_path: Path) -> Non
     await storage.upload("inside.txt", b"in")
     os.symlink(tmp_path / "outside.bin", tmp_path / "root" / "leak.bin")
     assert await storage.list() == ["inside.txt"]
+
+
+_KILLED_WRITER = """
+import asyncio, sys
+from cloudrift.storage.local import LocalStorage
+
+async def main() -> None:
+    storage = LocalStorage(root_dir=sys.argv[1])
+    if sys.argv[2] == "upload":
+        await storage.upload("big.bin", b"x" * 256_000_000)
+        return
+
+    async def endless():
+        while True:
+            yield b"x" * 1_000_000
+            await asyncio.sleep(0)
+
+    await storage.upload_stream("big.bin", endless())
+
+asyncio.run(main())
+"""
+
+
+def _kill_mid_write(root: Path, how: str) -> list[Path]:
+    """Start a writer of ``big.bin`` in a child process and SIGKILL it once its temp file
+    has data; returns the temp files it left."""
+    tmp = root / ".cloudrift" / "tmp"
+    child = subprocess.Popen(
+        [sys.executable, "-c", _KILLED_WRITER, str(root), how],
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not any(f.stat().st_size > 0 for f in tmp.glob("*") if f.is_file()):
+            if child.poll() is not None:
+                break  # the write finished first: the object must then be complete
+            assert time.monotonic() < deadline, "the writer never started writing"
+            time.sleep(0.005)
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    return [f for f in tmp.iterdir() if f.is_file()]
+
+
+@pytest.mark.parametrize("how", ["upload_stream", "upload"])
+async def test_writer_killed_mid_write_leaves_no_torn_object_and_its_temp_is_cleaned(
+    tmp_path: Path, how: str
+) -> None:
+    """A writer SIGKILLed mid-write leaves no object; the next store removes its stale temp."""
+    root = tmp_path / "root"
+    LocalStorage(root_dir=root)
+    left = _kill_mid_write(root, how)
+    fresh = LocalStorage(root_dir=root)  # default age: a minute-old temp file may be live
+    assert all(f.exists() for f in left)
+    if left:
+        assert not await fresh.exists("big.bin") and await fresh.list() == []
+    else:  # the plain upload won the race against the kill: it is whole
+        assert (await fresh.head("big.bin")).size == 256_000_000
+    hour_ago = time.time() - 3601
+    for f in left:
+        os.utime(f, (hour_ago, hour_ago))
+    reopened = LocalStorage(root_dir=root)
+    assert not any(f.exists() for f in left)
+    assert await reopened.list() == []
+
+
+async def test_temp_file_max_age_is_configurable(tmp_path: Path) -> None:
+    """temp_file_max_age=0 removes every temp file at open; a negative age is refused."""
+    root = tmp_path / "root"
+    LocalStorage(root_dir=root)
+    stray = root / ".cloudrift" / "tmp" / "stray"
+    stray.write_bytes(b"half")
+    LocalStorage(root_dir=root, temp_file_max_age=60)
+    assert stray.exists()
+    LocalStorage(root_dir=root, temp_file_max_age=0)
+    assert not stray.exists()
+    with pytest.raises(ConfigurationError, match="temp_file_max_age"):
+        LocalStorage(root_dir=root, temp_file_max_age=-1)
