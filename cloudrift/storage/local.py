@@ -23,6 +23,7 @@ import contextlib
 import errno
 import hashlib
 import hmac
+import itertools
 import json
 import logging
 import mimetypes
@@ -60,6 +61,7 @@ from cloudrift.storage.base import (
 
 log = logging.getLogger("cloudrift.storage.local")
 _RESERVED = ".cloudrift"
+_TMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
 _PAGE = 500
 _MISSING = (FileNotFoundError, NotADirectoryError, IsADirectoryError)
 
@@ -115,6 +117,8 @@ class LocalStorage(Storage):
                 "local storage temp_file_max_age must be a non-negative number of seconds, "
                 f"got {temp_file_max_age!r}"
             )
+        self._tmp_prefix = secrets.token_hex(6) + "-"
+        self._tmp_count = itertools.count()
         self._remove_stale_temp_files(temp_file_max_age)
         self.base_url = base_url
         self._signing_key: Secret = secret(signing_key) or Secret(secrets.token_hex(32))
@@ -168,7 +172,26 @@ class LocalStorage(Storage):
         return os.path.join(self._meta, digest[:2], digest + ".json")
 
     def _new_tmp(self) -> str:
-        return os.path.join(self._tmp, secrets.token_hex(12))
+        # A per-store random prefix and a counter: unique without a getrandom per write
+        # (the files are opened with O_EXCL anyway).
+        return os.path.join(self._tmp, f"{self._tmp_prefix}{next(self._tmp_count):x}")
+
+    def _write_tmp(self, data: Any) -> str:
+        """A new temporary file holding ``data`` (raw syscalls: no buffering layer)."""
+        tmp = self._new_tmp()
+        fd = os.open(tmp, _TMP_FLAGS, 0o666)
+        try:
+            with memoryview(data) as raw, raw.cast("B") as view:
+                written = 0
+                while written < len(view):
+                    written += os.write(fd, view[written:])
+        except BaseException:
+            os.close(fd)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+        os.close(fd)
+        return tmp
 
     # ----------------------------------------------------------- sync workers
 
@@ -192,14 +215,12 @@ class LocalStorage(Storage):
             return _guess(key), {}
         return str(doc["content_type"]), dict(doc["metadata"])
 
-    def _place(self, tmp: str, key: str, if_not_exists: bool) -> None:
-        """Rename ``tmp`` into place (hard-link for a conditional create: atomic, no overwrite)."""
-        path = self._path(key)
+    def _place(self, tmp: str, path: str, key: str, if_not_exists: bool) -> None:
+        """Rename ``tmp`` to ``path`` (hard-link for a conditional create: atomic, no
+        overwrite). ``tmp`` is gone once this returns. Folders are created only when the
+        rename says they are missing."""
         for attempt in range(3):
             try:
-                os.makedirs(os.path.dirname(path), exist_ok=True)
-                # Re-check after creating folders: a symlinked folder must not lead out.
-                self._path(key)
                 if if_not_exists:
                     os.link(tmp, path)
                     os.unlink(tmp)
@@ -213,9 +234,12 @@ class LocalStorage(Storage):
             except (NotADirectoryError, IsADirectoryError) as exc:
                 raise self._conflict(key) from exc
             except FileNotFoundError:
-                # A concurrent delete pruned the folder between makedirs and rename.
+                # The key's folder does not exist yet (or a concurrent delete pruned it).
                 if attempt == 2:
                     raise
+                os.makedirs(os.path.dirname(path), exist_ok=True)
+                # Re-check after creating folders: a symlinked folder must not lead out.
+                self._path(key)
 
     def _conflict(self, key: str) -> StorageError:
         return StorageError(
@@ -226,20 +250,22 @@ class LocalStorage(Storage):
     def _put_sync(
         self, key: str, data: Any, content_type: str, metadata: dict[str, str], cond: bool
     ) -> None:
-        self._path(key)
-        tmp = self._new_tmp()
+        path = self._path(key)
+        tmp = self._write_tmp(data)
+        placed = False
         try:
-            with open(tmp, "wb") as fh:
-                fh.write(data)
             if cond:
-                self._place(tmp, key, True)
+                self._place(tmp, path, key, True)
+                placed = True
                 self._write_meta(key, content_type, metadata)
             else:
                 self._write_meta(key, content_type, metadata)
-                self._place(tmp, key, False)
+                self._place(tmp, path, key, False)
+                placed = True
         finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
+            if not placed:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
 
     def _open(self, key: str) -> BinaryIO:
         path = self._path(key)
@@ -341,7 +367,7 @@ class LocalStorage(Storage):
 
     def _copy_sync(self, src: str, dst: str) -> None:
         spath = self._path(src)
-        self._path(dst)
+        dpath = self._path(dst)
         tmp = self._new_tmp()
         try:
             try:
@@ -350,7 +376,7 @@ class LocalStorage(Storage):
                 raise ObjectNotFoundError(src) from None
             content_type, metadata = self._read_meta(src)
             self._write_meta(dst, content_type, metadata)
-            self._place(tmp, dst, False)
+            self._place(tmp, dpath, dst, False)
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
@@ -392,9 +418,9 @@ class LocalStorage(Storage):
         metadata: dict[str, str],
         part_size: int,
     ) -> None:
-        self._path(key)
+        path = self._path(key)
         tmp = self._new_tmp()
-        fh = await self._run(open, tmp, "wb")
+        fh = await self._run(open, tmp, "xb")
         try:
             try:
                 async for part in parts:
@@ -402,7 +428,7 @@ class LocalStorage(Storage):
             finally:
                 await self._run(fh.close)
             await self._run(self._write_meta, key, content_type, metadata)
-            await self._run(self._place, tmp, key, False)
+            await self._run(self._place, tmp, path, key, False)
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
