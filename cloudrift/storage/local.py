@@ -1,9 +1,12 @@
 """Local filesystem storage: one file per key under ``root_dir``.
 
-* Writes are atomic: data goes to a temporary file under ``<root>/.cloudrift/tmp`` and is
-  renamed into place, so a reader never sees a half-written object. A writer killed
-  mid-write leaves only its temporary file; opening a store removes temporary files
-  older than ``temp_file_max_age`` seconds (default one hour).
+* Writes are atomic: data goes to a temporary file created (``O_EXCL``) beside the target,
+  named ``.cloudrift-tmp-...``, and is renamed into place, so a reader never sees a
+  half-written object (a rename within one folder also avoids the kernel's filesystem-wide
+  lock on cross-folder renames). Such names are reserved: a key segment starting with
+  ``.cloudrift-tmp-`` is refused, and listings never show one. A writer killed mid-write
+  leaves only its temporary file; opening a store removes temporary files not modified
+  for ``temp_file_max_age`` seconds (default one hour), walking the folder tree once.
 * A key can never resolve outside ``root_dir``: key validation refuses ``..`` and
   absolute keys, and every resolved path is checked with ``realpath`` so a symlink
   inside the root cannot lead out of it.
@@ -61,6 +64,7 @@ from cloudrift.storage.base import (
 
 log = logging.getLogger("cloudrift.storage.local")
 _RESERVED = ".cloudrift"
+_TMP_MARK = ".cloudrift-tmp-"
 _TMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
 _PAGE = 500
 _MISSING = (FileNotFoundError, NotADirectoryError, IsADirectoryError)
@@ -129,23 +133,39 @@ class LocalStorage(Storage):
     def _remove_stale_temp_files(self, max_age: float) -> int:
         """Delete temporary files not modified for ``max_age`` seconds: leftovers of
         writers that crashed or were killed mid-write (a live writer touches its file
-        with every write). Returns how many were removed."""
+        with every write). Object temp files sit beside their targets; sidecar temp files
+        in ``.cloudrift/tmp``. Returns how many were removed."""
         cutoff = time.time() - max_age
         removed = 0
-        with os.scandir(self._tmp) as entries:
+
+        def stale(entry: os.DirEntry[str]) -> bool:
+            return (
+                entry.is_file(follow_symlinks=False)
+                and entry.stat(follow_symlinks=False).st_mtime <= cutoff
+            )
+
+        folders = [self._tmp, self._root]
+        while folders:
+            folder = folders.pop()
+            try:
+                entries = list(os.scandir(folder))
+            except (FileNotFoundError, NotADirectoryError):
+                continue  # removed meanwhile
             for entry in entries:
                 try:
-                    if (
-                        entry.is_file(follow_symlinks=False)
-                        and entry.stat(follow_symlinks=False).st_mtime <= cutoff
+                    if folder == self._tmp or entry.name.startswith(_TMP_MARK):
+                        if stale(entry):
+                            os.unlink(entry.path)
+                            removed += 1
+                    elif entry.is_dir(follow_symlinks=False) and not (
+                        folder == self._root and entry.name == _RESERVED
                     ):
-                        os.unlink(entry.path)
-                        removed += 1
+                        folders.append(entry.path)
                 except FileNotFoundError:
                     continue  # another process cleaned it up first
         if removed:
             log.info(
-                "local storage removed %d stale temporary file(s) under %s", removed, self._tmp
+                "local storage removed %d stale temporary file(s) under %s", removed, self._root
             )
         return removed
 
@@ -159,6 +179,10 @@ class LocalStorage(Storage):
             )
         if os.sep != "/" and os.sep in key:
             raise InvalidKeyError(key, f"a local storage key must not contain {os.sep!r}")
+        if _TMP_MARK in key and (key.startswith(_TMP_MARK) or "/" + _TMP_MARK in key):
+            raise InvalidKeyError(
+                key, f"local storage reserves names starting with {_TMP_MARK!r} for its temp files"
+            )
         path = os.path.join(self._root, *key.split("/"))
         real = os.path.realpath(path)
         if real != path and not real.startswith(self._root + os.sep):
@@ -172,14 +196,39 @@ class LocalStorage(Storage):
         return os.path.join(self._meta, digest[:2], digest + ".json")
 
     def _new_tmp(self) -> str:
-        # A per-store random prefix and a counter: unique without a getrandom per write
-        # (the files are opened with O_EXCL anyway).
-        return os.path.join(self._tmp, f"{self._tmp_prefix}{next(self._tmp_count):x}")
+        """A sidecar temp file name under ``.cloudrift/tmp``."""
+        return os.path.join(self._tmp, self._tmp_name())
 
-    def _write_tmp(self, data: Any) -> str:
-        """A new temporary file holding ``data`` (raw syscalls: no buffering layer)."""
-        tmp = self._new_tmp()
-        fd = os.open(tmp, _TMP_FLAGS, 0o666)
+    def _tmp_name(self) -> str:
+        # A per-store random part and a counter: unique without a getrandom per write
+        # (the files are opened with O_EXCL anyway).
+        return f"{_TMP_MARK}{self._tmp_prefix}{next(self._tmp_count):x}"
+
+    def _create_beside(self, path: str, key: str) -> tuple[str, int]:
+        """Create (``O_EXCL``) a temp file in ``path``'s folder and return its name and
+        descriptor. The folder is created only when the open says it is missing."""
+        folder = os.path.dirname(path)
+        for attempt in range(3):
+            tmp = os.path.join(folder, self._tmp_name())
+            try:
+                return tmp, os.open(tmp, _TMP_FLAGS, 0o666)
+            except FileNotFoundError:
+                # First key under this folder (or a concurrent delete just pruned it).
+                if attempt == 2:
+                    raise
+                try:
+                    os.makedirs(folder, exist_ok=True)
+                except (FileExistsError, NotADirectoryError) as exc:
+                    raise self._conflict(key) from exc
+                # Re-check after creating folders: a symlinked folder must not lead out.
+                self._path(key)
+            except NotADirectoryError as exc:
+                raise self._conflict(key) from exc
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _write_tmp(self, data: Any, path: str, key: str) -> str:
+        """A new temp file beside ``path`` holding ``data`` (raw syscalls, no buffering)."""
+        tmp, fd = self._create_beside(path, key)
         try:
             with memoryview(data) as raw, raw.cast("B") as view:
                 written = 0
@@ -216,10 +265,9 @@ class LocalStorage(Storage):
         return str(doc["content_type"]), dict(doc["metadata"])
 
     def _place(self, tmp: str, path: str, key: str, if_not_exists: bool) -> None:
-        """Rename ``tmp`` to ``path`` (hard-link for a conditional create: atomic, no
-        overwrite). ``tmp`` is gone once this returns. Folders are created only when the
-        rename says they are missing."""
-        for attempt in range(3):
+        """Rename ``tmp`` (beside ``path``) to ``path``; a hard link for a conditional
+        create (atomic, never overwrites). ``tmp`` is gone once this returns."""
+        for attempt in range(2):
             try:
                 if if_not_exists:
                     os.link(tmp, path)
@@ -230,16 +278,25 @@ class LocalStorage(Storage):
             except FileExistsError as exc:
                 if if_not_exists and os.path.isfile(path):
                     raise ObjectExistsError(key) from exc
+                if attempt == 0 and self._remove_empty_folder(path):
+                    continue
                 raise self._conflict(key) from exc
-            except (NotADirectoryError, IsADirectoryError) as exc:
+            except IsADirectoryError as exc:
+                if attempt == 0 and self._remove_empty_folder(path):
+                    continue
                 raise self._conflict(key) from exc
-            except FileNotFoundError:
-                # The key's folder does not exist yet (or a concurrent delete pruned it).
-                if attempt == 2:
-                    raise
-                os.makedirs(os.path.dirname(path), exist_ok=True)
-                # Re-check after creating folders: a symlinked folder must not lead out.
-                self._path(key)
+            except NotADirectoryError as exc:
+                raise self._conflict(key) from exc
+
+    @staticmethod
+    def _remove_empty_folder(path: str) -> bool:
+        """Remove ``path`` if it is an empty folder (left by a write that failed after
+        creating it), so a key of that name can be stored; False if it holds anything."""
+        try:
+            os.rmdir(path)
+        except OSError:
+            return False
+        return True
 
     def _conflict(self, key: str) -> StorageError:
         return StorageError(
@@ -251,7 +308,7 @@ class LocalStorage(Storage):
         self, key: str, data: Any, content_type: str, metadata: dict[str, str], cond: bool
     ) -> None:
         path = self._path(key)
-        tmp = self._write_tmp(data)
+        tmp = self._write_tmp(data, path, key)
         placed = False
         try:
             if cond:
@@ -345,7 +402,11 @@ class LocalStorage(Storage):
                 for d in dirnames
                 if (base + d + "/").startswith(prefix) or prefix.startswith(base + d + "/")
             ]
-            keys.extend(base + f for f in filenames if (base + f).startswith(prefix))
+            keys.extend(
+                base + f
+                for f in filenames
+                if (base + f).startswith(prefix) and not f.startswith(_TMP_MARK)
+            )
         keys.sort(key=lambda k: k.encode("utf-8"))
         return keys
 
@@ -368,18 +429,24 @@ class LocalStorage(Storage):
     def _copy_sync(self, src: str, dst: str) -> None:
         spath = self._path(src)
         dpath = self._path(dst)
-        tmp = self._new_tmp()
         try:
+            source = open(spath, "rb")  # noqa: SIM115 - closed below
+        except _MISSING:
+            raise ObjectNotFoundError(src) from None
+        placed = False
+        with source:
+            tmp, fd = self._create_beside(dpath, dst)
             try:
-                shutil.copyfile(spath, tmp)
-            except _MISSING:
-                raise ObjectNotFoundError(src) from None
-            content_type, metadata = self._read_meta(src)
-            self._write_meta(dst, content_type, metadata)
-            self._place(tmp, dpath, dst, False)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
+                with open(fd, "wb") as target:
+                    shutil.copyfileobj(source, target, 1024 * 1024)
+                content_type, metadata = self._read_meta(src)
+                self._write_meta(dst, content_type, metadata)
+                self._place(tmp, dpath, dst, False)
+                placed = True
+            finally:
+                if not placed:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(tmp)
 
     # ------------------------------------------------------------------ hooks
 
@@ -419,8 +486,8 @@ class LocalStorage(Storage):
         part_size: int,
     ) -> None:
         path = self._path(key)
-        tmp = self._new_tmp()
-        fh = await self._run(open, tmp, "xb")
+        tmp, fd = await self._run(self._create_beside, path, key)
+        fh = os.fdopen(fd, "wb")  # wraps the descriptor: nothing blocks here
         try:
             try:
                 async for part in parts:

@@ -334,17 +334,22 @@ asyncio.run(main())
 """
 
 
+def _temp_files(root: Path) -> list[Path]:
+    """Every temporary file under ``root`` (beside objects or in .cloudrift/tmp)."""
+    beside = [f for f in root.rglob(".cloudrift-tmp-*") if f.is_file()]
+    return beside + [f for f in (root / ".cloudrift" / "tmp").glob("*") if f not in beside]
+
+
 def _kill_mid_write(root: Path, how: str) -> list[Path]:
     """Start a writer of ``big.bin`` in a child process and SIGKILL it once its temp file
     has data; returns the temp files it left."""
-    tmp = root / ".cloudrift" / "tmp"
     child = subprocess.Popen(
         [sys.executable, "-c", _KILLED_WRITER, str(root), how],
         cwd=Path(__file__).resolve().parents[2],
     )
     try:
         deadline = time.monotonic() + 30
-        while not any(f.stat().st_size > 0 for f in tmp.glob("*") if f.is_file()):
+        while not any(f.stat().st_size > 0 for f in _temp_files(root)):
             if child.poll() is not None:
                 break  # the write finished first: the object must then be complete
             assert time.monotonic() < deadline, "the writer never started writing"
@@ -352,7 +357,7 @@ def _kill_mid_write(root: Path, how: str) -> list[Path]:
     finally:
         child.send_signal(signal.SIGKILL)
         child.wait()
-    return [f for f in tmp.iterdir() if f.is_file()]
+    return _temp_files(root)
 
 
 @pytest.mark.parametrize("how", ["upload_stream", "upload"])
@@ -378,14 +383,49 @@ async def test_writer_killed_mid_write_leaves_no_torn_object_and_its_temp_is_cle
 
 
 async def test_temp_file_max_age_is_configurable(tmp_path: Path) -> None:
-    """temp_file_max_age=0 removes every temp file at open; a negative age is refused."""
+    """temp_file_max_age=0 removes every temp file at open (beside objects and in
+    .cloudrift/tmp) and nothing else; a negative age is refused."""
     root = tmp_path / "root"
     LocalStorage(root_dir=root)
-    stray = root / ".cloudrift" / "tmp" / "stray"
-    stray.write_bytes(b"half")
+    (root / "deep" / "er").mkdir(parents=True)
+    strays = [root / ".cloudrift" / "tmp" / "stray", root / "deep" / "er" / ".cloudrift-tmp-x"]
+    for stray in strays:
+        stray.write_bytes(b"half")
+    (root / "deep" / "kept.bin").write_bytes(b"an object")
     LocalStorage(root_dir=root, temp_file_max_age=60)
-    assert stray.exists()
+    assert all(stray.exists() for stray in strays)
     LocalStorage(root_dir=root, temp_file_max_age=0)
-    assert not stray.exists()
+    assert not any(stray.exists() for stray in strays)
+    assert (root / "deep" / "kept.bin").exists()
     with pytest.raises(ConfigurationError, match="temp_file_max_age"):
         LocalStorage(root_dir=root, temp_file_max_age=-1)
+
+
+async def test_temp_files_are_written_beside_the_target_and_never_listed(tmp_path: Path) -> None:
+    """A write's temp file sits in the target's folder; listings skip temp files, and keys
+    that look like one are refused."""
+    storage = LocalStorage(root_dir=tmp_path / "root")
+    seen: list[str] = []
+
+    async def source() -> AsyncIterator[bytes]:
+        seen.extend(p.parent.name for p in (tmp_path / "root").rglob(".cloudrift-tmp-*"))
+        yield b"x"
+
+    await storage.upload("folder/k", b"first")
+    await storage.upload_stream("folder/streamed", source())
+    assert seen == ["folder"]
+    (tmp_path / "root" / "folder" / ".cloudrift-tmp-left").write_bytes(b"half")
+    assert await storage.list() == ["folder/k", "folder/streamed"]
+    with pytest.raises(InvalidKeyError, match="reserves"):
+        await storage.upload("folder/.cloudrift-tmp-x", b"x")
+
+
+async def test_empty_folder_left_by_a_failed_write_does_not_block_a_key(tmp_path: Path) -> None:
+    """An empty folder (left by a write that failed) is replaced by an object of its name."""
+    storage = LocalStorage(root_dir=tmp_path / "root")
+    (tmp_path / "root" / "a").mkdir()
+    await storage.upload("a", b"object")
+    assert await storage.download("a") == b"object"
+    await storage.upload("b/c", b"x")
+    with pytest.raises(StorageError, match="conflicts"):
+        await storage.upload("b", b"not over a folder with keys")
