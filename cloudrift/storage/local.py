@@ -679,15 +679,16 @@ class LocalStorage(Storage):
         self._ensure_open()
         if await self._exists(key):
             raise ObjectExistsError(key)
-        tmp = self._new_tmp()
-        fh = await self._run(open, tmp, "wb")
+        path = self._path(key)
+        tmp, fd = await self._run(self._create_beside, path, key)
+        fh = os.fdopen(fd, "wb")  # wraps the descriptor: nothing blocks here
         try:
             try:
                 async for part in parts:
                     await self._run(fh.write, part)
             finally:
                 await self._run(fh.close)
-            await self._run(self._place, tmp, key, True)
+            await self._run(self._place, tmp, path, key, True)
             await self._run(self._write_meta, key, ctype, {})
         finally:
             with contextlib.suppress(FileNotFoundError):
