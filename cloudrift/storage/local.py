@@ -488,6 +488,7 @@ class LocalStorage(Storage):
         path = self._path(key)
         tmp, fd = await self._run(self._create_beside, path, key)
         fh = os.fdopen(fd, "wb")  # wraps the descriptor: nothing blocks here
+        placed = False
         try:
             try:
                 async for part in parts:
@@ -496,9 +497,11 @@ class LocalStorage(Storage):
                 await self._run(fh.close)
             await self._run(self._write_meta, key, content_type, metadata)
             await self._run(self._place, tmp, path, key, False)
+            placed = True
         finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
+            if not placed:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
 
     async def _get(self, key: str, start: int, end: int | None) -> bytes:
         data: bytes = await self._run(self._get_sync, key, start, end)
