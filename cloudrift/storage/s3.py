@@ -476,7 +476,8 @@ class S3Storage(Storage):
         caller waits for the first attempt at most ``abort_wait`` seconds and then raises
         its own error; when the server could not be reached (the usual reason a stream
         failed), the task keeps retrying after ``abort_retry_delays`` and logs a warning
-        if the upload is still open at the end. Never raises.
+        if the upload is still open at the end. Raises nothing of its own (only
+        CancelledError if the caller is cancelled while it waits).
         """
         first_done = asyncio.Event()
         task = asyncio.create_task(self._abort_with_retries(client, key, upload_id, first_done))
