@@ -17,13 +17,22 @@ Keys. One rule everywhere (see :func:`validate_key`): a non-empty string of at m
 :class:`~cloudrift.core.exceptions.InvalidKeyError` before any network call.
 
 Metadata. User metadata names are lowercase ASCII identifiers (``[a-z][a-z0-9_]*``,
-the intersection of what S3, Azure and GCS accept) and values are printable ASCII;
-anything else raises :class:`~cloudrift.core.exceptions.InvalidMetadataError`.
+the intersection of what S3, Azure and GCS accept) and values are printable ASCII
+without leading or trailing spaces (S3 and Azure carry metadata in HTTP headers, whose
+parsers strip that whitespace, so such a value would come back changed); anything else
+raises :class:`~cloudrift.core.exceptions.InvalidMetadataError`.
+
+Listing order. ``list()`` and ``iter()`` return keys in Unicode code point order, which
+is the order of their UTF-8 bytes (Python's ``sorted()`` of the key strings), on every
+provider. Azure lists in UTF-16 order (a key with an emoji, outside the Basic
+Multilingual Plane, before one with the fullwidth ``U+FF01``); its provider re-sorts on the fly
+with :func:`in_code_point_order`.
 """
 
 from __future__ import annotations
 
 import asyncio
+import heapq
 import inspect
 import io
 import mimetypes
@@ -32,7 +41,7 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncIterable, AsyncIterator, Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, Protocol, TypeVar
 
 from cloudrift.core.exceptions import (
     FeatureNotSupportedError,
@@ -141,6 +150,12 @@ def validate_metadata(metadata: Mapping[str, str] | None) -> dict[str, str]:
                 f"metadata value for {name!r} must be printable ASCII text; "
                 "encode other data (e.g. URL- or base64-encode it)"
             )
+        if value != value.strip(" "):
+            raise InvalidMetadataError(
+                f"metadata value for {name!r} must not start or end with a space: S3 and "
+                "Azure send metadata as HTTP headers, which drop that whitespace, so it "
+                f"would come back changed; strip it or encode it, got {value!r}"
+            )
         out[name] = value
     return out
 
@@ -246,9 +261,51 @@ async def iter_source(source: StreamSource, part_size: int) -> AsyncIterator[byt
         yield part
 
 
+_T = TypeVar("_T")
+
+
+def _outside_bmp(key: str) -> int:
+    """Index of the first character of ``key`` beyond U+FFFF (a UTF-16 surrogate pair),
+    or -1."""
+    for index, char in enumerate(key):
+        if ord(char) > 0xFFFF:
+            return index
+    return -1
+
+
+async def in_code_point_order(
+    items: AsyncIterable[_T], key: Callable[[_T], str]
+) -> AsyncIterator[_T]:
+    """Re-yield ``items``, which arrive sorted by the UTF-16 code units of ``key(item)``
+    (Azure's listing order), sorted by code point instead (every other provider's order).
+
+    The two orders differ only where one key has a character beyond U+FFFF (a surrogate
+    pair in UTF-16, sorting before U+E000..U+FFFF) and another a character in
+    U+E000..U+FFFF at the same position after a common prefix. So a key is held back
+    only while later keys may still share its prefix up to its first such character;
+    every other key passes straight through, and memory stays at one page in practice.
+    """
+    held: list[tuple[str, int, _T]] = []  # a heap by key; the int keeps pushes stable
+    count = 0
+    async for item in items:
+        name = key(item)
+        count += 1
+        heapq.heappush(held, (name, count, item))
+        while held:
+            first = held[0][0]
+            cut = _outside_bmp(first)
+            # ``first`` is safe once no later key can sort before it: it has no
+            # character beyond U+FFFF, or the listing has moved past its prefix.
+            if cut >= 0 and name.startswith(first[:cut]):
+                break
+            yield heapq.heappop(held)[2]
+    while held:
+        yield heapq.heappop(held)[2]
+
+
 async def send_parts(
-    parts: AsyncIterable[bytes],
-    send: Callable[[int, bytes], Coroutine[Any, Any, None]],
+    parts: AsyncIterable[_T],
+    send: Callable[[int, _T], Coroutine[Any, Any, None]],
     concurrency: int,
 ) -> int:
     """Await ``send(number, part)`` for each part (numbered from 1) with at most
@@ -623,6 +680,7 @@ __all__ = [
     "StreamSource",
     "check_range",
     "guess_content_type",
+    "in_code_point_order",
     "iter_source",
     "send_parts",
     "validate_key",

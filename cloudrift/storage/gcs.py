@@ -19,7 +19,7 @@ import contextlib
 import re
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, NoReturn
 from urllib.parse import quote
 
@@ -51,6 +51,53 @@ _PUBLIC_ROOT = "https://storage.googleapis.com"
 _RESUMABLE_UNIT = 256 * 1024
 # The emulator answers "bytes 1--1/0" for a range on an empty object (GCS answers 416).
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(-?\d+)/(\d+|\*)")
+
+
+def _private(obj: object, name: str) -> Any:
+    """``obj.<name>``, a private gcloud-aio-storage detail; a clear error if it is gone."""
+    try:
+        return getattr(obj, name)
+    except AttributeError:
+        from gcloud.aio.storage import __version__
+
+        raise StorageError(
+            f"gcloud-aio-storage {__version__} no longer has {type(obj).__name__}.{name}, "
+            "which the gcs provider relies on; install a gcloud-aio-storage version "
+            "cloudrift supports (see the gcp extra in pyproject.toml)"
+        ) from None
+
+
+class _SDK:
+    """Every private part of gcloud-aio-storage the provider uses, in this one place.
+
+    gcloud-aio has no public API for a raw resumable upload session (we stream parts of
+    our own size and cancel the session on failure) nor for the raw response of a ranged
+    download (we check its Content-Range). ``tests/storage/test_gcs.py`` checks each of
+    these against the installed version, so an upgrade that changes them fails loudly.
+    """
+
+    @staticmethod
+    async def auth_headers(client: _GCSClient) -> dict[str, str]:
+        """The Authorization header for a request (empty against an emulator)."""
+        headers: dict[str, str] = await _private(client, "_headers")()
+        return headers
+
+    @staticmethod
+    def upload_root(client: _GCSClient) -> str:
+        """``<api root>/upload/storage/v1/b``: where uploads of a bucket are started."""
+        return str(_private(client, "_api_root_write"))
+
+    @staticmethod
+    def http_session(client: _GCSClient) -> aiohttp.ClientSession:
+        """The pooled aiohttp session under the client."""
+        session: aiohttp.ClientSession = _private(client.session, "session")
+        return session
+
+    @staticmethod
+    def response(stream: Any) -> aiohttp.ClientResponse:
+        """The raw aiohttp response of ``download_stream`` (for its headers)."""
+        resp: aiohttp.ClientResponse = _private(stream, "_response")
+        return resp
 
 
 class GCSStorage(Storage):
@@ -227,9 +274,9 @@ class GCSStorage(Storage):
                 f"{part_size} is not"
             )
         client = await self._client.get()
-        session: aiohttp.ClientSession = client.session.session
-        headers = await client._headers()
-        url = f"{client._api_root_write}/{self.bucket}/o"
+        session = _SDK.http_session(client)
+        headers = await _SDK.auth_headers(client)
+        url = f"{_SDK.upload_root(client)}/{self.bucket}/o"
         params = {"uploadType": "resumable", "name": key, **self._write_params()}
         body = {"name": key, "contentType": content_type, "metadata": metadata}
         with self._errors(key):
@@ -295,7 +342,7 @@ class GCSStorage(Storage):
             stream = await client.download_stream(
                 self.bucket, key, headers=headers, timeout=self._timeout
             )
-            resp = stream._response
+            resp = _SDK.response(stream)
             try:
                 self._check_content_range(key, start, resp.headers)
                 body: bytes = await resp.read()
@@ -311,7 +358,7 @@ class GCSStorage(Storage):
             stream = await client.download_stream(
                 self.bucket, key, headers=self._range(start, end), timeout=self._timeout
             )
-        resp = stream._response
+        resp = _SDK.response(stream)
         try:
             self._check_content_range(key, start, resp.headers)
             while True:
@@ -379,6 +426,17 @@ class GCSStorage(Storage):
                 timeout=self._timeout,
             )
 
+    async def abort_incomplete_uploads(self, *, older_than: timedelta) -> int:
+        """Not available on GCS: raises FeatureNotSupportedError.
+
+        A failed ``upload_stream`` cancels its resumable session; when even that fails,
+        the session's data never becomes an object and GCS expires the session a week
+        after it was started. There is no call to list open sessions."""
+        raise FeatureNotSupportedError(
+            "gcs storage has no incomplete uploads to abort: a failed upload_stream's "
+            "resumable session never becomes an object and GCS expires it after a week"
+        )
+
     async def _presign(
         self, key: str, expires_in: int, method: PresignMethod, content_type: str | None
     ) -> str:
@@ -395,7 +453,8 @@ class GCSStorage(Storage):
                 )
             from gcloud.aio.auth import IamClient
 
-            iam = IamClient(token=token, session=client.session.session)
+            session: Any = _SDK.http_session(client)  # gcloud-aio's alias of ClientSession
+            iam = IamClient(token=token, session=session)
         blob = Blob(Bucket(client, self.bucket), key, {"size": 0})
         headers = {"content-type": content_type} if method == "PUT" and content_type else None
         query = (

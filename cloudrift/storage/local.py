@@ -1,7 +1,12 @@
 """Local filesystem storage: one file per key under ``root_dir``.
 
-* Writes are atomic: data goes to a temporary file under ``<root>/.cloudrift/tmp`` and is
-  renamed into place, so a reader never sees a half-written object.
+* Writes are atomic: data goes to a temporary file created (``O_EXCL``) beside the target,
+  named ``.cloudrift-tmp-...``, and is renamed into place, so a reader never sees a
+  half-written object (a rename within one folder also avoids the kernel's filesystem-wide
+  lock on cross-folder renames). Such names are reserved: a key segment starting with
+  ``.cloudrift-tmp-`` is refused, and listings never show one. A writer killed mid-write
+  leaves only its temporary file; opening a store removes temporary files not modified
+  for ``temp_file_max_age`` seconds (default one hour), walking the folder tree once.
 * A key can never resolve outside ``root_dir``: key validation refuses ``..`` and
   absolute keys, and every resolved path is checked with ``realpath`` so a symlink
   inside the root cannot lead out of it.
@@ -21,7 +26,9 @@ import contextlib
 import errno
 import hashlib
 import hmac
+import itertools
 import json
+import logging
 import mimetypes
 import os
 import secrets
@@ -55,7 +62,10 @@ from cloudrift.storage.base import (
     validate_key,
 )
 
+log = logging.getLogger("cloudrift.storage.local")
 _RESERVED = ".cloudrift"
+_TMP_MARK = ".cloudrift-tmp-"
+_TMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
 _PAGE = 500
 _MISSING = (FileNotFoundError, NotADirectoryError, IsADirectoryError)
 
@@ -77,6 +87,7 @@ class LocalStorage(Storage):
         root_dir: str | os.PathLike[str],
         base_url: str | None = None,
         signing_key: str | Secret | None = None,
+        temp_file_max_age: float = 3600.0,
     ) -> None:
         if root_dir is None or str(root_dir) == "":
             raise ConfigurationError("local storage needs root_dir: the folder to keep objects in")
@@ -101,11 +112,62 @@ class LocalStorage(Storage):
         self._meta = os.path.join(self._root, _RESERVED, "meta")
         os.makedirs(self._tmp, exist_ok=True)
         os.makedirs(self._meta, exist_ok=True)
+        if (
+            isinstance(temp_file_max_age, bool)
+            or not isinstance(temp_file_max_age, int | float)
+            or temp_file_max_age < 0
+        ):
+            raise ConfigurationError(
+                "local storage temp_file_max_age must be a non-negative number of seconds, "
+                f"got {temp_file_max_age!r}"
+            )
+        self._tmp_prefix = secrets.token_hex(6) + "-"
+        self._tmp_count = itertools.count()
+        self._remove_stale_temp_files(temp_file_max_age)
         self.base_url = base_url
         self._signing_key: Secret = secret(signing_key) or Secret(secrets.token_hex(32))
 
     def _location(self) -> str:
         return f"root_dir={str(self.root_dir)!r}"
+
+    def _remove_stale_temp_files(self, max_age: float) -> int:
+        """Delete temporary files not modified for ``max_age`` seconds: leftovers of
+        writers that crashed or were killed mid-write (a live writer touches its file
+        with every write). Object temp files sit beside their targets; sidecar temp files
+        in ``.cloudrift/tmp``. Returns how many were removed."""
+        cutoff = time.time() - max_age
+        removed = 0
+
+        def stale(entry: os.DirEntry[str]) -> bool:
+            return (
+                entry.is_file(follow_symlinks=False)
+                and entry.stat(follow_symlinks=False).st_mtime <= cutoff
+            )
+
+        folders = [self._tmp, self._root]
+        while folders:
+            folder = folders.pop()
+            try:
+                entries = list(os.scandir(folder))
+            except (FileNotFoundError, NotADirectoryError):
+                continue  # removed meanwhile
+            for entry in entries:
+                try:
+                    if folder == self._tmp or entry.name.startswith(_TMP_MARK):
+                        if stale(entry):
+                            os.unlink(entry.path)
+                            removed += 1
+                    elif entry.is_dir(follow_symlinks=False) and not (
+                        folder == self._root and entry.name == _RESERVED
+                    ):
+                        folders.append(entry.path)
+                except FileNotFoundError:
+                    continue  # another process cleaned it up first
+        if removed:
+            log.info(
+                "local storage removed %d stale temporary file(s) under %s", removed, self._root
+            )
+        return removed
 
     # ------------------------------------------------------------------ paths
 
@@ -117,6 +179,10 @@ class LocalStorage(Storage):
             )
         if os.sep != "/" and os.sep in key:
             raise InvalidKeyError(key, f"a local storage key must not contain {os.sep!r}")
+        if _TMP_MARK in key and (key.startswith(_TMP_MARK) or "/" + _TMP_MARK in key):
+            raise InvalidKeyError(
+                key, f"local storage reserves names starting with {_TMP_MARK!r} for its temp files"
+            )
         path = os.path.join(self._root, *key.split("/"))
         real = os.path.realpath(path)
         if real != path and not real.startswith(self._root + os.sep):
@@ -130,7 +196,51 @@ class LocalStorage(Storage):
         return os.path.join(self._meta, digest[:2], digest + ".json")
 
     def _new_tmp(self) -> str:
-        return os.path.join(self._tmp, secrets.token_hex(12))
+        """A sidecar temp file name under ``.cloudrift/tmp``."""
+        return os.path.join(self._tmp, self._tmp_name())
+
+    def _tmp_name(self) -> str:
+        # A per-store random part and a counter: unique without a getrandom per write
+        # (the files are opened with O_EXCL anyway).
+        return f"{_TMP_MARK}{self._tmp_prefix}{next(self._tmp_count):x}"
+
+    def _create_beside(self, path: str, key: str) -> tuple[str, int]:
+        """Create (``O_EXCL``) a temp file in ``path``'s folder and return its name and
+        descriptor. The folder is created only when the open says it is missing."""
+        folder = os.path.dirname(path)
+        for attempt in range(3):
+            tmp = os.path.join(folder, self._tmp_name())
+            try:
+                return tmp, os.open(tmp, _TMP_FLAGS, 0o666)
+            except FileNotFoundError:
+                # First key under this folder (or a concurrent delete just pruned it).
+                if attempt == 2:
+                    raise
+                try:
+                    os.makedirs(folder, exist_ok=True)
+                except (FileExistsError, NotADirectoryError) as exc:
+                    raise self._conflict(key) from exc
+                # Re-check after creating folders: a symlinked folder must not lead out.
+                self._path(key)
+            except NotADirectoryError as exc:
+                raise self._conflict(key) from exc
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _write_tmp(self, data: Any, path: str, key: str) -> str:
+        """A new temp file beside ``path`` holding ``data`` (raw syscalls, no buffering)."""
+        tmp, fd = self._create_beside(path, key)
+        try:
+            with memoryview(data) as raw, raw.cast("B") as view:
+                written = 0
+                while written < len(view):
+                    written += os.write(fd, view[written:])
+        except BaseException:
+            os.close(fd)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+            raise
+        os.close(fd)
+        return tmp
 
     # ----------------------------------------------------------- sync workers
 
@@ -154,14 +264,11 @@ class LocalStorage(Storage):
             return _guess(key), {}
         return str(doc["content_type"]), dict(doc["metadata"])
 
-    def _place(self, tmp: str, key: str, if_not_exists: bool) -> None:
-        """Rename ``tmp`` into place (hard-link for a conditional create: atomic, no overwrite)."""
-        path = self._path(key)
-        for attempt in range(3):
+    def _place(self, tmp: str, path: str, key: str, if_not_exists: bool) -> None:
+        """Rename ``tmp`` (beside ``path``) to ``path``; a hard link for a conditional
+        create (atomic, never overwrites). ``tmp`` is gone once this returns."""
+        for attempt in range(2):
             try:
-                os.makedirs(os.path.dirname(path), exist_ok=True)
-                # Re-check after creating folders: a symlinked folder must not lead out.
-                self._path(key)
                 if if_not_exists:
                     os.link(tmp, path)
                     os.unlink(tmp)
@@ -171,13 +278,25 @@ class LocalStorage(Storage):
             except FileExistsError as exc:
                 if if_not_exists and os.path.isfile(path):
                     raise ObjectExistsError(key) from exc
+                if attempt == 0 and self._remove_empty_folder(path):
+                    continue
                 raise self._conflict(key) from exc
-            except (NotADirectoryError, IsADirectoryError) as exc:
+            except IsADirectoryError as exc:
+                if attempt == 0 and self._remove_empty_folder(path):
+                    continue
                 raise self._conflict(key) from exc
-            except FileNotFoundError:
-                # A concurrent delete pruned the folder between makedirs and rename.
-                if attempt == 2:
-                    raise
+            except NotADirectoryError as exc:
+                raise self._conflict(key) from exc
+
+    @staticmethod
+    def _remove_empty_folder(path: str) -> bool:
+        """Remove ``path`` if it is an empty folder (left by a write that failed after
+        creating it), so a key of that name can be stored; False if it holds anything."""
+        try:
+            os.rmdir(path)
+        except OSError:
+            return False
+        return True
 
     def _conflict(self, key: str) -> StorageError:
         return StorageError(
@@ -188,20 +307,22 @@ class LocalStorage(Storage):
     def _put_sync(
         self, key: str, data: Any, content_type: str, metadata: dict[str, str], cond: bool
     ) -> None:
-        self._path(key)
-        tmp = self._new_tmp()
+        path = self._path(key)
+        tmp = self._write_tmp(data, path, key)
+        placed = False
         try:
-            with open(tmp, "wb") as fh:
-                fh.write(data)
             if cond:
-                self._place(tmp, key, True)
+                self._place(tmp, path, key, True)
+                placed = True
                 self._write_meta(key, content_type, metadata)
             else:
                 self._write_meta(key, content_type, metadata)
-                self._place(tmp, key, False)
+                self._place(tmp, path, key, False)
+                placed = True
         finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
+            if not placed:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
 
     def _open(self, key: str) -> BinaryIO:
         path = self._path(key)
@@ -281,7 +402,11 @@ class LocalStorage(Storage):
                 for d in dirnames
                 if (base + d + "/").startswith(prefix) or prefix.startswith(base + d + "/")
             ]
-            keys.extend(base + f for f in filenames if (base + f).startswith(prefix))
+            keys.extend(
+                base + f
+                for f in filenames
+                if (base + f).startswith(prefix) and not f.startswith(_TMP_MARK)
+            )
         keys.sort(key=lambda k: k.encode("utf-8"))
         return keys
 
@@ -303,19 +428,25 @@ class LocalStorage(Storage):
 
     def _copy_sync(self, src: str, dst: str) -> None:
         spath = self._path(src)
-        self._path(dst)
-        tmp = self._new_tmp()
+        dpath = self._path(dst)
         try:
+            source = open(spath, "rb")  # noqa: SIM115 - closed below
+        except _MISSING:
+            raise ObjectNotFoundError(src) from None
+        placed = False
+        with source:
+            tmp, fd = self._create_beside(dpath, dst)
             try:
-                shutil.copyfile(spath, tmp)
-            except _MISSING:
-                raise ObjectNotFoundError(src) from None
-            content_type, metadata = self._read_meta(src)
-            self._write_meta(dst, content_type, metadata)
-            self._place(tmp, dst, False)
-        finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
+                with open(fd, "wb") as target:
+                    shutil.copyfileobj(source, target, 1024 * 1024)
+                content_type, metadata = self._read_meta(src)
+                self._write_meta(dst, content_type, metadata)
+                self._place(tmp, dpath, dst, False)
+                placed = True
+            finally:
+                if not placed:
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(tmp)
 
     # ------------------------------------------------------------------ hooks
 
@@ -354,9 +485,10 @@ class LocalStorage(Storage):
         metadata: dict[str, str],
         part_size: int,
     ) -> None:
-        self._path(key)
-        tmp = self._new_tmp()
-        fh = await self._run(open, tmp, "wb")
+        path = self._path(key)
+        tmp, fd = await self._run(self._create_beside, path, key)
+        fh = os.fdopen(fd, "wb")  # wraps the descriptor: nothing blocks here
+        placed = False
         try:
             try:
                 async for part in parts:
@@ -364,10 +496,12 @@ class LocalStorage(Storage):
             finally:
                 await self._run(fh.close)
             await self._run(self._write_meta, key, content_type, metadata)
-            await self._run(self._place, tmp, key, False)
+            await self._run(self._place, tmp, path, key, False)
+            placed = True
         finally:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
+            if not placed:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
 
     async def _get(self, key: str, start: int, end: int | None) -> bytes:
         data: bytes = await self._run(self._get_sync, key, start, end)
@@ -548,15 +682,16 @@ class LocalStorage(Storage):
         self._ensure_open()
         if await self._exists(key):
             raise ObjectExistsError(key)
-        tmp = self._new_tmp()
-        fh = await self._run(open, tmp, "wb")
+        path = self._path(key)
+        tmp, fd = await self._run(self._create_beside, path, key)
+        fh = os.fdopen(fd, "wb")  # wraps the descriptor: nothing blocks here
         try:
             try:
                 async for part in parts:
                     await self._run(fh.write, part)
             finally:
                 await self._run(fh.close)
-            await self._run(self._place, tmp, key, True)
+            await self._run(self._place, tmp, path, key, True)
             await self._run(self._write_meta, key, ctype, {})
         finally:
             with contextlib.suppress(FileNotFoundError):

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack
+from datetime import UTC, datetime, timedelta
 from typing import Any, NoReturn
 from urllib.parse import quote
 
@@ -32,6 +34,7 @@ from cloudrift.core.aws import (
 from cloudrift.core.exceptions import (
     BucketNotFoundError,
     ConfigurationError,
+    InvalidArgumentError,
     InvalidRangeError,
     ObjectExistsError,
     ObjectNotFoundError,
@@ -49,6 +52,7 @@ _AUTH = aws_auth_methods(WORD_NAMES, role_source_credentials=False, default_firs
 _SSE = ("AES256", "aws:kms")
 _CONNECTION = connection_errors()
 GiB = 1024**3
+log = logging.getLogger("cloudrift.storage.s3")
 
 
 class S3Storage(Storage):
@@ -63,6 +67,12 @@ class S3Storage(Storage):
     copy_part_size = 512 * 1024 * 1024
     #: Most parts one multipart upload may have (S3's limit).
     max_parts = 10_000
+    #: How long a failed stream or copy waits for its first abort attempt (seconds)
+    #: before raising its own error; the attempt goes on in the background.
+    abort_wait = 5.0
+    #: Pauses (seconds) between background retries of an abort that failed because the
+    #: server could not be reached: about 2 minutes in all, then a warning is logged.
+    abort_retry_delays: tuple[float, ...] = (1.0, 2.0, 4.0, 8.0, 15.0, 30.0, 60.0)
 
     def __init__(
         self,
@@ -138,6 +148,8 @@ class S3Storage(Storage):
             s3={"addressing_style": addressing_style},
         )
         self._client: LazyClient[Any] = LazyClient(self._build_client)
+        # Aborts of failed multipart uploads still being retried (see _abort).
+        self._aborts: set[asyncio.Task[None]] = set()
 
     def _location(self) -> str:
         where = f" endpoint={self.endpoint_url!r}" if self.endpoint_url else ""
@@ -166,6 +178,9 @@ class S3Storage(Storage):
         return self._client
 
     async def _aclose(self) -> None:
+        for task in list(self._aborts):
+            task.cancel()
+        await asyncio.gather(*self._aborts, return_exceptions=True)
         await self._client.aclose()
 
     # ---------------------------------------------------------------- errors
@@ -317,11 +332,7 @@ class S3Storage(Storage):
                     },
                 )
         except BaseException:
-            # Abort so no orphaned parts are left (and billed); keep the original error.
-            with contextlib.suppress(Exception):
-                await asyncio.shield(
-                    client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
-                )
+            await self._abort(client, key, upload_id)
             raise
 
     @staticmethod
@@ -421,36 +432,151 @@ class S3Storage(Storage):
                 **self._sse_args(),
             )
         upload_id = created["UploadId"]
-        limit = asyncio.Semaphore(self._concurrency)
+        etags: dict[int, str] = {}
 
-        async def part(number: int, first: int) -> dict[str, Any]:
+        async def ranges() -> AsyncIterator[int]:
+            for first in range(0, info.size, self.copy_part_size):
+                yield first
+
+        async def part(number: int, first: int) -> None:
             last = min(first + self.copy_part_size, info.size) - 1
-            async with limit:
-                with self._errors(source["Key"]):
-                    resp = await client.upload_part_copy(
-                        Bucket=self.bucket,
-                        Key=dst,
-                        UploadId=upload_id,
-                        PartNumber=number,
-                        CopySource=source,
-                        CopySourceRange=f"bytes={first}-{last}",
-                    )
-            return {"PartNumber": number, "ETag": resp["CopyPartResult"]["ETag"]}
+            with self._errors(source["Key"]):
+                resp = await client.upload_part_copy(
+                    Bucket=self.bucket,
+                    Key=dst,
+                    UploadId=upload_id,
+                    PartNumber=number,
+                    CopySource=source,
+                    CopySourceRange=f"bytes={first}-{last}",
+                )
+            etags[number] = resp["CopyPartResult"]["ETag"]
 
         try:
-            starts = range(0, info.size, self.copy_part_size)
-            done = await asyncio.gather(*(part(i + 1, s) for i, s in enumerate(starts)))
+            # Bounded concurrency; a failing part cancels the parts still in flight.
+            await send_parts(ranges(), part, self._concurrency)
             with self._errors(dst):
                 await client.complete_multipart_upload(
                     Bucket=self.bucket,
                     Key=dst,
                     UploadId=upload_id,
-                    MultipartUpload={"Parts": list(done)},
+                    MultipartUpload={
+                        "Parts": [{"PartNumber": n, "ETag": etags[n]} for n in sorted(etags)]
+                    },
                 )
         except BaseException:
-            with contextlib.suppress(Exception):
-                await client.abort_multipart_upload(Bucket=self.bucket, Key=dst, UploadId=upload_id)
+            await self._abort(client, dst, upload_id)
             raise
+
+    # ---------------------------------------------------------------- aborts
+
+    async def _abort(self, client: Any, key: str, upload_id: str) -> None:
+        """Abort a failed multipart upload so its parts are not left behind (and billed).
+
+        The abort runs in its own task, so a cancelled caller cannot interrupt it. The
+        caller waits for the first attempt at most ``abort_wait`` seconds and then raises
+        its own error; when the server could not be reached (the usual reason a stream
+        failed), the task keeps retrying after ``abort_retry_delays`` and logs a warning
+        if the upload is still open at the end. Raises nothing of its own (only
+        CancelledError if the caller is cancelled while it waits).
+        """
+        first_done = asyncio.Event()
+        task = asyncio.create_task(self._abort_with_retries(client, key, upload_id, first_done))
+        self._aborts.add(task)
+        task.add_done_callback(self._aborts.discard)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(first_done.wait()), self.abort_wait)
+
+    async def _abort_with_retries(
+        self, client: Any, key: str, upload_id: str, first_done: asyncio.Event
+    ) -> None:
+        delays = iter(self.abort_retry_delays)
+        attempt = 0
+        error: StorageError | None = None
+        try:
+            while True:
+                attempt += 1
+                try:
+                    await self._abort_once(client, key, upload_id)
+                    if attempt > 1:
+                        log.info(
+                            "%s: aborted multipart upload %s of %r on attempt %d",
+                            self.backend_name,
+                            upload_id,
+                            key,
+                            attempt,
+                        )
+                    return
+                except StorageConnectionError as exc:
+                    delay, error = next(delays, None), exc
+                except StorageError as exc:
+                    delay, error = None, exc  # e.g. access denied: retrying cannot help
+                finally:
+                    first_done.set()
+                if delay is None:
+                    log.warning(
+                        "%s could not abort multipart upload %s of %r after %d attempts "
+                        "(%s); its parts stay (and are billed) until an "
+                        "AbortIncompleteMultipartUpload lifecycle rule or "
+                        "abort_incomplete_uploads() removes them",
+                        self.backend_name,
+                        upload_id,
+                        key,
+                        attempt,
+                        error,
+                    )
+                    return
+                await asyncio.sleep(delay)
+        except asyncio.CancelledError:
+            log.warning(
+                "%s closed before multipart upload %s of %r could be aborted; its parts "
+                "stay until a lifecycle rule or abort_incomplete_uploads() removes them",
+                self.backend_name,
+                upload_id,
+                key,
+            )
+            raise
+
+    async def _abort_once(self, client: Any, key: str, upload_id: str) -> None:
+        """One AbortMultipartUpload; an upload that is already gone counts as aborted."""
+        try:
+            await client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
+        except ClientError as exc:
+            if client_error_details(exc, self._secrets).code == "NoSuchUpload":
+                return
+            with self._errors():
+                raise
+        except Exception:
+            with self._errors():
+                raise
+
+    async def abort_incomplete_uploads(self, *, older_than: timedelta) -> int:
+        """Abort every multipart upload in the bucket started more than ``older_than`` ago
+        (parts left by crashed writers or failed aborts); returns how many were aborted.
+
+        Uploads still in progress are younger than any sensible ``older_than`` (an hour
+        or a day); ``timedelta(0)`` aborts every open upload, including running ones.
+        """
+        if not isinstance(older_than, timedelta) or older_than < timedelta(0):
+            raise InvalidArgumentError(
+                f"older_than must be a non-negative datetime.timedelta, got {older_than!r}"
+            )
+        self._ensure_open()
+        client = await self._client.get()
+        cutoff = datetime.now(UTC) - older_than
+        args: dict[str, Any] = {"Bucket": self.bucket, "MaxUploads": self._page_size}
+        aborted = 0
+        while True:
+            with self._errors():
+                page = await client.list_multipart_uploads(**args)
+            for upload in page.get("Uploads") or []:
+                if upload["Initiated"] > cutoff:
+                    continue
+                await self._abort_once(client, upload["Key"], upload["UploadId"])
+                aborted += 1
+            if not page.get("IsTruncated"):
+                return aborted
+            args["KeyMarker"] = page.get("NextKeyMarker", "")
+            args["UploadIdMarker"] = page.get("NextUploadIdMarker", "")
 
     async def _presign(
         self, key: str, expires_in: int, method: PresignMethod, content_type: str | None

@@ -199,7 +199,15 @@ class StorageConformance(Conformance):
 
     @pytest.mark.parametrize(
         "metadata",
-        [{"Upper": "x"}, {"has-dash": "x"}, {"ok": "naïve"}, {"ok": "line\nbreak"}, {"": "x"}],
+        [
+            {"Upper": "x"},
+            {"has-dash": "x"},
+            {"ok": "naïve"},
+            {"ok": "line\nbreak"},
+            {"": "x"},
+            {"ok": " leading space"},
+            {"ok": "trailing space "},
+        ],
     )
     async def test_unportable_metadata_is_rejected(
         self, backend: Storage, metadata: dict[str, str]
@@ -272,6 +280,16 @@ class StorageConformance(Conformance):
         assert await backend.list(prefix="a") == ["a/1", "a/2", "a/sub/3", "ab"]
         assert await backend.list(prefix="a/s") == ["a/sub/3"]
         assert await backend.list(prefix="zzz") == []
+
+    async def test_list_and_iter_sort_keys_by_code_point(self, backend: Storage) -> None:
+        """list and iter return keys in code point (UTF-8 byte) order, also across pages:
+        an emoji (beyond U+FFFF) after fullwidth and other late-BMP characters."""
+        keys = ["\U0001f600", "\uff01", "z", "\u65e5", "\uffef", "k/\U0001f600", "k/\uff01", "k/a"]
+        for key in keys:
+            await backend.upload(key, b"x")
+        assert await backend.list() == sorted(keys)
+        assert [info.key async for info in backend.iter()] == sorted(keys)
+        assert await backend.list(prefix="k/") == ["k/a", "k/\uff01", "k/\U0001f600"]
 
     async def test_listing_spans_more_than_one_page(self, backend: Storage) -> None:
         """iter and list return every key when there are more than a page of them."""

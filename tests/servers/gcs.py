@@ -1,7 +1,13 @@
 """gcp-storage-emulator: the GCS JSON API (pure Python) on a free loopback port, in memory.
 
-Run as a child process so its single-threaded HTTP server does not share the test
-process's GIL. ``gcs_server`` starts once per session; ``gcs`` (function scope) wipes
+Run as a child process so its HTTP server does not share the test process's GIL. The
+emulator serves one request at a time on an ``http.server.HTTPServer`` whose listen
+backlog is 5: 50 concurrent connections overflowed it, and the dropped SYNs were
+retried by the kernel after 1, 3, 7... s (the 50-concurrent-uploads test took 14-60 s).
+The launcher below raises the backlog to 1024 before the emulator starts (the test
+then takes well under a second); requests are still served one at a time, as before.
+
+``gcs_server`` starts once per session; ``gcs`` (function scope) wipes
 every object and bucket, creates an empty test bucket (``POST /storage/v1/b``), and
 hands out the endpoint to pass as ``emulator_host`` (never via the process env).
 
@@ -55,6 +61,15 @@ class GCSEmulator:
         self.request("POST", "/storage/v1/b?project=test", {"name": self.bucket})
 
 
+# Runs the emulator's own CLI after raising http.server's listen backlog (see above).
+_LAUNCHER = (
+    "import http.server, runpy, sys\n"
+    "http.server.HTTPServer.request_queue_size = 1024\n"
+    "sys.argv[0] = 'gcp_storage_emulator'\n"
+    "runpy.run_module('gcp_storage_emulator', run_name='__main__', alter_sys=True)\n"
+)
+
+
 def _answers(endpoint: str) -> bool:
     try:
         with urllib.request.urlopen(f"{endpoint}/", timeout=1) as resp:
@@ -70,8 +85,8 @@ def gcs_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[GCSEmulator
     endpoint = f"http://{LOOPBACK}:{port}"
     argv = [
         sys.executable,
-        "-m",
-        "gcp_storage_emulator",
+        "-c",
+        _LAUNCHER,
         "start",
         "--host",
         LOOPBACK,

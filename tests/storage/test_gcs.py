@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 import trustme  # noqa: F401 - cryptography comes with it; used to mint a throwaway key
 from cryptography.hazmat.primitives import serialization
@@ -24,7 +25,7 @@ from cloudrift.core.exceptions import (
     StoragePermissionError,
 )
 from cloudrift.storage import Storage, get_storage
-from cloudrift.storage.gcs import GCSStorage
+from cloudrift.storage.gcs import _SDK, GCSStorage, _private
 from tests.conformance.storage import WEIRD_KEYS, StorageConformance, agen
 from tests.servers._process import free_port
 from tests.servers.gcs import GCSEmulator
@@ -264,3 +265,25 @@ def test_http_errors_map_to_specific_errors(
     with pytest.raises(expected) as raised, storage._errors("k", exists_key="k"):
         raise error
     assert raised.value.__cause__ is error
+
+
+async def test_gcloud_aio_internals_are_still_there(gcs_storage: GCSStorage) -> None:
+    """Every private gcloud-aio-storage detail the provider uses exists and has its shape."""
+    client = await gcs_storage._client.get()  # the gcloud-aio client (native())
+    assert await _SDK.auth_headers(client) == {}  # the emulator needs no token
+    assert _SDK.upload_root(client) == f"{gcs_storage.emulator_host}/upload/storage/v1/b"
+    assert isinstance(_SDK.http_session(client), aiohttp.ClientSession)
+    await gcs_storage.upload("k", b"data")
+    stream = await client.download_stream(gcs_storage.bucket, "k", headers={"Range": "bytes=1-"})
+    resp = _SDK.response(stream)
+    try:
+        assert isinstance(resp, aiohttp.ClientResponse)
+        assert resp.headers["Content-Range"] == "bytes 1-3/4"
+    finally:
+        resp.release()
+
+
+def test_a_vanished_gcloud_aio_internal_fails_loudly() -> None:
+    """If gcloud-aio-storage drops a private detail, the error names it and the version."""
+    with pytest.raises(StorageError, match=r"gcloud-aio-storage \S+ no longer has object\._x"):
+        _private(object(), "_x")

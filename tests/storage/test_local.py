@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -308,3 +311,121 @@ async def test_listing_skips_symlinks_leading_out_of_root(tmp_path: Path) -> Non
     await storage.upload("inside.txt", b"in")
     os.symlink(tmp_path / "outside.bin", tmp_path / "root" / "leak.bin")
     assert await storage.list() == ["inside.txt"]
+
+
+_KILLED_WRITER = """
+import asyncio, sys
+from cloudrift.storage.local import LocalStorage
+
+async def main() -> None:
+    storage = LocalStorage(root_dir=sys.argv[1])
+    if sys.argv[2] == "upload":
+        await storage.upload("big.bin", b"x" * 256_000_000)
+        return
+
+    async def endless():
+        while True:
+            yield b"x" * 1_000_000
+            await asyncio.sleep(0)
+
+    await storage.upload_stream("big.bin", endless())
+
+asyncio.run(main())
+"""
+
+
+def _temp_files(root: Path) -> list[Path]:
+    """Every temporary file under ``root`` (beside objects or in .cloudrift/tmp)."""
+    beside = [f for f in root.rglob(".cloudrift-tmp-*") if f.is_file()]
+    return beside + [f for f in (root / ".cloudrift" / "tmp").glob("*") if f not in beside]
+
+
+def _kill_mid_write(root: Path, how: str) -> list[Path]:
+    """Start a writer of ``big.bin`` in a child process and SIGKILL it once its temp file
+    has data; returns the temp files it left."""
+    child = subprocess.Popen(
+        [sys.executable, "-c", _KILLED_WRITER, str(root), how],
+        cwd=Path(__file__).resolve().parents[2],
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not any(f.stat().st_size > 0 for f in _temp_files(root)):
+            if child.poll() is not None:
+                break  # the write finished first: the object must then be complete
+            assert time.monotonic() < deadline, "the writer never started writing"
+            time.sleep(0.005)
+    finally:
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+    return _temp_files(root)
+
+
+@pytest.mark.parametrize("how", ["upload_stream", "upload"])
+async def test_writer_killed_mid_write_leaves_no_torn_object_and_its_temp_is_cleaned(
+    tmp_path: Path, how: str
+) -> None:
+    """A writer SIGKILLed mid-write leaves no object; the next store removes its stale temp."""
+    root = tmp_path / "root"
+    LocalStorage(root_dir=root)
+    left = _kill_mid_write(root, how)
+    fresh = LocalStorage(root_dir=root)  # default age: a minute-old temp file may be live
+    assert all(f.exists() for f in left)
+    if left:
+        assert not await fresh.exists("big.bin") and await fresh.list() == []
+    else:  # the plain upload won the race against the kill: it is whole
+        assert (await fresh.head("big.bin")).size == 256_000_000
+    hour_ago = time.time() - 3601
+    for f in left:
+        os.utime(f, (hour_ago, hour_ago))
+    reopened = LocalStorage(root_dir=root)
+    assert not any(f.exists() for f in left)
+    assert await reopened.list() == []
+
+
+async def test_temp_file_max_age_is_configurable(tmp_path: Path) -> None:
+    """temp_file_max_age=0 removes every temp file at open (beside objects and in
+    .cloudrift/tmp) and nothing else; a negative age is refused."""
+    root = tmp_path / "root"
+    LocalStorage(root_dir=root)
+    (root / "deep" / "er").mkdir(parents=True)
+    strays = [root / ".cloudrift" / "tmp" / "stray", root / "deep" / "er" / ".cloudrift-tmp-x"]
+    for stray in strays:
+        stray.write_bytes(b"half")
+    (root / "deep" / "kept.bin").write_bytes(b"an object")
+    LocalStorage(root_dir=root, temp_file_max_age=60)
+    assert all(stray.exists() for stray in strays)
+    LocalStorage(root_dir=root, temp_file_max_age=0)
+    assert not any(stray.exists() for stray in strays)
+    assert (root / "deep" / "kept.bin").exists()
+    with pytest.raises(ConfigurationError, match="temp_file_max_age"):
+        LocalStorage(root_dir=root, temp_file_max_age=-1)
+
+
+async def test_temp_files_are_written_beside_the_target_and_never_listed(tmp_path: Path) -> None:
+    """A write's temp file sits in the target's folder; listings skip temp files, and keys
+    that look like one are refused."""
+    storage = LocalStorage(root_dir=tmp_path / "root")
+    seen: list[str] = []
+
+    async def source() -> AsyncIterator[bytes]:
+        seen.extend(p.parent.name for p in (tmp_path / "root").rglob(".cloudrift-tmp-*"))
+        yield b"x"
+
+    await storage.upload("folder/k", b"first")
+    await storage.upload_stream("folder/streamed", source())
+    assert seen == ["folder"]
+    (tmp_path / "root" / "folder" / ".cloudrift-tmp-left").write_bytes(b"half")
+    assert await storage.list() == ["folder/k", "folder/streamed"]
+    with pytest.raises(InvalidKeyError, match="reserves"):
+        await storage.upload("folder/.cloudrift-tmp-x", b"x")
+
+
+async def test_empty_folder_left_by_a_failed_write_does_not_block_a_key(tmp_path: Path) -> None:
+    """An empty folder (left by a write that failed) is replaced by an object of its name."""
+    storage = LocalStorage(root_dir=tmp_path / "root")
+    (tmp_path / "root" / "a").mkdir()
+    await storage.upload("a", b"object")
+    assert await storage.download("a") == b"object"
+    await storage.upload("b/c", b"x")
+    with pytest.raises(StorageError, match="conflicts"):
+        await storage.upload("b", b"not over a folder with keys")
