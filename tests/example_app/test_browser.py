@@ -18,7 +18,7 @@ import shutil
 import socket
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -32,6 +32,8 @@ from playwright.sync_api import Browser, FilePayload, Page, Request, expect, syn
 from cloudrift.config import CloudriftSettings
 from example_app import create_app
 from example_app.config import DEMO_SETTINGS, SETTINGS_DIR, IntakeConfig
+from tests.example_app.test_azure import azure_standins  # noqa: F401 (a fixture)
+from tests.servers.azurite import AzuriteContainer
 from tests.servers.moto import MotoEndpoint
 from tests.servers.redis import RedisServer
 
@@ -348,3 +350,54 @@ def test_on_the_aws_standins_the_browser_puts_straight_to_moto(
         stored = s3.get_object(Bucket="intake", Key=f"documents/{doc_id}")["Body"].read()
     assert stored == content
     assert puts[-1].startswith(f"{moto.endpoint_url}/intake/documents/incoming/{doc_id}?")
+
+
+@pytest.fixture
+def azurite_cors(azurite: AzuriteContainer) -> Iterator[Callable[[str], None]]:
+    """Sets the Azurite account's Blob CORS rule (the one example_app/README.md
+    documents) for an origin; the account's rules are emptied again afterwards."""
+    from azure.storage.blob import BlobServiceClient, CorsRule
+
+    service = BlobServiceClient.from_connection_string(azurite.server.connection_string)
+
+    def allow(origin: str) -> None:
+        rule = CorsRule(
+            [origin],
+            ["PUT"],
+            allowed_headers=["content-type", "x-ms-blob-type"],
+            exposed_headers=["etag"],
+            max_age_in_seconds=3600,
+        )
+        service.set_service_properties(cors=[rule])
+
+    try:
+        yield allow
+    finally:
+        service.set_service_properties(cors=[])
+        service.close()
+
+
+def test_on_the_azure_standins_the_browser_puts_straight_to_azurite(
+    page: Page,
+    azure_standins: CloudriftSettings,  # noqa: F811 (the fixture imported above)
+    azurite_cors: Callable[[str], None],
+) -> None:
+    """On local-azure.yaml the page PUTs the file (with x-ms-blob-type) straight to
+    Azurite: refused while the account's CORS rule names another origin, accepted once
+    it names the app's; the row becomes processed with the right SHA-256."""
+    content = _text("to azure", 700)
+    puts = _puts(page)
+    with LiveServer(create_app(azure_standins, IntakeConfig())) as site:
+        page.goto(site.url)
+        expect(page.locator(".backends")).to_contain_text("storage: azure_blob")
+        azurite_cors("https://some-other-app.example")
+        _upload(page, _file("refused.txt", content))
+        refused = page.locator("li.upload", has=page.locator("span.name", has_text="refused.txt"))
+        expect(refused.locator(".state")).to_contain_text("check its CORS rules", timeout=WAIT_MS)
+
+        azurite_cors(site.url)
+        _upload(page, _file("azure.txt", content))
+        doc_id = _finished_upload(page, "azure.txt")
+        _processed_row(page, doc_id, content)
+    assert f"/incoming/{doc_id}?" in puts[-1]
+    assert not puts[-1].startswith(site.url)
