@@ -126,7 +126,7 @@ def _text(label: str, lines: int) -> bytes:
 
 
 def _upload(page: Page, *files: FilePayload) -> None:
-    page.set_input_files("#file", list(files))
+    page.get_by_label("Choose a file").set_input_files(list(files))
     page.get_by_role("button", name="Upload").click()
 
 
@@ -160,17 +160,42 @@ def _puts(page: Page) -> list[str]:
     return seen
 
 
+#: Records every value each upload's progress bar shows (``value`` reflects an attribute).
+_RECORD_PROGRESS = """
+window.progressSeen = {};
+new MutationObserver((changes) => {
+  for (const change of changes) {
+    const bar = change.target;
+    if (!(bar instanceof HTMLProgressElement)) continue;
+    const name = bar.closest("li").querySelector(".name").textContent;
+    (window.progressSeen[name] ||= []).push(bar.value);
+  }
+}).observe(document, { subtree: true, attributes: true, attributeFilter: ["value"] });
+"""
+
+
 def test_two_files_from_the_picker_go_straight_to_storage_and_are_processed(
     page: Page, site: LiveServer
 ) -> None:
-    """Both progress bars reach 100%, each file is PUT to its signed /files URL (not
-    through POST /documents), both rows become processed with the right SHA-256, and the
+    """Both progress bars move through intermediate values (uploads are throttled to
+    200 kB/s) to 100%, each file is PUT to its signed /files URL (not through
+    POST /documents), both rows become processed with the right SHA-256, and the
     notifications panel lists both emails with their summary attachments."""
     first, second = _text("first", 1500), _text("second", 900)
     puts = _puts(page)
+    page.add_init_script(_RECORD_PROGRESS)
+    cdp = page.context.new_cdp_session(page)
+    cdp.send(
+        "Network.emulateNetworkConditions",
+        {"offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": 200_000},
+    )
     page.goto(site.url)
     _upload(page, _file("first.txt", first), _file("second.txt", second))
     ids = {name: _finished_upload(page, name) for name in ("first.txt", "second.txt")}
+    seen = page.evaluate("window.progressSeen")
+    for name in ("first.txt", "second.txt"):
+        assert any(0 < value < 100 for value in seen[name]), (name, seen[name])
+        assert seen[name] == sorted(seen[name]) and seen[name][-1] == 100, (name, seen[name])
     for name, content in (("first.txt", first), ("second.txt", second)):
         row = _processed_row(page, ids[name], content)
         expect(row.locator(".lines")).to_have_text(str(content.count(b"\n")))
