@@ -96,3 +96,16 @@ async def test_notifications_are_listed_for_the_memory_email_provider(tmp_path: 
     ]
     assert f"summary-{first}.json" in fragment.text
     assert too_many.status_code == 422
+
+
+async def test_markup_in_a_filename_is_shown_as_text(demo_app: Callable[..., FastAPI]) -> None:
+    """A filename holding HTML is escaped in the page and its live-list fragment."""
+    name = '<img src=x onerror="alert(1)">.txt'
+    async with running(demo_app()) as client:
+        accepted = await upload(client, b"markup\n", name)
+        assert accepted.json()["filename"] == name
+        page = await client.get("/")
+        fragment = await client.get("/ui/documents")
+    for html in (page.text, fragment.text):
+        assert "<img src=x" not in html
+        assert "&lt;img src=x onerror=&#34;alert(1)&#34;&gt;.txt" in html
