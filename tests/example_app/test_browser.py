@@ -225,7 +225,8 @@ def test_the_form_works_without_javascript(
     browser: Browser, site: LiveServer, tmp_path: Path
 ) -> None:
     """With JavaScript off, the form posts the file to POST /documents, which redirects
-    back to the page saying it was accepted; the document is processed (seen on reload)."""
+    back to the page saying it was accepted; the document is processed (seen on reload).
+    A file over the limit is redirected back with the 413 reason instead."""
     content = _text("plain form", 20)
     context = browser.new_context(java_script_enabled=False)
     page = context.new_page()
@@ -246,6 +247,15 @@ def test_the_form_works_without_javascript(
             page.wait_for_timeout(100)  # how often to reload, not a verdict
             page.reload()
         expect(row.locator(".sha256")).to_have_text(hashlib.sha256(content).hexdigest())
+
+        # Over the limit: refused while streaming, and the page says why.
+        page.set_input_files("#file", _file("no-js-big.txt", b"b" * (LIMIT + 1)))
+        with page.expect_navigation():
+            page.get_by_role("button", name="Upload").click()
+        expect(page.locator("#flash")).to_contain_text(
+            f"Not uploaded: the file is larger than the limit of {LIMIT} bytes"
+        )
+        expect(page.locator("#documents td.filename", has_text="no-js-big")).to_have_count(0)
     finally:
         page.screenshot(path=tmp_path / "page.png", full_page=True)
         context.close()
