@@ -69,8 +69,9 @@ def wants_html(request: Request) -> bool:
 
 def _back_to_page(message: str, *, ok: bool) -> RedirectResponse:
     response = RedirectResponse("/", status_code=303)
-    flash = json.dumps({"ok": ok, "message": message[:1000]}, ensure_ascii=False)
+    flash = json.dumps({"ok": ok, "message": message[:300]}, ensure_ascii=False)
     # A cookie, not a query parameter: nobody can link to the page with made-up text.
+    # (300 characters stay under the 4 KB cookie limit even percent-encoded.)
     response.set_cookie(
         FLASH_COOKIE, quote(flash), max_age=120, httponly=True, samesite="lax", path="/"
     )
