@@ -6,6 +6,7 @@ loop cannot share a thread with pytest-asyncio's.)"""
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,8 @@ from fastapi import FastAPI
 from cloudrift.config import CloudriftSettings
 from example_app import create_app
 from example_app.config import IntakeConfig
+from example_app.services import services_of
+from example_app.sweeper import sweep
 from tests.example_app.conftest import running, upload, wait_for_status
 
 #: What Chromium sends with a form post.
@@ -109,3 +112,21 @@ async def test_markup_in_a_filename_is_shown_as_text(demo_app: Callable[..., Fas
     for html in (page.text, fragment.text):
         assert "<img src=x" not in html
         assert "&lt;img src=x onerror=&#34;alert(1)&#34;&gt;.txt" in html
+
+
+async def test_a_failed_document_shows_its_reason_in_the_list(
+    demo_app: Callable[..., FastAPI],
+) -> None:
+    """An upload never completed, once expired by the sweeper, is listed as failed with
+    the reason, and offers no download link."""
+    app = demo_app(url_ttl=60, upload_ttl=120)
+    async with running(app) as client:
+        offer = await client.post("/documents/upload-url", json={"filename": "late.txt"})
+        doc_id = offer.json()["id"]
+        await sweep(services_of(app), now=datetime.now(UTC) + timedelta(seconds=121))
+        fragment = await client.get("/ui/documents")
+    opening = f'<tr id="doc-{doc_id}" data-status="failed">'
+    assert opening in fragment.text
+    row = fragment.text.split(opening, 1)[1].split("</tr>", 1)[0]
+    assert "the upload was not completed within 120 seconds, so it expired" in row
+    assert "/download" not in row
