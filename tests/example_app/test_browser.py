@@ -180,9 +180,12 @@ def test_two_files_from_the_picker_go_straight_to_storage_and_are_processed(
     """Both progress bars move through intermediate values (uploads are throttled to
     200 kB/s) to 100%, each file is PUT to its signed /files URL (not through
     POST /documents), both rows become processed with the right SHA-256, and the
-    notifications panel lists both emails with their summary attachments."""
+    notifications panel lists both emails with their summary attachments. Nothing is
+    fetched from anywhere but the app."""
     first, second = _text("first", 1500), _text("second", 900)
     puts = _puts(page)
+    requested: list[str] = []
+    page.on("request", lambda request: requested.append(request.url))
     page.add_init_script(_RECORD_PROGRESS)
     cdp = page.context.new_cdp_session(page)
     cdp.send(
@@ -205,6 +208,8 @@ def test_two_files_from_the_picker_go_straight_to_storage_and_are_processed(
         note = page.locator("#notifications li", has=page.get_by_text(f"summary-{doc_id}.json"))
         expect(note).to_have_count(1, timeout=WAIT_MS)
     expect(page.locator("#notifications .subject", has_text="first.txt")).to_have_count(1)
+    # No CDN, no outside font or script: the page works offline.
+    assert [url for url in requested if not url.startswith(f"{site.url}/")] == []
 
 
 def test_the_download_link_returns_the_uploaded_bytes(page: Page, site: LiveServer) -> None:
