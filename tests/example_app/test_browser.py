@@ -2,8 +2,9 @@
 
 One browser for the module; the demo app is served by uvicorn on a real port, so the
 browser talks HTTP to it and PUTs files straight to the storage's upload URL (the
-app's own signed ``/files`` URLs on the demo, moto's S3 on the AWS stand-in config).
-Each scenario saves a screenshot under its pytest temp dir.
+app's own signed ``/files`` URLs on the demo, moto's S3 and Azurite on the AWS and
+Azure stand-in configs). Each scenario saves a screenshot (``page.png``) under its
+pytest temp dir. The page's server side alone is tested in ``test_page.py``.
 
 Chromium comes from ``$CLOUDRIFT_CHROMIUM`` (``make install`` writes it via
 ``scripts/ensure-chromium.sh``) or ``chromium`` on PATH; without one these tests fail,
@@ -27,7 +28,15 @@ import boto3
 import pytest
 import uvicorn
 from fastapi import FastAPI
-from playwright.sync_api import Browser, FilePayload, Page, Request, expect, sync_playwright
+from playwright.sync_api import (
+    Browser,
+    FilePayload,
+    Locator,
+    Page,
+    Request,
+    expect,
+    sync_playwright,
+)
 
 from cloudrift.config import CloudriftSettings
 from example_app import create_app
@@ -141,7 +150,8 @@ def _finished_upload(page: Page, name: str) -> str:
     return doc_id
 
 
-def _processed_row(page: Page, doc_id: str, content: bytes) -> Any:
+def _processed_row(page: Page, doc_id: str, content: bytes) -> Locator:
+    """Wait until the document's row is processed with ``content``'s size and SHA-256."""
     row = page.locator(f"#doc-{doc_id}")
     expect(row.locator(".badge")).to_have_text("processed", timeout=WAIT_MS)
     expect(row.locator(".sha256")).to_have_text(hashlib.sha256(content).hexdigest())
