@@ -139,6 +139,19 @@ def _upload(page: Page, *files: FilePayload) -> None:
     page.get_by_role("button", name="Upload").click()
 
 
+def _drop(page: Page, name: str, text: str) -> None:
+    """Drop a text file named ``name`` onto the page's drop zone, as a drag would."""
+    page.evaluate(
+        """([name, text]) => {
+          const data = new DataTransfer();
+          data.items.add(new File([text], name, { type: "text/plain" }));
+          document.getElementById("dropzone").dispatchEvent(
+            new DragEvent("drop", { dataTransfer: data, bubbles: true, cancelable: true }));
+        }""",
+        [name, text],
+    )
+
+
 def _finished_upload(page: Page, name: str) -> str:
     """Wait until the page's upload of ``name`` is complete; its document id."""
     item = page.locator("li.upload", has=page.locator("span.name", has_text=name))
@@ -291,13 +304,14 @@ def test_a_file_over_the_limit_shows_the_413_reason(page: Page, site: LiveServer
     expect(page.locator("#documents td.filename", has_text="too-big.txt")).to_have_count(0)
 
 
-def test_a_unicode_filename_is_shown_exactly(page: Page, site: LiveServer) -> None:
-    """Accents, CJK, an emoji and punctuation survive into the upload list, the row,
-    the download name and the notification subject unchanged."""
+def test_a_dropped_file_with_a_unicode_name_is_shown_exactly(page: Page, site: LiveServer) -> None:
+    """A file dropped onto the page with accents, CJK, an emoji and punctuation in its
+    name keeps it unchanged in the upload list, the row, the download name and the
+    notification subject."""
     name = 'Grüße \u2013 報告書 🧾 (v2) "final".txt'
     content = "ünïcödé\n".encode()
     page.goto(site.url)
-    _upload(page, _file(name, content))
+    _drop(page, name, content.decode())
     doc_id = _finished_upload(page, name)
     row = _processed_row(page, doc_id, content)
     expect(row.locator("td.filename")).to_have_text(name)
