@@ -6,12 +6,13 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 REDIS_STAMP := .tools/redis-server.path
+CHROMIUM_STAMP := .tools/chromium.path
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
 .PHONY: install test lint typecheck pytest demo bench clean
 
-install: $(STAMP) $(REDIS_STAMP) .tools/azurite/node_modules/.bin/azurite-blob
+install: $(STAMP) $(REDIS_STAMP) $(CHROMIUM_STAMP) .tools/azurite/node_modules/.bin/azurite-blob
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -23,6 +24,12 @@ $(REDIS_STAMP): $(STAMP)
 	mkdir -p .tools
 	scripts/ensure-redis.sh $(PY) > $(REDIS_STAMP).tmp && mv $(REDIS_STAMP).tmp $(REDIS_STAMP)
 
+# Headless Chromium for tests/example_app/test_browser.py (Debian's package; Playwright
+# drives it through executable_path, never its own browser download).
+$(CHROMIUM_STAMP):
+	mkdir -p .tools
+	scripts/ensure-chromium.sh > $(CHROMIUM_STAMP).tmp && mv $(CHROMIUM_STAMP).tmp $(CHROMIUM_STAMP)
+
 .tools/azurite/node_modules/.bin/azurite-blob:
 	scripts/ensure-azurite.sh
 
@@ -33,7 +40,8 @@ typecheck: $(STAMP)
 	$(VENV)/bin/mypy --strict cloudrift cloudrift_fastapi
 
 pytest: install
-	CLOUDRIFT_REDIS_SERVER="$$(cat $(REDIS_STAMP))" $(PY) -m pytest
+	CLOUDRIFT_REDIS_SERVER="$$(cat $(REDIS_STAMP))" CLOUDRIFT_CHROMIUM="$$(cat $(CHROMIUM_STAMP))" \
+	  $(PY) -m pytest
 
 test: install lint typecheck pytest
 

@@ -8,8 +8,8 @@
 ``create_app`` wires cloudrift's lifespan (every backend built once at startup and
 closed at shutdown), the processing worker (a queue consumer run by that lifespan),
 the sweeper expiring uncompleted direct uploads (``example_app.sweeper``), the health
-endpoints, and, on the ``local`` storage provider, the route serving its
-signed URLs.
+endpoints, the browser page at ``/`` (``example_app.web``), and, on the ``local``
+storage provider, the route serving its signed URLs.
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from example_app.config import IntakeConfig, load_settings
 from example_app.routes import router
 from example_app.services import CONFIG_ATTR, services_of
 from example_app.sweeper import run_sweeper
+from example_app.web import mount_page
 from example_app.worker import JobHandler
 
 log = logging.getLogger("example_app")
@@ -109,6 +110,7 @@ def create_app(settings: Any = None, config: IntakeConfig | None = None) -> Fast
     setattr(app.state, CONFIG_ATTR, config)
     app.include_router(health_router())
     app.include_router(router)
+    mount_page(app, settings)
     storage = settings.backend("storage")
     if storage.provider == "local" and storage.options.get("base_url"):
         app.include_router(local_files_router(settings))

@@ -36,6 +36,7 @@ from example_app.models import (
 )
 from example_app.services import CONFIG_ATTR
 from example_app.uploads import MultipartFile, UploadError, boundary_of, clean_filename
+from example_app.web import form_fallback
 
 log = logging.getLogger("example_app")
 
@@ -153,6 +154,7 @@ def _problems(descriptions: dict[int, str]) -> dict[int | str, dict[str, Any]]:
         503: {"model": NotQueued, "description": "received but not queued, so not kept"},
     },
 )
+@form_fallback  # the page's no-JS <form> gets a redirect back to it, API clients JSON
 async def upload_document(
     request: Request,
     storage: StorageDep,
