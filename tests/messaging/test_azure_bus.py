@@ -830,3 +830,20 @@ async def test_lost_session_lock_is_a_receipt_error_and_the_session_is_relocked(
         assert again.message_id == first.message_id and again.receive_count == 2
         await queue.delete(again.receipt_handle)
     assert servicebus.broker.messages(SHORT_SESSION_QUEUE) == []
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="azure_bus bug, reported to the messaging owner: one message survives purge(); "
+    "the idle receiver link keeps 1 credit (prefetch 0), so the broker has handed it a "
+    "message that purge()'s own receiver cannot see until the SDK releases it",
+)
+async def test_purge_after_an_idle_receive_leaves_the_queue_empty(
+    servicebus: ServiceBusEndpoint,
+) -> None:
+    """purge() empties the queue also when the backend's receiver is attached and idle."""
+    async with opened(servicebus, PLAIN_QUEUE) as queue:
+        assert await queue.receive(max_messages=1, wait_time=0) == []  # receiver attached
+        await queue.send_batch([{"n": n} for n in range(5)])
+        await queue.purge()
+        assert await queue.receive(max_messages=10, wait_time=0) == []
