@@ -175,18 +175,24 @@ class WireEngine:
         matched = modified = 0
         upserted: list[dict[str, Any]] = []
         errors: list[dict[str, Any]] = []
-        if any("sort" in spec for spec in doc.get("updates", [])):
-            # mongomock cannot sort an update; refuse rather than update any match.
-            raise OperationFailure("this test server cannot sort inside an update", code=9)
+        for spec in doc.get("updates", []):
+            for option in ("sort", "collation", "hint"):
+                if option in spec:
+                    # mongomock cannot honour it; refuse rather than update some match.
+                    raise OperationFailure(f"this test server has no {option} in updates", code=9)
         for index, spec in enumerate(doc.get("updates", [])):
             update, upsert = spec["u"], bool(spec.get("upsert"))
             try:
                 if not any(str(k).startswith("$") for k in update):
                     result = coll.replace_one(spec["q"], update, upsert=upsert)
                 elif spec.get("multi"):
-                    result = coll.update_many(spec["q"], update, upsert=upsert)
+                    result = coll.update_many(
+                        spec["q"], update, upsert=upsert, array_filters=spec.get("arrayFilters")
+                    )
                 else:
-                    result = coll.update_one(spec["q"], update, upsert=upsert)
+                    result = coll.update_one(
+                        spec["q"], update, upsert=upsert, array_filters=spec.get("arrayFilters")
+                    )
             except OperationFailure as exc:
                 errors.append({"index": index, "code": exc.code or 1, "errmsg": str(exc)})
                 if ordered:
