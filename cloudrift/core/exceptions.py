@@ -49,7 +49,8 @@ connect-time failures become :class:`DocumentConnectionError`.
             ├── SenderUnverifiedError       .sender
             ├── EmailThrottledError         .retry_after (seconds or None)
             ├── EmailAuthenticationError
-            └── EmailConnectionError
+            ├── EmailConnectionError
+            └── EmailDeliveryUnknownError   .message_id; may have been delivered: never resent
 
 A few classes also derive from a builtin whose meaning they share, so generic code
 keeps working: :class:`InvalidKeyError` and :class:`EmailValidationError` are
@@ -405,6 +406,21 @@ class EmailConnectionError(EmailSendError):
     code = ErrorCode.UNAVAILABLE
 
 
+class EmailDeliveryUnknownError(EmailSendError):
+    """The connection was lost after the message may have reached the server.
+
+    The server may have accepted (and delivered) it, so it was not resent: resending
+    could deliver it twice. Not an :class:`EmailConnectionError` on purpose, so code
+    that retries connection errors does not resend it blindly.
+    """
+
+    code = ErrorCode.UNAVAILABLE
+
+    def __init__(self, message: str, *, message_id: str | None = None) -> None:
+        super().__init__(message)
+        self.message_id = message_id
+
+
 __all__ = [
     "BackendClosedError",
     "BucketNotFoundError",
@@ -419,6 +435,7 @@ __all__ = [
     "DocumentError",
     "EmailAuthenticationError",
     "EmailConnectionError",
+    "EmailDeliveryUnknownError",
     "EmailError",
     "EmailSendError",
     "EmailThrottledError",

@@ -5,13 +5,20 @@ driver keyword options and the secrets inside them) without importing any SDK; t
 driver module then hands that plan to PyMongo or Motor. Keeping the plan SDK-free makes
 every provider's routing testable on its own and keeps ``import cloudrift.document``
 free of third-party imports.
+
+A provider describes itself with :class:`ProviderRules` (its name, whether its service
+rejects retryable writes) and its ``plan()`` keeps only what is its own: the checks every
+managed MongoDB-compatible service needs (empty values, credentials given twice, a port
+out of range, retryable writes, TLS options without TLS) and the final assembly of the
+plan live here, once. Adding a provider is a module with a ``plan()`` that calls them,
+plus its line in ``cloudrift.document.PROVIDERS``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final
+from typing import Any, Final, NoReturn
 from urllib.parse import parse_qsl, quote, unquote, urlencode
 
 from cloudrift.core.exceptions import ConfigurationError
@@ -234,9 +241,107 @@ def tls_setting(uri: str | None, tls: bool | None, default: bool) -> bool:
     return default if in_uri is None else in_uri
 
 
+# ------------------------------------------------------------------ provider rules
+
+
+@dataclass(frozen=True)
+class ProviderRules:
+    """The checks a provider's ``plan()`` shares with the others, worded with its name."""
+
+    #: The provider name, as given to ``get_mongodb``.
+    name: str
+    #: Why the service rejects retryable writes (every plan then sets
+    #: ``retryWrites=false`` and refuses a URI or driver option turning them on), or
+    #: None when the service accepts them.
+    no_retryable_writes: str | None = None
+
+    @property
+    def where(self) -> str:
+        """The provider as named at the start of every message."""
+        return f"the {self.name!r} document provider"
+
+    def fail(self, problem: str) -> NoReturn:
+        """Raise ConfigurationError naming the provider."""
+        raise ConfigurationError(f"{self.where}: {problem}")
+
+    def refuse_empty(self, **values: str | Secret | None) -> None:
+        """An option given as an empty string is refused (an unset env var, usually)."""
+        for name, value in values.items():
+            if value is not None and not (value.reveal() if isinstance(value, Secret) else value):
+                self.fail(f"{name} is an empty string; give a value")
+
+    def refuse_both(self, first: str, second: str, *, given: tuple[bool, bool]) -> None:
+        """Two ways of saying where to connect, both given: refuse rather than pick one."""
+        if all(given):
+            self.fail(f"give either {first} or {second}, not both")
+
+    def check_uri(self, uri: str) -> str:
+        """The URI's hosts (for messages); refuses a URI turning retryable writes on."""
+        if self.no_retryable_writes is not None:
+            refuse_retryable_writes(self.name, uri, self.no_retryable_writes)
+        return uri_hosts(uri)
+
+    def host_port(self, host: str, port: object) -> str:
+        """``host:port``; a port inside ``host`` wins over ``port``."""
+        if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+            self.fail("port must be an int between 1 and 65535")
+        return host if ":" in host else f"{host}:{port}"
+
+    def credentials(
+        self, uri: str | None, username: str | None, password: Secret | None
+    ) -> dict[str, Secret]:
+        """Username and password given apart from a URI, as driver keywords (no escaping)."""
+        if (username is None) != (password is None):
+            self.fail("give username and password together")
+        if username is None or password is None:
+            return {}
+        if uri is not None and uri_has_credentials(uri):
+            self.fail("the uri already holds credentials; do not also pass username/password")
+        return {"username": Secret(username), "password": password}
+
+    def finish(
+        self,
+        *,
+        uri: Secret,
+        hosts: str,
+        tuning: Mapping[str, Any],
+        options: Mapping[str, Any],
+        driver_options: Mapping[str, Any] | None,
+        tls: bool,
+        tls_files: bool,
+        credentials: Mapping[str, Secret] | None = None,
+        requires: tuple[str, ...] = (),
+        extra: str | None = None,
+    ) -> ConnectionPlan:
+        """The plan: ``tuning`` (from :func:`common_options`) overlaid with ``options``.
+
+        ``tls_files`` says whether the caller gave ``tls_ca_file`` or ``tls_insecure``,
+        which mean nothing without TLS.
+        """
+        if self.no_retryable_writes is not None and any(
+            key.lower() == "retrywrites" for key in driver_options or {}
+        ):
+            self.fail(f"retryWrites cannot be changed; {self.no_retryable_writes}")
+        if tls_files and not tls:
+            self.fail("tls_ca_file / tls_insecure need TLS, which is off")
+        merged = {**tuning, **options}
+        if self.no_retryable_writes is not None:
+            merged["retryWrites"] = False
+        return ConnectionPlan(
+            provider=self.name,
+            uri=uri,
+            options=merged,
+            credentials=dict(credentials or {}),
+            hosts=hosts,
+            requires=requires,
+            extra=extra,
+        )
+
+
 __all__ = [
     "SCHEMES",
     "ConnectionPlan",
+    "ProviderRules",
     "build_uri",
     "check_positive",
     "common_options",

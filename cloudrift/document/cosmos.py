@@ -18,11 +18,10 @@ from cloudrift.core.exceptions import ConfigurationError
 from cloudrift.core.secrets import Secret, secret
 from cloudrift.document.base import (
     ConnectionPlan,
+    ProviderRules,
     build_uri,
     common_options,
-    refuse_retryable_writes,
     tls_setting,
-    uri_hosts,
 )
 
 PORT = 10255
@@ -30,6 +29,7 @@ HOST_SUFFIX = "mongo.cosmos.azure.com"
 # Cosmos account names: 3-44 characters, lowercase letters, digits and hyphens.
 _ACCOUNT = re.compile(r"^[a-z0-9][a-z0-9-]{1,42}[a-z0-9]$")
 WHY = "Cosmos DB's MongoDB API does not support retryable writes"
+RULES = ProviderRules("cosmos", no_retryable_writes=WHY)
 KEYS_ONLY = (
     "Cosmos DB for MongoDB accepts account keys only: Microsoft Entra ID (managed "
     "identity, service principal) is not accepted by its MongoDB wire protocol. Use "
@@ -63,65 +63,28 @@ def plan(
     ``endpoint`` (``host:port``) replaces ``<account>.mongo.cosmos.azure.com:10255``
     for sovereign clouds, private endpoints and test servers.
     """
-    where = "the 'cosmos' document provider"
-    entra = [
-        name
-        for name, value in (
-            ("managed_identity", managed_identity),
-            ("credential", credential),
-            ("tenant_id", tenant_id),
-            ("client_id", client_id),
-            ("client_secret", client_secret),
-        )
-        if value is not None and value is not False
-    ]
-    if entra:
-        raise ConfigurationError(f"{where}: {', '.join(entra)} cannot be used. {KEYS_ONLY}")
-    cs = secret(connection_string)
-    key = secret(account_key)
-    if cs is not None and not cs.reveal():
-        raise ConfigurationError(f"{where}: connection_string is an empty string")
-    if cs is not None and (account is not None or key is not None or endpoint is not None):
-        raise ConfigurationError(
-            f"{where}: give either connection_string, or account + account_key, not both"
-        )
-    if cs is None and (account is None or key is None):
-        missing = [n for n, v in (("account", account), ("account_key", key)) if v is None]
-        raise ConfigurationError(
-            f"{where}: missing {', '.join(missing)}; give connection_string=..., or "
-            "account=... with account_key=..."
-        )
+    _refuse_entra(
+        managed_identity=managed_identity,
+        credential=credential,
+        tenant_id=tenant_id,
+        client_id=client_id,
+        client_secret=client_secret,
+    )
+    cs, key = secret(connection_string), secret(account_key)
+    RULES.refuse_empty(connection_string=cs)
+    RULES.refuse_both(
+        "connection_string",
+        "account + account_key",
+        given=(cs is not None, account is not None or key is not None or endpoint is not None),
+    )
     if cs is not None:
         raw = cs.reveal()
-        refuse_retryable_writes("cosmos", raw, WHY)
-        uri, hosts = cs, uri_hosts(raw)
+        uri, hosts = cs, RULES.check_uri(raw)
         tls = tls_setting(raw, None, default=True)
     else:
-        assert account is not None and key is not None
-        if not _ACCOUNT.match(account):
-            raise ConfigurationError(
-                f"{where}: account {account!r} is not a Cosmos account name "
-                "(3-44 lowercase letters, digits and hyphens)"
-            )
-        if not key.reveal():
-            raise ConfigurationError(f"{where}: account_key is an empty string")
-        hosts = endpoint or f"{account}.{HOST_SUFFIX}:{PORT}"
-        uri = Secret(
-            build_uri(
-                [hosts],
-                username=account,
-                password=key.reveal(),
-                options={
-                    "ssl": "true",
-                    "replicaSet": "globaldb",
-                    "retrywrites": "false",
-                    "maxIdleTimeMS": "120000",
-                    "appName": f"@{account}@",
-                },
-            )
-        )
+        uri, hosts = _account_uri(account, key, endpoint)
         tls = True
-    options = common_options(
+    tuning = common_options(
         max_pool_size=max_pool_size,
         min_pool_size=min_pool_size,
         max_idle_time=max_idle_time,
@@ -133,13 +96,52 @@ def plan(
         tls_insecure=tls_insecure,
         driver_options=driver_options,
     )
-    if driver_options and any(k.lower() == "retrywrites" for k in driver_options):
-        raise ConfigurationError(f"{where}: retryWrites cannot be changed; {WHY}")
-    if (tls_ca_file or tls_insecure) and not tls:
-        raise ConfigurationError(f"{where}: tls_ca_file / tls_insecure need TLS, which is off")
-    return ConnectionPlan(
-        provider="cosmos",
+    return RULES.finish(
         uri=uri,
-        options={**options, "tls": tls, "retryWrites": False},
         hosts=hosts,
+        tuning=tuning,
+        options={"tls": tls},
+        driver_options=driver_options,
+        tls=tls,
+        tls_files=bool(tls_ca_file or tls_insecure),
     )
+
+
+def _refuse_entra(**options: object) -> None:
+    """Entra ID options fail loudly: the MongoDB wire protocol of Cosmos takes keys only."""
+    given = [name for name, value in options.items() if value is not None and value is not False]
+    if given:
+        raise ConfigurationError(f"{RULES.where}: {', '.join(given)} cannot be used. {KEYS_ONLY}")
+
+
+def _account_uri(
+    account: str | None, key: Secret | None, endpoint: str | None
+) -> tuple[Secret, str]:
+    """The portal's connection string for ``account`` + ``key``, and its host."""
+    if account is None or key is None:
+        missing = [n for n, v in (("account", account), ("account_key", key)) if v is None]
+        RULES.fail(
+            f"missing {', '.join(missing)}; give connection_string=..., or "
+            "account=... with account_key=..."
+        )
+    if not _ACCOUNT.match(account):
+        RULES.fail(
+            f"account {account!r} is not a Cosmos account name "
+            "(3-44 lowercase letters, digits and hyphens)"
+        )
+    if not key.reveal():
+        RULES.fail("account_key is an empty string")
+    hosts = endpoint or f"{account}.{HOST_SUFFIX}:{PORT}"
+    uri = build_uri(
+        [hosts],
+        username=account,
+        password=key.reveal(),
+        options={
+            "ssl": "true",
+            "replicaSet": "globaldb",
+            "retrywrites": "false",
+            "maxIdleTimeMS": "120000",
+            "appName": f"@{account}@",
+        },
+    )
+    return Secret(uri), hosts

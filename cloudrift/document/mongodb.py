@@ -7,13 +7,9 @@ from typing import Any
 
 from cloudrift.core.exceptions import ConfigurationError
 from cloudrift.core.secrets import Secret, secret
-from cloudrift.document.base import (
-    ConnectionPlan,
-    common_options,
-    tls_setting,
-    uri_has_credentials,
-    uri_hosts,
-)
+from cloudrift.document.base import ConnectionPlan, ProviderRules, common_options, tls_setting
+
+RULES = ProviderRules("mongodb")
 
 
 def plan(
@@ -34,23 +30,15 @@ def plan(
     driver_options: Mapping[str, Any] | None = None,
 ) -> ConnectionPlan:
     """Any MongoDB URI; ``username``/``password`` may be given apart so they need no escaping."""
-    where = "the 'mongodb' document provider"
     uri_secret = secret(uri)
     if uri_secret is None or not uri_secret.reveal():
-        raise ConfigurationError(f"{where} needs uri='mongodb://host:27017/' (or mongodb+srv://)")
+        raise ConfigurationError(
+            f"{RULES.where} needs uri='mongodb://host:27017/' (or mongodb+srv://)"
+        )
     raw = uri_secret.reveal()
-    hosts = uri_hosts(raw)
-    pw = secret(password)
-    if (username is None) != (pw is None):
-        raise ConfigurationError(f"{where}: give username and password together")
-    credentials: dict[str, Secret] = {}
-    if username is not None and pw is not None:
-        if uri_has_credentials(raw):
-            raise ConfigurationError(
-                f"{where}: the uri already holds credentials; do not also pass username/password"
-            )
-        credentials = {"username": Secret(username), "password": pw}
-    options = common_options(
+    hosts = RULES.check_uri(raw)
+    credentials = RULES.credentials(raw, username, secret(password))
+    tuning = common_options(
         max_pool_size=max_pool_size,
         min_pool_size=min_pool_size,
         max_idle_time=max_idle_time,
@@ -63,14 +51,17 @@ def plan(
         driver_options=driver_options,
     )
     # mongodb+srv:// turns TLS on by itself; a plain URI keeps the server's default (off).
-    default_tls = raw.startswith("mongodb+srv://") or bool(tls_ca_file or tls_insecure)
-    use_tls = tls_setting(raw, tls, default=default_tls)
-    if (tls_ca_file or tls_insecure) and not use_tls:
-        raise ConfigurationError(f"{where}: tls_ca_file / tls_insecure need TLS, which is off")
-    if use_tls:
-        options["tls"] = True
-    elif tls is False:
-        options["tls"] = False
-    return ConnectionPlan(
-        provider="mongodb", uri=uri_secret, options=options, credentials=credentials, hosts=hosts
+    tls_files = bool(tls_ca_file or tls_insecure)
+    use_tls = tls_setting(raw, tls, default=raw.startswith("mongodb+srv://") or tls_files)
+    # Leave tls unset when nothing asked for it, so the URI and server defaults apply.
+    options = {"tls": use_tls} if use_tls or tls is False else {}
+    return RULES.finish(
+        uri=uri_secret,
+        hosts=hosts,
+        tuning=tuning,
+        options=options,
+        driver_options=driver_options,
+        tls=use_tls,
+        tls_files=tls_files,
+        credentials=credentials,
     )

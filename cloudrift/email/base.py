@@ -201,7 +201,10 @@ def _check_attachment(item: object, index: int) -> Attachment:
     filename = sanitize_filename(item.filename)
     content_type = item.content_type or mimetypes.guess_type(filename)[0]
     content_type = content_type or "application/octet-stream"
-    if not _CONTENT_TYPE.match(content_type):
+    # RFC 6838 4.2: type and subtype names are at most 127 characters each.
+    if not _CONTENT_TYPE.match(content_type) or any(
+        len(part) > 127 for part in content_type.split("/")
+    ):
         raise EmailValidationError(
             f"attachment {filename!r}: content_type {content_type!r} is not a MIME type "
             "like 'application/pdf'"
@@ -220,6 +223,12 @@ def _check_headers(headers: Mapping[str, str] | None) -> tuple[tuple[str, str], 
             raise EmailValidationError(
                 f"header name {name!r} is invalid; use printable ASCII without ':' or spaces"
             )
+        if len(name) > _FOLD_AT - 2:
+            # A name cannot be folded; past 76 characters its line cannot stay within 78.
+            raise EmailValidationError(
+                f"header name {name[:40]!r}... is {len(name)} characters; use at most "
+                f"{_FOLD_AT - 2}"
+            )
         if name.lower() in RESERVED_HEADERS:
             raise EmailValidationError(
                 f"header {name!r} is set by cloudrift; pass it through send()'s parameters "
@@ -235,18 +244,81 @@ def _check_headers(headers: Mapping[str, str] | None) -> tuple[tuple[str, str], 
 _CRLF = "\r\n"
 _QP_SAFE_LINE = 998
 _LINE_SPLIT = re.compile(r"\r\n|\r|\n")
+#: RFC 5322 2.1.1: a header line SHOULD be at most 78 characters and MUST be at most 998;
+#: strict SMTP servers refuse a longer line ("500 Line too long").
+_FOLD_AT = 78
+_LINE_MAX = 998
+#: An address up to this long is written on one line (even past _FOLD_AT).
+_PLAIN_ADDRESS_MAX = 900
+_WORDS = re.compile(r"[ \t]*[^ \t]+|[ \t]+$")
 
 
-def _encode_header(value: str) -> str:
-    """A header value as 7-bit text: RFC 2047 words when it is not plain ASCII or too long."""
-    if value.isascii() and len(value) < 900:
-        return value
-    return Header(value, "utf-8", header_name="Subject").encode(linesep=_CRLF)
+def _encoded_words(value: str, header_name: str) -> str:
+    """RFC 2047 encoded words, folded so no line passes _FOLD_AT (the header name counted)."""
+    return Header(value, "utf-8", maxlinelen=_FOLD_AT, header_name=header_name).encode(
+        linesep=_CRLF
+    )
 
 
-def _address_header(addresses: Sequence[EmailAddress]) -> str:
-    """Comma-separated addresses; non-ASCII display names RFC 2047-encoded."""
-    return ", ".join(formataddr((a.name, a.addr), charset="utf-8") for a in addresses)
+def _unstructured_header(name: str, value: str) -> str:
+    """``name: value`` folded at whitespace; RFC 2047 words if non-ASCII or a word is too long.
+
+    Folding inserts CRLF before existing whitespace, so unfolding restores the value
+    exactly.
+    """
+    if value.isascii():
+        prefix = f"{name}: "
+        lines: list[str] = []
+        line = prefix
+        for word in _WORDS.findall(value):
+            # Fold only before whitespace that is followed by text: a continuation line
+            # of nothing but whitespace is obsolete syntax.
+            folds = word[:1] in (" ", "\t") and bool(word.strip())
+            if folds and line != prefix and len(line) + len(word) > _FOLD_AT:
+                lines.append(line)
+                line = ""
+            line += word
+        lines.append(line)
+        if all(len(item) <= _LINE_MAX for item in lines):
+            return _CRLF.join(lines)
+    return f"{name}: {_encoded_words(value, name)}"
+
+
+def _format_address(address: EmailAddress) -> str:
+    """One address; a non-ASCII display name RFC 2047-encoded.
+
+    The name stays one encoded word while the address fits comfortably on a line:
+    Python's own address parser puts a space between adjacent encoded words of a
+    display name, so splitting it would change the name that reaches Python readers.
+    Only a name too long for one line is split into folded words.
+    """
+    if not address.name:
+        return address.addr
+    single = formataddr((address.name, address.addr), charset="utf-8")
+    if len(single) <= _PLAIN_ADDRESS_MAX:
+        return single
+    return f"{_encoded_words(address.name, '')} <{address.addr}>"
+
+
+def _address_header(name: str, addresses: Sequence[EmailAddress]) -> str:
+    """``name: a, b, ...`` folded between addresses so no line passes _FOLD_AT when avoidable.
+
+    Without folding 51 recipients already make a line over 998 bytes.
+    """
+    lines: list[str] = []
+    line = f"{name}:"
+    last = len(addresses) - 1
+    for index, address in enumerate(addresses):
+        first, *rest = (_format_address(address) + ("," if index < last else "")).split(_CRLF)
+        if len(line) + 1 + len(first) > _FOLD_AT and line != f"{name}:":
+            lines.append(line)
+            line = ""
+        line += " " + first
+        for continuation in rest:  # encoded words already folded by _encoded_words
+            lines.append(line)
+            line = continuation
+    lines.append(line)
+    return _CRLF.join(lines)
 
 
 def _text_part(body: str, subtype: str) -> str:
@@ -263,12 +335,33 @@ def _text_part(body: str, subtype: str) -> str:
     )
 
 
+def _rfc2231_filename(name: str) -> str:
+    """A non-ASCII filename as RFC 2231 continuations, one folded line each.
+
+    A 200-character name percent-encodes to up to 2,400 characters: on one line that
+    is over the 998 a header line may have.
+    """
+    encoded = quote(name, safe="")
+    chunks: list[str] = []
+    while encoded:
+        cut = min(len(encoded), 60)
+        # Never split a %XX escape between two continuations.
+        percent = encoded.rfind("%", max(cut - 2, 0), cut)
+        if percent != -1 and cut < len(encoded):
+            cut = percent
+        chunks.append(encoded[:cut])
+        encoded = encoded[cut:]
+    first = f"{_CRLF} filename*0*=utf-8''{chunks[0]}"
+    rest = "".join(f";{_CRLF} filename*{i}*={chunk}" for i, chunk in enumerate(chunks[1:], 1))
+    return first + rest
+
+
 def _attachment_part(item: Attachment) -> str:
     name = item.filename
     if name.isascii():
-        disposition = f'attachment; filename="{name}"'
+        disposition = f'attachment;{_CRLF} filename="{name}"'
     else:
-        disposition = f"attachment; filename*=utf-8''{quote(name, safe='')}"
+        disposition = "attachment;" + _rfc2231_filename(name)
     encoded = base64.encodebytes(item.content).decode("ascii").replace("\n", _CRLF)
     return (
         f"Content-Type: {item.content_type}{_CRLF}"
@@ -305,17 +398,17 @@ def build_mime(
     parsing made building a message ~20x slower than sending it over a reused SMTP
     connection.
     """
-    lines = [f"From: {_address_header([sender])}"]
+    lines = [_address_header("From", [sender])]
     if to:
-        lines.append(f"To: {_address_header(to)}")
+        lines.append(_address_header("To", to))
     if cc:
-        lines.append(f"Cc: {_address_header(cc)}")
+        lines.append(_address_header("Cc", cc))
     if reply_to:
-        lines.append(f"Reply-To: {_address_header(reply_to)}")
-    lines.append(f"Subject: {_encode_header(subject)}")
+        lines.append(_address_header("Reply-To", reply_to))
+    lines.append(_unstructured_header("Subject", subject))
     lines.append(f"Date: {formatdate(usegmt=True)}")
     lines.append(f"Message-ID: {message_id}")
-    lines.extend(f"{name}: {_encode_header(value)}" for name, value in headers)
+    lines.extend(_unstructured_header(name, value) for name, value in headers)
     lines.append("MIME-Version: 1.0")
     if body_text is not None and body_html is not None:
         content = _multipart(

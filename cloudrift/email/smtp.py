@@ -3,8 +3,10 @@
 One long-lived connection is opened on first use and reused by every ``send`` and by
 ``send_batch`` (a connection per message costs 1.7-2.6x, see STANDINS.md); a lock keeps
 one SMTP transaction on it at a time. When the server has dropped the connection (idle
-reaping, restart) it is reopened once and the message sent again; a message the server
-already answered is never resent.
+reaping, restart) before DATA, it is reopened once and the message sent again; a message
+the server already answered is never resent. A connection lost during DATA (the message
+may already have reached the server) is never resent either: that message fails with
+EmailDeliveryUnknownError, since the server may have delivered it.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from cloudrift.core.exceptions import (
     ConfigurationError,
     EmailAuthenticationError,
     EmailConnectionError,
+    EmailDeliveryUnknownError,
     EmailError,
     EmailSendError,
     EmailThrottledError,
@@ -177,14 +180,12 @@ class SMTPEmail(Email):
             client, reused = await self._connection()
             self._check_server_size(client, prepared)
             try:
-                errors, _ = await client.sendmail(
-                    prepared.sender.addr, prepared.envelope_recipients, prepared.mime
-                )
+                refused = await self._envelope(client, prepared)
             except aiosmtplib.SMTPServerDisconnected as exc:
                 self._drop()
                 if reused:
-                    # The server closed the idle connection before answering MAIL
-                    # FROM: nothing was accepted, so one reconnect-and-resend is safe.
+                    # The server closed the reused connection before DATA: it cannot
+                    # have accepted the message, so one reconnect-and-resend is safe.
                     log.debug("smtp connection was closed by the server; reconnecting")
                     continue
                 self._raise(exc)
@@ -198,15 +199,69 @@ class SMTPEmail(Email):
             except (OSError, TimeoutError) as exc:
                 self._drop()
                 self._raise(exc)
-            if errors:
+            await self._data(client, prepared)
+            if refused:
                 # Some recipients were refused but the message went to the others;
                 # raising would invite a resend (duplicates), so log who was refused.
                 log.warning(
                     "smtp server refused some recipients of %s: %s",
                     prepared.message_id,
-                    ", ".join(f"{r} ({e.code})" for r, e in errors.items()),
+                    ", ".join(f"{r} ({e.code})" for r, e in refused.items()),
                 )
             return prepared.message_id
+
+    async def _envelope(
+        self, client: Any, prepared: PreparedEmail
+    ) -> dict[str, aiosmtplib.SMTPRecipientRefused]:
+        """MAIL FROM and RCPT TO; the recipients refused while others were accepted.
+
+        Sent one step at a time (not with ``sendmail``) so a failure here is known to
+        have come before DATA, when resending cannot make a duplicate.
+        """
+        options = []
+        if client.supports_extension("size"):
+            options.append(f"SIZE={len(prepared.mime)}")
+        await client.mail(prepared.sender.addr, options=options)
+        recipients = prepared.envelope_recipients
+        refused: dict[str, aiosmtplib.SMTPRecipientRefused] = {}
+        for recipient in recipients:
+            try:
+                await client.rcpt(recipient)
+            except aiosmtplib.SMTPRecipientRefused as exc:
+                refused[recipient] = exc
+        if len(refused) == len(recipients):
+            raise aiosmtplib.SMTPRecipientsRefused(list(refused.values()))
+        return refused
+
+    async def _data(self, client: Any, prepared: PreparedEmail) -> None:
+        """DATA; a lost connection or timeout here means the outcome is unknown.
+
+        Once the message's final ``.`` may have reached the server, it may have been
+        accepted although no reply arrived; resending would then deliver it twice, so
+        the message is reported as EmailDeliveryUnknownError and never resent.
+        """
+        try:
+            await client.data(prepared.mime)
+        except (aiosmtplib.SMTPServerDisconnected, aiosmtplib.SMTPTimeoutError) as exc:
+            self._drop()
+            self._delivery_unknown(exc, prepared)
+        except aiosmtplib.SMTPException as exc:
+            # The server answered DATA or the final "." with a refusal: not accepted.
+            await self._reset_after_failure()
+            self._raise(exc, prepared)
+        except (OSError, TimeoutError) as exc:
+            self._drop()
+            self._delivery_unknown(exc, prepared)
+
+    def _delivery_unknown(self, exc: Exception, prepared: PreparedEmail) -> NoReturn:
+        what = "timed out" if isinstance(exc, TimeoutError) else "lost the connection"
+        raise EmailDeliveryUnknownError(
+            f"SMTP server {self.host}:{self.port} {what} while message "
+            f"{prepared.message_id} was being transferred (DATA), before confirming it: it "
+            "may or may not have been delivered. It was not resent, to avoid a duplicate; "
+            "check the server's log or the recipient's mailbox before sending it again",
+            message_id=prepared.message_id,
+        ) from exc
 
     async def _reset_after_failure(self) -> None:
         client = self._client

@@ -17,11 +17,13 @@ from cloudrift.document import (
     ping,
     verify,
 )
-from tests.document.suite import DocumentOperations
+from tests.conformance.document import DocumentConformance
 
 
-class TestMemoryEngine(DocumentOperations):
-    """The shared document operations, run on the embedded engine."""
+class TestMemoryEngine(DocumentConformance):
+    """The document conformance suite on the embedded engine."""
+
+    unsupported = frozenset({"sorted_bulk_update"})
 
     @pytest.fixture
     async def client(self) -> AsyncIterator[Any]:

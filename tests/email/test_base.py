@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from collections.abc import Sequence
+from typing import Any
 
 import pytest
 
@@ -236,3 +237,79 @@ async def test_a_single_attachment_not_in_a_list_is_refused_clearly() -> None:
             attachments=Attachment("a.txt", b"x"),  # type: ignore[arg-type]
         )
     assert email.delivered == []
+
+
+# ------------------------------------------------------------------ header folding
+
+
+def _parsed(raw: bytes) -> Any:
+    """The message parsed with the default policy (header objects, unfolded values)."""
+    import email.policy
+    from email.parser import BytesParser
+
+    return BytesParser(policy=email.policy.default).parsebytes(raw)
+
+
+_LONG_NAME = "日本語の長いファイル名" * 20 + ".pdf"
+
+
+def _header_lines(raw: bytes) -> list[bytes]:
+    return raw.split(b"\r\n\r\n", 1)[0].split(b"\r\n")
+
+
+def test_every_header_is_folded_to_lines_of_at_most_78_and_reads_back_exactly() -> None:
+    """Long To/Cc/Reply-To, non-ASCII subjects and custom headers fold; values are unchanged."""
+    to = [f"Recipient {i} <user{i}@example.com>" for i in range(200)]
+    cc = [f"Zoë Ångström {i} <cc{i}@example.com>" for i in range(100)]
+    subject = "Prüfung der Größe — " * 30
+    custom = "a long custom value " * 60
+    raw = _built(
+        to=to,
+        cc=cc,
+        reply_to=[f"reply{i}@example.com" for i in range(100)],
+        subject=subject,
+        headers={"X-Custom": custom, "X-Tabbed": "one\ttwo  three " * 30},
+    )
+    assert max(len(line) for line in _header_lines(raw)) <= 78
+    parsed = _parsed(raw)
+    assert [str(a) for a in parsed["To"].addresses] == to
+    assert [a.display_name for a in parsed["Cc"].addresses][5] == "Zoë Ångström 5"
+    assert len(parsed["Reply-To"].addresses) == 100
+    assert parsed["Subject"] == subject
+    assert parsed["X-Custom"] == custom
+    assert parsed["X-Tabbed"] == "one\ttwo  three " * 30
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        {"subject": "x" * 3000},
+        {"subject": "日本語" * 800},
+        {"headers": {"X-Token": "t" * 5000}},
+        {"to": ["N" * 2000 + " <a@example.com>"]},
+        {"to": ["Ä" * 1500 + " <a@example.com>"], "from_": "É" * 1000 + " <s@example.com>"},
+        {"reply_to": ["Ü" * 1500 + " <r@example.com>"]},
+        {"attachments": [Attachment(_LONG_NAME, b"%PDF")]},
+    ],
+    ids=["ascii-word", "cjk-subject", "token", "ascii-name", "from-name", "reply-to", "file"],
+)
+def test_no_line_is_longer_than_998_whatever_the_values(overrides: dict[str, object]) -> None:
+    """Unfoldable words and very long names are RFC 2047/2231-encoded so no line passes 998."""
+    raw = _built(**overrides)
+    assert max(len(line) for line in raw.split(b"\r\n")) <= 998
+    parsed = _parsed(raw)
+    if "subject" in overrides:
+        assert parsed["Subject"] == overrides["subject"]
+    if "headers" in overrides:
+        assert parsed["X-Token"] == "t" * 5000
+    if "attachments" in overrides:
+        (attachment,) = parsed.iter_attachments()
+        assert attachment.get_filename() == sanitize_filename(_LONG_NAME)
+
+
+def test_an_unfoldable_header_name_or_content_type_is_refused() -> None:
+    """A custom header name over 76 characters or a 128+ character MIME subtype is refused."""
+    with pytest.raises(EmailValidationError, match="at most 76"):
+        _built(headers={"X-" + "n" * 80: "v"})
+    with pytest.raises(EmailValidationError, match="not a MIME type"):
+        _built(attachments=[Attachment("a.bin", b"x", "application/" + "x" * 128)])

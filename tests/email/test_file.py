@@ -84,3 +84,16 @@ async def test_repr_shows_the_folder(tmp_path: Path) -> None:
     """repr() names the provider and the folder."""
     async with get_email("file", directory=tmp_path) as email:
         assert repr(email) == f"<FileEmail provider='file' directory={str(tmp_path)!r}>"
+
+
+async def test_eml_of_a_thousand_recipients_has_no_line_over_998_bytes(tmp_path: Path) -> None:
+    """The .eml a recipient would receive has folded headers: every recipient, short lines."""
+    to = [f"User {i} <user{i}@example.com>" for i in range(1_000)]
+    async with get_email("file", default_from=SENDER, directory=tmp_path) as backend:
+        await backend.send(to, "Grüße " * 100, reply_to=to[:100], body_text="x")
+    (eml,) = [name for name in _names(tmp_path) if name.endswith(".eml")]
+    raw = (tmp_path / eml).read_bytes()
+    assert max(len(line) for line in raw.split(b"\r\n")) <= 998
+    (delivered,) = FolderMailbox(tmp_path).received()
+    assert delivered.to == [f"user{i}@example.com" for i in range(1_000)]
+    assert delivered.subject == "Grüße " * 100

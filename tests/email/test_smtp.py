@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import email
 import logging
+import re
 from collections.abc import AsyncIterator
+from email.header import decode_header, make_header
+from email.utils import getaddresses
 from typing import Any
 
 import pytest
@@ -12,6 +16,7 @@ from cloudrift.core.exceptions import (
     ConfigurationError,
     EmailAuthenticationError,
     EmailConnectionError,
+    EmailDeliveryUnknownError,
     EmailSendError,
     EmailThrottledError,
     RecipientRejectedError,
@@ -122,6 +127,109 @@ async def test_health_check_sends_noop_and_survives_a_dropped_connection(
     await backend.send("a@example.com", "s", body_text="x")
     smtp_server.drop_connections()
     assert await backend.health_check() is True
+
+
+@pytest.fixture
+def plaintext(smtp_servers: dict[str, SMTPServer]) -> SMTPServer:
+    """The plaintext server, reset (for tests whose point does not depend on the mode)."""
+    server = smtp_servers["plaintext"]
+    server.handler.reset()
+    return server
+
+
+async def test_ten_thousand_recipients_arrive_with_every_line_within_998_bytes(
+    plaintext: SMTPServer,
+) -> None:
+    """To/Cc/Reply-To of 10,000 addresses are folded: the server accepts it, all recipients."""
+    to = [f"Recipient Number {i} <user{i}@example.com>" for i in range(5_000)]
+    cc = [f"cc{i}@example.com" for i in range(5_000)]
+    async with get_email(
+        "smtp", default_from=SENDER, timeout=30.0, **plaintext.client_options()
+    ) as backend:
+        await backend.send(
+            to,
+            "Grüße an alle " * 40,
+            cc=cc,
+            reply_to=to[:300],
+            body_text="x",
+            headers={"X-Campaign": "spring sale " * 200, "X-Token": "t" * 1500},
+        )
+    (mail,) = plaintext.received
+    assert len(mail.rcpt_tos) == 10_000
+    assert max(len(line) for line in mail.data.split(b"\r\n")) <= 998
+    # compat32 parsing: the default policy's address parser takes ~10 s for 10,000.
+    parsed = email.message_from_bytes(mail.data)
+    assert getaddresses(parsed.get_all("To")) == [
+        (f"Recipient Number {i}", f"user{i}@example.com") for i in range(5_000)
+    ]
+    assert [addr for _, addr in getaddresses(parsed.get_all("Cc"))] == cc
+    assert len(getaddresses(parsed.get_all("Reply-To"))) == 300
+
+    def header(name: str) -> str:
+        unfolded = re.sub(r"\r?\n(?=[ \t])", "", parsed[name])
+        return str(make_header(decode_header(unfolded)))
+
+    assert header("Subject") == "Grüße an alle " * 40
+    assert header("X-Campaign") == "spring sale " * 200
+    assert header("X-Token") == "t" * 1500
+
+
+# ------------------------------------------------------------ delivery unknown
+
+
+async def test_a_drop_after_the_data_is_delivery_unknown_and_never_resent(
+    plaintext: SMTPServer,
+) -> None:
+    """The connection cut after the final '.' but before 250: one delivery, a specific error."""
+    async with get_email(
+        "smtp", default_from=SENDER, timeout=10.0, **plaintext.client_options()
+    ) as backend:
+        await backend.send("a@example.com", "first", body_text="x")  # the connection is reused
+        plaintext.handler.drop_after_data = 1
+        with pytest.raises(EmailDeliveryUnknownError) as caught:
+            await backend.send("a@example.com", "second", body_text="x")
+        assert not isinstance(caught.value, EmailConnectionError)
+        assert caught.value.message_id and caught.value.message_id in str(caught.value)
+        assert "not resent" in str(caught.value)
+        subjects = [m.data.split(b"Subject: ")[1].split(b"\r\n")[0] for m in plaintext.received]
+        assert subjects == [b"first", b"second"]
+        # The backend reconnects for the next message.
+        await backend.send("a@example.com", "third", body_text="x")
+    assert len(plaintext.received) == 3
+
+
+async def test_a_drop_after_the_data_in_a_batch_is_listed_in_failed(
+    plaintext: SMTPServer,
+) -> None:
+    """In a batch, the message whose reply was lost is in .failed; the others are sent once."""
+    async with get_email(
+        "smtp",
+        default_from=SENDER,
+        timeout=10.0,
+        retry=RetryPolicy(attempts=3, base_delay=0.01),
+        **plaintext.client_options(),
+    ) as backend:
+        await backend.send("a@example.com", "warm-up", body_text="x")
+        plaintext.handler.reset()
+        plaintext.handler.drop_after_data = 1
+        batch = [EmailMessage(to="a@example.com", subject=str(i), body_text="x") for i in range(3)]
+        with pytest.raises(EmailSendError) as caught:
+            await backend.send_batch(batch)
+    assert set(caught.value.succeeded) == {1, 2}
+    assert set(caught.value.failed) == {0}
+    assert "EmailDeliveryUnknownError" in caught.value.failed[0]
+    assert len(plaintext.received) == 3  # each message exactly once
+
+
+async def test_a_drop_before_the_data_is_resent_once(plaintext: SMTPServer) -> None:
+    """A reused connection closed before MAIL FROM: nothing was accepted, so it is resent."""
+    async with get_email(
+        "smtp", default_from=SENDER, timeout=10.0, **plaintext.client_options()
+    ) as backend:
+        await backend.send("a@example.com", "first", body_text="x")
+        plaintext.drop_connections()
+        await backend.send("a@example.com", "second", body_text="x")
+    assert len(plaintext.received) == 2
 
 
 # ------------------------------------------------------------------------ refusals

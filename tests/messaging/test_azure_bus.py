@@ -4,11 +4,20 @@ First the broker itself is proven with the raw SDK (so the adapter's tests stand
 stand-in that speaks what the SDK really sends), then the adapter runs the messaging
 conformance suite on a plain and a session-enabled queue, then every row of the seed's
 FIFO / sessions table for Service Bus, the pitfalls, auth, errors and secrets.
+
+Speed without less realism: closing an SDK link sends its detach at once and then waits
+up to 1 s for the link's keep-alive loop (~0.5-1 s per backend, checked by nothing).
+Every test of this module runs on one event loop, and a backend is closed in the
+background (:func:`opened`, the conformance ``backend`` fixture): the test waits only
+until the broker has seen every receiver link detach (so no link of this test can take
+a message of the next), and the rest of the close finishes while later tests run. All
+closes are awaited at the end of the module; one that failed fails it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime
 import subprocess
 import sys
@@ -17,6 +26,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 import pytest
+import pytest_asyncio
 from azure.core.exceptions import ClientAuthenticationError, HttpResponseError
 from azure.servicebus import (
     NEXT_AVAILABLE_SESSION,
@@ -58,12 +68,62 @@ from tests.servers.servicebus import (
 
 WRONG_KEY = "not-the-key-s3cr3t"
 
+pytestmark = [
+    pytest.mark.asyncio(loop_scope="module"),
+    # The module-wide mark also reaches the few plain (sync) tests; nothing to run there.
+    pytest.mark.filterwarnings(
+        "ignore:The test <Function .* is marked with '@pytest.mark.asyncio'"
+    ),
+]
+
 
 def bus(sb: ServiceBusEndpoint, queue: str = QUEUE, **options: Any) -> Queue:
     """A cloudrift Service Bus queue on the test broker."""
     return get_queue(
         "azure_bus", connection_string=sb.connection_string(), queue_name=queue, **options
     )
+
+
+class _BackgroundCloses:
+    """Backends of this module being closed in the background, and how many are open."""
+
+    def __init__(self) -> None:
+        self.closing: list[asyncio.Future[None]] = []
+        self.open = 0
+
+    async def close(self, sb: ServiceBusEndpoint, queue: Queue) -> None:
+        """Start closing ``queue``; return once no backend is open and the broker has seen
+        every receiver link detach (an inner backend leaves that wait to the outermost)."""
+        self.closing.append(asyncio.ensure_future(queue.close()))
+        self.open -= 1
+        if self.open == 0:
+            await sb.wait_until_detached()
+
+
+_CLOSES = _BackgroundCloses()
+
+
+@pytest_asyncio.fixture(scope="module", loop_scope="module", autouse=True)
+async def _background_closes_finish() -> AsyncIterator[None]:
+    """Every backend closed in the background has finished closing by the module's end."""
+    yield
+    outcomes = await asyncio.gather(*_CLOSES.closing, return_exceptions=True)
+    _CLOSES.closing.clear()
+    errors = [o for o in outcomes if isinstance(o, BaseException)]
+    assert not errors, f"closing a Service Bus backend failed: {errors!r}"
+
+
+@contextlib.asynccontextmanager
+async def opened(
+    sb: ServiceBusEndpoint, queue: str = QUEUE, **options: Any
+) -> AsyncIterator[Queue]:
+    """``bus(...)`` for an ``async with`` block, closed in the background on exit."""
+    backend = bus(sb, queue, **options)
+    _CLOSES.open += 1
+    try:
+        yield backend
+    finally:
+        await _CLOSES.close(sb, backend)
 
 
 def body_of(message: Any) -> bytes:
@@ -219,17 +279,16 @@ class TestBrokerSpeaksServiceBusToTheRawSDK:
 
 
 class _BusHarness(MessagingConformance):
+    """The suite on one queue: a fresh backend per test, closed in the background."""
+
     queue_name: ClassVar[str] = QUEUE
     session_enabled: ClassVar[bool] = False
 
-    @pytest.fixture
+    @pytest_asyncio.fixture(loop_scope="module")
     async def backend(self, servicebus: ServiceBusEndpoint) -> AsyncIterator[Queue]:
         self._sb = servicebus
-        queue = bus(servicebus, self.queue_name, session_enabled=self.session_enabled)
-        try:
-            yield queue
-        finally:
-            await queue.close()
+        async with opened(servicebus, self.queue_name, session_enabled=self.session_enabled) as q:
+            yield q
 
     async def send_foreign(self, backend: Queue, raw: bytes) -> None:
         session = "foreign" if self.session_enabled else None
@@ -238,7 +297,7 @@ class _BusHarness(MessagingConformance):
             await sender.send_messages(ServiceBusMessage(raw, session_id=session))
 
     async def read_dead_letters(self, backend: Queue, count: int) -> list[Message]:
-        async with bus(self._sb, f"{self.queue_name}/$DeadLetterQueue") as dlq:
+        async with opened(self._sb, f"{self.queue_name}/$DeadLetterQueue") as dlq:
             return await drain(dlq, count)
 
 
@@ -261,10 +320,10 @@ class TestServiceBusSessionQueue(_BusHarness):
 # The seed's FIFO / sessions table, Service Bus column
 
 
-@pytest.fixture
+@pytest_asyncio.fixture(loop_scope="module")
 async def sessions(servicebus: ServiceBusEndpoint) -> AsyncIterator[Queue]:
     """The adapter on the session-enabled queue."""
-    async with bus(servicebus, SESSION_QUEUE, session_enabled=True) as queue:
+    async with opened(servicebus, SESSION_QUEUE, session_enabled=True) as queue:
         yield queue
 
 
@@ -288,7 +347,10 @@ async def test_seed_dedup_by_message_id_only_when_the_queue_enables_it(
     servicebus: ServiceBusEndpoint,
 ) -> None:
     """dedup_id becomes the message id: deduplicated on a queue with duplicate detection only."""
-    async with bus(servicebus, QUEUE) as with_detection, bus(servicebus, PLAIN_QUEUE) as plain:
+    async with (
+        opened(servicebus, QUEUE) as with_detection,
+        opened(servicebus, PLAIN_QUEUE) as plain,
+    ):
         for queue in (with_detection, plain):
             ids = [await queue.send({"n": 1}, dedup_id="evt-abc") for _ in range(2)]
             assert ids == ["evt-abc", "evt-abc"]
@@ -299,7 +361,7 @@ async def test_seed_dedup_by_message_id_only_when_the_queue_enables_it(
 
 async def test_seed_delay_is_a_scheduled_enqueue(servicebus: ServiceBusEndpoint) -> None:
     """delay>0 goes through the schedule-message operation and hides the message until then."""
-    async with bus(servicebus, PLAIN_QUEUE) as queue:
+    async with opened(servicebus, PLAIN_QUEUE) as queue:
         msg_id = await queue.send({"n": 1}, delay=1)
         assert "com.microsoft:schedule-message" in servicebus.broker.management_ops
         assert await queue.receive(max_messages=1, wait_time=0) == []
@@ -309,7 +371,7 @@ async def test_seed_delay_is_a_scheduled_enqueue(servicebus: ServiceBusEndpoint)
 
 async def test_seed_delay_in_a_batch_is_scheduled_too(servicebus: ServiceBusEndpoint) -> None:
     """A batch entry with a delay is scheduled; the others are sent at once, ids in order."""
-    async with bus(servicebus, PLAIN_QUEUE) as queue:
+    async with opened(servicebus, PLAIN_QUEUE) as queue:
         ids = await queue.send_batch([{"n": 0}, OutgoingMessage({"n": 1}, delay=30), {"n": 2}])
         assert len(ids) == 3 and len(set(ids)) == 3
         got = await drain(queue, 2, rounds=3)
@@ -331,7 +393,7 @@ async def test_seed_receive_group_id_on_a_plain_queue_is_not_supported(
     servicebus: ServiceBusEndpoint,
 ) -> None:
     """Without session_enabled, receive(group_id=) raises FeatureNotSupportedError."""
-    async with bus(servicebus, PLAIN_QUEUE) as queue:
+    async with opened(servicebus, PLAIN_QUEUE) as queue:
         with pytest.raises(FeatureNotSupportedError, match="session-enabled Service Bus"):
             await queue.receive(group_id="owner-123")
 
@@ -340,7 +402,7 @@ async def test_seed_visibility_timeout_is_ignored_lock_duration_rules(
     servicebus: ServiceBusEndpoint,
 ) -> None:
     """visibility_timeout=60 is ignored: the message returns after the queue's 1 s lock."""
-    async with bus(servicebus, SHORT_LOCK_QUEUE) as queue:
+    async with opened(servicebus, SHORT_LOCK_QUEUE) as queue:
         await queue.send({"n": 1})
         [first] = await queue.receive(max_messages=1, wait_time=1, visibility_timeout=60)
         [again] = await drain(queue, 1, rounds=5)
@@ -351,7 +413,7 @@ async def test_seed_nack_abandons_and_the_delivery_count_grows(
     servicebus: ServiceBusEndpoint,
 ) -> None:
     """nack() is abandon: the broker's delivery count goes up and receive_count follows."""
-    async with bus(servicebus, PLAIN_QUEUE) as queue:
+    async with opened(servicebus, PLAIN_QUEUE) as queue:
         await queue.send({"n": 1})
         [first] = await drain(queue, 1)
         await queue.nack(first.receipt_handle)
@@ -369,7 +431,7 @@ async def test_unacked_message_returns_after_the_lock_expires_with_count_two(
     servicebus: ServiceBusEndpoint,
 ) -> None:
     """A received, unacked message comes back after its lock expires, receive_count 2."""
-    async with bus(servicebus, SHORT_LOCK_QUEUE) as queue:
+    async with opened(servicebus, SHORT_LOCK_QUEUE) as queue:
         await queue.send({"n": 1})
         [first] = await drain(queue, 1)
         [again] = await drain(queue, 1, rounds=5)
@@ -382,7 +444,7 @@ async def test_unacked_message_returns_after_the_lock_expires_with_count_two(
 
 async def test_one_sender_link_is_reused_across_sends(servicebus: ServiceBusEndpoint) -> None:
     """Many sends and batches use one AMQP sender link (never a link per send)."""
-    async with bus(servicebus, PLAIN_QUEUE) as queue:
+    async with opened(servicebus, PLAIN_QUEUE) as queue:
         await queue.send({"n": 0})
         links = servicebus.broker.receiver_links_opened
         for n in range(5):
@@ -393,7 +455,7 @@ async def test_one_sender_link_is_reused_across_sends(servicebus: ServiceBusEndp
 
 async def test_the_receiver_is_kept_alive_across_receives(servicebus: ServiceBusEndpoint) -> None:
     """Receives reuse one receiver link (no receiver leaked per receive()), so locks stay valid."""
-    async with bus(servicebus, PLAIN_QUEUE) as queue:
+    async with opened(servicebus, PLAIN_QUEUE) as queue:
         await queue.send_batch([{"n": n} for n in range(4)])
         [first] = await queue.receive(max_messages=1, wait_time=1)
         links = servicebus.broker.sender_links_opened
@@ -411,7 +473,7 @@ async def test_message_bodies_are_read_from_the_sdk_generator(
     client = ServiceBusClient.from_connection_string(servicebus.connection_string())
     async with client, client.get_queue_sender(PLAIN_QUEUE) as sender:
         await sender.send_messages(ServiceBusMessage(b"\xff\xfe not utf-8"))
-    async with bus(servicebus, PLAIN_QUEUE) as queue:
+    async with opened(servicebus, PLAIN_QUEUE) as queue:
         [msg] = await drain(queue, 1)
         assert msg.raw == b"\xff\xfe not utf-8" and not msg.is_json and msg.text is None
 
@@ -425,7 +487,7 @@ async def test_value_and_sequence_bodies_from_foreign_producers_are_delivered(
         await sender.send_messages(AmqpAnnotatedMessage(value_body="plain jms text"))
         await sender.send_messages(AmqpAnnotatedMessage(value_body={"k": 1}))
         await sender.send_messages(AmqpAnnotatedMessage(sequence_body=[[1, 2]]))
-    async with bus(servicebus, PLAIN_QUEUE) as queue:
+    async with opened(servicebus, PLAIN_QUEUE) as queue:
         got = await drain(queue, 3)
         assert [(m.raw, m.is_json) for m in got] == [
             (b"plain jms text", False),
@@ -438,7 +500,7 @@ async def test_batch_is_split_by_the_sdk_batch_capacity_and_ids_keep_order(
     servicebus: ServiceBusEndpoint,
 ) -> None:
     """A batch larger than one ServiceBusMessageBatch is split; every id comes back in order."""
-    async with bus(servicebus, PLAIN_QUEUE) as queue:
+    async with opened(servicebus, PLAIN_QUEUE) as queue:
         await queue.send({"warm": "up"})
         before = servicebus.broker.transfers_received
         payloads = [{"n": n, "pad": "x" * 60_000} for n in range(10)]
@@ -478,7 +540,7 @@ async def test_purge_empties_every_session(sessions: Queue, servicebus: ServiceB
 
 async def test_dead_letter_keeps_message_when_it_fails(servicebus: ServiceBusEndpoint) -> None:
     """A dead-letter on a lost lock raises ReceiptHandleError and the message stays queued."""
-    async with bus(servicebus, SHORT_LOCK_QUEUE) as queue:
+    async with opened(servicebus, SHORT_LOCK_QUEUE) as queue:
         await queue.send({"n": 1})
         [msg] = await drain(queue, 1)
         await asyncio.sleep(1.3)
@@ -494,7 +556,7 @@ async def test_dead_letter_keeps_message_when_it_fails(servicebus: ServiceBusEnd
 
 async def test_handle_from_another_instance_is_refused(servicebus: ServiceBusEndpoint) -> None:
     """A lock token can only be settled by the backend that received it: clear error."""
-    async with bus(servicebus, PLAIN_QUEUE) as one, bus(servicebus, PLAIN_QUEUE) as other:
+    async with opened(servicebus, PLAIN_QUEUE) as one, opened(servicebus, PLAIN_QUEUE) as other:
         await one.send({"n": 1})
         [msg] = await drain(one, 1)
         with pytest.raises(ReceiptHandleError, match=r"not issued by this backend"):
@@ -504,7 +566,7 @@ async def test_handle_from_another_instance_is_refused(servicebus: ServiceBusEnd
 
 async def test_settling_twice_raises_receipt_handle_error(servicebus: ServiceBusEndpoint) -> None:
     """Deleting an already deleted message raises ReceiptHandleError, not an SDK error."""
-    async with bus(servicebus, PLAIN_QUEUE) as queue:
+    async with opened(servicebus, PLAIN_QUEUE) as queue:
         await queue.send({"n": 1})
         [msg] = await drain(queue, 1)
         await queue.delete(msg.receipt_handle)
@@ -516,7 +578,7 @@ async def test_settling_twice_raises_receipt_handle_error(servicebus: ServiceBus
 
 async def test_in_flight_map_is_bounded(servicebus: ServiceBusEndpoint) -> None:
     """Unacked receipts never grow memory without bound (in_flight_limit)."""
-    async with bus(servicebus, PLAIN_QUEUE, in_flight_limit=2) as queue:
+    async with opened(servicebus, PLAIN_QUEUE, in_flight_limit=2) as queue:
         await queue.send_batch([{"n": n} for n in range(4)])
         got = await drain(queue, 4)
         assert len(queue._held) == 2  # type: ignore[attr-defined]
@@ -530,7 +592,7 @@ async def test_in_flight_map_is_bounded(servicebus: ServiceBusEndpoint) -> None:
 
 async def test_missing_queue_raises_queue_not_found(servicebus: ServiceBusEndpoint) -> None:
     """A queue that does not exist raises QueueNotFoundError naming the fix."""
-    async with bus(servicebus, "no-such-queue", retry_total=0) as queue:
+    async with opened(servicebus, "no-such-queue", retry_total=0) as queue:
         with pytest.raises(QueueNotFoundError, match="queue_name"):
             await queue.receive(max_messages=1, wait_time=0)
         assert await queue.health_check() is False
@@ -568,13 +630,13 @@ async def test_unreachable_namespace_fails_fast_with_connection_error() -> None:
 async def test_health_check_contacts_the_broker(servicebus: ServiceBusEndpoint) -> None:
     """health_check() is True because the broker answered a $management request."""
     ops = servicebus.broker.management_ops
-    async with bus(servicebus, PLAIN_QUEUE) as queue:
+    async with opened(servicebus, PLAIN_QUEUE) as queue:
         assert await queue.health_check() is True
         assert ops[-1] == "com.microsoft:peek-message"
-    async with bus(servicebus, SESSION_QUEUE, session_enabled=True) as queue:
+    async with opened(servicebus, SESSION_QUEUE, session_enabled=True) as queue:
         assert await queue.health_check() is True
         assert ops[-1] == "com.microsoft:get-session-state"
-    async with bus(servicebus, "no-such-queue", session_enabled=True, retry_total=0) as queue:
+    async with opened(servicebus, "no-such-queue", session_enabled=True, retry_total=0) as queue:
         assert await queue.health_check() is False
 
 
@@ -714,7 +776,7 @@ async def test_service_principal_builds_client_secret_credential_without_network
 
 async def test_batch_send_failure_reports_every_entry(servicebus: ServiceBusEndpoint) -> None:
     """A batch to a missing queue raises MessageSendError whose failed covers every entry."""
-    async with bus(servicebus, "no-such-queue", retry_total=0) as queue:
+    async with opened(servicebus, "no-such-queue", retry_total=0) as queue:
         with pytest.raises(MessageSendError) as info:
             await queue.send_batch([{"n": 0}, {"n": 1}, {"n": 2}])
         assert sorted(info.value.failed) == [0, 1, 2] and info.value.succeeded == {}
@@ -741,8 +803,8 @@ async def test_receive_from_a_session_locked_elsewhere_returns_nothing(
 ) -> None:
     """receive(group_id=) on a session another backend holds returns [] (no error, no steal)."""
     async with (
-        bus(servicebus, SESSION_QUEUE, session_enabled=True) as one,
-        bus(servicebus, SESSION_QUEUE, session_enabled=True, retry_total=0) as other,
+        opened(servicebus, SESSION_QUEUE, session_enabled=True) as one,
+        opened(servicebus, SESSION_QUEUE, session_enabled=True, retry_total=0) as other,
     ):
         await one.send({"n": 1}, group_id="A")
         await one.send({"n": 2}, group_id="A")
@@ -758,7 +820,7 @@ async def test_lost_session_lock_is_a_receipt_error_and_the_session_is_relocked(
 ) -> None:
     """After the session lock expires: settling raises ReceiptHandleError; the session's
     message comes back on the next receive(group_id=) with receive_count 2."""
-    async with bus(servicebus, SHORT_SESSION_QUEUE, session_enabled=True) as queue:
+    async with opened(servicebus, SHORT_SESSION_QUEUE, session_enabled=True) as queue:
         await queue.send({"n": 1}, group_id="A")
         [first] = await queue.receive(max_messages=1, wait_time=1, group_id="A")
         await asyncio.sleep(1.4)
@@ -768,3 +830,20 @@ async def test_lost_session_lock_is_a_receipt_error_and_the_session_is_relocked(
         assert again.message_id == first.message_id and again.receive_count == 2
         await queue.delete(again.receipt_handle)
     assert servicebus.broker.messages(SHORT_SESSION_QUEUE) == []
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="azure_bus bug, reported to the messaging owner: one message survives purge(); "
+    "the idle receiver link keeps 1 credit (prefetch 0), so the broker has handed it a "
+    "message that purge()'s own receiver cannot see until the SDK releases it",
+)
+async def test_purge_after_an_idle_receive_leaves_the_queue_empty(
+    servicebus: ServiceBusEndpoint,
+) -> None:
+    """purge() empties the queue also when the backend's receiver is attached and idle."""
+    async with opened(servicebus, PLAIN_QUEUE) as queue:
+        assert await queue.receive(max_messages=1, wait_time=0) == []  # receiver attached
+        await queue.send_batch([{"n": n} for n in range(5)])
+        await queue.purge()
+        assert await queue.receive(max_messages=10, wait_time=0) == []

@@ -263,6 +263,11 @@ class AmqpTestBroker(Handler):  # type: ignore[misc]
             self._deliveries.clear()
             self._pending_attaches.clear()
 
+    def delivering_links(self) -> int:
+        """How many receiver links (links the broker delivers on) are attached now."""
+        with self.lock:
+            return len(self._sender_links)
+
     def messages(self, queue: str) -> list[StoredMessage]:
         """A snapshot of the messages a queue (or ``q/$DeadLetterQueue``) holds, in order."""
         with self.lock:

@@ -14,6 +14,14 @@ wrong password gets code 18 (AuthenticationFailed). ``MONGODB-AWS`` is recorded 
 always refused with code 18. TLS uses the session's trustme certificate; the
 handshake runs on the per-connection thread, so a client that rejects the
 certificate does not stop the server from accepting the next connection.
+
+``mongo_wire_data`` is the same server with a data engine behind it
+(:class:`WireEngine`): insert, find (with getMore), update, delete, count, distinct,
+aggregate, createIndexes and drop are executed on an in-process ``mongomock`` database,
+so the document conformance suite runs through the real drivers' wire protocol. What
+it cannot do is answered with MongoDB's own errors, never a fake success: any other
+command is ``CommandNotFound`` (59), a multi-document transaction
+``IllegalOperation`` (20, as a standalone server answers).
 """
 
 from __future__ import annotations
@@ -30,8 +38,11 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+import mongomock
 import pytest
+from bson.int64 import Int64
 from mockupdb import MockupDB
+from pymongo.errors import OperationFailure
 
 from tests.servers._process import LOOPBACK
 from tests.servers.tls import TLSFiles
@@ -51,11 +62,188 @@ class WireRequest:
     client_port: int
 
 
+#: Commands every connection sends that carry no data; answered ``ok`` by the engine.
+_SESSION_COMMANDS = frozenset({"ping", "endsessions", "buildinfo", "getlasterror"})
+
+
+class WireEngine:
+    """Executes MongoDB's CRUD commands on an in-process mongomock database.
+
+    One lock serialises the commands of every connection thread (mongomock is not
+    thread-safe); cursors are kept until exhausted or killed, as a server keeps them.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.client: Any = mongomock.MongoClient()
+        self._cursors: dict[int, tuple[str, list[dict[str, Any]]]] = {}
+        self._next_cursor = 1
+
+    def reset(self) -> None:
+        """Drop every database and open cursor."""
+        with self.lock:
+            self.client = mongomock.MongoClient()
+            self._cursors.clear()
+
+    def execute(self, name: str, doc: dict[str, Any], db_name: str) -> dict[str, Any] | None:
+        """The reply to command ``name``, or None when it is not a data command."""
+        handler = getattr(self, f"_cmd_{name.lower()}", None)
+        if handler is None:
+            return None
+        if doc.get("startTransaction") or doc.get("autocommit") is False:
+            raise OperationFailure(
+                "Transaction numbers are only allowed on a replica set member or mongos",
+                code=20,
+            )
+        with self.lock:
+            reply: dict[str, Any] = handler(doc, self.client[db_name])
+        return reply
+
+    # ------------------------------------------------------------------ cursors
+
+    def _cursor(
+        self, ns: str, docs: list[dict[str, Any]], batch_size: int | None
+    ) -> dict[str, Any]:
+        size = batch_size or len(docs)
+        first, rest = docs[:size], docs[size:]
+        cursor_id = 0
+        if rest:
+            cursor_id = self._next_cursor
+            self._next_cursor += 1
+            self._cursors[cursor_id] = (ns, rest)
+        return {"cursor": {"id": Int64(cursor_id), "ns": ns, "firstBatch": first}, "ok": 1}
+
+    def _cmd_getmore(self, doc: dict[str, Any], db: Any) -> dict[str, Any]:
+        cursor_id = int(doc["getMore"])
+        if cursor_id not in self._cursors:
+            raise OperationFailure(f"cursor id {cursor_id} not found", code=43)
+        ns, docs = self._cursors.pop(cursor_id)
+        size = doc.get("batchSize") or len(docs)
+        batch, rest = docs[:size], docs[size:]
+        if rest:
+            self._cursors[cursor_id] = (ns, rest)
+        next_id = Int64(cursor_id if rest else 0)
+        return {"cursor": {"id": next_id, "ns": ns, "nextBatch": batch}, "ok": 1}
+
+    def _cmd_killcursors(self, doc: dict[str, Any], db: Any) -> dict[str, Any]:
+        killed = [c for c in doc.get("cursors", []) if self._cursors.pop(int(c), None)]
+        return {"cursorsKilled": killed, "ok": 1}
+
+    # ---------------------------------------------------------------- commands
+
+    def _cmd_find(self, doc: dict[str, Any], db: Any) -> dict[str, Any]:
+        coll = db[doc["find"]]
+        cursor = coll.find(doc.get("filter") or {}, doc.get("projection"))
+        if doc.get("sort"):
+            cursor = cursor.sort(list(doc["sort"].items()))
+        if doc.get("skip"):
+            cursor = cursor.skip(doc["skip"])
+        if doc.get("limit"):
+            cursor = cursor.limit(abs(doc["limit"]))
+        docs = list(cursor)
+        batch = None if doc.get("singleBatch") else doc.get("batchSize")
+        return self._cursor(f"{db.name}.{coll.name}", docs, batch)
+
+    def _cmd_aggregate(self, doc: dict[str, Any], db: Any) -> dict[str, Any]:
+        coll = db[doc["aggregate"]]
+        docs = list(coll.aggregate(doc["pipeline"]))
+        batch = (doc.get("cursor") or {}).get("batchSize")
+        return self._cursor(f"{db.name}.{coll.name}", docs, batch)
+
+    def _cmd_count(self, doc: dict[str, Any], db: Any) -> dict[str, Any]:
+        return {"n": db[doc["count"]].count_documents(doc.get("query") or {}), "ok": 1}
+
+    def _cmd_distinct(self, doc: dict[str, Any], db: Any) -> dict[str, Any]:
+        values = db[doc["distinct"]].distinct(doc["key"], doc.get("query") or {})
+        return {"values": values, "ok": 1}
+
+    def _cmd_insert(self, doc: dict[str, Any], db: Any) -> dict[str, Any]:
+        coll, ordered = db[doc["insert"]], doc.get("ordered", True)
+        inserted, errors = 0, []
+        for index, item in enumerate(doc.get("documents", [])):
+            try:
+                coll.insert_one(item)
+                inserted += 1
+            except OperationFailure as exc:
+                errors.append({"index": index, "code": exc.code or 1, "errmsg": str(exc)})
+                if ordered:
+                    break
+        return {"n": inserted, "ok": 1, **({"writeErrors": errors} if errors else {})}
+
+    def _cmd_update(self, doc: dict[str, Any], db: Any) -> dict[str, Any]:
+        coll, ordered = db[doc["update"]], doc.get("ordered", True)
+        matched = modified = 0
+        upserted: list[dict[str, Any]] = []
+        errors: list[dict[str, Any]] = []
+        for spec in doc.get("updates", []):
+            for option in ("sort", "collation", "hint"):
+                if option in spec:
+                    # mongomock cannot honour it; refuse rather than update some match.
+                    raise OperationFailure(f"this test server has no {option} in updates", code=9)
+        for index, spec in enumerate(doc.get("updates", [])):
+            update, upsert = spec["u"], bool(spec.get("upsert"))
+            try:
+                if not any(str(k).startswith("$") for k in update):
+                    result = coll.replace_one(spec["q"], update, upsert=upsert)
+                elif spec.get("multi"):
+                    result = coll.update_many(
+                        spec["q"], update, upsert=upsert, array_filters=spec.get("arrayFilters")
+                    )
+                else:
+                    result = coll.update_one(
+                        spec["q"], update, upsert=upsert, array_filters=spec.get("arrayFilters")
+                    )
+            except OperationFailure as exc:
+                errors.append({"index": index, "code": exc.code or 1, "errmsg": str(exc)})
+                if ordered:
+                    break
+                continue
+            matched += result.matched_count
+            modified += result.modified_count
+            if result.upserted_id is not None:
+                upserted.append({"index": index, "_id": result.upserted_id})
+        reply: dict[str, Any] = {"n": matched + len(upserted), "nModified": modified, "ok": 1}
+        if upserted:
+            reply["upserted"] = upserted
+        if errors:
+            reply["writeErrors"] = errors
+        return reply
+
+    def _cmd_delete(self, doc: dict[str, Any], db: Any) -> dict[str, Any]:
+        coll, deleted = db[doc["delete"]], 0
+        for spec in doc.get("deletes", []):
+            one = spec.get("limit") == 1
+            result = coll.delete_one(spec["q"]) if one else coll.delete_many(spec["q"])
+            deleted += result.deleted_count
+        return {"n": deleted, "ok": 1}
+
+    def _cmd_createindexes(self, doc: dict[str, Any], db: Any) -> dict[str, Any]:
+        coll = db[doc["createIndexes"]]
+        before = len(coll.index_information())
+        for index in doc["indexes"]:
+            options = {k: v for k, v in index.items() if k in ("name", "unique", "sparse")}
+            coll.create_index(list(index["key"].items()), **options)
+        after = len(coll.index_information())
+        return {"numIndexesBefore": before, "numIndexesAfter": after, "ok": 1}
+
+    def _cmd_drop(self, doc: dict[str, Any], db: Any) -> dict[str, Any]:
+        db.drop_collection(doc["drop"])
+        return {"ok": 1}
+
+    def _cmd_dropdatabase(self, doc: dict[str, Any], db: Any) -> dict[str, Any]:
+        self.client.drop_database(db.name)
+        return {"ok": 1}
+
+
 class MongoWireServer(MockupDB):  # type: ignore[misc]
     """mockupdb on 127.0.0.1 that answers like a replica-set primary and records requests."""
 
-    def __init__(self, *, tls: TLSFiles | None = None, set_name: str = "rs0") -> None:
+    def __init__(
+        self, *, tls: TLSFiles | None = None, set_name: str = "rs0", engine: bool = False
+    ) -> None:
         super().__init__(request_timeout=5)
+        #: Executes data commands when set; otherwise they are only recorded.
+        self.engine = WireEngine() if engine else None
         self.tls = tls
         self.set_name = set_name
         self.sasl_mechanisms: list[str] | None = None
@@ -141,9 +329,24 @@ class MongoWireServer(MockupDB):  # type: ignore[misc]
             return self._sasl_start(request, doc)
         if name == "saslContinue":
             return self._sasl_continue(request, doc)
+        if self.engine is not None:
+            return self._execute(request, name, doc)
         if name == "insert":
             return bool(request.reply({"n": max(1, len(request.docs) - 1)}))
         return bool(request.ok())
+
+    def _execute(self, request: Any, name: str, doc: dict[str, Any]) -> bool:
+        assert self.engine is not None
+        try:
+            reply = self.engine.execute(name, doc, str(doc.get("$db", "test")))
+        except OperationFailure as exc:
+            return bool(request.command_err(code=exc.code or 1, errmsg=str(exc)))
+        if reply is not None:
+            return bool(request.reply(reply))
+        if name.lower() in _SESSION_COMMANDS:
+            return bool(request.ok())
+        # Never a fake success for a command the engine does not execute.
+        return bool(request.command_err(code=59, errmsg=f"no such command: '{name}'"))
 
     # ------------------------------------------------------------ SCRAM (RFC 5802)
 
@@ -210,6 +413,8 @@ class MongoWireServer(MockupDB):  # type: ignore[misc]
         self.set_name = "rs0"
         self.sasl_mechanisms = None
         self.users = {USER: PASSWORD}
+        if self.engine is not None:
+            self.engine.reset()
 
     def requests(self, name: str | None = None) -> list[WireRequest]:
         """Every request received (since the last reset), or those of one command."""
@@ -237,8 +442,8 @@ class MongoWireServer(MockupDB):  # type: ignore[misc]
         pytest.fail(f"the wire server never saw {what}; it saw {self.requests()}", pytrace=False)
 
 
-def _start(tls: TLSFiles | None = None) -> MongoWireServer:
-    server = MongoWireServer(tls=tls)
+def _start(tls: TLSFiles | None = None, *, engine: bool = False) -> MongoWireServer:
+    server = MongoWireServer(tls=tls, engine=engine)
     try:
         server.run()
     except Exception as exc:
@@ -278,3 +483,20 @@ def mongo_wire_tls(mongo_wire_tls_server: MongoWireServer) -> MongoWireServer:
     """The session's TLS wire server with its records cleared for this test."""
     mongo_wire_tls_server.reset()
     return mongo_wire_tls_server
+
+
+@pytest.fixture(scope="session")
+def mongo_wire_data_server() -> Iterator[MongoWireServer]:
+    """A plain-TCP wire test server that executes data commands, for the whole session."""
+    server = _start(engine=True)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def mongo_wire_data(mongo_wire_data_server: MongoWireServer) -> MongoWireServer:
+    """The session's data-executing wire server, emptied for this test."""
+    mongo_wire_data_server.reset()
+    return mongo_wire_data_server

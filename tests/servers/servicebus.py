@@ -11,6 +11,8 @@ connection string (plain AMQP, no TLS): ``connection_string(...)``.
 
 from __future__ import annotations
 
+import asyncio
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -32,6 +34,8 @@ SESSION_QUEUE = "sessions"
 #: A session-enabled queue whose session locks expire after 1 s.
 SHORT_SESSION_QUEUE = "short-sessions"
 SHORT_LOCK_SECONDS = 1.0
+#: How long a closing client may take to detach its receiver links.
+DETACH_WAIT_SECONDS = 10.0
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,18 @@ class ServiceBusEndpoint:
             f"Endpoint=sb://{LOOPBACK}:{self.port};SharedAccessKeyName={key_name};"
             f"SharedAccessKey={key};UseDevelopmentEmulator=true"
         )
+
+    async def wait_until_detached(self) -> None:
+        """Wait until no receiver link is attached (every client's detach has arrived)."""
+        deadline = time.monotonic() + DETACH_WAIT_SECONDS
+        while self.broker.delivering_links():
+            if time.monotonic() > deadline:
+                pytest.fail(
+                    f"{self.broker.delivering_links()} receiver links still attached after "
+                    f"{DETACH_WAIT_SECONDS} s",
+                    pytrace=False,
+                )
+            await asyncio.sleep(0.005)
 
     @property
     def started_in(self) -> float:

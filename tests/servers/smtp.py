@@ -4,8 +4,10 @@ Each server records every message it accepts (envelope sender, envelope recipien
 the DATA bytes and the client connection it came on) and can be told to refuse:
 ``refuse_recipients`` answers 550 to those RCPT TO addresses, ``mail_reply`` answers
 MAIL FROM with a chosen reply (``451 4.7.1 ...`` throttling, ``550 5.7.1 ...``
-unverified sender, ``421 ...`` closing), and ``drop_connections()`` closes every open
-client connection, like a server reaping idle clients.
+unverified sender, ``421 ...`` closing), ``drop_after_data`` records the next N messages
+and then closes the connection without answering (a crash or network cut after the final
+``.``), and ``drop_connections()`` closes every open client connection, like a server
+reaping idle clients.
 
 Authentication failures return ``AuthResult(success=False, handled=False)``: anything
 else makes aiosmtpd send no reply and the client waits until its timeout.
@@ -53,6 +55,8 @@ class RecordingHandler:
         self.mail_reply_times: int | None = None
         self.sessions: list[Any] = []  # aiosmtpd SMTP protocol objects (one per connection)
         self.auth_attempts = 0
+        #: Accept this many more messages and then cut the connection instead of replying.
+        self.drop_after_data = 0
 
     def reset(self) -> None:
         """Forget messages and refusal settings."""
@@ -63,6 +67,7 @@ class RecordingHandler:
             self.mail_reply_times = None
             self.sessions.clear()
             self.auth_attempts = 0
+            self.drop_after_data = 0
 
     async def handle_MAIL(
         self, server: Any, session: Any, envelope: Any, address: str, mail_options: list[str]
@@ -95,6 +100,12 @@ class RecordingHandler:
             self.received.append(
                 ReceivedMail(envelope.mail_from, list(envelope.rcpt_tos), bytes(data), session.peer)
             )
+            drop = self.drop_after_data > 0
+            self.drop_after_data -= drop
+        if drop:
+            # The message is kept (as a real server may have queued it) but the client
+            # never sees the 250: its outcome is unknown to the client.
+            server.transport.close()
         return "250 2.0.0 Ok: queued"
 
     def authenticate(

@@ -1,22 +1,48 @@
-"""Operations every async document client must support, written once against the seed's API.
+"""The document contract: operations every async document client must support.
 
-Subclass :class:`DocumentOperations` and provide an async ``client`` fixture. The
-memory provider runs it here; any other engine (and the example app's tests) can run
-the same sentences. It uses the spellings that work on PyMongo Async *and* Motor: the
-cursor of ``find()`` used directly, ``aggregate()`` awaited.
+Written once against the seed's API. A harness subclasses :class:`DocumentConformance`,
+provides an async ``client`` fixture (a fresh, empty database engine per test) and
+declares in ``unsupported`` the capabilities its engine lacks. It runs on the embedded
+engine (``tests/document/test_memory.py``) and, through PyMongo Async and Motor over
+the real wire protocol, on the mockupdb test server with a data engine behind it
+(``tests/document/test_wire.py``). It uses the spellings that work on PyMongo Async
+*and* Motor: the cursor of ``find()`` used directly; ``aggregate()`` through
+:func:`aggregate`, since PyMongo Async's must be awaited and Motor's must not.
+
+Capabilities (:data:`CAPABILITIES`):
+
+* ``sorted_bulk_update``: ``UpdateOne(..., sort=...)`` inside ``bulk_write`` (MongoDB
+  8.0+). An engine that lacks it must refuse it (an error, nothing changed), never
+  update an arbitrary document.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import inspect
+from typing import Any, ClassVar
 
 import pytest
 from pymongo import ASCENDING, DESCENDING, InsertOne, UpdateOne
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import DuplicateKeyError, PyMongoError
+
+from cloudrift.core.exceptions import FeatureNotSupportedError
+from tests.conformance import Conformance
+
+CAPABILITIES: frozenset[str] = frozenset({"sorted_bulk_update"})
 
 
-class DocumentOperations:
+async def aggregate(collection: Any, pipeline: list[dict[str, Any]]) -> list[Any]:
+    """The pipeline's results on either driver: PyMongo Async returns a coroutine."""
+    cursor = collection.aggregate(pipeline)
+    if inspect.isawaitable(cursor):
+        cursor = await cursor
+    return list(await cursor.to_list(None))
+
+
+class DocumentConformance(Conformance):
     """The seed's document operations, checked against one engine."""
+
+    CAPABILITIES: ClassVar[frozenset[str]] = CAPABILITIES
 
     async def test_insert_then_find_one_returns_the_document(self, client: Any) -> None:
         """insert_one returns an id under which find_one finds the same document."""
@@ -84,8 +110,10 @@ class DocumentOperations:
             {"$group": {"_id": "$customer", "sum": {"$sum": "$total"}}},
             {"$sort": {"_id": 1}},
         ]
-        cursor = await orders.aggregate(pipeline)
-        assert await cursor.to_list(None) == [{"_id": "a", "sum": 15}, {"_id": "b", "sum": 7}]
+        assert await aggregate(orders, pipeline) == [
+            {"_id": "a", "sum": 15},
+            {"_id": "b", "sum": 7},
+        ]
 
     async def test_bulk_write_applies_every_operation(self, client: Any) -> None:
         """bulk_write runs inserts and updates together and reports the counts."""
@@ -95,3 +123,34 @@ class DocumentOperations:
         )
         assert result.inserted_count == 2 and result.modified_count == 1
         assert sorted([d["k"] async for d in coll.find()]) == [2, 3]
+
+    async def test_find_returns_every_document_across_several_batches(self, client: Any) -> None:
+        """A cursor larger than its batch size yields every document once, in order."""
+        items = client["app"]["paged"]
+        await items.insert_many([{"n": n} for n in range(7)])
+        cursor = items.find({}, {"_id": 0}).sort("n", ASCENDING).batch_size(2)
+        assert [d["n"] async for d in cursor] == list(range(7))
+
+    async def test_upsert_and_replace_report_what_they_did(self, client: Any) -> None:
+        """update_one(upsert=True) inserts once and reports the id; replace_one swaps the body."""
+        coll = client["app"]["settings"]
+        first = await coll.update_one({"key": "theme"}, {"$set": {"v": "dark"}}, upsert=True)
+        assert first.upserted_id is not None and first.matched_count == 0
+        again = await coll.update_one({"key": "theme"}, {"$set": {"v": "light"}}, upsert=True)
+        assert again.upserted_id is None and again.modified_count == 1
+        replaced = await coll.replace_one({"key": "theme"}, {"key": "theme", "w": 1})
+        assert replaced.modified_count == 1
+        assert await coll.find_one({}, {"_id": 0}) == {"key": "theme", "w": 1}
+
+    async def test_bulk_update_with_sort_updates_the_first_in_that_order(self, client: Any) -> None:
+        """UpdateOne(sort=...) in bulk_write updates the first match in order, or is refused."""
+        coll = client["app"]["ranked"]
+        await coll.insert_many([{"k": 1}, {"k": 3}, {"k": 2}])
+        bulk = [UpdateOne({}, {"$set": {"top": True}}, sort={"k": -1})]
+        if self.lacks("sorted_bulk_update"):
+            with pytest.raises((FeatureNotSupportedError, PyMongoError)):
+                await coll.bulk_write(bulk)
+            assert await coll.count_documents({"top": True}) == 0
+            return
+        await coll.bulk_write(bulk)
+        assert [d["k"] async for d in coll.find({"top": True})] == [3]
