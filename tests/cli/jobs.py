@@ -43,7 +43,7 @@ async def process(message: Message) -> None:
     doc = message.body["doc"]
     pid = os.getpid()
     await cache.incr(f"runs:{doc}")
-    await cache.set(f"inflight:{pid}", doc.encode())
+    await cache.set(f"inflight:{pid}:{doc}", b"1")
     data = await storage.download(f"docs/{doc}")
     # The work itself takes a while, so a worker killed at a random moment is mid-job.
     await asyncio.sleep(float(os.environ.get("JOB_SECONDS", "0.05")))
@@ -52,7 +52,7 @@ async def process(message: Message) -> None:
         await email.send("team@example.test", f"processed {doc}", body_text=digest)
         await cache.set(f"notified:{doc}", b"1")
     await cache.set(f"processed:{doc}", digest.encode())
-    await cache.delete(f"inflight:{pid}")
+    await cache.delete(f"inflight:{pid}:{doc}")
 
 
 app = FastAPI(lifespan=cloudrift_lifespan())
