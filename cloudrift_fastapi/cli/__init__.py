@@ -115,6 +115,8 @@ def check(
     """
     from cloudrift_fastapi.cli.check import check_backends, render_json, render_table
 
+    # The report says why each backend failed; the library's own warnings would repeat it.
+    _configure_logging(False, "error")
     try:
         settings = load_settings(config, env, env_file)
         if not any(True for _ in settings.iter_backends()):
