@@ -238,6 +238,7 @@ async def run_worker(
     label = f"queue={queue or settings.default_name('queue')} ({queue_config.provider})"
     loop = asyncio.get_running_loop()
     installed: list[signal.Signals] = []
+    timers: list[asyncio.TimerHandle] = []
     try:
         source = provider_for(box, "queue", queue)()
         token = _current.set(box)
@@ -265,7 +266,7 @@ async def run_worker(
                 grace,
             )
             task.cancel()
-            loop.call_later(grace, on_grace_over)
+            timers.append(loop.call_later(grace, on_grace_over))
 
         def on_grace_over() -> None:
             if task.done():
@@ -301,6 +302,8 @@ async def run_worker(
         for sig in installed:
             loop.remove_signal_handler(sig)
         await backends.stop()
+        for timer in timers:
+            timer.cancel()
     log.info(
         "cloudrift worker stopped: %s, handled=%d (ok=%d, failed=%d) in %.1fs",
         label,

@@ -27,6 +27,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=True,
     pretty_exceptions_enable=False,
+    # Markdown: docstring paragraphs are reflowed to the terminal, not cut at source lines.
+    rich_markup_mode="markdown",
 )
 
 ConfigOption = Annotated[

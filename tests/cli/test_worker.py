@@ -112,3 +112,20 @@ def test_bad_handler_is_a_configuration_error(tmp_path: Path, redis: RedisServer
     result = run_cli(["worker", "tests.cli.jobs:nope", "-c", str(_config(tmp_path, redis))])
     assert result.returncode == 2
     assert "has no attribute 'nope'" in result.stderr
+
+
+def test_json_logs_are_one_json_object_per_line(tmp_path: Path, redis: RedisServer) -> None:
+    """`--json-logs`: the start and stop lines (and every other record) are JSON objects."""
+    import json
+
+    worker = _worker(tmp_path, redis, "--json-logs")
+    try:
+        worker.signal(signal.SIGTERM)
+        assert worker.wait(timeout=30) == 0
+    finally:
+        worker.stop()
+    records = [json.loads(line) for line in worker.output().splitlines() if line.strip()]
+    messages = [r["message"] for r in records]
+    assert any(m.startswith("cloudrift worker started: queue=default (redis)") for m in messages)
+    assert any(m.startswith("cloudrift worker stopped:") for m in messages)
+    assert {r["level"] for r in records} <= {"info", "warning"}
