@@ -117,9 +117,12 @@ def main(argv: list[str] | None = None) -> int:
         mode = "all"
     elif len(args) == 1 and args[0] in MODES:
         mode = args[0]
+    elif len(args) == 1 and args[0] in ("-h", "--help"):
+        print(__doc__)
+        return 0
     else:
         print(_USAGE, file=sys.stderr)
-        return 0 if args and args[0] in ("-h", "--help") else 2
+        return 2
     if mode == "worker":
         return run_worker_process()
     return serve(run_worker=mode == "all")
