@@ -58,6 +58,16 @@ async def _send(url: str, count: int) -> None:
             await queue.send_batch([{"n": i} for i in range(start, min(count, start + 500))])
 
 
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU time the process has used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+#: CPU milliseconds per message spent in the workers and in redis-server, by process count.
+CPU_MS: dict[int, list[tuple[float, float]]] = {}
+
+
 def _throughput(server: Any, config: Path, processes: int, messages: int, folder: Path) -> float:
     """Messages per second handled by ``processes`` workers (start-up excluded)."""
     server.flush()
@@ -71,11 +81,17 @@ def _throughput(server: Any, config: Path, processes: int, messages: int, folder
     try:
         for log in logs:
             _wait(lambda log=log: b"worker started" in Path(log.name).read_bytes(), 60, "start")
+        redis_pid = server.process.proc.pid
         with server.client() as client:
+            cpu_before = [_cpu_seconds(p.pid) for p in workers] + [_cpu_seconds(redis_pid)]
             began = time.perf_counter()
             asyncio.run(_send(server.url, messages))
             _wait(lambda: client.xlen(STREAM) == 0, 600, "the queue draining")
             elapsed = time.perf_counter() - began
+            cpu_after = [_cpu_seconds(p.pid) for p in workers] + [_cpu_seconds(redis_pid)]
+        used = [after - before for before, after in zip(cpu_before, cpu_after, strict=True)]
+        per = 1000 / messages
+        CPU_MS.setdefault(processes, []).append((sum(used[:-1]) * per, used[-1] * per))
         return messages / elapsed
     finally:
         for proc in workers:
@@ -86,8 +102,18 @@ def _throughput(server: Any, config: Path, processes: int, messages: int, folder
             log.close()
 
 
+def _cpu_note(count: int) -> str:
+    """Median CPU ms per message in the workers, then in redis-server."""
+    workers = statistics.median(w for w, _ in CPU_MS[count])
+    redis = statistics.median(r for _, r in CPU_MS[count])
+    return f"{workers:.2f} ms + redis-server {redis:.2f} ms"
+
+
 def _scaling_rows(settings: Settings, folder: Path) -> list[Row]:
     messages = settings.n(3000, minimum=40)
+    # The target assumes two free cores: a busy machine caps the speed-up, so say how busy.
+    load = f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+    CPU_MS.clear()
     rounds = max(1, min(3, settings.rounds))
     with _servers.redis_server() as server:
         config = folder / "worker.yaml"
@@ -115,8 +141,9 @@ def _scaling_rows(settings: Settings, folder: Path) -> list[Row]:
                 spread=f"{min(ratios):.2f}..{max(ratios):.2f}",
                 target=f">= {TARGET}x" if count == 2 else "",
                 met=(many / one >= TARGET) if count == 2 else None,
-                note=f"each --concurrency 10, redis queue; median of {rounds} round(s); "
-                + _servers.started_note("redis-server"),
+                note=f"each --concurrency 10, redis queue; median of {rounds} round(s); CPU per "
+                f"message: workers {_cpu_note(count)} (1 process: {_cpu_note(1)}); "
+                f"load average before: {load}; " + _servers.started_note("redis-server"),
             )
         )
     return rows
