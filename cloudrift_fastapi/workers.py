@@ -12,8 +12,9 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from types import ModuleType
 from typing import TYPE_CHECKING, Any, Final
 
 from cloudrift.core.exceptions import ConfigurationError
@@ -205,6 +206,7 @@ async def run_worker(
     grace: float = 30.0,
     signals: Sequence[signal.Signals] = (signal.SIGTERM, signal.SIGINT),
     name: str | None = None,
+    wire: Iterable[ModuleType | str] = (),
     **consume_options: Any,
 ) -> int:
     """Run ``handler`` on queue ``queue`` (None: the default) in this process, with every
@@ -212,7 +214,9 @@ async def run_worker(
 
     Settings are checked as at app startup (production checks), every backend is built
     concurrently into a :class:`~cloudrift_fastapi.container.Container` (handlers reach
-    it through :func:`current_container`), then ``Queue.consume`` runs until a signal.
+    it through :func:`current_container`, or through ``@inject`` + ``Provide[Container.x]``
+    in the ``wire`` modules, as the lifespan's ``wire=`` does for routes), then
+    ``Queue.consume`` runs until a signal.
     The first of ``signals`` stops receiving at once; in-flight handlers finish (acked or
     nacked) within ``grace`` seconds, every backend is closed and 0 is returned. A second
     signal, or the grace period running out, exits the process at once (``128 +
@@ -239,7 +243,10 @@ async def run_worker(
     loop = asyncio.get_running_loop()
     installed: list[signal.Signals] = []
     timers: list[asyncio.TimerHandle] = []
+    wire_list = list(wire)
     try:
+        if wire_list:
+            box.wire(modules=wire_list)
         source = provider_for(box, "queue", queue)()
         token = _current.set(box)
         try:
@@ -301,6 +308,8 @@ async def run_worker(
     finally:
         for sig in installed:
             loop.remove_signal_handler(sig)
+        if wire_list:
+            box.unwire()
         await backends.stop()
         for timer in timers:
             timer.cancel()

@@ -229,6 +229,9 @@ def worker(
                 concurrency=concurrency,
                 grace=grace,
                 name=handler,
+                # ``@inject`` + ``Provide[Container.storage]`` in the handler's module
+                # work as they do in routes wired through the lifespan.
+                wire=[handler.partition(":")[0]],
                 **options,
             )
         )

@@ -17,10 +17,12 @@ import os
 from pathlib import Path
 from typing import Any
 
+from dependency_injector.wiring import Provide, inject
 from fastapi import FastAPI, Request
 
 from cloudrift.messaging import Message
-from cloudrift_fastapi import CacheDep, QueueDep, StorageDep, cloudrift_lifespan
+from cloudrift.storage import Storage
+from cloudrift_fastapi import CacheDep, Container, QueueDep, StorageDep, cloudrift_lifespan
 from cloudrift_fastapi.workers import current_container
 
 
@@ -34,6 +36,12 @@ async def drain(message: Message) -> None:
         while not (folder / "release").exists():  # noqa: ASYNC110
             await asyncio.sleep(0.02)
     (folder / f"done-{body['id']}").touch()
+
+
+@inject
+async def injected(message: Message, storage: Storage = Provide[Container.storage]) -> None:
+    """Receives the worker's storage the dependency-injector way (the module is wired)."""
+    await storage.upload(f"seen-{message.body['id']}", b"1")
 
 
 async def process(message: Message) -> None:

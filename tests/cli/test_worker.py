@@ -129,3 +129,25 @@ def test_json_logs_are_one_json_object_per_line(tmp_path: Path, redis: RedisServ
     assert any(m.startswith("cloudrift worker started: queue=default (redis)") for m in messages)
     assert any(m.startswith("cloudrift worker stopped:") for m in messages)
     assert {r["level"] for r in records} <= {"info", "warning"}
+
+
+def test_handler_receives_backends_through_inject_and_provide(
+    tmp_path: Path, redis: RedisServer
+) -> None:
+    """`@inject` + `Provide[Container.storage]` in the handler's module gets the worker's
+    own configured storage, as in routes wired through the lifespan."""
+    config = tmp_path / "inject.yaml"
+    config.write_text(
+        f"queue:\n  provider: redis\n  queue_name: {STREAM}\n  url: {redis.url}\n"
+        f"storage:\n  provider: local\n  root_dir: {tmp_path}/files\n"
+    )
+    argv = [sys.executable, "-m", "cloudrift_fastapi.cli", "worker", "tests.cli.jobs:injected"]
+    worker = Child("worker", [*argv, "-c", str(config)], tmp_path)
+    try:
+        worker.wait_output("cloudrift worker started")
+        _send(redis, {"id": 7})
+        wait_for(lambda: (tmp_path / "files" / "seen-7").exists(), 20, "the handler's upload")
+        worker.signal(signal.SIGTERM)
+        assert worker.wait(timeout=30) == 0, worker.output()
+    finally:
+        worker.stop()
