@@ -234,6 +234,11 @@ async def run_worker(
         raise ConfigurationError(f"grace must be a number of seconds >= 0, got {grace!r}")
     check_startup_settings(settings)
     queue_config = settings.backend("queue", queue)  # names the queue if it is not configured
+    if queue_config.provider == "memory":
+        log.warning(
+            "cloudrift worker: the 'memory' queue lives inside this process, so no other "
+            "process can send to it; configure a shared queue (redis, sqs, azure_bus)"
+        )
     box = Container()
     backends = BackendSet(settings, box, verify=settings.verify_on_startup)
     await backends.start()
