@@ -4,11 +4,13 @@ MongoDB exists, so the worker cannot see the API's records, and says so)."""
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 from pathlib import Path
 
 import httpx
+import pytest
 
 from tests.cli._support import Child, wait_for
 from tests.servers._process import LOOPBACK, free_port
@@ -83,3 +85,30 @@ def test_unknown_mode_is_a_usage_error(tmp_path: Path) -> None:
     )
     assert result.returncode == 2
     assert "usage: python -m example_app [api|worker]" in result.stderr
+
+
+def test_bundled_scale_out_settings_share_every_backend_and_pass_production_checks(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """settings/scale-out.yaml (the README's split layout) is valid, uses no in-process
+    backend and passes the production checks once its env vars are set."""
+    from cloudrift.config import CloudriftSettings
+    from example_app.config import SETTINGS_DIR
+
+    for name in list(os.environ):
+        if name.startswith("CLOUDRIFT_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("REDIS_URL", "redis://redis.internal:6379/0")
+    monkeypatch.setenv("MONGODB_URI", "mongodb://db.internal:27017")
+    settings = CloudriftSettings.from_yaml(
+        SETTINGS_DIR / "scale-out.yaml", environment="production"
+    )
+    settings.validate_production_security()
+    providers = {category: config.provider for category, _, config in settings.iter_backends()}
+    assert providers == {
+        "storage": "s3",
+        "queue": "redis",
+        "document": "mongodb",
+        "cache": "redis",
+        "email": "ses",
+    }
