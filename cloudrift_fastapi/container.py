@@ -105,13 +105,17 @@ async def check_backend(category: str, backend: Any) -> bool:
     return bool(await call_hook(categories.get(category).ping, backend))
 
 
-def _secrets(settings: CloudriftSettings, category: str, name: str) -> list[str]:
+def backend_secrets(settings: CloudriftSettings, category: str, name: str) -> list[str]:
+    """The secret option values of one backend (to redact from any text shown)."""
     config = settings.backend(category, name)
     return [v.get_secret_value() for v in config.options.values() if isinstance(v, SecretStr)]
 
 
-async def _verify(settings: CloudriftSettings, category: str, name: str, backend: Any) -> None:
-    """Probe the backend; when it does not answer, raise the cause's own error."""
+async def verify_backend(
+    settings: CloudriftSettings, category: str, name: str, backend: Any
+) -> None:
+    """Probe the backend; when it does not answer, raise the cause's own error (startup
+    with ``verify_on_startup``, and ``cloudrift check``)."""
     if await check_backend(category, backend):
         return
     spec = categories.get(category)
@@ -125,7 +129,7 @@ async def _verify(settings: CloudriftSettings, category: str, name: str, backend
         except CloudRiftError:
             raise
         except Exception as exc:
-            text = redact(str(exc), _secrets(settings, category, name))
+            text = redact(str(exc), backend_secrets(settings, category, name))
             raise spec.unavailable(f"{what} is unreachable: {type(exc).__name__}: {text}") from exc
     raise spec.unavailable(f"{what} did not answer its health check")
 
@@ -137,7 +141,7 @@ async def _backend_resource(
     backend = settings.open_backend(category, name)
     try:
         if verify:
-            await _verify(settings, category, name, backend)
+            await verify_backend(settings, category, name, backend)
         yield backend
     finally:
         await close_backend(category, backend)
@@ -255,7 +259,7 @@ class BackendSet:
         lines = []
         for entry, exc in failures:
             provider = self.settings.backend(entry.category, entry.name).provider
-            secrets = _secrets(self.settings, entry.category, entry.name)
+            secrets = backend_secrets(self.settings, entry.category, entry.name)
             if isinstance(exc, CloudRiftError):
                 # Settings errors already start with the backend's path; the line names it.
                 reason = exc.message.removeprefix(f"{entry.category}.backends.{entry.name}: ")
@@ -283,7 +287,7 @@ class BackendSet:
             try:
                 await cast(Awaitable[None], resource.shutdown())
             except Exception as exc:
-                text = redact(str(exc), _secrets(self.settings, entry.category, entry.name))
+                text = redact(str(exc), backend_secrets(self.settings, entry.category, entry.name))
                 log.error(
                     "closing %s backend %r failed: %s: %s",
                     entry.category,
@@ -303,9 +307,11 @@ __all__ = [
     "UNRESOLVED",
     "BackendSet",
     "Container",
+    "backend_secrets",
     "check_backend",
     "close_backend",
     "database_provider_for",
     "provider_for",
     "slot_provider",
+    "verify_backend",
 ]

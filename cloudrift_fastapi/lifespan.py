@@ -37,6 +37,16 @@ SETTINGS_HOOK_ATTR = "cloudrift_settings_hook"
 Lifespan = Callable[[Any], AbstractAsyncContextManager[Any]]
 
 
+def check_startup_settings(settings: CloudriftSettings) -> CloudriftSettings:
+    """What every process does with its settings before building a backend (the
+    lifespan, ``cloudrift check`` and ``cloudrift worker``): refuse settings unsafe for
+    production when ``environment`` is ``production`` (ConfigurationError listing every
+    problem). Returns ``settings``."""
+    if settings.is_production:
+        settings.validate_production_security()
+    return settings
+
+
 def cloudrift_lifespan(
     settings: CloudriftSettings | None = None,
     *,
@@ -76,8 +86,7 @@ def cloudrift_lifespan(
         hook = getattr(app.state, SETTINGS_HOOK_ATTR, None)
         if hook is not None:
             current = hook(current)
-        if current.is_production:
-            current.validate_production_security()
+        check_startup_settings(current)
         verify = current.verify_on_startup if verify_on_startup is None else verify_on_startup
         box = container if container is not None else Container()
         skip, late = _split_overrides(current, await _overrides(app))
@@ -150,4 +159,4 @@ def _split_overrides(
     return skip, late
 
 
-__all__ = ["SETTINGS_HOOK_ATTR", "STATE_ATTR", "cloudrift_lifespan"]
+__all__ = ["SETTINGS_HOOK_ATTR", "STATE_ATTR", "check_startup_settings", "cloudrift_lifespan"]

@@ -1,8 +1,14 @@
-"""``python -m example_app`` (what ``make demo`` runs): serve the app with uvicorn.
+"""``python -m example_app [api|worker]``: run the service, all in one or split.
 
-``HOST`` and ``PORT`` choose where it listens (default 127.0.0.1:8000). Backends come
-from ``$CLOUDRIFT_CONFIG`` or, by default, the bundled demo settings, which need no
-account and no network.
+* no argument (what ``make demo`` runs): the API and its worker in one process;
+* ``api``: HTTP only; jobs are left on the queue for worker processes;
+* ``worker``: a standalone worker process (``cloudrift worker example_app.worker:job``
+  with the service's own settings); stop it with SIGTERM / Ctrl-C (warm shutdown).
+
+``HOST`` and ``PORT`` choose where the API listens (default 127.0.0.1:8000). Backends
+come from ``$CLOUDRIFT_CONFIG`` or, by default, the bundled demo settings, which need no
+account and no network. Split processes need backends they can share: a ``redis``,
+``sqs`` or ``azure_bus`` queue and a real document database, not ``memory``.
 """
 
 from __future__ import annotations
@@ -55,7 +61,74 @@ def banner(settings: Any, host: str, port: int) -> str:
     return "\n".join(lines)
 
 
-def main() -> int:
+#: What each argument runs.
+MODES = ("all", "api", "worker")
+_USAGE = "usage: python -m example_app [api|worker]"
+
+
+def _shared_warnings(settings: Any) -> list[str]:
+    """Why split processes would not see each other's work on these settings."""
+    notes = []
+    for category, what in (("queue", "jobs"), ("document", "records")):
+        if settings.backend(category).provider == "memory":
+            notes.append(
+                f"warning: the {category} backend is 'memory': its {what} live inside one "
+                "process, so the API and worker processes do not share them; configure a "
+                "shared one (see example_app/README.md, 'Scale out')"
+            )
+    return notes
+
+
+def run_worker_process() -> int:
+    """``python -m example_app worker``: process jobs until SIGTERM / SIGINT."""
+    import asyncio
+    import logging
+
+    from cloudrift_fastapi.workers import run_worker
+    from example_app.config import IntakeConfig, load_settings
+    from example_app.worker import job
+
+    logging.basicConfig(
+        level=os.environ.get("LOG_LEVEL", "info").upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    try:
+        settings = load_settings()
+        config = IntakeConfig.from_env()
+        for note in _shared_warnings(settings):
+            print(note, file=sys.stderr)
+        return asyncio.run(
+            run_worker(
+                job,
+                settings=settings,
+                concurrency=config.worker_concurrency,
+                name="example_app.worker:job",
+            )
+        )
+    except ConfigurationError as exc:
+        print(f"cannot start: {exc}", file=sys.stderr)
+        return 2
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the mode named by ``argv`` (default: all in one) until interrupted."""
+    args = sys.argv[1:] if argv is None else argv
+    if args in ([], ["all"]):
+        mode = "all"
+    elif len(args) == 1 and args[0] in MODES:
+        mode = args[0]
+    elif len(args) == 1 and args[0] in ("-h", "--help"):
+        print(__doc__)
+        return 0
+    else:
+        print(_USAGE, file=sys.stderr)
+        return 2
+    if mode == "worker":
+        return run_worker_process()
+    return serve(run_worker=mode == "all")
+
+
+def serve(*, run_worker: bool = True) -> int:
     """Build the app from the environment and serve it until interrupted."""
     host = os.environ.get("HOST", "127.0.0.1") or "127.0.0.1"
     try:
@@ -73,11 +146,15 @@ def main() -> int:
 
     try:
         settings = load_settings()
-        app = create_app(settings, IntakeConfig.from_env())
+        app = create_app(settings, IntakeConfig.from_env(), run_worker=run_worker)
     except ConfigurationError as exc:
         print(f"cannot start: {exc}", file=sys.stderr)
         return 2
     print(banner(settings, host, port), flush=True)
+    if not run_worker:
+        print("  jobs are left to worker processes: python -m example_app worker\n", flush=True)
+        for note in _shared_warnings(settings):
+            print(note, file=sys.stderr)
     uvicorn.run(app, host=host, port=port, log_level=os.environ.get("LOG_LEVEL", "info"))
     return 0
 

@@ -84,9 +84,13 @@ async def _sweeping(app: FastAPI) -> AsyncIterator[None]:
             await task
 
 
-def create_app(settings: Any = None, config: IntakeConfig | None = None) -> FastAPI:
+def create_app(
+    settings: Any = None, config: IntakeConfig | None = None, *, run_worker: bool = True
+) -> FastAPI:
     """The document-intake app on ``settings`` (a CloudriftSettings; default:
     :func:`~example_app.config.load_settings`) and ``config`` (default: ``INTAKE_*`` env).
+    ``run_worker=False`` serves HTTP only: jobs are left to worker processes
+    (``python -m example_app worker``).
 
     Raises ConfigurationError naming every missing category or setting.
     """
@@ -104,7 +108,9 @@ def create_app(settings: Any = None, config: IntakeConfig | None = None) -> Fast
                 queue_worker(
                     JobHandler(lambda: services_of(app)), concurrency=config.worker_concurrency
                 )
-            ],
+            ]
+            if run_worker
+            else [],
         ),
     )
     setattr(app.state, CONFIG_ATTR, config)

@@ -10,6 +10,7 @@ processed record is not recomputed and the email goes out once it is recorded as
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -22,6 +23,7 @@ from cloudrift.email import Attachment
 from cloudrift.messaging import Message
 from cloudrift.storage import Storage
 from example_app import records
+from example_app.config import IntakeConfig
 from example_app.services import Services
 
 log = logging.getLogger("example_app.worker")
@@ -211,4 +213,31 @@ async def _mark_failed(svc: Services, doc_id: str, reason: str) -> None:
     )
 
 
-__all__ = ["JobHandler", "Summary", "summarize"]
+@functools.cache
+def _intake_config() -> IntakeConfig:
+    return IntakeConfig.from_env()
+
+
+def standalone_services() -> Services:
+    """The backends of the standalone worker process running this job (``cloudrift
+    worker`` / ``python -m example_app worker``) and the ``INTAKE_*`` settings."""
+    from cloudrift_fastapi.workers import current_container
+
+    box = current_container()
+    return Services(
+        storage=box.storage(),
+        queue=box.queue(),
+        database=box.database(),
+        cache=box.cache(),
+        email=box.email(),
+        config=_intake_config(),
+    )
+
+
+#: The handler of a standalone worker process::
+#:
+#:     cloudrift worker example_app.worker:job --concurrency 4
+job = JobHandler(standalone_services)
+
+
+__all__ = ["JobHandler", "Summary", "job", "standalone_services", "summarize"]

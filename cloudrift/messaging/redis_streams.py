@@ -32,6 +32,9 @@ from collections.abc import Iterator, Sequence
 from typing import Any, NoReturn
 
 import redis.asyncio as aioredis
+
+# The asyncio client needs the asyncio Retry: a sync one is silently never applied.
+from redis.asyncio.retry import Retry
 from redis.backoff import ExponentialBackoff
 from redis.exceptions import (
     AuthenticationError,
@@ -41,7 +44,6 @@ from redis.exceptions import (
 )
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
-from redis.retry import Retry
 
 from cloudrift.core.exceptions import (
     BackendClosedError,

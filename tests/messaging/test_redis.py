@@ -187,3 +187,17 @@ async def test_every_operation_translates_connection_errors(
         ):
             with pytest.raises(MessagingConnectionError):
                 await operation
+
+
+async def test_connections_dropped_by_a_server_restart_are_retried(
+    redis_server_factory: object,
+) -> None:
+    """After redis-server restarts, the next call reconnects instead of failing with
+    "Connection closed by server" (the asyncio client needs redis.asyncio's Retry)."""
+    server = redis_server_factory()  # type: ignore[operator]
+    async with RedisStreamQueue(url=server.url, queue_name="q") as q:
+        await q.send({"n": 1})
+        server.stop()
+        server.start()
+        await q.send({"n": 2})  # the pooled connection is stale: retried on a fresh one
+        assert [m.body for m in await q.receive(10)] == [{"n": 2}]
