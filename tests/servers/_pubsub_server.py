@@ -276,6 +276,10 @@ class PubSubState:
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    # Headers and body leave in one segment (the handler flushes after each request), and
+    # without Nagle: otherwise the client's delayed ACK adds ~40 ms to every answer.
+    wbufsize = 64 * 1024
+    disable_nagle_algorithm = True
     state: PubSubState
 
     def log_message(self, format: str, *args: Any) -> None:  # quiet
@@ -461,14 +465,20 @@ class _Handler(BaseHTTPRequestHandler):
         self._dispatch("DELETE")
 
 
+class _Server(ThreadingHTTPServer):
+    # The default backlog of 5 drops the SYNs of a burst of new connections (a pool of
+    # 10 opening at once), which the client only retries after a second.
+    request_queue_size = 128
+    daemon_threads = True
+
+
 class PubSubTestServer:
     """The server on a loopback port, in a daemon thread."""
 
-    def __init__(self, host: str) -> None:
+    def __init__(self, host: str, port: int = 0) -> None:
         self.state = PubSubState()
         handler = type("PubSubHandler", (_Handler,), {"state": self.state})
-        self._httpd = ThreadingHTTPServer((host, 0), handler)
-        self._httpd.daemon_threads = True
+        self._httpd = _Server((host, port), handler)
         self.host = host
         self.port = int(self._httpd.server_address[1])
         self._thread = threading.Thread(
@@ -482,3 +492,12 @@ class PubSubTestServer:
         self._httpd.shutdown()
         self._httpd.server_close()
         self._thread.join(timeout=5)
+
+
+if __name__ == "__main__":
+    # ``python -m tests.servers._pubsub_server PORT``: serve in a process of its own (the
+    # benchmarks do, so the server does not compete with the measured client for a GIL).
+    import sys
+
+    server = PubSubTestServer("127.0.0.1", int(sys.argv[1]))
+    server._httpd.serve_forever()
