@@ -183,8 +183,10 @@ class GcpPubSubQueue(Queue):
         # Capabilities: the Pub/Sub column of the seed's table. supports_groups is
         # settled by the subscription's enableMessageOrdering before the first send.
         self.supports_delay = False
+        self.supports_groups = True
         self.supports_dedup = False
         self.supports_group_receive = False
+        self.supports_visibility_timeout = True
         self.supports_dead_letter = dead_letter_topic is not None
         self.requires_group_id = False
         # Publish requests without ordering keys may overlap (entries with a group_id
