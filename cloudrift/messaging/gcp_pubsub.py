@@ -23,6 +23,9 @@ the table in ``docs/messaging.md``):
   bytes travel base64-encoded, as the REST API requires, and the size limits count
   those encoded bytes (so one payload can be at most about 7.5 MB).
 * ``purge`` → ``seek`` to the current time (acks everything published before it).
+* transient failures (a dropped connection, 429 and 5xx answers) are retried up to
+  ``max_attempts`` times with backoff, as Google's client libraries do — except pulls,
+  which ``consume()`` retries itself. A retried publish may deliver a message twice.
 
 Auth: application default credentials (also workload identity through the metadata
 server) when no credential option is given, a service-account key file
@@ -40,10 +43,10 @@ import datetime
 import json
 import math
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import Any, NoReturn, TypeVar
 
 import aiohttp
 from gcloud.aio.pubsub import PublisherClient, PubsubMessage, SubscriberClient
@@ -60,6 +63,7 @@ from cloudrift.core.exceptions import (
     ReceiptHandleError,
 )
 from cloudrift.core.lifecycle import LazyClient
+from cloudrift.core.retry import RetryPolicy, retry_async
 from cloudrift.core.secrets import redact
 from cloudrift.messaging.base import (
     DEAD_LETTER_REASON,
@@ -88,6 +92,17 @@ _REQUEST_FRAME = len(json.dumps({"messages": []}))
 #: The longest ack deadline Pub/Sub accepts.
 MAX_ACK_DEADLINE = 600
 _TRANSIENT = {429, 500, 502, 503, 504}
+
+T = TypeVar("T")
+
+
+def _retryable(exc: BaseException) -> bool:
+    """Connection failures and 429 / 5xx answers; not a request that ran out of time
+    (that already waited ``read_timeout``, or was a long poll ending on purpose)."""
+    if not isinstance(exc, MessagingConnectionError):
+        return False
+    cause = exc.__cause__
+    return not (isinstance(cause, TimeoutError) and not isinstance(cause, aiohttp.ClientError))
 
 
 @dataclass(frozen=True)
@@ -119,6 +134,7 @@ class GcpPubSubQueue(Queue):
         max_pool_connections: int = 64,
         connect_timeout: float = 5.0,
         read_timeout: float = 30.0,
+        max_attempts: int = 3,
         max_in_flight: int = 10_000,
     ) -> None:
         super().__init__()
@@ -152,6 +168,7 @@ class GcpPubSubQueue(Queue):
                 )
         for name, number in (
             ("max_pool_connections", max_pool_connections),
+            ("max_attempts", max_attempts),
             ("max_in_flight", max_in_flight),
         ):
             if isinstance(number, bool) or not isinstance(number, int) or number < 1:
@@ -174,6 +191,9 @@ class GcpPubSubQueue(Queue):
         self._pool = max_pool_connections
         self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout
+        # Like Google's own client libraries, retry UNAVAILABLE / RESOURCE_EXHAUSTED and
+        # dropped connections (a retried publish may deliver twice: at-least-once anyway).
+        self._retry = RetryPolicy(attempts=max_attempts, base_delay=0.1, max_delay=2.0)
         self.backend_name = f"gcp_pubsub queue {topic!r}/{subscription!r}"
         self._client: LazyClient[PubSubClients] = LazyClient(self._build_client)
         self._in_flight: InFlightMap[Message] = InFlightMap(max_in_flight)
@@ -280,15 +300,33 @@ class GcpPubSubQueue(Queue):
             raise InvalidMessageError(where) from exc
         raise MessagingError(where) from exc
 
+    async def _call(
+        self,
+        operation: Callable[[PubSubClients], Awaitable[T]],
+        handle: str | None = None,
+        *,
+        publishing: bool = False,
+        retry: bool = True,
+    ) -> T:
+        """Run one API call with errors translated, retried while transient."""
+        clients = await self._client.get()
+
+        async def attempt() -> T:
+            with self._translate(handle, publishing=publishing):
+                return await operation(clients)
+
+        policy = self._retry if retry else RetryPolicy(attempts=1)
+        return await retry_async(attempt, policy=policy, retry_on=_retryable)
+
     # ---------------------------------------------------------------- sending
 
     async def _limits(self) -> SendLimits:
         if self._subscription_info is None:
-            clients = await self._client.get()
-            with self._translate():
-                info = await clients.subscriber.get_subscription(
+            info = await self._call(
+                lambda c: c.subscriber.get_subscription(
                     self.subscription_path, timeout=self._timeout()
                 )
+            )
             if info.get("topic") != self.topic_path:
                 raise ConfigurationError(
                     f"{self.backend_name}: subscription {self.subscription_path!r} is attached "
@@ -325,11 +363,11 @@ class GcpPubSubQueue(Queue):
         return result
 
     async def _send_chunk(self, chunk: Sequence[PreparedMessage]) -> Sequence[str | SendFailure]:
-        clients = await self._client.get()
-        with self._translate(publishing=True):
-            answer = await clients.publisher.publish(
-                self.topic_path, [self._wire(m) for m in chunk], timeout=self._timeout()
-            )
+        wire = [self._wire(m) for m in chunk]
+        answer = await self._call(
+            lambda c: c.publisher.publish(self.topic_path, wire, timeout=self._timeout()),
+            publishing=True,
+        )
         ids = answer.get("messageIds", [])
         if len(ids) != len(chunk):
             # A publish request is all-or-nothing; a short answer means we cannot tell.
@@ -348,19 +386,25 @@ class GcpPubSubQueue(Queue):
             headers["Authorization"] = f"Bearer {await clients.subscriber.token.get()}"
         return headers
 
-    async def _pull(self, clients: PubSubClients, max_messages: int, wait: float) -> list[Any]:
+    async def _pull(self, max_messages: int, wait: float) -> list[Any]:
         """One pull request. gcloud-aio's ``pull`` drops ``orderingKey`` and cannot ask
-        for ``returnImmediately``, so this one call is made directly on its session."""
-        body = {"maxMessages": max_messages, "returnImmediately": wait <= 0}
+        for ``returnImmediately``, so this one call is made directly on its session.
+        Not retried here: a retry would stretch the caller's wait (``consume()`` retries
+        failed polls with backoff)."""
+        body = json.dumps({"maxMessages": max_messages, "returnImmediately": wait <= 0})
         timeout = self._read_timeout if wait <= 0 else wait
-        with self._translate():
+
+        async def pull(clients: PubSubClients) -> dict[str, Any]:
             resp = await clients.subscriber.session.post(
                 f"{self._api_root}/{self.subscription_path}:pull",
-                data=json.dumps(body).encode(),
+                data=body.encode(),
                 headers=await self._headers(clients),
                 timeout=timeout,
             )
-            answer = await resp.json()
+            answer: dict[str, Any] = await resp.json()
+            return answer
+
+        answer = await self._call(pull, retry=False)
         received: list[Any] = answer.get("receivedMessages", [])
         return received
 
@@ -376,7 +420,6 @@ class GcpPubSubQueue(Queue):
                 f"visibility_timeout must be at most {MAX_ACK_DEADLINE}s on Pub/Sub (its "
                 "longest ack deadline); extend_visibility() while working instead"
             )
-        clients = await self._client.get()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + wait_time
         while True:
@@ -384,7 +427,7 @@ class GcpPubSubQueue(Queue):
             remaining = deadline - loop.time()
             wait = remaining if remaining > 0.05 else 0.0
             try:
-                raw = await self._pull(clients, max_messages, wait)
+                raw = await self._pull(max_messages, wait)
             except MessagingConnectionError as exc:
                 # Our own long-poll timeout ran out (a plain TimeoutError, not a connect
                 # timeout): Pub/Sub hands nothing to a pull whose client hung up, so this
@@ -427,18 +470,20 @@ class GcpPubSubQueue(Queue):
     # ------------------------------------------------------- acting on a handle
 
     async def _modify(self, handles: list[str], seconds: int) -> None:
-        clients = await self._client.get()
-        with self._translate(handles[0]):
-            await clients.subscriber.modify_ack_deadline(
+        await self._call(
+            lambda c: c.subscriber.modify_ack_deadline(
                 self.subscription_path, handles, seconds, timeout=self._timeout()
-            )
+            ),
+            handles[0],
+        )
 
     async def _delete(self, handle: str) -> None:
-        clients = await self._client.get()
-        with self._translate(handle):
-            await clients.subscriber.acknowledge(
+        await self._call(
+            lambda c: c.subscriber.acknowledge(
                 self.subscription_path, [handle], timeout=self._timeout()
-            )
+            ),
+            handle,
+        )
         msg = self._in_flight.pop(handle)
         if msg is not None:
             self._seen.pop(msg.message_id)
@@ -463,10 +508,12 @@ class GcpPubSubQueue(Queue):
             )
         wire = PubsubMessage(msg.raw, ordering_key=msg.group_id or "")
         wire.attributes = {**msg.attributes, DEAD_LETTER_REASON: reason}
-        clients = await self._client.get()
+        dlq = self._dlq_path
         try:
-            with self._translate(publishing=True):
-                await clients.publisher.publish(self._dlq_path, [wire], timeout=self._timeout())
+            await self._call(
+                lambda c: c.publisher.publish(dlq, [wire], timeout=self._timeout()),
+                publishing=True,
+            )
         except MessagingError as exc:
             # Not acked: the message stays on the subscription and comes back.
             raise MessageSendError(
@@ -479,21 +526,23 @@ class GcpPubSubQueue(Queue):
     # -------------------------------------------------------------------- misc
 
     async def _purge(self) -> None:
-        clients = await self._client.get()
         now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-        with self._translate():
-            await clients.subscriber.seek(
+        await self._call(
+            lambda c: c.subscriber.seek(
                 self.subscription_path, {"time": now}, timeout=self._timeout()
             )
+        )
         self._in_flight = InFlightMap(self._in_flight.max_size)
         self._seen = InFlightMap(self._seen.max_size)
 
     async def _health(self) -> bool:
-        clients = await self._client.get()
-        with self._translate():
-            await clients.subscriber.get_subscription(
+        # One attempt: a health check reports, it does not wait out an outage.
+        await self._call(
+            lambda c: c.subscriber.get_subscription(
                 self.subscription_path, timeout=self._timeout()
-            )
+            ),
+            retry=False,
+        )
         return True
 
 

@@ -222,7 +222,8 @@ async def test_dead_letter_publish_failure_leaves_the_message(
     """When publishing to the dead-letter topic fails, nothing is acked: the message stays."""
     await plain.send({"n": 1})
     [msg] = await plain.receive(wait_time=1, visibility_timeout=0)
-    topics.fail_next("publish", 503, "The service was unable to fulfill your request.")
+    # Unavailable through every retry.
+    topics.fail_next("publish", 503, "The service was unable to fulfill your request.", times=3)
     with pytest.raises(MessageSendError, match="stays on the subscription"):
         await plain.dead_letter(msg.receipt_handle, "bad")
     assert topics.state.calls["acknowledge"] == 0
@@ -312,6 +313,30 @@ async def test_server_errors_are_translated(plain: GcpPubSubQueue, topics: PubSu
         await plain.send({"n": 1})
     with pytest.raises(ReceiptHandleError):
         await plain.extend_visibility("garbage", 10)
+
+
+async def test_transient_failures_are_retried_with_backoff(
+    plain: GcpPubSubQueue, topics: PubSubEndpoint
+) -> None:
+    """503 / 429 answers are retried (max_attempts=3 by default): the call then succeeds."""
+    await plain.send({"n": 0})  # reads the subscription once
+    topics.fail_next("publish", 503, "The service was unable to fulfill your request.", times=2)
+    await plain.send({"n": 1})
+    assert topics.state.calls["publish"] == 4
+    msg = (await drain(plain, 2))[0]
+    topics.fail_next("acknowledge", 429, "Too many requests.")
+    await plain.delete(msg.receipt_handle)
+    assert topics.state.calls["acknowledge"] == 2
+
+
+async def test_max_attempts_one_does_not_retry(topics: PubSubEndpoint) -> None:
+    """With max_attempts=1 a 503 surfaces at once as MessagingConnectionError."""
+    async with make_queue(topics, max_attempts=1) as queue:
+        await queue.send({"n": 0})
+        topics.fail_next("publish", 503, "The service was unable to fulfill your request.")
+        with pytest.raises(MessagingConnectionError, match="503"):
+            await queue.send({"n": 1})
+    assert topics.state.calls["publish"] == 2
 
 
 async def test_unreachable_service_is_a_connection_error() -> None:

@@ -142,8 +142,8 @@ class PubSubState:
         self.subscriptions: dict[str, Subscription] = {}
         #: Requests answered per verb ("publish", "pull", "acknowledge", "createTopic", ...).
         self.calls: collections.Counter[str] = collections.Counter()
-        #: verb → (HTTP code, message): the next call of that verb fails once with it.
-        self.fail_once: dict[str, tuple[int, str]] = {}
+        #: verb → [HTTP code, message, times]: the next ``times`` calls of that verb fail.
+        self.failing: dict[str, list[Any]] = {}
         #: Longest a pull without returnImmediately waits for a message (seconds).
         self.max_pull_wait = 5.0
         self._ids = itertools.count(1)
@@ -153,7 +153,7 @@ class PubSubState:
             self.topics.clear()
             self.subscriptions.clear()
             self.calls.clear()
-            self.fail_once.clear()
+            self.failing.clear()
             self.max_pull_wait = 5.0
 
     # ----------------------------------------------------------------- topics
@@ -334,9 +334,13 @@ class _Handler(BaseHTTPRequestHandler):
         label = verb or f"{method.lower()}{'Topic' if kind == 'topics' else 'Subscription'}"
         with state.cond:
             state.calls[label] += 1
-            failure = state.fail_once.pop(label, None)
+            failure = state.failing.get(label)
+            if failure is not None:
+                failure[2] -= 1
+                if failure[2] <= 0:
+                    del state.failing[label]
         if failure is not None:
-            raise ApiError(*failure)
+            raise ApiError(failure[0], failure[1])
         if kind == "topics":
             return self._topic(method, name, verb, body)
         return self._subscription(method, name, verb, body)

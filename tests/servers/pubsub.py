@@ -9,7 +9,7 @@ reach Google's emulator: ``PUBSUB_EMULATOR_HOST=host:port`` for the raw
 ``create_topic`` / ``create_subscription`` go through the REST API (PUT), so setup
 exercises the same routes a client uses. ``state.calls`` counts requests per verb
 (``publish``, ``pull``, ``acknowledge``, ``modifyAckDeadline``, ...);
-``fail_next(verb, code, message)`` makes the next call of a verb fail once.
+``fail_next(verb, code, message, times=1)`` makes the next calls of a verb fail.
 """
 
 from __future__ import annotations
@@ -103,10 +103,10 @@ class PubSubEndpoint:
         self.request("PUT", path, body)
         return path
 
-    def fail_next(self, verb: str, code: int, message: str) -> None:
-        """Make the next ``verb`` request (e.g. ``"publish"``) fail once with ``code``."""
+    def fail_next(self, verb: str, code: int, message: str, *, times: int = 1) -> None:
+        """Make the next ``times`` ``verb`` requests (e.g. ``"publish"``) fail with ``code``."""
         with self.state.cond:
-            self.state.fail_once[verb] = (code, message)
+            self.state.failing[verb] = [code, message, times]
 
 
 @pytest.fixture(scope="session")
