@@ -30,8 +30,9 @@ the table in ``docs/messaging.md``):
 Auth: application default credentials (also workload identity through the metadata
 server) when no credential option is given, a service-account key file
 (``credentials_path``), or ``emulator_host`` (``host:port``) for the Pub/Sub emulator or
-a local stand-in. ``PUBSUB_EMULATOR_HOST`` in the environment is ignored: a stray
-variable must not redirect production traffic.
+a local stand-in. ``endpoint_url`` picks a regional or private API endpoint (Google
+recommends a regional one when publishing with ordering keys). ``PUBSUB_EMULATOR_HOST``
+in the environment is ignored: a stray variable must not redirect production traffic.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ import datetime
 import json
 import math
 import re
+import urllib.parse
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -94,6 +96,27 @@ MAX_ACK_DEADLINE = 600
 _TRANSIENT = {429, 500, 502, 503, 504}
 
 T = TypeVar("T")
+_LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1"}
+
+
+def _check_endpoint(where: str, endpoint_url: str, emulator_host: str | None) -> str:
+    """A regional / private API endpoint: https, or plain http on loopback only (an
+    access token must never cross a network in clear text)."""
+    if emulator_host is not None:
+        raise ConfigurationError(
+            f"{where}: give emulator_host (no auth) or endpoint_url (authenticated), not both"
+        )
+    parts = urllib.parse.urlsplit(endpoint_url)
+    secure = parts.scheme == "https" or (
+        parts.scheme == "http" and (parts.hostname or "") in _LOOPBACK_HOSTS
+    )
+    if not secure or not parts.hostname or parts.path.strip("/"):
+        raise ConfigurationError(
+            f"{where}: endpoint_url must be an https:// API root such as "
+            f"'https://us-east1-pubsub.googleapis.com' (http only on loopback), got "
+            f"{endpoint_url!r}"
+        )
+    return endpoint_url.rstrip("/")
 
 
 def _retryable(exc: BaseException) -> bool:
@@ -131,6 +154,7 @@ class GcpPubSubQueue(Queue):
         dead_letter_topic: str | None = None,
         credentials_path: str | None = None,
         emulator_host: str | None = None,
+        endpoint_url: str | None = None,
         max_pool_connections: int = 64,
         connect_timeout: float = 5.0,
         read_timeout: float = 30.0,
@@ -166,6 +190,8 @@ class GcpPubSubQueue(Queue):
                     f"{where}: emulator_host must be host:port (like PUBSUB_EMULATOR_HOST), "
                     f"got {emulator_host!r}"
                 )
+        if endpoint_url is not None:
+            endpoint_url = _check_endpoint(where, endpoint_url, emulator_host)
         for name, number in (
             ("max_pool_connections", max_pool_connections),
             ("max_attempts", max_attempts),
@@ -186,7 +212,12 @@ class GcpPubSubQueue(Queue):
         self._dlq_path = (
             f"projects/{project}/topics/{dead_letter_topic}" if dead_letter_topic else None
         )
-        self._api_root = f"http://{emulator_host}/v1" if emulator_host else _PUBLIC_ROOT
+        if emulator_host:
+            self._api_root = f"http://{emulator_host}/v1"
+        elif endpoint_url:
+            self._api_root = f"{endpoint_url}/v1"
+        else:
+            self._api_root = _PUBLIC_ROOT
         self._credentials_path = credentials_path
         self._pool = max_pool_connections
         self._connect_timeout = connect_timeout

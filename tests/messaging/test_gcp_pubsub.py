@@ -4,11 +4,15 @@ the Pub/Sub column of the semantics table (docs/messaging.md) has a test here.""
 from __future__ import annotations
 
 import base64
+import json
 import time
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from cloudrift.core.exceptions import (
     ConfigurationError,
@@ -398,6 +402,93 @@ async def test_unreadable_credentials_file_is_a_configuration_error(tmp_path: An
     async with queue:
         with pytest.raises(ConfigurationError, match="credentials_path"):
             await queue.send({"n": 1})
+
+
+def service_account_file(folder: Path, pubsub: PubSubEndpoint) -> tuple[Path, str]:
+    """A service-account key file whose token_uri is the stand-in; returns (path, PEM)."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+    pubsub.state.token_public_key = key.public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
+    path = folder / "sa.json"
+    path.write_text(
+        json.dumps(
+            {
+                "type": "service_account",
+                "project_id": pubsub.project,
+                "private_key_id": "k1",
+                "private_key": pem,
+                "client_email": "worker@cloudrift-test.iam.gserviceaccount.com",
+                "client_id": "1",
+                "token_uri": f"http://{pubsub.host}/token",
+            }
+        )
+    )
+    return path, pem
+
+
+async def test_service_account_key_file_mints_and_sends_a_bearer_token(
+    topics: PubSubEndpoint, tmp_path: Path
+) -> None:
+    """credentials_path: a JWT signed with the key buys an access token (once, shared by
+    publisher and subscriber) that every call carries; endpoint_url picks the API root."""
+    path, _ = service_account_file(tmp_path, topics)
+    topics.state.access_token = "ya29.cloudrift-test-token"
+    queue = get_queue(
+        "gcp_pubsub",
+        project=topics.project,
+        topic="jobs",
+        subscription="jobs-sub",
+        credentials_path=str(path),
+        endpoint_url=f"http://{topics.host}",
+    )
+    async with queue:
+        await queue.send({"n": 1})
+        [msg] = await queue.receive(wait_time=1)
+        await queue.delete(msg.receipt_handle)
+    assert msg.body == {"n": 1}
+    assert topics.state.calls["token"] == 1 and topics.state.calls["unauthenticated"] == 0
+
+
+async def test_rejected_credentials_are_a_permission_error_without_the_key(
+    topics: PubSubEndpoint, tmp_path: Path
+) -> None:
+    """A token the API refuses (401) raises MessagingPermissionError; neither the private
+    key nor the token appears in the error."""
+    path, pem = service_account_file(tmp_path, topics)
+    topics.state.access_token = "ya29.cloudrift-test-token"
+    queue = get_queue(
+        "gcp_pubsub",
+        project=topics.project,
+        topic="jobs",
+        subscription="jobs-sub",
+        credentials_path=str(path),
+        endpoint_url=f"http://{topics.host}",
+    )
+    async with queue:
+        await queue.send({"n": 1})  # token minted and accepted
+        topics.state.access_token = "ya29.rotated"  # the server no longer accepts ours
+        with pytest.raises(MessagingPermissionError, match="401") as denied:
+            await queue.send({"n": 2})
+    text = str(denied.value)
+    assert "cloudrift-test-token" not in text
+    assert pem.splitlines()[1] not in text and "PRIVATE KEY" not in text
+
+
+def test_endpoint_url_must_be_https_off_loopback() -> None:
+    """endpoint_url refuses plain http to a remote host and conflicts with emulator_host."""
+    base = {"project": "cloudrift-test", "topic": "jobs", "subscription": "jobs-sub"}
+    with pytest.raises(ConfigurationError, match="https"):
+        get_queue("gcp_pubsub", **base, endpoint_url="http://pubsub.example.com")
+    with pytest.raises(ConfigurationError, match="not both"):
+        get_queue("gcp_pubsub", **base, endpoint_url="https://x.example", emulator_host="h:1")
+    queue = get_queue("gcp_pubsub", **base, endpoint_url="https://us-east1-pubsub.googleapis.com/")
+    assert isinstance(queue, GcpPubSubQueue)
 
 
 def test_repr_names_the_resources_and_no_credentials() -> None:

@@ -17,6 +17,9 @@ errors as ``{"error": {"code", "message", "status"}}`` like Google's):
   "deliveryAttempt"}]}``. Without ``returnImmediately`` it waits up to ``max_pull_wait``
   seconds for a message, and never hands one to a client that has already hung up.
   ``deliveryAttempt`` is present only when a dead-letter policy is set (as documented).
+* ``POST /token``: the OAuth 2.0 JWT-bearer grant a service-account key uses; with
+  ``access_token`` set, every API call must carry ``Authorization: Bearer <it>`` (401
+  ``UNAUTHENTICATED`` otherwise).
 * ``:acknowledge`` ``{"ackIds"}``, ``:modifyAckDeadline`` ``{"ackIds",
   "ackDeadlineSeconds" (0..600)}`` (0 = nack), ``:seek`` ``{"time"}`` (acks every
   message published before ``time``: how a subscription is purged). An ack id this
@@ -44,10 +47,13 @@ import select
 import socket
 import threading
 import time
+import urllib.parse
 import uuid
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+import jwt
 
 MAX_PUBLISH_MESSAGES = 1000
 MAX_REQUEST_BYTES = 10_000_000
@@ -146,6 +152,10 @@ class PubSubState:
         self.failing: dict[str, list[Any]] = {}
         #: Longest a pull without returnImmediately waits for a message (seconds).
         self.max_pull_wait = 5.0
+        #: When set, API calls need ``Authorization: Bearer <access_token>`` and ``/token``
+        #: mints it for a JWT assertion signed by ``token_public_key`` (PEM).
+        self.access_token: str | None = None
+        self.token_public_key: bytes | None = None
         self._ids = itertools.count(1)
 
     def reset(self) -> None:
@@ -155,6 +165,8 @@ class PubSubState:
             self.calls.clear()
             self.failing.clear()
             self.max_pull_wait = 5.0
+            self.access_token = None
+            self.token_public_key = None
 
     # ----------------------------------------------------------------- topics
 
@@ -309,6 +321,10 @@ class _Handler(BaseHTTPRequestHandler):
         length = int(self.headers.get("Content-Length") or 0)
         raw = self.rfile.read(length) if length else b""
         try:
+            if self.path == "/token" and method == "POST":
+                self._answer(200, self._token(raw))
+                return
+            self._check_bearer()
             if length > MAX_REQUEST_BYTES:
                 raise ApiError(
                     400, f"Request payload size exceeds the limit: {MAX_REQUEST_BYTES} bytes."
@@ -326,6 +342,43 @@ class _Handler(BaseHTTPRequestHandler):
             self._answer(200, self._route(method, name, kind, verb, body))
         except ApiError as exc:
             self._answer(exc.code, exc.body())
+
+    def _token(self, raw: bytes) -> dict[str, Any]:
+        """OAuth 2.0 token endpoint for service-account keys (RFC 7523 JWT bearer grant):
+        the assertion must be signed by ``state.token_public_key`` for this audience."""
+        state = self.state
+        form = urllib.parse.parse_qs(raw.decode())
+        with state.cond:
+            state.calls["token"] += 1
+            key, issued = state.token_public_key, state.access_token
+        if form.get("grant_type") != ["urn:ietf:params:oauth:grant-type:jwt-bearer"]:
+            raise ApiError(400, "unsupported_grant_type", "INVALID_ARGUMENT")
+        try:
+            claims = jwt.decode(
+                form.get("assertion", [""])[0],
+                key,
+                algorithms=["RS256"],
+                audience=f"http://{self.headers.get('Host')}/token",
+            )
+        except (jwt.PyJWTError, ValueError, TypeError) as exc:
+            raise ApiError(401, f"invalid_grant: {exc}", "UNAUTHENTICATED") from exc
+        if "pubsub" not in str(claims.get("scope", "")):
+            raise ApiError(400, "invalid_scope", "INVALID_ARGUMENT")
+        return {"access_token": issued, "expires_in": 3600, "token_type": "Bearer"}
+
+    def _check_bearer(self) -> None:
+        """With ``state.access_token`` set, every API call must carry it (as Google's do)."""
+        expected = self.state.access_token
+        if expected is None:
+            return
+        if self.headers.get("Authorization") != f"Bearer {expected}":
+            with self.state.cond:
+                self.state.calls["unauthenticated"] += 1
+            raise ApiError(
+                401,
+                "Request had invalid authentication credentials. Expected OAuth 2 access token.",
+                "UNAUTHENTICATED",
+            )
 
     def _route(
         self, method: str, name: str, kind: str, verb: str | None, body: dict[str, Any]
