@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import base64
 import json
+import os
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -478,6 +481,48 @@ async def test_rejected_credentials_are_a_permission_error_without_the_key(
     text = str(denied.value)
     assert "cloudrift-test-token" not in text
     assert pem.splitlines()[1] not in text and "PRIVATE KEY" not in text
+
+
+_ADC_PROBE = """
+import asyncio, sys
+from cloudrift.messaging import get_queue
+
+async def main():
+    queue = get_queue("gcp_pubsub", project=sys.argv[1], topic="jobs",
+                      subscription="jobs-sub", endpoint_url=sys.argv[2])
+    async with queue:
+        assert queue.auth_method == "application default credentials", queue.auth_method
+        await queue.send({"n": 1})
+        [msg] = await queue.receive(wait_time=2)
+        await queue.delete(msg.receipt_handle)
+    print("ADC OK", msg.body)
+
+asyncio.run(main())
+"""
+
+
+def test_application_default_credentials_use_the_metadata_server(
+    topics: PubSubEndpoint, tmp_path: Path
+) -> None:
+    """With no credential option and no key file, the token comes from the metadata server
+    (GCE / GKE workload identity). A child process: gcloud-aio reads GCE_METADATA_HOST
+    when it is imported."""
+    topics.state.access_token = "ya29.from-the-metadata-server"
+    env = {k: v for k, v in os.environ.items() if k != "GOOGLE_APPLICATION_CREDENTIALS"}
+    env |= {"GCE_METADATA_HOST": topics.host, "CLOUDSDK_CONFIG": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-c", _ADC_PROBE, topics.project, f"http://{topics.host}"],
+        cwd=Path(__file__).resolve().parents[2],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "ADC OK {'n': 1}" in done.stdout
+    assert topics.state.calls["metadataToken"] == 1
+    assert topics.state.calls["unauthenticated"] == 0
 
 
 def test_endpoint_url_must_be_https_off_loopback() -> None:

@@ -20,6 +20,8 @@ errors as ``{"error": {"code", "message", "status"}}`` like Google's):
 * ``POST /token``: the OAuth 2.0 JWT-bearer grant a service-account key uses; with
   ``access_token`` set, every API call must carry ``Authorization: Bearer <it>`` (401
   ``UNAUTHENTICATED`` otherwise).
+* ``GET /computeMetadata/v1/instance/service-accounts/default/token`` (with
+  ``Metadata-Flavor: Google``): the metadata server's token, for workload identity.
 * ``:acknowledge`` ``{"ackIds"}``, ``:modifyAckDeadline`` ``{"ackIds",
   "ackDeadlineSeconds" (0..600)}`` (0 = nack), ``:seek`` ``{"time"}`` (acks every
   message published before ``time``: how a subscription is purged). An ack id this
@@ -57,6 +59,7 @@ import jwt
 
 MAX_PUBLISH_MESSAGES = 1000
 MAX_REQUEST_BYTES = 10_000_000
+_METADATA_TOKEN = "/computeMetadata/v1/instance/service-accounts/default/token"
 _NAME = re.compile(r"^/v1/(projects/[^/:]+/(topics|subscriptions)/[^/:]+)(?::([A-Za-z]+))?$")
 
 
@@ -324,6 +327,9 @@ class _Handler(BaseHTTPRequestHandler):
             if self.path == "/token" and method == "POST":
                 self._answer(200, self._token(raw))
                 return
+            if self.path.startswith(_METADATA_TOKEN) and method == "GET":
+                self._answer(200, self._metadata_token())
+                return
             self._check_bearer()
             if length > MAX_REQUEST_BYTES:
                 raise ApiError(
@@ -365,6 +371,16 @@ class _Handler(BaseHTTPRequestHandler):
         if "pubsub" not in str(claims.get("scope", "")):
             raise ApiError(400, "invalid_scope", "INVALID_ARGUMENT")
         return {"access_token": issued, "expires_in": 3600, "token_type": "Bearer"}
+
+    def _metadata_token(self) -> dict[str, Any]:
+        """The GCE / GKE metadata server's token for the attached service account
+        (workload identity): needs ``Metadata-Flavor: Google``, as the real one does."""
+        if self.headers.get("Metadata-Flavor", "").lower() != "google":
+            raise ApiError(403, "Missing Metadata-Flavor:Google header.", "PERMISSION_DENIED")
+        with self.state.cond:
+            self.state.calls["metadataToken"] += 1
+            issued = self.state.access_token
+        return {"access_token": issued, "expires_in": 3599, "token_type": "Bearer"}
 
     def _check_bearer(self) -> None:
         """With ``state.access_token`` set, every API call must carry it (as Google's do)."""
