@@ -7,7 +7,8 @@ the table in ``docs/messaging.md``):
 * ``group_id`` → the message's ordering key. It needs a subscription created with
   message ordering enabled; on any other subscription ``send(group_id=)`` raises
   ``FeatureNotSupportedError`` (Pub/Sub would accept the key and ignore the order). The
-  subscription is read once, before the first send.
+  subscription is read once, before the first send; an identity that may only publish
+  skips that check and its ordering keys pass through as given.
 * ``dedup_id`` and ``delay`` → ``FeatureNotSupportedError``: Pub/Sub has neither.
   ``receive(group_id=)`` is not supported either.
 * visibility → the ack deadline: ``receive(visibility_timeout=)`` and
@@ -42,6 +43,7 @@ import base64
 import contextlib
 import datetime
 import json
+import logging
 import math
 import re
 import urllib.parse
@@ -76,6 +78,8 @@ from cloudrift.messaging.base import (
     SendFailure,
     SendLimits,
 )
+
+log = logging.getLogger("cloudrift.messaging")
 
 _AUTH = [
     auth_method("application default credentials"),
@@ -353,25 +357,41 @@ class GcpPubSubQueue(Queue):
 
     async def _limits(self) -> SendLimits:
         if self._subscription_info is None:
-            info = await self._call(
-                lambda c: c.subscriber.get_subscription(
-                    self.subscription_path, timeout=self._timeout()
-                )
-            )
-            if info.get("topic") != self.topic_path:
-                raise ConfigurationError(
-                    f"{self.backend_name}: subscription {self.subscription_path!r} is attached "
-                    f"to {info.get('topic')!r}, not to {self.topic_path!r}; messages sent here "
-                    "would never reach it"
-                )
-            self.supports_groups = bool(info.get("enableMessageOrdering"))
-            self._subscription_info = info
+            await self._read_subscription()
         return SendLimits(
             max_message_bytes=MAX_REQUEST_BYTES - _REQUEST_FRAME,
             max_batch_count=MAX_BATCH_COUNT,
             max_batch_bytes=MAX_REQUEST_BYTES - _REQUEST_FRAME,
             max_delay=None,
         )
+
+    async def _read_subscription(self) -> None:
+        """Once, before the first send: check the subscription is on our topic and learn
+        whether it orders messages (``supports_groups``)."""
+        try:
+            info = await self._call(
+                lambda c: c.subscriber.get_subscription(
+                    self.subscription_path, timeout=self._timeout()
+                )
+            )
+        except MessagingPermissionError:
+            # A publisher-only identity (roles/pubsub.publisher) may not read the
+            # subscription: send anyway, passing ordering keys through unchecked.
+            log.info(
+                "%s: cannot read the subscription; sending without checking its topic "
+                "or message ordering",
+                self.backend_name,
+            )
+            self._subscription_info = {}
+            return
+        if info.get("topic") != self.topic_path:
+            raise ConfigurationError(
+                f"{self.backend_name}: subscription {self.subscription_path!r} is attached "
+                f"to {info.get('topic')!r}, not to {self.topic_path!r}; messages sent here "
+                "would never reach it"
+            )
+        self.supports_groups = bool(info.get("enableMessageOrdering"))
+        self._subscription_info = info
 
     def _wire(self, msg: PreparedMessage) -> PubsubMessage:
         wire = PubsubMessage(msg.body, ordering_key=msg.group_id or "")

@@ -136,6 +136,18 @@ async def test_group_id_travels_as_the_ordering_key(pubsub: PubSubEndpoint) -> N
     assert {m.body["n"]: m.group_id for m in got} == {1: "owner-1", 2: "owner-2"}
 
 
+async def test_a_publisher_that_cannot_read_the_subscription_still_sends(
+    plain: GcpPubSubQueue, topics: PubSubEndpoint
+) -> None:
+    """403 on reading the subscription (a publisher-only role) does not stop sends: the
+    topic check is skipped and ordering keys pass through as given."""
+    topics.fail_next("getSubscription", 403, "User not authorized to perform this action.")
+    await plain.send({"n": 1}, group_id="owner-1")
+    assert topics.state.calls["publish"] == 1
+    [msg] = await plain.receive(wait_time=1)
+    assert msg.group_id == "owner-1"
+
+
 async def test_dedup_id_is_not_supported(plain: GcpPubSubQueue) -> None:
     """Pub/Sub has no deduplication id: dedup_id raises FeatureNotSupportedError, unsent."""
     with pytest.raises(FeatureNotSupportedError, match="dedup_id"):
