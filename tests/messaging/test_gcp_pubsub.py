@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from gcloud.aio.pubsub import PubsubMessage
 
 from cloudrift.core.exceptions import (
     ConfigurationError,
@@ -29,6 +30,7 @@ from cloudrift.core.exceptions import (
     ReceiptHandleError,
 )
 from cloudrift.messaging import DEAD_LETTER_REASON, Message, OutgoingMessage, Queue, get_queue
+from cloudrift.messaging.base import PreparedMessage
 from cloudrift.messaging.gcp_pubsub import GcpPubSubQueue
 from tests.conformance.messaging import MessagingConformance, drain
 from tests.servers._process import free_port
@@ -277,6 +279,28 @@ async def test_batches_split_at_10_mb_per_publish(
     """Entries of ~5.3 MB base64 each go one per publish request (two would pass 10 MB)."""
     ids = await plain.send_batch([{"blob": "x" * 4_000_000} for _ in range(3)])
     assert topics.state.calls["publish"] == 3 and len(ids) == 3
+
+
+@pytest.mark.parametrize(
+    ("body", "attributes", "group"),
+    [
+        (b"", {}, None),
+        (b'{"n":1}', {"a": "b"}, "owner-1"),
+        (bytes(range(256)) * 3, {"x": 'ü\n"', "data": "d"}, "ключ"),
+        (b"12345", {}, "g"),
+    ],
+)
+def test_entry_size_is_the_exact_json_a_publish_request_carries(
+    body: bytes, attributes: dict[str, str], group: str | None
+) -> None:
+    """The size counted against the 10 MB limit is exactly what gcloud-aio serialises."""
+    queue = GcpPubSubQueue(
+        project="cloudrift-test", topic="jobs", subscription="jobs-sub", emulator_host="h:1"
+    )
+    msg = PreparedMessage(index=0, body=body, attributes=attributes, group_id=group)
+    wire = PubsubMessage(body, ordering_key=group or "")
+    wire.attributes = attributes
+    assert queue._entry_size(msg) == len(json.dumps(wire.to_repr())) + len(", ")
 
 
 async def test_attributes_and_binary_payloads_round_trip(
