@@ -40,17 +40,16 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import datetime
 import json
 import logging
 import math
 import re
 import urllib.parse
-from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from typing import Any, NoReturn, TypeVar
+from typing import Any, TypeVar
 
 import aiohttp
 from gcloud.aio.pubsub import PublisherClient, PubsubMessage, SubscriberClient
@@ -67,7 +66,7 @@ from cloudrift.core.exceptions import (
     ReceiptHandleError,
 )
 from cloudrift.core.lifecycle import LazyClient
-from cloudrift.core.retry import RetryPolicy, retry_async
+from cloudrift.core.retry import RetryPolicy
 from cloudrift.core.secrets import redact
 from cloudrift.messaging.base import (
     DEAD_LETTER_REASON,
@@ -134,12 +133,11 @@ def _check_endpoint(where: str, endpoint_url: str, emulator_host: str | None) ->
     return endpoint_url.rstrip("/")
 
 
-def _retryable(exc: BaseException) -> bool:
+def _retryable(error: MessagingError, cause: BaseException) -> bool:
     """Connection failures and 429 / 5xx answers; not a request that ran out of time
     (that already waited ``read_timeout``, or was a long poll ending on purpose)."""
-    if not isinstance(exc, MessagingConnectionError):
+    if not isinstance(error, MessagingConnectionError):
         return False
-    cause = exc.__cause__
     return not (isinstance(cause, TimeoutError) and not isinstance(cause, aiohttp.ClientError))
 
 
@@ -305,46 +303,41 @@ class GcpPubSubQueue(Queue):
 
     # ---------------------------------------------------------------- errors
 
-    @contextlib.contextmanager
-    def _translate(self, handle: str | None = None, *, publishing: bool = False) -> Iterator[None]:
-        """Map aiohttp / gcloud-aio errors to the messaging family, chained and redacted."""
-        try:
-            yield
-        except aiohttp.ClientResponseError as exc:
-            self._raise_status(exc.status, redact(str(exc.message)), handle, publishing, exc)
-        except (TimeoutError, aiohttp.ClientConnectionError) as exc:
-            raise MessagingConnectionError(
+    def _error(self, exc: Exception, handle: str | None, publishing: bool) -> MessagingError:
+        """The one translation of aiohttp / gcloud-aio errors to the messaging family
+        (redacted; the caller chains it with ``raise ... from exc``)."""
+        if isinstance(exc, aiohttp.ClientResponseError):
+            return self._status_error(exc.status, redact(str(exc.message)), handle, publishing)
+        if isinstance(exc, TimeoutError | aiohttp.ClientConnectionError):
+            return MessagingConnectionError(
                 f"{self.backend_name}: cannot reach Pub/Sub at {self._api_root} "
                 f"({type(exc).__name__}: {redact(str(exc))})"
-            ) from exc
-        except aiohttp.ClientError as exc:
-            raise MessagingError(
-                f"{self.backend_name}: {type(exc).__name__}: {redact(str(exc))}"
-            ) from exc
+            )
+        return MessagingError(f"{self.backend_name}: {type(exc).__name__}: {redact(str(exc))}")
 
-    def _raise_status(
-        self, status: int, text: str, handle: str | None, publishing: bool, exc: BaseException
-    ) -> NoReturn:
+    def _status_error(
+        self, status: int, text: str, handle: str | None, publishing: bool
+    ) -> MessagingError:
         where = f"{self.backend_name}: Pub/Sub answered {status}: {text}"
         if status == 404:
-            raise QueueNotFoundError(
+            return QueueNotFoundError(
                 f"{where}; check that topic {self.topic_path!r}, subscription "
                 f"{self.subscription_path!r} (and the dead-letter topic) exist"
-            ) from exc
+            )
         if status in (401, 403):
-            raise MessagingPermissionError(
+            return MessagingPermissionError(
                 f"{where}; the credentials need roles/pubsub.publisher on the topic and "
                 "roles/pubsub.subscriber on the subscription"
-            ) from exc
+            )
         if status == 400 and handle is not None and "ack id" in text.lower():
-            raise ReceiptHandleError(
+            return ReceiptHandleError(
                 f"{where}; the receipt handle is not a Pub/Sub ack id from this subscription"
-            ) from exc
+            )
         if status in _TRANSIENT:
-            raise MessagingConnectionError(where) from exc
+            return MessagingConnectionError(where)
         if status == 400 and publishing:
-            raise InvalidMessageError(where) from exc
-        raise MessagingError(where) from exc
+            return InvalidMessageError(where)
+        return MessagingError(where)
 
     async def _call(
         self,
@@ -354,15 +347,20 @@ class GcpPubSubQueue(Queue):
         publishing: bool = False,
         retry: bool = True,
     ) -> T:
-        """Run one API call with errors translated, retried while transient."""
+        """Run one API call with errors translated, retried while transient (a plain
+        loop rather than a wrapper: this is on every message's path)."""
         clients = await self._client.get()
-
-        async def attempt() -> T:
-            with self._translate(handle, publishing=publishing):
+        attempts = self._retry.attempts if retry else 1
+        attempt = 1
+        while True:
+            try:
                 return await operation(clients)
-
-        policy = self._retry if retry else RetryPolicy(attempts=1)
-        return await retry_async(attempt, policy=policy, retry_on=_retryable)
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                error = self._error(exc, handle, publishing)
+                if attempt >= attempts or not _retryable(error, exc):
+                    raise error from exc
+            await asyncio.sleep(self._retry.delay(attempt))
+            attempt += 1
 
     # ---------------------------------------------------------------- sending
 
