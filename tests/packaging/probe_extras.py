@@ -171,6 +171,12 @@ async def probe_gcp(pubsub_host: str) -> None:
         await queue.delete(got[0].receipt_handle)
     async with get_storage("gcs", bucket="b", emulator_host="http://127.0.0.1:1"):
         pass
+    from cloudrift.document import aclose_client, get_mongodb
+
+    client = get_mongodb(
+        "firestore", host="uid.us-east1.firestore.goog", username="u", password="p@ss"
+    )
+    await aclose_client(client)
     expect_missing_extra(lambda: get_storage("s3", bucket="b", region="us-east-1"), "aws")
     expect_missing_extra(
         lambda: get_queue(

@@ -26,7 +26,7 @@ errors as ``{"error": {"code", "message", "status"}}`` like Google's):
   "ackDeadlineSeconds" (0..600)}`` (0 = nack), ``:seek`` ``{"time"}`` (acks every
   message published before ``time``: how a subscription is purged). An ack id this
   server never issued is a 400 ``INVALID_ARGUMENT`` ("invalid ack ID"); an expired one
-  is accepted, and acks the message unless it was redelivered since.
+  is accepted, and acks (or re-leases) the message unless it was redelivered since.
 
 Semantics: every delivery gets a fresh ack id and leases the message for the ack
 deadline; an expired lease makes it deliverable again. With message ordering, messages
@@ -459,9 +459,10 @@ class _Handler(BaseHTTPRequestHandler):
                 if not isinstance(seconds, int) or not 0 <= seconds <= 600:
                     raise ApiError(400, f"Invalid ack deadline given: {seconds}. Must be 0..600.")
                 now = time.monotonic()
+                # Like an ack, a late modify still counts while the message has not
+                # been redelivered since (its ack id is still the current one).
                 for d in state.lookup(sub, body.get("ackIds")):
-                    if d.lease_until > now or seconds == 0:
-                        d.lease_until = now + seconds
+                    d.lease_until = now + seconds
                 state.cond.notify_all()
                 return {}
             if verb == "seek":
