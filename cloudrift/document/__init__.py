@@ -9,7 +9,8 @@ with identical provider and auth routing. No wrapper: operation errors stay nati
 :func:`connect_mongodb`, which builds and verifies in one step).
 
 Providers: ``documentdb`` (Amazon DocumentDB), ``cosmos`` (Azure Cosmos DB for MongoDB),
-``mongodb`` (self-hosted, Atlas), ``memory`` (embedded engine, dev and tests only).
+``firestore`` (Firestore with MongoDB compatibility), ``mongodb`` (self-hosted, Atlas),
+``memory`` (embedded engine, dev and tests only).
 
 This module imports no SDK; drivers are imported when a client is built.
 """
@@ -38,6 +39,7 @@ else:
 PROVIDERS: Final[dict[str, ProviderSpec]] = {
     "documentdb": ProviderSpec("cloudrift.document.documentdb", "plan", "aws"),
     "cosmos": ProviderSpec("cloudrift.document.cosmos", "plan", "azure"),
+    "firestore": ProviderSpec("cloudrift.document.firestore", "plan", "gcp"),
     "mongodb": ProviderSpec("cloudrift.document.mongodb", "plan", "mongo"),
     "memory": ProviderSpec("cloudrift.document.memory", "build_async", "embedded"),
 }

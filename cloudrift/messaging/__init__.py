@@ -1,7 +1,8 @@
 """Message queues: ``get_queue(provider, **options)`` and the portable types.
 
 Providers: ``sqs`` (FIFO when the URL ends in ``.fifo``), ``azure_bus`` (Service Bus,
-``session_enabled=True`` for session queues), ``redis`` (Redis Streams with a consumer
+``session_enabled=True`` for session queues), ``gcp_pubsub`` (a Pub/Sub topic plus one
+subscription), ``redis`` (Redis Streams with a consumer
 group: the self-hosted queue) and ``memory`` (in-process, for dev and tests).
 Importing this package imports no SDK; a provider's SDK is imported when it is chosen.
 """
@@ -27,6 +28,12 @@ PROVIDERS: dict[str, ProviderSpec] = {
         "AzureServiceBusQueue",
         extra="azure",
         requires=("azure.servicebus",),
+    ),
+    "gcp_pubsub": ProviderSpec(
+        "cloudrift.messaging.gcp_pubsub",
+        "GcpPubSubQueue",
+        extra="gcp",
+        requires=("gcloud.aio.pubsub",),
     ),
     "redis": ProviderSpec(
         "cloudrift.messaging.redis_streams",

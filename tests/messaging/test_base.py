@@ -433,7 +433,7 @@ async def test_consume_rejects_bad_options() -> None:
 
 def test_unknown_provider_lists_the_valid_ones() -> None:
     """get_queue with a typo names every valid provider."""
-    with pytest.raises(ConfigurationError, match="azure_bus, memory, redis, sqs"):
+    with pytest.raises(ConfigurationError, match="azure_bus, gcp_pubsub, memory, redis, sqs"):
         get_queue("sqs_fifo")
 
 

@@ -1,7 +1,8 @@
 """Run inside a fresh venv that has cloudrift with ONE extra (or none) installed.
 
-Usage: python probe_extras.py none|aws|azure [moto_endpoint]. Prints "PROBE OK" at the
-end; any failed check raises. Kept free of test-suite imports: the venv has no pytest.
+Usage: python probe_extras.py none|aws|azure|gcp [moto_endpoint | pubsub_host]. Prints
+"PROBE OK" at the end; any failed check raises. Kept free of test-suite imports: the
+venv has no pytest.
 """
 
 from __future__ import annotations
@@ -34,7 +35,17 @@ async def probe_none() -> None:
         await storage.upload("k", b"v")
         assert await storage.download("k") == b"v"
     expect_missing_extra(lambda: get_storage("s3", bucket="b", region="us-east-1"), "aws")
+    expect_missing_gcp()
     assert sdk_roots() == set(), sdk_roots()
+
+
+def expect_missing_gcp() -> None:
+    from cloudrift.messaging import get_queue
+
+    expect_missing_extra(
+        lambda: get_queue("gcp_pubsub", project="cloudrift-test", topic="t-1", subscription="s-1"),
+        "gcp",
+    )
 
 
 async def probe_aws(endpoint: str) -> None:
@@ -98,6 +109,7 @@ async def probe_aws(endpoint: str) -> None:
         ),
         "azure",
     )
+    expect_missing_gcp()
     leaked = sdk_roots() & {"azure", "gcloud", "motor"}
     assert not leaked, f"an aws-only install imported {leaked}"
 
@@ -136,8 +148,47 @@ async def probe_azure() -> None:
     client = get_mongodb("cosmos", account="acct", account_key="a2V5")
     await aclose_client(client)
     expect_missing_extra(lambda: get_storage("s3", bucket="b", region="us-east-1"), "aws")
+    expect_missing_gcp()
     leaked = sdk_roots() & {"aioboto3", "aiobotocore", "boto3", "botocore", "gcloud", "motor"}
     assert not leaked, f"an azure-only install imported {leaked}"
+
+
+async def probe_gcp(pubsub_host: str) -> None:
+    from cloudrift.messaging import get_queue
+    from cloudrift.storage import get_storage
+
+    # The test created topic "iso" and subscription "iso-sub" on the Pub/Sub stand-in.
+    async with get_queue(
+        "gcp_pubsub",
+        project="cloudrift-test",
+        topic="iso",
+        subscription="iso-sub",
+        emulator_host=pubsub_host,
+    ) as queue:
+        await queue.send({"n": 1})
+        got = await queue.receive(max_messages=1, wait_time=2)
+        assert [m.body for m in got] == [{"n": 1}], got
+        await queue.delete(got[0].receipt_handle)
+    async with get_storage("gcs", bucket="b", emulator_host="http://127.0.0.1:1"):
+        pass
+    from cloudrift.document import aclose_client, get_mongodb
+
+    client = get_mongodb(
+        "firestore", host="uid.us-east1.firestore.goog", username="u", password="p@ss"
+    )
+    await aclose_client(client)
+    expect_missing_extra(lambda: get_storage("s3", bucket="b", region="us-east-1"), "aws")
+    expect_missing_extra(
+        lambda: get_queue(
+            "azure_bus",
+            connection_string="Endpoint=sb://127.0.0.1:1;SharedAccessKeyName=k;"
+            "SharedAccessKey=v;UseDevelopmentEmulator=true",
+            queue_name="q",
+        ),
+        "azure",
+    )
+    leaked = sdk_roots() & {"azure", "aioboto3", "aiobotocore", "boto3", "botocore", "motor"}
+    assert not leaked, f"a gcp-only install imported {leaked}"
 
 
 def main() -> None:
@@ -158,6 +209,8 @@ def main() -> None:
         asyncio.run(probe_aws(sys.argv[2]))
     elif which == "azure":
         asyncio.run(probe_azure())
+    elif which == "gcp":
+        asyncio.run(probe_gcp(sys.argv[2]))
     else:
         raise SystemExit(f"unknown probe {which}")
     print("PROBE OK")

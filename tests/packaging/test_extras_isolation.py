@@ -1,8 +1,9 @@
 """Installing one extra is enough, and pulls in no other cloud's SDK.
 
 Each test builds a fresh venv with the cloudrift wheel and exactly one extra (or none)
-and runs probe_extras.py inside it. The AWS probe talks to this session's moto server,
-so the aws-only install is shown to work for real, not just to import.
+and runs probe_extras.py inside it. The AWS probe talks to this session's moto server
+and the GCP probe to the Pub/Sub stand-in, so those installs are shown to work for real,
+not just to import.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from tests.servers.moto import MotoEndpoint
+from tests.servers.pubsub import PubSubEndpoint
 
 ROOT = Path(__file__).resolve().parents[2]
 PROBE = Path(__file__).with_name("probe_extras.py")
@@ -52,10 +54,9 @@ def extra_venvs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Future[Pa
         "building the cloudrift wheel",
     )
     wheel = next(base.glob("cloudrift-*.whl"))
-    pool = ThreadPoolExecutor(max_workers=3)
-    futures = {
-        extra: pool.submit(_make_venv, base, wheel, extra) for extra in ("none", "aws", "azure")
-    }
+    extras = ("none", "aws", "azure", "gcp")
+    pool = ThreadPoolExecutor(max_workers=len(extras))
+    futures = {extra: pool.submit(_make_venv, base, wheel, extra) for extra in extras}
     pool.shutdown(wait=False)
     return futures
 
@@ -84,3 +85,12 @@ def test_azure_extra_constructs_every_azure_provider_without_aws_sdks(
 ) -> None:
     """cloudrift[azure] alone builds every Azure provider and never imports boto."""
     _probe(extra_venvs["azure"].result(), "azure")
+
+
+def test_gcp_extra_runs_pubsub_without_aws_or_azure_sdks(
+    extra_venvs: dict[str, Future[Path]], pubsub: PubSubEndpoint
+) -> None:
+    """cloudrift[gcp] alone runs Pub/Sub against the stand-in and never imports boto or azure."""
+    pubsub.create_topic("iso")
+    pubsub.create_subscription("iso-sub", "iso")
+    _probe(extra_venvs["gcp"].result(), "gcp", pubsub.host)

@@ -41,6 +41,7 @@ from typing import Any
 import mongomock
 import pytest
 from bson.int64 import Int64
+from bson.objectid import ObjectId
 from mockupdb import MockupDB
 from pymongo.errors import OperationFailure
 
@@ -322,6 +323,9 @@ class MongoWireServer(MockupDB):  # type: ignore[misc]
                 "maxMessageSizeBytes": 48_000_000,
                 "maxWriteBatchSize": 100_000,
             }
+            if doc.get("loadBalanced"):
+                # Behind a load balancer (Firestore) a server names its service in hello.
+                reply["serviceId"] = ObjectId()
             if self.sasl_mechanisms is not None and "saslSupportedMechs" in doc:
                 reply["saslSupportedMechs"] = self.sasl_mechanisms
             return bool(request.reply(reply))

@@ -1,0 +1,609 @@
+"""Google Cloud Pub/Sub through ``gcloud-aio-pubsub`` (REST/JSON, natively async).
+
+A queue is a topic plus one subscription on it: ``send`` publishes to ``topic``,
+``receive`` pulls from ``subscription``. How our semantics map (the Pub/Sub column of
+the table in ``docs/messaging.md``):
+
+* ``group_id`` → the message's ordering key. It needs a subscription created with
+  message ordering enabled; on any other subscription ``send(group_id=)`` raises
+  ``FeatureNotSupportedError`` (Pub/Sub would accept the key and ignore the order). The
+  subscription is read once, before the first send; an identity that may only publish
+  skips that check and its ordering keys pass through as given.
+* ``dedup_id`` and ``delay`` → ``FeatureNotSupportedError``: Pub/Sub has neither.
+  ``receive(group_id=)`` is not supported either.
+* visibility → the ack deadline: ``receive(visibility_timeout=)`` and
+  ``extend_visibility`` call ``modifyAckDeadline`` (0..600 s; more is a ValueError);
+  ``nack`` sets the deadline to 0.
+* ``receive_count`` → ``deliveryAttempt`` when the subscription has a dead-letter
+  policy (Pub/Sub counts only then); otherwise the deliveries this backend instance
+  has seen of that message (another process's deliveries are not counted).
+* ``dead_letter(handle, reason)`` needs ``dead_letter_topic``: the message is published
+  there with its body, attributes, ordering key and the reason, and acked only after
+  that publish succeeded (so it is never lost).
+* batches → one publish request per 1,000 messages or 10 MB of request JSON; payload
+  bytes travel base64-encoded, as the REST API requires, and the size limits count
+  those encoded bytes (so one payload can be at most about 7.5 MB).
+* ``purge`` → ``seek`` to the current time (acks everything published before it).
+* transient failures (a dropped connection, 429 and 5xx answers) are retried up to
+  ``max_attempts`` times with backoff, as Google's client libraries do — except pulls,
+  which ``consume()`` retries itself. A retried publish may deliver a message twice.
+
+Auth: application default credentials (also workload identity through the metadata
+server) when no credential option is given, a service-account key file
+(``credentials_path``), or ``emulator_host`` (``host:port``) for the Pub/Sub emulator or
+a local stand-in. ``endpoint_url`` picks a regional or private API endpoint (Google
+recommends a regional one when publishing with ordering keys). ``PUBSUB_EMULATOR_HOST``
+in the environment is ignored: a stray variable must not redirect production traffic.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import datetime
+import json
+import logging
+import math
+import re
+import urllib.parse
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import aiohttp
+from gcloud.aio.pubsub import PublisherClient, PubsubMessage, SubscriberClient
+
+from cloudrift.core.auth import auth_method, select_auth
+from cloudrift.core.exceptions import (
+    ConfigurationError,
+    InvalidMessageError,
+    MessageSendError,
+    MessagingConnectionError,
+    MessagingError,
+    MessagingPermissionError,
+    QueueNotFoundError,
+    ReceiptHandleError,
+)
+from cloudrift.core.lifecycle import LazyClient
+from cloudrift.core.retry import RetryPolicy
+from cloudrift.core.secrets import redact
+from cloudrift.messaging.base import (
+    DEAD_LETTER_REASON,
+    InFlightMap,
+    Message,
+    PreparedMessage,
+    Queue,
+    SendFailure,
+    SendLimits,
+)
+
+log = logging.getLogger("cloudrift.messaging")
+
+_AUTH = [
+    auth_method("application default credentials"),
+    auth_method("service account file", ["credentials_path"]),
+    auth_method("emulator", ["emulator_host"]),
+]
+_PUBLIC_ROOT = "https://pubsub.googleapis.com/v1"
+#: Google's resource-name rule for topics and subscriptions.
+_NAME = re.compile(r"^[A-Za-z][-A-Za-z0-9_.~+%]{2,254}$")
+_PROJECT = re.compile(r"^[a-z][-a-z0-9.:]{4,61}[a-z0-9]$|^[a-z][-a-z0-9]{4,28}[a-z0-9]$")
+#: Pub/Sub's publish limits: messages per request and bytes per request.
+MAX_BATCH_COUNT = 1000
+MAX_REQUEST_BYTES = 10_000_000
+#: The JSON around the messages of a publish request: ``{"messages": [...]}``.
+_REQUEST_FRAME = len(json.dumps({"messages": []}))
+#: One message's JSON in a publish request without its base64 data and attributes, plus
+#: the ", " that separates it from the next (see ``_entry_size``).
+_MESSAGE_FRAME = len(json.dumps({"data": "", "attributes": {}})) - 2 + 2
+_ORDERING_KEY_FRAME = len(', "orderingKey": ')
+#: The longest ack deadline Pub/Sub accepts.
+MAX_ACK_DEADLINE = 600
+_TRANSIENT = {429, 500, 502, 503, 504}
+
+_LIMITS = SendLimits(
+    max_message_bytes=MAX_REQUEST_BYTES - _REQUEST_FRAME,
+    max_batch_count=MAX_BATCH_COUNT,
+    max_batch_bytes=MAX_REQUEST_BYTES - _REQUEST_FRAME,
+    max_delay=None,
+)
+
+T = TypeVar("T")
+_LOOPBACK_HOSTS = {"localhost", "127.0.0.1", "::1"}
+
+
+def _check_endpoint(where: str, endpoint_url: str, emulator_host: str | None) -> str:
+    """A regional / private API endpoint: https, or plain http on loopback only (an
+    access token must never cross a network in clear text)."""
+    if emulator_host is not None:
+        raise ConfigurationError(
+            f"{where}: give emulator_host (no auth) or endpoint_url (authenticated), not both"
+        )
+    parts = urllib.parse.urlsplit(endpoint_url)
+    secure = parts.scheme == "https" or (
+        parts.scheme == "http" and (parts.hostname or "") in _LOOPBACK_HOSTS
+    )
+    if not secure or not parts.hostname or parts.path.strip("/"):
+        raise ConfigurationError(
+            f"{where}: endpoint_url must be an https:// API root such as "
+            f"'https://us-east1-pubsub.googleapis.com' (http only on loopback), got "
+            f"{endpoint_url!r}"
+        )
+    return endpoint_url.rstrip("/")
+
+
+def _retryable(error: MessagingError, cause: BaseException) -> bool:
+    """Connection failures and 429 / 5xx answers; not a request that ran out of time
+    (that already waited ``read_timeout``, or was a long poll ending on purpose)."""
+    if not isinstance(error, MessagingConnectionError):
+        return False
+    return not (isinstance(cause, TimeoutError) and not isinstance(cause, aiohttp.ClientError))
+
+
+@dataclass(frozen=True)
+class PubSubClients:
+    """The native gcloud-aio clients (non-portable escape hatch; do not close them)."""
+
+    publisher: PublisherClient
+    subscriber: SubscriberClient
+    topic_path: str
+    subscription_path: str
+
+
+class GcpPubSubQueue(Queue):
+    """One Pub/Sub topic and a subscription on it, used as a queue."""
+
+    provider = "gcp_pubsub"
+    #: Pub/Sub's pull returns at most 1,000 messages.
+    max_receive_messages = 1000
+
+    def __init__(
+        self,
+        *,
+        project: str,
+        topic: str,
+        subscription: str,
+        dead_letter_topic: str | None = None,
+        credentials_path: str | None = None,
+        emulator_host: str | None = None,
+        endpoint_url: str | None = None,
+        max_pool_connections: int = 64,
+        connect_timeout: float = 5.0,
+        read_timeout: float = 30.0,
+        max_attempts: int = 3,
+        max_in_flight: int = 10_000,
+    ) -> None:
+        super().__init__()
+        where = "gcp_pubsub queue"
+        if not isinstance(project, str) or not _PROJECT.match(project):
+            raise ConfigurationError(
+                f"{where}: project must be a Google Cloud project id, got {project!r}"
+            )
+        for name, value in (
+            ("topic", topic),
+            ("subscription", subscription),
+            ("dead_letter_topic", dead_letter_topic),
+        ):
+            if value is None and name == "dead_letter_topic":
+                continue
+            if not isinstance(value, str) or not _NAME.match(value) or value.startswith("goog"):
+                raise ConfigurationError(
+                    f"{where}: {name} must be the short {name.split('_')[-1]} name (3-255 "
+                    "characters: letters, digits, - _ . ~ + %, starting with a letter, not "
+                    f"'goog'), not a path; got {value!r}"
+                )
+        self.auth_method = select_auth(
+            where, {"credentials_path": credentials_path, "emulator_host": emulator_host}, _AUTH
+        )
+        if emulator_host is not None:
+            emulator_host = re.sub(r"^https?://", "", emulator_host).rstrip("/")
+            if not emulator_host or "/" in emulator_host:
+                raise ConfigurationError(
+                    f"{where}: emulator_host must be host:port (like PUBSUB_EMULATOR_HOST), "
+                    f"got {emulator_host!r}"
+                )
+        if endpoint_url is not None:
+            endpoint_url = _check_endpoint(where, endpoint_url, emulator_host)
+        for name, number in (
+            ("max_pool_connections", max_pool_connections),
+            ("max_attempts", max_attempts),
+            ("max_in_flight", max_in_flight),
+        ):
+            if isinstance(number, bool) or not isinstance(number, int) or number < 1:
+                raise ConfigurationError(f"{where}: {name} must be a positive int, got {number!r}")
+        for name, timeout in (("connect_timeout", connect_timeout), ("read_timeout", read_timeout)):
+            if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
+                raise ConfigurationError(f"{where}: {name} must be a positive number of seconds")
+        self.project = project
+        self.topic = topic
+        self.subscription = subscription
+        self.dead_letter_topic = dead_letter_topic
+        self.emulator_host = emulator_host
+        self.topic_path = f"projects/{project}/topics/{topic}"
+        self.subscription_path = f"projects/{project}/subscriptions/{subscription}"
+        self._dlq_path = (
+            f"projects/{project}/topics/{dead_letter_topic}" if dead_letter_topic else None
+        )
+        if emulator_host:
+            self._api_root = f"http://{emulator_host}/v1"
+        elif endpoint_url:
+            self._api_root = f"{endpoint_url}/v1"
+        else:
+            self._api_root = _PUBLIC_ROOT
+        self._credentials_path = credentials_path
+        self._pool = max_pool_connections
+        self._connect_timeout = connect_timeout
+        self._read_timeout = read_timeout
+        # Like Google's own client libraries, retry UNAVAILABLE / RESOURCE_EXHAUSTED and
+        # dropped connections (a retried publish may deliver twice: at-least-once anyway).
+        self._retry = RetryPolicy(attempts=max_attempts, base_delay=0.1, max_delay=2.0)
+        self.backend_name = f"gcp_pubsub queue {topic!r}/{subscription!r}"
+        self._client: LazyClient[PubSubClients] = LazyClient(self._build_client)
+        self._in_flight: InFlightMap[Message] = InFlightMap(max_in_flight)
+        #: message id → deliveries seen here (receive_count without a dead-letter policy).
+        self._seen: InFlightMap[int] = InFlightMap(max_in_flight)
+        self._subscription_info: dict[str, Any] | None = None
+        # Capabilities: the Pub/Sub column of the seed's table. supports_groups is
+        # settled by the subscription's enableMessageOrdering before the first send.
+        self.supports_delay = False
+        self.supports_groups = True
+        self.supports_dedup = False
+        self.supports_group_receive = False
+        self.supports_visibility_timeout = True
+        self.supports_dead_letter = dead_letter_topic is not None
+        self.requires_group_id = False
+        # Publish requests without ordering keys may overlap (entries with a group_id
+        # always go in order); four 10 MB requests bound the memory in flight.
+        self.batch_send_concurrency = 4
+
+    def __repr__(self) -> str:
+        return (
+            f"GcpPubSubQueue(project={self.project!r}, topic={self.topic!r}, "
+            f"subscription={self.subscription!r}, auth={self.auth_method!r})"
+        )
+
+    # ---------------------------------------------------------------- client
+
+    async def _build_client(self, stack: AsyncExitStack) -> PubSubClients:
+        timeout = aiohttp.ClientTimeout(sock_connect=self._connect_timeout)
+        session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=self._pool), timeout=timeout
+        )
+        stack.push_async_callback(session.close)
+        sdk_session: Any = session  # gcloud-aio types it as its own alias of ClientSession
+        dev = self.emulator_host is not None
+        common: dict[str, Any] = {
+            "service_file": self._credentials_path,
+            "session": sdk_session,
+            "api_root": self._api_root,
+            "api_is_dev": dev,
+        }
+        try:
+            publisher = PublisherClient(**common)
+        except (OSError, ValueError) as exc:
+            # gcloud-aio reads the key file while building its token.
+            raise ConfigurationError(
+                f"{self.backend_name}: cannot read the service-account key file (credentials_path, "
+                f"or GOOGLE_APPLICATION_CREDENTIALS under application default credentials): "
+                f"{type(exc).__name__}: {redact(str(exc))}"
+            ) from exc
+        # One token for both clients: one refresh, one metadata-server / OAuth round trip.
+        subscriber = SubscriberClient(**common, token=publisher.token)
+        return PubSubClients(publisher, subscriber, self.topic_path, self.subscription_path)
+
+    async def native(self) -> PubSubClients:
+        """The gcloud-aio publisher and subscriber (non-portable escape hatch)."""
+        self._ensure_open()
+        return await self._client.get()
+
+    async def _aclose(self) -> None:
+        self._in_flight = InFlightMap(self._in_flight.max_size)
+        await self._client.aclose()
+
+    # ---------------------------------------------------------------- errors
+
+    def _error(self, exc: Exception, handle: str | None, publishing: bool) -> MessagingError:
+        """The one translation of aiohttp / gcloud-aio errors to the messaging family
+        (redacted; the caller chains it with ``raise ... from exc``)."""
+        if isinstance(exc, aiohttp.ClientResponseError):
+            return self._status_error(exc.status, redact(str(exc.message)), handle, publishing)
+        if isinstance(exc, TimeoutError | aiohttp.ClientConnectionError):
+            return MessagingConnectionError(
+                f"{self.backend_name}: cannot reach Pub/Sub at {self._api_root} "
+                f"({type(exc).__name__}: {redact(str(exc))})"
+            )
+        return MessagingError(f"{self.backend_name}: {type(exc).__name__}: {redact(str(exc))}")
+
+    def _status_error(
+        self, status: int, text: str, handle: str | None, publishing: bool
+    ) -> MessagingError:
+        where = f"{self.backend_name}: Pub/Sub answered {status}: {text}"
+        if status == 404:
+            return QueueNotFoundError(
+                f"{where}; check that topic {self.topic_path!r}, subscription "
+                f"{self.subscription_path!r} (and the dead-letter topic) exist"
+            )
+        if status in (401, 403):
+            return MessagingPermissionError(
+                f"{where}; the credentials need roles/pubsub.publisher on the topic and "
+                "roles/pubsub.subscriber on the subscription"
+            )
+        if status == 400 and handle is not None and "ack id" in text.lower():
+            return ReceiptHandleError(
+                f"{where}; the receipt handle is not a Pub/Sub ack id from this subscription"
+            )
+        if status in _TRANSIENT:
+            return MessagingConnectionError(where)
+        if status == 400 and publishing:
+            return InvalidMessageError(where)
+        return MessagingError(where)
+
+    async def _call(
+        self,
+        operation: Callable[[PubSubClients], Awaitable[T]],
+        handle: str | None = None,
+        *,
+        publishing: bool = False,
+        retry: bool = True,
+    ) -> T:
+        """Run one API call with errors translated, retried while transient (a plain
+        loop rather than a wrapper: this is on every message's path)."""
+        clients = await self._client.get()
+        attempts = self._retry.attempts if retry else 1
+        attempt = 1
+        while True:
+            try:
+                return await operation(clients)
+            except (aiohttp.ClientError, TimeoutError) as exc:
+                error = self._error(exc, handle, publishing)
+                if attempt >= attempts or not _retryable(error, exc):
+                    raise error from exc
+            await asyncio.sleep(self._retry.delay(attempt))
+            attempt += 1
+
+    # ---------------------------------------------------------------- sending
+
+    async def _limits(self) -> SendLimits:
+        if self._subscription_info is None:
+            await self._read_subscription()
+        return _LIMITS
+
+    async def _read_subscription(self) -> None:
+        """Once, before the first send: check the subscription is on our topic and learn
+        whether it orders messages (``supports_groups``)."""
+        try:
+            info = await self._call(
+                lambda c: c.subscriber.get_subscription(
+                    self.subscription_path, timeout=self._timeout()
+                )
+            )
+        except MessagingPermissionError:
+            # A publisher-only identity (roles/pubsub.publisher) may not read the
+            # subscription: send anyway, passing ordering keys through unchecked.
+            log.info(
+                "%s: cannot read the subscription; sending without checking its topic "
+                "or message ordering",
+                self.backend_name,
+            )
+            self._subscription_info = {}
+            return
+        if info.get("topic") != self.topic_path:
+            raise ConfigurationError(
+                f"{self.backend_name}: subscription {self.subscription_path!r} is attached "
+                f"to {info.get('topic')!r}, not to {self.topic_path!r}; messages sent here "
+                "would never reach it"
+            )
+        self.supports_groups = bool(info.get("enableMessageOrdering"))
+        self._subscription_info = info
+
+    def _wire(self, msg: PreparedMessage) -> PubsubMessage:
+        wire = PubsubMessage(msg.body, ordering_key=msg.group_id or "")
+        # Set after construction: attribute names like "data" must not collide with
+        # PubsubMessage's own keyword arguments.
+        wire.attributes = dict(msg.attributes)
+        return wire
+
+    def _entry_size(self, msg: PreparedMessage) -> int:
+        # Exactly what the message adds to the publish request's JSON as gcloud-aio
+        # serialises it (base64 data, attributes, ordering key, the separating ", "),
+        # computed without building it: this runs for every message sent.
+        size = _MESSAGE_FRAME + 4 * math.ceil(len(msg.body) / 3)
+        size += len(json.dumps(msg.attributes)) if msg.attributes else 2
+        if msg.group_id:
+            size += _ORDERING_KEY_FRAME + len(json.dumps(msg.group_id))
+        return size
+
+    async def _send_one(self, msg: PreparedMessage) -> str:
+        [result] = await self._send_chunk([msg])
+        if isinstance(result, SendFailure):
+            raise MessageSendError(
+                f"{self.backend_name}: {result.reason}", failed={0: result.reason}
+            )
+        return result
+
+    async def _send_chunk(self, chunk: Sequence[PreparedMessage]) -> Sequence[str | SendFailure]:
+        wire = [self._wire(m) for m in chunk]
+        answer = await self._call(
+            lambda c: c.publisher.publish(self.topic_path, wire, timeout=self._timeout()),
+            publishing=True,
+        )
+        ids = answer.get("messageIds", [])
+        if len(ids) != len(chunk):
+            # A publish request is all-or-nothing; a short answer means we cannot tell.
+            return [SendFailure("Pub/Sub returned no message id for this entry")] * len(chunk)
+        return [str(i) for i in ids]
+
+    # -------------------------------------------------------------- receiving
+
+    def _timeout(self, seconds: float | None = None) -> int:
+        # gcloud-aio types timeouts as int seconds.
+        return max(1, math.ceil(self._read_timeout if seconds is None else seconds))
+
+    async def _headers(self, clients: PubSubClients) -> dict[str, str]:
+        headers = {"Content-Type": "application/json"}
+        if self.emulator_host is None:
+            headers["Authorization"] = f"Bearer {await clients.subscriber.token.get()}"
+        return headers
+
+    async def _pull(self, max_messages: int, wait: float) -> list[Any]:
+        """One pull request. gcloud-aio's ``pull`` drops ``orderingKey`` and cannot ask
+        for ``returnImmediately``, so this one call is made directly on its session.
+        Not retried here: a retry would stretch the caller's wait (``consume()`` retries
+        failed polls with backoff)."""
+        body = json.dumps({"maxMessages": max_messages, "returnImmediately": wait <= 0})
+        timeout = self._read_timeout if wait <= 0 else wait
+
+        async def pull(clients: PubSubClients) -> dict[str, Any]:
+            resp = await clients.subscriber.session.post(
+                f"{self._api_root}/{self.subscription_path}:pull",
+                data=body.encode(),
+                headers=await self._headers(clients),
+                timeout=timeout,
+            )
+            answer: dict[str, Any] = await resp.json()
+            return answer
+
+        answer = await self._call(pull, retry=False)
+        received: list[Any] = answer.get("receivedMessages", [])
+        return received
+
+    async def _receive(
+        self,
+        max_messages: int,
+        wait_time: float,
+        visibility_timeout: float | None,
+        group_id: str | None,
+    ) -> list[Message]:
+        if visibility_timeout is not None and visibility_timeout > MAX_ACK_DEADLINE:
+            raise ValueError(
+                f"visibility_timeout must be at most {MAX_ACK_DEADLINE}s on Pub/Sub (its "
+                "longest ack deadline); extend_visibility() while working instead"
+            )
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + wait_time
+        while True:
+            # Under 50 ms left is not worth a long poll: ask for what is there now.
+            remaining = deadline - loop.time()
+            wait = remaining if remaining > 0.05 else 0.0
+            try:
+                raw = await self._pull(max_messages, wait)
+            except MessagingConnectionError as exc:
+                # Our own long-poll timeout ran out (a plain TimeoutError, not a connect
+                # timeout): Pub/Sub hands nothing to a pull whose client hung up, so this
+                # is "nothing arrived", not a failure.
+                cause = exc.__cause__
+                if (
+                    wait > 0
+                    and isinstance(cause, TimeoutError)
+                    and not isinstance(cause, aiohttp.ClientError)
+                ):
+                    return []
+                raise
+            if raw or loop.time() >= deadline:
+                break
+        messages = [self._message(m) for m in raw]
+        if messages and visibility_timeout is not None:
+            await self._modify([m.receipt_handle for m in messages], math.ceil(visibility_timeout))
+        return messages
+
+    def _message(self, raw: Mapping[str, Any]) -> Message:
+        body = raw.get("message", {})
+        message_id = str(body.get("messageId", ""))
+        attempt = raw.get("deliveryAttempt")
+        if not attempt:
+            # Pub/Sub counts deliveries only with a dead-letter policy; count ours.
+            attempt = (self._seen.get(message_id) or 0) + 1
+            self._seen.add(message_id, attempt)
+        msg = Message.from_raw(
+            base64.b64decode(body.get("data") or ""),
+            receipt_handle=str(raw["ackId"]),
+            message_id=message_id,
+            group_id=body.get("orderingKey") or None,
+            receive_count=int(attempt),
+            attributes=body.get("attributes") or {},
+        )
+        # Remembered (bounded) so dead_letter() can republish body and attributes.
+        self._in_flight.add(msg.receipt_handle, msg)
+        return msg
+
+    # ------------------------------------------------------- acting on a handle
+
+    async def _modify(self, handles: list[str], seconds: int) -> None:
+        await self._call(
+            lambda c: c.subscriber.modify_ack_deadline(
+                self.subscription_path, handles, seconds, timeout=self._timeout()
+            ),
+            handles[0],
+        )
+
+    async def _delete(self, handle: str) -> None:
+        await self._call(
+            lambda c: c.subscriber.acknowledge(
+                self.subscription_path, [handle], timeout=self._timeout()
+            ),
+            handle,
+        )
+        msg = self._in_flight.pop(handle)
+        if msg is not None:
+            self._seen.pop(msg.message_id)
+
+    async def _nack(self, handle: str) -> None:
+        await self._modify([handle], 0)
+        self._in_flight.pop(handle)
+
+    async def _extend_visibility(self, handle: str, seconds: float) -> None:
+        if seconds > MAX_ACK_DEADLINE:
+            raise ValueError(
+                f"visibility can be extended to at most {MAX_ACK_DEADLINE}s at a time on Pub/Sub"
+            )
+        await self._modify([handle], math.ceil(seconds))
+
+    async def _dead_letter(self, handle: str, reason: str) -> None:
+        msg = self._in_flight.get(handle)
+        if msg is None or self._dlq_path is None:
+            raise ReceiptHandleError(
+                f"{self.backend_name}: dead_letter() needs a message received by this "
+                "instance (the handle is unknown, already acked, or was received elsewhere)"
+            )
+        wire = PubsubMessage(msg.raw, ordering_key=msg.group_id or "")
+        wire.attributes = {**msg.attributes, DEAD_LETTER_REASON: reason}
+        dlq = self._dlq_path
+        try:
+            await self._call(
+                lambda c: c.publisher.publish(dlq, [wire], timeout=self._timeout()),
+                publishing=True,
+            )
+        except MessagingError as exc:
+            # Not acked: the message stays on the subscription and comes back.
+            raise MessageSendError(
+                f"{self.backend_name}: could not publish to the dead-letter topic "
+                f"{self._dlq_path!r}; the message stays on the subscription ({exc})",
+                failed={0: str(exc)},
+            ) from exc
+        await self._delete(handle)
+
+    # -------------------------------------------------------------------- misc
+
+    async def _purge(self) -> None:
+        now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        await self._call(
+            lambda c: c.subscriber.seek(
+                self.subscription_path, {"time": now}, timeout=self._timeout()
+            )
+        )
+        self._in_flight = InFlightMap(self._in_flight.max_size)
+        self._seen = InFlightMap(self._seen.max_size)
+
+    async def _health(self) -> bool:
+        # One attempt: a health check reports, it does not wait out an outage.
+        await self._call(
+            lambda c: c.subscriber.get_subscription(
+                self.subscription_path, timeout=self._timeout()
+            ),
+            retry=False,
+        )
+        return True
+
+
+__all__ = ["GcpPubSubQueue", "PubSubClients"]
