@@ -48,6 +48,13 @@ class MemoryQueue(Queue):
     provider = "memory"
     max_receive_messages = 100
 
+    supports_delay = True
+    supports_groups = True
+    supports_dedup = True
+    supports_group_receive = True
+    supports_visibility_timeout = True
+    supports_dead_letter = True
+
     def __init__(
         self,
         *,

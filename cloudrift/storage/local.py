@@ -89,6 +89,7 @@ class LocalStorage(Storage):
         signing_key: str | Secret | None = None,
         temp_file_max_age: float = 3600.0,
     ) -> None:
+        super().__init__()
         if root_dir is None or str(root_dir) == "":
             raise ConfigurationError("local storage needs root_dir: the folder to keep objects in")
         if base_url is not None and not (
@@ -125,6 +126,7 @@ class LocalStorage(Storage):
         self._tmp_count = itertools.count()
         self._remove_stale_temp_files(temp_file_max_age)
         self.base_url = base_url
+        self.supports_presigned_url = base_url is not None
         self._signing_key: Secret = secret(signing_key) or Secret(secrets.token_hex(32))
 
     def _location(self) -> str:

@@ -10,11 +10,14 @@ The pattern (as in Go CDK's drivertest):
   it unsupported, the test instead checks that using it raises
   :class:`~cloudrift.core.exceptions.FeatureNotSupportedError` — a missing capability
   is part of the contract, never a silent skip.
+* The backend itself declares what it has with ``supports_<capability>`` flags (False
+  on the category base class); :meth:`Conformance.test_unsupported_matches_the_backend_flags`
+  checks that the harness's ``unsupported`` and the backend's flags say the same thing.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
+from typing import Any, ClassVar
 
 
 class Conformance:
@@ -33,3 +36,16 @@ class Conformance:
     def test_declared_capabilities_are_known(self) -> None:
         """The provider declares only capabilities the suite knows about."""
         assert self.unsupported <= self.CAPABILITIES, self.unsupported - self.CAPABILITIES
+
+    async def test_unsupported_matches_the_backend_flags(self, backend: Any) -> None:
+        """The backend has a bool supports_* flag for each capability the suite knows, and
+        the ones it sets False are exactly the harness's ``unsupported``."""
+        flags = {name for name in dir(backend) if name.startswith("supports_")}
+        assert flags == {f"supports_{cap}" for cap in self.CAPABILITIES}
+        has = {cap: getattr(backend, f"supports_{cap}") for cap in self.CAPABILITIES}
+        assert all(isinstance(value, bool) for value in has.values()), has
+        assert {cap for cap, value in has.items() if not value} == self.unsupported
+
+    async def test_backend_ran_the_base_init(self, backend: Any) -> None:
+        """The provider's __init__ called super().__init__() (the base state exists)."""
+        assert "_closed" in vars(backend) and "_description" in vars(backend)

@@ -114,6 +114,10 @@ class MessagingConformance(Conformance):
     )
     requires_group_id: ClassVar[bool] = False
 
+    async def test_requires_group_id_matches_the_backend(self, backend: Queue) -> None:
+        """The harness's requires_group_id is what the backend says (FIFO / session queue)."""
+        assert backend.requires_group_id is self.requires_group_id
+
     # ----------------------------------------------------------- harness hooks
 
     async def send_foreign(self, backend: Queue, raw: bytes) -> None:
