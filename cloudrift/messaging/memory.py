@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from cloudrift.core.exceptions import ReceiptHandleError
+from cloudrift.core.operation import operation
 from cloudrift.messaging.base import (
     DEAD_LETTER_REASON,
     Message,
@@ -221,9 +222,9 @@ class MemoryQueue(Queue):
             attributes=msg.attributes,
         )
 
+    @operation
     async def inject_raw(self, raw: bytes, *, attributes: Mapping[str, str] | None = None) -> str:
         """Enqueue bytes exactly as given, as a producer that does not use cloudrift would."""
-        self._ensure_open()
         return self._enqueue(bytes(raw), attributes=attributes)
 
     async def _receive(

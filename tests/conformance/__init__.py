@@ -17,7 +17,14 @@ The pattern (as in Go CDK's drivertest):
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, ClassVar
+
+from cloudrift.core.operation import BackendDescription
+
+#: Public async methods that are not operations: lifecycle, the escape hatch, and the
+#: consume loop (whose receive/delete/nack calls are operations).
+NOT_OPERATIONS = frozenset({"close", "native", "consume"})
 
 
 class Conformance:
@@ -45,6 +52,27 @@ class Conformance:
         has = {cap: getattr(backend, f"supports_{cap}") for cap in self.CAPABILITIES}
         assert all(isinstance(value, bool) for value in has.values()), has
         assert {cap for cap, value in has.items() if not value} == self.unsupported
+
+    async def test_every_public_operation_runs_through_the_wrapper(self, backend: Any) -> None:
+        """No provider bypasses cloudrift.core.operation (closed check, telemetry,
+        cancellation) by defining or overriding a public async method without it."""
+        bypassing = []
+        for name in dir(type(backend)):
+            if name.startswith("_") or name in NOT_OPERATIONS:
+                continue
+            attr = inspect.getattr_static(type(backend), name)
+            target = getattr(attr, "__wrapped__", attr)
+            is_async = inspect.iscoroutinefunction(target) or inspect.isasyncgenfunction(target)
+            if is_async and not hasattr(attr, "__wrapped__"):
+                bypassing.append(name)
+        assert bypassing == []
+
+    async def test_backend_describes_itself_without_secrets(self, backend: Any) -> None:
+        """describe() (what telemetry reports) names the system and holds no credential."""
+        description = backend.describe()
+        assert isinstance(description, BackendDescription) and description.system
+        for value in getattr(self, "secrets_in_use", ()):
+            assert value not in repr(description)
 
     async def test_backend_ran_the_base_init(self, backend: Any) -> None:
         """The provider's __init__ called super().__init__() (the base state exists)."""

@@ -25,10 +25,7 @@ from cloudrift.messaging import Queue
 from cloudrift.messaging.memory import MemoryQueue
 from cloudrift.storage import Storage
 from cloudrift.storage.memory import MemoryStorage
-
-#: Public async methods that are deliberately not operations: lifecycle, the escape
-#: hatch, and the consume loop (its receive/delete/nack calls are operations).
-NOT_OPERATIONS = {"close", "native", "consume"}
+from tests.conformance import NOT_OPERATIONS
 
 
 class Probe(AsyncBackend):
