@@ -90,7 +90,8 @@ class AsyncBackend:
     async def _native_client(self) -> Any:
         """Hook: the SDK client, usually ``await self._client.get()``."""
         raise FeatureNotSupportedError(
-            f"{self.backend_name} has no native client: it is implemented in cloudrift itself"
+            f"{self.backend_name} has no native client to hand out; native() is offered by "
+            "the cloud and Redis backends"
         )
 
     async def close(self) -> None:

@@ -237,10 +237,13 @@ async def test_cancellation_propagates_without_an_observer() -> None:
     assert probe.released == ["work"]
 
 
-async def test_cancelled_stream_releases_its_resources(observe: Any) -> None:
-    """Cancelling a consumer mid-stream propagates and closes the provider's stream."""
+@pytest.mark.parametrize("observed", [True, False])
+async def test_cancelled_stream_releases_its_resources(observe: Any, observed: bool) -> None:
+    """Cancelling a consumer mid-stream propagates and closes the provider's stream,
+    with or without an observer."""
     recorder = Recorder(suppress=True)
-    observe(recorder)
+    if observed:
+        observe(recorder)
     probe = Probe()
 
     async def consume() -> list[int]:
@@ -252,7 +255,8 @@ async def test_cancelled_stream_releases_its_resources(observe: Any) -> None:
     with pytest.raises(asyncio.CancelledError):
         await task
     assert probe.released == ["stream"]
-    assert recorder.events[-1] == ("end", "probe", "stream", "CancelledError")
+    if observed:
+        assert recorder.events[-1] == ("end", "probe", "stream", "CancelledError")
 
 
 async def test_stream_scope_lasts_until_exhausted_or_closed(observe: Any) -> None:
