@@ -52,6 +52,7 @@ from cloudrift.core.exceptions import (
     StorageError,
     StoragePermissionError,
 )
+from cloudrift.core.operation import operation
 from cloudrift.core.secrets import Secret, secret
 from cloudrift.storage.base import (
     DEFAULT_CONTENT_TYPE,
@@ -604,6 +605,7 @@ class LocalStorage(Storage):
     ) -> str:
         return self._signed_url(key, method, int(time.time()) + expires_in, content_type)
 
+    @operation
     async def presigned_upload_url(
         self,
         key: str,
@@ -667,6 +669,7 @@ class LocalStorage(Storage):
         if expires < int(time.time()):
             raise StoragePermissionError("presigned URL has expired; ask for a new one")
 
+    @operation
     async def create_from_stream(
         self, key: str, parts: AsyncIterable[bytes], *, content_type: str | None = None
     ) -> None:
@@ -681,7 +684,6 @@ class LocalStorage(Storage):
         """
         validate_key(key)
         ctype = guess_content_type(key, content_type)
-        self._ensure_open()
         if await self._exists(key):
             raise ObjectExistsError(key)
         path = self._path(key)
