@@ -57,7 +57,7 @@ from cloudrift.core.exceptions import (
     StoragePermissionError,
 )
 from cloudrift.core.lifecycle import LazyClient
-from cloudrift.core.operation import BackendDescription
+from cloudrift.core.operation import BackendDescription, operation
 from cloudrift.core.secrets import Secret, redact, reveal, secret
 from cloudrift.storage.base import (
     ObjectInfo,
@@ -509,6 +509,7 @@ class AzureBlobStorage(Storage):
         if status not in ("success", None):
             raise StorageError(f"azure_blob copy of {src!r} to {dst!r} ended as {status!r}")
 
+    @operation
     async def abort_incomplete_uploads(self, *, older_than: timedelta) -> int:
         """Not available on Azure: raises FeatureNotSupportedError.
 

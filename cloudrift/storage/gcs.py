@@ -40,7 +40,7 @@ from cloudrift.core.exceptions import (
     StoragePermissionError,
 )
 from cloudrift.core.lifecycle import LazyClient
-from cloudrift.core.operation import BackendDescription
+from cloudrift.core.operation import BackendDescription, operation
 from cloudrift.core.secrets import redact
 from cloudrift.storage.base import ObjectInfo, PresignMethod, Storage
 
@@ -431,6 +431,7 @@ class GCSStorage(Storage):
                 timeout=self._timeout,
             )
 
+    @operation
     async def abort_incomplete_uploads(self, *, older_than: timedelta) -> int:
         """Not available on GCS: raises FeatureNotSupportedError.
 

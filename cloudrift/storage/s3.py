@@ -43,7 +43,7 @@ from cloudrift.core.exceptions import (
     StoragePermissionError,
 )
 from cloudrift.core.lifecycle import LazyClient
-from cloudrift.core.operation import BackendDescription
+from cloudrift.core.operation import BackendDescription, operation
 from cloudrift.core.secrets import Secret, redact
 from cloudrift.storage.base import ObjectInfo, PresignMethod, Storage, send_parts
 
@@ -554,6 +554,7 @@ class S3Storage(Storage):
             with self._errors():
                 raise
 
+    @operation
     async def abort_incomplete_uploads(self, *, older_than: timedelta) -> int:
         """Abort every multipart upload in the bucket started more than ``older_than`` ago
         (parts left by crashed writers or failed aborts); returns how many were aborted.
@@ -565,7 +566,6 @@ class S3Storage(Storage):
             raise InvalidArgumentError(
                 f"older_than must be a non-negative datetime.timedelta, got {older_than!r}"
             )
-        self._ensure_open()
         client = await self._client.get()
         cutoff = datetime.now(UTC) - older_than
         args: dict[str, Any] = {"Bucket": self.bucket, "MaxUploads": self._page_size}

@@ -269,7 +269,7 @@ def test_http_errors_map_to_specific_errors(
 
 async def test_gcloud_aio_internals_are_still_there(gcs_storage: GCSStorage) -> None:
     """Every private gcloud-aio-storage detail the provider uses exists and has its shape."""
-    client = await gcs_storage._client.get()  # the gcloud-aio client (native())
+    client = await gcs_storage.native()
     assert await _SDK.auth_headers(client) == {}  # the emulator needs no token
     assert _SDK.upload_root(client) == f"{gcs_storage.emulator_host}/upload/storage/v1/b"
     assert isinstance(_SDK.http_session(client), aiohttp.ClientSession)
