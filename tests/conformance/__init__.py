@@ -10,8 +10,10 @@ The pattern (as in Go CDK's drivertest):
   it unsupported, the test instead checks that using it raises
   :class:`~cloudrift.core.exceptions.FeatureNotSupportedError` — a missing capability
   is part of the contract, never a silent skip.
-* The backend itself declares what it has with ``supports_<capability>`` flags (False
-  on the category base class); :meth:`Conformance.test_unsupported_matches_the_backend_flags`
+* Suites of cloudrift's own backends (every category but document, whose client is the
+  native driver) derive from :class:`BackendConformance`. There the backend itself
+  declares what it has with ``supports_<capability>`` flags (False on the category base
+  class), and :meth:`BackendConformance.test_unsupported_matches_the_backend_flags`
   checks that the harness's ``unsupported`` and the backend's flags say the same thing.
 """
 
@@ -43,6 +45,10 @@ class Conformance:
     def test_declared_capabilities_are_known(self) -> None:
         """The provider declares only capabilities the suite knows about."""
         assert self.unsupported <= self.CAPABILITIES, self.unsupported - self.CAPABILITIES
+
+
+class BackendConformance(Conformance):
+    """Base of the suites whose ``backend`` fixture is a cloudrift backend."""
 
     async def test_unsupported_matches_the_backend_flags(self, backend: Any) -> None:
         """The backend has a bool supports_* flag for each capability the suite knows, and
