@@ -279,6 +279,7 @@ class RedisBackend(Cache):
     provider = "redis"
 
     def __init__(self, options: RedisOptions) -> None:
+        super().__init__()
         options.client_kwargs()  # validate now, at construction, not on first use
         self._options = options
         self._secrets = [s for s in (options.password, options.url) if s] + options.secrets
@@ -326,9 +327,8 @@ class RedisBackend(Cache):
                 await client.connection_pool.disconnect(inuse_connections=False)
             await self._sleep(max(provider.seconds_until_refresh(), 1.0))
 
-    async def native(self) -> Any:
-        """The underlying ``redis.asyncio.Redis`` client (non-portable escape hatch)."""
-        self._ensure_open()
+    async def _native_client(self) -> Any:
+        """``await cache.native()``: the underlying ``redis.asyncio.Redis`` client."""
         return await self._client.get()
 
     async def _aclose(self) -> None:

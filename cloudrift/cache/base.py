@@ -23,6 +23,7 @@ from typing import Any
 
 from cloudrift.core.exceptions import CacheArgumentError, CacheError
 from cloudrift.core.lifecycle import AsyncBackend
+from cloudrift.core.operation import operation
 
 #: What a write accepts as a value.
 CacheValue = bytes | bytearray | memoryview | str
@@ -148,10 +149,12 @@ class Cache(AsyncBackend, ABC):
     """A key-value cache with hashes, lists and counters; see the module doc for values.
 
     Provider modules implement the ``_hooks``; every public method validates its
-    input here, checks the backend is open, and then calls one hook.
+    input here and calls one hook, through :func:`~cloudrift.core.operation.operation`
+    (closed check, observation, cancellation).
     """
 
     backend_name = "cache"
+    category = "cache"
     #: Short provider name shown in repr() and health output.
     provider: str = "cache"
 
@@ -163,6 +166,7 @@ class Cache(AsyncBackend, ABC):
         return f"<{type(self).__name__} provider={self.provider!r} location={self._location()!r}>"
 
     # ------------------------------------------------------------------ strings
+    @operation
     async def set(
         self, key: str, value: CacheValue, ttl: float | None = None, *, nx: bool = False
     ) -> bool:
@@ -172,27 +176,26 @@ class Cache(AsyncBackend, ABC):
         when the value was written, False when ``nx`` found the key present. A plain
         ``set`` replaces any previous value (and type) and clears its old TTL.
         """
-        self._ensure_open()
         return await self._set(check_key(key), encode_value(value), check_ttl(ttl), bool(nx))
 
+    @operation
     async def get(self, key: str) -> bytes | None:
         """The value stored under ``key`` as bytes, or None if it is absent or expired."""
-        self._ensure_open()
         return await self._get(check_key(key))
 
+    @operation
     async def delete(self, key: str) -> bool:
         """Remove ``key`` (of any type); True if it existed. A missing key is a no-op."""
-        self._ensure_open()
         return await self._delete(check_key(key))
 
+    @operation
     async def exists(self, key: str) -> bool:
         """True if ``key`` holds a value of any type that has not expired."""
-        self._ensure_open()
         return await self._exists(check_key(key))
 
+    @operation
     async def mget(self, keys: Sequence[str]) -> list[bytes | None]:
         """The values of ``keys``, in order, None for each absent key."""
-        self._ensure_open()
         if isinstance(keys, str | bytes):
             raise CacheArgumentError("mget takes a sequence of keys, not a single key")
         checked = [check_key(k) for k in keys]
@@ -200,9 +203,9 @@ class Cache(AsyncBackend, ABC):
             return []
         return await self._mget(checked)
 
+    @operation
     async def mset(self, items: Mapping[str, CacheValue], ttl: float | None = None) -> None:
         """Store every item at once (all or nothing), each expiring after ``ttl`` if given."""
-        self._ensure_open()
         if not isinstance(items, Mapping):
             raise CacheArgumentError("mset takes a mapping of key to value")
         encoded = {check_key(k): encode_value(v) for k, v in items.items()}
@@ -210,73 +213,73 @@ class Cache(AsyncBackend, ABC):
         if encoded:
             await self._mset(encoded, ms)
 
+    @operation
     async def expire(self, key: str, ttl: float) -> bool:
         """Make ``key`` expire after ``ttl`` seconds; False if the key does not exist."""
-        self._ensure_open()
         return await self._expire(check_key(key), check_ttl(ttl, optional=False) or 1)
 
+    @operation
     async def ttl(self, key: str) -> float | None:
         """Seconds until ``key`` expires, None if it never expires.
 
         Raises CacheKeyNotFoundError naming the key if it does not exist.
         """
-        self._ensure_open()
         return await self._ttl(check_key(key))
 
+    @operation
     async def incr(self, key: str, amount: int = 1) -> int:
         """Add ``amount`` to the integer at ``key`` (a missing key counts as 0); the new value.
 
         Raises CacheResponseError if the value is not an integer.
         """
-        self._ensure_open()
         return await self._incr(check_key(key), check_amount(amount))
 
+    @operation
     async def decr(self, key: str, amount: int = 1) -> int:
         """Subtract ``amount`` from the integer at ``key``; the new value."""
-        self._ensure_open()
         return await self._incr(check_key(key), -check_amount(amount))
 
     # ------------------------------------------------------------------- hashes
+    @operation
     async def hset(self, key: str, field: str | bytes, value: CacheValue) -> bool:
         """Set one field of the hash at ``key``; True if the field is new.
 
         Raises CacheResponseError if ``key`` holds another type.
         """
-        self._ensure_open()
         return await self._hset(check_key(key), _check_field(field), encode_value(value))
 
+    @operation
     async def hget(self, key: str, field: str | bytes) -> bytes | None:
         """One field of the hash at ``key`` as bytes, None if the hash or field is absent."""
-        self._ensure_open()
         return await self._hget(check_key(key), _check_field(field))
 
+    @operation
     async def hgetall(self, key: str) -> dict[bytes, bytes]:
         """Every field of the hash at ``key``, names and values as bytes; {} if absent."""
-        self._ensure_open()
         return await self._hgetall(check_key(key))
 
+    @operation
     async def hdel(self, key: str, field: str | bytes) -> bool:
         """Remove one field of the hash; True if it existed."""
-        self._ensure_open()
         return await self._hdel(check_key(key), _check_field(field))
 
     # -------------------------------------------------------------------- lists
+    @operation
     async def lpush(self, key: str, *values: CacheValue) -> int:
         """Push ``values`` one by one onto the head of the list; the list's new length.
 
         So ``lpush(k, "a", "b")`` leaves ``[b"b", b"a"]``, as in Redis.
         """
-        self._ensure_open()
         return await self._push(check_key(key), _encode_many(values), left=True)
 
+    @operation
     async def rpush(self, key: str, *values: CacheValue) -> int:
         """Append ``values`` to the tail of the list; the list's new length."""
-        self._ensure_open()
         return await self._push(check_key(key), _encode_many(values), left=False)
 
+    @operation
     async def lrange(self, key: str, start: int, stop: int) -> list[bytes]:
         """Items ``start``..``stop`` of the list, both inclusive, negatives from the end."""
-        self._ensure_open()
         if isinstance(start, bool) or isinstance(stop, bool):
             raise CacheArgumentError("lrange start and stop must be int")
         if not isinstance(start, int) or not isinstance(stop, int):
@@ -293,22 +296,27 @@ class Cache(AsyncBackend, ABC):
         self._ensure_open()
         pipe = Pipeline()
         yield pipe
-        self._ensure_open()
         if pipe.ops:
-            pipe.results = await self._execute(pipe.ops)
+            pipe.results = await self._run_pipeline(pipe.ops)
+        else:
+            self._ensure_open()
 
+    @operation(name="pipeline")
+    async def _run_pipeline(self, ops: list[Op]) -> list[Any]:
+        return await self._execute(ops)
+
+    @operation
     async def ping(self) -> bool:
         """True when the server answers; raises CacheConnectionError when it cannot."""
-        self._ensure_open()
         await self._ping()
         return True
 
+    @operation
     async def health_check(self) -> bool:
         """Contact the server: True if it answers PING, False if not (never raises for that).
 
         Raises BackendClosedError after close().
         """
-        self._ensure_open()
         try:
             await self._ping()
         except CacheError:  # unreachable, timed out, or refused (LOADING, NOPERM...)

@@ -26,6 +26,7 @@ class MemoryCache(Cache):
     backend_name = "memory cache"
 
     def __init__(self, *, clock: Callable[[], float] | None = None) -> None:
+        super().__init__()
         self._clock = clock or time.monotonic
         self._data: dict[str, _Entry] = {}
 

@@ -7,7 +7,12 @@ Every backend derives from :class:`AsyncBackend`. It gives:
   teardown error surface only when nothing else is in flight;
 * ``async with`` support whose exit never masks the error raised in the block;
 * ``_ensure_open()`` so a closed backend raises :class:`BackendClosedError` instead of
-  silently building a new client;
+  silently building a new client (public operations get this check from
+  :func:`cloudrift.core.operation.operation`);
+* one escape hatch, ``await backend.native()``: the provider's SDK client (built by its
+  :class:`LazyClient`), or FeatureNotSupportedError for a backend without one;
+* ``describe()``: what the backend tells telemetry about itself (the ``_describe()``
+  hook), never a credential;
 * :class:`LazyClient`, a once-only, lock-protected lazy construction of a long-lived
   SDK client held in an ``AsyncExitStack`` (SDK clients must be built inside a running
   event loop, so factories cannot build them eagerly). A failed setup unwinds what it
@@ -22,9 +27,10 @@ import logging
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from types import TracebackType
-from typing import Generic, Self, TypeVar
+from typing import Any, ClassVar, Generic, Self, TypeVar
 
-from cloudrift.core.exceptions import BackendClosedError
+from cloudrift.core.exceptions import BackendClosedError, FeatureNotSupportedError
+from cloudrift.core.operation import BackendDescription
 
 log = logging.getLogger("cloudrift")
 
@@ -32,25 +38,61 @@ T = TypeVar("T")
 
 
 class AsyncBackend:
-    """Base of every backend: explicit closed state, idempotent close, ``async with``."""
+    """Base of every backend: explicit closed state, idempotent close, ``async with``.
+
+    Every subclass's ``__init__`` calls ``super().__init__()`` first.
+    """
 
     #: Human name used in error messages, e.g. ``"s3 storage"``; set by subclasses.
     backend_name: str = "backend"
+    #: The category, as in settings: ``"storage"``, ``"queue"``, ``"cache"``, ...
+    category: ClassVar[str] = "backend"
 
-    _closed: bool = False
+    def __init__(self) -> None:
+        self._closed = False
+        self._description: BackendDescription | None = None
 
     @property
     def closed(self) -> bool:
         """True once ``close()`` has been called."""
         return self._closed
 
+    def _closed_error(self) -> BackendClosedError:
+        return BackendClosedError(
+            f"{self.backend_name} is closed; build a new backend with the factory "
+            "instead of reusing one after close()"
+        )
+
     def _ensure_open(self) -> None:
         """Raise BackendClosedError if ``close()`` was called."""
         if self._closed:
-            raise BackendClosedError(
-                f"{self.backend_name} is closed; build a new backend with the factory "
-                "instead of reusing one after close()"
-            )
+            raise self._closed_error()
+
+    def describe(self) -> BackendDescription:
+        """What this backend tells telemetry about itself: system, destination, server."""
+        if self._description is None:
+            self._description = self._describe()
+        return self._description
+
+    def _describe(self) -> BackendDescription:
+        """Hook: providers name their destination (bucket, queue...) and server."""
+        return BackendDescription(system=str(getattr(self, "provider", type(self).__name__)))
+
+    async def native(self) -> Any:
+        """The provider's own SDK client: a non-portable escape hatch (do not close it).
+
+        Raises FeatureNotSupportedError for a backend without one (memory, local files)
+        and BackendClosedError after ``close()``.
+        """
+        self._ensure_open()
+        return await self._native_client()
+
+    async def _native_client(self) -> Any:
+        """Hook: the SDK client, usually ``await self._client.get()``."""
+        raise FeatureNotSupportedError(
+            f"{self.backend_name} has no native client to hand out; native() is offered by "
+            "the cloud and Redis backends"
+        )
 
     async def close(self) -> None:
         """Release every connection. Calling it again does nothing."""

@@ -42,6 +42,7 @@ from cloudrift.core.exceptions import (
     SenderUnverifiedError,
 )
 from cloudrift.core.lifecycle import LazyClient
+from cloudrift.core.operation import BackendDescription
 from cloudrift.core.retry import RetryPolicy
 from cloudrift.core.secrets import Secret, redact, secret
 from cloudrift.email.base import Email, EmailAddress, PreparedEmail
@@ -180,6 +181,9 @@ class AzureACSEmail(Email):
     def _location(self) -> str:
         return f"endpoint={self.endpoint!r}"
 
+    def _describe(self) -> BackendDescription:
+        return BackendDescription.at("azure_acs", None, self.endpoint)
+
     def _secrets(self) -> list[Secret | None]:
         identity = self._identity.secrets if self._identity else ()
         return [self._connection_string, self._access_key, *identity]
@@ -200,6 +204,10 @@ class AzureACSEmail(Email):
             **self._transport_options,
         )
         return await stack.enter_async_context(client)
+
+    async def _native_client(self) -> Any:
+        """``await email.native()``: the ``azure.communication.email.aio.EmailClient``."""
+        return await self._client.get()
 
     async def _aclose(self) -> None:
         await self._client.aclose()

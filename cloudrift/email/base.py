@@ -35,6 +35,7 @@ from cloudrift.core.exceptions import (
     EmailValidationError,
 )
 from cloudrift.core.lifecycle import AsyncBackend
+from cloudrift.core.operation import operation
 from cloudrift.core.retry import RetryPolicy, retry_async
 
 #: Headers cloudrift writes itself; set them through send()'s parameters instead.
@@ -440,6 +441,7 @@ class Email(AsyncBackend, abc.ABC):
     """
 
     backend_name = "email backend"
+    category = "email"
     #: Provider name shown in repr and messages.
     provider: ClassVar[str] = "email"
     #: Largest MIME message (bytes) the provider accepts by default.
@@ -455,6 +457,7 @@ class Email(AsyncBackend, abc.ABC):
         max_concurrency: int = 10,
         retry: RetryPolicy | None = None,
     ) -> None:
+        super().__init__()
         self.default_from = default_from
         try:
             self._default_sender = (
@@ -472,6 +475,7 @@ class Email(AsyncBackend, abc.ABC):
 
     # ---------------------------------------------------------------- public API
 
+    @operation
     async def send(
         self,
         to: str | Sequence[str],
@@ -492,7 +496,6 @@ class Email(AsyncBackend, abc.ABC):
         subject, an address or a header value, no body, or a message over the size
         limit; ConfigurationError when there is no ``from_`` and no ``default_from``.
         """
-        self._ensure_open()
         message = EmailMessage(
             to=to,
             subject=subject,
@@ -508,6 +511,7 @@ class Email(AsyncBackend, abc.ABC):
         prepared = self.prepare(message)
         return await self._deliver_with_retry(prepared)
 
+    @operation
     async def send_batch(self, messages: Sequence[EmailMessage]) -> list[str]:
         """Send many messages; return their ids in input order.
 
@@ -516,7 +520,6 @@ class Email(AsyncBackend, abc.ABC):
         raises EmailSendError whose ``succeeded`` (index → id) and ``failed``
         (index → reason) together cover every input.
         """
-        self._ensure_open()
         if isinstance(messages, EmailMessage) or not isinstance(messages, Sequence):
             raise EmailValidationError("send_batch() takes a list of EmailMessage objects")
         prepared: list[PreparedEmail] = []
@@ -547,9 +550,9 @@ class Email(AsyncBackend, abc.ABC):
         )
         raise error from next(iter(failed.values()))
 
+    @operation
     async def health_check(self) -> bool:
         """True when the service answers; False (never an exception) when it cannot be reached."""
-        self._ensure_open()
         try:
             return await self._health()
         except asyncio.CancelledError:

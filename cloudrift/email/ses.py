@@ -37,6 +37,7 @@ from cloudrift.core.exceptions import (
     SenderUnverifiedError,
 )
 from cloudrift.core.lifecycle import LazyClient
+from cloudrift.core.operation import BackendDescription
 from cloudrift.core.retry import RetryPolicy
 from cloudrift.core.secrets import Secret, redact
 from cloudrift.email.base import Email, EmailAddress, PreparedEmail
@@ -129,6 +130,9 @@ class SESEmail(Email):
             where += f" endpoint_url={self._endpoint_url!r}"
         return where
 
+    def _describe(self) -> BackendDescription:
+        return BackendDescription.at("ses", None, self._endpoint_url)
+
     # ---------------------------------------------------------------- client
 
     async def _build_client(self, stack: AsyncExitStack) -> Any:
@@ -141,9 +145,8 @@ class SESEmail(Email):
             config=self._config,
         )
 
-    async def native(self) -> Any:
-        """The aioboto3 SESv2 client (non-portable escape hatch; do not close it)."""
-        self._ensure_open()
+    async def _native_client(self) -> Any:
+        """``await email.native()``: the aioboto3 SESv2 client."""
         return await self._client.get()
 
     async def _aclose(self) -> None:

@@ -34,6 +34,7 @@ from cloudrift.core.exceptions import (
     RecipientRejectedError,
     SenderUnverifiedError,
 )
+from cloudrift.core.operation import BackendDescription
 from cloudrift.core.retry import RetryPolicy
 from cloudrift.core.secrets import Secret, redact, secret
 from cloudrift.email.base import Email, PreparedEmail, closed_mid_batch
@@ -100,6 +101,9 @@ class SMTPEmail(Email):
 
     def _location(self) -> str:
         return f"host={self.host!r} port={self.port} mode={self.mode!r}"
+
+    def _describe(self) -> BackendDescription:
+        return BackendDescription("smtp", None, self.host, self.port)
 
     # --------------------------------------------------------------- connection
 

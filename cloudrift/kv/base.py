@@ -15,6 +15,7 @@ from typing import Any
 
 from cloudrift.core.exceptions import KVValueError
 from cloudrift.core.lifecycle import AsyncBackend
+from cloudrift.core.operation import operation
 
 
 def encode_json(value: object) -> str:
@@ -50,6 +51,7 @@ class KVStore(AsyncBackend, ABC):
     """Small JSON records by key. Providers implement the ``_hooks`` on JSON text."""
 
     backend_name = "kv store"
+    category = "kv"
     provider: str = "kv"
 
     def _location(self) -> str:
@@ -58,34 +60,34 @@ class KVStore(AsyncBackend, ABC):
     def __repr__(self) -> str:
         return f"<{type(self).__name__} provider={self.provider!r} location={self._location()!r}>"
 
+    @operation
     async def set(self, key: str, value: Any, ttl: float | None = None) -> None:
         """Store ``value`` (JSON) under ``key``, expiring after ``ttl`` seconds if given.
 
         Raises KVValueError, writing nothing, if the value is not JSON-serialisable.
         """
-        self._ensure_open()
         text = encode_json(value)
         await self._set(check_key(key), text, check_ttl(ttl))
 
+    @operation
     async def get(self, key: str, default: Any = None) -> Any:
         """The decoded value under ``key``, or ``default`` if absent or expired."""
-        self._ensure_open()
         text = await self._get(check_key(key))
         return default if text is None else json.loads(text)
 
+    @operation
     async def delete(self, key: str) -> bool:
         """Remove ``key``; True if it existed. A missing key is a no-op."""
-        self._ensure_open()
         return await self._delete(check_key(key))
 
+    @operation
     async def exists(self, key: str) -> bool:
         """True if ``key`` holds an unexpired value (even a JSON null)."""
-        self._ensure_open()
         return await self._get(check_key(key)) is not None
 
+    @operation
     async def health_check(self) -> bool:
         """True if the store can be reached, False if not (never raises for that)."""
-        self._ensure_open()
         return await self._health()
 
     @abstractmethod

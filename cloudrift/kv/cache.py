@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from cloudrift.cache.base import Cache
 from cloudrift.core.exceptions import ConfigurationError
+from cloudrift.core.operation import BackendDescription
 from cloudrift.kv.base import KVStore
 
 
@@ -19,6 +22,7 @@ class CacheKV(KVStore):
     def __init__(
         self, *, cache: Cache | None = None, prefix: str = "kv:", close_cache: bool = False
     ) -> None:
+        super().__init__()
         if not isinstance(cache, Cache):
             raise ConfigurationError(
                 "the 'cache' KV provider needs cache= a cloudrift cache, e.g. "
@@ -32,6 +36,14 @@ class CacheKV(KVStore):
 
     def _location(self) -> str:
         return f"{self.cache.provider}:{self.cache._location()}/{self.prefix}*"
+
+    async def _native_client(self) -> Any:
+        """``await kv.native()``: the cache's native client (FeatureNotSupportedError for
+        the memory cache)."""
+        return await self.cache.native()
+
+    def _describe(self) -> BackendDescription:
+        return self.cache.describe()
 
     async def _aclose(self) -> None:
         if self._close_cache:

@@ -37,6 +37,7 @@ class FileKV(KVStore):
         path: str | os.PathLike[str] | None = None,
         clock: Callable[[], float] | None = None,
     ) -> None:
+        super().__init__()
         if path is None or not str(path):
             raise ConfigurationError(
                 'the \'file\' KV provider needs path=, e.g. get_kv("file", path="data/kv.json")'

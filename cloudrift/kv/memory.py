@@ -15,6 +15,7 @@ class MemoryKV(KVStore):
     backend_name = "memory kv store"
 
     def __init__(self, *, clock: Callable[[], float] | None = None) -> None:
+        super().__init__()
         self._clock = clock or time.monotonic
         self._data: dict[str, tuple[str, float | None]] = {}
 

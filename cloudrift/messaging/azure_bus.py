@@ -41,6 +41,7 @@ from cloudrift.core.exceptions import (
     ReceiptHandleError,
 )
 from cloudrift.core.lifecycle import LazyClient
+from cloudrift.core.operation import BackendDescription
 from cloudrift.core.secrets import Secret, redact, secret
 from cloudrift.messaging.base import (
     DEAD_LETTER_REASON,
@@ -169,10 +170,12 @@ class AzureServiceBusQueue(Queue):
             f"session_enabled={self.session_enabled})"
         )
 
-    @property
-    def native(self) -> Any:
-        """The SDK's ``ServiceBusClient`` once built (None before first use); not portable."""
-        return self._client._client
+    def _describe(self) -> BackendDescription:
+        return BackendDescription.at("servicebus", self.queue_name, self._namespace)
+
+    async def _native_client(self) -> Any:
+        """``await queue.native()``: the SDK's ``ServiceBusClient``."""
+        return await self._client.get()
 
     # ------------------------------------------------------------------ clients
 

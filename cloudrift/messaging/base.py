@@ -4,8 +4,10 @@ shared work every provider gets for free.
 Done once, here: payload JSON serialisation (:func:`encode_payload`) and decoding
 (:meth:`Message.from_raw`), validation of delays, attributes, group / dedup ids and
 receipt handles, capability checks (``FeatureNotSupportedError``), batch splitting by
-count and bytes with per-entry failure accounting, the oversized-message check, closed
-state, ``health_check`` and the :meth:`Queue.consume` worker loop.
+count and bytes with per-entry failure accounting, the oversized-message check,
+``health_check`` and the :meth:`Queue.consume` worker loop. Every public operation runs
+through :func:`~cloudrift.core.operation.operation` (closed check, observation,
+cancellation).
 
 Providers implement small hooks (all receive already-validated arguments; none needs to
 call ``_ensure_open``):
@@ -39,10 +41,11 @@ call ``_ensure_open``):
 ``_aclose()``
     Release the client (from :class:`AsyncBackend`). Consumers are drained before it runs.
 
-Capabilities are instance attributes so one provider class can differ per queue (SQS
-standard vs FIFO): ``supports_delay``, ``supports_groups``, ``supports_dedup``,
-``supports_group_receive``, ``supports_visibility_timeout`` (False = accepted and
-ignored, as on Service Bus), ``supports_dead_letter``, ``requires_group_id``.
+Capabilities are False unless the provider declares them, as class or instance
+attributes (one provider class can differ per queue: SQS standard vs FIFO):
+``supports_delay``, ``supports_groups``, ``supports_dedup``, ``supports_group_receive``,
+``supports_visibility_timeout`` (False = accepted and ignored, as on Service Bus),
+``supports_dead_letter``; and ``requires_group_id``.
 """
 
 from __future__ import annotations
@@ -72,6 +75,7 @@ from cloudrift.core.exceptions import (
     ReceiptHandleError,
 )
 from cloudrift.core.lifecycle import AsyncBackend
+from cloudrift.core.operation import operation
 from cloudrift.core.retry import RetryPolicy
 
 log = logging.getLogger("cloudrift.messaging")
@@ -294,18 +298,20 @@ class Queue(AsyncBackend, abc.ABC):
     """
 
     backend_name = "queue"
+    category = "queue"
     #: Provider name as given to ``get_queue``.
     provider: ClassVar[str] = "abstract"
 
     #: Largest ``max_messages`` one ``receive`` may ask for.
     max_receive_messages: int = 10
 
-    supports_delay: bool = True
-    supports_groups: bool = True
-    supports_dedup: bool = True
-    supports_group_receive: bool = True
-    supports_visibility_timeout: bool = True
-    supports_dead_letter: bool = True
+    # Capabilities: False unless the provider declares them (see the module docstring).
+    supports_delay: bool = False
+    supports_groups: bool = False
+    supports_dedup: bool = False
+    supports_group_receive: bool = False
+    supports_visibility_timeout: bool = False
+    supports_dead_letter: bool = False
     requires_group_id: bool = False
 
     #: How many parts of one ``send_batch`` may be in flight at once. 1 (the default)
@@ -325,6 +331,7 @@ class Queue(AsyncBackend, abc.ABC):
 
     # ------------------------------------------------------------------ sending
 
+    @operation
     async def send(
         self,
         payload: Any,
@@ -342,7 +349,6 @@ class Queue(AsyncBackend, abc.ABC):
         provider cannot honour them, and InvalidMessageError for a bad delay, attribute
         or a missing group id on a FIFO / session queue — all before anything is sent.
         """
-        self._ensure_open()
         limits = await self._limits()
         msg = self._prepare(
             0, OutgoingMessage(payload, delay, group_id, dedup_id, attributes), limits
@@ -352,6 +358,7 @@ class Queue(AsyncBackend, abc.ABC):
             raise MessageTooLargeError(size, limits.max_message_bytes)
         return await self._send_one(msg)
 
+    @operation
     async def send_batch(
         self,
         payloads: Sequence[Any],
@@ -369,7 +376,6 @@ class Queue(AsyncBackend, abc.ABC):
         whose ``succeeded`` ({index: id}) and ``failed`` ({index: reason}) cover every
         entry.
         """
-        self._ensure_open()
         if isinstance(payloads, str | bytes | Mapping) or not isinstance(payloads, Sequence):
             raise TypeError("send_batch takes a list of payloads")
         if dedup_id is not None:
@@ -556,6 +562,7 @@ class Queue(AsyncBackend, abc.ABC):
 
     # ---------------------------------------------------------------- receiving
 
+    @operation
     async def receive(
         self,
         max_messages: int = 1,
@@ -572,7 +579,6 @@ class Queue(AsyncBackend, abc.ABC):
         ValueError for ``max_messages`` outside 1..``max_receive_messages`` or a negative
         wait.
         """
-        self._ensure_open()
         if (
             isinstance(max_messages, bool)
             or not isinstance(max_messages, int)
@@ -620,35 +626,35 @@ class Queue(AsyncBackend, abc.ABC):
             )
         return handle
 
+    @operation
     async def delete(self, receipt_handle: str) -> None:
         """Acknowledge a message so it is never delivered again.
 
         Raises ReceiptHandleError for a handle that is stale, unknown, or from another
         backend instance (where the provider can tell).
         """
-        self._ensure_open()
         await self._delete(self._check_handle(receipt_handle))
 
+    @operation
     async def nack(self, receipt_handle: str) -> None:
         """Return a message for immediate redelivery (its ``receive_count`` grows)."""
-        self._ensure_open()
         await self._nack(self._check_handle(receipt_handle))
 
+    @operation
     async def extend_visibility(self, receipt_handle: str, seconds: float) -> None:
         """Keep a message invisible for ``seconds`` more (lock renewal on Service Bus)."""
-        self._ensure_open()
         handle = self._check_handle(receipt_handle)
         await self._extend_visibility(
             handle, _check_positive_number("seconds", seconds, allow_zero=True)
         )
 
+    @operation
     async def dead_letter(self, receipt_handle: str, reason: str = "unspecified") -> None:
         """Move a message to the dead-letter queue with ``reason``; body and attributes kept.
 
         If the move fails the message stays on this queue (it is never lost).
         FeatureNotSupportedError when the backend has no dead-letter queue configured.
         """
-        self._ensure_open()
         handle = self._check_handle(receipt_handle)
         if not isinstance(reason, str):
             raise TypeError("reason must be a str")
@@ -679,19 +685,19 @@ class Queue(AsyncBackend, abc.ABC):
 
     # -------------------------------------------------------------------- misc
 
+    @operation
     async def purge(self) -> None:
         """Delete every message in the queue."""
-        self._ensure_open()
         await self._purge()
 
     @abc.abstractmethod
     async def _purge(self) -> None:
         """Hook: drop every message."""
 
+    @operation
     async def health_check(self) -> bool:
         """Contact the service: True if it answers, False if not (never raises for
         connectivity). Raises BackendClosedError after ``close()``."""
-        self._ensure_open()
         try:
             return bool(await self._health())
         except (asyncio.CancelledError, BackendClosedError):

@@ -66,6 +66,7 @@ from cloudrift.core.exceptions import (
     ReceiptHandleError,
 )
 from cloudrift.core.lifecycle import LazyClient
+from cloudrift.core.operation import BackendDescription
 from cloudrift.core.retry import RetryPolicy
 from cloudrift.core.secrets import redact
 from cloudrift.messaging.base import (
@@ -263,6 +264,9 @@ class GcpPubSubQueue(Queue):
             f"subscription={self.subscription!r}, auth={self.auth_method!r})"
         )
 
+    def _describe(self) -> BackendDescription:
+        return BackendDescription.at("gcp_pubsub", self.topic, self.emulator_host)
+
     # ---------------------------------------------------------------- client
 
     async def _build_client(self, stack: AsyncExitStack) -> PubSubClients:
@@ -292,9 +296,8 @@ class GcpPubSubQueue(Queue):
         subscriber = SubscriberClient(**common, token=publisher.token)
         return PubSubClients(publisher, subscriber, self.topic_path, self.subscription_path)
 
-    async def native(self) -> PubSubClients:
-        """The gcloud-aio publisher and subscriber (non-portable escape hatch)."""
-        self._ensure_open()
+    async def _native_client(self) -> PubSubClients:
+        """``await queue.native()``: the gcloud-aio publisher and subscriber."""
         return await self._client.get()
 
     async def _aclose(self) -> None:

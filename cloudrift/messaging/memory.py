@@ -19,6 +19,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from cloudrift.core.exceptions import ReceiptHandleError
+from cloudrift.core.operation import operation
 from cloudrift.messaging.base import (
     DEAD_LETTER_REASON,
     Message,
@@ -47,6 +48,13 @@ class MemoryQueue(Queue):
 
     provider = "memory"
     max_receive_messages = 100
+
+    supports_delay = True
+    supports_groups = True
+    supports_dedup = True
+    supports_group_receive = True
+    supports_visibility_timeout = True
+    supports_dead_letter = True
 
     def __init__(
         self,
@@ -214,9 +222,9 @@ class MemoryQueue(Queue):
             attributes=msg.attributes,
         )
 
+    @operation
     async def inject_raw(self, raw: bytes, *, attributes: Mapping[str, str] | None = None) -> str:
         """Enqueue bytes exactly as given, as a producer that does not use cloudrift would."""
-        self._ensure_open()
         return self._enqueue(bytes(raw), attributes=attributes)
 
     async def _receive(

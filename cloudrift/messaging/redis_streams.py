@@ -29,6 +29,7 @@ import os
 import socket
 import uuid
 from collections.abc import Iterator, Sequence
+from contextlib import AsyncExitStack
 from typing import Any, NoReturn
 
 import redis.asyncio as aioredis
@@ -46,7 +47,6 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
 from cloudrift.core.exceptions import (
-    BackendClosedError,
     ConfigurationError,
     MessageSendError,
     MessagingConnectionError,
@@ -54,6 +54,8 @@ from cloudrift.core.exceptions import (
     MessagingPermissionError,
     ReceiptHandleError,
 )
+from cloudrift.core.lifecycle import LazyClient
+from cloudrift.core.operation import BackendDescription
 from cloudrift.core.secrets import Secret, redact, redact_url, secret
 from cloudrift.messaging.base import (
     Message,
@@ -151,6 +153,10 @@ class RedisStreamQueue(Queue):
 
     provider = "redis"
     max_receive_messages = 100
+    # Streams have no groups or dedup; delay is a sorted set, the DLQ a second stream.
+    supports_delay = True
+    supports_visibility_timeout = True
+    supports_dead_letter = True
 
     def __init__(
         self,
@@ -208,45 +214,41 @@ class RedisStreamQueue(Queue):
             "retry": Retry(ExponentialBackoff(cap=1.0, base=0.05), retry_attempts),
             "retry_on_error": [RedisConnectionError, RedisTimeoutError],
         }
-        self._redis: Any = None
+        self._client: LazyClient[Any] = LazyClient(self._build_client)
         self._group_ready = False
         self._receive_script: Any = None
         self._settle_script: Any = None
-        # Capabilities: Redis Streams have no groups / dedup; delay via a sorted set.
-        self.supports_groups = False
-        self.supports_dedup = False
-        self.supports_group_receive = False
 
     def __repr__(self) -> str:
         return f"RedisStreamQueue(url={redact_url(self._url.reveal())!r}, stream={self.stream!r})"
+
+    def _describe(self) -> BackendDescription:
+        return BackendDescription.at("redis", self.stream, self._url.reveal())
 
     # ---------------------------------------------------------------- client
 
     def _secrets(self) -> list[Secret | None]:
         return [self._url, self._password]
 
-    def _client(self) -> Any:
-        if self._closed:
-            raise BackendClosedError(f"{self.backend_name} is closed; build a new backend")
-        if self._redis is None:
-            options = dict(self._client_options)
-            if self._password is not None:
-                options["password"] = self._password.reveal()
-            # Built lazily; redis-py connects on first command inside the running loop.
-            self._redis = aioredis.Redis.from_url(self._url.reveal(), **options)
-            self._receive_script = self._redis.register_script(_RECEIVE)
-            self._settle_script = self._redis.register_script(_SETTLE)
-        return self._redis
+    async def _build_client(self, stack: AsyncExitStack) -> Any:
+        options = dict(self._client_options)
+        if self._password is not None:
+            options["password"] = self._password.reveal()
+        # redis-py connects on the first command, inside the running loop.
+        client = aioredis.Redis.from_url(self._url.reveal(), **options)
+        stack.push_async_callback(client.aclose)
+        self._receive_script = client.register_script(_RECEIVE)
+        self._settle_script = client.register_script(_SETTLE)
+        return client
 
-    async def native(self) -> Any:
-        """The redis.asyncio client (non-portable escape hatch; do not close it)."""
-        self._ensure_open()
-        return self._client()
+    async def _native_client(self) -> Any:
+        """``await queue.native()``: the ``redis.asyncio.Redis`` client."""
+        return await self._client.get()
 
     async def _ensure_group(self, force: bool = False) -> None:
         if self._group_ready and not force:
             return
-        client = self._client()
+        client = await self._client.get()
         with self._translate():
             try:
                 await client.xgroup_create(self.stream, self.group, id="0", mkstream=True)
@@ -256,9 +258,7 @@ class RedisStreamQueue(Queue):
         self._group_ready = True
 
     async def _aclose(self) -> None:
-        client, self._redis = self._redis, None
-        if client is not None:
-            await client.aclose()
+        await self._client.aclose()
 
     # -------------------------------------------------------------- errors
 
@@ -308,7 +308,7 @@ class RedisStreamQueue(Queue):
         return fields
 
     async def _send_delayed(self, msg: PreparedMessage, message_id: str) -> None:
-        client = self._client()
+        client = await self._client.get()
         fields = self._fields(msg, message_id)
         flat: list[str] = []
         for key, value in fields.items():
@@ -323,7 +323,7 @@ class RedisStreamQueue(Queue):
         if msg.delay > 0:
             await self._send_delayed(msg, message_id)
             return message_id
-        client = self._client()
+        client = await self._client.get()
         with self._translate():
             await client.xadd(self.stream, self._fields(msg, message_id))
         return message_id
@@ -339,7 +339,7 @@ class RedisStreamQueue(Queue):
                 except MessagingError as exc:
                     results[i] = SendFailure(str(exc))
         if immediate:
-            client = self._client()
+            client = await self._client.get()
             with self._translate():
                 async with client.pipeline(transaction=False) as pipe:
                     for i, msg in immediate:
@@ -452,13 +452,13 @@ class RedisStreamQueue(Queue):
     # -------------------------------------------------------------------- misc
 
     async def _purge(self) -> None:
-        client = self._client()
+        client = await self._client.get()
         with self._translate():
             await client.delete(self.stream, self._inflight_key, self._delayed_key)
         await self._ensure_group(force=True)
 
     async def _health(self) -> bool:
-        client = self._client()
+        client = await self._client.get()
         with self._translate():
             return bool(await client.ping())
 

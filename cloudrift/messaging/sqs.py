@@ -42,6 +42,7 @@ from cloudrift.core.exceptions import (
     ReceiptHandleError,
 )
 from cloudrift.core.lifecycle import LazyClient
+from cloudrift.core.operation import BackendDescription
 from cloudrift.core.secrets import Secret, redact
 from cloudrift.messaging.base import (
     DEAD_LETTER_REASON,
@@ -69,6 +70,8 @@ class SQSQueue(Queue):
 
     provider = "sqs"
     max_receive_messages = 10
+    # The rest (delay, groups, dedup, dead_letter) depend on the queue: see __init__.
+    supports_visibility_timeout = True
 
     def __init__(
         self,
@@ -147,6 +150,10 @@ class SQSQueue(Queue):
     def __repr__(self) -> str:
         return f"SQSQueue(queue_url={self.queue_url!r}, region={self.region!r})"
 
+    def _describe(self) -> BackendDescription:
+        name = self.queue_url.rsplit("/", 1)[-1]
+        return BackendDescription.at("aws_sqs", name, self._endpoint_url or self.queue_url)
+
     # ---------------------------------------------------------------- client
 
     def _secrets(self) -> list[Secret | None]:
@@ -164,9 +171,8 @@ class SQSQueue(Queue):
             sts_endpoint_url=self._endpoint_url,
         )
 
-    async def native(self) -> Any:
-        """The aiobotocore SQS client (non-portable escape hatch; do not close it)."""
-        self._ensure_open()
+    async def _native_client(self) -> Any:
+        """``await queue.native()``: the aiobotocore SQS client."""
         return await self._client.get()
 
     async def _aclose(self) -> None:

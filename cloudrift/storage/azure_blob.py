@@ -57,6 +57,7 @@ from cloudrift.core.exceptions import (
     StoragePermissionError,
 )
 from cloudrift.core.lifecycle import LazyClient
+from cloudrift.core.operation import BackendDescription, operation
 from cloudrift.core.secrets import Secret, redact, reveal, secret
 from cloudrift.storage.base import (
     ObjectInfo,
@@ -90,6 +91,7 @@ class AzureBlobStorage(Storage):
     """Objects as block blobs in one container."""
 
     provider = "azure_blob"
+    supports_presigned_url = True
     backend_name = "azure_blob storage"
 
     def __init__(
@@ -112,6 +114,7 @@ class AzureBlobStorage(Storage):
         list_page_size: int = 1000,
         ca_bundle: str | None = None,
     ) -> None:
+        super().__init__()
         if not isinstance(container, str) or not container:
             raise ConfigurationError("azure_blob storage needs container: the container name")
         given = {
@@ -169,6 +172,9 @@ class AzureBlobStorage(Storage):
 
     def _location(self) -> str:
         return f"container={self.container!r} account_url={self._endpoint()!r}"
+
+    def _describe(self) -> BackendDescription:
+        return BackendDescription.at("azure_blob", self.container, self._endpoint())
 
     def _endpoint(self) -> str:
         """The blob endpoint, from account_url or the connection string's public parts."""
@@ -247,11 +253,9 @@ class AzureBlobStorage(Storage):
     async def _container(self) -> Any:
         return (await self._client.get())[1]
 
-    @property
-    def native(self) -> LazyClient[Any]:
-        """Escape hatch (non-portable): ``await storage.native.get()`` is the
-        ``(BlobServiceClient, ContainerClient)`` pair."""
-        return self._client
+    async def _native_client(self) -> Any:
+        """``await storage.native()``: the ``ContainerClient`` of the configured container."""
+        return (await self._client.get())[1]
 
     async def _aclose(self) -> None:
         await self._client.aclose()
@@ -505,6 +509,7 @@ class AzureBlobStorage(Storage):
         if status not in ("success", None):
             raise StorageError(f"azure_blob copy of {src!r} to {dst!r} ended as {status!r}")
 
+    @operation
     async def abort_incomplete_uploads(self, *, older_than: timedelta) -> int:
         """Not available on Azure: raises FeatureNotSupportedError.
 

@@ -51,6 +51,7 @@ from cloudrift.core.exceptions import (
     ObjectNotFoundError,
 )
 from cloudrift.core.lifecycle import AsyncBackend
+from cloudrift.core.operation import operation
 
 #: Keys may not be longer than this many UTF-8 bytes (S3's and GCS's limit).
 MAX_KEY_BYTES = 1024
@@ -343,13 +344,18 @@ async def send_parts(
 class Storage(AsyncBackend, ABC):
     """An object store: bytes under string keys, the same behaviour on every provider.
 
-    Providers implement the ``_hooks``; the public methods here validate input, check
-    the backend is open, and hold the semantics shared by all providers.
+    Providers implement the ``_hooks``; the public methods here validate input and hold
+    the semantics shared by all providers, and each runs through
+    :func:`~cloudrift.core.operation.operation` (closed check, observation, cancellation).
     """
 
     backend_name = "storage"
+    category = "storage"
     #: Provider name, e.g. ``"s3"``.
     provider: str = "storage"
+
+    #: Capabilities (False unless the provider declares them): ``presigned_url``.
+    supports_presigned_url: bool = False
 
     def _location(self) -> str:
         """Where the data lives (bucket, container, folder) for repr and messages."""
@@ -361,6 +367,7 @@ class Storage(AsyncBackend, ABC):
 
     # ------------------------------------------------------------------ public API
 
+    @operation
     async def upload(
         self,
         key: str,
@@ -381,9 +388,9 @@ class Storage(AsyncBackend, ABC):
         payload = _coerce_bytes(data)
         ctype = guess_content_type(key, content_type)
         meta = validate_metadata(metadata)
-        self._ensure_open()
         await self._put(key, payload, ctype, meta, if_not_exists)
 
+    @operation
     async def upload_stream(
         self,
         key: str,
@@ -409,9 +416,9 @@ class Storage(AsyncBackend, ABC):
             raise InvalidRangeError(
                 f"part_size must be at least {MIN_PART_SIZE} bytes (5 MiB, S3's minimum part)"
             )
-        self._ensure_open()
         await self._put_stream(key, iter_source(source, part_size), ctype, meta, part_size)
 
+    @operation
     async def download(
         self,
         key: str,
@@ -427,7 +434,6 @@ class Storage(AsyncBackend, ABC):
         """
         validate_key(key)
         begin, stop = check_range(start, end, length)
-        self._ensure_open()
         if stop is not None and stop == begin:
             await self._check_start(key, begin)
             return b""
@@ -437,6 +443,7 @@ class Storage(AsyncBackend, ABC):
             await self._check_start(key, begin)
             return b""
 
+    @operation
     async def download_stream(
         self,
         key: str,
@@ -456,7 +463,6 @@ class Storage(AsyncBackend, ABC):
         begin, stop = check_range(start, end, length)
         if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
             raise InvalidRangeError(f"chunk_size must be a positive int, got {chunk_size!r}")
-        self._ensure_open()
         if stop is not None and stop == begin:
             await self._check_start(key, begin)
             return
@@ -475,41 +481,42 @@ class Storage(AsyncBackend, ABC):
             if aclose is not None:
                 await aclose()
 
+    @operation
     async def head(self, key: str) -> ObjectInfo:
         """Size, etag, content type, modification time and metadata of the object.
 
         Raises ObjectNotFoundError naming the key if it does not exist.
         """
         validate_key(key)
-        self._ensure_open()
         return await self._head(key)
 
+    @operation
     async def exists(self, key: str) -> bool:
         """True if an object is stored under ``key``."""
         validate_key(key)
-        self._ensure_open()
         return await self._exists(key)
 
+    @operation
     async def delete(self, key: str) -> None:
         """Remove the object. Deleting a key that does not exist is a no-op."""
         validate_key(key)
-        self._ensure_open()
         await self._delete(key)
 
+    @operation
     async def iter(self, prefix: str = "") -> AsyncIterator[ObjectInfo]:
         """Yield an ObjectInfo for every key starting with ``prefix``, in lexicographic
         order of the keys' UTF-8 bytes, fetching one page at a time."""
         validate_prefix(prefix)
-        self._ensure_open()
         async for info in self._iter(prefix):
             yield info
 
+    @operation
     async def list(self, prefix: str = "") -> list[str]:
         """Every key starting with ``prefix``, sorted (the seed's simple listing)."""
         validate_prefix(prefix)
-        self._ensure_open()
         return [key async for key in self._iter_keys(prefix)]
 
+    @operation
     async def copy(self, src: str, dst: str) -> None:
         """Copy ``src`` to ``dst`` server-side (content type and metadata included),
         replacing ``dst``; returns once the copy is complete.
@@ -518,12 +525,12 @@ class Storage(AsyncBackend, ABC):
         """
         validate_key(src)
         validate_key(dst)
-        self._ensure_open()
         if src == dst:
             await self._head(src)
             return
         await self._copy(src, dst)
 
+    @operation
     async def move(self, src: str, dst: str) -> None:
         """Copy ``src`` to ``dst``, then delete ``src`` (only after the copy completed).
 
@@ -531,13 +538,13 @@ class Storage(AsyncBackend, ABC):
         """
         validate_key(src)
         validate_key(dst)
-        self._ensure_open()
         if src == dst:
             await self._head(src)
             return
         await self._copy(src, dst)
         await self._delete(src)
 
+    @operation
     async def presigned_url(
         self,
         key: str,
@@ -565,13 +572,12 @@ class Storage(AsyncBackend, ABC):
             )
         if content_type is not None:
             guess_content_type(key, content_type)
-        self._ensure_open()
         return await self._presign(key, expires_in, method, content_type)
 
+    @operation
     async def health_check(self) -> bool:
         """True if the service answers with these credentials; False (never an error)
         when it cannot be reached. Raises BackendClosedError if closed."""
-        self._ensure_open()
         try:
             return await self._health()
         except asyncio.CancelledError:

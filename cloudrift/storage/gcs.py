@@ -40,6 +40,7 @@ from cloudrift.core.exceptions import (
     StoragePermissionError,
 )
 from cloudrift.core.lifecycle import LazyClient
+from cloudrift.core.operation import BackendDescription, operation
 from cloudrift.core.secrets import redact
 from cloudrift.storage.base import ObjectInfo, PresignMethod, Storage
 
@@ -104,6 +105,7 @@ class GCSStorage(Storage):
     """Objects in one GCS bucket."""
 
     provider = "gcs"
+    supports_presigned_url = True
     backend_name = "gcs storage"
 
     def __init__(
@@ -119,6 +121,7 @@ class GCSStorage(Storage):
         read_timeout: float = 60.0,
         list_page_size: int = 1000,
     ) -> None:
+        super().__init__()
         if not isinstance(bucket, str) or not bucket:
             raise ConfigurationError("gcs storage needs bucket: the bucket name")
         self.auth_method = select_auth("gcs storage", {"credentials_path": credentials_path}, _AUTH)
@@ -151,6 +154,9 @@ class GCSStorage(Storage):
         where = f" emulator={self.emulator_host!r}" if self.emulator_host else ""
         return f"bucket={self.bucket!r}{where}"
 
+    def _describe(self) -> BackendDescription:
+        return BackendDescription.at("gcs", self.bucket, self.emulator_host)
+
     # ---------------------------------------------------------------- client
 
     async def _build_client(self, stack: AsyncExitStack) -> Any:
@@ -169,10 +175,9 @@ class GCSStorage(Storage):
             api_is_dev=self.emulator_host is not None,
         )
 
-    @property
-    def native(self) -> LazyClient[Any]:
-        """Escape hatch (non-portable): ``await storage.native.get()`` is the gcloud-aio client."""
-        return self._client
+    async def _native_client(self) -> Any:
+        """``await storage.native()``: the gcloud-aio ``Storage`` client."""
+        return await self._client.get()
 
     async def _aclose(self) -> None:
         await self._client.aclose()
@@ -426,6 +431,7 @@ class GCSStorage(Storage):
                 timeout=self._timeout,
             )
 
+    @operation
     async def abort_incomplete_uploads(self, *, older_than: timedelta) -> int:
         """Not available on GCS: raises FeatureNotSupportedError.
 

@@ -52,6 +52,7 @@ from cloudrift.core.exceptions import (
     StorageError,
     StoragePermissionError,
 )
+from cloudrift.core.operation import operation
 from cloudrift.core.secrets import Secret, secret
 from cloudrift.storage.base import (
     DEFAULT_CONTENT_TYPE,
@@ -89,6 +90,7 @@ class LocalStorage(Storage):
         signing_key: str | Secret | None = None,
         temp_file_max_age: float = 3600.0,
     ) -> None:
+        super().__init__()
         if root_dir is None or str(root_dir) == "":
             raise ConfigurationError("local storage needs root_dir: the folder to keep objects in")
         if base_url is not None and not (
@@ -125,6 +127,7 @@ class LocalStorage(Storage):
         self._tmp_count = itertools.count()
         self._remove_stale_temp_files(temp_file_max_age)
         self.base_url = base_url
+        self.supports_presigned_url = base_url is not None
         self._signing_key: Secret = secret(signing_key) or Secret(secrets.token_hex(32))
 
     def _location(self) -> str:
@@ -602,6 +605,7 @@ class LocalStorage(Storage):
     ) -> str:
         return self._signed_url(key, method, int(time.time()) + expires_in, content_type)
 
+    @operation
     async def presigned_upload_url(
         self,
         key: str,
@@ -665,6 +669,7 @@ class LocalStorage(Storage):
         if expires < int(time.time()):
             raise StoragePermissionError("presigned URL has expired; ask for a new one")
 
+    @operation
     async def create_from_stream(
         self, key: str, parts: AsyncIterable[bytes], *, content_type: str | None = None
     ) -> None:
@@ -679,7 +684,6 @@ class LocalStorage(Storage):
         """
         validate_key(key)
         ctype = guess_content_type(key, content_type)
-        self._ensure_open()
         if await self._exists(key):
             raise ObjectExistsError(key)
         path = self._path(key)

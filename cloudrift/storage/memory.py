@@ -28,6 +28,7 @@ class MemoryStorage(Storage):
     backend_name = "memory storage"
 
     def __init__(self) -> None:
+        super().__init__()
         self._objects: dict[str, _Stored] = {}
 
     def _location(self) -> str:

@@ -43,6 +43,7 @@ from cloudrift.core.exceptions import (
     StoragePermissionError,
 )
 from cloudrift.core.lifecycle import LazyClient
+from cloudrift.core.operation import BackendDescription, operation
 from cloudrift.core.secrets import Secret, redact
 from cloudrift.storage.base import ObjectInfo, PresignMethod, Storage, send_parts
 
@@ -60,6 +61,7 @@ class S3Storage(Storage):
 
     provider = "s3"
     backend_name = "s3 storage"
+    supports_presigned_url = True
 
     #: Objects larger than this are copied with a multipart copy (S3's CopyObject limit).
     copy_multipart_threshold = 5 * GiB
@@ -98,6 +100,7 @@ class S3Storage(Storage):
         list_page_size: int = 1000,
         addressing_style: str = "auto",
     ) -> None:
+        super().__init__()
         if not isinstance(bucket, str) or not bucket:
             raise ConfigurationError(f"{self.provider} storage needs bucket: the bucket name")
         self._creds = aws_credentials(
@@ -155,6 +158,9 @@ class S3Storage(Storage):
         where = f" endpoint={self.endpoint_url!r}" if self.endpoint_url else ""
         return f"bucket={self.bucket!r}{where}"
 
+    def _describe(self) -> BackendDescription:
+        return BackendDescription.at("s3", self.bucket, self.endpoint_url)
+
     @property
     def _secrets(self) -> list[Secret | None]:
         return list(self._creds.secrets)
@@ -172,10 +178,9 @@ class S3Storage(Storage):
             config=self._config,
         )
 
-    @property
-    def native(self) -> LazyClient[Any]:
-        """Escape hatch (non-portable): ``await storage.native.get()`` is the aioboto3 client."""
-        return self._client
+    async def _native_client(self) -> Any:
+        """``await storage.native()``: the aioboto3 S3 client."""
+        return await self._client.get()
 
     async def _aclose(self) -> None:
         for task in list(self._aborts):
@@ -549,6 +554,7 @@ class S3Storage(Storage):
             with self._errors():
                 raise
 
+    @operation
     async def abort_incomplete_uploads(self, *, older_than: timedelta) -> int:
         """Abort every multipart upload in the bucket started more than ``older_than`` ago
         (parts left by crashed writers or failed aborts); returns how many were aborted.
@@ -560,7 +566,6 @@ class S3Storage(Storage):
             raise InvalidArgumentError(
                 f"older_than must be a non-negative datetime.timedelta, got {older_than!r}"
             )
-        self._ensure_open()
         client = await self._client.get()
         cutoff = datetime.now(UTC) - older_than
         args: dict[str, Any] = {"Bucket": self.bucket, "MaxUploads": self._page_size}

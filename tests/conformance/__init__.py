@@ -10,11 +10,23 @@ The pattern (as in Go CDK's drivertest):
   it unsupported, the test instead checks that using it raises
   :class:`~cloudrift.core.exceptions.FeatureNotSupportedError` — a missing capability
   is part of the contract, never a silent skip.
+* Suites of cloudrift's own backends (every category but document, whose client is the
+  native driver) derive from :class:`BackendConformance`. There the backend itself
+  declares what it has with ``supports_<capability>`` flags (False on the category base
+  class), and :meth:`BackendConformance.test_unsupported_matches_the_backend_flags`
+  checks that the harness's ``unsupported`` and the backend's flags say the same thing.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
+import inspect
+from typing import Any, ClassVar
+
+from cloudrift.core.operation import BackendDescription
+
+#: Public async methods that are not operations: lifecycle, the escape hatch, and the
+#: consume loop (whose receive/delete/nack calls are operations).
+NOT_OPERATIONS = frozenset({"close", "native", "consume"})
 
 
 class Conformance:
@@ -33,3 +45,41 @@ class Conformance:
     def test_declared_capabilities_are_known(self) -> None:
         """The provider declares only capabilities the suite knows about."""
         assert self.unsupported <= self.CAPABILITIES, self.unsupported - self.CAPABILITIES
+
+
+class BackendConformance(Conformance):
+    """Base of the suites whose ``backend`` fixture is a cloudrift backend."""
+
+    async def test_unsupported_matches_the_backend_flags(self, backend: Any) -> None:
+        """The backend has a bool supports_* flag for each capability the suite knows, and
+        the ones it sets False are exactly the harness's ``unsupported``."""
+        flags = {name for name in dir(backend) if name.startswith("supports_")}
+        assert flags == {f"supports_{cap}" for cap in self.CAPABILITIES}
+        has = {cap: getattr(backend, f"supports_{cap}") for cap in self.CAPABILITIES}
+        assert all(isinstance(value, bool) for value in has.values()), has
+        assert {cap for cap, value in has.items() if not value} == self.unsupported
+
+    async def test_every_public_operation_runs_through_the_wrapper(self, backend: Any) -> None:
+        """No provider bypasses cloudrift.core.operation (closed check, telemetry,
+        cancellation) by defining or overriding a public async method without it."""
+        bypassing = []
+        for name in dir(type(backend)):
+            if name.startswith("_") or name in NOT_OPERATIONS:
+                continue
+            attr = inspect.getattr_static(type(backend), name)
+            target = getattr(attr, "__wrapped__", attr)
+            is_async = inspect.iscoroutinefunction(target) or inspect.isasyncgenfunction(target)
+            if is_async and not hasattr(attr, "__wrapped__"):
+                bypassing.append(name)
+        assert bypassing == []
+
+    async def test_backend_describes_itself_without_secrets(self, backend: Any) -> None:
+        """describe() (what telemetry reports) names the system and holds no credential."""
+        description = backend.describe()
+        assert isinstance(description, BackendDescription) and description.system
+        for value in getattr(self, "secrets_in_use", ()):
+            assert value not in repr(description)
+
+    async def test_backend_ran_the_base_init(self, backend: Any) -> None:
+        """The provider's __init__ called super().__init__() (the base state exists)."""
+        assert "_closed" in vars(backend) and "_description" in vars(backend)

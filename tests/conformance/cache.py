@@ -22,12 +22,12 @@ from cloudrift.core.exceptions import (
     CacheKeyNotFoundError,
     CacheResponseError,
 )
-from tests.conformance import Conformance
+from tests.conformance import BackendConformance
 
 Advance = Callable[[float], Awaitable[None]]
 
 
-class CacheConformance(Conformance):
+class CacheConformance(BackendConformance):
     """Every sentence of cloudrift.cache.base.Cache's docstrings, as a test."""
 
     CAPABILITIES: ClassVar[frozenset[str]] = frozenset()

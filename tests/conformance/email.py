@@ -31,7 +31,7 @@ from cloudrift.core.exceptions import (
     EmailValidationError,
 )
 from cloudrift.email import Attachment, Email, EmailMessage
-from tests.conformance import Conformance
+from tests.conformance import BackendConformance
 
 SENDER = "sender@example.com"
 ALL_BYTES = bytes(range(256)) * 4
@@ -117,7 +117,7 @@ class Mailbox(Protocol):
 RAW = {"X-Conformance": "mime"}
 
 
-class EmailConformance(Conformance):
+class EmailConformance(BackendConformance):
     """Every email provider passes these."""
 
     CAPABILITIES = frozenset()

@@ -16,12 +16,12 @@ import pytest
 
 from cloudrift.core.exceptions import BackendClosedError, KVValueError
 from cloudrift.kv import KVStore
-from tests.conformance import Conformance
+from tests.conformance import BackendConformance
 
 Advance = Callable[[float], Awaitable[None]]
 
 
-class KVConformance(Conformance):
+class KVConformance(BackendConformance):
     """Every sentence of cloudrift.kv.base.KVStore's docstrings, as a test."""
 
     CAPABILITIES: ClassVar[frozenset[str]] = frozenset()

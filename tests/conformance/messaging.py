@@ -46,7 +46,7 @@ from cloudrift.core.exceptions import (
     ReceiptHandleError,
 )
 from cloudrift.messaging import DEAD_LETTER_REASON, Message, OutgoingMessage, Queue
-from tests.conformance import Conformance
+from tests.conformance import BackendConformance
 
 GROUP = "g-default"
 
@@ -99,7 +99,7 @@ async def poll_for(queue: Queue, message_id: str, *, within: float = 20.0, **kw:
     raise AssertionError(f"message {message_id} was not delivered within {within}s")
 
 
-class MessagingConformance(Conformance):
+class MessagingConformance(BackendConformance):
     """The contract of :class:`cloudrift.messaging.Queue`."""
 
     CAPABILITIES: ClassVar[frozenset[str]] = frozenset(
@@ -113,6 +113,10 @@ class MessagingConformance(Conformance):
         }
     )
     requires_group_id: ClassVar[bool] = False
+
+    async def test_requires_group_id_matches_the_backend(self, backend: Queue) -> None:
+        """The harness's requires_group_id is what the backend says (FIFO / session queue)."""
+        assert backend.requires_group_id is self.requires_group_id
 
     # ----------------------------------------------------------- harness hooks
 

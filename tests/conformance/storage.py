@@ -34,7 +34,7 @@ from cloudrift.core.exceptions import (
 )
 from cloudrift.storage import ObjectInfo, Storage
 from cloudrift.storage.base import MIN_PART_SIZE
-from tests.conformance import Conformance
+from tests.conformance import BackendConformance
 
 MiB = 1024 * 1024
 ALL_BYTES = bytes(range(256)) * 4
@@ -98,7 +98,7 @@ class AsyncReader:
         return self._buf.read(min(n, 3 * MiB) if n > 0 else n)
 
 
-class StorageConformance(Conformance):
+class StorageConformance(BackendConformance):
     """Every storage provider behaves like this."""
 
     CAPABILITIES: ClassVar[frozenset[str]] = frozenset({"presigned_url"})

@@ -16,6 +16,7 @@ class Probe(AsyncBackend):
     backend_name = "probe backend"
 
     def __init__(self, fail_close: bool = False) -> None:
+        super().__init__()
         self.closes = 0
         self.fail_close = fail_close
 

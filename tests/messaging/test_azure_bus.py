@@ -44,6 +44,7 @@ from azure.servicebus.exceptions import (
 )
 
 from cloudrift.core.exceptions import (
+    BackendClosedError,
     ConfigurationError,
     FeatureNotSupportedError,
     MessageSendError,
@@ -732,8 +733,10 @@ async def test_managed_identity_builds_managed_identity_credential_without_netwo
     assert isinstance(client._credential, ManagedIdentityCredential)
     assert not isinstance(client._credential, DefaultAzureCredential)
     assert client.fully_qualified_namespace == "ns.servicebus.windows.net"
+    assert await queue.native() is client
     await queue.close()
-    assert queue.native is None
+    with pytest.raises(BackendClosedError):
+        await queue.native()
 
 
 async def test_workload_identity_when_a_federated_token_is_mounted(

@@ -424,7 +424,7 @@ async def test_pubsub_emulator_host_env_var_is_ignored(
     monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path))  # no gcloud ADC file either
     queue = get_queue("gcp_pubsub", project="cloudrift-test", topic="jobs", subscription="s-1")
     async with queue:
-        clients = await queue.native()  # type: ignore[attr-defined]
+        clients = await queue.native()
         assert clients.subscriber._api_root == "https://pubsub.googleapis.com/v1"
         assert clients.publisher._api_is_dev is False
 

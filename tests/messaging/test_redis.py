@@ -5,8 +5,10 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
+import redis.asyncio as aioredis
 
 from cloudrift.core.exceptions import (
+    BackendClosedError,
     ConfigurationError,
     MessageSendError,
     MessagingConnectionError,
@@ -201,3 +203,18 @@ async def test_connections_dropped_by_a_server_restart_are_retried(
         server.start()
         await q.send({"n": 2})  # the pooled connection is stale: retried on a fresh one
         assert [m.body for m in await q.receive(10)] == [{"n": 2}]
+
+
+async def test_native_is_the_one_lazy_client_and_is_released_on_close(
+    queue: RedisStreamQueue,
+) -> None:
+    """native() is the redis.asyncio client every operation uses (built once, by
+    LazyClient); close() releases it and native() then raises BackendClosedError."""
+    await queue.send({"n": 1})
+    client = await queue.native()
+    assert isinstance(client, aioredis.Redis)
+    assert await client.xlen("work") == 1
+    assert await queue.native() is client
+    await queue.close()
+    with pytest.raises(BackendClosedError):
+        await queue.native()

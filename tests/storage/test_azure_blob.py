@@ -203,7 +203,7 @@ async def test_download_sends_one_request(blob: AzureBlobStorage) -> None:
     """A small download is one GET (no properties HEAD first)."""
     await blob.upload("one", b"0123456789")
     seen: list[str] = []
-    _, container = await blob.native.get()
+    container = await blob.native()
     client = container.get_blob_client("one")
     await client.download_blob(raw_response_hook=lambda r: seen.append(r.http_request.method))
     assert await blob.download("one", start=1, end=3) == b"12"

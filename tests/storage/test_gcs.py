@@ -126,7 +126,7 @@ async def test_conditional_create_sends_the_generation_precondition(
 ) -> None:
     """if_not_exists sends ifGenerationMatch=0, the precondition real GCS enforces."""
     sent: list[dict[str, Any]] = []
-    client = await gcs_storage.native.get()
+    client = await gcs_storage.native()
     original = client.upload
 
     async def spy(*args: Any, **kwargs: Any) -> Any:
@@ -158,7 +158,7 @@ async def test_emulator_host_comes_from_the_option_not_the_environment(
     """STORAGE_EMULATOR_HOST in the environment does not redirect a backend without the option."""
     monkeypatch.setenv("STORAGE_EMULATOR_HOST", "http://127.0.0.1:1")
     storage = GCSStorage(bucket="b")
-    client = await storage.native.get()
+    client = await storage.native()
     assert client._api_root == "https://storage.googleapis.com"
     await storage.close()
 
@@ -199,7 +199,7 @@ async def test_cmek_key_is_sent_on_every_write(gcs: GCSEmulator) -> None:
     """kms_key_name is sent as kmsKeyName on uploads and copies (the emulator ignores it)."""
     key = "projects/p/locations/l/keyRings/r/cryptoKeys/k"
     storage = GCSStorage(bucket=gcs.bucket, emulator_host=gcs.endpoint, kms_key_name=key)
-    client = await storage.native.get()
+    client = await storage.native()
     seen: list[dict[str, str] | None] = []
     real_upload, real_copy = client.upload, client.copy
 
@@ -269,7 +269,7 @@ def test_http_errors_map_to_specific_errors(
 
 async def test_gcloud_aio_internals_are_still_there(gcs_storage: GCSStorage) -> None:
     """Every private gcloud-aio-storage detail the provider uses exists and has its shape."""
-    client = await gcs_storage._client.get()  # the gcloud-aio client (native())
+    client = await gcs_storage.native()
     assert await _SDK.auth_headers(client) == {}  # the emulator needs no token
     assert _SDK.upload_root(client) == f"{gcs_storage.emulator_host}/upload/storage/v1/b"
     assert isinstance(_SDK.http_session(client), aiohttp.ClientSession)

@@ -118,7 +118,7 @@ async def test_aborted_stream_leaves_no_multipart_parts(s3: S3Storage, bucket: A
 async def test_streamed_upload_uses_equal_size_parts(s3: S3Storage, bucket: Any) -> None:
     """Parts of a streamed upload are all exactly part_size except the last (R2's rule)."""
     sizes: list[int] = []
-    client = await s3.native.get()
+    client = await s3.native()
     client.meta.events.register(
         "before-parameter-build.s3.UploadPart",
         lambda params, **_: sizes.append(len(params["Body"])),
@@ -133,7 +133,7 @@ async def test_download_is_a_single_get_request(s3: S3Storage) -> None:
     """download and a ranged download send one GetObject each, no HEAD first."""
     await s3.upload("k", b"0123456789")
     calls: list[str] = []
-    client = await s3.native.get()
+    client = await s3.native()
     client.meta.events.register("before-call.s3", lambda model, **_: calls.append(model.name))
     assert await s3.download("k") == b"0123456789"
     assert await s3.download("k", start=2, end=4) == b"23"
@@ -143,10 +143,10 @@ async def test_download_is_a_single_get_request(s3: S3Storage) -> None:
 async def test_one_client_serves_every_call(s3: S3Storage) -> None:
     """The backend builds one SDK client and reuses it."""
     await s3.upload("a", b"1")
-    first = await s3.native.get()
+    first = await s3.native()
     await s3.download("a")
     await s3.list()
-    assert await s3.native.get() is first
+    assert await s3.native() is first
 
 
 async def test_large_copy_uses_multipart_copy(s3: S3Storage, bucket: Any) -> None:
@@ -154,7 +154,7 @@ async def test_large_copy_uses_multipart_copy(s3: S3Storage, bucket: Any) -> Non
     s3.copy_multipart_threshold = 1024
     s3.copy_part_size = MIN_PART_SIZE
     calls: list[str] = []
-    client = await s3.native.get()
+    client = await s3.native()
     client.meta.events.register("before-call.s3", lambda model, **_: calls.append(model.name))
     data = os.urandom(MIN_PART_SIZE * 2 + 99)
     await s3.upload("src.bin", data, metadata={"m": "1"})
@@ -234,7 +234,7 @@ async def test_profile_auth_reads_the_named_profile(
     )
     assert storage.auth_method == "profile"  # type: ignore[attr-defined]
     await storage.upload("p", b"profile")
-    client = await storage.native.get()  # type: ignore[attr-defined]
+    client = await storage.native()
     assert client._request_signer._credentials.access_key == moto.access_key
     await storage.close()
 
@@ -248,7 +248,7 @@ async def test_default_chain_uses_environment(
     storage = get_storage("s3", bucket=BUCKET, region=moto.region, endpoint_url=moto.endpoint_url)
     assert storage.auth_method.startswith("default")  # type: ignore[attr-defined]
     await storage.upload("d", b"default")
-    client = await storage.native.get()  # type: ignore[attr-defined]
+    client = await storage.native()
     assert client._request_signer._credentials.access_key == "AKIAFROMENVIRONMENT"
     await storage.close()
 
@@ -271,7 +271,7 @@ async def test_assume_role_uses_refreshable_sts_credentials(
         sts_endpoint_url=moto.endpoint_url,
     )
     await storage.upload("r", b"role")
-    client = await storage.native.get()  # type: ignore[attr-defined]
+    client = await storage.native()
     creds = client._request_signer._credentials
     assert isinstance(creds, AioRefreshableCredentials)
     frozen = await creds.get_frozen_credentials()
@@ -372,7 +372,7 @@ def test_r2_account_id_builds_the_endpoint_and_public_links() -> None:
 async def test_streamed_upload_keeps_few_parts_in_memory(moto: MotoEndpoint, bucket: Any) -> None:
     """upload_stream pulls at most upload_concurrency + 2 parts ahead of the parts sent."""
     storage = S3Storage(bucket=BUCKET, upload_concurrency=2, **moto.credentials())
-    client = await storage.native.get()
+    client = await storage.native()
     sent = 0
     worst = 0
 

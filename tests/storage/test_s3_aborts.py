@@ -185,7 +185,7 @@ async def test_failing_copy_part_cancels_the_others_and_aborts(
     storage.copy_multipart_threshold = 0
     storage.copy_part_size = MIN_PART_SIZE
     await storage.upload("src", os.urandom(3 * MIN_PART_SIZE))
-    client = await storage._client.get()  # the aioboto3 client (native())
+    client = await storage.native()
     cancelled: list[int] = []
 
     async def upload_part_copy(**args: Any) -> Any:
