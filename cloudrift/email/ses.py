@@ -12,13 +12,14 @@ import re
 from collections.abc import Iterable
 from contextlib import AsyncExitStack
 from email.utils import formataddr
-from typing import Any, NoReturn
+from typing import Any, NoReturn, Unpack
 
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
 
 from cloudrift.core.aws import (
     AUTH_ERROR_CODES,
     THROTTLING_ERROR_CODES,
+    AwsAuthOptions,
     aio_config,
     aws_auth_methods,
     aws_credentials,
@@ -38,7 +39,7 @@ from cloudrift.core.exceptions import (
 )
 from cloudrift.core.lifecycle import LazyClient
 from cloudrift.core.retry import RetryPolicy
-from cloudrift.core.secrets import Secret, redact
+from cloudrift.core.secrets import redact
 from cloudrift.email.base import Email, EmailAddress, PreparedEmail
 
 # A role is assumed with the default chain as its source (as in S3).
@@ -70,14 +71,6 @@ class SESEmail(Email):
         self,
         *,
         region: str | None = None,
-        aws_access_key_id: str | None = None,
-        aws_secret_access_key: str | Secret | None = None,
-        aws_session_token: str | Secret | None = None,
-        profile_name: str | None = None,
-        role_arn: str | None = None,
-        role_session_name: str | None = None,
-        external_id: str | None = None,
-        sts_endpoint_url: str | None = None,
         endpoint_url: str | None = None,
         configuration_set: str | None = None,
         default_from: str | None = None,
@@ -88,6 +81,7 @@ class SESEmail(Email):
         connect_timeout: float = 5.0,
         read_timeout: float = 30.0,
         max_attempts: int = 3,
+        **auth: Unpack[AwsAuthOptions],
     ) -> None:
         super().__init__(
             default_from=default_from,
@@ -98,14 +92,7 @@ class SESEmail(Email):
         self._creds = aws_credentials(
             "ses email",
             _AUTH_METHODS,
-            aws_access_key_id=aws_access_key_id,
-            aws_secret_access_key=aws_secret_access_key,
-            aws_session_token=aws_session_token,
-            profile_name=profile_name,
-            role_arn=role_arn,
-            role_session_name=role_session_name,
-            external_id=external_id,
-            sts_endpoint_url=sts_endpoint_url,
+            **auth,
         )
         self._auth = self._creds.method
         if region == "":

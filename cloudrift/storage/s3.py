@@ -14,7 +14,7 @@ import logging
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime, timedelta
-from typing import Any, NoReturn
+from typing import Any, NoReturn, Unpack
 from urllib.parse import quote
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -23,6 +23,7 @@ from cloudrift.core.aws import (
     AUTH_ERROR_CODES,
     NOT_FOUND_ERROR_CODES,
     WORD_NAMES,
+    AwsAuthOptions,
     aio_config,
     aws_auth_methods,
     aws_credentials,
@@ -80,14 +81,6 @@ class S3Storage(Storage):
         bucket: str,
         region: str | None = None,
         endpoint_url: str | None = None,
-        aws_access_key_id: str | None = None,
-        aws_secret_access_key: str | Secret | None = None,
-        aws_session_token: str | Secret | None = None,
-        profile_name: str | None = None,
-        role_arn: str | None = None,
-        external_id: str | None = None,
-        role_session_name: str | None = None,
-        sts_endpoint_url: str | None = None,
         max_pool_connections: int = 64,
         connect_timeout: float = 5.0,
         read_timeout: float = 60.0,
@@ -97,6 +90,7 @@ class S3Storage(Storage):
         upload_concurrency: int = 2,
         list_page_size: int = 1000,
         addressing_style: str = "auto",
+        **auth: Unpack[AwsAuthOptions],
     ) -> None:
         if not isinstance(bucket, str) or not bucket:
             raise ConfigurationError(f"{self.provider} storage needs bucket: the bucket name")
@@ -104,14 +98,7 @@ class S3Storage(Storage):
             f"{self.provider} storage",
             _AUTH,
             WORD_NAMES,
-            aws_access_key_id=aws_access_key_id,
-            aws_secret_access_key=aws_secret_access_key,
-            aws_session_token=aws_session_token,
-            profile_name=profile_name,
-            role_arn=role_arn,
-            role_session_name=role_session_name,
-            external_id=external_id,
-            sts_endpoint_url=sts_endpoint_url,
+            **auth,
         )
         self.auth_method = self._creds.method
         if sse is not None and sse not in _SSE:

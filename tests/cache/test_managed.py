@@ -224,7 +224,7 @@ async def test_iam_token_not_matching_the_server_is_refused(
 ) -> None:
     """A token the server does not accept gives CacheConnectionError, without the token."""
     set_acl_user(redis_tls, APP_USER, "some-other-password")
-    async with iam_cache(redis_tls, tls_files, FakeClock(), retry_attempts=1) as cache:
+    async with iam_cache(redis_tls, tls_files, FakeClock(), max_attempts=1) as cache:
         with pytest.raises(CacheConnectionError, match="credentials") as info:
             await cache.get("k")
         assert "X-Amz-Signature" not in str(info.value)
@@ -514,7 +514,7 @@ async def test_iam_without_any_aws_credentials_says_so(
         host="127.0.0.1",
         username=APP_USER,
         region="us-east-1",
-        retry_attempts=1,
+        max_attempts=1,
         **tls_options(redis_tls, tls_files),
     ) as cache:
         with pytest.raises(CacheConnectionError, match="no AWS credentials"):
