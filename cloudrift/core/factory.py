@@ -164,11 +164,12 @@ def _refuse_unknown(where: str, unknown: list[str], names: set[str]) -> None:
 
 
 def check_options(where: str, target: Any, options: Mapping[str, Any]) -> None:
-    """Reject option names ``target`` does not accept, suggesting the closest valid one."""
+    """Reject option names ``target`` does not accept, suggesting the closest valid one,
+    and string options (credentials, names, URLs) given something else."""
     names, takes_any = accepted_options(target)
-    if takes_any:
-        return
-    _refuse_unknown(where, sorted(set(options) - names), names)
+    if not takes_any:
+        _refuse_unknown(where, sorted(set(options) - names), names)
+    check_option_types(where, target, options)
 
 
 def check_option_group(where: str, group: type, options: Mapping[str, Any]) -> None:
@@ -237,9 +238,7 @@ def build_provider(
 ) -> Any:
     """Resolve ``provider`` in ``table``, validate ``options`` and construct the backend."""
     target = resolve_provider(category, provider, table)
-    where = f"the {provider!r} {category} provider"
-    check_options(where, target, options)
-    check_option_types(where, target, options)
+    check_options(f"the {provider!r} {category} provider", target, options)
     return target(**options)
 
 
