@@ -18,6 +18,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any, Final
 
 from cloudrift.core.exceptions import ConfigurationError
+from cloudrift.core.validation import is_int
 from cloudrift.messaging import Message
 
 if TYPE_CHECKING:
@@ -53,7 +54,7 @@ def queue_worker(
     """
     if not callable(handler):
         raise TypeError("queue_worker needs an async handler taking a Message")
-    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+    if not is_int(concurrency) or concurrency < 1:
         raise ValueError(f"concurrency must be a positive int, got {concurrency!r}")
     return QueueWorker(handler, queue, concurrency, dict(consume_options))
 

@@ -21,6 +21,7 @@ extra installed; aioboto3 / botocore are imported inside the functions that need
 from __future__ import annotations
 
 import functools
+import sys
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -274,6 +275,25 @@ def data_loader() -> Any:
     return _shared_loader
 
 
+def refuse_in_process_moto(where: str) -> None:
+    """ConfigurationError when moto's ``mock_aws`` (in-process patching) is active.
+
+    It patches botocore to answer synchronously; aiobotocore awaits that answer and
+    fails deep inside with ``AttributeError: 'coroutine' object has no attribute
+    'items'``. Say so, and what works instead: moto as a server.
+    """
+    models = sys.modules.get("moto.core.models")  # only if the test imported moto
+    stubber = getattr(models, "botocore_stubber", None)
+    if stubber is not None and getattr(stubber, "enabled", False) is True:
+        raise ConfigurationError(
+            f"{where}: moto's mock_aws (in-process patching) is active, and it cannot "
+            "answer aioboto3 (the call would end in \"AttributeError: 'coroutine' object "
+            "has no attribute 'items'\"). Run moto as a server instead: the pytest "
+            "fixture cloudrift_moto (cloudrift_fastapi's pytest plugin), or "
+            "moto.server.ThreadedMotoServer(port=0) and endpoint_url='http://127.0.0.1:<port>'"
+        )
+
+
 async def aws_session(
     creds: AwsCredentials, *, region: str | None, sts_endpoint_url: str | None = None
 ) -> Any:
@@ -286,6 +306,7 @@ async def aws_session(
     """
     import aioboto3
 
+    refuse_in_process_moto(creds.where)
     session = aioboto3.Session(
         aws_access_key_id=creds.access_key_id,
         aws_secret_access_key=reveal(creds.secret_access_key),
@@ -512,5 +533,6 @@ __all__ = [
     "credential_errors",
     "data_loader",
     "open_client",
+    "refuse_in_process_moto",
     "split_auth_options",
 ]

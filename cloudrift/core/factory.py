@@ -16,9 +16,9 @@ import importlib.util
 import inspect
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Unpack, is_typeddict
+from typing import Any, Final, Unpack, is_typeddict
 
 from cloudrift.core.exceptions import ConfigurationError
 
@@ -168,7 +168,9 @@ def check_options(where: str, target: Any, options: Mapping[str, Any]) -> None:
     and string options (credentials, names, URLs) given something else."""
     names, takes_any = accepted_options(target)
     if not takes_any:
-        _refuse_unknown(where, sorted(set(options) - names), names)
+        unknown = sorted(set(options) - names)
+        reject_renamed(where, unknown, {k: v for k, v in RENAMED.items() if v in names})
+        _refuse_unknown(where, unknown, names)
     check_option_types(where, target, options)
 
 
@@ -179,7 +181,14 @@ def check_option_group(where: str, group: type, options: Mapping[str, Any]) -> N
     _refuse_unknown(where, sorted(set(options) - names), names)
 
 
-def reject_renamed(where: str, options: Mapping[str, Any], renamed: Mapping[str, str]) -> None:
+#: Option names that changed, and what they are now (refused, naming the new one).
+RENAMED: Final[Mapping[str, str]] = {
+    "retry_attempts": "max_attempts",
+    "retry_total": "max_attempts",
+}
+
+
+def reject_renamed(where: str, options: Iterable[str], renamed: Mapping[str, str]) -> None:
     """ConfigurationError for each old option name in ``options``, naming its new one.
 
     A hard error rather than a deprecation: the old names did not all mean the same
@@ -243,6 +252,7 @@ def build_provider(
 
 
 __all__ = [
+    "RENAMED",
     "OptionInfo",
     "ProviderSpec",
     "accepted_options",

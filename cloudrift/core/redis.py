@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Final, TypedDict, cast
 from urllib.parse import urlsplit
 
 from cloudrift.core.exceptions import ConfigurationError
-from cloudrift.core.factory import check_option_group, reject_renamed
+from cloudrift.core.factory import RENAMED, check_option_group, reject_renamed
 from cloudrift.core.secrets import Secret, redact_url
 from cloudrift.core.validation import check_int, check_number
 
@@ -88,12 +88,6 @@ DEFAULTS: Final[Mapping[str, Any]] = {
     "retry_backoff_base": 0.05,
     "retry_backoff_cap": 1.0,
     "client_name": None,
-}
-
-#: Old option names and what they became (refused with a ConfigurationError).
-RENAMED: Final[Mapping[str, str]] = {
-    "retry_attempts": "max_attempts",
-    "retry_total": "max_attempts",
 }
 
 _CERT_REQS = ("required", "optional", "none")
@@ -300,7 +294,6 @@ def connection_group(values: Mapping[str, Any]) -> dict[str, Any]:
 
 __all__ = [
     "DEFAULTS",
-    "RENAMED",
     "RedisConnectionOptions",
     "RedisOptions",
     "RedisServerOptions",

@@ -30,8 +30,6 @@ def _bounds(at_least: float | None, at_most: float | None, above: float | None, 
     suffix = f" ({unit})" if unit else ""
     if at_least is not None and at_most is not None:
         return f" from {at_least} to {at_most}{suffix}"
-    if above == 0:
-        return f" > 0{suffix}"
     if above is not None:
         return f" > {above}{suffix}"
     if at_least is not None:
@@ -59,9 +57,11 @@ def check_int(
     ):
         got = repr(value) if is_number(value) else type(value).__name__
         extra = f"; {hint}" if hint else ""
-        raise error(
-            f"{name} must be an int{_bounds(at_least, at_most, None, unit)}, got {got}{extra}"
-        )
+        if at_least == 1 and at_most is None:
+            what = f"a positive int{f' ({unit})' if unit else ''}"
+        else:
+            what = f"an int{_bounds(at_least, at_most, None, unit)}"
+        raise error(f"{name} must be {what}, got {got}{extra}")
     return value
 
 
@@ -85,19 +85,12 @@ def check_number(
         or (at_most is not None and value > at_most)
     ):
         got = repr(value) if is_number(value) else type(value).__name__
-        raise error(f"{name} must be a number{_bounds(at_least, at_most, above, unit)}, got {got}")
+        if above == 0 and at_least is None and at_most is None:
+            what = f"a positive number{f' of {unit}' if unit else ''}"
+        else:
+            what = f"a number{_bounds(at_least, at_most, above, unit)}"
+        raise error(f"{name} must be {what}, got {got}")
     return float(value)
 
 
-def check_optional_int(
-    name: str,
-    value: object,
-    *,
-    at_least: int | None = None,
-    error: type[Exception] = ConfigurationError,
-) -> int | None:
-    """None, or :func:`check_int`."""
-    return None if value is None else check_int(name, value, at_least=at_least, error=error)
-
-
-__all__ = ["check_int", "check_number", "check_optional_int", "is_int", "is_number"]
+__all__ = ["check_int", "check_number", "is_int", "is_number"]

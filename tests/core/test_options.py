@@ -149,3 +149,34 @@ def test_groups_are_declared_once() -> None:
     assert {"aws_access_key_id", "role_arn", "sts_endpoint_url"} <= set(
         typing.get_type_hints(AwsAuthOptions)
     )
+
+
+@pytest.mark.parametrize(
+    ("category", "provider", "options", "old"),
+    [
+        ("messaging", "azure_bus", {"queue_name": "q", "retry_total": 0}, "retry_total"),
+        ("messaging", "redis", {"queue_name": "q", "retry_attempts": 0}, "retry_attempts"),
+        ("cache", "redis", {"host": "h", "retry_attempts": 1}, "retry_attempts"),
+        ("cache", "elasticache", {"host": "h", "retry_attempts": 1}, "retry_attempts"),
+    ],
+)
+def test_old_retry_names_are_refused_naming_max_attempts(
+    category: str, provider: str, options: dict[str, Any], old: str
+) -> None:
+    """retry_total / retry_attempts raise ConfigurationError saying they are now max_attempts."""
+    table = importlib.import_module(f"cloudrift.{category}").PROVIDERS
+    with pytest.raises(ConfigurationError, match=f"'{old}' is now 'max_attempts'"):
+        build_provider(category, provider, table, options)
+
+
+def test_max_attempts_is_the_one_retry_option_name() -> None:
+    """Every provider with a retry option calls it max_attempts; none keeps an old name."""
+    with_retry = []
+    for category, name, spec in _tables():
+        options, _ = provider_options(resolve_provider(category, name, {name: spec}))
+        assert not {"retry_attempts", "retry_total"} & set(options), name
+        if "max_attempts" in options:
+            with_retry.append(name)
+    assert {"s3", "sqs", "ses", "azure_bus", "redis", "elasticache", "azure_redis"} <= set(
+        with_retry
+    )
