@@ -27,6 +27,7 @@ from cloudrift.core.aws import (
     split_auth_options,
 )
 from cloudrift.core.exceptions import ConfigurationError
+from cloudrift.core.factory import check_option_group
 from cloudrift.core.redis import RedisServerOptions
 from cloudrift.core.secrets import Secret, secret
 
@@ -142,6 +143,7 @@ class ElastiCache(RedisBackend):
         **options: Unpack[ElastiCacheOptions],
     ) -> None:
         where = "the 'elasticache' cache provider"
+        check_option_group(where, ElastiCacheOptions, options)  # typos: did-you-mean
         rest: dict[str, Any] = dict(options)
         auth = split_auth_options(rest)
         given = {

@@ -527,3 +527,11 @@ def test_managed_tls_options_with_tls_off_are_refused() -> None:
         get_cache(
             "azure_redis", "from_access_key", host="h", access_key="k", ssl=False, ssl_ca_certs="x"
         )
+
+
+def test_misspelled_aws_option_given_directly_suggests_the_right_one() -> None:
+    """ElastiCache(...) built directly still refuses a typo'd AWS option with a suggestion."""
+    from cloudrift.cache.elasticache import ElastiCache
+
+    with pytest.raises(ConfigurationError, match="did you mean 'aws_secret_access_key'"):
+        ElastiCache("from_iam_auth", host="h", username="u", region="r", aws_secret_acess_key="x")  # type: ignore[call-arg]
