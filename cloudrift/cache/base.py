@@ -278,9 +278,7 @@ class Cache(AsyncBackend, ABC):
     async def lrange(self, key: str, start: int, stop: int) -> list[bytes]:
         """Items ``start``..``stop`` of the list, both inclusive, negatives from the end."""
         self._ensure_open()
-        if isinstance(start, bool) or isinstance(stop, bool):
-            raise CacheArgumentError("lrange start and stop must be int")
-        if not isinstance(start, int) or not isinstance(stop, int):
+        if not is_int(start) or not is_int(stop):
             raise CacheArgumentError("lrange start and stop must be int")
         return await self._lrange(check_key(key), start, stop)
 

@@ -53,6 +53,7 @@ from cloudrift.core.exceptions import (
     StoragePermissionError,
 )
 from cloudrift.core.secrets import Secret, secret
+from cloudrift.core.validation import is_int
 from cloudrift.storage.base import (
     DEFAULT_CONTENT_TYPE,
     ObjectInfo,
@@ -621,9 +622,7 @@ class LocalStorage(Storage):
         InvalidArgumentError for a ``max_size`` that is not a positive int, and what
         ``presigned_url`` raises otherwise.
         """
-        if max_size is not None and (
-            isinstance(max_size, bool) or not isinstance(max_size, int) or max_size < 1
-        ):
+        if max_size is not None and (not is_int(max_size) or max_size < 1):
             raise InvalidArgumentError(
                 f"max_size must be a positive int (bytes) or None, got {max_size!r}"
             )
