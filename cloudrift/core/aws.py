@@ -31,6 +31,7 @@ from cloudrift.core.auth import AuthMethod, auth_method, select_auth
 from cloudrift.core.exceptions import ConfigurationError
 from cloudrift.core.factory import check_option_group, group_options
 from cloudrift.core.secrets import Secret, redact, reveal, secret
+from cloudrift.core.validation import check_int, check_number
 
 #: Canonical kinds of AWS auth (what :attr:`AwsCredentials.kind` holds).
 STATIC_KEYS: Final = "static_keys"
@@ -377,7 +378,16 @@ def aio_config(
     max_attempts: int,
     **extra: Any,
 ) -> Any:
-    """An ``AioConfig``: pooled connections, timeouts and botocore's standard retries."""
+    """An ``AioConfig``: pooled connections, timeouts and botocore's standard retries.
+
+    Checks the options first (ConfigurationError naming the option), so every AWS
+    provider refuses the same bad values at construction; ``max_attempts`` counts the
+    first attempt, as botocore's standard mode does (1 = no retry).
+    """
+    check_int("max_pool_connections", max_pool_connections, at_least=1)
+    check_number("connect_timeout", connect_timeout, above=0, unit="seconds")
+    check_number("read_timeout", read_timeout, above=0, unit="seconds")
+    check_int("max_attempts", max_attempts, at_least=1, hint="1 means no retry")
     from aiobotocore.config import AioConfig
 
     return AioConfig(

@@ -97,8 +97,6 @@ class SESEmail(Email):
         self._auth = self._creds.method
         if region == "":
             raise ConfigurationError("ses email: region is an empty string; pass e.g. 'us-east-1'")
-        if max_attempts < 1:
-            raise ConfigurationError("ses email: max_attempts must be at least 1")
         self.region = region
         self.configuration_set = configuration_set
         self._endpoint_url = endpoint_url

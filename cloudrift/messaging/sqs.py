@@ -44,6 +44,7 @@ from cloudrift.core.exceptions import (
 )
 from cloudrift.core.lifecycle import LazyClient
 from cloudrift.core.secrets import Secret, redact
+from cloudrift.core.validation import check_number
 from cloudrift.messaging.base import (
     DEAD_LETTER_REASON,
     InFlightMap,
@@ -115,7 +116,7 @@ class SQSQueue(Queue):
         self._config = aio_config(
             max_pool_connections=max_pool_connections,
             connect_timeout=connect_timeout,
-            read_timeout=max(read_timeout, _MAX_POLL + 5),
+            read_timeout=max(check_number("read_timeout", read_timeout, above=0), _MAX_POLL + 5),
             max_attempts=max_attempts,
         )
         self._client: LazyClient[Any] = LazyClient(self._build_client)

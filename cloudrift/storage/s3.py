@@ -45,7 +45,7 @@ from cloudrift.core.exceptions import (
 )
 from cloudrift.core.lifecycle import LazyClient
 from cloudrift.core.secrets import Secret, redact
-from cloudrift.core.validation import check_int, check_number
+from cloudrift.core.validation import check_int
 from cloudrift.storage.base import ObjectInfo, PresignMethod, Storage, send_parts
 
 # The role's source credentials come from the default chain (keys or a profile
@@ -111,14 +111,12 @@ class S3Storage(Storage):
                 raise ConfigurationError("sse_kms_key_id needs sse='aws:kms'")
         if addressing_style not in ("auto", "path", "virtual"):
             raise ConfigurationError("addressing_style must be 'auto', 'path' or 'virtual'")
+        # Pool size, timeouts and max_attempts are checked by aio_config, below.
         for name, value in (
-            ("max_pool_connections", max_pool_connections),
             ("upload_concurrency", upload_concurrency),
             ("list_page_size", list_page_size),
         ):
             check_int(name, value, at_least=1)
-        for name, timeout in (("connect_timeout", connect_timeout), ("read_timeout", read_timeout)):
-            check_number(name, timeout, above=0, unit="seconds")
         self.bucket = bucket
         self.region = region
         self.endpoint_url = endpoint_url

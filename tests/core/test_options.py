@@ -180,3 +180,31 @@ def test_max_attempts_is_the_one_retry_option_name() -> None:
     assert {"s3", "sqs", "ses", "azure_bus", "redis", "elasticache", "azure_redis"} <= set(
         with_retry
     )
+
+
+AWS_REQUIRED: dict[str, tuple[str, dict[str, Any]]] = {
+    "s3": ("storage", {"bucket": "b"}),
+    "sqs": ("messaging", {"queue_url": "https://sqs.us-east-1.amazonaws.com/1/q"}),
+    "ses": ("email", {"region": "us-east-1"}),
+}
+
+
+@pytest.mark.parametrize("provider", sorted(AWS_REQUIRED))
+@pytest.mark.parametrize(
+    ("option", "value"),
+    [
+        ("max_attempts", 0),
+        ("max_attempts", True),
+        ("max_attempts", "3"),
+        ("max_pool_connections", 0),
+        ("connect_timeout", 0),
+        ("read_timeout", -1.0),
+    ],
+)
+def test_aws_client_options_are_checked_alike(provider: str, option: str, value: object) -> None:
+    """s3, sqs and ses refuse the same bad pool, timeout and max_attempts values at build,
+    naming the option (sqs and s3 took max_attempts=0 until the first call)."""
+    category, required = AWS_REQUIRED[provider]
+    table = importlib.import_module(f"cloudrift.{category}").PROVIDERS
+    with pytest.raises(ConfigurationError, match=option):
+        build_provider(category, provider, table, {**required, option: value})
