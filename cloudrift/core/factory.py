@@ -11,6 +11,7 @@ present"; that is :func:`cloudrift.core.auth.select_auth`'s job, and it is stric
 from __future__ import annotations
 
 import difflib
+import functools
 import importlib
 import importlib.util
 import inspect
@@ -110,14 +111,20 @@ def _unpacked(annotation: Any) -> type | None:
     return None
 
 
-def group_options(group: type) -> dict[str, OptionInfo]:
+@functools.lru_cache(maxsize=64)
+def group_options(group: type) -> Mapping[str, OptionInfo]:
     """The options of a TypedDict option group (names, resolved types, required-ness)."""
     hints = typing.get_type_hints(group)
     required: frozenset[str] = getattr(group, "__required_keys__", frozenset())
-    return {name: OptionInfo(name, hint, name in required) for name, hint in hints.items()}
+    return types.MappingProxyType(
+        {name: OptionInfo(name, hint, name in required) for name, hint in hints.items()}
+    )
 
 
-def provider_options(target: Any) -> tuple[dict[str, OptionInfo], bool]:
+# A provider's signature does not change while the process runs, and reading its
+# annotations costs about a millisecond: read each one once.
+@functools.lru_cache(maxsize=256)
+def provider_options(target: Any) -> tuple[Mapping[str, OptionInfo], bool]:
     """Every keyword option ``target`` accepts, and whether it also takes any other.
 
     ``**kwargs: Unpack[SomeTypedDict]`` contributes the TypedDict's keys (with their
@@ -141,7 +148,7 @@ def provider_options(target: Any) -> tuple[dict[str, OptionInfo], bool]:
                 takes_any = True
             else:
                 options.update(group_options(group))
-    return options, takes_any
+    return types.MappingProxyType(options), takes_any
 
 
 def accepted_options(target: Any) -> tuple[set[str], bool]:
