@@ -176,6 +176,56 @@ async def _pipeline_error_keeps_others(cache: Cache) -> Any:
     return None
 
 
+def _on_string(op: Callable[[Cache], Awaitable[Any]]) -> Case:
+    async def case(cache: Cache) -> Any:
+        await cache.set("s", "v")
+        return await op(cache)
+
+    return case
+
+
+async def _decr_missing(cache: Cache) -> Any:
+    return await cache.decr("n", 5), await cache.get("n")
+
+
+async def _hget_missing(cache: Cache) -> Any:
+    await cache.hset("h", "f", "v")
+    return await cache.hget("h", "other"), await cache.hget("missing", "f")
+
+
+async def _mset_then_mget(cache: Cache) -> Any:
+    await cache.mset({"a": "1", "b": b"\x00\xff"})
+    return await cache.mget(["a", "b", "c"])
+
+
+async def _mset_overwrites_types(cache: Cache) -> Any:
+    await cache.rpush("l", "x")
+    await cache.mset({"l": "now a string"})
+    return await cache.get("l")
+
+
+async def _expire_on_list(cache: Cache) -> Any:
+    await cache.rpush("l", "x")
+    return await cache.expire("l", 100), (await cache.ttl("l") or 0) > 0
+
+
+async def _set_overwrites_other_type(cache: Cache) -> Any:
+    await cache.hset("h", "f", "v")
+    await cache.set("h", "plain")
+    return await cache.get("h")
+
+
+async def _empty_value_roundtrip(cache: Cache) -> Any:
+    await cache.set("e", b"")
+    return await cache.get("e"), await cache.exists("e")
+
+
+async def _binary_hash_fields(cache: Cache) -> Any:
+    await cache.hset("h", b"\xff", b"\x00")
+    await cache.hset("h", "é", "ü")
+    return await cache.hgetall("h")
+
+
 CASES: dict[str, Case] = {
     **{f"incr stored {v!r}": _incr(v) for v in INCR_VALUES},
     "decr below the int64 minimum": _incr_overflow_down,
@@ -213,6 +263,20 @@ CASES: dict[str, Case] = {
     "delete of a missing key": _delete_missing,
     "delete of a list": _delete_any_type,
     "pipeline with a failing command": _pipeline_error_keeps_others,
+    "hgetall on a string": _on_string(lambda c: c.hgetall("s")),
+    "hget on a string": _on_string(lambda c: c.hget("s", "f")),
+    "hdel on a string": _on_string(lambda c: c.hdel("s", "f")),
+    "lrange on a string": _on_string(lambda c: c.lrange("s", 0, -1)),
+    "rpush on a string": _on_string(lambda c: c.rpush("s", "x")),
+    "ttl of a string without expiry": _on_string(lambda c: c.ttl("s")),
+    "decr of a missing key": _decr_missing,
+    "hget of a missing field or key": _hget_missing,
+    "mset then mget": _mset_then_mget,
+    "mset overwrites another type": _mset_overwrites_types,
+    "expire on a list": _expire_on_list,
+    "set overwrites another type": _set_overwrites_other_type,
+    "empty value": _empty_value_roundtrip,
+    "binary hash fields": _binary_hash_fields,
 }
 
 
