@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from typing import Any, Unpack
-from urllib.parse import urlsplit
 
 from cloudrift.cache._redis import RedisBackend
 from cloudrift.core.auth import AuthMethod, auth_method, select_auth
@@ -15,6 +14,7 @@ from cloudrift.core.redis import (
     RedisOptions,
     check_client,
     check_redis_url,
+    check_url_options,
     connection_group,
     connection_values,
     tls_files_given,
@@ -113,18 +113,7 @@ class RedisCache(RedisBackend):
 
 def _use_url(opts: RedisOptions, url: str, password: object, values: Mapping[str, Any]) -> None:
     """Connect with ``url`` (TLS only through a rediss:// URL; one password only)."""
-    check_redis_url(url)
-    tls_given = tls_files_given(values)
-    if urlsplit(url).scheme != "rediss" and (values["ssl"] or tls_given):
-        raise ConfigurationError(
-            f"{_WHERE}: TLS options ({', '.join(tls_given or ['ssl'])}) need a "
-            "rediss:// URL; change the scheme instead of passing ssl=True"
-        )
-    if password is not None and urlsplit(url).password is not None:
-        raise ConfigurationError(
-            f"{_WHERE}: the URL already holds a password; give it in the URL "
-            "or as password=, not both"
-        )
+    check_url_options(_WHERE, url, password, values)
     opts.url = Secret(url)
     opts.location = url_location(url)
 

@@ -279,6 +279,23 @@ def check_redis_url(url: str) -> None:
         raise ConfigurationError(f"invalid Redis URL {shown}: it names no host")
 
 
+def check_url_options(where: str, url: str, password: object, values: Mapping[str, Any]) -> None:
+    """A URL connection: a valid Redis URL, TLS only through ``rediss://`` (TLS options
+    with a plain URL would be ignored), and one password, not two."""
+    check_redis_url(url)
+    tls_given = tls_files_given(values)
+    if urlsplit(url).scheme != "rediss" and (values["ssl"] or tls_given):
+        raise ConfigurationError(
+            f"{where}: TLS options ({', '.join(tls_given or ['ssl'])}) need a "
+            "rediss:// URL; change the scheme instead of passing ssl=True"
+        )
+    if password is not None and urlsplit(url).password is not None:
+        raise ConfigurationError(
+            f"{where}: the URL already holds a password; give it in the URL "
+            "or as password=, not both"
+        )
+
+
 def url_location(url: str) -> str:
     """Where a Redis URL points, without its credentials (``redis://host:port/db``)."""
     parts = urlsplit(url)
@@ -301,6 +318,7 @@ __all__ = [
     "check_client",
     "check_redis_url",
     "check_tls_options",
+    "check_url_options",
     "connection_group",
     "connection_values",
     "open_client",

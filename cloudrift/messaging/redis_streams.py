@@ -53,7 +53,7 @@ from cloudrift.core.redis import (
     RedisConnectionOptions,
     RedisOptions,
     check_client,
-    check_redis_url,
+    check_url_options,
     connection_group,
     connection_values,
     open_client,
@@ -466,11 +466,11 @@ def _connection(
         return RedisOptions(client=client, location=f"client={type(client).__name__}")
     url_secret = secret(url if url is not None else DEFAULT_URL)
     assert url_secret is not None
-    check_redis_url(url_secret.reveal())
     if password == "":
         raise ConfigurationError("redis queue: password is an empty string; omit it instead")
     # 50 pooled connections by default: consume() holds one per poller and handler.
     values = connection_values(_WHERE, options, max_connections=50)
+    check_url_options(_WHERE, url_secret.reveal(), password, values)
     return RedisOptions(
         url=url_secret,
         password=secret(password),

@@ -21,6 +21,7 @@ from cloudrift.messaging.redis_streams import RedisStreamQueue
 from tests.conformance.messaging import MessagingConformance, drain
 from tests.servers.cache_faults import FailoverProxy
 from tests.servers.redis import RedisServer
+from tests.servers.tls import TLSFiles
 
 
 class TestRedisStreamQueue(MessagingConformance):
@@ -298,3 +299,21 @@ def test_queue_takes_the_same_connection_options_as_the_cache() -> None:
     """The queue's options are the cache's shared group: a misspelling gets a suggestion."""
     with pytest.raises(ConfigurationError, match="did you mean 'socket_connect_timeout'"):
         get_queue("redis", queue_name="q", socket_conect_timeout=1)
+
+
+async def test_queue_over_verified_tls_with_a_private_ca(
+    redis_tls: RedisServer, tls_files: TLSFiles
+) -> None:
+    """The cache's TLS options work on the queue too: rediss:// with ssl_ca_certs."""
+    async with get_queue(
+        "redis", url=redis_tls.url, queue_name="q", ssl_ca_certs=str(tls_files.ca_cert)
+    ) as q:
+        await q.send({"n": 1})
+        [msg] = await q.receive(max_messages=1)
+        assert msg.body == {"n": 1}
+
+
+def test_tls_options_on_a_plain_url_are_refused() -> None:
+    """ssl=True or a CA file with a redis:// URL is refused (it would be ignored)."""
+    with pytest.raises(ConfigurationError, match="rediss://"):
+        get_queue("redis", url="redis://h:6379/0", queue_name="q", ssl_ca_certs="/ca.pem")
