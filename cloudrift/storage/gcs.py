@@ -32,6 +32,7 @@ from cloudrift.core.exceptions import (
     BucketNotFoundError,
     ConfigurationError,
     FeatureNotSupportedError,
+    InvalidArgumentError,
     InvalidRangeError,
     ObjectExistsError,
     ObjectNotFoundError,
@@ -268,7 +269,7 @@ class GCSStorage(Storage):
         part_size: int,
     ) -> None:
         if part_size % _RESUMABLE_UNIT:
-            raise InvalidRangeError(
+            raise InvalidArgumentError(
                 f"gcs streamed uploads need part_size to be a multiple of 256 KiB; "
                 f"{part_size} is not"
             )
