@@ -27,6 +27,7 @@ from cloudrift.core.secrets import is_secret_option
 
 _LAX: Final = ConfigDict(arbitrary_types_allowed=True)
 
+
 @dataclass(frozen=True)
 class ProviderOptions:
     """What a provider's constructor accepts: every option, its type, what is required."""
