@@ -53,7 +53,7 @@ from cloudrift.core.exceptions import (
     StoragePermissionError,
 )
 from cloudrift.core.secrets import Secret, secret
-from cloudrift.core.validation import is_int
+from cloudrift.core.validation import is_int, is_number
 from cloudrift.storage.base import (
     DEFAULT_CONTENT_TYPE,
     ObjectInfo,
@@ -113,11 +113,7 @@ class LocalStorage(Storage):
         self._meta = os.path.join(self._root, _RESERVED, "meta")
         os.makedirs(self._tmp, exist_ok=True)
         os.makedirs(self._meta, exist_ok=True)
-        if (
-            isinstance(temp_file_max_age, bool)
-            or not isinstance(temp_file_max_age, int | float)
-            or temp_file_max_age < 0
-        ):
+        if not is_number(temp_file_max_age) or temp_file_max_age < 0:
             raise ConfigurationError(
                 "local storage temp_file_max_age must be a non-negative number of seconds, "
                 f"got {temp_file_max_age!r}"
