@@ -16,6 +16,7 @@ from starlette.responses import JSONResponse
 from cloudrift.core import categories
 from cloudrift.core.categories import CategorySpec
 from cloudrift.core.exceptions import BackendClosedError, ConfigurationError
+from cloudrift.core.validation import is_number
 from cloudrift_fastapi.container import STATE_ATTR, UNRESOLVED, check_backend, provider_for
 from cloudrift_fastapi.deps import dependency, resolve_override
 
@@ -130,7 +131,7 @@ def health_router(
     answers within ``timeout`` seconds, else 503 with ``"status": "unavailable"`` and a
     safe reason for each failing backend (no secrets, no stack traces).
     """
-    if isinstance(timeout, bool) or not isinstance(timeout, int | float):
+    if not is_number(timeout):
         raise ConfigurationError("health_router timeout must be a number of seconds")
     if not math.isfinite(timeout) or timeout <= 0:
         raise ConfigurationError("health_router timeout must be a positive number of seconds")

@@ -18,6 +18,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any, Final
 
 from cloudrift.core.exceptions import ConfigurationError
+from cloudrift.core.validation import is_int, is_number
 from cloudrift.messaging import Message
 
 if TYPE_CHECKING:
@@ -53,7 +54,7 @@ def queue_worker(
     """
     if not callable(handler):
         raise TypeError("queue_worker needs an async handler taking a Message")
-    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+    if not is_int(concurrency) or concurrency < 1:
         raise ValueError(f"concurrency must be a positive int, got {concurrency!r}")
     return QueueWorker(handler, queue, concurrency, dict(consume_options))
 
@@ -226,11 +227,11 @@ async def run_worker(
     from cloudrift_fastapi.container import BackendSet, Container, provider_for
     from cloudrift_fastapi.lifespan import check_startup_settings
 
-    if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
+    if not is_int(concurrency) or concurrency < 1:
         raise ConfigurationError(
             f"concurrency must be a positive whole number, got {concurrency!r}"
         )
-    if isinstance(grace, bool) or not isinstance(grace, int | float) or not grace >= 0:
+    if not is_number(grace) or not grace >= 0:
         raise ConfigurationError(f"grace must be a number of seconds >= 0, got {grace!r}")
     check_startup_settings(settings)
     queue_config = settings.backend("queue", queue)  # names the queue if it is not configured

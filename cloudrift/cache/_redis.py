@@ -1,9 +1,11 @@
 """The one Redis implementation of the cache contract, shared by every Redis flavour.
 
 ``redis``, ``elasticache`` and ``azure_redis`` differ only in how they fill
-:class:`RedisOptions` (host, TLS, and a static password or a token provider); the
-operations, error translation, retries and pooling live here once. Imported only by
-those provider modules, so ``import cloudrift.cache`` never needs redis-py.
+:class:`~cloudrift.core.redis.RedisOptions` (host, TLS, and a static password or a
+token provider); the operations and error translation live here once, and the client
+itself (options, retries, pooling) is built by :mod:`cloudrift.core.redis`, which the
+redis queue uses too. Imported only by those provider modules, so
+``import cloudrift.cache`` never needs redis-py.
 """
 
 from __future__ import annotations
@@ -13,13 +15,9 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack, contextmanager, suppress
-from dataclasses import dataclass, field
 from typing import Any, NoReturn
 
-import redis.asyncio as aioredis
 from redis import exceptions as rex
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialWithJitterBackoff
 from redis.credentials import CredentialProvider
 
 from cloudrift.cache.base import Cache, Op
@@ -30,133 +28,19 @@ from cloudrift.core.exceptions import (
     ConfigurationError,
 )
 from cloudrift.core.lifecycle import LazyClient
+from cloudrift.core.redis import (
+    RedisOptions,
+    RedisServerOptions,
+    check_tls_options,
+    connection_group,
+    connection_values,
+    open_client,
+    owns_client,
+    tls_files_given,
+)
 from cloudrift.core.secrets import Secret, redact
 
 log = logging.getLogger("cloudrift.cache")
-
-_CERT_REQS = ("required", "optional", "none")
-
-
-def check_tls_options(ssl_cert_reqs: object, ssl_check_hostname: object) -> None:
-    """TLS verification is on unless turned off explicitly with ``ssl_cert_reqs="none"``."""
-    if ssl_cert_reqs not in _CERT_REQS:
-        raise ConfigurationError(
-            f"ssl_cert_reqs must be one of {', '.join(map(repr, _CERT_REQS))}, got "
-            f"{ssl_cert_reqs!r}; verification stays on unless you pass 'none' explicitly"
-        )
-    if not isinstance(ssl_check_hostname, bool):
-        raise ConfigurationError(
-            f"ssl_check_hostname must be True or False, got {ssl_check_hostname!r}"
-        )
-
-
-@dataclass
-class RedisOptions:
-    """Everything needed to build a ``redis.asyncio.Redis`` client."""
-
-    host: str = "localhost"
-    port: int = 6379
-    db: int = 0
-    username: str | None = None
-    password: Secret | None = None
-    credential_provider: CredentialProvider | None = None
-    url: Secret | None = None  # from_url: the whole URL may hold a password
-    ssl: bool = False
-    ssl_ca_certs: str | None = None
-    ssl_ca_data: str | None = None
-    ssl_certfile: str | None = None
-    ssl_keyfile: str | None = None
-    ssl_cert_reqs: str = "required"
-    ssl_check_hostname: bool = True
-    socket_timeout: float = 5.0
-    socket_connect_timeout: float = 5.0
-    socket_keepalive: bool = True
-    health_check_interval: int = 30
-    max_connections: int | None = None
-    retry_attempts: int = 3
-    retry_backoff_base: float = 0.05
-    retry_backoff_cap: float = 1.0
-    client_name: str | None = None
-    location: str = ""
-    secrets: list[Secret] = field(default_factory=list)
-    #: Coroutines run when the backend closes (e.g. an Azure credential it created).
-    on_close: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
-
-    def _check_numbers(self) -> None:
-        def is_int(v: object) -> bool:
-            return isinstance(v, int) and not isinstance(v, bool)
-
-        if not is_int(self.port) or not 0 < self.port < 65536:
-            raise ConfigurationError(f"port must be an int from 1 to 65535, got {self.port!r}")
-        if not is_int(self.db) or self.db < 0:
-            raise ConfigurationError(f"db must be an int >= 0, got {self.db!r}")
-        for name in ("socket_timeout", "socket_connect_timeout", "retry_backoff_base"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
-                raise ConfigurationError(f"{name} must be a positive number, got {value!r}")
-        if not is_int(self.health_check_interval) or self.health_check_interval < 0:
-            raise ConfigurationError(
-                f"health_check_interval must be an int >= 0 (seconds), "
-                f"got {self.health_check_interval!r}"
-            )
-        if not is_int(self.retry_attempts) or self.retry_attempts < 1:
-            raise ConfigurationError(
-                f"retry_attempts must be an int >= 1 (1 means no retry), "
-                f"got {self.retry_attempts!r}"
-            )
-        if self.max_connections is not None and (
-            not is_int(self.max_connections) or self.max_connections < 1
-        ):
-            raise ConfigurationError(
-                f"max_connections must be an int >= 1 or None, got {self.max_connections!r}"
-            )
-
-    def client_kwargs(self) -> dict[str, Any]:
-        """Keyword arguments for the redis-py client (secrets revealed here only)."""
-        check_tls_options(self.ssl_cert_reqs, self.ssl_check_hostname)
-        self._check_numbers()
-        kwargs: dict[str, Any] = {
-            "db": self.db,
-            "socket_timeout": self.socket_timeout,
-            "socket_connect_timeout": self.socket_connect_timeout,
-            "socket_keepalive": self.socket_keepalive,
-            "health_check_interval": self.health_check_interval,
-            "max_connections": self.max_connections,
-            "client_name": self.client_name,
-            # Retry connection drops, timeouts and READONLY (an Azure/ElastiCache
-            # failover leaves clients on the demoted primary): redis-py closes the
-            # connection before each retry, so the retry reconnects to the new primary.
-            "retry": Retry(
-                ExponentialWithJitterBackoff(
-                    base=self.retry_backoff_base, cap=self.retry_backoff_cap
-                ),
-                self.retry_attempts - 1,
-                supported_errors=(rex.ConnectionError, rex.TimeoutError, rex.ReadOnlyError),
-            ),
-        }
-        if self.credential_provider is not None:
-            kwargs["credential_provider"] = self.credential_provider
-        else:
-            if self.username is not None:
-                kwargs["username"] = self.username
-            if self.password is not None:
-                kwargs["password"] = self.password.reveal()
-        if self.url is None:
-            kwargs.update(host=self.host, port=self.port)
-        elif self.url.reveal().startswith("unix:"):
-            del kwargs["socket_keepalive"]  # a TCP option; unix sockets refuse it
-        if self.ssl or (self.url is not None and self.url.reveal().startswith("rediss:")):
-            kwargs.update(
-                ssl_cert_reqs=self.ssl_cert_reqs,
-                ssl_check_hostname=self.ssl_check_hostname,
-                ssl_ca_certs=self.ssl_ca_certs,
-                ssl_ca_data=self.ssl_ca_data,
-                ssl_certfile=self.ssl_certfile,
-                ssl_keyfile=self.ssl_keyfile,
-            )
-            if self.url is None:
-                kwargs["ssl"] = True
-        return kwargs
 
 
 class TokenUnavailableError(rex.ConnectionError):
@@ -280,7 +164,6 @@ class RedisBackend(Cache):
 
     def __init__(self, options: RedisOptions) -> None:
         super().__init__()
-        options.client_kwargs()  # validate now, at construction, not on first use
         self._options = options
         self._secrets = [s for s in (options.password, options.url) if s] + options.secrets
         self._client: LazyClient[Any] = LazyClient(self._build)
@@ -291,12 +174,9 @@ class RedisBackend(Cache):
         return self._options.location
 
     async def _build(self, stack: AsyncExitStack) -> Any:
-        kwargs = self._options.client_kwargs()
-        if self._options.url is not None:
-            client = aioredis.Redis.from_url(self._options.url.reveal(), **kwargs)
-        else:
-            client = aioredis.Redis(**kwargs)
-        stack.push_async_callback(client.aclose)
+        client = open_client(self._options)
+        if owns_client(self._options):  # a client handed in stays open: its owner closes it
+            stack.push_async_callback(client.aclose)
         provider = self._options.credential_provider
         if isinstance(provider, TokenCredentialProvider):
             task = asyncio.create_task(self._refresh_tokens(provider, client))
@@ -465,50 +345,24 @@ def _convert(op: Op, raw: Any) -> Any:
     return int(raw)
 
 
-def connection_options(
-    *,
-    port: int | None = None,
-    db: int = 0,
-    ssl: bool = True,
-    ssl_ca_certs: str | None = None,
-    ssl_ca_data: str | None = None,
-    ssl_certfile: str | None = None,
-    ssl_keyfile: str | None = None,
-    ssl_cert_reqs: str = "required",
-    ssl_check_hostname: bool = True,
-    socket_timeout: float = 5.0,
-    socket_connect_timeout: float = 5.0,
-    socket_keepalive: bool = True,
-    health_check_interval: int = 30,
-    max_connections: int | None = None,
-    retry_attempts: int = 3,
-    retry_backoff_base: float = 0.05,
-    retry_backoff_cap: float = 1.0,
-    client_name: str | None = None,
-) -> dict[str, Any]:
-    """The connection options every managed-Redis provider accepts (TLS on by default)."""
-    return dict(locals())
-
-
 def managed_options(
-    where: str, host: str, default_port: int, options: dict[str, Any]
+    where: str, host: str, default_port: int, options: RedisServerOptions
 ) -> RedisOptions:
-    """RedisOptions for a managed Redis from validated connection ``options``."""
-    from cloudrift.core.factory import check_options
-
-    check_options(where, connection_options, options)
-    values = connection_options(**options)
-    port = values.pop("port") or default_port
-    tls_given = sorted(
-        k for k in ("ssl_ca_certs", "ssl_ca_data", "ssl_certfile", "ssl_keyfile") if values[k]
-    )
+    """RedisOptions for a managed Redis (TLS on by default) from its connection options."""
+    values = connection_values(where, options, RedisServerOptions, ssl=True, port=None, db=0)
+    port = values["port"] or default_port
+    tls_given = tls_files_given(values)
     if tls_given and not values["ssl"]:
         raise ConfigurationError(
             f"{where}: {', '.join(tls_given)} given with ssl=False; drop them or keep TLS on"
         )
     scheme = "rediss" if values["ssl"] else "redis"
     return RedisOptions(
-        host=host, port=port, location=f"{scheme}://{host}:{port}/{values['db']}", **values
+        host=host,
+        port=port,
+        db=values["db"],
+        connection=connection_group(values),
+        location=f"{scheme}://{host}:{port}/{values['db']}",
     )
 
 
@@ -517,7 +371,6 @@ __all__ = [
     "RedisOptions",
     "TokenCredentialProvider",
     "check_tls_options",
-    "connection_options",
     "managed_options",
     "translate_errors",
 ]

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Unpack
 
 from cloudrift.cache._redis import RedisBackend, TokenCredentialProvider, managed_options
 from cloudrift.cache.redis import choose_auth
@@ -25,6 +25,7 @@ from cloudrift.core.azure import (
     identity_auth_methods,
     identity_credential,
 )
+from cloudrift.core.redis import RedisServerOptions
 from cloudrift.core.secrets import Secret, secret
 
 #: The Entra scope of Azure Cache for Redis data access.
@@ -69,7 +70,7 @@ class AzureRedisCache(RedisBackend):
         credential: Any = None,
         token_refresh_margin: float = 300.0,
         clock: Callable[[], float] | None = None,
-        **options: Any,
+        **options: Unpack[RedisServerOptions],
     ) -> None:
         where = "the 'azure_redis' cache provider"
         given = {

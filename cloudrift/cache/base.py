@@ -24,6 +24,7 @@ from typing import Any
 from cloudrift.core.exceptions import CacheArgumentError, CacheError
 from cloudrift.core.lifecycle import AsyncBackend
 from cloudrift.core.operation import operation
+from cloudrift.core.validation import is_int, is_number
 
 #: What a write accepts as a value.
 CacheValue = bytes | bytearray | memoryview | str
@@ -56,7 +57,7 @@ def check_ttl(ttl: object, *, optional: bool = True) -> int | None:
     """The TTL in whole milliseconds (at least 1), or None for "no expiry"."""
     if ttl is None and optional:
         return None
-    if isinstance(ttl, bool) or not isinstance(ttl, int | float):
+    if not is_number(ttl):
         raise CacheArgumentError(f"ttl must be a number of seconds, not {type(ttl).__name__}")
     if not math.isfinite(ttl) or ttl <= 0:
         raise CacheArgumentError(
@@ -68,7 +69,7 @@ def check_ttl(ttl: object, *, optional: bool = True) -> int | None:
 
 def check_amount(amount: object) -> int:
     """An integer increment."""
-    if isinstance(amount, bool) or not isinstance(amount, int):
+    if not is_int(amount):
         raise CacheArgumentError(f"amount must be an int, not {type(amount).__name__}")
     return amount
 
@@ -280,9 +281,7 @@ class Cache(AsyncBackend, ABC):
     @operation
     async def lrange(self, key: str, start: int, stop: int) -> list[bytes]:
         """Items ``start``..``stop`` of the list, both inclusive, negatives from the end."""
-        if isinstance(start, bool) or isinstance(stop, bool):
-            raise CacheArgumentError("lrange start and stop must be int")
-        if not isinstance(start, int) or not isinstance(stop, int):
+        if not is_int(start) or not is_int(stop):
             raise CacheArgumentError("lrange start and stop must be int")
         return await self._lrange(check_key(key), start, stop)
 

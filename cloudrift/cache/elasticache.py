@@ -12,31 +12,33 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Unpack, cast
 from urllib.parse import urlencode
 
 from cloudrift.cache._redis import RedisBackend, TokenCredentialProvider, managed_options
 from cloudrift.cache.redis import choose_auth
 from cloudrift.core.auth import auth_method
 from cloudrift.core.aws import (
-    KEY_OPTIONS,
-    ROLE_OPTIONS,
+    AUTH_OPTIONS,
+    AwsAuthOptions,
     SyncAwsCredentials,
     aws_auth_methods,
     aws_credentials,
+    split_auth_options,
 )
 from cloudrift.core.exceptions import ConfigurationError
+from cloudrift.core.factory import check_option_group
+from cloudrift.core.redis import RedisServerOptions
 from cloudrift.core.secrets import Secret, secret
 
 #: ElastiCache IAM tokens are valid for 15 minutes.
 TOKEN_LIFETIME = 900
 
-_AWS_CREDS = [
-    *KEY_OPTIONS,
-    "profile_name",
-    "role_arn",
-    *ROLE_OPTIONS,
-]
+
+class ElastiCacheOptions(RedisServerOptions, AwsAuthOptions, total=False):
+    """The Redis connection options plus the AWS credential options (IAM auth)."""
+
+
 #: How the IAM token's AWS credentials are chosen (a role may use keys or a profile).
 _AWS_METHODS = aws_auth_methods()
 _METHODS = [
@@ -44,7 +46,7 @@ _METHODS = [
     auth_method(
         "from_iam_auth",
         ["host", "username", "region"],
-        ["cache_name", "serverless", *_AWS_CREDS],
+        ["cache_name", "serverless", *AUTH_OPTIONS],
     ),
 ]
 # Endpoint prefixes that are not the replication group id.
@@ -136,19 +138,14 @@ class ElastiCache(RedisBackend):
         region: str | None = None,
         cache_name: str | None = None,
         serverless: bool | None = None,
-        aws_access_key_id: str | None = None,
-        aws_secret_access_key: str | Secret | None = None,
-        aws_session_token: str | Secret | None = None,
-        profile_name: str | None = None,
-        role_arn: str | None = None,
-        role_session_name: str | None = None,
-        external_id: str | None = None,
-        sts_endpoint_url: str | None = None,
         token_refresh_margin: float = 60.0,
         clock: Callable[[], float] | None = None,
-        **options: Any,
+        **options: Unpack[ElastiCacheOptions],
     ) -> None:
         where = "the 'elasticache' cache provider"
+        check_option_group(where, ElastiCacheOptions, options)  # typos: did-you-mean
+        rest: dict[str, Any] = dict(options)
+        auth = split_auth_options(rest)
         given = {
             "host": host,
             "auth_token": auth_token,
@@ -156,45 +153,28 @@ class ElastiCache(RedisBackend):
             "region": region,
             "cache_name": cache_name,
             "serverless": serverless,
-            "aws_access_key_id": aws_access_key_id,
-            "aws_secret_access_key": aws_secret_access_key,
-            "aws_session_token": aws_session_token,
-            "profile_name": profile_name,
-            "role_arn": role_arn,
-            "role_session_name": role_session_name,
-            "external_id": external_id,
-            "sts_endpoint_url": sts_endpoint_url,
+            **auth,
         }
         method = choose_auth(where, auth_method, given, _METHODS)
         assert host is not None
-        opts = managed_options(where, host, 6379, options)
+        opts = managed_options(where, host, 6379, cast(RedisServerOptions, rest))
         if method == "from_auth_token":
             opts.username = username
             opts.password = secret(auth_token)
         else:
             assert username is not None and region is not None
-            if (aws_access_key_id is None) != (aws_secret_access_key is None):
+            key_id = auth.get("aws_access_key_id")
+            if (key_id is None) != (auth.get("aws_secret_access_key") is None):
                 raise ConfigurationError(
                     f"{where}: give both aws_access_key_id and aws_secret_access_key, or neither"
                 )
-            if profile_name is not None and aws_access_key_id is not None:
+            if auth.get("profile_name") is not None and key_id is not None:
                 raise ConfigurationError(
                     f"{where}: give either static keys or profile_name, not both"
                 )
-            if aws_session_token is not None and aws_access_key_id is None:
+            if auth.get("aws_session_token") is not None and key_id is None:
                 raise ConfigurationError(f"{where}: aws_session_token needs static keys")
-            creds = aws_credentials(
-                where,
-                _AWS_METHODS,
-                aws_access_key_id=aws_access_key_id,
-                aws_secret_access_key=aws_secret_access_key,
-                aws_session_token=aws_session_token,
-                profile_name=profile_name,
-                role_arn=role_arn,
-                role_session_name=role_session_name,
-                external_id=external_id,
-                sts_endpoint_url=sts_endpoint_url,
-            )
+            creds = aws_credentials(where, _AWS_METHODS, **auth)
             minter = IAMTokenMinter(
                 cache_name=(cache_name or cache_name_from_host(host)).lower(),
                 username=username,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -11,6 +12,18 @@ from cloudrift.cache.base import Cache, Op
 from cloudrift.core.exceptions import CacheError, CacheKeyNotFoundError, CacheResponseError
 
 _WRONGTYPE = "WRONGTYPE Operation against a key holding the wrong kind of value"
+_NOT_INT = "ERR value is not an integer or out of range"
+# What Redis's string2ll accepts: ASCII digits, an optional '-', no leading zeros (but
+# "0"), no spaces, '+' or '_' (Python's int() takes all of those, and other scripts' digits).
+_REDIS_INT = re.compile(rb"0|-?[1-9][0-9]*")
+_INT64 = range(-(2**63), 2**63)
+
+
+def redis_int(value: bytes) -> int:
+    """``value`` as Redis reads a stored integer, else CacheResponseError as Redis says."""
+    if _REDIS_INT.fullmatch(value) is None or int(value) not in _INT64:
+        raise CacheResponseError(_NOT_INT)
+    return int(value)
 
 
 @dataclass
@@ -80,12 +93,9 @@ class MemoryCache(Cache):
         if entry is not None:
             if not isinstance(entry.value, bytes):
                 raise CacheResponseError(_WRONGTYPE)
-            try:
-                current = int(entry.value.decode("ascii"))
-            except (UnicodeDecodeError, ValueError):
-                raise CacheResponseError("ERR value is not an integer or out of range") from None
+            current = redis_int(entry.value)
         new = current + amount
-        if not -(2**63) <= new < 2**63:
+        if new not in _INT64:
             raise CacheResponseError("ERR increment or decrement would overflow")
         if entry is None:
             self._data[key] = _Entry(str(new).encode())

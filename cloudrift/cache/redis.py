@@ -1,18 +1,33 @@
-"""Self-hosted Redis: ``from_url`` (redis://, rediss://, unix://) or ``from_credentials``."""
+"""Self-hosted Redis: ``from_url`` (redis://, rediss://, unix://), ``from_credentials``,
+or ``from_client`` (an existing ``redis.asyncio``-compatible client, never closed by us)."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-from urllib.parse import urlsplit
+from typing import Any, Unpack
 
-from cloudrift.cache._redis import RedisBackend, RedisOptions
+from cloudrift.cache._redis import RedisBackend
 from cloudrift.core.auth import AuthMethod, auth_method, select_auth
 from cloudrift.core.exceptions import ConfigurationError
-from cloudrift.core.secrets import Secret, redact_url, secret
+from cloudrift.core.redis import (
+    RedisConnectionOptions,
+    RedisOptions,
+    check_client,
+    check_redis_url,
+    check_url_options,
+    connection_group,
+    connection_values,
+    tls_files_given,
+    url_location,
+)
+from cloudrift.core.secrets import Secret, secret
 
+_WHERE = "the 'redis' cache provider"
 _METHODS = [
     auth_method("from_url", ["url"], ["username", "password"]),
     auth_method("from_credentials", ["host"], ["username", "password"]),
+    # An existing redis.asyncio-compatible client (e.g. fakeredis), used as is.
+    auth_method("from_client", ["client"]),
 ]
 
 
@@ -47,33 +62,6 @@ def choose_auth(
     return auth_method
 
 
-def check_redis_url(url: str) -> None:
-    """Refuse URLs whose password was not percent-encoded (it would connect elsewhere)."""
-    shown = redact_url(url)
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError as exc:
-        raise ConfigurationError(
-            f"invalid Redis URL {shown}: {exc}. If the password holds characters such as "
-            "@ : / ? # %, percent-encode it (urllib.parse.quote(password, safe='')) or "
-            "pass password= separately"
-        ) from None
-    if parts.scheme not in ("redis", "rediss", "unix"):
-        raise ConfigurationError(
-            f"invalid Redis URL {shown}: the scheme must be redis://, rediss:// or unix://"
-        )
-    if "@" in parts.path or "@" in parts.query or "@" in parts.fragment:
-        raise ConfigurationError(
-            "invalid Redis URL: an '@' appears after the host, so the password holds an "
-            "unencoded / ? or #; percent-encode it (urllib.parse.quote(password, safe='')) "
-            "or pass password= separately"
-        )
-    if parts.scheme != "unix" and not parts.hostname:
-        raise ConfigurationError(f"invalid Redis URL {shown}: it names no host")
-    del port
-
-
 class RedisCache(RedisBackend):
     """A self-hosted Redis (or any Redis-protocol server, e.g. Valkey, KeyDB)."""
 
@@ -89,89 +77,58 @@ class RedisCache(RedisBackend):
         db: int = 0,
         username: str | None = None,
         password: str | Secret | None = None,
-        ssl: bool = False,
-        ssl_ca_certs: str | None = None,
-        ssl_ca_data: str | None = None,
-        ssl_certfile: str | None = None,
-        ssl_keyfile: str | None = None,
-        ssl_cert_reqs: str = "required",
-        ssl_check_hostname: bool = True,
-        socket_timeout: float = 5.0,
-        socket_connect_timeout: float = 5.0,
-        socket_keepalive: bool = True,
-        health_check_interval: int = 30,
-        max_connections: int | None = None,
-        retry_attempts: int = 3,
-        retry_backoff_base: float = 0.05,
-        retry_backoff_cap: float = 1.0,
-        client_name: str | None = None,
+        client: Any = None,
+        **options: Unpack[RedisConnectionOptions],
     ) -> None:
-        where = "the 'redis' cache provider"
         url_value = url.reveal() if isinstance(url, Secret) else url
-        given = {"url": url_value, "host": host, "username": username, "password": password}
-        method = choose_auth(where, auth_method, given, _METHODS)
-        options = RedisOptions(
-            port=port,
-            db=db,
-            username=username,
-            password=secret(password),
-            ssl=ssl,
-            ssl_ca_certs=ssl_ca_certs,
-            ssl_ca_data=ssl_ca_data,
-            ssl_certfile=ssl_certfile,
-            ssl_keyfile=ssl_keyfile,
-            ssl_cert_reqs=ssl_cert_reqs,
-            ssl_check_hostname=ssl_check_hostname,
-            socket_timeout=socket_timeout,
-            socket_connect_timeout=socket_connect_timeout,
-            socket_keepalive=socket_keepalive,
-            health_check_interval=health_check_interval,
-            max_connections=max_connections,
-            retry_attempts=retry_attempts,
-            retry_backoff_base=retry_backoff_base,
-            retry_backoff_cap=retry_backoff_cap,
-            client_name=client_name,
-        )
-        tls_given = sorted(
-            name
-            for name, value in (
-                ("ssl_ca_certs", ssl_ca_certs),
-                ("ssl_ca_data", ssl_ca_data),
-                ("ssl_certfile", ssl_certfile),
-                ("ssl_keyfile", ssl_keyfile),
-            )
-            if value is not None
-        )
-        if method == "from_url":
-            assert url_value is not None
-            check_redis_url(url_value)
-            parts = urlsplit(url_value)
-            if parts.scheme != "rediss" and (ssl or tls_given):
-                raise ConfigurationError(
-                    f"{where}: TLS options ({', '.join(tls_given or ['ssl'])}) need a "
-                    "rediss:// URL; change the scheme instead of passing ssl=True"
-                )
-            if password is not None and parts.password is not None:
-                raise ConfigurationError(
-                    f"{where}: the URL already holds a password; give it in the URL "
-                    "or as password=, not both"
-                )
-            options.url = Secret(url_value)
-            if parts.scheme == "unix":
-                options.location = f"unix:{parts.path}"
-            else:
-                options.location = f"{parts.scheme}://{parts.hostname}:{parts.port or 6379}"
-                options.location += parts.path or "/0"
+        given = {
+            "url": url_value,
+            "host": host,
+            "username": username,
+            "password": password,
+            "client": client,
+        }
+        method = choose_auth(_WHERE, auth_method, given, _METHODS)
+        values = connection_values(_WHERE, options, port=port, db=db)
+        if method == "from_client":
+            moved = {"port": port != 6379 or None, "db": db != 0 or None}
+            check_client(_WHERE, client, {**{k: True for k in options}, **moved})
+            opts = RedisOptions(client=client, location=f"client={type(client).__name__}")
         else:
-            assert host is not None
-            if tls_given and not ssl:
-                raise ConfigurationError(
-                    f"{where}: {', '.join(tls_given)} given without ssl=True; "
-                    "add ssl=True to connect over TLS"
-                )
-            options.host = host
-            options.location = f"{'rediss' if ssl else 'redis'}://{host}:{port}/{db}"
-        super().__init__(options)
+            opts = RedisOptions(
+                port=port,
+                db=db,
+                username=username,
+                password=secret(password),
+                connection=connection_group(values),
+            )
+            if method == "from_url":
+                assert url_value is not None
+                _use_url(opts, url_value, password, values)
+            else:
+                assert host is not None
+                _use_host(opts, host, values)
+        super().__init__(opts)
+
+
+def _use_url(opts: RedisOptions, url: str, password: object, values: Mapping[str, Any]) -> None:
+    """Connect with ``url`` (TLS only through a rediss:// URL; one password only)."""
+    check_url_options(_WHERE, url, password, values)
+    opts.url = Secret(url)
+    opts.location = url_location(url)
+
+
+def _use_host(opts: RedisOptions, host: str, values: Mapping[str, Any]) -> None:
+    """Connect to ``host`` (TLS files need ``ssl=True``)."""
+    tls_given = tls_files_given(values)
+    if tls_given and not values["ssl"]:
+        raise ConfigurationError(
+            f"{_WHERE}: {', '.join(tls_given)} given without ssl=True; "
+            "add ssl=True to connect over TLS"
+        )
+    opts.host = host
+    scheme = "rediss" if values["ssl"] else "redis"
+    opts.location = f"{scheme}://{host}:{opts.port}/{opts.db}"
 
 
 __all__ = ["RedisCache", "check_redis_url", "choose_auth"]

@@ -13,7 +13,6 @@ built reports it naming its path.
 from __future__ import annotations
 
 import functools
-import importlib
 import inspect
 import types
 import typing
@@ -27,14 +26,6 @@ from cloudrift.config._yaml import YamlLiteral
 from cloudrift.core.secrets import is_secret_option
 
 _LAX: Final = ConfigDict(arbitrary_types_allowed=True)
-
-# Providers whose ``**options`` are handed on to a typed function, until they declare
-# them as ``**options: Unpack[SomeOptions]`` (which is read directly): the managed Redis
-# providers pass theirs to the one Redis connection builder.
-_FORWARDED: Final = {
-    ("cache", "elasticache"): ("cloudrift.cache._redis", "connection_options"),
-    ("cache", "azure_redis"): ("cloudrift.cache._redis", "connection_options"),
-}
 
 
 @dataclass(frozen=True)
@@ -81,16 +72,7 @@ def provider_options(
                 types.update(typing.get_type_hints(typed))
                 required.update(getattr(typed, "__required_keys__", ()))
                 continue
-            forwarded = _FORWARDED.get((category, provider))
-            if forwarded is None:
-                takes_any = True
-                continue
-            module, attr = forwarded
-            inner = provider_options(
-                category, "", getattr(importlib.import_module(module), attr), skip
-            )
-            types.update(inner.types)
-            takes_any = takes_any or inner.takes_any
+            takes_any = True
             continue
         types[param.name] = hints.get(param.name)
         if param.default is param.empty:

@@ -21,20 +21,45 @@ extra installed; aioboto3 / botocore are imported inside the functions that need
 from __future__ import annotations
 
 import functools
+import sys
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from typing import Any, Final
+from typing import Any, Final, TypedDict, Unpack
 
 from cloudrift.core.auth import AuthMethod, auth_method, select_auth
 from cloudrift.core.exceptions import ConfigurationError
+from cloudrift.core.factory import check_option_group, group_options
 from cloudrift.core.secrets import Secret, redact, reveal, secret
+from cloudrift.core.validation import check_int, check_number
 
 #: Canonical kinds of AWS auth (what :attr:`AwsCredentials.kind` holds).
 STATIC_KEYS: Final = "static_keys"
 PROFILE: Final = "profile"
 ASSUME_ROLE: Final = "assume_role"
 DEFAULT_CHAIN: Final = "default_chain"
+
+
+class AwsAuthOptions(TypedDict, total=False):
+    """The AWS credential options every AWS provider takes (``**auth: Unpack[...]``).
+
+    Leave them all out for the default chain (environment, instance / task role).
+    """
+
+    aws_access_key_id: str | None
+    aws_secret_access_key: str | Secret | None
+    aws_session_token: str | Secret | None
+    profile_name: str | None
+    #: Assume this role (STS AssumeRole, refreshed before expiry).
+    role_arn: str | None
+    role_session_name: str | None
+    external_id: str | None
+    #: Where STS is called (moto, LocalStack, a VPC endpoint); None: AWS's own.
+    sts_endpoint_url: str | None
+
+
+#: The names of :class:`AwsAuthOptions`.
+AUTH_OPTIONS: Final = tuple(AwsAuthOptions.__annotations__)
 
 #: The options that carry a key pair.
 KEY_OPTIONS: Final = ("aws_access_key_id", "aws_secret_access_key", "aws_session_token")
@@ -194,30 +219,19 @@ def aws_credentials(
     where: str,
     methods: Sequence[AuthMethod],
     names: AwsAuthNames = SNAKE_NAMES,
-    *,
-    aws_access_key_id: str | None = None,
-    aws_secret_access_key: str | Secret | None = None,
-    aws_session_token: str | Secret | None = None,
-    profile_name: str | None = None,
-    role_arn: str | None = None,
-    role_session_name: str | None = None,
-    external_id: str | None = None,
-    sts_endpoint_url: str | None = None,
+    **options: Unpack[AwsAuthOptions],
 ) -> AwsCredentials:
     """Choose the auth method strictly (see :func:`select_auth`) and wrap the secrets.
 
-    Raises ConfigurationError for incomplete, conflicting or empty credential options.
+    Raises ConfigurationError for unknown, incomplete, conflicting, empty or non-str
+    credential options (naming the option, never showing its value).
     """
-    given: dict[str, object] = {
-        "aws_access_key_id": aws_access_key_id,
-        "aws_secret_access_key": aws_secret_access_key,
-        "aws_session_token": aws_session_token,
-        "profile_name": profile_name,
-        "role_arn": role_arn,
-        "role_session_name": role_session_name,
-        "external_id": external_id,
-        "sts_endpoint_url": sts_endpoint_url,
-    }
+    check_option_group(where, AwsAuthOptions, options)
+    given: dict[str, Any] = {name: options.get(name) for name in AUTH_OPTIONS}
+    wrong = sorted(k for k, v in given.items() if v is not None and not isinstance(v, str | Secret))
+    if wrong:
+        got = ", ".join(f"{k} (got {type(given[k]).__name__})" for k in wrong)
+        raise ConfigurationError(f"{where}: option(s) must be a str: {got}")
     offered = frozenset().union(*(m.keys for m in methods))
     unused = sorted(k for k, v in given.items() if v is not None and k not in offered)
     if unused:
@@ -229,15 +243,20 @@ def aws_credentials(
         where=where,
         method=method,
         kind=names.kind(method),
-        access_key_id=aws_access_key_id,
-        secret_access_key=secret(aws_secret_access_key),
-        session_token=secret(aws_session_token),
-        profile_name=profile_name,
-        role_arn=role_arn,
-        role_session_name=role_session_name or DEFAULT_ROLE_SESSION_NAME,
-        external_id=external_id,
-        sts_endpoint_url=sts_endpoint_url,
+        access_key_id=given["aws_access_key_id"],
+        secret_access_key=secret(given["aws_secret_access_key"]),
+        session_token=secret(given["aws_session_token"]),
+        profile_name=given["profile_name"],
+        role_arn=given["role_arn"],
+        role_session_name=given["role_session_name"] or DEFAULT_ROLE_SESSION_NAME,
+        external_id=given["external_id"],
+        sts_endpoint_url=given["sts_endpoint_url"],
     )
+
+
+def split_auth_options(options: dict[str, Any]) -> dict[str, Any]:
+    """Remove the :class:`AwsAuthOptions` from ``options`` and return them."""
+    return {k: options.pop(k) for k in list(options) if k in group_options(AwsAuthOptions)}
 
 
 # ------------------------------------------------------------------- async sessions
@@ -257,6 +276,25 @@ def data_loader() -> Any:
     return _shared_loader
 
 
+def refuse_in_process_moto(where: str) -> None:
+    """ConfigurationError when moto's ``mock_aws`` (in-process patching) is active.
+
+    It patches botocore to answer synchronously; aiobotocore awaits that answer and
+    fails deep inside with ``AttributeError: 'coroutine' object has no attribute
+    'items'``. Say so, and what works instead: moto as a server.
+    """
+    models = sys.modules.get("moto.core.models")  # only if the test imported moto
+    stubber = getattr(models, "botocore_stubber", None)
+    if stubber is not None and getattr(stubber, "enabled", False) is True:
+        raise ConfigurationError(
+            f"{where}: moto's mock_aws (in-process patching) is active, and it cannot "
+            "answer aioboto3 (the call would end in \"AttributeError: 'coroutine' object "
+            "has no attribute 'items'\"). Run moto as a server instead: the pytest "
+            "fixture cloudrift_moto (cloudrift_fastapi's pytest plugin), or "
+            "moto.server.ThreadedMotoServer(port=0) and endpoint_url='http://127.0.0.1:<port>'"
+        )
+
+
 async def aws_session(
     creds: AwsCredentials, *, region: str | None, sts_endpoint_url: str | None = None
 ) -> Any:
@@ -269,6 +307,7 @@ async def aws_session(
     """
     import aioboto3
 
+    refuse_in_process_moto(creds.where)
     session = aioboto3.Session(
         aws_access_key_id=creds.access_key_id,
         aws_secret_access_key=reveal(creds.secret_access_key),
@@ -339,7 +378,16 @@ def aio_config(
     max_attempts: int,
     **extra: Any,
 ) -> Any:
-    """An ``AioConfig``: pooled connections, timeouts and botocore's standard retries."""
+    """An ``AioConfig``: pooled connections, timeouts and botocore's standard retries.
+
+    Checks the options first (ConfigurationError naming the option), so every AWS
+    provider refuses the same bad values at construction; ``max_attempts`` counts the
+    first attempt, as botocore's standard mode does (1 = no retry).
+    """
+    check_int("max_pool_connections", max_pool_connections, at_least=1)
+    check_number("connect_timeout", connect_timeout, above=0, unit="seconds")
+    check_number("read_timeout", read_timeout, above=0, unit="seconds")
+    check_int("max_attempts", max_attempts, at_least=1, hint="1 means no retry")
     from aiobotocore.config import AioConfig
 
     return AioConfig(
@@ -470,6 +518,7 @@ def client_error_details(
 __all__ = [
     "ASSUME_ROLE",
     "AUTH_ERROR_CODES",
+    "AUTH_OPTIONS",
     "DEFAULT_CHAIN",
     "DEFAULT_ROLE_SESSION_NAME",
     "KEY_OPTIONS",
@@ -481,6 +530,7 @@ __all__ = [
     "THROTTLING_ERROR_CODES",
     "WORD_NAMES",
     "AwsAuthNames",
+    "AwsAuthOptions",
     "AwsCredentials",
     "AwsErrorDetails",
     "SyncAwsCredentials",
@@ -493,4 +543,6 @@ __all__ = [
     "credential_errors",
     "data_loader",
     "open_client",
+    "refuse_in_process_moto",
+    "split_auth_options",
 ]

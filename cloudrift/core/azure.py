@@ -22,6 +22,8 @@ extra installed; azure-identity is imported inside :func:`identity_credential`.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import os
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
@@ -29,7 +31,8 @@ from dataclasses import dataclass
 from typing import Any, Final
 
 from cloudrift.core.auth import AuthMethod, auth_method
-from cloudrift.core.secrets import Secret, secret
+from cloudrift.core.exceptions import ConfigurationError
+from cloudrift.core.secrets import Secret, reveal, secret
 
 #: Canonical kinds of Entra ID auth (what :attr:`AzureIdentity.kind` holds).
 MANAGED_IDENTITY: Final = "managed_identity"
@@ -172,18 +175,121 @@ async def open_identity_credential(stack: AsyncExitStack, identity: AzureIdentit
     return credential
 
 
+@dataclass(frozen=True)
+class ConnectionStringShape:
+    """What one service's connection string must hold (keys match case-insensitively)."""
+
+    #: e.g. "Service Bus".
+    service: str
+    #: Alternatives: the string must hold every key of at least one of them.
+    needs: tuple[tuple[str, ...], ...]
+    #: A sample to show in errors (no real secret in it).
+    example: str
+    #: Keys whose value must be base64 (the SDK decodes them when it first signs).
+    base64_keys: tuple[str, ...] = ()
+    #: Keys whose value must be a URL naming a host.
+    url_keys: tuple[str, ...] = ()
+
+
+#: Blob storage: an account key, a SAS, or Azurite's shorthand.
+BLOB_CONNECTION_STRING: Final = ConnectionStringShape(
+    "Blob Storage",
+    needs=(
+        ("UseDevelopmentStorage",),
+        ("AccountName", "AccountKey"),
+        ("AccountName", "SharedAccessSignature"),
+        ("BlobEndpoint", "SharedAccessSignature"),
+    ),
+    example="DefaultEndpointsProtocol=https;AccountName=<account>;AccountKey=<key>;"
+    "EndpointSuffix=core.windows.net",
+    base64_keys=("AccountKey",),
+    url_keys=("BlobEndpoint",),
+)
+#: Service Bus: a shared access key (name + key) or a SAS.
+SERVICE_BUS_CONNECTION_STRING: Final = ConnectionStringShape(
+    "Service Bus",
+    needs=(
+        ("Endpoint", "SharedAccessKeyName", "SharedAccessKey"),
+        ("Endpoint", "SharedAccessSignature"),
+    ),
+    example="Endpoint=sb://<namespace>.servicebus.windows.net/;SharedAccessKeyName=<name>;"
+    "SharedAccessKey=<key>",
+    url_keys=("Endpoint",),
+)
+
+
+def parse_connection_string(
+    where: str, value: Secret | str | None, shape: ConnectionStringShape
+) -> dict[str, str]:
+    """The ``Key=Value`` pairs of an Azure connection string (keys lower-cased), checked
+    against ``shape`` when the backend is built, not on first use.
+
+    Raises ConfigurationError saying what is wrong — a segment that is not ``Key=Value``,
+    the keys missing, a key that is not base64, an endpoint that is not a URL — and
+    never quoting the string or any of its values (they hold the key).
+    """
+    text = reveal(secret(value)) or ""
+    expected = f"expected {shape.example}"
+    pairs: dict[str, str] = {}
+    for number, segment in enumerate(text.split(";"), start=1):
+        if not segment.strip():
+            continue
+        key, sep, val = segment.partition("=")
+        if not sep or not key.strip().isalnum():  # keys are words: AccountKey, Endpoint
+            raise ConfigurationError(
+                f"{where}: connection_string is not a {shape.service} connection string "
+                f"(segment {number} is not Key=Value); {expected}"
+            )
+        pairs[key.strip().lower()] = val.strip()
+    present = {k for k, v in pairs.items() if v}
+    if not any({k.lower() for k in need} <= present for need in shape.needs):
+        # The alternative the string already holds most of, then the one missing least.
+        nearest = min(
+            shape.needs,
+            key=lambda need: (
+                -len({k.lower() for k in need} & present),
+                len({k.lower() for k in need} - present),
+            ),
+        )
+        missing = [k for k in nearest if k.lower() not in present]
+        raise ConfigurationError(
+            f"{where}: connection_string is not a {shape.service} connection string "
+            f"(it lacks {', '.join(missing)}); {expected}"
+        )
+    for key in shape.base64_keys:
+        if key.lower() in pairs:
+            try:
+                base64.b64decode(pairs[key.lower()], validate=True)
+            except (binascii.Error, ValueError):
+                raise ConfigurationError(
+                    f"{where}: the {key} in connection_string is not valid base64; copy "
+                    "the connection string again from the portal"
+                ) from None
+    for key in shape.url_keys:
+        url = pairs.get(key.lower())
+        if url is not None and ("://" not in url or not url.split("://", 1)[1].strip("/")):
+            raise ConfigurationError(
+                f"{where}: the {key} in connection_string is not a URL with a host; {expected}"
+            )
+    return pairs
+
+
 __all__ = [
+    "BLOB_CONNECTION_STRING",
     "FEDERATED_TOKEN_ENV",
     "MANAGED_IDENTITY",
+    "SERVICE_BUS_CONNECTION_STRING",
     "SERVICE_PRINCIPAL",
     "SERVICE_PRINCIPAL_OPTIONS",
     "SNAKE_NAMES",
     "WORD_NAMES",
     "AzureAuthNames",
     "AzureIdentity",
+    "ConnectionStringShape",
     "IdentityMethods",
     "azure_identity",
     "identity_auth_methods",
     "identity_credential",
     "open_identity_credential",
+    "parse_connection_string",
 ]

@@ -23,6 +23,7 @@ from urllib.parse import parse_qsl, quote, unquote, urlencode
 
 from cloudrift.core.exceptions import ConfigurationError
 from cloudrift.core.secrets import Secret, redact
+from cloudrift.core.validation import is_int, is_number
 
 SCHEMES: Final = ("mongodb://", "mongodb+srv://")
 
@@ -155,7 +156,7 @@ def check_positive(name: str, value: float | None, *, allow_zero: bool = False) 
     """ConfigurationError unless ``value`` is None or a positive number."""
     if value is None:
         return
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if not is_number(value):
         raise ConfigurationError(f"{name} must be a number, got {type(value).__name__}")
     if value < 0 or (value == 0 and not allow_zero):
         raise ConfigurationError(f"{name} must be {'zero or more' if allow_zero else 'positive'}")
@@ -176,7 +177,7 @@ def common_options(
 ) -> dict[str, Any]:
     """Validated driver options shared by every provider (seconds in, PyMongo's ms out)."""
     for name, count in (("max_pool_size", max_pool_size), ("min_pool_size", min_pool_size)):
-        if count is not None and (isinstance(count, bool) or not isinstance(count, int)):
+        if count is not None and not is_int(count):
             raise ConfigurationError(f"{name} must be an int, got {type(count).__name__}")
     check_positive("max_pool_size", max_pool_size, allow_zero=True)  # 0 = unbounded (PyMongo)
     check_positive("min_pool_size", min_pool_size, allow_zero=True)
@@ -283,7 +284,7 @@ class ProviderRules:
 
     def host_port(self, host: str, port: object) -> str:
         """``host:port``; a port inside ``host`` wins over ``port``."""
-        if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+        if not is_int(port) or not 0 < port < 65536:
             self.fail("port must be an int between 1 and 65535")
         return host if ":" in host else f"{host}:{port}"
 

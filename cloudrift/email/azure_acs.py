@@ -45,6 +45,7 @@ from cloudrift.core.lifecycle import LazyClient
 from cloudrift.core.operation import BackendDescription
 from cloudrift.core.retry import RetryPolicy
 from cloudrift.core.secrets import Secret, redact, secret
+from cloudrift.core.validation import check_int
 from cloudrift.email.base import Email, EmailAddress, PreparedEmail
 
 API_VERSION = "2025-09-01"
@@ -168,8 +169,7 @@ class AzureACSEmail(Email):
         self.endpoint = endpoint.rstrip("/")
         self._poll_interval = poll_interval
         self._send_timeout = send_timeout
-        if max_attempts < 1:
-            raise ConfigurationError("azure_acs email: max_attempts must be at least 1")
+        check_int("azure_acs email: max_attempts", max_attempts, at_least=1)
         # azure-core's own retry (connection errors, 429 with Retry-After, 5xx).
         self._transport_options: dict[str, Any] = {
             "retry_total": max_attempts - 1,

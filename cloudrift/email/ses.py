@@ -12,13 +12,14 @@ import re
 from collections.abc import Iterable
 from contextlib import AsyncExitStack
 from email.utils import formataddr
-from typing import Any, NoReturn
+from typing import Any, NoReturn, Unpack
 
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError, NoRegionError
 
 from cloudrift.core.aws import (
     AUTH_ERROR_CODES,
     THROTTLING_ERROR_CODES,
+    AwsAuthOptions,
     aio_config,
     aws_auth_methods,
     aws_credentials,
@@ -39,7 +40,7 @@ from cloudrift.core.exceptions import (
 from cloudrift.core.lifecycle import LazyClient
 from cloudrift.core.operation import BackendDescription
 from cloudrift.core.retry import RetryPolicy
-from cloudrift.core.secrets import Secret, redact
+from cloudrift.core.secrets import redact
 from cloudrift.email.base import Email, EmailAddress, PreparedEmail
 
 # A role is assumed with the default chain as its source (as in S3).
@@ -71,14 +72,6 @@ class SESEmail(Email):
         self,
         *,
         region: str | None = None,
-        aws_access_key_id: str | None = None,
-        aws_secret_access_key: str | Secret | None = None,
-        aws_session_token: str | Secret | None = None,
-        profile_name: str | None = None,
-        role_arn: str | None = None,
-        role_session_name: str | None = None,
-        external_id: str | None = None,
-        sts_endpoint_url: str | None = None,
         endpoint_url: str | None = None,
         configuration_set: str | None = None,
         default_from: str | None = None,
@@ -89,6 +82,7 @@ class SESEmail(Email):
         connect_timeout: float = 5.0,
         read_timeout: float = 30.0,
         max_attempts: int = 3,
+        **auth: Unpack[AwsAuthOptions],
     ) -> None:
         super().__init__(
             default_from=default_from,
@@ -99,20 +93,11 @@ class SESEmail(Email):
         self._creds = aws_credentials(
             "ses email",
             _AUTH_METHODS,
-            aws_access_key_id=aws_access_key_id,
-            aws_secret_access_key=aws_secret_access_key,
-            aws_session_token=aws_session_token,
-            profile_name=profile_name,
-            role_arn=role_arn,
-            role_session_name=role_session_name,
-            external_id=external_id,
-            sts_endpoint_url=sts_endpoint_url,
+            **auth,
         )
         self._auth = self._creds.method
         if region == "":
             raise ConfigurationError("ses email: region is an empty string; pass e.g. 'us-east-1'")
-        if max_attempts < 1:
-            raise ConfigurationError("ses email: max_attempts must be at least 1")
         self.region = region
         self.configuration_set = configuration_set
         self._endpoint_url = endpoint_url

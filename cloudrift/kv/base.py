@@ -16,6 +16,7 @@ from typing import Any
 from cloudrift.core.exceptions import KVValueError
 from cloudrift.core.lifecycle import AsyncBackend
 from cloudrift.core.operation import operation
+from cloudrift.core.validation import is_number
 
 
 def encode_json(value: object) -> str:
@@ -40,7 +41,7 @@ def check_ttl(ttl: object) -> float | None:
     """TTL seconds (positive, finite) or None."""
     if ttl is None:
         return None
-    if isinstance(ttl, bool) or not isinstance(ttl, int | float):
+    if not is_number(ttl):
         raise KVValueError(f"ttl must be a number of seconds, not {type(ttl).__name__}")
     if not math.isfinite(ttl) or ttl <= 0:
         raise KVValueError(f"ttl must be a positive number of seconds, got {ttl!r}")

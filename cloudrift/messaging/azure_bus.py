@@ -27,9 +27,11 @@ from typing import Any, ClassVar, NoReturn
 
 from cloudrift.core.auth import auth_method, select_auth
 from cloudrift.core.azure import (
+    SERVICE_BUS_CONNECTION_STRING,
     azure_identity,
     identity_auth_methods,
     identity_credential,
+    parse_connection_string,
 )
 from cloudrift.core.exceptions import (
     ConfigurationError,
@@ -43,6 +45,7 @@ from cloudrift.core.exceptions import (
 from cloudrift.core.lifecycle import LazyClient
 from cloudrift.core.operation import BackendDescription
 from cloudrift.core.secrets import Secret, redact, secret
+from cloudrift.core.validation import check_int
 from cloudrift.messaging.base import (
     DEAD_LETTER_REASON,
     InFlightMap,
@@ -100,7 +103,8 @@ class AzureServiceBusQueue(Queue):
         client_secret: str | Secret | None = None,
         session_enabled: bool = False,
         max_message_bytes: int = STANDARD_MAX_MESSAGE_BYTES,
-        retry_total: int = 3,
+        # Four attempts: the three retries this provider always made (retry_total=3).
+        max_attempts: int = 4,
         retry_backoff_factor: float = 0.8,
         in_flight_limit: int = 10_000,
     ) -> None:
@@ -110,16 +114,9 @@ class AzureServiceBusQueue(Queue):
             raise ConfigurationError(f"{where} needs queue_name= (the Service Bus queue name)")
         if not isinstance(session_enabled, bool):
             raise ConfigurationError(f"{where}: session_enabled must be True or False")
-        if isinstance(max_message_bytes, bool) or not isinstance(max_message_bytes, int):
-            raise ConfigurationError(f"{where}: max_message_bytes must be an int")
-        if max_message_bytes < 1024:
-            raise ConfigurationError(f"{where}: max_message_bytes must be at least 1024")
-        if isinstance(retry_total, bool) or not isinstance(retry_total, int) or retry_total < 0:
-            raise ConfigurationError(f"{where}: retry_total must be an int >= 0")
-        if isinstance(in_flight_limit, bool) or not isinstance(in_flight_limit, int):
-            raise ConfigurationError(f"{where}: in_flight_limit must be an int")
-        if in_flight_limit < 1:
-            raise ConfigurationError(f"{where}: in_flight_limit must be at least 1")
+        check_int(f"{where}: max_message_bytes", max_message_bytes, at_least=1024)
+        check_int(f"{where}: max_attempts", max_attempts, at_least=1, hint="1 means no retry")
+        check_int(f"{where}: in_flight_limit", in_flight_limit, at_least=1)
         self.auth_method = select_auth(
             where,
             {
@@ -142,6 +139,8 @@ class AzureServiceBusQueue(Queue):
         )
         self.queue_name = queue_name
         self._connection_string = secret(connection_string)
+        if self._connection_string is not None:
+            parse_connection_string(where, self._connection_string, SERVICE_BUS_CONNECTION_STRING)
         self._namespace = fully_qualified_namespace or _namespace_of(self._connection_string)
         self.session_enabled = session_enabled
         self.supports_groups = session_enabled
@@ -149,7 +148,7 @@ class AzureServiceBusQueue(Queue):
         self.requires_group_id = session_enabled
         self._max_message_bytes = max_message_bytes
         self._retry: dict[str, Any] = {
-            "retry_total": retry_total,
+            "retry_total": max_attempts - 1,  # the SDK counts retries
             "retry_backoff_factor": retry_backoff_factor,
         }
         self.backend_name = f"azure_bus queue {queue_name!r}"

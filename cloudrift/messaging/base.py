@@ -77,6 +77,7 @@ from cloudrift.core.exceptions import (
 from cloudrift.core.lifecycle import AsyncBackend
 from cloudrift.core.operation import operation
 from cloudrift.core.retry import RetryPolicy
+from cloudrift.core.validation import is_int, is_number
 
 log = logging.getLogger("cloudrift.messaging")
 
@@ -282,7 +283,7 @@ def _check_attributes(attributes: Mapping[str, str] | None) -> dict[str, str]:
 
 
 def _check_positive_number(name: str, value: object, *, allow_zero: bool) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+    if not is_number(value) or not math.isfinite(value):
         raise InvalidArgumentError(f"{name} must be a number of seconds, got {value!r}")
     if value < 0 or (value == 0 and not allow_zero):
         bound = ">= 0" if allow_zero else "> 0"
@@ -576,15 +577,11 @@ class Queue(AsyncBackend, abc.ABC):
         invisible to other receivers for ``visibility_timeout`` seconds (the queue's
         default when None; ignored where the lock duration is queue config). ``group_id``
         receives from one group / session; FeatureNotSupportedError where not supported.
-        ValueError for ``max_messages`` outside 1..``max_receive_messages`` or a negative
-        wait.
+        InvalidArgumentError (a ValueError) for ``max_messages`` outside
+        1..``max_receive_messages`` or a negative wait.
         """
-        if (
-            isinstance(max_messages, bool)
-            or not isinstance(max_messages, int)
-            or not 1 <= max_messages <= self.max_receive_messages
-        ):
-            raise ValueError(
+        if not is_int(max_messages) or not 1 <= max_messages <= self.max_receive_messages:
+            raise InvalidArgumentError(
                 f"max_messages must be an int from 1 to {self.max_receive_messages} for "
                 f"{self.backend_name}, got {max_messages!r}"
             )
@@ -780,7 +777,7 @@ def _positive_int(name: str, value: object, *, optional: bool = False) -> int:
     """A consume() count option: a positive int (None allowed when ``optional``)."""
     if value is None and optional:
         return 0
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+    if not is_int(value) or value < 1:
         allowed = "None or a positive int" if optional else "a positive int"
         raise InvalidArgumentError(f"consume(): {name} must be {allowed}, got {value!r}")
     return value

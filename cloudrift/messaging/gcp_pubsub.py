@@ -69,6 +69,7 @@ from cloudrift.core.lifecycle import LazyClient
 from cloudrift.core.operation import BackendDescription
 from cloudrift.core.retry import RetryPolicy
 from cloudrift.core.secrets import redact
+from cloudrift.core.validation import check_int, check_number
 from cloudrift.messaging.base import (
     DEAD_LETTER_REASON,
     InFlightMap,
@@ -211,11 +212,9 @@ class GcpPubSubQueue(Queue):
             ("max_attempts", max_attempts),
             ("max_in_flight", max_in_flight),
         ):
-            if isinstance(number, bool) or not isinstance(number, int) or number < 1:
-                raise ConfigurationError(f"{where}: {name} must be a positive int, got {number!r}")
+            check_int(f"{where}: {name}", number, at_least=1)
         for name, timeout in (("connect_timeout", connect_timeout), ("read_timeout", read_timeout)):
-            if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
-                raise ConfigurationError(f"{where}: {name} must be a positive number of seconds")
+            check_number(f"{where}: {name}", timeout, above=0, unit="seconds")
         self.project = project
         self.topic = topic
         self.subscription = subscription

@@ -30,13 +30,8 @@ import socket
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import AsyncExitStack
-from typing import Any, NoReturn
+from typing import Any, NoReturn, Unpack
 
-import redis.asyncio as aioredis
-
-# The asyncio client needs the asyncio Retry: a sync one is silently never applied.
-from redis.asyncio.retry import Retry
-from redis.backoff import ExponentialBackoff
 from redis.exceptions import (
     AuthenticationError,
     NoPermissionError,
@@ -56,7 +51,19 @@ from cloudrift.core.exceptions import (
 )
 from cloudrift.core.lifecycle import LazyClient
 from cloudrift.core.operation import BackendDescription
-from cloudrift.core.secrets import Secret, redact, redact_url, secret
+from cloudrift.core.redis import (
+    RedisConnectionOptions,
+    RedisOptions,
+    check_client,
+    check_url_options,
+    connection_group,
+    connection_values,
+    open_client,
+    owns_client,
+    url_location,
+)
+from cloudrift.core.secrets import Secret, redact, secret
+from cloudrift.core.validation import check_number
 from cloudrift.messaging.base import (
     Message,
     PreparedMessage,
@@ -162,37 +169,26 @@ class RedisStreamQueue(Queue):
         self,
         *,
         queue_name: str,
-        url: str | Secret = "redis://localhost:6379/0",
+        url: str | Secret | None = None,
         password: str | Secret | None = None,
+        client: Any = None,
         group: str = "cloudrift",
         consumer: str | None = None,
         dead_letter_stream: str | None = None,
         visibility_timeout: float = 30.0,
         max_message_bytes: int = 1024 * 1024,
         poll_interval: float = 0.1,
-        socket_timeout: float = 5.0,
-        socket_connect_timeout: float = 5.0,
-        max_connections: int = 50,
-        retry_attempts: int = 3,
+        **options: Unpack[RedisConnectionOptions],
     ) -> None:
         super().__init__()
         if not isinstance(queue_name, str) or not queue_name.strip():
             raise ConfigurationError("redis queue: queue_name must be a non-empty string")
-        url_secret = secret(url)
-        if url_secret is None or not url_secret.reveal().startswith(
-            ("redis://", "rediss://", "unix://")
-        ):
-            raise ConfigurationError(
-                "redis queue: url must start with redis://, rediss:// or unix://"
-            )
-        if password == "":
-            raise ConfigurationError("redis queue: password is an empty string; omit it instead")
+        self._connection = _connection(url, password, client, options)
         for name, value in (
             ("visibility_timeout", visibility_timeout),
             ("poll_interval", poll_interval),
         ):
-            if value <= 0:
-                raise ConfigurationError(f"redis queue: {name} must be > 0")
+            check_number(f"redis queue: {name}", value, above=0)
         self.queue_name = queue_name
         self.stream = queue_name
         self.group = group
@@ -202,41 +198,34 @@ class RedisStreamQueue(Queue):
         self.max_message_bytes = int(max_message_bytes)
         self.poll_interval = float(poll_interval)
         self.backend_name = f"redis queue {queue_name!r}"
-        self._url = url_secret
-        self._password = secret(password)
         self._inflight_key = f"{queue_name}:inflight"
         self._delayed_key = f"{queue_name}:delayed"
-        self._client_options: dict[str, Any] = {
-            "socket_timeout": socket_timeout,
-            "socket_connect_timeout": socket_connect_timeout,
-            "max_connections": max_connections,
-            "health_check_interval": 30,
-            "retry": Retry(ExponentialBackoff(cap=1.0, base=0.05), retry_attempts),
-            "retry_on_error": [RedisConnectionError, RedisTimeoutError],
-        }
         self._client: LazyClient[Any] = LazyClient(self._build_client)
         self._group_ready = False
         self._receive_script: Any = None
         self._settle_script: Any = None
 
     def __repr__(self) -> str:
-        return f"RedisStreamQueue(url={redact_url(self._url.reveal())!r}, stream={self.stream!r})"
+        return f"RedisStreamQueue({self._connection.location}, stream={self.stream!r})"
 
     def _describe(self) -> BackendDescription:
-        return BackendDescription.at("redis", self.stream, self._url.reveal())
+        c = self._connection
+        if c.client is not None:  # a client handed in: its address is not ours to know
+            return BackendDescription("redis", self.stream)
+        if c.url is not None:
+            return BackendDescription.at("redis", self.stream, c.url.reveal())
+        return BackendDescription("redis", self.stream, c.host, c.port)
 
     # ---------------------------------------------------------------- client
 
     def _secrets(self) -> list[Secret | None]:
-        return [self._url, self._password]
+        return [self._connection.url, self._connection.password]
 
     async def _build_client(self, stack: AsyncExitStack) -> Any:
-        options = dict(self._client_options)
-        if self._password is not None:
-            options["password"] = self._password.reveal()
         # redis-py connects on the first command, inside the running loop.
-        client = aioredis.Redis.from_url(self._url.reveal(), **options)
-        stack.push_async_callback(client.aclose)
+        client = open_client(self._connection)
+        if owns_client(self._connection):  # a client handed in stays open: its owner closes it
+            stack.push_async_callback(client.aclose)
         self._receive_script = client.register_script(_RECEIVE)
         self._settle_script = client.register_script(_SETTLE)
         return client
@@ -461,6 +450,39 @@ class RedisStreamQueue(Queue):
         client = await self._client.get()
         with self._translate():
             return bool(await client.ping())
+
+
+_WHERE = "redis queue"
+#: Without url= or client=: a local Redis.
+DEFAULT_URL = "redis://localhost:6379/0"
+
+
+def _connection(
+    url: str | Secret | None,
+    password: str | Secret | None,
+    client: Any,
+    options: RedisConnectionOptions,
+) -> RedisOptions:
+    """How the queue reaches Redis: a client handed in (used as is), or one built from
+    ``url`` / ``password`` and the connection options (the same as the cache's)."""
+    if client is not None:
+        check_client(
+            _WHERE, client, {"url": url, "password": password, **{k: True for k in options}}
+        )
+        return RedisOptions(client=client, location=f"client={type(client).__name__}")
+    url_secret = secret(url if url is not None else DEFAULT_URL)
+    assert url_secret is not None
+    if password == "":
+        raise ConfigurationError("redis queue: password is an empty string; omit it instead")
+    # 50 pooled connections by default: consume() holds one per poller and handler.
+    values = connection_values(_WHERE, options, max_connections=50)
+    check_url_options(_WHERE, url_secret.reveal(), password, values)
+    return RedisOptions(
+        url=url_secret,
+        password=secret(password),
+        connection=connection_group(values),
+        location=f"url={url_location(url_secret.reveal())!r}",
+    )
 
 
 def _text(value: Any) -> str:

@@ -17,13 +17,14 @@ import math
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import AsyncExitStack
-from typing import Any, NoReturn
+from typing import Any, NoReturn, Unpack
 
 from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
 
 from cloudrift.core.aws import (
     AUTH_ERROR_CODES,
     NOT_FOUND_ERROR_CODES,
+    AwsAuthOptions,
     aio_config,
     aws_auth_methods,
     aws_credentials,
@@ -44,6 +45,7 @@ from cloudrift.core.exceptions import (
 from cloudrift.core.lifecycle import LazyClient
 from cloudrift.core.operation import BackendDescription
 from cloudrift.core.secrets import Secret, redact
+from cloudrift.core.validation import check_number
 from cloudrift.messaging.base import (
     DEAD_LETTER_REASON,
     InFlightMap,
@@ -78,13 +80,6 @@ class SQSQueue(Queue):
         *,
         queue_url: str,
         region: str | None = None,
-        aws_access_key_id: str | None = None,
-        aws_secret_access_key: str | Secret | None = None,
-        aws_session_token: str | Secret | None = None,
-        profile_name: str | None = None,
-        role_arn: str | None = None,
-        role_session_name: str | None = None,
-        external_id: str | None = None,
         endpoint_url: str | None = None,
         dlq_url: str | None = None,
         max_pool_connections: int = 50,
@@ -92,6 +87,7 @@ class SQSQueue(Queue):
         read_timeout: float = 30.0,
         max_attempts: int = 3,
         max_in_flight: int = 10_000,
+        **auth: Unpack[AwsAuthOptions],
     ) -> None:
         super().__init__()
         for name, url in (("queue_url", queue_url), ("dlq_url", dlq_url)):
@@ -106,13 +102,7 @@ class SQSQueue(Queue):
         self._creds = aws_credentials(
             "sqs",
             _AUTH_METHODS,
-            aws_access_key_id=aws_access_key_id,
-            aws_secret_access_key=aws_secret_access_key,
-            aws_session_token=aws_session_token,
-            profile_name=profile_name,
-            role_arn=role_arn,
-            role_session_name=role_session_name,
-            external_id=external_id,
+            **auth,
         )
         self._auth = self._creds.method
         found = _REGION_IN_URL.search(queue_url)
@@ -129,7 +119,7 @@ class SQSQueue(Queue):
         self._config = aio_config(
             max_pool_connections=max_pool_connections,
             connect_timeout=connect_timeout,
-            read_timeout=max(read_timeout, _MAX_POLL + 5),
+            read_timeout=max(check_number("read_timeout", read_timeout, above=0), _MAX_POLL + 5),
             max_attempts=max_attempts,
         )
         self._client: LazyClient[Any] = LazyClient(self._build_client)

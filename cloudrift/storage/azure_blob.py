@@ -40,10 +40,12 @@ from azure.storage.blob import BlobSasPermissions, ContentSettings, generate_blo
 
 from cloudrift.core.auth import auth_method, select_auth
 from cloudrift.core.azure import (
+    BLOB_CONNECTION_STRING,
     WORD_NAMES,
     azure_identity,
     identity_auth_methods,
     identity_credential,
+    parse_connection_string,
 )
 from cloudrift.core.exceptions import (
     BucketNotFoundError,
@@ -59,6 +61,7 @@ from cloudrift.core.exceptions import (
 from cloudrift.core.lifecycle import LazyClient
 from cloudrift.core.operation import BackendDescription, operation
 from cloudrift.core.secrets import Secret, redact, reveal, secret
+from cloudrift.core.validation import check_int, check_number
 from cloudrift.storage.base import (
     ObjectInfo,
     PresignMethod,
@@ -147,14 +150,14 @@ class AzureBlobStorage(Storage):
             ("list_page_size", list_page_size),
             ("max_attempts", max_attempts),
         ):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigurationError(f"{name} must be a positive int, got {value!r}")
+            check_int(name, value, at_least=1)
         for name, timeout in (("connect_timeout", connect_timeout), ("read_timeout", read_timeout)):
-            if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
-                raise ConfigurationError(f"{name} must be a positive number of seconds")
+            check_number(name, timeout, above=0, unit="seconds")
         self.container = container
         self.account_url = account_url
         self._conn = secret(connection_string)
+        if self._conn is not None:
+            parse_connection_string("azure_blob storage", self._conn, BLOB_CONNECTION_STRING)
         self._key = secret(account_key)
         self._sas = secret(sas_token)
         self._pool = max_pool_connections

@@ -45,6 +45,7 @@ from typing import Any, Literal, Protocol, TypeVar
 
 from cloudrift.core.exceptions import (
     FeatureNotSupportedError,
+    InvalidArgumentError,
     InvalidKeyError,
     InvalidMetadataError,
     InvalidRangeError,
@@ -52,6 +53,7 @@ from cloudrift.core.exceptions import (
 )
 from cloudrift.core.lifecycle import AsyncBackend
 from cloudrift.core.operation import operation
+from cloudrift.core.validation import check_int, is_int
 
 #: Keys may not be longer than this many UTF-8 bytes (S3's and GCS's limit).
 MAX_KEY_BYTES = 1024
@@ -179,16 +181,16 @@ def check_range(
     """Normalise ``[start, end)`` (or ``start`` + ``length``); InvalidRangeError for negative
     or reversed bounds, or for both ``end`` and ``length``."""
     begin = 0 if start is None else start
-    if isinstance(begin, bool) or not isinstance(begin, int) or begin < 0:
+    if not is_int(begin) or begin < 0:
         raise InvalidRangeError(f"range start must be a non-negative int, got {start!r}")
     if length is not None:
         if end is not None:
             raise InvalidRangeError("give either end or length, not both")
-        if isinstance(length, bool) or not isinstance(length, int) or length < 0:
+        if not is_int(length) or length < 0:
             raise InvalidRangeError(f"range length must be a non-negative int, got {length!r}")
         end = begin + length
     if end is not None:
-        if isinstance(end, bool) or not isinstance(end, int) or end < 0:
+        if not is_int(end) or end < 0:
             raise InvalidRangeError(f"range end must be a non-negative int or None, got {end!r}")
         if end < begin:
             raise InvalidRangeError(f"range end ({end}) is before its start ({begin})")
@@ -410,12 +412,13 @@ class Storage(AsyncBackend, ABC):
         validate_key(key)
         ctype = guess_content_type(key, content_type)
         meta = validate_metadata(metadata)
-        if isinstance(part_size, bool) or not isinstance(part_size, int):
-            raise TypeError("part_size must be an int")
-        if part_size < MIN_PART_SIZE:
-            raise InvalidRangeError(
-                f"part_size must be at least {MIN_PART_SIZE} bytes (5 MiB, S3's minimum part)"
-            )
+        check_int(
+            "part_size",
+            part_size,
+            at_least=MIN_PART_SIZE,
+            hint="5 MiB, S3's minimum part",
+            error=InvalidArgumentError,
+        )
         await self._put_stream(key, iter_source(source, part_size), ctype, meta, part_size)
 
     @operation
@@ -461,8 +464,7 @@ class Storage(AsyncBackend, ABC):
         """
         validate_key(key)
         begin, stop = check_range(start, end, length)
-        if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
-            raise InvalidRangeError(f"chunk_size must be a positive int, got {chunk_size!r}")
+        check_int("chunk_size", chunk_size, at_least=1, error=InvalidArgumentError)
         if stop is not None and stop == begin:
             await self._check_start(key, begin)
             return
@@ -562,14 +564,14 @@ class Storage(AsyncBackend, ABC):
             raise FeatureNotSupportedError(
                 f"presigned_url method must be 'GET' or 'PUT', not {method!r}"
             )
-        if isinstance(expires_in, bool) or not isinstance(expires_in, int) or expires_in < 1:
-            raise InvalidRangeError(
-                f"expires_in must be a positive int (seconds), got {expires_in!r}"
-            )
-        if expires_in > 7 * 24 * 3600:
-            raise InvalidRangeError(
-                "expires_in must be at most 604800 seconds (7 days, S3's limit)"
-            )
+        check_int(
+            "expires_in",
+            expires_in,
+            at_least=1,
+            at_most=7 * 24 * 3600,
+            unit="seconds; 7 days is S3's limit",
+            error=InvalidArgumentError,
+        )
         if content_type is not None:
             guess_content_type(key, content_type)
         return await self._presign(key, expires_in, method, content_type)

@@ -32,6 +32,7 @@ from cloudrift.core.exceptions import (
     BucketNotFoundError,
     ConfigurationError,
     FeatureNotSupportedError,
+    InvalidArgumentError,
     InvalidRangeError,
     ObjectExistsError,
     ObjectNotFoundError,
@@ -42,6 +43,7 @@ from cloudrift.core.exceptions import (
 from cloudrift.core.lifecycle import LazyClient
 from cloudrift.core.operation import BackendDescription, operation
 from cloudrift.core.secrets import redact
+from cloudrift.core.validation import check_int, check_number
 from cloudrift.storage.base import ObjectInfo, PresignMethod, Storage
 
 _AUTH = [
@@ -134,11 +136,9 @@ class GCSStorage(Storage):
             ("max_pool_connections", max_pool_connections),
             ("list_page_size", list_page_size),
         ):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigurationError(f"{name} must be a positive int, got {value!r}")
+            check_int(name, value, at_least=1)
         for name, timeout in (("connect_timeout", connect_timeout), ("read_timeout", read_timeout)):
-            if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
-                raise ConfigurationError(f"{name} must be a positive number of seconds")
+            check_number(name, timeout, above=0, unit="seconds")
         self.bucket = bucket
         self.emulator_host = emulator_host.rstrip("/") if emulator_host else None
         self._credentials_path = credentials_path
@@ -274,7 +274,7 @@ class GCSStorage(Storage):
         part_size: int,
     ) -> None:
         if part_size % _RESUMABLE_UNIT:
-            raise InvalidRangeError(
+            raise InvalidArgumentError(
                 f"gcs streamed uploads need part_size to be a multiple of 256 KiB; "
                 f"{part_size} is not"
             )

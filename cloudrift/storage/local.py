@@ -54,6 +54,7 @@ from cloudrift.core.exceptions import (
 )
 from cloudrift.core.operation import operation
 from cloudrift.core.secrets import Secret, secret
+from cloudrift.core.validation import is_int, is_number
 from cloudrift.storage.base import (
     DEFAULT_CONTENT_TYPE,
     ObjectInfo,
@@ -114,11 +115,7 @@ class LocalStorage(Storage):
         self._meta = os.path.join(self._root, _RESERVED, "meta")
         os.makedirs(self._tmp, exist_ok=True)
         os.makedirs(self._meta, exist_ok=True)
-        if (
-            isinstance(temp_file_max_age, bool)
-            or not isinstance(temp_file_max_age, int | float)
-            or temp_file_max_age < 0
-        ):
+        if not is_number(temp_file_max_age) or temp_file_max_age < 0:
             raise ConfigurationError(
                 "local storage temp_file_max_age must be a non-negative number of seconds, "
                 f"got {temp_file_max_age!r}"
@@ -625,9 +622,7 @@ class LocalStorage(Storage):
         InvalidArgumentError for a ``max_size`` that is not a positive int, and what
         ``presigned_url`` raises otherwise.
         """
-        if max_size is not None and (
-            isinstance(max_size, bool) or not isinstance(max_size, int) or max_size < 1
-        ):
+        if max_size is not None and (not is_int(max_size) or max_size < 1):
             raise InvalidArgumentError(
                 f"max_size must be a positive int (bytes) or None, got {max_size!r}"
             )

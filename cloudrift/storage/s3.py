@@ -14,7 +14,7 @@ import logging
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime, timedelta
-from typing import Any, NoReturn
+from typing import Any, NoReturn, Unpack
 from urllib.parse import quote
 
 from botocore.exceptions import BotoCoreError, ClientError
@@ -23,6 +23,7 @@ from cloudrift.core.aws import (
     AUTH_ERROR_CODES,
     NOT_FOUND_ERROR_CODES,
     WORD_NAMES,
+    AwsAuthOptions,
     aio_config,
     aws_auth_methods,
     aws_credentials,
@@ -45,6 +46,7 @@ from cloudrift.core.exceptions import (
 from cloudrift.core.lifecycle import LazyClient
 from cloudrift.core.operation import BackendDescription, operation
 from cloudrift.core.secrets import Secret, redact
+from cloudrift.core.validation import check_int
 from cloudrift.storage.base import ObjectInfo, PresignMethod, Storage, send_parts
 
 # The role's source credentials come from the default chain (keys or a profile
@@ -82,14 +84,6 @@ class S3Storage(Storage):
         bucket: str,
         region: str | None = None,
         endpoint_url: str | None = None,
-        aws_access_key_id: str | None = None,
-        aws_secret_access_key: str | Secret | None = None,
-        aws_session_token: str | Secret | None = None,
-        profile_name: str | None = None,
-        role_arn: str | None = None,
-        external_id: str | None = None,
-        role_session_name: str | None = None,
-        sts_endpoint_url: str | None = None,
         max_pool_connections: int = 64,
         connect_timeout: float = 5.0,
         read_timeout: float = 60.0,
@@ -99,6 +93,7 @@ class S3Storage(Storage):
         upload_concurrency: int = 2,
         list_page_size: int = 1000,
         addressing_style: str = "auto",
+        **auth: Unpack[AwsAuthOptions],
     ) -> None:
         super().__init__()
         if not isinstance(bucket, str) or not bucket:
@@ -107,14 +102,7 @@ class S3Storage(Storage):
             f"{self.provider} storage",
             _AUTH,
             WORD_NAMES,
-            aws_access_key_id=aws_access_key_id,
-            aws_secret_access_key=aws_secret_access_key,
-            aws_session_token=aws_session_token,
-            profile_name=profile_name,
-            role_arn=role_arn,
-            role_session_name=role_session_name,
-            external_id=external_id,
-            sts_endpoint_url=sts_endpoint_url,
+            **auth,
         )
         self.auth_method = self._creds.method
         if sse is not None and sse not in _SSE:
@@ -126,16 +114,12 @@ class S3Storage(Storage):
                 raise ConfigurationError("sse_kms_key_id needs sse='aws:kms'")
         if addressing_style not in ("auto", "path", "virtual"):
             raise ConfigurationError("addressing_style must be 'auto', 'path' or 'virtual'")
+        # Pool size, timeouts and max_attempts are checked by aio_config, below.
         for name, value in (
-            ("max_pool_connections", max_pool_connections),
             ("upload_concurrency", upload_concurrency),
             ("list_page_size", list_page_size),
         ):
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigurationError(f"{name} must be a positive int, got {value!r}")
-        for name, timeout in (("connect_timeout", connect_timeout), ("read_timeout", read_timeout)):
-            if isinstance(timeout, bool) or not isinstance(timeout, int | float) or timeout <= 0:
-                raise ConfigurationError(f"{name} must be a positive number of seconds")
+            check_int(name, value, at_least=1)
         self.bucket = bucket
         self.region = region
         self.endpoint_url = endpoint_url

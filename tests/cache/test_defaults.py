@@ -42,7 +42,7 @@ async def test_overrides_reach_the_client() -> None:
         url="redis://cache.internal:6379/0",
         socket_timeout=1.5,
         health_check_interval=5,
-        retry_attempts=1,
+        max_attempts=1,
         max_connections=7,
     )
     kwargs = (await cache.native()).connection_pool.connection_kwargs  # type: ignore[attr-defined]

@@ -52,11 +52,11 @@ async def test_readonly_reply_after_failover_is_retried_on_the_new_primary(
 async def test_readonly_is_not_retried_when_retries_are_off(
     redis_server_factory: Callable[..., RedisServer], tmp_path: Path
 ) -> None:
-    """With retry_attempts=1 the READONLY reply surfaces as CacheResponseError naming it."""
+    """With max_attempts=1 the READONLY reply surfaces as CacheResponseError naming it."""
     primary = redis_server_factory()
     replica = start_replica(redis_server_factory, primary, tmp_path)
     async with get_cache(
-        "redis", "from_credentials", host=LOOPBACK, port=replica.port, retry_attempts=1
+        "redis", "from_credentials", host=LOOPBACK, port=replica.port, max_attempts=1
     ) as cache:
         with pytest.raises(CacheResponseError, match="READONLY"):
             await cache.set("k", b"v")
@@ -105,7 +105,7 @@ async def test_server_that_never_answers_raises_instead_of_hanging(silent_port: 
     """A server that accepts but never replies gives CacheConnectionError after the timeout."""
     options: dict[str, Any] = {"socket_timeout": 0.2, "socket_connect_timeout": 0.2}
     async with get_cache(
-        "redis", "from_credentials", host=LOOPBACK, port=silent_port, retry_attempts=2, **options
+        "redis", "from_credentials", host=LOOPBACK, port=silent_port, max_attempts=2, **options
     ) as cache:
         with pytest.raises(CacheConnectionError):
             await cache.get("k")

@@ -224,7 +224,7 @@ async def test_iam_token_not_matching_the_server_is_refused(
 ) -> None:
     """A token the server does not accept gives CacheConnectionError, without the token."""
     set_acl_user(redis_tls, APP_USER, "some-other-password")
-    async with iam_cache(redis_tls, tls_files, FakeClock(), retry_attempts=1) as cache:
+    async with iam_cache(redis_tls, tls_files, FakeClock(), max_attempts=1) as cache:
         with pytest.raises(CacheConnectionError, match="credentials") as info:
             await cache.get("k")
         assert "X-Amz-Signature" not in str(info.value)
@@ -514,7 +514,7 @@ async def test_iam_without_any_aws_credentials_says_so(
         host="127.0.0.1",
         username=APP_USER,
         region="us-east-1",
-        retry_attempts=1,
+        max_attempts=1,
         **tls_options(redis_tls, tls_files),
     ) as cache:
         with pytest.raises(CacheConnectionError, match="no AWS credentials"):
@@ -527,3 +527,11 @@ def test_managed_tls_options_with_tls_off_are_refused() -> None:
         get_cache(
             "azure_redis", "from_access_key", host="h", access_key="k", ssl=False, ssl_ca_certs="x"
         )
+
+
+def test_misspelled_aws_option_given_directly_suggests_the_right_one() -> None:
+    """ElastiCache(...) built directly still refuses a typo'd AWS option with a suggestion."""
+    from cloudrift.cache.elasticache import ElastiCache
+
+    with pytest.raises(ConfigurationError, match="did you mean 'aws_secret_access_key'"):
+        ElastiCache("from_iam_auth", host="h", username="u", region="r", aws_secret_acess_key="x")  # type: ignore[call-arg]

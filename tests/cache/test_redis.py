@@ -4,15 +4,15 @@ and on fakeredis, and builds its client safely (passwords, TLS, URLs)."""
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from contextlib import AsyncExitStack
 from typing import Any
 from urllib.parse import quote
 
 import fakeredis
 import pytest
+import redis.asyncio as aioredis
 
 from cloudrift.cache import Cache, get_cache
-from cloudrift.cache._redis import RedisBackend, RedisOptions
+from cloudrift.cache.redis import RedisCache
 from cloudrift.core.exceptions import CacheConnectionError, ConfigurationError
 from tests.conformance.cache import CacheConformance
 from tests.servers.redis import RedisServer
@@ -51,24 +51,93 @@ class TestRedisOverTLS(CacheConformance):
         await cache.close()
 
 
-class FakeRedisCache(RedisBackend):
-    """Test harness: the shared Redis implementation over fakeredis's FakeAsyncRedis."""
-
-    async def _build(self, stack: AsyncExitStack) -> Any:
-        client = fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer())
-        stack.push_async_callback(client.aclose)
-        return client
-
-
 class TestRedisOnFakeRedis(CacheConformance):
-    """Conformance of the shared Redis implementation over fakeredis."""
+    """Conformance of get_cache("redis", client=fakeredis.FakeAsyncRedis()) (client handed in)."""
 
     @pytest.fixture
     async def backend(self) -> AsyncIterator[Cache]:
-        """A cache over a private fakeredis server."""
-        cache = FakeRedisCache(RedisOptions(location="fakeredis"))
+        """A cache over a private fakeredis server, handed in as client=."""
+        client = fakeredis.FakeAsyncRedis(server=fakeredis.FakeServer())
+        cache = get_cache("redis", client=client)
         yield cache
         await cache.close()
+        await client.aclose()
+
+
+# ----------------------------------------------------------------- client=
+
+
+async def test_client_handed_in_is_used_and_left_open(redis: RedisServer) -> None:
+    """A client passed as client= serves the cache and still works after cache.close()."""
+    client = aioredis.Redis.from_url(redis.url)
+    try:
+        cache = get_cache("redis", client=client)
+        await cache.set("k", b"v")
+        assert await client.get("k") == b"v"
+        await cache.close()
+        assert await client.get("k") == b"v"  # not closed by the cache: we did not open it
+    finally:
+        await client.aclose()
+
+
+async def test_client_the_cache_opened_is_closed_with_it(redis: RedisServer) -> None:
+    """A client the cache built from a URL is closed by cache.close() (no connection left)."""
+    cache = get_cache("redis", "from_url", url=redis.url)
+    await cache.set("k", b"v")
+    native = await cache.native()
+    pool = native.connection_pool
+    connections = [*pool._available_connections, *pool._in_use_connections]
+    assert any(c.is_connected for c in connections)
+    await cache.close()
+    assert not any(c.is_connected for c in connections)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"url": "redis://h:6379"},
+        {"host": "h"},
+        {"password": "pw"},
+        {"socket_timeout": 1.0},
+        {"max_attempts": 1},
+        {"port": 6380},
+    ],
+)
+def test_client_with_connection_options_is_refused(options: dict[str, Any]) -> None:
+    """Options that would build a client cannot be combined with client= (never ignored)."""
+    with pytest.raises(ConfigurationError, match="client"):
+        get_cache("redis", client=fakeredis.FakeAsyncRedis(), **options)
+
+
+def test_client_that_is_not_a_redis_client_is_refused() -> None:
+    """client= must be a redis.asyncio-compatible client; a URL string is refused."""
+    with pytest.raises(ConfigurationError, match=r"redis\.asyncio"):
+        get_cache("redis", client="redis://localhost:6379")
+
+
+@pytest.mark.parametrize("old", ["retry_attempts", "retry_total"])
+def test_old_retry_option_names_say_what_they_became(old: str) -> None:
+    """retry_attempts / retry_total raise ConfigurationError naming max_attempts."""
+    with pytest.raises(ConfigurationError, match=f"'{old}' is now 'max_attempts'"):
+        RedisCache("from_credentials", host="h", **{old: 2})  # type: ignore[arg-type]
+
+
+def test_misspelled_connection_option_suggests_the_right_one() -> None:
+    """An option from the shared group, misspelled, is refused with a did-you-mean."""
+    with pytest.raises(ConfigurationError, match="did you mean 'socket_timeout'"):
+        get_cache("redis", "from_credentials", host="h", socket_timout=1.0)
+    with pytest.raises(ConfigurationError, match="did you mean 'socket_timeout'"):
+        RedisCache("from_credentials", host="h", socket_timout=1.0)  # type: ignore[call-arg]
+
+
+def test_max_attempts_counts_the_first_attempt() -> None:
+    """max_attempts=N gives redis-py N - 1 retries (an asyncio Retry, not the sync one)."""
+    from redis.asyncio.retry import Retry
+
+    cache = RedisCache("from_credentials", host="127.0.0.1", max_attempts=4)
+    retry = cache._options.client_kwargs()["retry"]
+    assert isinstance(retry, Retry)
+    assert retry._retries == 3
 
 
 # ----------------------------------------------------------------- passwords
@@ -134,7 +203,7 @@ async def test_wrong_password_raises_connection_error_without_the_password(
         host="127.0.0.1",
         port=redis_with_password.port,
         password="wrong-secret-value",
-        retry_attempts=1,
+        max_attempts=1,
     ) as cache:
         with pytest.raises(CacheConnectionError, match="credentials") as info:
             await cache.get("k")
@@ -157,7 +226,7 @@ def test_repr_shows_provider_and_location_never_the_password() -> None:
 async def test_tls_verification_is_on_by_default(redis_tls: RedisServer) -> None:
     """Without the CA, TLS to a self-signed server fails: nothing is trusted blindly."""
     async with get_cache(
-        "redis", "from_url", url=redis_tls.url, retry_attempts=1, socket_connect_timeout=2
+        "redis", "from_url", url=redis_tls.url, max_attempts=1, socket_connect_timeout=2
     ) as cache:
         with pytest.raises(CacheConnectionError, match=r"(?i)certificate"):
             await cache.ping()
@@ -256,7 +325,7 @@ def test_tls_options_without_tls_are_refused(options: dict[str, Any]) -> None:
         ("port", 0),
         ("db", -1),
         ("socket_timeout", 0),
-        ("retry_attempts", 0),
+        ("max_attempts", 0),
         ("health_check_interval", 1.5),
         ("max_connections", 0),
     ],

@@ -41,6 +41,7 @@ import pytest
 from cloudrift.core.exceptions import (
     BackendClosedError,
     FeatureNotSupportedError,
+    InvalidArgumentError,
     InvalidMessageError,
     MessageTooLargeError,
     ReceiptHandleError,
@@ -230,10 +231,10 @@ class MessagingConformance(BackendConformance):
         assert msg.body == {"n": 1}
 
     async def test_receive_rejects_bad_max_messages(self, backend: Queue) -> None:
-        """max_messages outside the provider's range raises ValueError before any call."""
-        with pytest.raises(ValueError, match="max_messages"):
+        """max_messages outside the provider's range raises InvalidArgumentError before any call."""
+        with pytest.raises(InvalidArgumentError, match="max_messages"):
             await backend.receive(max_messages=0)
-        with pytest.raises(ValueError, match="max_messages"):
+        with pytest.raises(InvalidArgumentError, match="max_messages"):
             await backend.receive(max_messages=backend.max_receive_messages + 1)
         with pytest.raises(ValueError, match="wait_time"):
             await backend.receive(wait_time=-1)

@@ -26,6 +26,7 @@ import pytest
 from cloudrift.core.exceptions import (
     BackendClosedError,
     FeatureNotSupportedError,
+    InvalidArgumentError,
     InvalidKeyError,
     InvalidMetadataError,
     InvalidRangeError,
@@ -439,9 +440,18 @@ class StorageConformance(BackendConformance):
         assert await backend.download("st/keep") == b"old"
 
     async def test_small_part_size_is_rejected(self, backend: Storage) -> None:
-        """part_size below 5 MiB raises InvalidRangeError naming the minimum."""
-        with pytest.raises(InvalidRangeError, match="5 MiB"):
+        """part_size below 5 MiB raises InvalidArgumentError naming the minimum."""
+        with pytest.raises(InvalidArgumentError, match="5 MiB"):
             await backend.upload_stream("p", agen(b"x"), part_size=1024)
+
+    @pytest.mark.parametrize("chunk_size", [0, -1, True, 1.5])
+    async def test_bad_chunk_size_is_an_argument_error(
+        self, backend: Storage, chunk_size: object
+    ) -> None:
+        """chunk_size that is not a positive int raises InvalidArgumentError (not a range error)."""
+        with pytest.raises(InvalidArgumentError, match="chunk_size") as info:
+            await anext(backend.download_stream("k", chunk_size=chunk_size))  # type: ignore[arg-type]
+        assert not isinstance(info.value, InvalidRangeError)
 
     async def test_upload_stream_rejects_non_bytes_source(self, backend: Storage) -> None:
         """A source that is neither bytes chunks nor a file raises TypeError."""
@@ -540,8 +550,8 @@ class StorageConformance(BackendConformance):
     async def test_presigned_url_rejects_bad_expiry(
         self, backend: Storage, expires_in: int
     ) -> None:
-        """expires_in must be between 1 second and 7 days."""
-        with pytest.raises(InvalidRangeError, match="expires_in"):
+        """expires_in must be between 1 second and 7 days (InvalidArgumentError)."""
+        with pytest.raises(InvalidArgumentError, match="expires_in"):
             await backend.presigned_url("k", expires_in=expires_in)
 
     async def test_presigned_url_rejects_unknown_method(self, backend: Storage) -> None:

@@ -450,3 +450,40 @@ async def test_open_client_uses_the_config_and_region_given(moto: MotoEndpoint) 
         assert client.meta.config.max_pool_connections == 7
         created = await client.create_queue(QueueName="open-client")
         assert created["QueueUrl"].endswith("/open-client")
+
+
+@pytest.mark.parametrize(
+    ("category", "provider", "options"),
+    [
+        ("storage", "s3", {"bucket": "b"}),
+        ("messaging", "sqs", {"queue_url": "https://sqs.us-east-1.amazonaws.com/1/q"}),
+        ("email", "ses", {}),
+    ],
+)
+async def test_in_process_moto_is_refused_with_the_way_out(
+    category: str, provider: str, options: dict[str, Any]
+) -> None:
+    """Under moto's mock_aws, the first call raises ConfigurationError pointing to moto as a
+    server (not aiobotocore's raw "'coroutine' object has no attribute 'items'")."""
+    import importlib
+
+    from moto import mock_aws
+
+    factory = {"storage": "get_storage", "messaging": "get_queue", "email": "get_email"}[category]
+    build = getattr(importlib.import_module(f"cloudrift.{category}"), factory)
+    keys = {"aws_access_key_id": "AKIDTEST", "aws_secret_access_key": "secret"}
+    with mock_aws():
+        backend = build(provider, region="us-east-1", **keys, **options)
+        try:
+            with pytest.raises(ConfigurationError, match=r"mock_aws.*cloudrift_moto"):
+                await _first_call(provider, backend)
+        finally:
+            await backend.close()
+
+
+async def _first_call(provider: str, backend: Any) -> Any:
+    if provider == "s3":
+        return await backend.exists("k")
+    if provider == "sqs":
+        return await backend.send({"n": 1})
+    return await backend.send("to@example.com", "s", body_text="x", from_="me@example.com")

@@ -10,16 +10,20 @@ import pytest
 
 from cloudrift.core.auth import auth_method, select_auth
 from cloudrift.core.azure import (
+    BLOB_CONNECTION_STRING,
     FEDERATED_TOKEN_ENV,
     MANAGED_IDENTITY,
+    SERVICE_BUS_CONNECTION_STRING,
     SERVICE_PRINCIPAL,
     SNAKE_NAMES,
     WORD_NAMES,
     AzureAuthNames,
+    ConnectionStringShape,
     azure_identity,
     identity_auth_methods,
     identity_credential,
     open_identity_credential,
+    parse_connection_string,
 )
 from cloudrift.core.exceptions import ConfigurationError
 from cloudrift.core.secrets import Secret
@@ -208,3 +212,86 @@ async def test_acs_service_principal_secret_never_shows(no_federated_token: None
     assert isinstance(client._config.authentication_policy._credential, ClientSecretCredential)
     assert SP_SECRET not in repr(email) + repr(vars(email))
     await email.close()
+
+
+# ------------------------------------------------------- connection strings
+
+GOOD_KEY = "a2V5LWJ5dGVzLWZvci10ZXN0cw=="
+SECRET_MARK = "hunter2"
+
+
+@pytest.mark.parametrize(
+    ("connection_string", "match"),
+    [
+        (f"AccountName=acct;AccountKey={SECRET_MARK}!!notbase64", "not valid base64"),
+        (f"AccountName=acct;{SECRET_MARK}", "segment 2 is not Key=Value"),
+        (f"AccountKey={GOOD_KEY}", "lacks AccountName"),
+        (f"https://acct.blob.core.windows.net/?sig={SECRET_MARK}", "not Key=Value"),
+        (f"BlobEndpoint=acct;SharedAccessSignature=sig={SECRET_MARK}", "not a URL"),
+        ("", "lacks"),
+    ],
+)
+def test_malformed_blob_connection_string_fails_at_build(
+    connection_string: str, match: str
+) -> None:
+    """get_storage("azure_blob") refuses a malformed connection string before any request,
+    saying what is wrong and never quoting the string."""
+    from cloudrift.storage import get_storage
+
+    with pytest.raises(ConfigurationError, match=match) as info:
+        get_storage("azure_blob", container="c", connection_string=connection_string or " ")
+    assert SECRET_MARK not in str(info.value)
+    assert GOOD_KEY not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("connection_string", "match"),
+    [
+        (f"Endpoint=sb://ns.servicebus.windows.net/;SharedAccessKey={SECRET_MARK}", "lacks"),
+        (f"SharedAccessKeyName=n;SharedAccessKey={SECRET_MARK}", "lacks Endpoint"),
+        (f"Endpoint=ns;SharedAccessKeyName=n;SharedAccessKey={SECRET_MARK}", "not a URL"),
+        (f"{SECRET_MARK};Endpoint=sb://ns/", "segment 1"),
+    ],
+)
+def test_malformed_service_bus_connection_string_fails_at_build(
+    connection_string: str, match: str
+) -> None:
+    """get_queue("azure_bus") refuses a malformed connection string at build, key unquoted."""
+    from cloudrift.messaging import get_queue
+
+    with pytest.raises(ConfigurationError, match=match) as info:
+        get_queue("azure_bus", queue_name="q", connection_string=connection_string)
+    assert SECRET_MARK not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("shape", "connection_string"),
+    [
+        (BLOB_CONNECTION_STRING, "UseDevelopmentStorage=true"),
+        (
+            BLOB_CONNECTION_STRING,
+            f"DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey={GOOD_KEY};"
+            "BlobEndpoint=http://127.0.0.1:10000/devstoreaccount1;",
+        ),
+        (
+            BLOB_CONNECTION_STRING,
+            "BlobEndpoint=https://a.blob.core.windows.net;SharedAccessSignature=sv=1&sig=x",
+        ),
+        (
+            SERVICE_BUS_CONNECTION_STRING,
+            "Endpoint=sb://ns.servicebus.windows.net/;SharedAccessKeyName=RootManageSharedAccessKey;"
+            "SharedAccessKey=abc=;EntityPath=q",
+        ),
+        (
+            SERVICE_BUS_CONNECTION_STRING,
+            "endpoint=sb://127.0.0.1:5672;sharedaccesskeyname=n;sharedaccesskey=k;"
+            "UseDevelopmentEmulator=true",
+        ),
+    ],
+)
+def test_valid_connection_strings_are_accepted(
+    shape: ConnectionStringShape, connection_string: str
+) -> None:
+    """Portal, Azurite and emulator connection strings parse (keys case-insensitive)."""
+    pairs = parse_connection_string("test", connection_string, shape)
+    assert pairs

@@ -89,7 +89,7 @@ def test_ready_turns_503_when_a_real_redis_stops_and_200_when_it_returns(
             "url": f"redis://:{SECRET}@127.0.0.1:{server.port}/0",
             "socket_timeout": 1,
             "socket_connect_timeout": 1,
-            "retry_attempts": 1,
+            "max_attempts": 1,
         },
     )
     with TestClient(_app(settings)) as client:

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
 import redis.asyncio as aioredis
@@ -18,7 +20,9 @@ from cloudrift.core.exceptions import (
 from cloudrift.messaging import Message, Queue, get_queue
 from cloudrift.messaging.redis_streams import RedisStreamQueue
 from tests.conformance.messaging import MessagingConformance, drain
+from tests.servers.cache_faults import FailoverProxy
 from tests.servers.redis import RedisServer
+from tests.servers.tls import TLSFiles
 
 
 class TestRedisStreamQueue(MessagingConformance):
@@ -122,7 +126,7 @@ async def test_server_down_raises_connection_error_and_health_false(
     """A stopped server gives MessagingConnectionError; health_check() returns False."""
     server = redis_server_factory()  # type: ignore[operator]
     async with RedisStreamQueue(
-        url=server.url, queue_name="q", socket_connect_timeout=0.5, retry_attempts=0
+        url=server.url, queue_name="q", socket_connect_timeout=0.5, max_attempts=1
     ) as q:
         assert await q.health_check() is True
         server.stop()
@@ -135,7 +139,7 @@ async def test_password_never_appears_in_repr_or_errors(redis_server_factory: ob
     """A wrong password gives MessagingPermissionError; neither it nor repr echoes the password."""
     server = redis_server_factory(extra_args=["--requirepass", "right-pass-123"])  # type: ignore[operator]
     url = f"redis://:wrong-pass-456@127.0.0.1:{server.port}/0"
-    async with RedisStreamQueue(url=url, queue_name="q", retry_attempts=0) as q:
+    async with RedisStreamQueue(url=url, queue_name="q", max_attempts=1) as q:
         assert "wrong-pass-456" not in repr(q)
         with pytest.raises(MessagingPermissionError, match="credentials") as info:
             await q.send({"n": 1})
@@ -144,7 +148,7 @@ async def test_password_never_appears_in_repr_or_errors(redis_server_factory: ob
 
 def test_bad_options_raise_configuration_error() -> None:
     """A bad URL, empty queue name or empty password fails at construction."""
-    with pytest.raises(ConfigurationError, match="url"):
+    with pytest.raises(ConfigurationError, match=r"(?i)url"):
         get_queue("redis", queue_name="q", url="http://x")
     with pytest.raises(ConfigurationError, match="queue_name"):
         get_queue("redis", queue_name="")
@@ -173,7 +177,7 @@ async def test_every_operation_translates_connection_errors(
     """With the server gone, each operation raises MessagingConnectionError, never redis's."""
     server = redis_server_factory()  # type: ignore[operator]
     async with RedisStreamQueue(
-        url=server.url, queue_name="q", socket_connect_timeout=0.5, retry_attempts=0
+        url=server.url, queue_name="q", socket_connect_timeout=0.5, max_attempts=1
     ) as q:
         await q.send({"n": 1})
         [msg] = await q.receive()
@@ -218,3 +222,114 @@ async def test_native_is_the_one_lazy_client_and_is_released_on_close(
     await queue.close()
     with pytest.raises(BackendClosedError):
         await queue.native()
+
+
+# ------------------------------------------------------- retries and client=
+
+
+class DroppingProxy(FailoverProxy):
+    """Forwards to one redis-server, but cuts its first ``drops`` connections as soon
+    as the client sends a command (what a managed Redis reaping a connection does)."""
+
+    def __init__(self, upstream: int, drops: int) -> None:
+        super().__init__([upstream])
+        self.drops = drops
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        if self.connections < self.drops:
+            self.connections += 1
+            await reader.read(1)
+            writer.close()
+            return
+        await super()._handle(reader, writer)
+
+
+@pytest.fixture
+async def dropping_proxy(redis: RedisServer) -> AsyncIterator[DroppingProxy]:
+    """A proxy to the session's redis-server that drops its first connection."""
+    proxy = await DroppingProxy(redis.port, drops=1).start()
+    try:
+        yield proxy
+    finally:
+        await proxy.stop()
+
+
+async def test_dropped_connection_is_retried(dropping_proxy: DroppingProxy) -> None:
+    """A connection cut mid-command is retried on a new one (max_attempts counts it)."""
+    url = f"redis://127.0.0.1:{dropping_proxy.port}/0"
+    async with RedisStreamQueue(url=url, queue_name="q", max_attempts=2) as q:
+        await q.send({"n": 1})
+        [msg] = await q.receive(max_messages=1)
+        assert msg.body == {"n": 1}
+    assert dropping_proxy.connections == 2  # the dropped one, then the retry
+
+
+async def test_dropped_connection_fails_without_retries(dropping_proxy: DroppingProxy) -> None:
+    """With max_attempts=1 the same cut surfaces as MessagingConnectionError."""
+    url = f"redis://127.0.0.1:{dropping_proxy.port}/0"
+    async with RedisStreamQueue(url=url, queue_name="q", max_attempts=1) as q:
+        with pytest.raises(MessagingConnectionError, match="cannot reach Redis"):
+            await q.send({"n": 1})
+
+
+async def test_client_handed_in_is_used_and_left_open(redis: RedisServer) -> None:
+    """A queue on client= sends and receives through it and leaves it open on close."""
+    client = aioredis.Redis.from_url(redis.url)
+    try:
+        async with get_queue("redis", queue_name="q", client=client) as q:
+            await q.send({"n": 1})
+            [msg] = await q.receive(max_messages=1)
+            await q.delete(msg.receipt_handle)
+        assert await client.ping()  # still open: the queue did not open it
+    finally:
+        await client.aclose()
+
+
+async def test_client_the_queue_opened_is_closed_with_it(redis: RedisServer) -> None:
+    """The client a queue built from its URL is closed (no connection left) by close()."""
+    q = RedisStreamQueue(url=redis.url, queue_name="q")
+    await q.send({"n": 1})
+    pool = (await q.native()).connection_pool
+    connections = [*pool._available_connections, *pool._in_use_connections]
+    assert any(c.is_connected for c in connections)
+    await q.close()
+    assert not any(c.is_connected for c in connections)
+
+
+@pytest.mark.parametrize(
+    "options", [{"url": "redis://h:6379/0"}, {"password": "pw"}, {"max_attempts": 2}]
+)
+def test_client_with_connection_options_is_refused(options: dict[str, Any]) -> None:
+    """Options that would build a client cannot be combined with client=."""
+    with pytest.raises(ConfigurationError, match="client"):
+        get_queue("redis", queue_name="q", client=aioredis.Redis(), **options)
+
+
+def test_old_retry_option_name_says_what_it_became() -> None:
+    """retry_attempts (which counted retries here) raises ConfigurationError naming max_attempts."""
+    with pytest.raises(ConfigurationError, match="'retry_attempts' is now 'max_attempts'"):
+        RedisStreamQueue(queue_name="q", retry_attempts=3)  # type: ignore[call-arg]
+
+
+def test_queue_takes_the_same_connection_options_as_the_cache() -> None:
+    """The queue's options are the cache's shared group: a misspelling gets a suggestion."""
+    with pytest.raises(ConfigurationError, match="did you mean 'socket_connect_timeout'"):
+        get_queue("redis", queue_name="q", socket_conect_timeout=1)
+
+
+async def test_queue_over_verified_tls_with_a_private_ca(
+    redis_tls: RedisServer, tls_files: TLSFiles
+) -> None:
+    """The cache's TLS options work on the queue too: rediss:// with ssl_ca_certs."""
+    async with get_queue(
+        "redis", url=redis_tls.url, queue_name="q", ssl_ca_certs=str(tls_files.ca_cert)
+    ) as q:
+        await q.send({"n": 1})
+        [msg] = await q.receive(max_messages=1)
+        assert msg.body == {"n": 1}
+
+
+def test_tls_options_on_a_plain_url_are_refused() -> None:
+    """ssl=True or a CA file with a redis:// URL is refused (it would be ignored)."""
+    with pytest.raises(ConfigurationError, match="rediss://"):
+        get_queue("redis", url="redis://h:6379/0", queue_name="q", ssl_ca_certs="/ca.pem")

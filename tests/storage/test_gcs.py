@@ -17,6 +17,7 @@ from cloudrift.core.exceptions import (
     BucketNotFoundError,
     ConfigurationError,
     FeatureNotSupportedError,
+    InvalidArgumentError,
     InvalidRangeError,
     ObjectExistsError,
     ObjectNotFoundError,
@@ -141,7 +142,7 @@ async def test_conditional_create_sends_the_generation_precondition(
 
 async def test_stream_part_size_must_be_a_multiple_of_256_kib(gcs_storage: GCSStorage) -> None:
     """A part size GCS's resumable protocol cannot take is refused before anything is sent."""
-    with pytest.raises(InvalidRangeError, match="256 KiB"):
+    with pytest.raises(InvalidArgumentError, match="256 KiB"):
         await gcs_storage.upload_stream("s", agen(b"x"), part_size=5 * 1024 * 1024 + 1)
     assert not await gcs_storage.exists("s")
 
