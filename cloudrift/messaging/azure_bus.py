@@ -434,9 +434,7 @@ class AzureServiceBusQueue(Queue):
             with self._errors("receive"):
                 if not self.session_enabled:
                     receiver = await self._receiver.get()
-                    received = await receiver.receive_messages(
-                        max_message_count=max_messages, max_wait_time=wait
-                    )
+                    received = await _take(receiver, max_messages, wait)
                     return [self._wrap(receiver, m, None) for m in received]
                 return await self._receive_session(max_messages, wait, group_id)
 
@@ -477,9 +475,7 @@ class AzureServiceBusQueue(Queue):
                 if receiver is None:
                     return []
             try:
-                received = await receiver.receive_messages(
-                    max_message_count=max_messages, max_wait_time=wait
-                )
+                received = await _take(receiver, max_messages, wait)
             except SessionCannotBeLockedError:
                 # The refusal can arrive after the attach: someone else holds it.
                 self._drop_session(session_id)
@@ -517,9 +513,7 @@ class AzureServiceBusQueue(Queue):
 
         receiver = self._sessions[session_id]
         try:
-            received = await receiver.receive_messages(
-                max_message_count=max_messages, max_wait_time=_MIN_WAIT
-            )
+            received = await _take(receiver, max_messages, _MIN_WAIT)
         except SessionLockLostError:
             self._drop_session(session_id)
             return []
@@ -541,9 +535,7 @@ class AzureServiceBusQueue(Queue):
         try:
             await receiver.__aenter__()
             session_id = str(receiver.session.session_id)
-            received = await receiver.receive_messages(
-                max_message_count=max_messages, max_wait_time=wait
-            )
+            received = await _take(receiver, max_messages, wait)
         except OperationTimeoutError:
             # No session had messages within wait_time: an empty receive, not an error.
             self._close_later(receiver)
@@ -721,6 +713,41 @@ class AzureServiceBusQueue(Queue):
             async with probe:
                 await probe.session.get_state()
         return True
+
+
+async def _take(receiver: Any, max_messages: int, wait: float) -> list[Any]:
+    """``receive_messages`` on a long-lived peek-lock receiver, leaving it no link credit.
+
+    The SDK (7.x, ``prefetch_count=0``) grants the link credit for what a receive asks,
+    and whatever that receive did not use stays granted when it returns (an empty
+    receive leaves all of it). The broker then locks and pushes new messages to the idle
+    link: their lock runs down before the next receive returns them (a shorter visibility
+    than asked, or lock-lost on settle), and until the SDK releases them (its keep-alive
+    reads the link every few seconds) no other receiver, ``purge()``'s included, sees
+    them. So the credit is revoked (``flow`` with credit 0) after every receive; a message
+    already on the wire when it is revoked is released by the SDK when it arrives.
+    """
+    try:
+        return list(
+            await receiver.receive_messages(max_message_count=max_messages, max_wait_time=wait)
+        )
+    finally:
+        await _revoke_credit(receiver)
+
+
+async def _revoke_credit(receiver: Any) -> None:
+    # SDK internals (azure-servicebus 7.x, pure-python AMQP stack); the tests on the test
+    # broker fail if they change. A link that is gone or broken holds no credit to revoke,
+    # and the SDK rebuilds it on the next receive.
+    link = getattr(getattr(receiver, "_handler", None), "_link", None)
+    if link is None or getattr(link, "_is_closed", False):
+        return
+    if getattr(link, "current_link_credit", 0) <= 0:
+        return
+    try:
+        await link.flow(link_credit=0)
+    except Exception:  # see above: a broken link has no credit to revoke
+        return
 
 
 def _raw_body(sdk_message: Any) -> bytes:
