@@ -88,6 +88,10 @@ _RETRY_BASE = 1.5
 
 #: Size of each ranged GET of a streamed download (and the SDK's first-GET size).
 _GET_RANGE = 4 * 1024 * 1024
+#: Read size of response bodies. azure-core's transport reads 4 KiB at a time unless
+#: told otherwise, which cost 1.6-1.8x the CPU of the blob SDK's own clients (256 KiB)
+#: on a streamed download.
+_READ_BLOCK = 256 * 1024
 
 
 class AzureBlobStorage(Storage):
@@ -211,7 +215,7 @@ class AzureBlobStorage(Storage):
 
         session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=self._pool))
         stack.push_async_callback(session.close)
-        transport_options: dict[str, Any] = {}
+        transport_options: dict[str, Any] = {"connection_data_block_size": _READ_BLOCK}
         if self._ca_bundle is not None:
             transport_options["connection_verify"] = self._ca_bundle
         options: dict[str, Any] = {
@@ -415,7 +419,9 @@ class AzureBlobStorage(Storage):
                     etag=etag,
                     match_condition=MatchConditions.IfNotModified,
                 )
-                data: bytes = await part.readall()
+                # chunks() hands over the one GET's body as it is; readall() copies it
+                # through a BytesIO.
+                data: bytes = await part.chunks().__anext__()
             return data
 
         ranges = iter([(at, min(_GET_RANGE, stop - at)) for at in range(offset, stop, _GET_RANGE)])
