@@ -47,6 +47,7 @@ from cloudrift.core.lifecycle import LazyClient
 from cloudrift.core.operation import BackendDescription, operation
 from cloudrift.core.secrets import Secret, redact
 from cloudrift.core.validation import check_int
+from cloudrift.storage._obstore import ObstoreEngine, check_engine, s3_engine
 from cloudrift.storage.base import ObjectInfo, PresignMethod, Storage, send_parts
 
 # The role's source credentials come from the default chain (keys or a profile
@@ -93,6 +94,7 @@ class S3Storage(Storage):
         upload_concurrency: int = 2,
         list_page_size: int = 1000,
         addressing_style: str = "auto",
+        engine: str = "sdk",
         **auth: Unpack[AwsAuthOptions],
     ) -> None:
         super().__init__()
@@ -135,6 +137,26 @@ class S3Storage(Storage):
             s3={"addressing_style": addressing_style},
         )
         self._client: LazyClient[Any] = LazyClient(self._build_client)
+        # engine="obstore": the data plane on obstore (cloudrift/storage/_obstore.py); the
+        # SDK client above is then built only for what stays on it (copy, presign, ...).
+        self.engine = check_engine(f"{self.provider} storage", engine)
+        self._obstore: ObstoreEngine | None = None
+        if self.engine == "obstore":
+            self._obstore = s3_engine(
+                where=f"{self.provider} storage",
+                bucket=bucket,
+                region=region,
+                endpoint_url=endpoint_url,
+                creds=self._creds,
+                addressing_style=addressing_style,
+                connect_timeout=connect_timeout,
+                read_timeout=read_timeout,
+                max_attempts=max_attempts,
+                sse=sse,
+                sse_kms_key_id=sse_kms_key_id,
+                upload_concurrency=upload_concurrency,
+                list_page_size=list_page_size,
+            )
         # Aborts of failed multipart uploads still being retried (see _abort).
         self._aborts: set[asyncio.Task[None]] = set()
 
@@ -170,6 +192,8 @@ class S3Storage(Storage):
         for task in list(self._aborts):
             task.cancel()
         await asyncio.gather(*self._aborts, return_exceptions=True)
+        if self._obstore is not None:
+            await self._obstore.aclose()
         await self._client.aclose()
 
     # ---------------------------------------------------------------- errors
@@ -241,6 +265,9 @@ class S3Storage(Storage):
         metadata: dict[str, str],
         if_not_exists: bool,
     ) -> None:
+        if self._obstore is not None:
+            await self._obstore.put(key, data, content_type, metadata, if_not_exists)
+            return
         client = await self._client.get()
         extra = self._sse_args()
         if if_not_exists:
@@ -263,6 +290,9 @@ class S3Storage(Storage):
         metadata: dict[str, str],
         part_size: int,
     ) -> None:
+        if self._obstore is not None:
+            await self._obstore.put_stream(key, parts, content_type, metadata, part_size)
+            return
         first = await anext(parts, None)
         second = await anext(parts, None) if first is not None else None
         if first is None or second is None:
@@ -331,6 +361,8 @@ class S3Storage(Storage):
         return {"Range": f"bytes={start}-{'' if end is None else end - 1}"}
 
     async def _get(self, key: str, start: int, end: int | None) -> bytes:
+        if self._obstore is not None:
+            return await self._obstore.get(key, start, end)
         client = await self._client.get()
         with self._errors(key):
             resp = await client.get_object(Bucket=self.bucket, Key=key, **self._range(start, end))
@@ -341,6 +373,10 @@ class S3Storage(Storage):
     async def _get_stream(
         self, key: str, start: int, end: int | None, chunk_size: int
     ) -> AsyncIterator[bytes]:
+        if self._obstore is not None:
+            async for chunk in self._obstore.get_stream(key, start, end, chunk_size):
+                yield chunk
+            return
         client = await self._client.get()
         with self._errors(key):
             resp = await client.get_object(Bucket=self.bucket, Key=key, **self._range(start, end))
@@ -363,18 +399,32 @@ class S3Storage(Storage):
         )
 
     async def _head(self, key: str) -> ObjectInfo:
+        if self._obstore is not None:
+            return await self._obstore.head(key)
         client = await self._client.get()
         with self._errors(key):
             resp = await client.head_object(Bucket=self.bucket, Key=key)
         return self._info(key, resp)
 
     async def _delete(self, key: str) -> None:
+        if self._obstore is not None:
+            await self._obstore.delete(key)
+            return
         # S3 answers 204 for a missing key already; other S3-compatible servers may 404.
         client = await self._client.get()
         with contextlib.suppress(ObjectNotFoundError), self._errors(key):
             await client.delete_object(Bucket=self.bucket, Key=key)
 
+    async def _exists(self, key: str) -> bool:
+        if self._obstore is not None:
+            return await self._obstore.exists(key)
+        return await super()._exists(key)
+
     async def _iter(self, prefix: str) -> AsyncIterator[ObjectInfo]:
+        if self._obstore is not None:
+            async for info in self._obstore.iter(prefix):
+                yield info
+            return
         client = await self._client.get()
         args: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix, "MaxKeys": self._page_size}
         while True:
@@ -615,6 +665,7 @@ class R2Storage(S3Storage):
         read_timeout: float = 60.0,
         upload_concurrency: int = 2,
         list_page_size: int = 1000,
+        engine: str = "sdk",
     ) -> None:
         if not aws_access_key_id or not aws_secret_access_key:
             raise ConfigurationError(
@@ -644,6 +695,7 @@ class R2Storage(S3Storage):
             upload_concurrency=upload_concurrency,
             list_page_size=list_page_size,
             addressing_style="path",
+            engine=engine,
         )
         self.public_url = public_url
 
