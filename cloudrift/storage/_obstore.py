@@ -99,6 +99,23 @@ def check_engine(where: str, engine: object) -> str:
     return str(engine)
 
 
+def check_client_options(
+    *,
+    max_pool_connections: int,
+    connect_timeout: float,
+    read_timeout: float,
+    max_attempts: int,
+) -> None:
+    """The checks ``core.aws.aio_config`` makes, without importing botocore: the same
+    options are refused at construction on either engine."""
+    from cloudrift.core.validation import check_int, check_number
+
+    check_int("max_pool_connections", max_pool_connections, at_least=1)
+    check_number("connect_timeout", connect_timeout, above=0, unit="seconds")
+    check_number("read_timeout", read_timeout, above=0, unit="seconds")
+    check_int("max_attempts", max_attempts, at_least=1, hint="1 means no retry")
+
+
 def require_obstore() -> Any:
     """Import obstore, or raise ConfigurationError naming the ``pip install``."""
     try:
@@ -510,4 +527,11 @@ def _retry_config(max_attempts: int, read_timeout: float) -> dict[str, Any]:
     }
 
 
-__all__ = ["ENGINES", "ObstoreEngine", "check_engine", "require_obstore", "s3_engine"]
+__all__ = [
+    "ENGINES",
+    "ObstoreEngine",
+    "check_client_options",
+    "check_engine",
+    "require_obstore",
+    "s3_engine",
+]

@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime, timedelta
-from typing import Any, NoReturn, Unpack
+from typing import TYPE_CHECKING, Any, NoReturn, Unpack
 from urllib.parse import quote
-
-from botocore.exceptions import BotoCoreError, ClientError
 
 from cloudrift.core.aws import (
     AUTH_ERROR_CODES,
@@ -47,14 +46,21 @@ from cloudrift.core.lifecycle import LazyClient
 from cloudrift.core.operation import BackendDescription, operation
 from cloudrift.core.secrets import Secret, redact
 from cloudrift.core.validation import check_int
-from cloudrift.storage._obstore import ObstoreEngine, check_engine, s3_engine
+from cloudrift.storage._obstore import (
+    ObstoreEngine,
+    check_client_options,
+    check_engine,
+    s3_engine,
+)
 from cloudrift.storage.base import ObjectInfo, PresignMethod, Storage, send_parts
+
+if TYPE_CHECKING:
+    from botocore.exceptions import ClientError
 
 # The role's source credentials come from the default chain (keys or a profile
 # beside role_arn are a conflict).
 _AUTH = aws_auth_methods(WORD_NAMES, role_source_credentials=False, default_first=True)
 _SSE = ("AES256", "aws:kms")
-_CONNECTION = connection_errors()
 GiB = 1024**3
 log = logging.getLogger("cloudrift.storage.s3")
 
@@ -116,7 +122,14 @@ class S3Storage(Storage):
                 raise ConfigurationError("sse_kms_key_id needs sse='aws:kms'")
         if addressing_style not in ("auto", "path", "virtual"):
             raise ConfigurationError("addressing_style must be 'auto', 'path' or 'virtual'")
-        # Pool size, timeouts and max_attempts are checked by aio_config, below.
+        # Pool size, timeouts and max_attempts are checked by aio_config (as it builds the
+        # SDK's config) or, for engine="obstore", by the same checks without building it.
+        check_client_options(
+            max_pool_connections=max_pool_connections,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            max_attempts=max_attempts,
+        )
         for name, value in (
             ("upload_concurrency", upload_concurrency),
             ("list_page_size", list_page_size),
@@ -129,7 +142,9 @@ class S3Storage(Storage):
         self._kms_key = sse_kms_key_id
         self._concurrency = upload_concurrency
         self._page_size = list_page_size
-        self._config = aio_config(
+        # Built with the SDK client: engine="obstore" imports no botocore until needed.
+        self._config = functools.partial(
+            aio_config,
             max_pool_connections=max_pool_connections,
             connect_timeout=connect_timeout,
             read_timeout=read_timeout,
@@ -181,7 +196,7 @@ class S3Storage(Storage):
             "s3",
             region=self.region,
             endpoint_url=self.endpoint_url,
-            config=self._config,
+            config=self._config(),
         )
 
     async def _native_client(self) -> Any:
@@ -201,11 +216,13 @@ class S3Storage(Storage):
     @contextlib.contextmanager
     def _errors(self, key: str | None = None, *, exists_key: str | None = None) -> Iterator[None]:
         """Translate botocore errors for an operation on ``key`` into cloudrift errors."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
         try:
             yield
         except ClientError as exc:
             self._raise_client_error(exc, key, exists_key)
-        except _CONNECTION as exc:
+        except connection_errors() as exc:
             raise StorageConnectionError(
                 f"{self.provider} storage could not reach {self.endpoint_url or 'S3'}: "
                 f"{redact(str(exc), self._secrets)}"
@@ -577,6 +594,8 @@ class S3Storage(Storage):
 
     async def _abort_once(self, client: Any, key: str, upload_id: str) -> None:
         """One AbortMultipartUpload; an upload that is already gone counts as aborted."""
+        from botocore.exceptions import ClientError
+
         try:
             await client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
         except ClientError as exc:

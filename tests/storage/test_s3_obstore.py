@@ -3,7 +3,9 @@ plus what the engine must keep (aborts, bounded memory, auth paths, lazy SDK cli
 
 from __future__ import annotations
 
+import asyncio
 import os
+import subprocess
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -271,3 +273,33 @@ async def test_ambient_aws_variables_do_not_join_the_chosen_options(
     assert "ServerSideEncryption" not in bucket.head_object(Bucket=BUCKET, Key="k")
     assert os.environ["AWS_SERVER_SIDE_ENCRYPTION"] == "AES256"
     await storage.close()
+
+
+async def test_engine_runs_without_importing_the_aws_sdk(
+    moto: MotoEndpoint,
+    bucket: Any,  # noqa: F811
+) -> None:
+    """With static keys, building the backend and running the data plane imports obstore
+    and no botocore / aioboto3 (checked in a fresh process)."""
+    code = (
+        "import asyncio, sys\n"
+        "from cloudrift.storage import get_storage\n"
+        "async def main():\n"
+        f"    options = {moto.credentials()!r}\n"
+        f"    s = get_storage('s3', bucket={BUCKET!r}, engine='obstore', **options)\n"
+        "    await s.upload('iso', b'v')\n"
+        "    assert await s.download('iso') == b'v'\n"
+        "    await s.close()\n"
+        "asyncio.run(main())\n"
+        "print(sorted(m for m in ('botocore', 'aioboto3', 'aiobotocore', 'obstore') "
+        "if m in sys.modules))\n"
+    )
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert done.stdout.strip() == "['obstore']"
