@@ -1,7 +1,11 @@
 """Storage: small objects vs the raw SDKs, big streamed transfers, local and memory costs.
 
 - 1 KiB put/get/head and list (50 keys) through ``s3`` vs aioboto3 on moto's server and
-  through ``azure_blob`` vs azure-storage-blob (aio) on Azurite, 8 concurrent tasks.
+  through ``azure_blob`` vs azure-storage-blob (aio) on Azurite, 8 concurrent tasks; each
+  row's note gives both sides' client CPU per operation (``time.process_time()`` in this
+  process, the stand-in in another).
+- ``s3`` with ``engine="obstore"`` vs raw obstore (same ``S3Store`` settings) and vs
+  ``engine="sdk"``, 1 KiB put/get/head.
 - Streamed upload then download of one big object (1 GiB in full mode) through ``s3``
   and ``azure_blob`` vs the SDK's managed transfer (aioboto3 ``upload_fileobj`` /
   ``download_fileobj``; azure ``upload_blob`` / ``download_blob().readinto``) with the
@@ -33,6 +37,9 @@ from benchmarks import _servers
 from benchmarks._harness import Row, Settings, compare, gather_n, throughput_row
 
 TARGET = 0.95
+#: The obstore engine vs raw obstore: throughput ratio and client CPU ratio (issue 14).
+OBSTORE_TARGET = 0.9
+OBSTORE_CPU_TARGET = 1.2
 RSS_TARGET_MIB = 64.0
 DATA = os.urandom(1024)
 CONCURRENCY = 8
@@ -48,6 +55,28 @@ def _key(i: int) -> str:
     return f"small/{i % 100:03d}.bin"
 
 
+def _cpu_tracked(work: Callable[[], Awaitable[None]]) -> tuple[Any, list[float]]:
+    """``work`` plus the client process's CPU seconds of each call (``time.process_time``
+    counts every thread of this process, obstore's Rust runtime included; the stand-in
+    runs in another process)."""
+    samples: list[float] = []
+
+    async def run() -> None:
+        began = time.process_time()
+        await work()
+        samples.append(time.process_time() - began)
+
+    return run, samples
+
+
+def _cpu_note(ours: list[float], base: list[float], ops: int, warmup: int) -> tuple[str, float]:
+    """'client CPU µs/op' note and the ratio ours / baseline (lower is better for us)."""
+    mine = statistics.median(ours[warmup:]) / ops * 1e6
+    theirs = statistics.median(base[warmup:]) / ops * 1e6
+    ratio = mine / theirs if theirs else float("inf")
+    return f"client CPU {mine:,.0f} vs {theirs:,.0f} µs/op ({ratio:.2f}x)", ratio
+
+
 async def _small_rows(
     settings: Settings,
     label: str,
@@ -55,8 +84,13 @@ async def _small_rows(
     raw: dict[str, Op],
     baseline_name: str,
     note: str,
+    *,
+    ops_names: tuple[str, ...] = ("put", "get", "head", "list"),
+    cpu_target: float | None = None,
 ) -> list[Row]:
-    """put/get/head/list rows: ``ours`` is a Storage, ``raw`` maps op -> raw SDK call."""
+    """put/get/head/list rows: ``ours`` is a Storage, ``raw`` maps op -> raw SDK call.
+    Each row's note carries both sides' client CPU per operation; with ``cpu_target`` the
+    row is met only if that CPU ratio is at most the target too."""
     keys = [_key(i) for i in range(100)] + [f"list/{i:03d}" for i in range(LIST_KEYS)]
     await gather_n(lambda i: ours.upload(keys[i], DATA), len(keys), CONCURRENCY)()
     # The stand-ins answer a few hundred requests/s on this machine: keep rounds short.
@@ -79,25 +113,25 @@ async def _small_rows(
     # 5 interleaved rounds: the stand-ins are slow and `make bench` must stay < 15 min.
     settings = dataclasses.replace(settings, rounds=min(settings.rounds, 5))
     rows = []
-    for op in ("put", "get", "head", "list"):
+    for op in ops_names:
         n = list_ops if op == "list" else ops
-        cmp = await compare(
-            gather_n(mine[op], n, CONCURRENCY),
-            gather_n(raw[op], n, CONCURRENCY),
-            ops=n,
-            settings=settings,
-        )
+        ours_work, ours_cpu = _cpu_tracked(gather_n(mine[op], n, CONCURRENCY))
+        raw_work, raw_cpu = _cpu_tracked(gather_n(raw[op], n, CONCURRENCY))
+        cmp = await compare(ours_work, raw_work, ops=n, settings=settings)
+        cpu, cpu_ratio = _cpu_note(ours_cpu, raw_cpu, n, settings.warmup)
         what = f"list of {LIST_KEYS} keys" if op == "list" else f"{op} 1 KiB"
-        rows.append(
-            throughput_row(
-                "storage",
-                f"{label} {what}, {CONCURRENCY} concurrent",
-                cmp,
-                target=TARGET,
-                baseline_name=baseline_name,
-                note=f"{n} ops per round; {note}",
-            )
+        row = throughput_row(
+            "storage",
+            f"{label} {what}, {CONCURRENCY} concurrent",
+            cmp,
+            target=TARGET if cpu_target is None else OBSTORE_TARGET,
+            baseline_name=baseline_name,
+            note=f"{cpu}; {n} ops per round; {note}",
         )
+        if cpu_target is not None:
+            row.target += f" and CPU <= {cpu_target:.1f}x"
+            row.met = bool(row.met) and cpu_ratio <= cpu_target
+        rows.append(row)
     return rows
 
 
@@ -146,6 +180,79 @@ async def _s3_small(settings: Settings, moto: Any) -> list[Row]:
             )
         finally:
             await ours.close()
+
+
+async def _s3_obstore_small(settings: Settings, moto: Any) -> list[Row]:
+    """s3 with engine="obstore" vs raw obstore (same S3Store settings), and vs the SDK
+    engine, on the same moto server."""
+    import obstore
+    from obstore.store import S3Store
+
+    from cloudrift.storage import get_storage
+
+    bucket = "bench-small"  # created by _s3_small
+    creds = moto.credentials()
+    engine = get_storage("s3", bucket=bucket, engine="obstore", **creds)
+    sdk = get_storage("s3", bucket=bucket, **creds)
+    store_cls: Any = S3Store
+    store = store_cls(
+        bucket,
+        endpoint=moto.endpoint_url,
+        region=moto.region,
+        access_key_id=moto.access_key,
+        secret_access_key=moto.secret_key,
+        client_options={"allow_http": True},
+    )
+
+    async def put(i: int) -> None:
+        await obstore.put_async(
+            store, _key(i), DATA, attributes={"Content-Type": "application/octet-stream"}
+        )
+
+    async def get(i: int) -> None:
+        result = await obstore.get_async(store, _key(i))
+        assert bytes(await result.bytes_async()) == DATA
+
+    async def head(i: int) -> None:
+        assert (await obstore.head_async(store, _key(i)))["size"] == len(DATA)
+
+    async def sdk_op(op: str, i: int) -> None:
+        if op == "put":
+            await sdk.upload(_key(i), DATA)
+        elif op == "get":
+            assert await sdk.download(_key(i)) == DATA
+        else:
+            assert (await sdk.head(_key(i))).size == len(DATA)
+
+    raw: dict[str, Op] = {"put": put, "get": get, "head": head}
+    via_sdk: dict[str, Op] = {op: (lambda i, op=op: sdk_op(op, i)) for op in ("put", "get", "head")}
+    note = _servers.started_note("moto")
+    try:
+        rows = await _small_rows(
+            settings,
+            "s3 engine=obstore vs raw obstore:",
+            engine,
+            raw,
+            "raw obstore S3Store",
+            note,
+            ops_names=("put", "get", "head"),
+            cpu_target=OBSTORE_CPU_TARGET,
+        )
+        rows += await _small_rows(
+            settings,
+            "s3 engine=obstore vs engine=sdk:",
+            engine,
+            via_sdk,
+            "cloudrift engine=sdk",
+            note,
+            ops_names=("put", "get", "head"),
+        )
+        for row in rows[3:]:
+            row.target, row.met = "", None  # a comparison, not a target of its own
+        return rows
+    finally:
+        await engine.close()
+        await sdk.close()
 
 
 async def _azure_small(settings: Settings, azurite: Any) -> list[Row]:
@@ -637,6 +744,7 @@ async def run(settings: Settings) -> list[Row]:
     rows += await _local_rows(settings)
     with _servers.moto() as moto, _servers.azurite(on_disk=True) as azurite:
         rows += await _s3_small(settings, moto)
+        rows += await _s3_obstore_small(settings, moto)
         rows += await _azure_small(settings, azurite)
         rows += await _streams(settings, moto, azurite)
     return rows
