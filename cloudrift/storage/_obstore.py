@@ -144,6 +144,7 @@ class ObstoreEngine:
         upload_concurrency: int,
         list_page_size: int,
         utf16_listing: bool = False,
+        closers: list[Callable[[], Any]] | None = None,
     ) -> None:
         self._obstore = require_obstore()
         self._where = where
@@ -154,6 +155,8 @@ class ObstoreEngine:
         self._concurrency = upload_concurrency
         self._page_size = list_page_size
         self.utf16_listing = utf16_listing
+        #: Awaitables to run on close (e.g. an azure-identity credential's ``close``).
+        self.closers = closers if closers is not None else []
         self._store: LazyClient[Any] = LazyClient(self._open)
 
     async def _open(self, stack: AsyncExitStack) -> Any:
@@ -162,6 +165,9 @@ class ObstoreEngine:
     async def aclose(self) -> None:
         """Drop the store (obstore closes its connection pool with it)."""
         await self._store.aclose()
+        closers, self.closers = self.closers, []
+        for close in closers:
+            await close()
 
     # ---------------------------------------------------------------- errors
 
@@ -527,9 +533,112 @@ def _retry_config(max_attempts: int, read_timeout: float) -> dict[str, Any]:
     }
 
 
+# ------------------------------------------------------------------ Azure Blob
+
+#: The scope of a bearer token for Azure Storage.
+_AZURE_SCOPE = "https://storage.azure.com/.default"
+
+
+def azure_engine(
+    *,
+    where: str,
+    container: str,
+    endpoint: str,
+    auth_method: str,
+    connection_string: Secret | None,
+    account_key: Secret | None,
+    sas_token: Secret | None,
+    credential: Callable[[], Any],
+    connect_timeout: float,
+    read_timeout: float,
+    max_attempts: int,
+    ca_bundle: str | None,
+    upload_concurrency: int,
+    list_page_size: int,
+    secrets: Sequence[Secret | None],
+) -> ObstoreEngine:
+    """An engine on an ``AzureStore`` configured from an azure_blob backend's options.
+
+    ``endpoint`` is the blob endpoint the SDK engine uses (account URL, the connection
+    string's ``BlobEndpoint``, or the public one); ``credential`` builds the
+    azure-identity credential for managed identity / service principal auth.
+    """
+    closers: list[Callable[[], Any]] = []
+
+    def build() -> Any:
+        from obstore.store import AzureStore
+
+        parts = dict(
+            item.split("=", 1)
+            for item in (reveal(connection_string) or "").split(";")
+            if "=" in item
+        )
+        config: dict[str, Any] = {
+            "account_name": parts.get("AccountName") or _azure_account(endpoint),
+            "endpoint": endpoint,
+        }
+        provider: Any = None
+        key = parts.get("AccountKey") or reveal(account_key)
+        sas = parts.get("SharedAccessSignature") or reveal(sas_token)
+        if key:
+            config["access_key"] = key
+        elif sas:
+            config["sas_key"] = sas.lstrip("?")
+        elif auth_method in ("managed identity", "service principal"):
+            cred = credential()
+            closers.append(cred.close)
+
+            async def provide() -> dict[str, Any]:
+                token = await cred.get_token(_AZURE_SCOPE)
+                return {
+                    "token": token.token,
+                    "expires_at": datetime.fromtimestamp(token.expires_on, UTC),
+                }
+
+            provider = provide
+        options = _client_options(endpoint, connect_timeout, read_timeout)
+        if ca_bundle is not None:
+            with open(ca_bundle, encoding="ascii") as pem:
+                options["root_certificate"] = pem.read()
+        store: Any = AzureStore
+        with _ambient_env_hidden("AZURE_"):
+            return store(
+                container,
+                config=config,
+                client_options=options,
+                retry_config=_retry_config(max_attempts, read_timeout),
+                credential_provider=provider,
+            )
+
+    return ObstoreEngine(
+        where=where,
+        bucket=container,
+        endpoint=endpoint,
+        build_store=build,
+        secrets=secrets,
+        upload_concurrency=upload_concurrency,
+        list_page_size=list_page_size,
+        utf16_listing=True,
+        closers=closers,
+    )
+
+
+def _azure_account(endpoint: str) -> str:
+    """The account name in a blob endpoint: the first label of the host, or for an
+    emulator's IP-and-port URL (``http://127.0.0.1:10000/devstoreaccount1``) the path."""
+    from urllib.parse import urlsplit
+
+    url = urlsplit(endpoint)
+    host = url.hostname or ""
+    if host.replace(".", "").isdigit() or host == "localhost" or ":" in host:
+        return url.path.strip("/").split("/")[0]
+    return host.split(".")[0]
+
+
 __all__ = [
     "ENGINES",
     "ObstoreEngine",
+    "azure_engine",
     "check_client_options",
     "check_engine",
     "require_obstore",

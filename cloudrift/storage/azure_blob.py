@@ -62,6 +62,7 @@ from cloudrift.core.lifecycle import LazyClient
 from cloudrift.core.operation import BackendDescription, operation
 from cloudrift.core.secrets import Secret, redact, reveal, secret
 from cloudrift.core.validation import check_int, check_number
+from cloudrift.storage._obstore import ObstoreEngine, azure_engine, check_engine
 from cloudrift.storage.base import (
     ObjectInfo,
     PresignMethod,
@@ -120,6 +121,7 @@ class AzureBlobStorage(Storage):
         upload_concurrency: int = 2,
         list_page_size: int = 1000,
         ca_bundle: str | None = None,
+        engine: str = "sdk",
     ) -> None:
         super().__init__()
         if not isinstance(container, str) or not container:
@@ -176,6 +178,28 @@ class AzureBlobStorage(Storage):
         self._ca_bundle = ca_bundle
         self._delegation: tuple[Any, datetime] | None = None
         self._client: LazyClient[Any] = LazyClient(self._build_client)
+        # engine="obstore": the data plane on obstore (cloudrift/storage/_obstore.py); the
+        # SDK client is then built only for what stays on it (copy, presign, health).
+        self.engine = check_engine("azure_blob storage", engine)
+        self._obstore: ObstoreEngine | None = None
+        if self.engine == "obstore":
+            self._obstore = azure_engine(
+                where="azure_blob storage",
+                container=container,
+                endpoint=self._endpoint(),
+                auth_method=self.auth_method,
+                connection_string=self._conn,
+                account_key=self._key,
+                sas_token=self._sas,
+                credential=self.credential,
+                connect_timeout=connect_timeout,
+                read_timeout=read_timeout,
+                max_attempts=max_attempts,
+                ca_bundle=ca_bundle,
+                upload_concurrency=upload_concurrency,
+                list_page_size=list_page_size,
+                secrets=self._secrets,
+            )
 
     def _location(self) -> str:
         return f"container={self.container!r} account_url={self._endpoint()!r}"
@@ -265,6 +289,8 @@ class AzureBlobStorage(Storage):
         return (await self._client.get())[1]
 
     async def _aclose(self) -> None:
+        if self._obstore is not None:
+            await self._obstore.aclose()
         await self._client.aclose()
 
     # ---------------------------------------------------------------- errors
@@ -334,6 +360,9 @@ class AzureBlobStorage(Storage):
         metadata: dict[str, str],
         if_not_exists: bool,
     ) -> None:
+        if self._obstore is not None:
+            await self._obstore.put(key, data, content_type, metadata, if_not_exists)
+            return
         container = await self._container()
         with self._errors(key, exists_key=key if if_not_exists else None):
             await container.upload_blob(
@@ -353,6 +382,9 @@ class AzureBlobStorage(Storage):
         metadata: dict[str, str],
         part_size: int,
     ) -> None:
+        if self._obstore is not None:
+            await self._obstore.put_stream(key, parts, content_type, metadata, part_size)
+            return
         container = await self._container()
         blob = container.get_blob_client(key)
         # Unique block ids per upload, so concurrent uploads of one key cannot mix blocks.
@@ -384,6 +416,8 @@ class AzureBlobStorage(Storage):
         return await container.download_blob(key, offset=start, length=length)
 
     async def _get(self, key: str, start: int, end: int | None) -> bytes:
+        if self._obstore is not None:
+            return await self._obstore.get(key, start, end)
         with self._errors(key):
             downloader = await self._download(key, start, end)
             data: bytes = await downloader.readall()
@@ -392,6 +426,10 @@ class AzureBlobStorage(Storage):
     async def _get_stream(
         self, key: str, start: int, end: int | None, chunk_size: int
     ) -> AsyncIterator[bytes]:
+        if self._obstore is not None:
+            async for piece in self._obstore.get_stream(key, start, end, chunk_size):
+                yield piece
+            return
         # The SDK's chunks() fetches one range at a time; its parallel readinto() needs a
         # sink that cannot push back. So: the first GET (which also tells the size), then
         # the remaining 4 MiB ranges fetched ``upload_concurrency`` at a time and yielded
@@ -442,6 +480,8 @@ class AzureBlobStorage(Storage):
             await asyncio.gather(*window, return_exceptions=True)
 
     async def _head(self, key: str) -> ObjectInfo:
+        if self._obstore is not None:
+            return await self._obstore.head(key)
         container = await self._container()
         with self._errors(key):
             props = await container.get_blob_client(key).get_blob_properties()
@@ -454,7 +494,15 @@ class AzureBlobStorage(Storage):
             metadata=dict(props.metadata or {}),
         )
 
+    async def _exists(self, key: str) -> bool:
+        if self._obstore is not None:
+            return await self._obstore.exists(key)
+        return await super()._exists(key)
+
     async def _delete(self, key: str) -> None:
+        if self._obstore is not None:
+            await self._obstore.delete(key)
+            return
         container = await self._container()
         # Azure answers 404 for a missing blob; delete is a no-op on every provider.
         with contextlib.suppress(ObjectNotFoundError), self._errors(key):
@@ -470,6 +518,10 @@ class AzureBlobStorage(Storage):
             yield name
 
     async def _iter_utf16(self, prefix: str) -> AsyncIterator[ObjectInfo]:
+        if self._obstore is not None:
+            async for info in self._obstore.iter(prefix):
+                yield info
+            return
         container = await self._container()
         with self._errors():
             pages = container.list_blobs(
@@ -489,6 +541,10 @@ class AzureBlobStorage(Storage):
                     )
 
     async def _names_utf16(self, prefix: str) -> AsyncIterator[str]:
+        if self._obstore is not None:
+            async for info in self._obstore.iter(prefix):
+                yield info.key
+            return
         container = await self._container()
         with self._errors():
             # Names only: parsing every blob's properties made list() 2-4x slower than
