@@ -505,6 +505,9 @@ def _reset_peak() -> float:
 async def _child(spec: dict[str, Any]) -> dict[str, float]:
     """One side of one streamed transfer, in this (child) process; prints its figures."""
     size, key, provider, side = spec["size"], spec["key"], spec["provider"], spec["side"]
+    # side "obstore" is cloudrift with engine="obstore".
+    engine = "obstore" if side == "obstore" else "sdk"
+    side = "ours" if side == "obstore" else side
     block = os.urandom(MiB)
 
     async def chunks() -> Any:
@@ -519,7 +522,7 @@ async def _child(spec: dict[str, Any]) -> dict[str, float]:
         from cloudrift.storage import get_storage
 
         if side == "ours":
-            store = get_storage("s3", bucket=spec["bucket"], **spec["conn"])
+            store = get_storage("s3", bucket=spec["bucket"], engine=engine, **spec["conn"])
             await store.exists("warm-up")
             base = _reset_peak()
             began = time.perf_counter()
@@ -565,6 +568,7 @@ async def _child(spec: dict[str, Any]) -> dict[str, float]:
                 "azure_blob",
                 container=spec["container"],
                 connection_string=spec["conn"],
+                engine=engine,
             )
             await store.exists("warm-up")
             base = _reset_peak()
@@ -676,7 +680,7 @@ def _stream_rows(
                 spread=_spread(runs, field),
                 target=">= 1.00",
                 met=ours >= raw,
-                note=how + (MOTO_RANGE_NOTE if label == "s3" and verb == "download" else ""),
+                note=how + (MOTO_RANGE_NOTE if label.startswith("s3") and verb == "download" else ""),
             )
         )
 
@@ -742,9 +746,11 @@ async def _streams(settings: Settings, moto: Any, azurite: Any) -> list[Row]:
                 {"container": "bench-big", "conn": azurite.connection_string},
             ),
         ):
-            runs: dict[str, list[dict[str, float]]] = {"ours": [], "raw": []}
+            runs: dict[str, list[dict[str, float]]] = {"ours": [], "raw": [], "obstore": []}
             for round_no in range(rounds):
-                order = ("ours", "raw") if round_no % 2 == 0 else ("raw", "ours")
+                order = (
+                    ("ours", "raw", "obstore") if round_no % 2 == 0 else ("obstore", "raw", "ours")
+                )
                 specs: list[dict[str, Any]] = [
                     {
                         "provider": provider,
@@ -768,7 +774,12 @@ async def _streams(settings: Settings, moto: Any, azurite: Any) -> list[Row]:
                         s3.delete_object(Bucket="bench-big", Key=spec["key"])
                     else:
                         service.get_container_client("bench-big").delete_blob(spec["key"])
-            rows += _stream_rows(label, size, runs, settings, _default_concurrency(provider))
+            concurrency = _default_concurrency(provider)
+            rows += _stream_rows(label, size, runs, settings, concurrency)
+            with_engine = {"ours": runs["obstore"], "raw": runs["raw"]}
+            rows += _stream_rows(
+                f"{label} engine=obstore", size, with_engine, settings, concurrency
+            )
     finally:
         service.close()
         s3.close()
