@@ -85,10 +85,10 @@ async def test_data_plane_never_builds_the_sdk_client(blob: AzureBlobStorage) ->
     assert (await blob.head("a.txt")).metadata == {"m": "1"}
     assert await blob.exists("a.txt") and await blob.list() == ["a.txt"]
     await blob.delete("a.txt")
-    assert not blob.native.opened
+    assert not blob._client.opened
     await blob.upload("b.txt", b"b")
     await blob.copy("b.txt", "c.txt")
-    assert blob.native.opened
+    assert blob._client.opened
     assert await blob.download("c.txt") == b"b"
 
 

@@ -87,9 +87,9 @@ async def test_data_plane_never_builds_the_sdk_client(s3: S3Storage) -> None:
     assert b"".join([c async for c in s3.download_stream("a.txt")]) == b"abc"
     assert (await s3.head("a.txt")).metadata == {"m": "1"}
     assert await s3.exists("a.txt") and await s3.list() == ["a.txt"]
-    assert not s3.native.opened
+    assert not s3._client.opened
     await s3.copy("a.txt", "b.txt")
-    assert s3.native.opened
+    assert s3._client.opened
     assert (await s3.head("b.txt")).metadata == {"m": "1"}
     await s3.delete("a.txt")
     assert await s3.list() == ["b.txt"]
