@@ -668,6 +668,7 @@ def _stream_rows(
         f"{PART // MiB} MiB parts{small}"
     )
     rows = []
+    on_moto = label.startswith("s3")
     for field, verb in (("up_s", "upload"), ("down_s", "download")):
         ours, raw = size_mib / med("ours", field), size_mib / med("raw", field)
         rows.append(
@@ -680,7 +681,7 @@ def _stream_rows(
                 spread=_spread(runs, field),
                 target=">= 1.00",
                 met=ours >= raw,
-                note=how + (MOTO_RANGE_NOTE if label.startswith("s3") and verb == "download" else ""),
+                note=how + (MOTO_RANGE_NOTE if on_moto and verb == "download" else ""),
             )
         )
 
