@@ -8,7 +8,13 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from cloudrift.core.exceptions import BucketNotFoundError
+from cloudrift.core.exceptions import (
+    BucketNotFoundError,
+    InvalidRangeError,
+    StorageConnectionError,
+    StorageError,
+    StoragePermissionError,
+)
 from cloudrift.storage import Storage, get_storage
 from cloudrift.storage.azure_blob import AzureBlobStorage
 from cloudrift.storage.base import MIN_PART_SIZE
@@ -112,3 +118,48 @@ async def test_missing_container_raises_bucket_not_found(azurite: AzuriteContain
     with pytest.raises(BucketNotFoundError, match="no-such-container"):
         await storage.upload("k", b"v")
     await storage.close()
+
+
+async def test_wrong_account_key_is_permission_error_without_the_key(
+    azurite: AzuriteContainer,
+) -> None:
+    """Azurite's 403 for a bad key becomes StoragePermissionError; the key is not shown."""
+    wrong = "d3Jvbmcta2V5LXRoYXQtaXMtbG9uZy1lbm91Z2gtZm9yLWF6dXJpdGU="
+    storage = AzureBlobStorage(
+        account_url=azurite.server.account_url,
+        account_key=wrong,
+        container=azurite.container,
+        engine="obstore",
+    )
+    with pytest.raises(StoragePermissionError) as info:
+        await storage.upload("k", b"v")
+    assert wrong not in str(info.value) and ACCOUNT_KEY not in str(info.value)
+    await storage.close()
+
+
+@pytest.mark.parametrize(
+    ("message", "expected"),
+    [
+        ("Server returned non-2xx status code: 503 Service Unavailable", StorageConnectionError),
+        ("HTTP error: error sending request", StorageConnectionError),
+        ("Server returned non-2xx status code: 416 Range Not Satisfiable", InvalidRangeError),
+        ("Server returned non-2xx status code: 400 Bad Request", StorageError),
+    ],
+)
+def test_obstore_errors_map_to_specific_errors_without_secrets(
+    message: str, expected: type[Exception]
+) -> None:
+    """Each obstore failure becomes the most specific cloudrift error, secrets redacted."""
+    from obstore.exceptions import GenericError
+
+    storage = AzureBlobStorage(
+        account_url="http://127.0.0.1:1/acct",
+        account_key=ACCOUNT_KEY,
+        container="c",
+        engine="obstore",
+    )
+    assert storage._obstore is not None
+    with pytest.raises(expected) as info:
+        storage._obstore._raise(GenericError(f"{message} key={ACCOUNT_KEY}"), "k")
+    assert type(info.value) is expected
+    assert ACCOUNT_KEY not in str(info.value)
