@@ -23,20 +23,7 @@ from collections import deque
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime, timedelta
-from typing import Any, NoReturn
-
-from azure.core import MatchConditions
-from azure.core.exceptions import (
-    AzureError,
-    ClientAuthenticationError,
-    HttpResponseError,
-    ResourceExistsError,
-    ResourceModifiedError,
-    ResourceNotFoundError,
-    ServiceRequestError,
-    ServiceResponseError,
-)
-from azure.storage.blob import BlobSasPermissions, ContentSettings, generate_blob_sas
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from cloudrift.core.auth import auth_method, select_auth
 from cloudrift.core.azure import (
@@ -70,6 +57,11 @@ from cloudrift.storage.base import (
     in_code_point_order,
     send_parts,
 )
+
+# The Azure SDK is imported where the SDK engine uses it: engine="obstore" imports none
+# of it until an SDK-side operation (copy, presign, health) runs.
+if TYPE_CHECKING:
+    from azure.core.exceptions import AzureError
 
 _IDENTITY = identity_auth_methods("account_url", WORD_NAMES)
 _AUTH = [
@@ -304,6 +296,8 @@ class AzureBlobStorage(Storage):
         source: str | None = None,
     ) -> Iterator[None]:
         """Translate azure-core errors for an operation on ``key`` into cloudrift errors."""
+        from azure.core.exceptions import AzureError
+
         try:
             yield
         except AzureError as exc:
@@ -312,6 +306,16 @@ class AzureBlobStorage(Storage):
     def _raise(
         self, exc: AzureError, key: str | None, exists_key: str | None, source: str | None
     ) -> NoReturn:
+        from azure.core.exceptions import (
+            ClientAuthenticationError,
+            HttpResponseError,
+            ResourceExistsError,
+            ResourceModifiedError,
+            ResourceNotFoundError,
+            ServiceRequestError,
+            ServiceResponseError,
+        )
+
         code = str(getattr(exc, "error_code", None) or "")
         status = getattr(exc, "status_code", None)
         text = redact(str(getattr(exc, "reason", None) or exc).splitlines()[0], self._secrets)
@@ -363,6 +367,8 @@ class AzureBlobStorage(Storage):
         if self._obstore is not None:
             await self._obstore.put(key, data, content_type, metadata, if_not_exists)
             return
+        from azure.storage.blob import ContentSettings
+
         container = await self._container()
         with self._errors(key, exists_key=key if if_not_exists else None):
             await container.upload_blob(
@@ -385,6 +391,8 @@ class AzureBlobStorage(Storage):
         if self._obstore is not None:
             await self._obstore.put_stream(key, parts, content_type, metadata, part_size)
             return
+        from azure.storage.blob import ContentSettings
+
         container = await self._container()
         blob = container.get_blob_client(key)
         # Unique block ids per upload, so concurrent uploads of one key cannot mix blocks.
@@ -430,6 +438,8 @@ class AzureBlobStorage(Storage):
             async for piece in self._obstore.get_stream(key, start, end, chunk_size):
                 yield piece
             return
+        from azure.core import MatchConditions
+
         # The SDK's chunks() fetches one range at a time; its parallel readinto() needs a
         # sink that cannot push back. So: the first GET (which also tells the size), then
         # the remaining 4 MiB ranges fetched ``upload_concurrency`` at a time and yielded
@@ -601,6 +611,8 @@ class AzureBlobStorage(Storage):
     async def _presign(
         self, key: str, expires_in: int, method: PresignMethod, content_type: str | None
     ) -> str:
+        from azure.storage.blob import BlobSasPermissions, generate_blob_sas
+
         container = await self._container()
         blob = container.get_blob_client(key)
         expiry = datetime.now(UTC) + timedelta(seconds=expires_in)

@@ -3,7 +3,10 @@ plus what the engine must keep (lazy SDK client, errors)."""
 
 from __future__ import annotations
 
+import asyncio
 import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 
 import pytest
@@ -163,3 +166,30 @@ def test_obstore_errors_map_to_specific_errors_without_secrets(
         storage._obstore._raise(GenericError(f"{message} key={ACCOUNT_KEY}"), "k")
     assert type(info.value) is expected
     assert ACCOUNT_KEY not in str(info.value)
+
+
+async def test_engine_runs_without_importing_the_azure_sdk(azurite: AzuriteContainer) -> None:
+    """With an account key, building the backend and running the data plane imports
+    obstore and none of azure-core, azure-storage-blob or aiohttp (in a fresh process)."""
+    code = (
+        "import asyncio, sys\n"
+        "from cloudrift.storage import get_storage\n"
+        "async def main():\n"
+        f"    s = get_storage('azure_blob', container={azurite.container!r}, engine='obstore',\n"
+        f"        account_url={azurite.server.account_url!r}, account_key={ACCOUNT_KEY!r})\n"
+        "    await s.upload('iso', b'v')\n"
+        "    assert await s.download('iso') == b'v'\n"
+        "    await s.close()\n"
+        "asyncio.run(main())\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules\n"
+        "    if m.startswith(('azure', 'aiohttp', 'obstore'))}))\n"
+    )
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert done.stdout.strip() == "['obstore']"
