@@ -127,11 +127,19 @@ def require_obstore() -> Any:
     return obstore
 
 
+class _UploadCancelled(Exception):
+    """Raised into obstore's multipart upload when the caller was cancelled."""
+
+
 class ObstoreEngine:
     """One obstore store (built on first use) and the contract's operations on it.
 
     ``build_store`` returns the store; it runs once, on the first operation.
     """
+
+    #: How long a cancelled ``upload_stream`` waits for obstore to abort its multipart
+    #: upload (seconds) before the cancellation propagates.
+    abort_wait = 5.0
 
     def __init__(
         self,
@@ -258,19 +266,36 @@ class ObstoreEngine:
 
         store = await self._store.get()
         failure: list[BaseException] = []
+        stop = asyncio.Event()
+        source = all_parts()
 
         async def watched() -> AsyncIterator[bytes]:
             # Remember the source's own error: obstore aborts the multipart upload and
-            # re-raises it wrapped; the caller must see the source's error itself.
+            # re-raises it wrapped; the caller must see the source's error itself. When
+            # the caller is cancelled, ``stop`` makes the next pull fail the same way, so
+            # obstore aborts the upload (it has no abort call of its own to make).
             try:
-                async for part in all_parts():
+                while True:
+                    pull = asyncio.ensure_future(anext(source, None))
+                    halt = asyncio.ensure_future(stop.wait())
+                    try:
+                        await asyncio.wait({pull, halt}, return_when=asyncio.FIRST_COMPLETED)
+                    finally:
+                        halt.cancel()
+                    if not pull.done():
+                        pull.cancel()
+                        await asyncio.gather(pull, return_exceptions=True)
+                        raise _UploadCancelled
+                    part = pull.result()
+                    if part is None:
+                        return
                     yield part
             except BaseException as exc:
                 failure.append(exc)
                 raise
 
-        try:
-            await self._obstore.put_async(
+        upload = asyncio.ensure_future(
+            self._obstore.put_async(
                 store,
                 key,
                 watched(),
@@ -279,6 +304,15 @@ class ObstoreEngine:
                 chunk_size=part_size,
                 max_concurrency=self._concurrency,
             )
+        )
+        try:
+            await asyncio.shield(upload)
+        except asyncio.CancelledError:
+            stop.set()
+            # Give obstore's abort of the multipart upload a bounded time to run.
+            with contextlib.suppress(BaseException):
+                await asyncio.wait_for(upload, self.abort_wait)
+            raise
         except Exception as exc:
             if failure:
                 raise failure[0] from None

@@ -303,3 +303,23 @@ async def test_engine_runs_without_importing_the_aws_sdk(
         check=True,
     )
     assert done.stdout.strip() == "['obstore']"
+
+
+async def test_cancelled_stream_leaves_no_multipart_parts(s3: S3Storage, bucket: Any) -> None:  # noqa: F811
+    """Cancelling upload_stream while it waits for the source aborts the multipart upload."""
+    waiting = asyncio.Event()
+
+    async def slow() -> AsyncIterator[bytes]:
+        for _ in range(3):
+            yield os.urandom(MIN_PART_SIZE)
+        waiting.set()
+        await asyncio.Event().wait()  # a source that never yields again
+        yield b""
+
+    task = asyncio.create_task(s3.upload_stream("c", slow(), part_size=MIN_PART_SIZE))
+    await waiting.wait()
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert bucket.list_multipart_uploads(Bucket=BUCKET).get("Uploads", []) == []
+    assert "Contents" not in bucket.list_objects_v2(Bucket=BUCKET)
