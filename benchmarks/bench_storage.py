@@ -1,7 +1,11 @@
 """Storage: small objects vs the raw SDKs, big streamed transfers, local and memory costs.
 
 - 1 KiB put/get/head and list (50 keys) through ``s3`` vs aioboto3 on moto's server and
-  through ``azure_blob`` vs azure-storage-blob (aio) on Azurite, 8 concurrent tasks.
+  through ``azure_blob`` vs azure-storage-blob (aio) on Azurite, 8 concurrent tasks; each
+  row's note gives both sides' client CPU per operation (``time.process_time()`` in this
+  process, the stand-in in another).
+- ``s3`` and ``azure_blob`` with ``engine="obstore"`` vs raw obstore (same
+  ``S3Store`` / ``AzureStore`` settings) and vs ``engine="sdk"``, 1 KiB put/get/head.
 - Streamed upload then download of one big object (1 GiB in full mode) through ``s3``
   and ``azure_blob`` vs the SDK's managed transfer (aioboto3 ``upload_fileobj`` /
   ``download_fileobj``; azure ``upload_blob`` / ``download_blob().readinto``) with the
@@ -33,6 +37,9 @@ from benchmarks import _servers
 from benchmarks._harness import Row, Settings, compare, gather_n, throughput_row
 
 TARGET = 0.95
+#: The obstore engine vs raw obstore: throughput ratio and client CPU ratio (issue 14).
+OBSTORE_TARGET = 0.9
+OBSTORE_CPU_TARGET = 1.2
 RSS_TARGET_MIB = 64.0
 DATA = os.urandom(1024)
 CONCURRENCY = 8
@@ -48,6 +55,28 @@ def _key(i: int) -> str:
     return f"small/{i % 100:03d}.bin"
 
 
+def _cpu_tracked(work: Callable[[], Awaitable[None]]) -> tuple[Any, list[float]]:
+    """``work`` plus the client process's CPU seconds of each call (``time.process_time``
+    counts every thread of this process, obstore's Rust runtime included; the stand-in
+    runs in another process)."""
+    samples: list[float] = []
+
+    async def run() -> None:
+        began = time.process_time()
+        await work()
+        samples.append(time.process_time() - began)
+
+    return run, samples
+
+
+def _cpu_note(ours: list[float], base: list[float], ops: int, warmup: int) -> tuple[str, float]:
+    """'client CPU µs/op' note and the ratio ours / baseline (lower is better for us)."""
+    mine = statistics.median(ours[warmup:]) / ops * 1e6
+    theirs = statistics.median(base[warmup:]) / ops * 1e6
+    ratio = mine / theirs if theirs else float("inf")
+    return f"client CPU {mine:,.0f} vs {theirs:,.0f} µs/op ({ratio:.2f}x)", ratio
+
+
 async def _small_rows(
     settings: Settings,
     label: str,
@@ -55,8 +84,13 @@ async def _small_rows(
     raw: dict[str, Op],
     baseline_name: str,
     note: str,
+    *,
+    ops_names: tuple[str, ...] = ("put", "get", "head", "list"),
+    cpu_target: float | None = None,
 ) -> list[Row]:
-    """put/get/head/list rows: ``ours`` is a Storage, ``raw`` maps op -> raw SDK call."""
+    """put/get/head/list rows: ``ours`` is a Storage, ``raw`` maps op -> raw SDK call.
+    Each row's note carries both sides' client CPU per operation; with ``cpu_target`` the
+    row is met only if that CPU ratio is at most the target too."""
     keys = [_key(i) for i in range(100)] + [f"list/{i:03d}" for i in range(LIST_KEYS)]
     await gather_n(lambda i: ours.upload(keys[i], DATA), len(keys), CONCURRENCY)()
     # The stand-ins answer a few hundred requests/s on this machine: keep rounds short.
@@ -79,25 +113,25 @@ async def _small_rows(
     # 5 interleaved rounds: the stand-ins are slow and `make bench` must stay < 15 min.
     settings = dataclasses.replace(settings, rounds=min(settings.rounds, 5))
     rows = []
-    for op in ("put", "get", "head", "list"):
+    for op in ops_names:
         n = list_ops if op == "list" else ops
-        cmp = await compare(
-            gather_n(mine[op], n, CONCURRENCY),
-            gather_n(raw[op], n, CONCURRENCY),
-            ops=n,
-            settings=settings,
-        )
+        ours_work, ours_cpu = _cpu_tracked(gather_n(mine[op], n, CONCURRENCY))
+        raw_work, raw_cpu = _cpu_tracked(gather_n(raw[op], n, CONCURRENCY))
+        cmp = await compare(ours_work, raw_work, ops=n, settings=settings)
+        cpu, cpu_ratio = _cpu_note(ours_cpu, raw_cpu, n, settings.warmup)
         what = f"list of {LIST_KEYS} keys" if op == "list" else f"{op} 1 KiB"
-        rows.append(
-            throughput_row(
-                "storage",
-                f"{label} {what}, {CONCURRENCY} concurrent",
-                cmp,
-                target=TARGET,
-                baseline_name=baseline_name,
-                note=f"{n} ops per round; {note}",
-            )
+        row = throughput_row(
+            "storage",
+            f"{label} {what}, {CONCURRENCY} concurrent",
+            cmp,
+            target=TARGET if cpu_target is None else OBSTORE_TARGET,
+            baseline_name=baseline_name,
+            note=f"{cpu}; {n} ops per round; {note}",
         )
+        if cpu_target is not None:
+            row.target += f" and CPU <= {cpu_target:.1f}x"
+            row.met = bool(row.met) and cpu_ratio <= cpu_target
+        rows.append(row)
     return rows
 
 
@@ -146,6 +180,116 @@ async def _s3_small(settings: Settings, moto: Any) -> list[Row]:
             )
         finally:
             await ours.close()
+
+
+async def _engine_rows(
+    settings: Settings, label: str, engine: Any, sdk: Any, store: Any, note: str
+) -> list[Row]:
+    """``label`` with engine="obstore" vs raw obstore on ``store`` (the same settings), and
+    vs engine="sdk", 1 KiB put/get/head."""
+    import obstore
+
+    async def put(i: int) -> None:
+        await obstore.put_async(
+            store, _key(i), DATA, attributes={"Content-Type": "application/octet-stream"}
+        )
+
+    async def get(i: int) -> None:
+        result = await obstore.get_async(store, _key(i))
+        assert bytes(await result.bytes_async()) == DATA
+
+    async def head(i: int) -> None:
+        # obstore's own head: size and etag only. The contract's head also returns the
+        # content type and metadata, which the engine reads with get(head=True).
+        assert (await obstore.head_async(store, _key(i)))["size"] == len(DATA)
+
+    async def sdk_op(op: str, i: int) -> None:
+        if op == "put":
+            await sdk.upload(_key(i), DATA)
+        elif op == "get":
+            assert await sdk.download(_key(i)) == DATA
+        else:
+            assert (await sdk.head(_key(i))).size == len(DATA)
+
+    raw: dict[str, Op] = {"put": put, "get": get, "head": head}
+    via_sdk: dict[str, Op] = {op: (lambda i, op=op: sdk_op(op, i)) for op in ("put", "get", "head")}
+    try:
+        rows = await _small_rows(
+            settings,
+            f"{label} engine=obstore vs raw obstore:",
+            engine,
+            raw,
+            f"raw obstore {type(store).__name__}",
+            note,
+            ops_names=("put", "get", "head"),
+            cpu_target=OBSTORE_CPU_TARGET,
+        )
+        rows += await _small_rows(
+            settings,
+            f"{label} engine=obstore vs engine=sdk:",
+            engine,
+            via_sdk,
+            "cloudrift engine=sdk",
+            note,
+            ops_names=("put", "get", "head"),
+        )
+        for row in rows[3:]:
+            row.target, row.met = "", None  # a comparison, not a target of its own
+        return rows
+    finally:
+        await engine.close()
+        await sdk.close()
+
+
+async def _s3_obstore_small(settings: Settings, moto: Any) -> list[Row]:
+    from obstore.store import S3Store
+
+    from cloudrift.storage import get_storage
+
+    bucket = "bench-small"  # created by _s3_small
+    creds = moto.credentials()
+    store_cls: Any = S3Store
+    store = store_cls(
+        bucket,
+        endpoint=moto.endpoint_url,
+        region=moto.region,
+        access_key_id=moto.access_key,
+        secret_access_key=moto.secret_key,
+        client_options={"allow_http": True},
+    )
+    return await _engine_rows(
+        settings,
+        "s3",
+        get_storage("s3", bucket=bucket, engine="obstore", **creds),
+        get_storage("s3", bucket=bucket, **creds),
+        store,
+        _servers.started_note("moto"),
+    )
+
+
+async def _azure_obstore_small(settings: Settings, azurite: Any) -> list[Row]:
+    from obstore.store import AzureStore
+
+    from cloudrift.storage import get_storage
+
+    name = "bench-small"  # created by _azure_small
+    conn = azurite.connection_string
+    store_cls: Any = AzureStore
+    store = store_cls(
+        name,
+        account_name=azurite.account,
+        access_key=azurite.account_key,
+        endpoint=azurite.account_url,
+        client_options={"allow_http": True},
+    )
+    return await _engine_rows(
+        settings,
+        "azure_blob",
+        get_storage("azure_blob", container=name, connection_string=conn, engine="obstore"),
+        get_storage("azure_blob", container=name, connection_string=conn),
+        store,
+        _servers.started_note("azurite"),
+    )
 
 
 async def _azure_small(settings: Settings, azurite: Any) -> list[Row]:
@@ -361,6 +505,9 @@ def _reset_peak() -> float:
 async def _child(spec: dict[str, Any]) -> dict[str, float]:
     """One side of one streamed transfer, in this (child) process; prints its figures."""
     size, key, provider, side = spec["size"], spec["key"], spec["provider"], spec["side"]
+    # side "obstore" is cloudrift with engine="obstore".
+    engine = "obstore" if side == "obstore" else "sdk"
+    side = "ours" if side == "obstore" else side
     block = os.urandom(MiB)
 
     async def chunks() -> Any:
@@ -375,7 +522,7 @@ async def _child(spec: dict[str, Any]) -> dict[str, float]:
         from cloudrift.storage import get_storage
 
         if side == "ours":
-            store = get_storage("s3", bucket=spec["bucket"], **spec["conn"])
+            store = get_storage("s3", bucket=spec["bucket"], engine=engine, **spec["conn"])
             await store.exists("warm-up")
             base = _reset_peak()
             began = time.perf_counter()
@@ -421,6 +568,7 @@ async def _child(spec: dict[str, Any]) -> dict[str, float]:
                 "azure_blob",
                 container=spec["container"],
                 connection_string=spec["conn"],
+                engine=engine,
             )
             await store.exists("warm-up")
             base = _reset_peak()
@@ -520,6 +668,7 @@ def _stream_rows(
         f"{PART // MiB} MiB parts{small}"
     )
     rows = []
+    on_moto = label.startswith("s3")
     for field, verb in (("up_s", "upload"), ("down_s", "download")):
         ours, raw = size_mib / med("ours", field), size_mib / med("raw", field)
         rows.append(
@@ -532,7 +681,7 @@ def _stream_rows(
                 spread=_spread(runs, field),
                 target=">= 1.00",
                 met=ours >= raw,
-                note=how + (MOTO_RANGE_NOTE if label == "s3" and verb == "download" else ""),
+                note=how + (MOTO_RANGE_NOTE if on_moto and verb == "download" else ""),
             )
         )
 
@@ -598,9 +747,11 @@ async def _streams(settings: Settings, moto: Any, azurite: Any) -> list[Row]:
                 {"container": "bench-big", "conn": azurite.connection_string},
             ),
         ):
-            runs: dict[str, list[dict[str, float]]] = {"ours": [], "raw": []}
+            runs: dict[str, list[dict[str, float]]] = {"ours": [], "raw": [], "obstore": []}
             for round_no in range(rounds):
-                order = ("ours", "raw") if round_no % 2 == 0 else ("raw", "ours")
+                order = (
+                    ("ours", "raw", "obstore") if round_no % 2 == 0 else ("obstore", "raw", "ours")
+                )
                 specs: list[dict[str, Any]] = [
                     {
                         "provider": provider,
@@ -624,7 +775,12 @@ async def _streams(settings: Settings, moto: Any, azurite: Any) -> list[Row]:
                         s3.delete_object(Bucket="bench-big", Key=spec["key"])
                     else:
                         service.get_container_client("bench-big").delete_blob(spec["key"])
-            rows += _stream_rows(label, size, runs, settings, _default_concurrency(provider))
+            concurrency = _default_concurrency(provider)
+            rows += _stream_rows(label, size, runs, settings, concurrency)
+            with_engine = {"ours": runs["obstore"], "raw": runs["raw"]}
+            rows += _stream_rows(
+                f"{label} engine=obstore", size, with_engine, settings, concurrency
+            )
     finally:
         service.close()
         s3.close()
@@ -637,7 +793,9 @@ async def run(settings: Settings) -> list[Row]:
     rows += await _local_rows(settings)
     with _servers.moto() as moto, _servers.azurite(on_disk=True) as azurite:
         rows += await _s3_small(settings, moto)
+        rows += await _s3_obstore_small(settings, moto)
         rows += await _azure_small(settings, azurite)
+        rows += await _azure_obstore_small(settings, azurite)
         rows += await _streams(settings, moto, azurite)
     return rows
 

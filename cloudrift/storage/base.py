@@ -471,6 +471,10 @@ class Storage(AsyncBackend, ABC):
         stream = self._get_stream(key, begin, stop, chunk_size)
         try:
             async for chunk in stream:
+                if type(chunk) is bytes and 0 < len(chunk) <= chunk_size:
+                    # Already a chunk: hand it on without another copy.
+                    yield chunk
+                    continue
                 view = memoryview(chunk)
                 for i in range(0, len(view), chunk_size):
                     piece = view[i : i + chunk_size]

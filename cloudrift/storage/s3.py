@@ -10,14 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime, timedelta
-from typing import Any, NoReturn, Unpack
+from typing import TYPE_CHECKING, Any, NoReturn, Unpack
 from urllib.parse import quote
-
-from botocore.exceptions import BotoCoreError, ClientError
 
 from cloudrift.core.aws import (
     AUTH_ERROR_CODES,
@@ -47,13 +46,21 @@ from cloudrift.core.lifecycle import LazyClient
 from cloudrift.core.operation import BackendDescription, operation
 from cloudrift.core.secrets import Secret, redact
 from cloudrift.core.validation import check_int
+from cloudrift.storage._obstore import (
+    ObstoreEngine,
+    check_client_options,
+    check_engine,
+    s3_engine,
+)
 from cloudrift.storage.base import ObjectInfo, PresignMethod, Storage, send_parts
+
+if TYPE_CHECKING:
+    from botocore.exceptions import ClientError
 
 # The role's source credentials come from the default chain (keys or a profile
 # beside role_arn are a conflict).
 _AUTH = aws_auth_methods(WORD_NAMES, role_source_credentials=False, default_first=True)
 _SSE = ("AES256", "aws:kms")
-_CONNECTION = connection_errors()
 GiB = 1024**3
 log = logging.getLogger("cloudrift.storage.s3")
 
@@ -93,6 +100,7 @@ class S3Storage(Storage):
         upload_concurrency: int = 2,
         list_page_size: int = 1000,
         addressing_style: str = "auto",
+        engine: str = "sdk",
         **auth: Unpack[AwsAuthOptions],
     ) -> None:
         super().__init__()
@@ -114,7 +122,14 @@ class S3Storage(Storage):
                 raise ConfigurationError("sse_kms_key_id needs sse='aws:kms'")
         if addressing_style not in ("auto", "path", "virtual"):
             raise ConfigurationError("addressing_style must be 'auto', 'path' or 'virtual'")
-        # Pool size, timeouts and max_attempts are checked by aio_config, below.
+        # Pool size, timeouts and max_attempts are checked by aio_config (as it builds the
+        # SDK's config) or, for engine="obstore", by the same checks without building it.
+        check_client_options(
+            max_pool_connections=max_pool_connections,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            max_attempts=max_attempts,
+        )
         for name, value in (
             ("upload_concurrency", upload_concurrency),
             ("list_page_size", list_page_size),
@@ -127,7 +142,9 @@ class S3Storage(Storage):
         self._kms_key = sse_kms_key_id
         self._concurrency = upload_concurrency
         self._page_size = list_page_size
-        self._config = aio_config(
+        # Built with the SDK client: engine="obstore" imports no botocore until needed.
+        self._config = functools.partial(
+            aio_config,
             max_pool_connections=max_pool_connections,
             connect_timeout=connect_timeout,
             read_timeout=read_timeout,
@@ -135,6 +152,26 @@ class S3Storage(Storage):
             s3={"addressing_style": addressing_style},
         )
         self._client: LazyClient[Any] = LazyClient(self._build_client)
+        # engine="obstore": the data plane on obstore (cloudrift/storage/_obstore.py); the
+        # SDK client above is then built only for what stays on it (copy, presign, ...).
+        self.engine = check_engine(f"{self.provider} storage", engine)
+        self._obstore: ObstoreEngine | None = None
+        if self.engine == "obstore":
+            self._obstore = s3_engine(
+                where=f"{self.provider} storage",
+                bucket=bucket,
+                region=region,
+                endpoint_url=endpoint_url,
+                creds=self._creds,
+                addressing_style=addressing_style,
+                connect_timeout=connect_timeout,
+                read_timeout=read_timeout,
+                max_attempts=max_attempts,
+                sse=sse,
+                sse_kms_key_id=sse_kms_key_id,
+                upload_concurrency=upload_concurrency,
+                list_page_size=list_page_size,
+            )
         # Aborts of failed multipart uploads still being retried (see _abort).
         self._aborts: set[asyncio.Task[None]] = set()
 
@@ -159,7 +196,7 @@ class S3Storage(Storage):
             "s3",
             region=self.region,
             endpoint_url=self.endpoint_url,
-            config=self._config,
+            config=self._config(),
         )
 
     async def _native_client(self) -> Any:
@@ -170,6 +207,8 @@ class S3Storage(Storage):
         for task in list(self._aborts):
             task.cancel()
         await asyncio.gather(*self._aborts, return_exceptions=True)
+        if self._obstore is not None:
+            await self._obstore.aclose()
         await self._client.aclose()
 
     # ---------------------------------------------------------------- errors
@@ -177,11 +216,13 @@ class S3Storage(Storage):
     @contextlib.contextmanager
     def _errors(self, key: str | None = None, *, exists_key: str | None = None) -> Iterator[None]:
         """Translate botocore errors for an operation on ``key`` into cloudrift errors."""
+        from botocore.exceptions import BotoCoreError, ClientError
+
         try:
             yield
         except ClientError as exc:
             self._raise_client_error(exc, key, exists_key)
-        except _CONNECTION as exc:
+        except connection_errors() as exc:
             raise StorageConnectionError(
                 f"{self.provider} storage could not reach {self.endpoint_url or 'S3'}: "
                 f"{redact(str(exc), self._secrets)}"
@@ -241,6 +282,9 @@ class S3Storage(Storage):
         metadata: dict[str, str],
         if_not_exists: bool,
     ) -> None:
+        if self._obstore is not None:
+            await self._obstore.put(key, data, content_type, metadata, if_not_exists)
+            return
         client = await self._client.get()
         extra = self._sse_args()
         if if_not_exists:
@@ -263,6 +307,9 @@ class S3Storage(Storage):
         metadata: dict[str, str],
         part_size: int,
     ) -> None:
+        if self._obstore is not None:
+            await self._obstore.put_stream(key, parts, content_type, metadata, part_size)
+            return
         first = await anext(parts, None)
         second = await anext(parts, None) if first is not None else None
         if first is None or second is None:
@@ -331,6 +378,8 @@ class S3Storage(Storage):
         return {"Range": f"bytes={start}-{'' if end is None else end - 1}"}
 
     async def _get(self, key: str, start: int, end: int | None) -> bytes:
+        if self._obstore is not None:
+            return await self._obstore.get(key, start, end)
         client = await self._client.get()
         with self._errors(key):
             resp = await client.get_object(Bucket=self.bucket, Key=key, **self._range(start, end))
@@ -341,6 +390,10 @@ class S3Storage(Storage):
     async def _get_stream(
         self, key: str, start: int, end: int | None, chunk_size: int
     ) -> AsyncIterator[bytes]:
+        if self._obstore is not None:
+            async for chunk in self._obstore.get_stream(key, start, end, chunk_size):
+                yield chunk
+            return
         client = await self._client.get()
         with self._errors(key):
             resp = await client.get_object(Bucket=self.bucket, Key=key, **self._range(start, end))
@@ -363,18 +416,32 @@ class S3Storage(Storage):
         )
 
     async def _head(self, key: str) -> ObjectInfo:
+        if self._obstore is not None:
+            return await self._obstore.head(key)
         client = await self._client.get()
         with self._errors(key):
             resp = await client.head_object(Bucket=self.bucket, Key=key)
         return self._info(key, resp)
 
     async def _delete(self, key: str) -> None:
+        if self._obstore is not None:
+            await self._obstore.delete(key)
+            return
         # S3 answers 204 for a missing key already; other S3-compatible servers may 404.
         client = await self._client.get()
         with contextlib.suppress(ObjectNotFoundError), self._errors(key):
             await client.delete_object(Bucket=self.bucket, Key=key)
 
+    async def _exists(self, key: str) -> bool:
+        if self._obstore is not None:
+            return await self._obstore.exists(key)
+        return await super()._exists(key)
+
     async def _iter(self, prefix: str) -> AsyncIterator[ObjectInfo]:
+        if self._obstore is not None:
+            async for info in self._obstore.iter(prefix):
+                yield info
+            return
         client = await self._client.get()
         args: dict[str, Any] = {"Bucket": self.bucket, "Prefix": prefix, "MaxKeys": self._page_size}
         while True:
@@ -527,6 +594,8 @@ class S3Storage(Storage):
 
     async def _abort_once(self, client: Any, key: str, upload_id: str) -> None:
         """One AbortMultipartUpload; an upload that is already gone counts as aborted."""
+        from botocore.exceptions import ClientError
+
         try:
             await client.abort_multipart_upload(Bucket=self.bucket, Key=key, UploadId=upload_id)
         except ClientError as exc:
@@ -615,6 +684,7 @@ class R2Storage(S3Storage):
         read_timeout: float = 60.0,
         upload_concurrency: int = 2,
         list_page_size: int = 1000,
+        engine: str = "sdk",
     ) -> None:
         if not aws_access_key_id or not aws_secret_access_key:
             raise ConfigurationError(
@@ -644,6 +714,7 @@ class R2Storage(S3Storage):
             upload_concurrency=upload_concurrency,
             list_page_size=list_page_size,
             addressing_style="path",
+            engine=engine,
         )
         self.public_url = public_url
 

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import aiohttp
 import httpx
 import pytest
 from azure.storage.blob import (
@@ -223,6 +224,24 @@ async def test_streamed_ranges_across_parallel_gets_match_the_object(
         [c async for c in blob.download_stream("big", start=edge - 7, end=3 * edge + 9)]
     )
     assert part == data[edge - 7 : 3 * edge + 9]
+
+
+async def test_streamed_download_reads_bodies_in_256_kib_blocks(
+    blob: AzureBlobStorage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Bodies are read in the blob SDK's 256 KiB blocks, not azure-core's 4 KiB default."""
+    await blob.upload("blocks", os.urandom(5 * 1024 * 1024))
+    sizes: list[int] = []
+    original = aiohttp.StreamReader.read
+
+    async def read(self: aiohttp.StreamReader, n: int = -1) -> bytes:
+        sizes.append(n)
+        return await original(self, n)
+
+    monkeypatch.setattr(aiohttp.StreamReader, "read", read)
+    got = sum([len(c) async for c in blob.download_stream("blocks")])
+    assert got == 5 * 1024 * 1024
+    assert sizes and set(sizes) == {256 * 1024}
 
 
 async def test_blob_replaced_mid_stream_fails_instead_of_mixing_versions(

@@ -35,3 +35,13 @@ def test_two_memory_backends_do_not_share_objects() -> None:
     """Each memory backend holds its own objects."""
     a, b = MemoryStorage(), MemoryStorage()
     assert a._objects is not b._objects
+
+
+async def test_download_stream_hands_on_provider_chunks_without_copying() -> None:
+    """A provider chunk that already fits chunk_size reaches the caller as the same object."""
+    storage = MemoryStorage()
+    await storage.upload("k", b"x" * 1000)
+    stored = storage._objects["k"].data
+    chunks = [chunk async for chunk in storage.download_stream("k", chunk_size=1000)]
+    assert len(chunks) == 1 and chunks[0] is stored
+    await storage.close()

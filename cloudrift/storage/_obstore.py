@@ -1,0 +1,680 @@
+"""The obstore engine: data-plane operations of ``s3`` / ``r2`` on obstore's Rust stores.
+
+``get_storage("s3", ..., engine="obstore")`` keeps the provider class (options, auth,
+repr, errors) and sends upload, download (whole and ranged), ``download_stream``,
+``upload_stream``, head, exists, delete and listing through :class:`ObstoreEngine`.
+What obstore cannot do the way the contract needs (copy with SSE options, presigned
+URLs, aborting stale multipart uploads, ``health_check``) stays on the provider's SDK
+client, which is built only when one of those is first used.
+
+Credentials come from ``cloudrift.core.aws`` (never a second auth stack): static keys
+are handed to the store as they are; every other method (default chain, profile,
+assumed role) is resolved by :class:`~cloudrift.core.aws.SyncAwsCredentials` in a worker
+thread behind obstore's credential-provider callback, so refreshing credentials keep
+refreshing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from contextlib import AsyncExitStack
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Any, NoReturn
+
+from cloudrift.core.exceptions import (
+    BucketNotFoundError,
+    ConfigurationError,
+    InvalidRangeError,
+    ObjectExistsError,
+    ObjectNotFoundError,
+    StorageConnectionError,
+    StorageError,
+    StoragePermissionError,
+)
+from cloudrift.core.lifecycle import LazyClient
+from cloudrift.core.secrets import Secret, redact, reveal
+from cloudrift.storage.base import ObjectInfo
+
+if TYPE_CHECKING:
+    from cloudrift.core.aws import AwsCredentials
+
+#: The engines a provider accepts: its SDK (the default) or obstore.
+ENGINES = ("sdk", "obstore")
+#: Attribute names obstore uses for standard headers; any other name is user metadata.
+_STANDARD_ATTRIBUTES = frozenset(
+    {
+        "Content-Disposition",
+        "Content-Encoding",
+        "Content-Language",
+        "Content-Type",
+        "Cache-Control",
+        "Storage-Class",
+    }
+)
+#: Fragments of obstore's messages for "the server could not be reached".
+_UNREACHABLE = (
+    "error sending request",
+    "connection refused",
+    "connection reset",
+    "timed out",
+    "dns error",
+    "tcp connect",
+)
+#: Fragments naming a missing bucket or container.
+_NO_BUCKET = ("NoSuchBucket", "ContainerNotFound")
+
+
+_ENV_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _ambient_env_hidden(prefix: str) -> Iterator[None]:
+    """Hide ``prefix*`` environment variables while a store is built.
+
+    obstore's store constructors read every ``AWS_*`` (``AZURE_*``, ...) variable, so an
+    ambient ``AWS_ENDPOINT`` or ``AWS_SESSION_TOKEN`` would silently join the options we
+    chose strictly (PITFALLS: ambient variables shadowed the real identity). The default
+    chain still sees them: it is resolved by botocore, not by obstore.
+    """
+    with _ENV_LOCK:
+        hidden = {
+            name: os.environ.pop(name) for name in list(os.environ) if name.startswith(prefix)
+        }
+        try:
+            yield
+        finally:
+            os.environ.update(hidden)
+
+
+def check_engine(where: str, engine: object) -> str:
+    """``engine`` if it is one of :data:`ENGINES`; ConfigurationError otherwise."""
+    if engine not in ENGINES:
+        raise ConfigurationError(
+            f"{where}: engine must be one of {', '.join(map(repr, ENGINES))}, got {engine!r}"
+        )
+    return str(engine)
+
+
+def check_client_options(
+    *,
+    max_pool_connections: int,
+    connect_timeout: float,
+    read_timeout: float,
+    max_attempts: int,
+) -> None:
+    """The checks ``core.aws.aio_config`` makes, without importing botocore: the same
+    options are refused at construction on either engine."""
+    from cloudrift.core.validation import check_int, check_number
+
+    check_int("max_pool_connections", max_pool_connections, at_least=1)
+    check_number("connect_timeout", connect_timeout, above=0, unit="seconds")
+    check_number("read_timeout", read_timeout, above=0, unit="seconds")
+    check_int("max_attempts", max_attempts, at_least=1, hint="1 means no retry")
+
+
+def require_obstore() -> Any:
+    """Import obstore, or raise ConfigurationError naming the ``pip install``."""
+    try:
+        import obstore
+    except ImportError:
+        raise ConfigurationError(
+            "engine='obstore' needs the obstore package: pip install obstore"
+        ) from None
+    return obstore
+
+
+class _UploadCancelled(Exception):
+    """Raised into obstore's multipart upload when the caller was cancelled."""
+
+
+class ObstoreEngine:
+    """One obstore store (built on first use) and the contract's operations on it.
+
+    ``build_store`` returns the store; it runs once, on the first operation.
+    """
+
+    #: How long a cancelled ``upload_stream`` waits for obstore to abort its multipart
+    #: upload (seconds) before the cancellation propagates.
+    abort_wait = 5.0
+
+    def __init__(
+        self,
+        *,
+        where: str,
+        bucket: str,
+        endpoint: str,
+        build_store: Callable[[], Any],
+        secrets: Sequence[Secret | None],
+        upload_concurrency: int,
+        list_page_size: int,
+        utf16_listing: bool = False,
+        closers: list[Callable[[], Any]] | None = None,
+    ) -> None:
+        self._obstore = require_obstore()
+        self._where = where
+        self._bucket = bucket
+        self._endpoint = endpoint
+        self._build_store = build_store
+        self._secrets = list(secrets)
+        self._concurrency = upload_concurrency
+        self._page_size = list_page_size
+        self.utf16_listing = utf16_listing
+        #: Awaitables to run on close (e.g. an azure-identity credential's ``close``).
+        self.closers = closers if closers is not None else []
+        self._store: LazyClient[Any] = LazyClient(self._open)
+
+    async def _open(self, stack: AsyncExitStack) -> Any:
+        return self._build_store()
+
+    async def aclose(self) -> None:
+        """Drop the store (obstore closes its connection pool with it)."""
+        await self._store.aclose()
+        closers, self.closers = self.closers, []
+        for close in closers:
+            await close()
+
+    # ---------------------------------------------------------------- errors
+
+    def _raise(
+        self, exc: BaseException, key: str | None, exists_key: str | None = None
+    ) -> NoReturn:
+        from obstore.exceptions import (
+            AlreadyExistsError,
+            NotFoundError,
+            PermissionDeniedError,
+            PreconditionError,
+            UnauthenticatedError,
+        )
+
+        full = str(exc)
+        # obstore's message ends in a multi-line debug dump with the request; the first
+        # line says what happened.
+        text = redact(full.splitlines()[0] if full else type(exc).__name__, self._secrets)
+        if any(marker in full for marker in _NO_BUCKET):
+            raise BucketNotFoundError(
+                self._bucket, f"{self._where}: {self._bucket!r} does not exist; create it first"
+            ) from exc
+        if exists_key is not None and isinstance(exc, AlreadyExistsError | PreconditionError):
+            raise ObjectExistsError(exists_key) from exc
+        # obstore raises the builtin FileNotFoundError for a missing object.
+        if isinstance(exc, NotFoundError | FileNotFoundError) and key is not None:
+            raise ObjectNotFoundError(key) from exc
+        if "416 Range Not Satisfiable" in full or "InvalidRange" in full:
+            raise InvalidRangeError(f"range not satisfiable for {key!r}") from exc
+        if isinstance(exc, PermissionDeniedError | UnauthenticatedError) or "403 Forbidden" in full:
+            raise StoragePermissionError(
+                f"{self._where}: access denied to {self._bucket!r}"
+                + (f", key {key!r}" if key else "")
+                + f" ({text}); check the credentials and the bucket policy"
+            ) from exc
+        lowered = full.lower()
+        if any(marker in lowered for marker in _UNREACHABLE) or " 5" in _status_part(full):
+            raise StorageConnectionError(
+                f"{self._where} could not reach {self._endpoint}: {text}"
+            ) from exc
+        raise StorageError(f"{self._where} error: {text}") from exc
+
+    # ---------------------------------------------------------------- operations
+
+    async def put(
+        self,
+        key: str,
+        data: bytes | bytearray | memoryview,
+        content_type: str,
+        metadata: dict[str, str],
+        if_not_exists: bool,
+    ) -> None:
+        store = await self._store.get()
+        try:
+            await self._obstore.put_async(
+                store,
+                key,
+                data,
+                attributes={"Content-Type": content_type, **metadata},
+                mode="create" if if_not_exists else "overwrite",
+                use_multipart=False,
+            )
+        except Exception as exc:
+            self._raise(exc, key, key if if_not_exists else None)
+
+    async def put_stream(
+        self,
+        key: str,
+        parts: AsyncIterator[bytes],
+        content_type: str,
+        metadata: dict[str, str],
+        part_size: int,
+    ) -> None:
+        first = await anext(parts, None)
+        second = await anext(parts, None) if first is not None else None
+        if first is None or second is None:
+            # One part or none: a single PUT (a multipart upload needs at least one part).
+            await self.put(key, first or b"", content_type, metadata, False)
+            return
+        head = [first, second]
+        del first, second
+
+        async def all_parts() -> AsyncIterator[bytes]:
+            while head:
+                yield head.pop(0)
+            async for part in parts:
+                yield part
+
+        store = await self._store.get()
+        failure: list[BaseException] = []
+        stop = asyncio.Event()
+        source = all_parts()
+
+        async def watched() -> AsyncIterator[bytes]:
+            # Remember the source's own error: obstore aborts the multipart upload and
+            # re-raises it wrapped; the caller must see the source's error itself. When
+            # the caller is cancelled, ``stop`` makes the next pull fail the same way, so
+            # obstore aborts the upload (it has no abort call of its own to make).
+            try:
+                while True:
+                    pull = asyncio.ensure_future(anext(source, None))
+                    halt = asyncio.ensure_future(stop.wait())
+                    try:
+                        await asyncio.wait({pull, halt}, return_when=asyncio.FIRST_COMPLETED)
+                    finally:
+                        halt.cancel()
+                    if not pull.done():
+                        pull.cancel()
+                        await asyncio.gather(pull, return_exceptions=True)
+                        raise _UploadCancelled
+                    part = pull.result()
+                    if part is None:
+                        return
+                    yield part
+            except BaseException as exc:
+                failure.append(exc)
+                raise
+
+        upload = asyncio.ensure_future(
+            self._obstore.put_async(
+                store,
+                key,
+                watched(),
+                attributes={"Content-Type": content_type, **metadata},
+                use_multipart=True,
+                chunk_size=part_size,
+                max_concurrency=self._concurrency,
+            )
+        )
+        try:
+            await asyncio.shield(upload)
+        except asyncio.CancelledError:
+            stop.set()
+            # Give obstore's abort of the multipart upload a bounded time to run.
+            with contextlib.suppress(BaseException):
+                await asyncio.wait_for(upload, self.abort_wait)
+            raise
+        except Exception as exc:
+            if failure:
+                raise failure[0] from None
+            self._raise(exc, key)
+
+    async def get(self, key: str, start: int, end: int | None) -> bytes:
+        store = await self._store.get()
+        try:
+            if start == 0 and end is None:
+                result = await self._obstore.get_async(store, key)
+            else:
+                result = await self._obstore.get_async(
+                    store, key, options={"range": _range(start, end)}
+                )
+            data = await result.bytes_async()
+        except Exception as exc:
+            self._raise(exc, key)
+        return bytes(data)
+
+    async def get_stream(
+        self, key: str, start: int, end: int | None, chunk_size: int
+    ) -> AsyncIterator[bytes]:
+        store = await self._store.get()
+        try:
+            options: Any = None if start == 0 and end is None else {"range": _range(start, end)}
+            result = await self._obstore.get_async(store, key, options=options)
+        except Exception as exc:
+            self._raise(exc, key)
+        # Chunks of about chunk_size: memory stays at a chunk or two whatever the size.
+        stream = result.stream(min_chunk_size=chunk_size)
+        while True:
+            try:
+                chunk = await stream.__anext__()
+            except StopAsyncIteration:
+                return
+            except Exception as exc:
+                self._raise(exc, key)
+            yield chunk
+
+    async def head(self, key: str) -> ObjectInfo:
+        store = await self._store.get()
+        try:
+            result = await self._obstore.get_async(store, key, options={"head": True})
+        except Exception as exc:
+            self._raise(exc, key)
+        meta = result.meta
+        attributes = dict(result.attributes)
+        return ObjectInfo(
+            key=key,
+            size=int(meta["size"]),
+            etag=_etag(meta.get("e_tag")),
+            content_type=attributes.get("Content-Type"),
+            last_modified=meta.get("last_modified"),
+            metadata={k: v for k, v in attributes.items() if k not in _STANDARD_ATTRIBUTES},
+        )
+
+    async def exists(self, key: str) -> bool:
+        try:
+            await self.head(key)
+        except ObjectNotFoundError:
+            return False
+        return True
+
+    async def delete(self, key: str) -> None:
+        store = await self._store.get()
+        try:
+            await self._obstore.delete_async(store, key)
+        except Exception as exc:
+            try:
+                self._raise(exc, key)
+            except ObjectNotFoundError:
+                return  # deleting a missing key is a no-op on every provider
+
+    async def iter(self, prefix: str) -> AsyncIterator[ObjectInfo]:
+        """ObjectInfo (no content type or metadata: listings do not carry them) for the
+        keys starting with ``prefix``, in the store's listing order."""
+        store = await self._store.get()
+        # obstore lists by path segments ("a" lists "a/..."), while the contract's prefix
+        # is a plain string prefix: list the folder holding the prefix, starting just
+        # before it, and stop at the first key past it.
+        folder = prefix.rsplit("/", 1)[0] if "/" in prefix else None
+        offset = _before(prefix)
+        stream = self._obstore.list(store, prefix=folder, offset=offset, chunk_size=self._page_size)
+        started = False
+        while True:
+            try:
+                page = await stream.__anext__()
+            except StopAsyncIteration:
+                return
+            except Exception as exc:
+                self._raise(exc, None)
+            for meta in page:
+                name = str(meta["path"])
+                if name.startswith(prefix):
+                    started = True
+                    yield ObjectInfo(
+                        key=name,
+                        size=int(meta["size"]),
+                        etag=_etag(meta.get("e_tag")),
+                        last_modified=meta.get("last_modified"),
+                    )
+                elif started and not self.utf16_listing:
+                    return
+
+
+def _range(start: int, end: int | None) -> Any:
+    return {"offset": start} if end is None else (start, end)
+
+
+def _etag(value: object) -> str | None:
+    return str(value).strip('"') or None if value else None
+
+
+def _status_part(message: str) -> str:
+    """The ``status code: NNN`` fragment of an obstore message (empty if none)."""
+    marker = "status code: "
+    at = message.find(marker)
+    return "" if at < 0 else " " + message[at + len(marker) : at + len(marker) + 3]
+
+
+def _before(prefix: str) -> str | None:
+    """A string just before every key starting with ``prefix`` (obstore's ``offset`` lists
+    keys strictly after it), or None for the empty prefix."""
+    if not prefix:
+        return None
+    last = prefix[-1]
+    return prefix[:-1] + chr(ord(last) - 1) if ord(last) > 0x20 else prefix[:-1] or None
+
+
+# ------------------------------------------------------------------ S3 / R2
+
+
+def s3_engine(
+    *,
+    where: str,
+    bucket: str,
+    region: str | None,
+    endpoint_url: str | None,
+    creds: AwsCredentials,
+    addressing_style: str,
+    connect_timeout: float,
+    read_timeout: float,
+    max_attempts: int,
+    sse: str | None,
+    sse_kms_key_id: str | None,
+    upload_concurrency: int,
+    list_page_size: int,
+) -> ObstoreEngine:
+    """An engine on an ``S3Store`` configured from an S3 backend's own options."""
+
+    def build() -> Any:
+        from obstore.store import S3Store
+
+        config: dict[str, Any] = {"region": region or "us-east-1"}
+        if endpoint_url:
+            config["endpoint"] = endpoint_url
+        # object_store defaults to path-style requests; "auto" keeps that with an
+        # endpoint (emulators, R2) and uses virtual hosts on AWS itself.
+        config["virtual_hosted_style_request"] = addressing_style == "virtual" or (
+            addressing_style == "auto" and not endpoint_url
+        )
+        if sse is not None:
+            config["server_side_encryption"] = sse
+        if sse_kms_key_id is not None:
+            config["sse_kms_key_id"] = sse_kms_key_id
+        provider: Any = None
+        from cloudrift.core.aws import STATIC_KEYS
+
+        if creds.kind == STATIC_KEYS:
+            config["access_key_id"] = creds.access_key_id
+            config["secret_access_key"] = reveal(creds.secret_access_key)
+            if creds.session_token is not None:
+                config["token"] = reveal(creds.session_token)
+        else:
+            provider = _aws_credential_provider(creds, region)
+        # The TypedDicts of obstore's stubs are not importable at run time; plain dicts.
+        store: Any = S3Store
+        with _ambient_env_hidden("AWS_"):
+            return store(
+                bucket,
+                config=config,
+                client_options=_client_options(endpoint_url, connect_timeout, read_timeout),
+                retry_config=_retry_config(max_attempts, read_timeout),
+                credential_provider=provider,
+            )
+
+    return ObstoreEngine(
+        where=where,
+        bucket=bucket,
+        endpoint=endpoint_url or "S3",
+        build_store=build,
+        secrets=creds.secrets,
+        upload_concurrency=upload_concurrency,
+        list_page_size=list_page_size,
+    )
+
+
+def _aws_credential_provider(creds: AwsCredentials, region: str | None) -> Any:
+    """obstore's credential callback over :class:`SyncAwsCredentials` (default chain,
+    profile, assumed role refreshed before expiry)."""
+    from cloudrift.core.aws import SyncAwsCredentials
+
+    resolver = SyncAwsCredentials(creds, region=region)
+
+    async def provide() -> dict[str, Any]:
+        frozen, expiry = await asyncio.to_thread(_frozen, resolver)
+        return {
+            "access_key_id": frozen.access_key,
+            "secret_access_key": frozen.secret_key,
+            "token": frozen.token,
+            "expires_at": expiry,
+        }
+
+    return provide
+
+
+def _frozen(resolver: Any) -> tuple[Any, datetime | None]:
+    frozen = resolver.frozen()
+    # Refreshable credentials (assumed role, instance role) carry their expiry; obstore
+    # asks again before it, and botocore refreshes them then. Static ones never expire.
+    expiry = getattr(resolver._resolved, "_expiry_time", None)
+    if not isinstance(expiry, datetime):
+        return frozen, None
+    return frozen, expiry.astimezone(UTC) - timedelta(minutes=5)
+
+
+def _client_options(
+    endpoint_url: str | None, connect_timeout: float, read_timeout: float
+) -> dict[str, Any]:
+    options: dict[str, Any] = {
+        "connect_timeout": timedelta(seconds=connect_timeout),
+        "read_timeout": timedelta(seconds=read_timeout),
+        # obstore's default 30 s cap on a whole request would cut big transfers short;
+        # read_timeout already bounds a stalled one.
+        "timeout": timedelta(days=1),
+    }
+    if endpoint_url and endpoint_url.startswith("http://"):
+        options["allow_http"] = True
+    return options
+
+
+def _retry_config(max_attempts: int, read_timeout: float) -> dict[str, Any]:
+    # Like botocore's standard mode: about 1 s, then 2 s between attempts.
+    return {
+        "max_retries": max_attempts - 1,
+        "backoff": {
+            "init_backoff": timedelta(milliseconds=500),
+            "max_backoff": timedelta(seconds=20),
+            "base": 2,
+        },
+        "retry_timeout": timedelta(seconds=max_attempts * (read_timeout + 20)),
+    }
+
+
+# ------------------------------------------------------------------ Azure Blob
+
+#: The scope of a bearer token for Azure Storage.
+_AZURE_SCOPE = "https://storage.azure.com/.default"
+
+
+def azure_engine(
+    *,
+    where: str,
+    container: str,
+    endpoint: str,
+    auth_method: str,
+    connection_string: Secret | None,
+    account_key: Secret | None,
+    sas_token: Secret | None,
+    credential: Callable[[], Any],
+    connect_timeout: float,
+    read_timeout: float,
+    max_attempts: int,
+    ca_bundle: str | None,
+    upload_concurrency: int,
+    list_page_size: int,
+    secrets: Sequence[Secret | None],
+) -> ObstoreEngine:
+    """An engine on an ``AzureStore`` configured from an azure_blob backend's options.
+
+    ``endpoint`` is the blob endpoint the SDK engine uses (account URL, the connection
+    string's ``BlobEndpoint``, or the public one); ``credential`` builds the
+    azure-identity credential for managed identity / service principal auth.
+    """
+    closers: list[Callable[[], Any]] = []
+
+    def build() -> Any:
+        from obstore.store import AzureStore
+
+        parts = dict(
+            item.split("=", 1)
+            for item in (reveal(connection_string) or "").split(";")
+            if "=" in item
+        )
+        config: dict[str, Any] = {
+            "account_name": parts.get("AccountName") or _azure_account(endpoint),
+            "endpoint": endpoint,
+        }
+        provider: Any = None
+        key = parts.get("AccountKey") or reveal(account_key)
+        sas = parts.get("SharedAccessSignature") or reveal(sas_token)
+        if key:
+            config["access_key"] = key
+        elif sas:
+            config["sas_key"] = sas.lstrip("?")
+        elif auth_method in ("managed identity", "service principal"):
+            cred = credential()
+            closers.append(cred.close)
+
+            async def provide() -> dict[str, Any]:
+                token = await cred.get_token(_AZURE_SCOPE)
+                return {
+                    "token": token.token,
+                    "expires_at": datetime.fromtimestamp(token.expires_on, UTC),
+                }
+
+            provider = provide
+        options = _client_options(endpoint, connect_timeout, read_timeout)
+        if ca_bundle is not None:
+            with open(ca_bundle, encoding="ascii") as pem:
+                options["root_certificate"] = pem.read()
+        store: Any = AzureStore
+        with _ambient_env_hidden("AZURE_"):
+            return store(
+                container,
+                config=config,
+                client_options=options,
+                retry_config=_retry_config(max_attempts, read_timeout),
+                credential_provider=provider,
+            )
+
+    return ObstoreEngine(
+        where=where,
+        bucket=container,
+        endpoint=endpoint,
+        build_store=build,
+        secrets=secrets,
+        upload_concurrency=upload_concurrency,
+        list_page_size=list_page_size,
+        utf16_listing=True,
+        closers=closers,
+    )
+
+
+def _azure_account(endpoint: str) -> str:
+    """The account name in a blob endpoint: the first label of the host, or for an
+    emulator's IP-and-port URL (``http://127.0.0.1:10000/devstoreaccount1``) the path."""
+    from urllib.parse import urlsplit
+
+    url = urlsplit(endpoint)
+    host = url.hostname or ""
+    if host.replace(".", "").isdigit() or host == "localhost" or ":" in host:
+        return url.path.strip("/").split("/")[0]
+    return host.split(".")[0]
+
+
+__all__ = [
+    "ENGINES",
+    "ObstoreEngine",
+    "azure_engine",
+    "check_client_options",
+    "check_engine",
+    "require_obstore",
+    "s3_engine",
+]

@@ -1,0 +1,195 @@
+"""The azure_blob provider with engine="obstore" on Azurite: the whole conformance suite,
+plus what the engine must keep (lazy SDK client, errors)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator
+
+import pytest
+
+from cloudrift.core.exceptions import (
+    BucketNotFoundError,
+    InvalidRangeError,
+    StorageConnectionError,
+    StorageError,
+    StoragePermissionError,
+)
+from cloudrift.storage import Storage, get_storage
+from cloudrift.storage.azure_blob import AzureBlobStorage
+from cloudrift.storage.base import MIN_PART_SIZE
+from tests.conformance.storage import StorageConformance, agen
+from tests.servers.azurite import ACCOUNT_KEY, AzuriteContainer
+
+
+class TestAzureBlobObstoreConnectionString(StorageConformance):
+    """Conformance harness: azure_blob with a connection string, data plane on obstore."""
+
+    list_page_size = 5
+    secrets_in_use = (ACCOUNT_KEY,)
+
+    @pytest.fixture
+    async def backend(self, azurite: AzuriteContainer) -> AsyncIterator[Storage]:
+        """A backend with the obstore engine on a fresh container, closed afterwards."""
+        storage = get_storage(
+            "azure_blob",
+            connection_string=azurite.server.connection_string,
+            container=azurite.container,
+            list_page_size=5,
+            engine="obstore",
+        )
+        try:
+            yield storage
+        finally:
+            await storage.close()
+
+
+class TestAzureBlobObstoreAccountKey(StorageConformance):
+    """Conformance harness: azure_blob with account_url + account_key on obstore."""
+
+    list_page_size = 4
+    secrets_in_use = (ACCOUNT_KEY,)
+
+    @pytest.fixture
+    async def backend(self, azurite: AzuriteContainer) -> AsyncIterator[Storage]:
+        """A backend with the obstore engine on a fresh container, closed afterwards."""
+        storage = get_storage(
+            "azure_blob",
+            account_url=azurite.server.account_url,
+            account_key=ACCOUNT_KEY,
+            container=azurite.container,
+            list_page_size=4,
+            engine="obstore",
+        )
+        try:
+            yield storage
+        finally:
+            await storage.close()
+
+
+@pytest.fixture
+async def blob(azurite: AzuriteContainer) -> AsyncIterator[AzureBlobStorage]:
+    """An account-key backend with the obstore engine on a fresh container."""
+    storage = AzureBlobStorage(
+        account_url=azurite.server.account_url,
+        account_key=ACCOUNT_KEY,
+        container=azurite.container,
+        engine="obstore",
+    )
+    try:
+        yield storage
+    finally:
+        await storage.close()
+
+
+async def test_data_plane_never_builds_the_sdk_client(blob: AzureBlobStorage) -> None:
+    """Upload, download, stream, head, exists, list and delete run on obstore alone; the
+    SDK client is built on the first operation that needs it (copy)."""
+    await blob.upload("a.txt", b"abc", metadata={"m": "1"})
+    assert await blob.download("a.txt", start=1) == b"bc"
+    assert b"".join([c async for c in blob.download_stream("a.txt")]) == b"abc"
+    assert (await blob.head("a.txt")).metadata == {"m": "1"}
+    assert await blob.exists("a.txt") and await blob.list() == ["a.txt"]
+    await blob.delete("a.txt")
+    assert not blob._client.opened
+    await blob.upload("b.txt", b"b")
+    await blob.copy("b.txt", "c.txt")
+    assert blob._client.opened
+    assert await blob.download("c.txt") == b"b"
+
+
+async def test_streamed_ranges_match_the_object(blob: AzureBlobStorage) -> None:
+    """A multi-block streamed upload and a ranged streamed download give the exact bytes."""
+    data = os.urandom(2 * MIN_PART_SIZE + 12345)
+    await blob.upload_stream("big", agen(data), part_size=MIN_PART_SIZE)
+    edge = MIN_PART_SIZE
+    got = b"".join([c async for c in blob.download_stream("big", start=edge - 7, end=2 * edge)])
+    assert got == data[edge - 7 : 2 * edge]
+
+
+async def test_missing_container_raises_bucket_not_found(azurite: AzuriteContainer) -> None:
+    """Operations on a container that does not exist raise BucketNotFoundError."""
+    storage = AzureBlobStorage(
+        account_url=azurite.server.account_url,
+        account_key=ACCOUNT_KEY,
+        container="no-such-container",
+        engine="obstore",
+    )
+    with pytest.raises(BucketNotFoundError, match="no-such-container"):
+        await storage.upload("k", b"v")
+    await storage.close()
+
+
+async def test_wrong_account_key_is_permission_error_without_the_key(
+    azurite: AzuriteContainer,
+) -> None:
+    """Azurite's 403 for a bad key becomes StoragePermissionError; the key is not shown."""
+    wrong = "d3Jvbmcta2V5LXRoYXQtaXMtbG9uZy1lbm91Z2gtZm9yLWF6dXJpdGU="
+    storage = AzureBlobStorage(
+        account_url=azurite.server.account_url,
+        account_key=wrong,
+        container=azurite.container,
+        engine="obstore",
+    )
+    with pytest.raises(StoragePermissionError) as info:
+        await storage.upload("k", b"v")
+    assert wrong not in str(info.value) and ACCOUNT_KEY not in str(info.value)
+    await storage.close()
+
+
+@pytest.mark.parametrize(
+    ("message", "expected"),
+    [
+        ("Server returned non-2xx status code: 503 Service Unavailable", StorageConnectionError),
+        ("HTTP error: error sending request", StorageConnectionError),
+        ("Server returned non-2xx status code: 416 Range Not Satisfiable", InvalidRangeError),
+        ("Server returned non-2xx status code: 400 Bad Request", StorageError),
+    ],
+)
+def test_obstore_errors_map_to_specific_errors_without_secrets(
+    message: str, expected: type[Exception]
+) -> None:
+    """Each obstore failure becomes the most specific cloudrift error, secrets redacted."""
+    from obstore.exceptions import GenericError
+
+    storage = AzureBlobStorage(
+        account_url="http://127.0.0.1:1/acct",
+        account_key=ACCOUNT_KEY,
+        container="c",
+        engine="obstore",
+    )
+    assert storage._obstore is not None
+    with pytest.raises(expected) as info:
+        storage._obstore._raise(GenericError(f"{message} key={ACCOUNT_KEY}"), "k")
+    assert type(info.value) is expected
+    assert ACCOUNT_KEY not in str(info.value)
+
+
+async def test_engine_runs_without_importing_the_azure_sdk(azurite: AzuriteContainer) -> None:
+    """With an account key, building the backend and running the data plane imports
+    obstore and none of azure-core, azure-storage-blob or aiohttp (in a fresh process)."""
+    code = (
+        "import asyncio, sys\n"
+        "from cloudrift.storage import get_storage\n"
+        "async def main():\n"
+        f"    s = get_storage('azure_blob', container={azurite.container!r}, engine='obstore',\n"
+        f"        account_url={azurite.server.account_url!r}, account_key={ACCOUNT_KEY!r})\n"
+        "    await s.upload('iso', b'v')\n"
+        "    assert await s.download('iso') == b'v'\n"
+        "    await s.close()\n"
+        "asyncio.run(main())\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules\n"
+        "    if m.startswith(('azure', 'aiohttp', 'obstore'))}))\n"
+    )
+    done = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    assert done.stdout.strip() == "['obstore']"
