@@ -261,9 +261,7 @@ class TopicConformance(Conformance):
 
     # --------------------------------------------------- subscriptions as queues
 
-    async def test_ack_on_one_subscription_does_not_affect_the_other(
-        self, backend: Topic
-    ) -> None:
+    async def test_ack_on_one_subscription_does_not_affect_the_other(self, backend: Topic) -> None:
         """Deleting a message on one subscription leaves the other's copy to deliver."""
         one = await self.subscribe(backend, "one")
         two = await self.subscribe(backend, "two")
