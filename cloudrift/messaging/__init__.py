@@ -51,11 +51,15 @@ PROVIDERS: dict[str, ProviderSpec] = {
 #: Topic providers for :func:`get_topic`.
 TOPIC_PROVIDERS: dict[str, ProviderSpec] = {
     "memory": ProviderSpec("cloudrift.messaging.memory_topic", "MemoryTopic"),
+    "sns": ProviderSpec("cloudrift.messaging.sns", "SNSTopic", extra="aws", requires=("aioboto3",)),
 }
 
 #: Subscription providers for :func:`get_subscription` (each builds a :class:`Queue`).
 SUBSCRIPTION_PROVIDERS: dict[str, ProviderSpec] = {
     "memory": ProviderSpec("cloudrift.messaging.memory_topic", "MemorySubscription"),
+    "sqs": ProviderSpec(
+        "cloudrift.messaging.sqs", "SQSSubscription", extra="aws", requires=("aioboto3",)
+    ),
 }
 
 
