@@ -52,6 +52,9 @@ PROVIDERS: dict[str, ProviderSpec] = {
 TOPIC_PROVIDERS: dict[str, ProviderSpec] = {
     "memory": ProviderSpec("cloudrift.messaging.memory_topic", "MemoryTopic"),
     "sns": ProviderSpec("cloudrift.messaging.sns", "SNSTopic", extra="aws", requires=("aioboto3",)),
+    "redis": ProviderSpec(
+        "cloudrift.messaging.redis_topic", "RedisTopic", extra="redis", requires=("redis",)
+    ),
 }
 
 #: Subscription providers for :func:`get_subscription` (each builds a :class:`Queue`).
@@ -59,6 +62,9 @@ SUBSCRIPTION_PROVIDERS: dict[str, ProviderSpec] = {
     "memory": ProviderSpec("cloudrift.messaging.memory_topic", "MemorySubscription"),
     "sqs": ProviderSpec(
         "cloudrift.messaging.sqs", "SQSSubscription", extra="aws", requires=("aioboto3",)
+    ),
+    "redis": ProviderSpec(
+        "cloudrift.messaging.redis_topic", "RedisSubscription", extra="redis", requires=("redis",)
     ),
 }
 

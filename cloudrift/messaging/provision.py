@@ -187,4 +187,32 @@ async def subscribe_sqs_queue(
     )
 
 
-__all__ = ["SQSSubscriptionInfo", "create_sns_topic", "subscribe_sqs_queue"]
+async def create_redis_group(
+    stream: str,
+    group: str,
+    *,
+    start: str = "latest",
+    url: str | Secret = "redis://localhost:6379/0",
+    password: str | Secret | None = None,
+) -> None:
+    """Create consumer group ``group`` on ``stream`` (and the stream), as
+    ``get_subscription("redis", stream=..., group=..., start=...)`` would on its first
+    receive; a group that already exists is left as it is."""
+    from cloudrift.messaging.redis_topic import RedisSubscription
+
+    async with RedisSubscription(
+        stream=stream,
+        group=group,
+        start=start,  # type: ignore[arg-type]  # checked by RedisSubscription
+        url=url,
+        password=password,
+    ) as subscription:
+        await subscription._ensure_group()
+
+
+__all__ = [
+    "SQSSubscriptionInfo",
+    "create_redis_group",
+    "create_sns_topic",
+    "subscribe_sqs_queue",
+]
