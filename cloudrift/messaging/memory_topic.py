@@ -6,6 +6,8 @@ a :class:`~cloudrift.messaging.memory.MemoryQueue` (visibility, nack, groups, de
 dead-lettering as there) created the first time it is opened, and receives every message
 published after that. Every object opened on the same subscription shares its messages
 (competing consumers); closing one leaves the subscription and its messages in place.
+Once every topic and subscription object of a topic name is closed, the topic is
+forgotten: the next app (or test) that opens it starts empty.
 """
 
 from __future__ import annotations
@@ -25,17 +27,28 @@ class _TopicState:
     """One topic of the registry: its subscriptions, by name."""
 
     subscriptions: dict[str, MemoryQueue] = field(default_factory=dict)
+    #: Topic and subscription objects open on it; at 0 the topic is forgotten.
+    users: int = 0
 
 
 _REGISTRY: dict[str, _TopicState] = {}
 _LOCK = threading.Lock()
 
 
-def _topic_state(name: str) -> _TopicState:
+def _open_topic(name: str) -> _TopicState:
     if not isinstance(name, str) or not name:
         raise ValueError("topic must be a non-empty str")
     with _LOCK:
-        return _REGISTRY.setdefault(name, _TopicState())
+        state = _REGISTRY.setdefault(name, _TopicState())
+        state.users += 1
+        return state
+
+
+def _release_topic(name: str, state: _TopicState) -> None:
+    with _LOCK:
+        state.users -= 1
+        if state.users <= 0 and _REGISTRY.get(name) is state:
+            del _REGISTRY[name]
 
 
 def reset_memory_topics() -> None:
@@ -65,7 +78,7 @@ class MemoryTopic(Topic):
         self.backend_name = f"memory topic {topic!r}"
         self.requires_group_id = bool(fifo)
         self.max_message_bytes = int(max_message_bytes)
-        self._state = _topic_state(topic)
+        self._state = _open_topic(topic)
 
     def __repr__(self) -> str:
         return f"MemoryTopic(topic={self.name!r})"
@@ -89,6 +102,9 @@ class MemoryTopic(Topic):
 
     async def _health(self) -> bool:
         return True
+
+    async def _aclose(self) -> None:
+        _release_topic(self.name, self._state)
 
 
 class MemorySubscription(Queue):
@@ -118,7 +134,7 @@ class MemorySubscription(Queue):
         super().__init__()
         if not isinstance(subscription, str) or not subscription:
             raise ValueError("subscription must be a non-empty str")
-        state = _topic_state(topic)
+        state = _open_topic(topic)
         with _LOCK:
             store = state.subscriptions.get(subscription)
             if store is None:
@@ -133,6 +149,7 @@ class MemorySubscription(Queue):
         self.subscription = subscription
         self.backend_name = f"memory subscription {subscription!r} of topic {topic!r}"
         self._store = store
+        self._state = state
 
     def __repr__(self) -> str:
         return f"MemorySubscription(topic={self.topic!r}, subscription={self.subscription!r})"
@@ -179,6 +196,9 @@ class MemorySubscription(Queue):
 
     async def _health(self) -> bool:
         return True
+
+    async def _aclose(self) -> None:
+        _release_topic(self.topic, self._state)
 
     def __len__(self) -> int:
         """Messages this subscription currently holds."""

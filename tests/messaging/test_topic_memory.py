@@ -122,3 +122,16 @@ async def test_misspelled_option_is_rejected() -> None:
     """A misspelled option raises ConfigurationError instead of being ignored."""
     with pytest.raises(ConfigurationError, match="topik"):
         get_topic("memory", topik="events")
+
+
+async def test_a_topic_is_forgotten_once_every_object_on_it_is_closed() -> None:
+    """After every topic and subscription object of a name closed, reopening starts empty
+    (one app's or test's events never leak into the next)."""
+    name = _name()
+    async with (
+        get_topic("memory", topic=name) as topic,
+        get_subscription("memory", topic=name, subscription="s"),
+    ):
+        await topic.publish({"n": 1})
+    async with get_subscription("memory", topic=name, subscription="s") as again:
+        assert await again.receive(max_messages=10) == []
