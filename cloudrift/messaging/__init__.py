@@ -55,6 +55,12 @@ TOPIC_PROVIDERS: dict[str, ProviderSpec] = {
     "redis": ProviderSpec(
         "cloudrift.messaging.redis_topic", "RedisTopic", extra="redis", requires=("redis",)
     ),
+    "azure_bus": ProviderSpec(
+        "cloudrift.messaging.azure_bus",
+        "AzureServiceBusTopic",
+        extra="azure",
+        requires=("azure.servicebus",),
+    ),
 }
 
 #: Subscription providers for :func:`get_subscription` (each builds a :class:`Queue`).
@@ -65,6 +71,12 @@ SUBSCRIPTION_PROVIDERS: dict[str, ProviderSpec] = {
     ),
     "redis": ProviderSpec(
         "cloudrift.messaging.redis_topic", "RedisSubscription", extra="redis", requires=("redis",)
+    ),
+    "azure_bus": ProviderSpec(
+        "cloudrift.messaging.azure_bus",
+        "AzureServiceBusSubscription",
+        extra="azure",
+        requires=("azure.servicebus",),
     ),
 }
 
