@@ -23,6 +23,8 @@ from azure.servicebus.aio import ServiceBusClient
 
 from cloudrift.core.exceptions import (
     FeatureNotSupportedError,
+    QueueNotFoundError,
+    TopicNotFoundError,
 )
 from cloudrift.messaging import Message, Queue, Topic, get_queue, get_subscription, get_topic
 from cloudrift.messaging.azure_bus import AzureServiceBusSubscription
@@ -159,5 +161,27 @@ async def test_sending_to_a_subscription_is_not_supported(servicebus: ServiceBus
     try:
         with pytest.raises(FeatureNotSupportedError, match="publish to the topic"):
             await subscription.send({"n": 1})
+    finally:
+        _close_later(subscription)
+
+
+async def test_missing_subscription_raises_topic_not_found_naming_it(
+    servicebus: ServiceBusEndpoint,
+) -> None:
+    """Receiving from a subscription that does not exist raises TopicNotFoundError (a
+    QueueNotFoundError) naming the topic and subscription; health_check is False."""
+    subscription = get_subscription(
+        "azure_bus",
+        connection_string=servicebus.connection_string(),
+        topic_name="no-such-topic",
+        subscription_name="audit",
+        retry_total=0,
+    )
+    try:
+        with pytest.raises(TopicNotFoundError, match=r"no-such-topic.*'audit'") as info:
+            await subscription.receive(max_messages=1, wait_time=0)
+        assert isinstance(info.value, QueueNotFoundError)
+        assert info.value.topic == "no-such-topic"
+        assert await subscription.health_check() is False
     finally:
         _close_later(subscription)
