@@ -844,6 +844,8 @@ class AzureServiceBusSubscription(AzureServiceBusQueue):
     queues). Sending to a subscription is not possible on Service Bus: publish to the
     topic."""
 
+    category = "subscription"
+
     def __init__(
         self,
         *,
@@ -889,11 +891,10 @@ class AzureServiceBusSubscription(AzureServiceBusQueue):
             f"session_enabled={self.session_enabled})"
         )
 
-    @property
-    def native(self) -> Any:
-        """The SDK's ``ServiceBusClient`` once built (None before first use); not portable."""
-        entity = self._client._client
-        return None if entity is None else entity.sdk
+    async def _native_client(self) -> Any:
+        """``await subscription.native()``: the SDK's ``ServiceBusClient``."""
+        entity = await self._client.get()
+        return entity.sdk
 
     async def _build_client(self, stack: AsyncExitStack) -> Any:
         client = await super()._build_client(stack)
@@ -1000,9 +1001,11 @@ class AzureServiceBusTopic(Topic):
             f"topic={self.topic_name!r})"
         )
 
-    async def native(self) -> Any:
-        """The SDK's ``ServiceBusClient`` (non-portable escape hatch; do not close it)."""
-        self._ensure_open()
+    def _describe(self) -> BackendDescription:
+        return self._sender.describe()
+
+    async def _native_client(self) -> Any:
+        """``await topic.native()``: the SDK's ``ServiceBusClient``."""
         entity = await self._sender._client.get()
         return entity.sdk
 

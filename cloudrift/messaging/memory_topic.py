@@ -17,6 +17,7 @@ import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
+from cloudrift.core.operation import operation
 from cloudrift.messaging.base import Message, PreparedMessage, Queue, SendLimits
 from cloudrift.messaging.memory import MemoryQueue
 from cloudrift.messaging.topic import Topic
@@ -115,6 +116,7 @@ class MemorySubscription(Queue):
     """
 
     provider = "memory"
+    category = "subscription"
     max_receive_messages = MemoryQueue.max_receive_messages
     supports_delay = True
     supports_groups = True
@@ -159,9 +161,9 @@ class MemorySubscription(Queue):
         """Where ``dead_letter()`` moves this subscription's messages."""
         return self._store.dead_letter_queue
 
+    @operation
     async def inject_raw(self, raw: bytes, *, attributes: Mapping[str, str] | None = None) -> str:
         """Enqueue bytes exactly as given, as a producer that does not use cloudrift would."""
-        self._ensure_open()
         return self._store._enqueue(bytes(raw), attributes=attributes)
 
     async def _limits(self) -> SendLimits:

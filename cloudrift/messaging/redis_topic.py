@@ -25,6 +25,7 @@ from typing import Any, Literal
 from redis.exceptions import ResponseError
 
 from cloudrift.core.exceptions import ConfigurationError, FeatureNotSupportedError
+from cloudrift.core.operation import BackendDescription
 from cloudrift.core.secrets import Secret
 from cloudrift.messaging.base import PreparedMessage, SendFailure, SendLimits
 from cloudrift.messaging.redis_streams import RedisStreamQueue
@@ -78,10 +79,12 @@ class RedisTopic(Topic):
     def __repr__(self) -> str:
         return repr(self._writer).replace("RedisStreamQueue(", "RedisTopic(", 1)
 
-    async def native(self) -> Any:
-        """The redis.asyncio client (non-portable escape hatch; do not close it)."""
-        self._ensure_open()
-        return self._writer._client()
+    def _describe(self) -> BackendDescription:
+        return self._writer.describe()
+
+    async def _native_client(self) -> Any:
+        """``await topic.native()``: the ``redis.asyncio.Redis`` client."""
+        return await self._writer._client.get()
 
     async def _aclose(self) -> None:
         await self._writer.close()
@@ -96,14 +99,14 @@ class RedisTopic(Topic):
 
     async def _send_one(self, msg: PreparedMessage) -> str:
         message_id = _new_id()
-        client = self._writer._client()
+        client = await self._writer._client.get()
         with self._writer._translate():
             await client.xadd(self.stream, self._writer._fields(msg, message_id), **self._trim())
         return message_id
 
     async def _send_chunk(self, chunk: Sequence[PreparedMessage]) -> Sequence[str | SendFailure]:
         ids = [_new_id() for _ in chunk]
-        client = self._writer._client()
+        client = await self._writer._client.get()
         with self._writer._translate():
             async with client.pipeline(transaction=False) as pipe:
                 for msg, message_id in zip(chunk, ids, strict=True):
@@ -120,6 +123,8 @@ class RedisTopic(Topic):
 
 class RedisSubscription(RedisStreamQueue):
     """One consumer group on a topic's stream, consumed as the redis queue is."""
+
+    category = "subscription"
 
     _settled_entries = "keep"
 
@@ -174,7 +179,7 @@ class RedisSubscription(RedisStreamQueue):
     async def _ensure_group(self, force: bool = False) -> None:
         if self._group_ready and not force:
             return
-        client = self._client()
+        client = await self._client.get()
         with self._translate():
             try:
                 await client.xgroup_create(
@@ -200,7 +205,7 @@ class RedisSubscription(RedisStreamQueue):
     async def _purge(self) -> None:
         # Drop this group's backlog only: the stream belongs to every subscription.
         await self._ensure_group()
-        client = self._client()
+        client = await self._client.get()
         with self._translate():
             await client.xgroup_setid(self.stream, self.group, id="$")
             pending = await client.xpending_range(self.stream, self.group, "-", "+", 10_000)

@@ -40,6 +40,7 @@ from cloudrift.core.exceptions import (
     TopicNotFoundError,
 )
 from cloudrift.core.lifecycle import LazyClient
+from cloudrift.core.operation import BackendDescription
 from cloudrift.core.secrets import Secret, redact
 from cloudrift.messaging.base import PreparedMessage, SendFailure, SendLimits
 from cloudrift.messaging.topic import Topic
@@ -131,9 +132,12 @@ class SNSTopic(Topic):
             sts_endpoint_url=self._endpoint_url,
         )
 
-    async def native(self) -> Any:
-        """The aiobotocore SNS client (non-portable escape hatch; do not close it)."""
-        self._ensure_open()
+    def _describe(self) -> BackendDescription:
+        name = self.topic_arn.rsplit(":", 1)[-1]
+        return BackendDescription.at("aws_sns", name, self._endpoint_url)
+
+    async def _native_client(self) -> Any:
+        """``await topic.native()``: the aiobotocore SNS client."""
         return await self._client.get()
 
     async def _aclose(self) -> None:

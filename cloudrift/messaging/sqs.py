@@ -393,11 +393,15 @@ class SQSQueue(Queue):
 class SQSSubscription(SQSQueue):
     """An SQS queue subscribed to an SNS topic, consumed as a queue.
 
+    (Its ``category`` is ``subscription``: how settings and telemetry name it.)
+
     Delivers the publisher's payload and attributes whether the SNS subscription has
     raw message delivery on (the body *is* the payload) or off (the body is SNS's JSON
     envelope, whose ``Message`` and ``MessageAttributes`` are unwrapped). A message
     that is not an SNS envelope (sent to the queue directly) is delivered as it is.
     """
+
+    category = "subscription"
 
     def __repr__(self) -> str:
         return f"SQSSubscription(queue_url={self.queue_url!r}, region={self.region!r})"

@@ -8,8 +8,10 @@ per-entry failure accounting, so ``publish`` behaves as ``Queue.send`` and
 ``publish_batch`` as ``Queue.send_batch``.
 
 Providers implement the same sending hooks as a queue (``_send_one``, optionally
-``_send_chunk`` / ``_send_entries`` / ``_limits`` / ``_entry_size``) plus ``_health``
-and ``_aclose``. Topics have no per-message delay (``supports_delay`` stays False).
+``_send_chunk`` / ``_send_entries`` / ``_limits`` / ``_entry_size``) plus ``_health``,
+``_aclose``, ``_describe`` and ``_native_client``. Every public method runs through
+:func:`~cloudrift.core.operation.operation`, as the queue's do. Topics have no
+per-message delay (``supports_delay`` stays False).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
 from cloudrift.core.exceptions import BackendClosedError
+from cloudrift.core.operation import operation
 from cloudrift.messaging.base import MessageSender, OutgoingMessage
 
 log = logging.getLogger("cloudrift.messaging")
@@ -34,9 +37,11 @@ class Topic(MessageSender):
     """
 
     backend_name = "topic"
+    category = "topic"
     #: Provider name as given to ``get_topic``.
     provider: ClassVar[str] = "abstract"
 
+    @operation
     async def publish(
         self,
         payload: Any,
@@ -53,11 +58,11 @@ class Topic(MessageSender):
         honour them, InvalidMessageError for a bad attribute or a missing ``group_id``
         on a FIFO topic — all before anything is published.
         """
-        self._ensure_open()
         return await self._send_validated(
             OutgoingMessage(payload, 0, group_id, dedup_id, attributes)
         )
 
+    @operation
     async def publish_batch(
         self,
         payloads: Sequence[Any],
@@ -72,15 +77,14 @@ class Topic(MessageSender):
         before anything is published; if some entries fail, MessageSendError is raised
         whose ``succeeded`` and ``failed`` cover every entry.
         """
-        self._ensure_open()
         return await self._send_many(
-            payloads, group_id=group_id, dedup_id=dedup_id, operation="publish_batch"
+            payloads, group_id=group_id, dedup_id=dedup_id, what="publish_batch"
         )
 
+    @operation
     async def health_check(self) -> bool:
         """Contact the service: True if the topic answers, False if not (never raises
         for connectivity). Raises BackendClosedError after ``close()``."""
-        self._ensure_open()
         try:
             return bool(await self._health())
         except (asyncio.CancelledError, BackendClosedError):

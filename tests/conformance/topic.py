@@ -39,7 +39,7 @@ from cloudrift.core.exceptions import (
 )
 from cloudrift.messaging import DEAD_LETTER_REASON, Message, Queue, Topic
 from cloudrift.messaging.base import PreparedMessage, SendFailure
-from tests.conformance import Conformance
+from tests.conformance import BackendConformance
 from tests.conformance.messaging import drain
 
 GROUP = "g-default"
@@ -50,7 +50,7 @@ async def nothing_more(subscription: Queue, wait: float = 1.0) -> None:
     assert await subscription.receive(max_messages=10, wait_time=wait) == []
 
 
-class TopicConformance(Conformance):
+class TopicConformance(BackendConformance):
     """The contract of :class:`cloudrift.messaging.Topic` and its subscriptions."""
 
     CAPABILITIES: ClassVar[frozenset[str]] = frozenset({"groups", "dedup", "dead_letter"})
@@ -115,6 +115,23 @@ class TopicConformance(Conformance):
         subscription = await self.open_subscription(backend, name)
         self._opened.append(subscription)
         return subscription
+
+    # ---------------------------------------------------------------- capabilities
+
+    async def test_unsupported_matches_the_backend_flags(self, backend: Topic) -> None:
+        """The topic's supports_groups / supports_dedup and a subscription's
+        supports_dead_letter are bools saying exactly what the harness's ``unsupported``
+        says; a topic has no per-message delay."""
+        subscription = await self.subscribe(backend, "flags")
+        has = {
+            "groups": backend.supports_groups,
+            "dedup": backend.supports_dedup,
+            "dead_letter": subscription.supports_dead_letter,
+        }
+        assert all(isinstance(value, bool) for value in has.values()), has
+        assert {cap for cap, value in has.items() if not value} == self.unsupported
+        assert backend.supports_delay is False
+        assert backend.requires_group_id is self.requires_group_id
 
     # ---------------------------------------------------------------- fan-out
 
