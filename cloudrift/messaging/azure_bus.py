@@ -859,7 +859,8 @@ class AzureServiceBusSubscription(AzureServiceBusQueue):
         client_secret: str | Secret | None = None,
         session_enabled: bool = False,
         max_message_bytes: int = STANDARD_MAX_MESSAGE_BYTES,
-        retry_total: int = 3,
+        # Four attempts: as the queue (three retries).
+        max_attempts: int = 4,
         retry_backoff_factor: float = 0.8,
         in_flight_limit: int = 10_000,
     ) -> None:
@@ -876,7 +877,7 @@ class AzureServiceBusSubscription(AzureServiceBusQueue):
             client_secret=client_secret,
             session_enabled=session_enabled,
             max_message_bytes=max_message_bytes,
-            retry_total=retry_total,
+            max_attempts=max_attempts,
             retry_backoff_factor=retry_backoff_factor,
             in_flight_limit=in_flight_limit,
         )
@@ -969,7 +970,8 @@ class AzureServiceBusTopic(Topic):
         client_secret: str | Secret | None = None,
         session_enabled: bool = False,
         max_message_bytes: int = STANDARD_MAX_MESSAGE_BYTES,
-        retry_total: int = 3,
+        # Four attempts: as the queue (three retries).
+        max_attempts: int = 4,
         retry_backoff_factor: float = 0.8,
     ) -> None:
         super().__init__()
@@ -989,7 +991,7 @@ class AzureServiceBusTopic(Topic):
             client_id=client_id,
             client_secret=client_secret,
             max_message_bytes=max_message_bytes,
-            retry_total=retry_total,
+            max_attempts=max_attempts,
             retry_backoff_factor=retry_backoff_factor,
         )
         self.topic_name = topic_name

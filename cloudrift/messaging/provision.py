@@ -192,7 +192,7 @@ async def create_redis_group(
     group: str,
     *,
     start: str = "latest",
-    url: str | Secret = "redis://localhost:6379/0",
+    url: str | Secret | None = None,
     password: str | Secret | None = None,
 ) -> None:
     """Create consumer group ``group`` on ``stream`` (and the stream), as

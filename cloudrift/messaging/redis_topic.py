@@ -20,12 +20,13 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from typing import Any, Literal
+from typing import Any, Literal, Unpack
 
 from redis.exceptions import ResponseError
 
 from cloudrift.core.exceptions import ConfigurationError, FeatureNotSupportedError
 from cloudrift.core.operation import BackendDescription
+from cloudrift.core.redis import RedisConnectionOptions
 from cloudrift.core.secrets import Secret
 from cloudrift.messaging.base import PreparedMessage, SendFailure, SendLimits
 from cloudrift.messaging.redis_streams import RedisStreamQueue
@@ -44,14 +45,12 @@ class RedisTopic(Topic):
         self,
         *,
         stream: str,
-        url: str | Secret = "redis://localhost:6379/0",
+        url: str | Secret | None = None,
         password: str | Secret | None = None,
+        client: Any = None,
         max_len: int | None = None,
         max_message_bytes: int = 1024 * 1024,
-        socket_timeout: float = 5.0,
-        socket_connect_timeout: float = 5.0,
-        max_connections: int = 50,
-        retry_attempts: int = 3,
+        **options: Unpack[RedisConnectionOptions],
     ) -> None:
         super().__init__()
         if max_len is not None and (
@@ -66,11 +65,9 @@ class RedisTopic(Topic):
             queue_name=stream,
             url=url,
             password=password,
+            client=client,
             max_message_bytes=max_message_bytes,
-            socket_timeout=socket_timeout,
-            socket_connect_timeout=socket_connect_timeout,
-            max_connections=max_connections,
-            retry_attempts=retry_attempts,
+            **options,
         )
         self.stream = stream
         self.max_len = max_len
@@ -134,16 +131,14 @@ class RedisSubscription(RedisStreamQueue):
         stream: str,
         group: str,
         start: Literal["latest", "earliest"] = "latest",
-        url: str | Secret = "redis://localhost:6379/0",
+        url: str | Secret | None = None,
         password: str | Secret | None = None,
+        client: Any = None,
         consumer: str | None = None,
         dead_letter_stream: str | None = None,
         visibility_timeout: float = 30.0,
         poll_interval: float = 0.1,
-        socket_timeout: float = 5.0,
-        socket_connect_timeout: float = 5.0,
-        max_connections: int = 50,
-        retry_attempts: int = 3,
+        **options: Unpack[RedisConnectionOptions],
     ) -> None:
         if start not in _START_IDS:
             raise ConfigurationError(
@@ -155,15 +150,13 @@ class RedisSubscription(RedisStreamQueue):
             queue_name=stream,
             url=url,
             password=password,
+            client=client,
             group=group,
             consumer=consumer,
             dead_letter_stream=dead_letter_stream or f"{stream}:{group}:dead",
             visibility_timeout=visibility_timeout,
             poll_interval=poll_interval,
-            socket_timeout=socket_timeout,
-            socket_connect_timeout=socket_connect_timeout,
-            max_connections=max_connections,
-            retry_attempts=retry_attempts,
+            **options,
         )
         # Per group: one subscription's in-flight set never touches another's.
         self._inflight_key = f"{stream}:{group}:inflight"

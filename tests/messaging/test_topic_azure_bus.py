@@ -175,7 +175,7 @@ async def test_missing_subscription_raises_topic_not_found_naming_it(
         connection_string=servicebus.connection_string(),
         topic_name="no-such-topic",
         subscription_name="audit",
-        retry_total=0,
+        max_attempts=1,
     )
     try:
         with pytest.raises(TopicNotFoundError, match=r"no-such-topic.*'audit'") as info:
