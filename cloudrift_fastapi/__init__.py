@@ -36,6 +36,8 @@ if TYPE_CHECKING:
         MongoDep,
         QueueDep,
         StorageDep,
+        SubscriptionDep,
+        TopicDep,
         cache_dep,
         database_dep,
         email_dep,
@@ -45,9 +47,13 @@ if TYPE_CHECKING:
         get_mongodb_dep,
         get_queue_dep,
         get_storage_dep,
+        get_subscription_dep,
+        get_topic_dep,
         mongodb_dep,
         queue_dep,
         storage_dep,
+        subscription_dep,
+        topic_dep,
     )
     from cloudrift_fastapi.health import health_router
     from cloudrift_fastapi.lifespan import cloudrift_lifespan
@@ -102,6 +108,8 @@ __all__ = [
     "MongoDep",
     "QueueDep",
     "StorageDep",
+    "SubscriptionDep",
+    "TopicDep",
     "cache_dep",
     "cloudrift_lifespan",
     "database_dep",
@@ -112,6 +120,8 @@ __all__ = [
     "get_mongodb_dep",
     "get_queue_dep",
     "get_storage_dep",
+    "get_subscription_dep",
+    "get_topic_dep",
     "health_router",
     "local_files_router",
     "memory_client",
@@ -121,4 +131,6 @@ __all__ = [
     "queue_dep",
     "queue_worker",
     "storage_dep",
+    "subscription_dep",
+    "topic_dep",
 ]

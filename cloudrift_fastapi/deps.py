@@ -30,7 +30,7 @@ from cloudrift.cache import Cache
 from cloudrift.core import categories
 from cloudrift.core.exceptions import ConfigurationError
 from cloudrift.email import Email
-from cloudrift.messaging import Queue
+from cloudrift.messaging import Queue, Topic
 from cloudrift.storage import Storage
 from cloudrift_fastapi.container import STATE_ATTR, UNRESOLVED, slot_provider
 
@@ -148,6 +148,8 @@ def _annotated(key: str) -> Any:
 
 get_storage_dep: Dependency[Storage] = dependency("storage")
 get_queue_dep: Dependency[Queue] = dependency("queue")
+get_topic_dep: Dependency[Topic] = dependency("topic")
+get_subscription_dep: Dependency[Queue] = dependency("subscription")
 get_mongodb_dep: Dependency[Any] = dependency("mongodb")
 get_database_dep: Dependency[Any] = dependency("database")
 get_cache_dep: Dependency[Cache] = dependency("cache")
@@ -155,6 +157,8 @@ get_email_dep: Dependency[Email] = dependency("email")
 
 storage_dep: Callable[[str], Dependency[Storage]] = named_dependency("storage")
 queue_dep: Callable[[str], Dependency[Queue]] = named_dependency("queue")
+topic_dep: Callable[[str], Dependency[Topic]] = named_dependency("topic")
+subscription_dep: Callable[[str], Dependency[Queue]] = named_dependency("subscription")
 mongodb_dep: Callable[[str], Dependency[Any]] = named_dependency("mongodb")
 database_dep: Callable[[str], Dependency[Any]] = named_dependency("database")
 cache_dep: Callable[[str], Dependency[Cache]] = named_dependency("cache")
@@ -162,6 +166,8 @@ email_dep: Callable[[str], Dependency[Email]] = named_dependency("email")
 
 StorageDep = Annotated[Storage, Depends(get_storage_dep)]
 QueueDep = Annotated[Queue, Depends(get_queue_dep)]
+TopicDep = Annotated[Topic, Depends(get_topic_dep)]
+SubscriptionDep = Annotated[Queue, Depends(get_subscription_dep)]
 MongoDep = Annotated[Any, Depends(get_mongodb_dep)]
 DatabaseDep = Annotated[Any, Depends(get_database_dep)]
 CacheDep = Annotated[Cache, Depends(get_cache_dep)]
@@ -203,6 +209,8 @@ __all__ = [
     "MongoDep",
     "QueueDep",
     "StorageDep",
+    "SubscriptionDep",
+    "TopicDep",
     "cache_dep",
     "container_of",
     "database_dep",
@@ -214,6 +222,8 @@ __all__ = [
     "get_mongodb_dep",
     "get_queue_dep",
     "get_storage_dep",
+    "get_subscription_dep",
+    "get_topic_dep",
     "mongodb_dep",
     "named_dep",
     "named_dependency",
@@ -221,4 +231,6 @@ __all__ = [
     "resolve_override",
     "slot_of",
     "storage_dep",
+    "subscription_dep",
+    "topic_dep",
 ]

@@ -104,7 +104,7 @@ def cloudrift_lifespan(
                 box.wire(modules=wire_list)
             setattr(app.state, STATE_ATTR, box)
             for worker in worker_list:
-                running.start(worker, provider_for(box, "queue", worker.queue)())
+                running.start(worker, provider_for(box, worker.category, worker.queue)())
             if own is None:
                 yield None
             else:

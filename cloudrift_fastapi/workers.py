@@ -30,23 +30,29 @@ log = logging.getLogger("cloudrift.fastapi")
 
 @dataclass(frozen=True)
 class QueueWorker:
-    """A ``consume()`` loop over one configured queue (``queue=None``: the default)."""
+    """A ``consume()`` loop over one configured queue (``queue=None``: the default), or
+    over a topic subscription when ``category`` is ``"subscription"``."""
 
     handler: Callable[[Message], Awaitable[Any]]
     queue: str | None = None
     concurrency: int = 1
     options: dict[str, Any] = field(default_factory=dict)
+    #: The settings category the consumed backend comes from: ``queue`` or ``subscription``.
+    category: str = "queue"
 
 
 def queue_worker(
     handler: Callable[[Message], Awaitable[Any]],
     *,
     queue: str | None = None,
+    subscription: str | None = None,
     concurrency: int = 1,
     **consume_options: Any,
 ) -> QueueWorker:
     """Run ``handler`` on every message of the named queue for the app's whole life.
 
+    ``subscription="audit"`` consumes the configured topic subscription ``audit``
+    instead (a subscription is a queue); give ``queue`` or ``subscription``, not both.
     Pass the result to ``cloudrift_lifespan(settings, workers=[...])``. Extra keywords go
     to ``Queue.consume`` (``max_messages``, ``wait_time``, ``visibility_timeout``,
     ``max_receives``). At shutdown polling stops and in-flight handlers finish (acked or
@@ -56,6 +62,15 @@ def queue_worker(
         raise TypeError("queue_worker needs an async handler taking a Message")
     if not is_int(concurrency) or concurrency < 1:
         raise ValueError(f"concurrency must be a positive int, got {concurrency!r}")
+    if queue is not None and subscription is not None:
+        raise ConfigurationError(
+            f"queue_worker consumes one backend: got queue={queue!r} and "
+            f"subscription={subscription!r}; pass only one"
+        )
+    if subscription is not None:
+        return QueueWorker(
+            handler, subscription, concurrency, dict(consume_options), category="subscription"
+        )
     return QueueWorker(handler, queue, concurrency, dict(consume_options))
 
 
@@ -69,7 +84,7 @@ class RunningWorkers:
         """Start ``worker`` on ``queue`` (a backend object)."""
         task = asyncio.create_task(
             queue.consume(worker.handler, concurrency=worker.concurrency, **worker.options),
-            name=f"cloudrift-worker-{worker.queue or 'default'}",
+            name=f"cloudrift-worker-{worker.category}-{worker.queue or 'default'}",
         )
         task.add_done_callback(_report)
         self._tasks.append((worker, task))

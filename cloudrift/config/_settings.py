@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextvars
 import difflib
-import importlib
 import os
 import re
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -338,9 +337,9 @@ def _close_field(loc: tuple[int | str, ...]) -> str | None:
 # ---------------------------------------------------------------- provider options
 
 # The two facts about a category that option typing needs, read from its registry entry.
-def _category_package(category: str) -> str:
-    """The package whose ``PROVIDERS`` table lists ``category``'s providers."""
-    return categories.get(category).factory.partition(":")[0]
+def _provider_table(category: str) -> object:
+    """The table (``{name: ProviderSpec}``) listing ``category``'s providers."""
+    return categories.load(categories.get(category).provider_table)
 
 
 def _consumed_options(category: str) -> frozenset[str]:
@@ -356,7 +355,7 @@ def _provider_options(category: str, provider: str) -> ProviderOptions | None:
     checks then report the problem when the backend is built.
     """
     try:
-        table = getattr(importlib.import_module(_category_package(category)), "PROVIDERS", None)
+        table = _provider_table(category)
         if not isinstance(table, Mapping) or provider not in table:
             return None
         target = resolve_provider(category, provider, table)

@@ -100,6 +100,14 @@ class CategorySpec:
     #: ``"module:function"`` naming the provider of an object without a ``provider``
     #: attribute (a native client), or None.
     identify: str | None = None
+    #: ``"module:NAME"`` of the provider table (``{name: ProviderSpec}``) the factory
+    #: dispatches on; None: ``PROVIDERS`` in the factory's module.
+    providers: str | None = None
+
+    @property
+    def provider_table(self) -> str:
+        """``"module:NAME"`` of this category's provider table."""
+        return self.providers or f"{self.factory.partition(':')[0]}:PROVIDERS"
 
     @property
     def slots(self) -> tuple[Slot, ...]:
@@ -158,6 +166,25 @@ _BUILTIN: Final = (
         backend=_slot("queue", "cloudrift.messaging:Queue"),
         unavailable=MessagingConnectionError,
         diagnose="._health",
+    ),
+    CategorySpec(
+        name="topic",
+        factory="cloudrift.messaging:get_topic",
+        backend=_slot("topic", "cloudrift.messaging:Topic"),
+        providers="cloudrift.messaging:TOPIC_PROVIDERS",
+        unavailable=MessagingConnectionError,
+        diagnose="._health",
+        memory={"provider": "memory", "topic": "events"},
+    ),
+    CategorySpec(
+        name="subscription",
+        factory="cloudrift.messaging:get_subscription",
+        backend=_slot("subscription", "cloudrift.messaging:Queue"),
+        providers="cloudrift.messaging:SUBSCRIPTION_PROVIDERS",
+        unavailable=MessagingConnectionError,
+        diagnose="._health",
+        # The memory topic above fans out to it: both meet in the process's registry.
+        memory={"provider": "memory", "topic": "events", "subscription": "default"},
     ),
     CategorySpec(
         name="document",

@@ -27,6 +27,7 @@ connect-time failures become :class:`DocumentConnectionError`.
     │   └── StorageConnectionError          server down / timed out
     ├── MessagingError
     │   ├── QueueNotFoundError
+    │   │   └── TopicNotFoundError          .topic (topic ARN / name / stream)
     │   ├── MessageSendError                .succeeded {index: id}, .failed {index: reason}
     │   │   ├── MessageTooLargeError        .limit (bytes)
     │   │   └── InvalidMessageError         bad delay, attributes, missing FIFO group id
@@ -206,6 +207,14 @@ class QueueNotFoundError(MessagingError):
     """The queue does not exist."""
 
     code = ErrorCode.NOT_FOUND
+
+
+class TopicNotFoundError(QueueNotFoundError):
+    """The topic (or a subscription of it) does not exist; ``topic`` names it."""
+
+    def __init__(self, topic: str, message: str | None = None) -> None:
+        super().__init__(message or f"topic {topic!r} does not exist")
+        self.topic = topic
 
 
 class MessageSendError(MessagingError):
@@ -463,4 +472,5 @@ __all__ = [
     "StorageConnectionError",
     "StorageError",
     "StoragePermissionError",
+    "TopicNotFoundError",
 ]

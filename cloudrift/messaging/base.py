@@ -291,94 +291,49 @@ def _check_positive_number(name: str, value: object, *, allow_zero: bool) -> flo
     return float(value)
 
 
-class Queue(AsyncBackend, abc.ABC):
-    """A message queue. Every method is async; one instance per queue, reused.
+class MessageSender(AsyncBackend, abc.ABC):
+    """What every sending side shares (:class:`Queue` and :class:`~cloudrift.messaging.
+    topic.Topic`): validation, JSON encoding, the size check, batch splitting and
+    per-entry failure accounting — written once, here.
 
-    Delivery is at-least-once: a received message that is not deleted comes back after
-    its visibility timeout (or lock) with ``receive_count`` incremented.
+    Subclasses implement ``_send_one`` (and optionally ``_send_chunk`` /
+    ``_send_entries`` / ``_limits`` / ``_entry_size``, see the module docstring).
     """
 
-    backend_name = "queue"
-    category = "queue"
-    #: Provider name as given to ``get_queue``.
-    provider: ClassVar[str] = "abstract"
+    backend_name = "messaging"
 
-    #: Largest ``max_messages`` one ``receive`` may ask for.
-    max_receive_messages: int = 10
-
-    # Capabilities: False unless the provider declares them (see the module docstring).
+    # Sending capabilities: False unless the provider declares them.
     supports_delay: bool = False
     supports_groups: bool = False
     supports_dedup: bool = False
-    supports_group_receive: bool = False
-    supports_visibility_timeout: bool = False
-    supports_dead_letter: bool = False
     requires_group_id: bool = False
 
-    #: How many parts of one ``send_batch`` may be in flight at once. 1 (the default)
-    #: sends them in order; a provider without ordering (SQS standard) raises it.
-    #: Entries with a ``group_id`` always go in order.
+    #: How many parts of one batch may be in flight at once. 1 (the default) sends
+    #: them in order; a provider without ordering (SQS standard) raises it. Entries
+    #: with a ``group_id`` always go in order.
     batch_send_concurrency: int = 1
 
-    #: Backoff between ``consume()`` polls that failed to reach the service.
-    consume_retry: ClassVar[RetryPolicy] = RetryPolicy(attempts=1, base_delay=0.2, max_delay=5.0)
-
-    def __init__(self) -> None:
-        super().__init__()
-        #: One event per running ``consume()``, set once that loop has fully finished.
-        self._consumers: set[asyncio.Event] = set()
-        #: Set by ``close()``: every ``consume()`` loop stops polling.
-        self._consume_stop = asyncio.Event()
-
-    # ------------------------------------------------------------------ sending
-
-    @operation
-    async def send(
-        self,
-        payload: Any,
-        delay: float = 0,
-        *,
-        group_id: str | None = None,
-        dedup_id: str | None = None,
-        attributes: Mapping[str, str] | None = None,
-    ) -> str:
-        """Send one JSON-serialisable payload and return its message id.
-
-        Raises TypeError for a payload that is not JSON-serialisable,
-        MessageTooLargeError (with the limit) for an oversized one,
-        FeatureNotSupportedError for ``delay > 0``, ``group_id`` or ``dedup_id`` where the
-        provider cannot honour them, and InvalidMessageError for a bad delay, attribute
-        or a missing group id on a FIFO / session queue — all before anything is sent.
-        """
+    async def _send_validated(self, out: OutgoingMessage) -> str:
+        """Validate, encode and size-check one message, then send it; its id."""
         limits = await self._limits()
-        msg = self._prepare(
-            0, OutgoingMessage(payload, delay, group_id, dedup_id, attributes), limits
-        )
+        msg = self._prepare(0, out, limits)
         size = self._entry_size(msg)
         if size > limits.max_message_bytes:
             raise MessageTooLargeError(size, limits.max_message_bytes)
         return await self._send_one(msg)
 
-    @operation
-    async def send_batch(
+    async def _send_many(
         self,
         payloads: Sequence[Any],
         *,
-        group_id: str | None = None,
-        dedup_id: str | None = None,
+        group_id: str | None,
+        dedup_id: str | None,
+        what: str = "send_batch",
     ) -> list[str]:
-        """Send many messages and return their ids in input order.
-
-        Entries are plain payloads (dicts...) or :class:`OutgoingMessage` for per-entry
-        options; ``group_id`` applies to plain entries. The batch is split by the
-        provider's count and byte limits. Every entry is validated first: a bad or
-        oversized entry raises (InvalidMessageError / MessageTooLargeError / TypeError)
-        with nothing sent. If some entries fail to send, MessageSendError is raised
-        whose ``succeeded`` ({index: id}) and ``failed`` ({index: reason}) cover every
-        entry.
-        """
+        """Validate every entry, send them in provider-legal batches, and return the ids
+        in input order (MessageSendError with ``succeeded`` / ``failed`` otherwise)."""
         if isinstance(payloads, str | bytes | Mapping) or not isinstance(payloads, Sequence):
-            raise TypeError("send_batch takes a list of payloads")
+            raise TypeError(f"{what} takes a list of payloads")
         if dedup_id is not None:
             raise InvalidMessageError(
                 "dedup_id cannot be shared by a batch; give each entry its own with "
@@ -560,6 +515,82 @@ class Queue(AsyncBackend, abc.ABC):
     @abc.abstractmethod
     async def _send_one(self, msg: PreparedMessage) -> str:
         """Hook: send one message, return its id."""
+
+
+class Queue(MessageSender):
+    """A message queue. Every method is async; one instance per queue, reused.
+
+    Delivery is at-least-once: a received message that is not deleted comes back after
+    its visibility timeout (or lock) with ``receive_count`` incremented.
+    """
+
+    backend_name = "queue"
+    category = "queue"
+    #: Provider name as given to ``get_queue``.
+    provider: ClassVar[str] = "abstract"
+
+    #: Largest ``max_messages`` one ``receive`` may ask for.
+    max_receive_messages: int = 10
+
+    # Capabilities: False unless the provider declares them (see the module docstring);
+    # the sending ones (delay, groups, dedup, requires_group_id) live on MessageSender.
+    supports_group_receive: bool = False
+    supports_visibility_timeout: bool = False
+    supports_dead_letter: bool = False
+
+    #: Backoff between ``consume()`` polls that failed to reach the service.
+    consume_retry: ClassVar[RetryPolicy] = RetryPolicy(attempts=1, base_delay=0.2, max_delay=5.0)
+
+    def __init__(self) -> None:
+        super().__init__()
+        #: One event per running ``consume()``, set once that loop has fully finished.
+        self._consumers: set[asyncio.Event] = set()
+        #: Set by ``close()``: every ``consume()`` loop stops polling.
+        self._consume_stop = asyncio.Event()
+
+    # ------------------------------------------------------------------ sending
+
+    @operation
+    async def send(
+        self,
+        payload: Any,
+        delay: float = 0,
+        *,
+        group_id: str | None = None,
+        dedup_id: str | None = None,
+        attributes: Mapping[str, str] | None = None,
+    ) -> str:
+        """Send one JSON-serialisable payload and return its message id.
+
+        Raises TypeError for a payload that is not JSON-serialisable,
+        MessageTooLargeError (with the limit) for an oversized one,
+        FeatureNotSupportedError for ``delay > 0``, ``group_id`` or ``dedup_id`` where the
+        provider cannot honour them, and InvalidMessageError for a bad delay, attribute
+        or a missing group id on a FIFO / session queue — all before anything is sent.
+        """
+        return await self._send_validated(
+            OutgoingMessage(payload, delay, group_id, dedup_id, attributes)
+        )
+
+    @operation
+    async def send_batch(
+        self,
+        payloads: Sequence[Any],
+        *,
+        group_id: str | None = None,
+        dedup_id: str | None = None,
+    ) -> list[str]:
+        """Send many messages and return their ids in input order.
+
+        Entries are plain payloads (dicts...) or :class:`OutgoingMessage` for per-entry
+        options; ``group_id`` applies to plain entries. The batch is split by the
+        provider's count and byte limits. Every entry is validated first: a bad or
+        oversized entry raises (InvalidMessageError / MessageTooLargeError / TypeError)
+        with nothing sent. If some entries fail to send, MessageSendError is raised
+        whose ``succeeded`` ({index: id}) and ``failed`` ({index: reason}) cover every
+        entry.
+        """
+        return await self._send_many(payloads, group_id=group_id, dedup_id=dedup_id)
 
     # ---------------------------------------------------------------- receiving
 
@@ -1084,6 +1115,7 @@ __all__ = [
     "Handler",
     "InFlightMap",
     "Message",
+    "MessageSender",
     "OutgoingMessage",
     "PreparedMessage",
     "Queue",

@@ -114,7 +114,9 @@ return out
 """
 
 # KEYS: stream, inflight, dead stream. ARGV: group, consumer, id, delivery count, action,
-# seconds (extend) or reason (dead). Returns 1, or 0 when the handle is stale / foreign.
+# seconds (extend) or reason (dead), and 'keep' to leave a settled entry on the stream
+# (other consumer groups — topic subscriptions — still need it) instead of XDEL-ing it.
+# Returns 1, or 0 when the handle is stale / foreign.
 _SETTLE = """
 local stream, inflight, dead = KEYS[1], KEYS[2], KEYS[3]
 local group, consumer, id, count, action = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5]
@@ -149,7 +151,7 @@ if action == 'dead' then
   redis.call('XADD', dead, '*', unpack(copy))
 end
 redis.call('XACK', stream, group, id)
-redis.call('XDEL', stream, id)
+if ARGV[7] ~= 'keep' then redis.call('XDEL', stream, id) end
 redis.call('ZREM', inflight, id)
 return 1
 """
@@ -164,6 +166,10 @@ class RedisStreamQueue(Queue):
     supports_delay = True
     supports_visibility_timeout = True
     supports_dead_letter = True
+    #: What happens to a stream entry once acked or dead-lettered: ``"delete"`` (XDEL;
+    #: the queue's group is its only reader) or ``"keep"`` (a topic's stream, read by
+    #: other groups too).
+    _settled_entries = "delete"
 
     def __init__(
         self,
@@ -407,7 +413,7 @@ class RedisStreamQueue(Queue):
         done = await self._run(
             "settle",
             [self.stream, self._inflight_key, self.dead_letter_stream],
-            [self.group, self.consumer, entry_id, count, action, extra],
+            [self.group, self.consumer, entry_id, count, action, extra, self._settled_entries],
         )
         if not done:
             raise ReceiptHandleError(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import json
 import math
 import re
 from collections.abc import Iterator, Mapping, Sequence
@@ -298,17 +299,23 @@ class SQSQueue(Queue):
             if raw or loop.time() >= deadline:
                 return [self._message(m) for m in raw]
 
+    def _payload(self, body: str, attributes: dict[str, str]) -> tuple[bytes, dict[str, str]]:
+        """Hook: the payload bytes and attributes of a received body (as is, here)."""
+        return body.encode("utf-8"), attributes
+
     def _message(self, raw: Mapping[str, Any]) -> Message:
         system = raw.get("Attributes", {})
-        body = raw.get("Body", "")
+        payload, attributes = self._payload(
+            raw.get("Body", ""), _attributes_in(raw.get("MessageAttributes", {}))
+        )
         msg = Message.from_raw(
-            body.encode("utf-8"),
+            payload,
             receipt_handle=str(raw["ReceiptHandle"]),
             message_id=str(raw["MessageId"]),
             group_id=system.get("MessageGroupId"),
             dedup_id=system.get("MessageDeduplicationId"),
             receive_count=int(system.get("ApproximateReceiveCount", 1)),
-            attributes=_attributes_in(raw.get("MessageAttributes", {})),
+            attributes=attributes,
         )
         # Remembered (bounded) so dead_letter() can resend body and attributes.
         self._in_flight.add(msg.receipt_handle, msg)
@@ -383,6 +390,51 @@ class SQSQueue(Queue):
         return True
 
 
+class SQSSubscription(SQSQueue):
+    """An SQS queue subscribed to an SNS topic, consumed as a queue.
+
+    (Its ``category`` is ``subscription``: how settings and telemetry name it.)
+
+    Delivers the publisher's payload and attributes whether the SNS subscription has
+    raw message delivery on (the body *is* the payload) or off (the body is SNS's JSON
+    envelope, whose ``Message`` and ``MessageAttributes`` are unwrapped). A message
+    that is not an SNS envelope (sent to the queue directly) is delivered as it is.
+    """
+
+    category = "subscription"
+
+    def __repr__(self) -> str:
+        return f"SQSSubscription(queue_url={self.queue_url!r}, region={self.region!r})"
+
+    def _payload(self, body: str, attributes: dict[str, str]) -> tuple[bytes, dict[str, str]]:
+        envelope = _sns_envelope(body)
+        if envelope is None:
+            return body.encode("utf-8"), attributes
+        unwrapped = dict(attributes)
+        for name, value in (envelope.get("MessageAttributes") or {}).items():
+            if isinstance(value, Mapping) and isinstance(value.get("Value"), str):
+                unwrapped[str(name)] = value["Value"]
+        return str(envelope["Message"]).encode("utf-8"), unwrapped
+
+
+def _sns_envelope(body: str) -> Mapping[str, Any] | None:
+    """SNS's notification envelope when ``body`` is one (raw delivery off), else None."""
+    if not body.startswith("{") or '"TopicArn"' not in body:
+        return None  # cheap reject: most bodies are not envelopes
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        return None
+    if (
+        isinstance(parsed, dict)
+        and parsed.get("Type") == "Notification"
+        and isinstance(parsed.get("TopicArn"), str)
+        and isinstance(parsed.get("Message"), str)
+    ):
+        return parsed
+    return None
+
+
 def _attributes_out(attributes: Mapping[str, str]) -> dict[str, dict[str, str]]:
     return {k: {"DataType": "String", "StringValue": v} for k, v in attributes.items()}
 
@@ -398,4 +450,4 @@ def _attributes_in(raw: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
     return out
 
 
-__all__ = ["SQSQueue"]
+__all__ = ["SQSQueue", "SQSSubscription"]

@@ -135,8 +135,16 @@ def test_a_registered_category_is_picked_up_everywhere() -> None:
 
 
 def test_builtin_categories_in_build_order() -> None:
-    """The five categories, in the order backends are built (closed in reverse)."""
-    assert categories.names() == ("storage", "queue", "document", "cache", "email")
+    """The seven categories, in the order backends are built (closed in reverse)."""
+    assert categories.names() == (
+        "storage",
+        "queue",
+        "topic",
+        "subscription",
+        "document",
+        "cache",
+        "email",
+    )
 
 
 def test_slots_carry_the_public_dependency_names() -> None:
@@ -145,9 +153,13 @@ def test_slots_carry_the_public_dependency_names() -> None:
     assert keys["storage"] == ("get_storage_dep", "storage_dep", "StorageDep")
     assert keys["mongodb"] == ("get_mongodb_dep", "mongodb_dep", "MongoDep")
     assert keys["database"] == ("get_database_dep", "database_dep", "DatabaseDep")
+    assert keys["topic"] == ("get_topic_dep", "topic_dep", "TopicDep")
+    assert keys["subscription"] == ("get_subscription_dep", "subscription_dep", "SubscriptionDep")
     assert categories.slot_keys() == (
         "storage",
         "queue",
+        "topic",
+        "subscription",
         "mongodb",
         "database",
         "cache",

@@ -73,11 +73,19 @@ def test_backends_are_built_at_startup_and_closed_at_shutdown(
     app = FastAPI(lifespan=cloudrift_lifespan(memory_settings()))
     assert builds == []
     with TestClient(app):
-        assert [c for c, _, _ in builds] == ["storage", "queue", "document", "cache", "email"]
+        assert [c for c, _, _ in builds] == [
+            "storage",
+            "queue",
+            "topic",
+            "subscription",
+            "document",
+            "cache",
+            "email",
+        ]
         assert closes == []
         box = app.state.cloudrift
         assert box.storage() is builds[0][2]
-    assert len(closes) == 5
+    assert len(closes) == 7
     assert all(b.closed for c, _, b in builds if c != "document")
     assert not hasattr(app.state, "cloudrift")
 
@@ -135,7 +143,7 @@ def test_a_backend_that_cannot_be_built_aborts_startup_naming_it(
     assert "storage backend 'avatars' (memory)" in text
     assert "'buckt'" in text
     built = {id(b) for _, _, b in builds}
-    assert len(built) == 5  # every other backend was built...
+    assert len(built) == 7  # every other backend was built...
     assert {id(b) for _, b in closes} == built  # ...and closed again
     assert not hasattr(app.state, "cloudrift")
 
@@ -183,7 +191,7 @@ async def test_unreachable_service_aborts_startup_when_verifying(
             pass
     assert "cache backend 'default' (redis)" in caught.value.message
     assert SECRET not in caught.value.message
-    assert len(closes) == 5  # the unreachable one too: nothing is left open
+    assert len(closes) == 7  # the unreachable one too: nothing is left open
 
 
 async def test_unreachable_document_database_aborts_startup_when_verifying() -> None:
@@ -256,7 +264,7 @@ def test_a_failing_close_is_logged_and_the_rest_still_close(
             raise RuntimeError(f"socket gone, password={SECRET}")
 
         queue.close = broken_close
-    assert len(closes) == 5
+    assert len(closes) == 7
     assert "closing queue backend 'default' failed: RuntimeError" in caplog.text
     assert SECRET not in caplog.text
     storage = next(b for c, _, b in builds if c == "storage")
@@ -264,7 +272,7 @@ def test_a_failing_close_is_logged_and_the_rest_still_close(
 
 
 def test_startup_is_concurrent(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Backends are verified at the same time: each check waits for all five to start."""
+    """Backends are verified at the same time: each check waits for all seven to start."""
     started = 0
     everyone: asyncio.Event | None = None
 
@@ -273,7 +281,7 @@ def test_startup_is_concurrent(monkeypatch: pytest.MonkeyPatch) -> None:
         if everyone is None:
             everyone = asyncio.Event()
         started += 1
-        if started == 5:
+        if started == 7:
             everyone.set()
         # Deadlock guard, not a timing assertion: sequential startup never gets here.
         await asyncio.wait_for(everyone.wait(), 10)
@@ -289,7 +297,7 @@ def test_startup_is_concurrent(monkeypatch: pytest.MonkeyPatch) -> None:
         },
     )
     with TestClient(FastAPI(lifespan=cloudrift_lifespan(settings))):
-        assert started == 5
+        assert started == 7
 
 
 async def test_cancelled_startup_closes_what_was_built(
@@ -382,7 +390,7 @@ def test_own_lifespan_failing_at_startup_closes_backends_and_keeps_its_error(
     app = FastAPI(lifespan=cloudrift_lifespan(memory_settings(), lifespan=mine))
     with pytest.raises(LookupError, match="app startup failed"), TestClient(app):
         pass
-    assert len(closes) == 5
+    assert len(closes) == 7
 
 
 def test_production_environment_refuses_unsafe_settings_at_startup(

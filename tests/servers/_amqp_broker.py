@@ -24,7 +24,11 @@ part of Service Bus's AMQP dialect that the SDK (``azure.servicebus.aio``, pure-
   locks one session (a named one, or the next available when the filter is null); the
   attach reply names the session. With nothing available the attach is answered after
   the link's ``com.microsoft:timeout`` and detached with ``com.microsoft:timeout``;
-* duplicate detection by message id, for queues created with it.
+* duplicate detection by message id, for queues created with it;
+* topics (``add_topic``): a transfer to ``<topic>`` is stored on every subscription
+  ``<topic>/Subscriptions/<name>`` (each a queue of its own, with its dead-letter
+  sub-queue ``<topic>/Subscriptions/<name>/$DeadLetterQueue``); a subscription refusing
+  the message (no session id where it needs one) refuses it for all.
 
 It runs a proton ``Container`` in a daemon thread; every state change happens under one
 lock, and calls from the test thread (``reset``, inspection) take the same lock.
@@ -213,6 +217,10 @@ class AmqpTestBroker(Handler):  # type: ignore[misc]
         self.key_name = key_name
         self.key = key
         self.entities: dict[str, Entity] = {}
+        #: topic name (lower case) → the entity keys of its subscriptions
+        self.topics: dict[str, list[str]] = {}
+        #: topic name (lower case) → message ids seen, for topics with duplicate detection
+        self.topic_seen_ids: dict[str, set[str]] = {}
         self.lock = threading.RLock()
         self.started_in: float | None = None
         self._sequence = 0
@@ -252,9 +260,48 @@ class AmqpTestBroker(Handler):  # type: ignore[misc]
                 name + "/$DeadLetterQueue", False, lock_duration
             )
 
+    def add_topic(
+        self,
+        name: str,
+        subscriptions: list[str],
+        *,
+        requires_session: bool = False,
+        lock_duration: float = 30.0,
+        duplicate_detection: bool = False,
+    ) -> None:
+        """Create a topic and its subscriptions (each a queue with a dead-letter queue);
+        duplicate detection, as on Service Bus, is the topic's."""
+        with self.lock:
+            self.topics[name.lower()] = []
+            if duplicate_detection:
+                self.topic_seen_ids[name.lower()] = set()
+            for subscription in subscriptions:
+                self.add_subscription(
+                    name,
+                    subscription,
+                    requires_session=requires_session,
+                    lock_duration=lock_duration,
+                )
+
+    def add_subscription(
+        self,
+        topic: str,
+        name: str,
+        *,
+        requires_session: bool = False,
+        lock_duration: float = 30.0,
+    ) -> None:
+        """Subscribe ``name`` to ``topic``: it receives what is published from now on."""
+        with self.lock:
+            path = f"{topic}/Subscriptions/{name}"
+            self.add_queue(path, requires_session=requires_session, lock_duration=lock_duration)
+            self.topics[topic.lower()].append(path.lower())
+
     def reset(self) -> None:
         """Drop every message, lock and session lock, keeping the queues."""
         with self.lock:
+            for ids in self.topic_seen_ids.values():
+                ids.clear()
             for entity in self.entities.values():
                 entity.messages.clear()
                 entity.seen_ids.clear()
@@ -381,7 +428,8 @@ class AmqpTestBroker(Handler):  # type: ignore[misc]
         if link.is_receiver:  # the client sends on it
             self.receiver_links_opened += 1
             path = _entity_path(link.remote_target.address)
-            if not self._is_node(path) and path.lower() not in self.entities:
+            known = path.lower() in self.entities or path.lower() in self.topics
+            if not self._is_node(path) and not known:
                 self._refuse(
                     link, "amqp:not-found", f"The messaging entity '{path}' could not be found."
                 )
@@ -747,11 +795,16 @@ class AmqpTestBroker(Handler):  # type: ignore[misc]
             self._on_request(link, path, request)
             return
         entity = self.entities.get(path.lower())
-        problem = (
-            ("amqp:not-found", f"The messaging entity '{path}' could not be found.")
-            if entity is None
-            else self._enqueue(entity, _split_batch(raw), _now_ms())
-        )
+        subscriptions = self.topics.get(path.lower())
+        if subscriptions is not None:
+            seen = self.topic_seen_ids.get(path.lower())
+            problem = self._publish(subscriptions, _split_batch(raw), _now_ms(), seen)
+        else:
+            problem = (
+                ("amqp:not-found", f"The messaging entity '{path}' could not be found.")
+                if entity is None
+                else self._enqueue(entity, _split_batch(raw), _now_ms())
+            )
         if problem is not None:
             delivery.local.condition = Condition(*problem)
             delivery.update(Disposition.REJECTED)
@@ -760,6 +813,26 @@ class AmqpTestBroker(Handler):  # type: ignore[misc]
         delivery.settle()
         self._pump_all()
         self._serve_pending_attaches(_now_ms())
+
+    def _publish(
+        self, keys: list[str], raws: list[bytes], now: int, seen: set[str] | None
+    ) -> tuple[str, str] | None:
+        """Store a topic's messages on every subscription (none if one would refuse)."""
+        entities = [self.entities[key] for key in keys]
+        fresh = []
+        for raw in raws:
+            message = Message()
+            message.decode(raw)
+            if any(e.requires_session for e in entities) and not message.group_id:
+                return self._enqueue(entities[0], [raw], now)  # the session refusal
+            if seen is not None and message.id is not None:
+                if str(message.id) in seen:
+                    continue
+                seen.add(str(message.id))
+            fresh.append(raw)
+        for entity in entities:
+            self._enqueue(entity, fresh, now)
+        return None
 
     def _enqueue(
         self, entity: Entity, raws: list[bytes], now: int, available_ms: int | None = None

@@ -1,0 +1,245 @@
+"""Amazon SNS topics (standard and FIFO) over aioboto3.
+
+A topic whose ARN ends in ``.fifo`` is FIFO: every message needs ``group_id``, and
+``dedup_id`` is optional when the topic has content-based deduplication. ``publish_batch``
+goes out as ``PublishBatch`` calls of at most 10 entries / 256 KiB; each entry SNS
+refuses is reported in ``MessageSendError.failed``. Subscriptions are SQS queues
+subscribed to the topic: consume them with ``get_subscription("sqs", queue_url=...)``,
+which unwraps SNS's JSON envelope when raw message delivery is off.
+
+Filter policies (attribute filtering) are SNS subscription configuration: set
+``FilterPolicy`` on the subscription; nothing is filtered client-side.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import re
+from collections.abc import Iterator, Sequence
+from contextlib import AsyncExitStack
+from typing import Any, NoReturn
+
+from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+
+from cloudrift.core.aws import (
+    AUTH_ERROR_CODES,
+    NOT_FOUND_ERROR_CODES,
+    aio_config,
+    aws_auth_methods,
+    aws_credentials,
+    client_error_details,
+    connection_errors,
+    open_client,
+)
+from cloudrift.core.exceptions import (
+    ConfigurationError,
+    InvalidMessageError,
+    MessagingConnectionError,
+    MessagingError,
+    MessagingPermissionError,
+    TopicNotFoundError,
+)
+from cloudrift.core.lifecycle import LazyClient
+from cloudrift.core.operation import BackendDescription
+from cloudrift.core.secrets import Secret, redact
+from cloudrift.messaging.base import PreparedMessage, SendFailure, SendLimits
+from cloudrift.messaging.topic import Topic
+
+_AUTH_METHODS = aws_auth_methods()
+_BAD_MESSAGE = {"InvalidParameter", "InvalidParameterValue", "ParameterValueInvalid"}
+_CONNECTION = connection_errors()
+_ARN = re.compile(r"^arn:aws[a-z-]*:sns:([a-z0-9-]+):\d{12}:[A-Za-z0-9_-]{1,256}(\.fifo)?$")
+#: SNS's message size limit (also the total of one PublishBatch).
+MAX_MESSAGE_BYTES = 256 * 1024
+
+
+class SNSTopic(Topic):
+    """One SNS topic. FIFO when ``topic_arn`` ends in ``.fifo``."""
+
+    provider = "sns"
+
+    def __init__(
+        self,
+        *,
+        topic_arn: str,
+        region: str | None = None,
+        aws_access_key_id: str | None = None,
+        aws_secret_access_key: str | Secret | None = None,
+        aws_session_token: str | Secret | None = None,
+        profile_name: str | None = None,
+        role_arn: str | None = None,
+        role_session_name: str | None = None,
+        external_id: str | None = None,
+        endpoint_url: str | None = None,
+        max_pool_connections: int = 50,
+        connect_timeout: float = 5.0,
+        read_timeout: float = 30.0,
+        max_attempts: int = 3,
+    ) -> None:
+        super().__init__()
+        found = _ARN.match(topic_arn) if isinstance(topic_arn, str) else None
+        if found is None:
+            raise ConfigurationError(
+                "sns: topic_arn must be the topic's ARN "
+                f"(arn:aws:sns:<region>:<account>:<name>), got {topic_arn!r}"
+            )
+        self._creds = aws_credentials(
+            "sns",
+            _AUTH_METHODS,
+            aws_access_key_id=aws_access_key_id,
+            aws_secret_access_key=aws_secret_access_key,
+            aws_session_token=aws_session_token,
+            profile_name=profile_name,
+            role_arn=role_arn,
+            role_session_name=role_session_name,
+            external_id=external_id,
+        )
+        self.topic_arn = topic_arn
+        self.region = region or found.group(1)
+        self.fifo = topic_arn.endswith(".fifo")
+        self.backend_name = f"sns topic {topic_arn.rsplit(':', 1)[-1]!r}"
+        self._endpoint_url = endpoint_url
+        self._config = aio_config(
+            max_pool_connections=max_pool_connections,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            max_attempts=max_attempts,
+        )
+        self._client: LazyClient[Any] = LazyClient(self._build_client)
+        self.supports_groups = self.fifo
+        self.supports_dedup = self.fifo
+        self.requires_group_id = self.fifo
+        # A standard topic keeps no order, so a big publish_batch sends its 10-entry
+        # calls 8 at a time; FIFO sends them in order (a group's order is its send order).
+        self.batch_send_concurrency = 1 if self.fifo else 8
+
+    def __repr__(self) -> str:
+        return f"SNSTopic(topic_arn={self.topic_arn!r}, region={self.region!r})"
+
+    # ---------------------------------------------------------------- client
+
+    def _secrets(self) -> list[Secret | None]:
+        return list(self._creds.secrets)
+
+    async def _build_client(self, stack: AsyncExitStack) -> Any:
+        return await open_client(
+            stack,
+            self._creds,
+            "sns",
+            region=self.region,
+            endpoint_url=self._endpoint_url,
+            config=self._config,
+            sts_endpoint_url=self._endpoint_url,
+        )
+
+    def _describe(self) -> BackendDescription:
+        name = self.topic_arn.rsplit(":", 1)[-1]
+        return BackendDescription.at("aws_sns", name, self._endpoint_url)
+
+    async def _native_client(self) -> Any:
+        """``await topic.native()``: the aiobotocore SNS client."""
+        return await self._client.get()
+
+    async def _aclose(self) -> None:
+        await self._client.aclose()
+
+    # -------------------------------------------------------------- errors
+
+    @contextlib.contextmanager
+    def _translate(self) -> Iterator[None]:
+        """Map botocore errors to the messaging family, chained and redacted."""
+        try:
+            yield
+        except ClientError as exc:
+            self._raise_client_error(exc)
+        except _CONNECTION as exc:
+            raise MessagingConnectionError(
+                f"{self.backend_name}: cannot reach SNS ({type(exc).__name__}: "
+                f"{redact(str(exc), self._secrets())})"
+            ) from exc
+        except NoCredentialsError as exc:
+            raise MessagingPermissionError(
+                f"{self.backend_name}: no AWS credentials found; pass keys, profile_name or "
+                "role_arn, or run where a default credential chain is configured"
+            ) from exc
+        except BotoCoreError as exc:
+            raise MessagingError(
+                f"{self.backend_name}: {type(exc).__name__}: {redact(str(exc), self._secrets())}"
+            ) from exc
+
+    def _raise_client_error(self, exc: ClientError) -> NoReturn:
+        details = client_error_details(exc, self._secrets())
+        code, text = details.code, details.message
+        where = f"{self.backend_name}: {code}: {text}"
+        if code in NOT_FOUND_ERROR_CODES:
+            raise TopicNotFoundError(
+                self.topic_arn,
+                f"{where}; topic {self.topic_arn!r} does not exist (check topic_arn)",
+            ) from exc
+        if code in AUTH_ERROR_CODES:
+            raise MessagingPermissionError(where) from exc
+        if code in _BAD_MESSAGE:
+            raise InvalidMessageError(where) from exc
+        raise MessagingError(where) from exc
+
+    # ---------------------------------------------------------------- sending
+
+    async def _limits(self) -> SendLimits:
+        return SendLimits(
+            max_message_bytes=MAX_MESSAGE_BYTES,
+            max_batch_count=10,
+            max_batch_bytes=MAX_MESSAGE_BYTES,
+        )
+
+    def _entry_size(self, msg: PreparedMessage) -> int:
+        # SNS counts each attribute's name, data type ("String") and value.
+        return len(msg.body) + sum(
+            len(k.encode()) + len(b"String") + len(v.encode()) for k, v in msg.attributes.items()
+        )
+
+    @staticmethod
+    def _params(msg: PreparedMessage) -> dict[str, Any]:
+        params: dict[str, Any] = {"Message": msg.body.decode("utf-8")}
+        if msg.attributes:
+            params["MessageAttributes"] = {
+                k: {"DataType": "String", "StringValue": v} for k, v in msg.attributes.items()
+            }
+        if msg.group_id is not None:
+            params["MessageGroupId"] = msg.group_id
+        if msg.dedup_id is not None:
+            params["MessageDeduplicationId"] = msg.dedup_id
+        return params
+
+    async def _send_one(self, msg: PreparedMessage) -> str:
+        client = await self._client.get()
+        with self._translate():
+            answer = await client.publish(TopicArn=self.topic_arn, **self._params(msg))
+        return str(answer["MessageId"])
+
+    async def _send_chunk(self, chunk: Sequence[PreparedMessage]) -> Sequence[str | SendFailure]:
+        client = await self._client.get()
+        entries = [{"Id": str(i), **self._params(msg)} for i, msg in enumerate(chunk)]
+        with self._translate():
+            answer = await client.publish_batch(
+                TopicArn=self.topic_arn, PublishBatchRequestEntries=entries
+            )
+        results: list[str | SendFailure] = [
+            SendFailure("SNS reported neither success nor failure for this entry")
+        ] * len(chunk)
+        for ok in answer.get("Successful", []):
+            results[int(ok["Id"])] = str(ok["MessageId"])
+        for bad in answer.get("Failed", []):
+            reason = f"{bad.get('Code', 'Failed')}: {bad.get('Message', '')}".strip(": ")
+            results[int(bad["Id"])] = SendFailure(redact(reason, self._secrets()))
+        return results
+
+    # -------------------------------------------------------------------- misc
+
+    async def _health(self) -> bool:
+        client = await self._client.get()
+        with self._translate():
+            await client.get_topic_attributes(TopicArn=self.topic_arn)
+        return True
+
+
+__all__ = ["SNSTopic"]
