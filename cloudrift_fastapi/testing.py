@@ -50,6 +50,8 @@ def memory_twin(settings: CloudriftSettings) -> CloudriftSettings:
         backends = {}
         for name, config in section.backends.items():
             own = {f: config.field(f) for f in spec.fields if config.field(f) is not None}
+            if spec.memory_named is not None:
+                own[spec.memory_named] = name
             backends[name] = {**memory, **own}
         sections[spec.name] = SectionConfig.model_validate(
             {"default": section.default, "backends": backends}

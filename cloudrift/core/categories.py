@@ -97,6 +97,9 @@ class CategorySpec:
     views: tuple[Slot, ...] = ()
     #: One backend's settings on the in-memory provider (memory_settings, memory_client).
     memory: Mapping[str, Any] = field(default_factory=lambda: {"provider": "memory"})
+    #: A ``memory`` option that takes each backend's own name on the memory twin, so
+    #: named backends stay apart (each named subscription gets every message).
+    memory_named: str | None = None
     #: ``"module:function"`` naming the provider of an object without a ``provider``
     #: attribute (a native client), or None.
     identify: str | None = None
@@ -185,6 +188,7 @@ _BUILTIN: Final = (
         diagnose="._health",
         # The memory topic above fans out to it: both meet in the process's registry.
         memory={"provider": "memory", "topic": "events", "subscription": "default"},
+        memory_named="subscription",
     ),
     CategorySpec(
         name="document",

@@ -161,3 +161,37 @@ def test_memory_backends_fixture_includes_topics(cloudrift_memory_backends: dict
     """The pytest plugin's memory backends include a topic and its subscription."""
     assert isinstance(cloudrift_memory_backends["topic"], Topic)
     assert isinstance(cloudrift_memory_backends["subscription"], Queue)
+
+
+async def test_memory_twin_keeps_named_subscriptions_apart() -> None:
+    """On the memory twin each named subscription is its own subscription of the topic,
+    so both get every event (they do not compete for one)."""
+    from cloudrift_fastapi.testing import memory_twin
+
+    configured = CloudriftSettings(
+        topic={"provider": "sns", "topic_arn": "arn:aws:sns:us-east-1:000000000000:orders"},
+        subscription={
+            "default": "audit",
+            "backends": {
+                "audit": {"provider": "sqs", "queue_url": "http://sqs.local/000000000000/a"},
+                "search": {"provider": "sqs", "queue_url": "http://sqs.local/000000000000/s"},
+            },
+        },
+    )
+    twin = memory_twin(configured)
+    subs = twin.section("subscription")
+    assert subs is not None
+    options = {name: cfg.factory_options() for name, cfg in subs.backends.items()}
+    assert options["audit"]["subscription"] == "audit"
+    assert options["search"]["subscription"] == "search"
+    assert {cfg.provider for cfg in subs.backends.values()} == {"memory"}
+    audit = get_subscription("memory", **options["audit"])
+    search = get_subscription("memory", **options["search"])
+    topics = twin.section("topic")
+    assert topics is not None
+    topic = get_topic("memory", **topics.backends["default"].factory_options())
+    async with topic, audit, search:
+        await topic.publish({"n": 1})
+        [a] = await audit.receive(wait_time=1)
+        [s] = await search.receive(wait_time=1)
+        assert a.body == s.body == {"n": 1}
