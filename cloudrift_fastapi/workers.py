@@ -218,6 +218,7 @@ async def run_worker(
     *,
     settings: CloudriftSettings,
     queue: str | None = None,
+    subscription: str | None = None,
     concurrency: int = 1,
     grace: float = 30.0,
     signals: Sequence[signal.Signals] = (signal.SIGTERM, signal.SIGINT),
@@ -225,8 +226,9 @@ async def run_worker(
     wire: Iterable[ModuleType | str] = (),
     **consume_options: Any,
 ) -> int:
-    """Run ``handler`` on queue ``queue`` (None: the default) in this process, with every
-    configured backend built as the web app's lifespan builds them; returns an exit code.
+    """Run ``handler`` on queue ``queue`` (None: the default) — or on topic subscription
+    ``subscription`` — in this process, with every configured backend built as the web
+    app's lifespan builds them; returns an exit code.
 
     Settings are checked as at app startup (production checks), every backend is built
     concurrently into a :class:`~cloudrift_fastapi.container.Container` (handlers reach
@@ -248,8 +250,21 @@ async def run_worker(
         )
     if not is_number(grace) or not grace >= 0:
         raise ConfigurationError(f"grace must be a number of seconds >= 0, got {grace!r}")
+    if queue is not None and subscription is not None:
+        raise ConfigurationError(
+            "a worker consumes one queue or one subscription: give queue or subscription, not both"
+        )
+    category, source_name = (
+        ("queue", queue)
+        if subscription is None
+        else (
+            "subscription",
+            subscription,
+        )
+    )
     check_startup_settings(settings)
-    queue_config = settings.backend("queue", queue)  # names the queue if it is not configured
+    # Names the queue / subscription when it is not configured.
+    queue_config = settings.backend(category, source_name)
     if queue_config.provider == "memory":
         log.warning(
             "cloudrift worker: the 'memory' queue lives inside this process, so no other "
@@ -260,7 +275,7 @@ async def run_worker(
     await backends.start()
     stats = WorkerStats()
     began = time.monotonic()
-    label = f"queue={queue or settings.default_name('queue')} ({queue_config.provider})"
+    label = f"{category}={source_name or settings.default_name(category)} ({queue_config.provider})"
     loop = asyncio.get_running_loop()
     installed: list[signal.Signals] = []
     timers: list[asyncio.TimerHandle] = []
@@ -268,7 +283,7 @@ async def run_worker(
     try:
         if wire_list:
             box.wire(modules=wire_list)
-        source = provider_for(box, "queue", queue)()
+        source = provider_for(box, category, source_name)()
         token = _current.set(box)
         try:
             task = asyncio.create_task(

@@ -171,6 +171,14 @@ def worker(
             "--queue", "-q", help="Name of the configured queue backend (default: the default one)."
         ),
     ] = None,
+    subscription: Annotated[
+        str | None,
+        typer.Option(
+            "--subscription",
+            "-s",
+            help="Name of a configured topic subscription to consume instead of a queue.",
+        ),
+    ] = None,
     concurrency: Annotated[
         int, typer.Option("--concurrency", "-n", min=1, help="Handlers run at once.")
     ] = 1,
@@ -202,7 +210,7 @@ def worker(
     ] = False,
     log_level: Annotated[str, typer.Option("--log-level", help="Logging level.")] = "info",
 ) -> None:
-    """Run HANDLER on every message of a queue until SIGTERM/SIGINT (warm shutdown).
+    """Run HANDLER on every message of a queue (or --subscription) until SIGTERM/SIGINT.
 
     The first signal stops receiving at once and lets in-flight handlers finish within
     --grace seconds (then every backend is closed, exit 0); a second signal exits at once
@@ -226,6 +234,7 @@ def worker(
                 target,
                 settings=settings,
                 queue=queue,
+                subscription=subscription,
                 concurrency=concurrency,
                 grace=grace,
                 name=handler,

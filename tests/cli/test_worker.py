@@ -151,3 +151,49 @@ def test_handler_receives_backends_through_inject_and_provide(
         assert worker.wait(timeout=30) == 0, worker.output()
     finally:
         worker.stop()
+
+
+def test_worker_consumes_a_topic_subscription(tmp_path: Path, redis: RedisServer) -> None:
+    """`--subscription NAME` consumes a configured topic subscription: every event
+    published to the topic is handled and acked, then SIGTERM exits 0."""
+    from cloudrift.messaging import get_topic
+
+    config = tmp_path / "sub.yaml"
+    config.write_text(
+        f"topic:\n  provider: redis\n  stream: events\n  url: {redis.url}\n"
+        "subscription:\n  default: audit\n  backends:\n    audit:\n      provider: redis\n"
+        f"      stream: events\n      group: audit\n      start: earliest\n"
+        f"      url: {redis.url}\n"
+    )
+    jobs = tmp_path / "jobs"
+    jobs.mkdir()
+    argv = [sys.executable, "-m", "cloudrift_fastapi.cli", "worker", "tests.cli.jobs:drain"]
+    argv += ["--config", str(config), "--subscription", "audit"]
+    worker = Child("worker", argv, tmp_path, env={"JOBS_DIR": str(jobs)})
+    try:
+        worker.wait_output("cloudrift worker started: subscription=audit (redis)")
+
+        async def publish() -> None:
+            async with get_topic("redis", stream="events", url=redis.url) as topic:
+                for i in (1, 2, 3):
+                    await topic.publish({"id": i})
+
+        asyncio.run(publish())
+        wait_for(lambda: _files(tmp_path, "done-") == {"1", "2", "3"}, 20, "3 events handled")
+        worker.signal(signal.SIGTERM)
+        assert worker.wait(timeout=30) == 0, worker.output()
+    finally:
+        worker.stop()
+    assert "handled=3 (ok=3, failed=0)" in worker.output()
+
+
+def test_queue_and_subscription_together_is_a_configuration_error(
+    tmp_path: Path, redis: RedisServer
+) -> None:
+    """A worker consumes one source: --queue with --subscription exits 2 saying so."""
+    from tests.cli._support import run_cli
+
+    argv = ["worker", "tests.cli.jobs:drain", "-c", str(_config(tmp_path, redis))]
+    result = run_cli([*argv, "--queue", "default", "--subscription", "audit"])
+    assert result.returncode == 2
+    assert "queue or subscription, not both" in result.stderr
