@@ -444,7 +444,8 @@ class Lock:
         deadline = time.monotonic() + (limit or 0)
         delay = 0.01
         while True:
-            if await self.cache._cas(self.key, None, token, self._ttl_ms):
+            # SET NX PX: the same single command redis-py's Lock sends.
+            if await self.cache.set(self.key, token, self._ttl_ms / 1000, nx=True):
                 self._token = token
                 return
             remaining = deadline - time.monotonic()
