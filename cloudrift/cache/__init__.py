@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from cloudrift.cache.base import Cache, CacheValue, Pipeline
+from cloudrift.cache.base import Cache, CacheValue, Lock, Pipeline
 from cloudrift.core.exceptions import ConfigurationError
 from cloudrift.core.factory import ProviderSpec, build_provider
 
@@ -43,4 +43,4 @@ def get_cache(provider: str, auth_method: str | None = None, **options: Any) -> 
     return backend
 
 
-__all__ = ["PROVIDERS", "Cache", "CacheValue", "Pipeline", "get_cache"]
+__all__ = ["PROVIDERS", "Cache", "CacheValue", "Lock", "Pipeline", "get_cache"]

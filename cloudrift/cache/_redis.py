@@ -11,6 +11,7 @@ redis queue uses too. Imported only by those provider modules, so
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 from collections.abc import Awaitable, Callable, Iterator
@@ -157,6 +158,31 @@ def _raise_translated(exc: rex.RedisError, secrets: list[Secret], key: str | Non
     raise CacheResponseError(f"cache error: {text}") from exc
 
 
+# Cache._compare_and_set as one atomic script. ARGV: expect mode ("" = key absent,
+# "1" = value starts with ARGV[2]), expected prefix, action (set/del/expire), value, ms.
+_CAS_SCRIPT = """
+local cur = redis.call('GET', KEYS[1])
+if ARGV[1] == '' then
+  if cur then return 0 end
+elseif not cur or string.sub(cur, 1, string.len(ARGV[2])) ~= ARGV[2] then
+  return 0
+end
+if ARGV[3] == 'set' then
+  if ARGV[5] == '' then
+    redis.call('SET', KEYS[1], ARGV[4])
+  else
+    redis.call('SET', KEYS[1], ARGV[4], 'PX', ARGV[5])
+  end
+elseif ARGV[3] == 'del' then
+  redis.call('DEL', KEYS[1])
+else
+  redis.call('PEXPIRE', KEYS[1], ARGV[5])
+end
+return 1
+"""
+_CAS_SHA = hashlib.sha1(_CAS_SCRIPT.encode(), usedforsecurity=False).hexdigest()
+
+
 class RedisBackend(Cache):
     """Cache operations over one pooled ``redis.asyncio`` client."""
 
@@ -231,6 +257,30 @@ class RedisBackend(Cache):
             raise CacheConnectionError(
                 f"cache server unreachable: {redact(str(exc), self._secrets)}"
             ) from exc
+
+    async def _compare_and_set(
+        self, key: str, expect: bytes | None, value: bytes | None, ttl_ms: int | None
+    ) -> bool:
+        args = (
+            b"" if expect is None else b"1",
+            expect or b"",
+            b"set" if value is not None else (b"del" if ttl_ms is None else b"expire"),
+            value or b"",
+            b"" if ttl_ms is None else str(ttl_ms).encode(),
+        )
+        client = self._native or await self._connect()
+        try:
+            try:
+                result = await client.evalsha(_CAS_SHA, 1, key, *args)
+            except rex.NoScriptError:  # first use on this server (or after SCRIPT FLUSH)
+                result = await client.eval(_CAS_SCRIPT, 1, key, *args)
+        except rex.RedisError as exc:
+            _raise_translated(exc, self._secrets, key)
+        except (TimeoutError, OSError) as exc:
+            raise CacheConnectionError(
+                f"cache server unreachable: {redact(str(exc), self._secrets)}"
+            ) from exc
+        return bool(result)
 
     async def _connect(self) -> Any:
         self._native = await self._client.get()

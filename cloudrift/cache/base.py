@@ -14,17 +14,30 @@ TTLs are kept to the millisecond.
 
 from __future__ import annotations
 
+import asyncio
 import math
+import random
+import secrets
+import time
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
-from cloudrift.core.exceptions import CacheArgumentError, CacheError
+from cloudrift.core.exceptions import (
+    CacheArgumentError,
+    CacheError,
+    FeatureNotSupportedError,
+    LockLostError,
+    LockNotAcquiredError,
+)
 from cloudrift.core.lifecycle import AsyncBackend
 from cloudrift.core.operation import operation
 from cloudrift.core.validation import is_int, is_number
+
+#: Cache keys of locks start with this (then the lock's name).
+LOCK_PREFIX = "cloudrift:lock:"
 
 #: What a write accepts as a value.
 CacheValue = bytes | bytearray | memoryview | str
@@ -304,6 +317,39 @@ class Cache(AsyncBackend, ABC):
     async def _run_pipeline(self, ops: list[Op]) -> list[Any]:
         return await self._execute(ops)
 
+    # -------------------------------------------------------------------- locks
+    def lock(self, name: str, *, ttl: float, wait: float | None = None) -> Lock:
+        """A distributed lock named ``name``: ``async with cache.lock("job", ttl=30):``.
+
+        Only one owner (task, process or replica sharing this cache) holds it at a time.
+        It expires ``ttl`` seconds after it was taken (or last extended), so a crashed
+        owner frees it; ``extend()`` keeps a long job's lock. ``wait``: seconds to keep
+        trying when it is held (None: fail at once) before LockNotAcquiredError. Leaving
+        the block after the ttl passed raises LockLostError. The lock lives under the
+        cache key ``"cloudrift:lock:" + name``.
+        """
+        check_key(name)
+        ttl_ms = check_ttl(ttl, optional=False)
+        assert ttl_ms is not None
+        return Lock(self, name, ttl_ms, _check_wait(wait))
+
+    @operation(name="compare_and_set")
+    async def _cas(
+        self, key: str, expect: bytes | None, value: bytes | None, ttl_ms: int | None
+    ) -> bool:
+        return await self._compare_and_set(key, expect, value, ttl_ms)
+
+    async def _compare_and_set(
+        self, key: str, expect: bytes | None, value: bytes | None, ttl_ms: int | None
+    ) -> bool:
+        """Hook, one atomic step: if ``key`` is absent (``expect`` None) or holds a string
+        starting with ``expect``, then store ``value`` (expiring after ``ttl_ms`` if given),
+        or with ``value`` None delete the key (``ttl_ms`` None) or set its expiry to
+        ``ttl_ms``; True if the condition held. Redis runs it as one Lua script."""
+        raise FeatureNotSupportedError(
+            f"the {self.provider!r} cache provider has no atomic compare-and-set"
+        )
+
     @operation
     async def ping(self) -> bool:
         """True when the server answers; raises CacheConnectionError when it cannot."""
@@ -359,4 +405,108 @@ class Cache(AsyncBackend, ABC):
     async def _ping(self) -> None: ...
 
 
-__all__ = ["Cache", "CacheValue", "Pipeline", "check_key", "check_ttl", "encode_value"]
+
+class Lock:
+    """A lock named ``name`` on a cache, shared by every process using that cache.
+
+    Built by :meth:`Cache.lock`. Taking it stores a random token under the lock's key
+    only if the key is absent (``SET NX PX`` on Redis), expiring after ``ttl`` seconds so
+    a crashed owner cannot hold it forever; releasing and extending compare the token
+    first (one atomic step), so only the owner can. Use it as ``async with`` or call
+    :meth:`acquire` / :meth:`release` / :meth:`extend`.
+    """
+
+    def __init__(self, cache: Cache, name: str, ttl_ms: int, wait: float | None) -> None:
+        self.cache = cache
+        self.name = name
+        self.key = LOCK_PREFIX + name
+        self._ttl_ms = ttl_ms
+        self._wait = wait
+        self._token: bytes | None = None
+
+    def __repr__(self) -> str:
+        state = "held" if self._token is not None else "not held"
+        return f"<Lock {self.name!r} ttl={self._ttl_ms / 1000:g}s {state}>"
+
+    @property
+    def held(self) -> bool:
+        """True between a successful acquire() and release() (the ttl may have passed)."""
+        return self._token is not None
+
+    async def acquire(self, *, wait: float | None = None) -> None:
+        """Take the lock; raise LockNotAcquiredError if another owner holds it after
+        ``wait`` seconds (default: the lock's ``wait``; None or 0: one attempt), polling
+        with a growing, jittered backoff (10 ms up to 200 ms)."""
+        if self._token is not None:
+            raise CacheArgumentError(f"lock {self.name!r} is already held by this object")
+        limit = self._wait if wait is None else _check_wait(wait)
+        token = secrets.token_hex(16).encode()
+        deadline = time.monotonic() + (limit or 0)
+        delay = 0.01
+        while True:
+            # SET NX PX: the same single command redis-py's Lock sends.
+            if await self.cache.set(self.key, token, self._ttl_ms / 1000, nx=True):
+                self._token = token
+                return
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise LockNotAcquiredError(
+                    self.name,
+                    f"lock {self.name!r} is held by another owner"
+                    + (f" (waited {limit:g}s)" if limit else "")
+                    + "; retry later or pass a longer wait=",
+                )
+            await asyncio.sleep(min(remaining, delay * random.uniform(0.5, 1.0)))
+            delay = min(delay * 2, 0.2)
+
+    async def release(self) -> None:
+        """Give the lock up. Raises LockLostError (deleting nothing) if it expired and
+        may be held by someone else; CacheArgumentError if this object does not hold it."""
+        token = self._require()
+        self._token = None
+        if not await self.cache._cas(self.key, token, None, None):
+            raise LockLostError(self.name)
+
+    async def extend(self, ttl: float | None = None) -> None:
+        """Reset the lock's expiry to ``ttl`` seconds from now (default: its ttl).
+        Raises LockLostError if it already expired (this object no longer holds it)."""
+        token = self._require()
+        ttl_ms = self._ttl_ms if ttl is None else check_ttl(ttl, optional=False)
+        assert ttl_ms is not None
+        if not await self.cache._cas(self.key, token, None, ttl_ms):
+            self._token = None
+            raise LockLostError(self.name)
+
+    def _require(self) -> bytes:
+        if self._token is None:
+            raise CacheArgumentError(f"lock {self.name!r} is not held by this object")
+        return self._token
+
+    async def __aenter__(self) -> Lock:
+        await self.acquire()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.release()
+
+
+def _check_wait(wait: object) -> float | None:
+    if wait is None:
+        return None
+    if isinstance(wait, bool) or not isinstance(wait, int | float) or not math.isfinite(wait):
+        raise CacheArgumentError(f"wait must be a number of seconds or None, got {wait!r}")
+    if wait < 0:
+        raise CacheArgumentError(f"wait must not be negative, got {wait!r}")
+    return float(wait)
+
+
+__all__ = [
+    "LOCK_PREFIX",
+    "Cache",
+    "CacheValue",
+    "Lock",
+    "Pipeline",
+    "check_key",
+    "check_ttl",
+    "encode_value",
+]

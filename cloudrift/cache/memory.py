@@ -226,6 +226,30 @@ class MemoryCache(Cache):
             raise first_error
         return results
 
+    async def _compare_and_set(
+        self, key: str, expect: bytes | None, value: bytes | None, ttl_ms: int | None
+    ) -> bool:
+        # No await: the check and the change are one step for every task.
+        entry = self._live(key)
+        if expect is None:
+            if entry is not None:
+                return False
+        else:
+            if entry is None:
+                return False
+            if not isinstance(entry.value, bytes):
+                raise CacheResponseError(_WRONGTYPE)
+            if not entry.value.startswith(expect):
+                return False
+        if value is not None:
+            self._data[key] = _Entry(value, self._deadline(ttl_ms))
+        elif ttl_ms is None:
+            del self._data[key]
+        else:
+            assert entry is not None
+            entry.expires_at = self._deadline(ttl_ms)
+        return True
+
     async def _ping(self) -> None:
         return None
 

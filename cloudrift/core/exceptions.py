@@ -151,6 +151,21 @@ class ObjectExistsError(StorageError):
         self.key = key
 
 
+class PreconditionFailedError(StorageError):
+    """A conditional write (``if_match``) found a different object, or none, under the
+    key; nothing was changed. Re-read the object (its new ETag) and retry."""
+
+    code = ErrorCode.FAILED_PRECONDITION
+
+    def __init__(self, key: str, message: str | None = None) -> None:
+        super().__init__(
+            message
+            or f"object {key!r} changed since its ETag was read (if_match did not match); "
+            "nothing was written: re-read it and retry"
+        )
+        self.key = key
+
+
 class StoragePermissionError(StorageError):
     """The credentials are not allowed to do this."""
 
@@ -325,6 +340,33 @@ class CacheResponseError(CacheError):
     code = ErrorCode.FAILED_PRECONDITION
 
 
+class LockNotAcquiredError(CacheError):
+    """``cache.lock(...)`` could not take the lock (held by another owner) within
+    ``wait`` seconds."""
+
+    code = ErrorCode.RESOURCE_EXHAUSTED
+
+    def __init__(self, name: str, message: str | None = None) -> None:
+        super().__init__(message or f"lock {name!r} is held by another owner")
+        self.name = name
+
+
+class LockLostError(CacheError):
+    """The lock expired (its ttl passed) before ``release()`` / ``extend()``, and may now
+    be held by another owner; the other owner's lock was left alone. Work done under it
+    may have overlapped with another owner: use a longer ttl or ``extend()``."""
+
+    code = ErrorCode.FAILED_PRECONDITION
+
+    def __init__(self, name: str, message: str | None = None) -> None:
+        super().__init__(
+            message
+            or f"lock {name!r} expired before it was released or extended; another owner "
+            "may hold it now"
+        )
+        self.name = name
+
+
 class CacheArgumentError(CacheError, ValueError, TypeError):
     """A key, value or ttl was rejected before any command was sent."""
 
@@ -333,6 +375,17 @@ class CacheArgumentError(CacheError, ValueError, TypeError):
 
 class KVError(CloudRiftError):
     """Base of key-value store errors."""
+
+
+class KVConflictError(KVError):
+    """A conditional write (``if_version`` / ``if_absent``) found another version (or an
+    entry, or none); nothing was changed. Re-read the entry and retry."""
+
+    code = ErrorCode.FAILED_PRECONDITION
+
+    def __init__(self, key: str, message: str | None = None) -> None:
+        super().__init__(message or f"KV entry {key!r} changed; nothing was written")
+        self.key = key
 
 
 class KVValueError(KVError, TypeError):
@@ -456,8 +509,11 @@ __all__ = [
     "InvalidMessageError",
     "InvalidMetadataError",
     "InvalidRangeError",
+    "KVConflictError",
     "KVError",
     "KVValueError",
+    "LockLostError",
+    "LockNotAcquiredError",
     "MessageSendError",
     "MessageTooLargeError",
     "MessagingConnectionError",
@@ -465,6 +521,7 @@ __all__ = [
     "MessagingPermissionError",
     "ObjectExistsError",
     "ObjectNotFoundError",
+    "PreconditionFailedError",
     "QueueNotFoundError",
     "ReceiptHandleError",
     "RecipientRejectedError",

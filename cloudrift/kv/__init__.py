@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from cloudrift.core.factory import ProviderSpec, build_provider
-from cloudrift.kv.base import KVStore
+from cloudrift.kv.base import KVEntry, KVStore
 from cloudrift.kv.cache import CacheKV
 from cloudrift.kv.file import FileKV
 from cloudrift.kv.memory import MemoryKV
@@ -27,4 +27,4 @@ def get_kv(provider: str, **options: Any) -> KVStore:
     return store
 
 
-__all__ = ["PROVIDERS", "CacheKV", "FileKV", "KVStore", "MemoryKV", "get_kv"]
+__all__ = ["PROVIDERS", "CacheKV", "FileKV", "KVEntry", "KVStore", "MemoryKV", "get_kv"]

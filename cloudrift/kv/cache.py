@@ -1,13 +1,22 @@
-"""A KV store over any cache backend (Redis in production, memory in tests)."""
+"""A KV store over any cache backend (Redis in production, memory in tests).
+
+A record is stored as the string ``"\x01" + version + "\x01" + JSON text`` (JSON text
+never starts with ``\x01``; a plain-JSON record written before versions existed still
+reads, its version derived from its content). Conditional writes run through the
+cache's compare-and-set (one Lua script on Redis, one step in-process on memory).
+"""
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from cloudrift.cache.base import Cache
 from cloudrift.core.exceptions import ConfigurationError
 from cloudrift.core.operation import BackendDescription
-from cloudrift.kv.base import KVStore
+from cloudrift.kv.base import ABSENT, KVStore, content_version
+
+_MARK = "\x01"
 
 
 class CacheKV(KVStore):
@@ -49,12 +58,34 @@ class CacheKV(KVStore):
         if self._close_cache:
             await self.cache.close()
 
-    async def _set(self, key: str, text: str, ttl: float | None) -> None:
-        await self.cache.set(self.prefix + key, text, ttl=ttl)
+    async def _set(self, key: str, text: str, ttl: float | None, version: str) -> None:
+        await self.cache.set(self.prefix + key, f"{_MARK}{version}{_MARK}{text}", ttl=ttl)
 
-    async def _get(self, key: str) -> str | None:
+    async def _set_if(
+        self, key: str, text: str | None, ttl: float | None, version: str, expect: str
+    ) -> bool:
+        if expect == ABSENT:
+            prefix = None
+        elif expect.startswith("legacy-"):  # a record from before versions: its content
+            found = await self._get_entry(key)
+            if found is None or found[1] != expect:
+                return False
+            prefix = found[0].encode("utf-8")
+        else:
+            prefix = f"{_MARK}{expect}{_MARK}".encode()
+        value = None if text is None else f"{_MARK}{version}{_MARK}{text}".encode()
+        ttl_ms = None if ttl is None or text is None else max(1, math.ceil(ttl * 1000))
+        return await self.cache._cas(self.prefix + key, prefix, value, ttl_ms)
+
+    async def _get_entry(self, key: str) -> tuple[str, str] | None:
         raw = await self.cache.get(self.prefix + key)
-        return None if raw is None else raw.decode("utf-8")
+        if raw is None:
+            return None
+        stored = raw.decode("utf-8")
+        if stored.startswith(_MARK):
+            version, _, text = stored[1:].partition(_MARK)
+            return text, version
+        return stored, content_version(stored)
 
     async def _delete(self, key: str) -> bool:
         return await self.cache.delete(self.prefix + key)

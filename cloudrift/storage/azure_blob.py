@@ -41,6 +41,7 @@ from cloudrift.core.exceptions import (
     InvalidRangeError,
     ObjectExistsError,
     ObjectNotFoundError,
+    PreconditionFailedError,
     StorageConnectionError,
     StorageError,
     StoragePermissionError,
@@ -294,14 +295,33 @@ class AzureBlobStorage(Storage):
         *,
         exists_key: str | None = None,
         source: str | None = None,
+        match_key: str | None = None,
     ) -> Iterator[None]:
-        """Translate azure-core errors for an operation on ``key`` into cloudrift errors."""
+        """Translate azure-core errors for an operation on ``key`` into cloudrift errors
+        (``match_key``: the operation carried an ``If-Match`` etag)."""
         from azure.core.exceptions import AzureError
 
         try:
             yield
         except AzureError as exc:
+            if match_key is not None:
+                self._raise_if_match_error(exc, match_key)
             self._raise(exc, key, exists_key, source)
+
+    def _raise_if_match_error(self, exc: AzureError, key: str) -> None:
+        """PreconditionFailedError for a failed ``If-Match``: 412 ``ConditionNotMet``, or
+        404 when there is no blob to match."""
+        from azure.core.exceptions import ResourceModifiedError, ResourceNotFoundError
+
+        code = str(getattr(exc, "error_code", None) or "")
+        if code in _CONTAINER_MISSING:
+            return
+        if isinstance(exc, ResourceModifiedError) or code == "ConditionNotMet":
+            raise PreconditionFailedError(key) from exc
+        if isinstance(exc, ResourceNotFoundError):
+            raise PreconditionFailedError(
+                key, f"no object {key!r} to match (if_match needs an existing object)"
+            ) from exc
 
     def _raise(
         self, exc: AzureError, key: str | None, exists_key: str | None, source: str | None
@@ -363,18 +383,25 @@ class AzureBlobStorage(Storage):
         content_type: str,
         metadata: dict[str, str],
         if_not_exists: bool,
+        *,
+        if_match: str | None = None,
     ) -> None:
-        if self._obstore is not None:
+        condition = self._match(if_match)
+        # Conditional replaces go through the SDK client on either engine.
+        if self._obstore is not None and if_match is None:
             await self._obstore.put(key, data, content_type, metadata, if_not_exists)
             return
         from azure.storage.blob import ContentSettings
 
         container = await self._container()
-        with self._errors(key, exists_key=key if if_not_exists else None):
+        with self._no_object_to_match(key), self._errors(
+            key, exists_key=key if if_not_exists else None, match_key=key if if_match else None
+        ):
             await container.upload_blob(
                 key,
                 bytes(data) if not isinstance(data, bytes) else data,
                 overwrite=not if_not_exists,
+                **condition,
                 content_settings=ContentSettings(content_type=content_type),
                 metadata=metadata,
                 max_concurrency=self._concurrency,
@@ -387,8 +414,11 @@ class AzureBlobStorage(Storage):
         content_type: str,
         metadata: dict[str, str],
         part_size: int,
+        *,
+        if_match: str | None = None,
     ) -> None:
-        if self._obstore is not None:
+        condition = self._match(if_match)
+        if self._obstore is not None and if_match is None:
             await self._obstore.put_stream(key, parts, content_type, metadata, part_size)
             return
         from azure.storage.blob import ContentSettings
@@ -409,9 +439,11 @@ class AzureBlobStorage(Storage):
 
         count = await send_parts(parts, stage, self._concurrency)
         ids = [block_id(n) for n in range(1, count + 1)]
-        with self._errors(key):
+        # The condition is checked when the blocks become the blob.
+        with self._no_object_to_match(key), self._errors(key, match_key=key if if_match else None):
             await blob.commit_block_list(
                 ids,
+                **condition,
                 content_settings=ContentSettings(content_type=content_type),
                 metadata=metadata,
             )
@@ -508,6 +540,30 @@ class AzureBlobStorage(Storage):
         if self._obstore is not None:
             return await self._obstore.exists(key)
         return await super()._exists(key)
+
+    @contextlib.contextmanager
+    def _no_object_to_match(self, key: str) -> Iterator[None]:
+        """Mark the PreconditionFailedError of a blob that does not exist: Azure answers
+        412 alike for a stale etag and for no blob at all."""
+        try:
+            yield
+        except PreconditionFailedError as exc:
+            exc.message = f"{exc.message} (or there is no object {key!r} to match)"
+            raise
+
+    @staticmethod
+    def _match(if_match: str | None) -> dict[str, Any]:
+        if if_match is None:
+            return {}
+        from azure.core import MatchConditions
+
+        return {"etag": f'"{if_match}"', "match_condition": MatchConditions.IfNotModified}
+
+    async def _delete_if_match(self, key: str, etag: str) -> None:
+        condition = self._match(etag)
+        container = await self._container()
+        with self._errors(key, match_key=key):
+            await container.delete_blob(key, delete_snapshots="include", **condition)
 
     async def _delete(self, key: str) -> None:
         if self._obstore is not None:

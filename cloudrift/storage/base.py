@@ -197,6 +197,26 @@ def check_range(
     return begin, end
 
 
+def check_if_match(if_match: object, if_not_exists: bool) -> str | None:
+    """The ETag to match (surrounding quotes dropped, as ``head()`` returns it), or None;
+    InvalidArgumentError for an empty or non-str ETag, or one combined with
+    ``if_not_exists``."""
+    if if_match is None:
+        return None
+    if not isinstance(if_match, str) or not if_match.strip('"'):
+        raise InvalidArgumentError(
+            f"if_match must be a non-empty ETag string (ObjectInfo.etag), got {if_match!r}"
+        )
+    if if_not_exists:
+        raise InvalidArgumentError(
+            "give either if_match (replace that version) or if_not_exists (create only), "
+            "not both"
+        )
+    if if_match == "*":
+        raise InvalidArgumentError("if_match='*' is not portable; pass the object's ETag")
+    return if_match.strip('"')
+
+
 def _coerce_bytes(data: object) -> bytes | bytearray | memoryview:
     if isinstance(data, bytes | bytearray | memoryview):
         return data
@@ -378,19 +398,26 @@ class Storage(AsyncBackend, ABC):
         *,
         metadata: Mapping[str, str] | None = None,
         if_not_exists: bool = False,
+        if_match: str | None = None,
     ) -> None:
         """Store ``data`` under ``key``, replacing any object there.
 
         Without ``content_type`` it is guessed from the key's extension, else
         ``application/octet-stream``. ``metadata`` is returned by ``head``. With
         ``if_not_exists=True`` an existing key raises ObjectExistsError and is left
-        unchanged.
+        unchanged. With ``if_match=etag`` (the ``etag`` of ``head()``) the object is
+        replaced only if its ETag is still ``etag``; otherwise, or if there is no object
+        under ``key``, PreconditionFailedError is raised and nothing is written.
         """
         validate_key(key)
         payload = _coerce_bytes(data)
         ctype = guess_content_type(key, content_type)
         meta = validate_metadata(metadata)
-        await self._put(key, payload, ctype, meta, if_not_exists)
+        etag = check_if_match(if_match, if_not_exists)
+        if etag is None:
+            await self._put(key, payload, ctype, meta, if_not_exists)
+        else:
+            await self._put(key, payload, ctype, meta, False, if_match=etag)
 
     @operation
     async def upload_stream(
@@ -401,15 +428,18 @@ class Storage(AsyncBackend, ABC):
         content_type: str | None = None,
         metadata: Mapping[str, str] | None = None,
         part_size: int = DEFAULT_PART_SIZE,
+        if_match: str | None = None,
     ) -> None:
         """Store everything ``source`` yields under ``key`` without holding it all in memory.
 
         ``source`` is an async iterable of bytes or a binary file object (sync or async
         ``read``). It is sent in parts of ``part_size`` bytes (at least 5 MiB). If the
         source raises, the upload is aborted: no object is created and no parts remain,
-        and the source's error propagates.
+        and the source's error propagates. ``if_match`` is checked when the upload
+        completes, as for ``upload``.
         """
         validate_key(key)
+        etag = check_if_match(if_match, False)
         ctype = guess_content_type(key, content_type)
         meta = validate_metadata(metadata)
         check_int(
@@ -419,7 +449,11 @@ class Storage(AsyncBackend, ABC):
             hint="5 MiB, S3's minimum part",
             error=InvalidArgumentError,
         )
-        await self._put_stream(key, iter_source(source, part_size), ctype, meta, part_size)
+        parts = iter_source(source, part_size)
+        if etag is None:
+            await self._put_stream(key, parts, ctype, meta, part_size)
+        else:
+            await self._put_stream(key, parts, ctype, meta, part_size, if_match=etag)
 
     @operation
     async def download(
@@ -503,10 +537,18 @@ class Storage(AsyncBackend, ABC):
         return await self._exists(key)
 
     @operation
-    async def delete(self, key: str) -> None:
-        """Remove the object. Deleting a key that does not exist is a no-op."""
+    async def delete(self, key: str, *, if_match: str | None = None) -> None:
+        """Remove the object. Deleting a key that does not exist is a no-op.
+
+        With ``if_match=etag`` the object is removed only if its ETag is still ``etag``;
+        otherwise, or if there is no object, PreconditionFailedError is raised.
+        """
         validate_key(key)
-        await self._delete(key)
+        etag = check_if_match(if_match, False)
+        if etag is None:
+            await self._delete(key)
+        else:
+            await self._delete_if_match(key, etag)
 
     @operation
     async def iter(self, prefix: str = "") -> AsyncIterator[ObjectInfo]:
@@ -615,12 +657,24 @@ class Storage(AsyncBackend, ABC):
         content_type: str,
         metadata: dict[str, str],
         part_size: int,
+        *,
+        if_match: str | None = None,
     ) -> None:
         """Default for backends whose data lives in memory anyway: gather, then put."""
         buf = bytearray()
         async for part in parts:
             buf += part
-        await self._put(key, bytes(buf), content_type, metadata, False)
+        if if_match is None:
+            await self._put(key, bytes(buf), content_type, metadata, False)
+        else:
+            await self._put(key, bytes(buf), content_type, metadata, False, if_match=if_match)
+
+    async def _delete_if_match(self, key: str, etag: str) -> None:
+        """Hook: delete only if the ETag is ``etag``; PreconditionFailedError otherwise
+        (also when missing)."""
+        raise FeatureNotSupportedError(
+            f"the {self.provider!r} storage provider cannot delete conditionally"
+        )
 
     # ------------------------------------------------------------------ the hooks
 
@@ -632,8 +686,12 @@ class Storage(AsyncBackend, ABC):
         content_type: str,
         metadata: dict[str, str],
         if_not_exists: bool,
+        *,
+        if_match: str | None = None,
     ) -> None:
-        """Store the object; ObjectExistsError when ``if_not_exists`` and it exists."""
+        """Store the object; ObjectExistsError when ``if_not_exists`` and it exists;
+        PreconditionFailedError naming the key when ``if_match`` is given and the object's
+        ETag differs or it is missing."""
 
     @abstractmethod
     async def _get(self, key: str, start: int, end: int | None) -> bytes:
@@ -690,6 +748,7 @@ __all__ = [
     "PresignMethod",
     "Storage",
     "StreamSource",
+    "check_if_match",
     "check_range",
     "guess_content_type",
     "in_code_point_order",

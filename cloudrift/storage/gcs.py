@@ -36,6 +36,7 @@ from cloudrift.core.exceptions import (
     InvalidRangeError,
     ObjectExistsError,
     ObjectNotFoundError,
+    PreconditionFailedError,
     StorageConnectionError,
     StorageError,
     StoragePermissionError,
@@ -189,11 +190,16 @@ class GCSStorage(Storage):
     # ---------------------------------------------------------------- errors
 
     @contextlib.contextmanager
-    def _errors(self, key: str | None = None, *, exists_key: str | None = None) -> Iterator[None]:
-        """Translate aiohttp / gcloud-aio errors into cloudrift errors."""
+    def _errors(
+        self, key: str | None = None, *, exists_key: str | None = None, match_key: str | None = None
+    ) -> Iterator[None]:
+        """Translate aiohttp / gcloud-aio errors into cloudrift errors (``match_key``: the
+        request carried ``ifGenerationMatch`` for ``if_match``)."""
         try:
             yield
         except aiohttp.ClientResponseError as exc:
+            if match_key is not None:
+                self._raise_if_match_status(exc.status, str(exc.message), match_key, exc)
             self._raise_status(exc.status, str(exc.message), key, exists_key, exc)
         except (TimeoutError, aiohttp.ClientConnectionError) as exc:
             raise StorageConnectionError(
@@ -202,6 +208,17 @@ class GCSStorage(Storage):
             ) from exc
         except aiohttp.ClientError as exc:
             raise StorageError(f"gcs storage error: {redact(str(exc))}") from exc
+
+    @staticmethod
+    def _raise_if_match_status(status: int, text: str, key: str, exc: BaseException) -> None:
+        """PreconditionFailedError for a failed ``ifGenerationMatch``: 412, or 404 when
+        there is no object to match."""
+        if status == 412:
+            raise PreconditionFailedError(key) from exc
+        if status == 404 and "bucket does not exist" not in text.lower():
+            raise PreconditionFailedError(
+                key, f"no object {key!r} to match (if_match needs an existing object)"
+            ) from exc
 
     def _raise_status(
         self,
@@ -246,12 +263,18 @@ class GCSStorage(Storage):
         content_type: str,
         metadata: dict[str, str],
         if_not_exists: bool,
+        *,
+        if_match: str | None = None,
     ) -> None:
         client = await self._client.get()
         params = self._write_params()
         if if_not_exists:
             params["ifGenerationMatch"] = "0"
-        with self._errors(key, exists_key=key if if_not_exists else None):
+        if if_match is not None:
+            params["ifGenerationMatch"] = self._generation(key, if_match)
+        with self._errors(
+            key, exists_key=key if if_not_exists else None, match_key=key if if_match else None
+        ):
             await client.upload(
                 self.bucket,
                 key,
@@ -272,6 +295,8 @@ class GCSStorage(Storage):
         content_type: str,
         metadata: dict[str, str],
         part_size: int,
+        *,
+        if_match: str | None = None,
     ) -> None:
         if part_size % _RESUMABLE_UNIT:
             raise InvalidArgumentError(
@@ -283,8 +308,11 @@ class GCSStorage(Storage):
         headers = await _SDK.auth_headers(client)
         url = f"{_SDK.upload_root(client)}/{self.bucket}/o"
         params = {"uploadType": "resumable", "name": key, **self._write_params()}
+        if if_match is not None:
+            # Checked when the session is opened and again when the object is finalised.
+            params["ifGenerationMatch"] = self._generation(key, if_match)
         body = {"name": key, "contentType": content_type, "metadata": metadata}
-        with self._errors(key):
+        with self._errors(key, match_key=key if if_match else None):
             async with session.post(
                 url,
                 params=params,
@@ -309,6 +337,10 @@ class GCSStorage(Storage):
                         headers={**headers, "Content-Range": f"bytes {span}/{total}"},
                     ) as resp:
                         if resp.status not in (200, 201, 308):
+                            if if_match is not None:
+                                self._raise_if_match_status(
+                                    resp.status, await resp.text(), key, Exception()
+                                )
                             self._raise_status(
                                 resp.status, await resp.text(), key, None, Exception()
                             )
@@ -381,7 +413,10 @@ class GCSStorage(Storage):
         return ObjectInfo(
             key=item["name"],
             size=int(item.get("size", 0)),
-            etag=item.get("etag") or item.get("md5Hash"),
+            # The generation: what ifGenerationMatch compares (GCS's own etag also
+            # changes with metadata-only updates, which a content precondition ignores).
+            etag=str(item.get("generation") or item.get("etag") or item.get("md5Hash") or "")
+            or None,
             content_type=item.get("contentType"),
             last_modified=datetime.fromisoformat(updated.replace("Z", "+00:00"))
             if updated
@@ -394,6 +429,22 @@ class GCSStorage(Storage):
         with self._errors(key):
             item = await client.download_metadata(self.bucket, key, timeout=self._timeout)
         return self._info(item)
+
+    @staticmethod
+    def _generation(key: str, etag: str) -> str:
+        if not etag.isdigit():
+            raise PreconditionFailedError(
+                key,
+                f"if_match={etag!r} is not a GCS object generation (the etag head() returns "
+                f"for {key!r}); nothing was written",
+            )
+        return etag
+
+    async def _delete_if_match(self, key: str, etag: str) -> None:
+        client = await self._client.get()
+        params = {"ifGenerationMatch": self._generation(key, etag)}
+        with self._errors(key, match_key=key):
+            await client.delete(self.bucket, key, params=params, timeout=self._timeout)
 
     async def _delete(self, key: str) -> None:
         client = await self._client.get()

@@ -10,6 +10,10 @@
 * A key can never resolve outside ``root_dir``: key validation refuses ``..`` and
   absolute keys, and every resolved path is checked with ``realpath`` so a symlink
   inside the root cannot lead out of it.
+* Conditional writes (``if_match``) compare the ETag and rename under an exclusive
+  ``flock`` on one of 256 lock files in ``<root>/.cloudrift/locks`` (chosen by the key's
+  hash), so of two writers, in one process or two, holding the same ETag exactly one
+  wins. Unconditional writes do not take the lock (last writer wins, as on S3).
 * Content type (when it differs from the one guessed from the key) and user metadata
   live in a JSON sidecar under ``<root>/.cloudrift/meta``; keys starting with
   ``.cloudrift/`` are reserved.
@@ -24,6 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import errno
+import fcntl
 import hashlib
 import hmac
 import itertools
@@ -49,6 +54,7 @@ from cloudrift.core.exceptions import (
     InvalidRangeError,
     ObjectExistsError,
     ObjectNotFoundError,
+    PreconditionFailedError,
     StorageError,
     StoragePermissionError,
 )
@@ -70,6 +76,12 @@ _TMP_MARK = ".cloudrift-tmp-"
 _TMP_FLAGS = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
 _PAGE = 500
 _MISSING = (FileNotFoundError, NotADirectoryError, IsADirectoryError)
+
+
+def _etag(st: os.stat_result) -> str:
+    # The inode too: every write renames a new file into place, so two writes within one
+    # timestamp tick (a few ms on Linux) of the same size still get different ETags.
+    return f"{st.st_ino:x}-{st.st_mtime_ns:x}-{st.st_size:x}"
 
 
 def _guess(key: str) -> str:
@@ -113,8 +125,10 @@ class LocalStorage(Storage):
         self._root = os.path.realpath(self.root_dir)
         self._tmp = os.path.join(self._root, _RESERVED, "tmp")
         self._meta = os.path.join(self._root, _RESERVED, "meta")
+        self._locks = os.path.join(self._root, _RESERVED, "locks")
         os.makedirs(self._tmp, exist_ok=True)
         os.makedirs(self._meta, exist_ok=True)
+        os.makedirs(self._locks, exist_ok=True)
         if not is_number(temp_file_max_age) or temp_file_max_age < 0:
             raise ConfigurationError(
                 "local storage temp_file_max_age must be a non-negative number of seconds, "
@@ -298,6 +312,45 @@ class LocalStorage(Storage):
             return False
         return True
 
+    @contextlib.contextmanager
+    def _key_lock(self, key: str) -> Any:
+        """Hold an exclusive ``flock`` for ``key`` (one of 256 lock files, so their number
+        stays bounded); released when the block ends or the process dies."""
+        stripe = hashlib.sha256(key.encode()).hexdigest()[:2]
+        fd = os.open(os.path.join(self._locks, stripe), os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            yield
+        finally:
+            os.close(fd)  # closing the descriptor releases the lock
+
+    def _check_match(self, key: str, path: str, etag: str) -> None:
+        """PreconditionFailedError unless the object at ``path`` has ETag ``etag``."""
+        try:
+            st = os.stat(path)
+        except _MISSING:
+            st = None
+        if st is None or not stat.S_ISREG(st.st_mode):
+            raise PreconditionFailedError(
+                key, f"no object {key!r} to match (if_match needs an existing object)"
+            )
+        if _etag(st) != etag:
+            raise PreconditionFailedError(key)
+
+    def _place_if_match(
+        self, tmp: str, path: str, key: str, etag: str, content_type: str, metadata: dict[str, str]
+    ) -> None:
+        """Check the ETag and rename ``tmp`` into place as one step under the key's lock."""
+        with self._key_lock(key):
+            self._check_match(key, path, etag)
+            self._write_meta(key, content_type, metadata)
+            self._place(tmp, path, key, False)
+
+    def _delete_if_match_sync(self, key: str, etag: str) -> None:
+        with self._key_lock(key):
+            self._check_match(key, self._path(key), etag)
+            self._delete_sync(key)
+
     def _conflict(self, key: str) -> StorageError:
         return StorageError(
             f"key {key!r} conflicts with an existing key in local storage: a key cannot be "
@@ -305,13 +358,22 @@ class LocalStorage(Storage):
         )
 
     def _put_sync(
-        self, key: str, data: Any, content_type: str, metadata: dict[str, str], cond: bool
+        self,
+        key: str,
+        data: Any,
+        content_type: str,
+        metadata: dict[str, str],
+        cond: bool,
+        if_match: str | None = None,
     ) -> None:
         path = self._path(key)
         tmp = self._write_tmp(data, path, key)
         placed = False
         try:
-            if cond:
+            if if_match is not None:
+                self._place_if_match(tmp, path, key, if_match, content_type, metadata)
+                placed = True
+            elif cond:
                 self._place(tmp, path, key, True)
                 placed = True
                 self._write_meta(key, content_type, metadata)
@@ -346,7 +408,7 @@ class LocalStorage(Storage):
         return ObjectInfo(
             key=key,
             size=st.st_size,
-            etag=f"{st.st_mtime_ns:x}-{st.st_size:x}",
+            etag=_etag(st),
             content_type=content_type,
             last_modified=datetime.fromtimestamp(st.st_mtime, UTC),
             metadata=metadata,
@@ -474,8 +536,12 @@ class LocalStorage(Storage):
         content_type: str,
         metadata: dict[str, str],
         if_not_exists: bool,
+        *,
+        if_match: str | None = None,
     ) -> None:
-        await self._run(self._put_sync, key, data, content_type, metadata, if_not_exists)
+        await self._run(
+            self._put_sync, key, data, content_type, metadata, if_not_exists, if_match
+        )
 
     async def _put_stream(
         self,
@@ -484,6 +550,8 @@ class LocalStorage(Storage):
         content_type: str,
         metadata: dict[str, str],
         part_size: int,
+        *,
+        if_match: str | None = None,
     ) -> None:
         path = self._path(key)
         tmp, fd = await self._run(self._create_beside, path, key)
@@ -495,8 +563,13 @@ class LocalStorage(Storage):
                     await self._run(fh.write, part)
             finally:
                 await self._run(fh.close)
-            await self._run(self._write_meta, key, content_type, metadata)
-            await self._run(self._place, tmp, path, key, False)
+            if if_match is not None:
+                await self._run(
+                    self._place_if_match, tmp, path, key, if_match, content_type, metadata
+                )
+            else:
+                await self._run(self._write_meta, key, content_type, metadata)
+                await self._run(self._place, tmp, path, key, False)
             placed = True
         finally:
             if not placed:
@@ -538,6 +611,9 @@ class LocalStorage(Storage):
 
     async def _delete(self, key: str) -> None:
         await self._run(self._delete_sync, key)
+
+    async def _delete_if_match(self, key: str, etag: str) -> None:
+        await self._run(self._delete_if_match_sync, key, etag)
 
     async def _iter(self, prefix: str) -> AsyncIterator[ObjectInfo]:
         keys: list[str] = await self._run(self._scan, prefix)

@@ -11,7 +11,12 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from cloudrift.core.exceptions import InvalidRangeError, ObjectExistsError, ObjectNotFoundError
+from cloudrift.core.exceptions import (
+    InvalidRangeError,
+    ObjectExistsError,
+    ObjectNotFoundError,
+    PreconditionFailedError,
+)
 from cloudrift.storage.base import ObjectInfo, PresignMethod, Storage
 
 
@@ -41,9 +46,14 @@ class MemoryStorage(Storage):
         content_type: str,
         metadata: dict[str, str],
         if_not_exists: bool,
+        *,
+        if_match: str | None = None,
     ) -> None:
+        # No await in here: the check and the write are one step for every task.
         if if_not_exists and key in self._objects:
             raise ObjectExistsError(key)
+        if if_match is not None:
+            self._check_match(key, if_match)
         blob = bytes(data)
         info = ObjectInfo(
             key=key,
@@ -82,6 +92,19 @@ class MemoryStorage(Storage):
 
     async def _delete(self, key: str) -> None:
         self._objects.pop(key, None)
+
+    def _check_match(self, key: str, etag: str) -> None:
+        stored = self._objects.get(key)
+        if stored is None:
+            raise PreconditionFailedError(
+                key, f"no object {key!r} to match (if_match needs an existing object)"
+            )
+        if stored.info.etag != etag:
+            raise PreconditionFailedError(key)
+
+    async def _delete_if_match(self, key: str, etag: str) -> None:
+        self._check_match(key, etag)
+        del self._objects[key]
 
     async def _iter(self, prefix: str) -> AsyncIterator[ObjectInfo]:
         keys = sorted((k for k in self._objects if k.startswith(prefix)), key=str.encode)

@@ -38,6 +38,7 @@ from cloudrift.core.exceptions import (
     InvalidRangeError,
     ObjectExistsError,
     ObjectNotFoundError,
+    PreconditionFailedError,
     StorageConnectionError,
     StorageError,
     StoragePermissionError,
@@ -214,13 +215,18 @@ class S3Storage(Storage):
     # ---------------------------------------------------------------- errors
 
     @contextlib.contextmanager
-    def _errors(self, key: str | None = None, *, exists_key: str | None = None) -> Iterator[None]:
-        """Translate botocore errors for an operation on ``key`` into cloudrift errors."""
+    def _errors(
+        self, key: str | None = None, *, exists_key: str | None = None, match_key: str | None = None
+    ) -> Iterator[None]:
+        """Translate botocore errors for an operation on ``key`` into cloudrift errors
+        (``match_key``: the operation carried ``IfMatch``)."""
         from botocore.exceptions import BotoCoreError, ClientError
 
         try:
             yield
         except ClientError as exc:
+            if match_key is not None:
+                self._raise_if_match_error(exc, match_key)
             self._raise_client_error(exc, key, exists_key)
         except connection_errors() as exc:
             raise StorageConnectionError(
@@ -235,6 +241,24 @@ class S3Storage(Storage):
         except BotoCoreError as exc:
             raise StorageError(
                 f"{self.provider} storage error: {redact(str(exc), self._secrets)}"
+            ) from exc
+
+    def _raise_if_match_error(self, exc: ClientError, key: str) -> None:
+        """PreconditionFailedError for a failed ``IfMatch``: 412, 409
+        ``ConditionalRequestConflict`` (a concurrent conditional write won), or 404
+        ``NoSuchKey`` (S3's answer when there is no object to match)."""
+        code = client_error_details(exc, self._secrets).code
+        if code == "PreconditionFailed":
+            raise PreconditionFailedError(key) from exc
+        if code == "ConditionalRequestConflict":
+            raise PreconditionFailedError(
+                key,
+                f"object {key!r} was written concurrently (409 ConditionalRequestConflict); "
+                "nothing was written: re-read it and retry",
+            ) from exc
+        if code in NOT_FOUND_ERROR_CODES and code != "NoSuchBucket":
+            raise PreconditionFailedError(
+                key, f"no object {key!r} to match (if_match needs an existing object)"
             ) from exc
 
     def _raise_client_error(
@@ -281,15 +305,22 @@ class S3Storage(Storage):
         content_type: str,
         metadata: dict[str, str],
         if_not_exists: bool,
+        *,
+        if_match: str | None = None,
     ) -> None:
-        if self._obstore is not None:
+        # Conditional replaces go through the SDK client on either engine.
+        if self._obstore is not None and if_match is None:
             await self._obstore.put(key, data, content_type, metadata, if_not_exists)
             return
         client = await self._client.get()
         extra = self._sse_args()
         if if_not_exists:
             extra["IfNoneMatch"] = "*"
-        with self._errors(key, exists_key=key if if_not_exists else None):
+        if if_match is not None:
+            extra["IfMatch"] = f'"{if_match}"'
+        with self._errors(
+            key, exists_key=key if if_not_exists else None, match_key=key if if_match else None
+        ):
             await client.put_object(
                 Bucket=self.bucket,
                 Key=key,
@@ -306,15 +337,17 @@ class S3Storage(Storage):
         content_type: str,
         metadata: dict[str, str],
         part_size: int,
+        *,
+        if_match: str | None = None,
     ) -> None:
-        if self._obstore is not None:
+        if self._obstore is not None and if_match is None:
             await self._obstore.put_stream(key, parts, content_type, metadata, part_size)
             return
         first = await anext(parts, None)
         second = await anext(parts, None) if first is not None else None
         if first is None or second is None:
             # One part or none: a single PUT is cheaper than a multipart upload.
-            await self._put(key, first or b"", content_type, metadata, False)
+            await self._put(key, first or b"", content_type, metadata, False, if_match=if_match)
             return
         client = await self._client.get()
         with self._errors(key):
@@ -358,8 +391,11 @@ class S3Storage(Storage):
         try:
             # At most `upload_concurrency` parts in flight: memory stays bounded.
             await send_parts(all_parts(), send, self._concurrency)
-            with self._errors(key):
+            # The condition is checked when the parts become the object.
+            condition = {} if if_match is None else {"IfMatch": f'"{if_match}"'}
+            with self._errors(key, match_key=key if if_match else None):
                 await client.complete_multipart_upload(
+                    **condition,
                     Bucket=self.bucket,
                     Key=key,
                     UploadId=upload_id,
@@ -436,6 +472,11 @@ class S3Storage(Storage):
         if self._obstore is not None:
             return await self._obstore.exists(key)
         return await super()._exists(key)
+
+    async def _delete_if_match(self, key: str, etag: str) -> None:
+        client = await self._client.get()
+        with self._errors(key, match_key=key):
+            await client.delete_object(Bucket=self.bucket, Key=key, IfMatch=f'"{etag}"')
 
     async def _iter(self, prefix: str) -> AsyncIterator[ObjectInfo]:
         if self._obstore is not None:

@@ -21,6 +21,8 @@ from cloudrift.core.exceptions import (
     CacheArgumentError,
     CacheKeyNotFoundError,
     CacheResponseError,
+    LockLostError,
+    LockNotAcquiredError,
 )
 from tests.conformance import BackendConformance
 
@@ -383,3 +385,105 @@ class CacheConformance(BackendConformance):
         async with backend as cache:
             await cache.set("k", b"v")
         assert backend.closed
+
+    # ------------------------------------------------------------ locks
+    async def test_lock_gives_mutual_exclusion(self, backend: Cache) -> None:
+        """10 tasks incrementing a counter under one lock (with wait) end exact, and
+        never two are inside at once."""
+        await backend.set("n", b"0")
+        inside = 0
+        most = 0
+
+        async def work() -> None:
+            nonlocal inside, most
+            async with backend.lock("m", ttl=10, wait=10):
+                inside += 1
+                most = max(most, inside)
+                value = int(await backend.get("n") or b"0")
+                await asyncio.sleep(0.001)
+                await backend.set("n", str(value + 1))
+                inside -= 1
+
+        await asyncio.gather(*(work() for _ in range(10)))
+        assert await backend.get("n") == b"10"
+        assert most == 1
+
+    async def test_a_held_lock_is_refused_at_once_or_after_wait(self, backend: Cache) -> None:
+        """While held, acquiring raises LockNotAcquiredError (at once without wait, after
+        polling with wait); once released it can be taken."""
+        first = backend.lock("busy", ttl=10)
+        await first.acquire()
+        with pytest.raises(LockNotAcquiredError) as info:
+            await backend.lock("busy", ttl=10).acquire()
+        assert info.value.name == "busy"
+        with pytest.raises(LockNotAcquiredError, match="waited"):
+            await backend.lock("busy", ttl=10, wait=0.05).acquire()
+        await first.release()
+        async with backend.lock("busy", ttl=10) as second:
+            assert second.held
+
+    async def test_waiting_acquire_gets_the_lock_once_released(self, backend: Cache) -> None:
+        """acquire(wait=) keeps polling and takes the lock as soon as the owner releases."""
+        owner = backend.lock("handoff", ttl=10)
+        await owner.acquire()
+        waiter = asyncio.create_task(backend.lock("handoff", ttl=10, wait=10).acquire())
+        await asyncio.sleep(0.03)
+        assert not waiter.done()
+        await owner.release()
+        await asyncio.wait_for(waiter, 5)
+
+    async def test_an_expired_lock_is_free_and_its_late_release_raises(
+        self, backend: Cache, advance: Advance
+    ) -> None:
+        """After its ttl another owner can take the lock; the first owner's release then
+        raises LockLostError and leaves the new owner's lock in place."""
+        first = backend.lock("exp", ttl=0.2)
+        await first.acquire()
+        await advance(0.2)
+        second = backend.lock("exp", ttl=10)
+        await second.acquire()
+        with pytest.raises(LockLostError):
+            await first.release()
+        with pytest.raises(LockNotAcquiredError):
+            await backend.lock("exp", ttl=10).acquire()
+        await second.release()
+
+    async def test_only_the_owner_can_release(self, backend: Cache) -> None:
+        """A lock object that does not hold the lock cannot release it (the owner's lock
+        stays), and releasing twice is refused."""
+        owner = backend.lock("own", ttl=10)
+        await owner.acquire()
+        other = backend.lock("own", ttl=10)
+        with pytest.raises(CacheArgumentError, match="not held"):
+            await other.release()
+        assert await backend.exists("cloudrift:lock:own")
+        await owner.release()
+        with pytest.raises(CacheArgumentError, match="not held"):
+            await owner.release()
+
+    async def test_extend_keeps_the_lock(self, backend: Cache, advance: Advance) -> None:
+        """extend(ttl) pushes the expiry out, so the lock is still held after the first
+        ttl; extending an expired lock raises LockLostError."""
+        lock = backend.lock("ext", ttl=0.2)
+        await lock.acquire()
+        await lock.extend(10)
+        await advance(0.2)
+        with pytest.raises(LockNotAcquiredError):
+            await backend.lock("ext", ttl=10).acquire()
+        await lock.release()
+        short = backend.lock("ext", ttl=0.2)
+        await short.acquire()
+        await advance(0.2)
+        with pytest.raises(LockLostError):
+            await short.extend()
+        assert not short.held
+
+    async def test_lock_arguments_are_checked(self, backend: Cache) -> None:
+        """A missing or non-positive ttl, a negative wait or an empty name is refused."""
+        for bad in (0, -1, None):
+            with pytest.raises(CacheArgumentError):
+                backend.lock("x", ttl=bad)  # type: ignore[arg-type]
+        with pytest.raises(CacheArgumentError):
+            backend.lock("x", ttl=1, wait=-1)
+        with pytest.raises(CacheArgumentError):
+            backend.lock("", ttl=1)

@@ -9,16 +9,31 @@ from __future__ import annotations
 
 import asyncio
 import math
+import random
 from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar
 
 import pytest
 
-from cloudrift.core.exceptions import BackendClosedError, KVValueError
+from cloudrift.core.exceptions import BackendClosedError, KVConflictError, KVValueError
 from cloudrift.kv import KVStore
 from tests.conformance import BackendConformance
 
 Advance = Callable[[float], Awaitable[None]]
+
+
+async def increment(store: KVStore, key: str) -> int:
+    """Add one to the int under ``key`` with get_entry + set(if_version=), retrying on
+    KVConflictError; the new value."""
+    while True:
+        entry = await store.get_entry(key)
+        assert entry is not None
+        try:
+            await store.set(key, entry.value + 1, if_version=entry.version)
+        except KVConflictError:
+            await asyncio.sleep(random.uniform(0, 0.002))
+            continue
+        return int(entry.value) + 1
 
 
 class KVConformance(BackendConformance):
@@ -137,3 +152,104 @@ class KVConformance(BackendConformance):
             await backend.get("k")
         with pytest.raises(BackendClosedError):
             await backend.set("k", 1)
+
+    # ------------------------------------------------------------ versions
+    async def test_get_entry_returns_value_and_a_version_that_changes_on_every_write(
+        self, backend: KVStore
+    ) -> None:
+        """get_entry gives the value and an opaque str version; every write (even of the
+        same value) gives a new version; a missing key gives None."""
+        assert await backend.get_entry("v") is None
+        await backend.set("v", {"a": 1})
+        first = await backend.get_entry("v")
+        assert first is not None and first.value == {"a": 1}
+        assert isinstance(first.version, str) and first.version
+        await backend.set("v", {"a": 1})
+        second = await backend.get_entry("v")
+        assert second is not None and second.version != first.version
+
+    async def test_set_if_version_writes_only_at_that_version(self, backend: KVStore) -> None:
+        """set(if_version=current) writes; a stale version raises KVConflictError naming
+        the key and leaves the value and version untouched."""
+        await backend.set("c", 1)
+        stale = await backend.get_entry("c")
+        assert stale is not None
+        await backend.set("c", 2, if_version=stale.version)
+        current = await backend.get_entry("c")
+        assert current is not None and current.value == 2
+        with pytest.raises(KVConflictError) as info:
+            await backend.set("c", 3, if_version=stale.version)
+        assert info.value.key == "c"
+        assert await backend.get_entry("c") == current
+
+    async def test_set_if_absent_creates_only(self, backend: KVStore) -> None:
+        """set(if_absent=True) creates a missing key and refuses an existing one."""
+        await backend.set("new", "first", if_absent=True)
+        with pytest.raises(KVConflictError, match="already exists"):
+            await backend.set("new", "second", if_absent=True)
+        assert await backend.get("new") == "first"
+
+    async def test_if_absent_treats_an_expired_entry_as_absent(
+        self, backend: KVStore, advance: Advance
+    ) -> None:
+        """An expired entry does not block set(if_absent=True)."""
+        await backend.set("gone", 1, ttl=0.1)
+        await advance(0.1)
+        await backend.set("gone", 2, if_absent=True)
+        assert await backend.get("gone") == 2
+
+    async def test_if_version_on_a_missing_key_conflicts(self, backend: KVStore) -> None:
+        """set/delete with if_version on a key that is not there raise KVConflictError
+        and create nothing."""
+        await backend.set("x", 1)
+        entry = await backend.get_entry("x")
+        assert entry is not None
+        with pytest.raises(KVConflictError):
+            await backend.set("missing", 1, if_version=entry.version)
+        with pytest.raises(KVConflictError):
+            await backend.delete("missing", if_version=entry.version)
+        assert not await backend.exists("missing")
+
+    async def test_delete_if_version(self, backend: KVStore) -> None:
+        """delete(if_version=stale) raises KVConflictError and keeps the entry;
+        delete(if_version=current) removes it."""
+        await backend.set("d", 1)
+        stale = await backend.get_entry("d")
+        await backend.set("d", 2)
+        current = await backend.get_entry("d")
+        assert stale is not None and current is not None
+        with pytest.raises(KVConflictError):
+            await backend.delete("d", if_version=stale.version)
+        assert await backend.get("d") == 2
+        assert await backend.delete("d", if_version=current.version) is True
+        assert await backend.get_entry("d") is None
+
+    async def test_conditional_set_keeps_the_ttl_given(
+        self, backend: KVStore, advance: Advance
+    ) -> None:
+        """A conditional set with ttl expires like a plain one."""
+        await backend.set("t", 1)
+        entry = await backend.get_entry("t")
+        assert entry is not None
+        await backend.set("t", 2, ttl=0.1, if_version=entry.version)
+        await advance(0.1)
+        assert await backend.get_entry("t") is None
+
+    async def test_version_arguments_are_checked(self, backend: KVStore) -> None:
+        """An empty or non-str if_version, or if_version with if_absent, is refused."""
+        for bad in ("", 3):
+            with pytest.raises(KVValueError):
+                await backend.set("k", 1, if_version=bad)  # type: ignore[arg-type]
+        with pytest.raises(KVValueError, match="not both"):
+            await backend.set("k", 1, if_version="v", if_absent=True)
+        assert not await backend.exists("k")
+
+    async def test_concurrent_compare_and_set_increments_lose_no_update(
+        self, backend: KVStore
+    ) -> None:
+        """20 concurrent get_entry + set(if_version=) increments, retrying on conflict,
+        end at exactly 20."""
+        await backend.set("counter", 0)
+        results = await asyncio.gather(*(increment(backend, "counter") for _ in range(20)))
+        assert sorted(results) == list(range(1, 21))
+        assert await backend.get("counter") == 20

@@ -15,7 +15,9 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import io
+import json
 import os
+import random
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, ClassVar
@@ -32,6 +34,7 @@ from cloudrift.core.exceptions import (
     InvalidRangeError,
     ObjectExistsError,
     ObjectNotFoundError,
+    PreconditionFailedError,
 )
 from cloudrift.storage import ObjectInfo, Storage
 from cloudrift.storage.base import MIN_PART_SIZE
@@ -79,6 +82,26 @@ RANGES: list[tuple[int | None, int | None, bytes]] = [
     (SIZE, None, b""),
     (SIZE, SIZE + 5, b""),
 ]
+
+
+async def increment_counter(backend: Storage, key: str) -> int:
+    """Add one to the JSON counter object ``{"n": ...}`` under ``key`` with a
+    read-modify-write that retries on PreconditionFailedError; the new value.
+
+    ``head`` comes before ``download``: the data read is then at least as new as the
+    ETag, so a stale read can only fail the write, never win it.
+    """
+    while True:
+        etag = (await backend.head(key)).etag
+        assert etag is not None
+        count = int(json.loads(await backend.download(key))["n"]) + 1
+        try:
+            await backend.upload(key, json.dumps({"n": count}).encode(), if_match=etag)
+        except PreconditionFailedError:
+            # A short random backoff spreads the retries out (fewer wasted round trips).
+            await asyncio.sleep(random.uniform(0, 0.005))
+            continue
+        return count
 
 
 async def agen(*parts: bytes) -> AsyncIterator[bytes]:
@@ -516,6 +539,92 @@ class StorageConformance(BackendConformance):
         winners = [r for r in results if r is None]
         assert len(winners) == 1
         assert all(isinstance(r, ObjectExistsError) for r in results if r is not None)
+
+    # ----------------------------------------------------- conditional replace
+
+    async def test_if_match_with_the_current_etag_replaces(self, backend: Storage) -> None:
+        """upload(if_match=head().etag) replaces the object and gives it a new ETag."""
+        await backend.upload("cas", b"one")
+        etag = (await backend.head("cas")).etag
+        assert etag
+        await backend.upload("cas", b"two", if_match=etag)
+        assert await backend.download("cas") == b"two"
+        assert (await backend.head("cas")).etag != etag
+
+    async def test_if_match_with_a_stale_etag_fails_and_leaves_the_object(
+        self, backend: Storage
+    ) -> None:
+        """A stale ETag raises PreconditionFailedError naming the key; nothing changes."""
+        await backend.upload("cas", b"one", metadata={"v": "1"})
+        stale = (await backend.head("cas")).etag
+        assert stale
+        await backend.upload("cas", b"two", metadata={"v": "2"})
+        current = await backend.head("cas")
+        with pytest.raises(PreconditionFailedError) as info:
+            await backend.upload("cas", b"three", metadata={"v": "3"}, if_match=stale)
+        assert info.value.key == "cas"
+        assert await backend.download("cas") == b"two"
+        assert (await backend.head("cas")).etag == current.etag
+        assert dict((await backend.head("cas")).metadata) == {"v": "2"}
+
+    async def test_if_match_on_a_missing_key_fails_clearly(self, backend: Storage) -> None:
+        """if_match on a key with no object raises PreconditionFailedError (saying so) and
+        creates nothing."""
+        await backend.upload("other", b"x")
+        etag = (await backend.head("other")).etag
+        assert etag
+        with pytest.raises(PreconditionFailedError, match="no object") as info:
+            await backend.upload("ghost", b"x", if_match=etag)
+        assert info.value.key == "ghost"
+        assert not await backend.exists("ghost")
+
+    async def test_upload_stream_if_match_checks_the_etag(self, backend: Storage) -> None:
+        """upload_stream(if_match=) replaces with the current ETag and refuses a stale one."""
+        await backend.upload("s-cas", b"one")
+        etag = (await backend.head("s-cas")).etag
+        assert etag
+        await backend.upload_stream("s-cas", agen(b"tw", b"o"), if_match=etag)
+        with pytest.raises(PreconditionFailedError):
+            await backend.upload_stream("s-cas", agen(b"three"), if_match=etag)
+        assert await backend.download("s-cas") == b"two"
+
+    async def test_delete_if_match_deletes_only_that_version(self, backend: Storage) -> None:
+        """delete(if_match=) refuses a stale ETag (object kept) and deletes with the
+        current one; on a missing key it raises PreconditionFailedError."""
+        await backend.upload("d-cas", b"one")
+        stale = (await backend.head("d-cas")).etag
+        assert stale
+        await backend.upload("d-cas", b"two")
+        with pytest.raises(PreconditionFailedError):
+            await backend.delete("d-cas", if_match=stale)
+        assert await backend.download("d-cas") == b"two"
+        current = (await backend.head("d-cas")).etag
+        assert current
+        await backend.delete("d-cas", if_match=current)
+        assert not await backend.exists("d-cas")
+        with pytest.raises(PreconditionFailedError):
+            await backend.delete("d-cas", if_match=current)
+
+    async def test_if_match_argument_is_checked(self, backend: Storage) -> None:
+        """An empty ETag, '*', or if_match with if_not_exists is refused before any call."""
+        for bad in ("", '""', "*"):
+            with pytest.raises(InvalidArgumentError):
+                await backend.upload("k", b"x", if_match=bad)
+        with pytest.raises(InvalidArgumentError, match="not both"):
+            await backend.upload("k", b"x", if_match="e", if_not_exists=True)
+        assert not await backend.exists("k")
+
+    async def test_concurrent_read_modify_write_with_if_match_loses_no_update(
+        self, backend: Storage
+    ) -> None:
+        """20 concurrent increments of a JSON counter, retrying on PreconditionFailedError,
+        end at exactly 20."""
+        await backend.upload("counter.json", b'{"n": 0}')
+        results = await asyncio.gather(
+            *(increment_counter(backend, "counter.json") for _ in range(20))
+        )
+        assert sorted(results) == list(range(1, 21))
+        assert json.loads(await backend.download("counter.json")) == {"n": 20}
 
     # ---------------------------------------------------------- presigned URLs
 

@@ -3,15 +3,18 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from cloudrift.cache import get_cache
-from cloudrift.core.exceptions import ConfigurationError, KVError
+from cloudrift.core.exceptions import ConfigurationError, KVConflictError, KVError
 from cloudrift.kv import CacheKV, FileKV, KVStore, MemoryKV, get_kv
 from tests.clock import FakeClock
 from tests.conformance.kv import Advance, KVConformance
@@ -128,7 +131,7 @@ async def test_file_writes_are_atomic_and_leave_no_temp_files(
         await store.set("b", 2)
     monkeypatch.undo()
     assert path.read_text() == before
-    assert sorted(os.listdir(tmp_path)) == ["kv.json"]
+    assert sorted(os.listdir(tmp_path)) == ["kv.json", "kv.json.lock"]
     assert await store.get("b") is None  # memory state not changed either
     assert json.loads(before)["a"]["v"] == "1"
 
@@ -153,12 +156,16 @@ def test_file_path_that_is_a_directory_is_refused(tmp_path: Path) -> None:
 
 
 async def test_cache_store_uses_the_prefix_and_ttl_in_the_cache(redis: RedisServer) -> None:
-    """Records live under prefix+key as JSON text, with the TTL set in Redis."""
+    """Records live under prefix+key as "\x01<version>\x01<JSON text>", with the TTL
+    set in Redis."""
     cache = get_cache("redis", "from_url", url=redis.url)
     store = CacheKV(cache=cache, prefix="app:")
     await store.set("session:abc", {"user": "42"}, ttl=3600)
+    entry = await store.get_entry("session:abc")
+    assert entry is not None
     with redis.client() as admin:
-        assert admin.get("app:session:abc") == b'{"user":"42"}'
+        expected = f"\x01{entry.version}\x01" + '{"user":"42"}'
+        assert admin.get("app:session:abc") == expected.encode()
         assert 0 < admin.ttl("app:session:abc") <= 3600
     await store.close()
     assert not cache.closed  # handed in, so left open
@@ -188,3 +195,56 @@ def test_missing_required_option_raises_configuration_error(provider: str, needs
     """get_kv("file") without path, or get_kv("cache") without cache, says what to pass."""
     with pytest.raises(ConfigurationError, match=needs):
         get_kv(provider)
+
+
+async def test_cache_store_reads_and_replaces_a_record_written_before_versions(
+    redis: RedisServer,
+) -> None:
+    """A plain JSON record (the format before versions) reads, has a version, and a
+    set(if_version=) on it works; a changed record refuses the old version."""
+    store = get_kv("cache", cache=get_cache("redis", "from_url", url=redis.url), prefix="p:")
+    with redis.client() as admin:
+        admin.set("p:old", b'{"n":1}')
+    entry = await store.get_entry("old")
+    assert entry is not None and entry.value == {"n": 1}
+    await store.set("old", {"n": 2}, if_version=entry.version)
+    assert await store.get("old") == {"n": 2}
+    with pytest.raises(KVConflictError):
+        await store.set("old", {"n": 3}, if_version=entry.version)
+    await store.close()
+
+
+_FILE_INCREMENTER = """
+import asyncio, sys
+from cloudrift.kv import get_kv
+from tests.conformance.kv import increment
+
+async def main() -> None:
+    store = get_kv("file", path=sys.argv[1])
+    await asyncio.gather(*(increment(store, "counter") for _ in range(10)))
+
+asyncio.run(main())
+"""
+
+
+def _run_file_incrementers(path: Path, count: int) -> list[int]:
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-c", _FILE_INCREMENTER, str(path)],
+            cwd=Path(__file__).resolve().parents[2],
+        )
+        for _ in range(count)
+    ]
+    return [child.wait(timeout=60) for child in children]
+
+
+async def test_file_store_compare_and_set_from_two_processes_loses_no_update(
+    tmp_path: Path,
+) -> None:
+    """Two OS processes each doing 10 concurrent if_version increments on one file end
+    at exactly 20 (the compare and the write run under an flock, on a fresh read)."""
+    path = tmp_path / "kv.json"
+    store = FileKV(path=path)
+    await store.set("counter", 0)
+    assert await asyncio.to_thread(_run_file_incrementers, path, 2) == [0, 0]
+    assert await store.get("counter") == 20

@@ -429,3 +429,49 @@ async def test_empty_folder_left_by_a_failed_write_does_not_block_a_key(tmp_path
     await storage.upload("b/c", b"x")
     with pytest.raises(StorageError, match="conflicts"):
         await storage.upload("b", b"not over a folder with keys")
+
+
+_INCREMENTER = """
+import asyncio, sys, time
+from cloudrift.storage.local import LocalStorage
+from tests.conformance.storage import increment_counter
+
+# Widen the window between the ETag check and the rename, so two writers would both
+# pass the check if it were not under the lock.
+check = LocalStorage._check_match
+
+def slow_check(self, key, path, etag):
+    check(self, key, path, etag)
+    time.sleep(0.002)
+
+LocalStorage._check_match = slow_check
+
+async def main() -> None:
+    storage = LocalStorage(root_dir=sys.argv[1])
+    await asyncio.gather(*(increment_counter(storage, "counter.json") for _ in range(10)))
+    await storage.close()
+
+asyncio.run(main())
+"""
+
+
+def _run_incrementers(root: Path, count: int) -> list[int]:
+    """Run ``count`` incrementer processes at once; their exit codes."""
+    children = [
+        subprocess.Popen(
+            [sys.executable, "-c", _INCREMENTER, str(root)],
+            cwd=Path(__file__).resolve().parents[2],
+        )
+        for _ in range(count)
+    ]
+    return [child.wait(timeout=60) for child in children]
+
+
+async def test_conditional_writes_from_two_processes_lose_no_update(tmp_path: Path) -> None:
+    """Two OS processes each doing 10 concurrent if_match increments of one JSON counter
+    end at exactly 20 (the ETag check and the rename are one step under a file lock)."""
+    storage = LocalStorage(root_dir=tmp_path)
+    await storage.upload("counter.json", b'{"n": 0}')
+    assert _run_incrementers(tmp_path, 2) == [0, 0]
+    assert await storage.download("counter.json") == b'{"n": 20}'
+    await storage.close()
