@@ -340,17 +340,18 @@ class MessagingConformance(BackendConformance):
         got = await drain(backend, 2, visibility_timeout=2)
         [kept] = [m for m in got if m.body == {"n": 1}]
         [control] = [m for m in got if m.body == {"n": 2}]
+        timed = not self.lacks("visibility_timeout")  # else: the queue's long lock
         try:
             await backend.extend_visibility(kept.receipt_handle, 60)
         except ReceiptHandleError:
-            if loop.time() - asked_at < 2:
+            if not timed or loop.time() - asked_at < 2:
                 raise
-        if loop.time() - asked_at >= 2:
+        if timed and loop.time() - asked_at >= 2:
             # A machine stalled past the first timeout before the extension landed: the
             # message may be back already, and nothing below would prove anything.
             await backend.purge()
             return
-        if not self.lacks("visibility_timeout"):
+        if timed:
             # The control was received no earlier than the kept one: once it is back,
             # the kept message's first timeout has run out as well.
             await self.pass_time(backend, 2)
