@@ -6,7 +6,10 @@
 ``process`` (at-least-once tests): reads the uploaded object from storage, records the
 run and the result in the cache (a real redis-server shared by every process), emails
 one notification per document unless the record says it was already sent, the way
-``example_app``'s worker does. ``app`` accepts uploads: stores the object, queues a job.
+``example_app``'s worker does. In a worker started with ``JOB_HOLD=1`` (the one the
+test kills) every job stops mid-way, its ``inflight`` record written, until the process
+dies: the kill lands mid-job however slow the machine is. ``app`` accepts uploads:
+stores the object, queues a job.
 """
 
 from __future__ import annotations
@@ -53,7 +56,9 @@ async def process(message: Message) -> None:
     await cache.incr(f"runs:{doc}")
     await cache.set(f"inflight:{pid}:{doc}", b"1")
     data = await storage.download(f"docs/{doc}")
-    # The work itself takes a while, so a worker killed at a random moment is mid-job.
+    if os.environ.get("JOB_HOLD"):
+        await asyncio.Event().wait()  # until SIGKILL: this worker is the victim
+    # The work itself takes a while: jobs overlap, and a redis restart lands mid-job.
     await asyncio.sleep(float(os.environ.get("JOB_SECONDS", "0.05")))
     digest = hashlib.sha256(data).hexdigest()
     if await cache.get(f"notified:{doc}") is None:

@@ -1,8 +1,10 @@
 """At-least-once under crashes: 1 API process + worker processes, one SIGKILLed mid-job.
 
 Redis queue: 3 workers on a real redis-server with AOF on; one worker is killed while
-a job runs, a replacement starts, and redis-server itself restarts once. SQS (moto
-server): 2 workers, one killed. In the end every document is processed, exactly one
+its jobs run, a replacement starts, and redis-server itself restarts once. SQS (moto
+server): 2 workers, one killed. The victim starts first and holds every job it takes
+(``JOB_HOLD``) until it is killed, so it is killed mid-job on a machine of any speed;
+the others start once it holds some. In the end every document is processed, exactly one
 email per document went out, and nothing is left on the queue or in storage without
 its record. The figures (lost, duplicate runs and emails, time to redelivery) are
 written to ``at-least-once-*.json`` in the test's directory and printed (``-s``).
@@ -30,7 +32,13 @@ from tests.servers.redis import RedisServer
 #: Documents per run (the issue suggests 300; fewer keep the suite fast on 2 cores).
 REDIS_DOCS = 120
 SQS_DOCS = 40
-VISIBILITY = "2"
+#: The consumer renews a job's visibility every half of it while the handler runs, so a
+#: live worker loses a job only if its event loop stalls for that long: 3 s of slack
+#: survives a loaded 2-core machine; a killed worker's jobs come back after 6 s.
+VISIBILITY = "6"
+#: Ceilings (seconds) for what a loaded machine may take; never an expected duration.
+STARTUP = 90
+SETTLE = 180
 
 
 def _content(doc: str) -> bytes:
@@ -75,11 +83,13 @@ class Deployment:
                 *("--host", LOOPBACK, "--port", str(self.port), "--log-level", "warning"),
             ],
         )
-        wait_for(self._api_ready, 30, "the API answering")
+        wait_for(self._api_ready, STARTUP, "the API answering")
         self.http = httpx.Client(base_url=f"http://{LOOPBACK}:{self.port}", timeout=30)
 
-    def _start(self, name: str, argv: list[str]) -> Child:
+    def _start(self, name: str, argv: list[str], hold: bool = False) -> Child:
         env = {"CLOUDRIFT_CONFIG": str(self.config), "JOB_SECONDS": "0.05"}
+        if hold:
+            env["JOB_HOLD"] = "1"
         child = Child(name, argv, self.tmp_path, env=env)
         self.children.append(child)
         return child
@@ -90,10 +100,11 @@ class Deployment:
         except httpx.HTTPError:
             return False
 
-    def worker(self, name: str) -> Child:
+    def worker(self, name: str, *, victim: bool = False) -> Child:
+        """Start a worker; a ``victim`` holds every job it takes until it is killed."""
         argv = [*COMMAND, "worker", "tests.cli.jobs:process", "--concurrency", "4"]
-        child = self._start(name, [*argv, "--visibility-timeout", VISIBILITY])
-        child.wait_output("cloudrift worker started")
+        child = self._start(name, [*argv, "--visibility-timeout", VISIBILITY], hold=victim)
+        child.wait_output("cloudrift worker started", timeout=STARTUP)
         return child
 
     def upload(self, docs: range) -> None:
@@ -108,10 +119,15 @@ class Deployment:
     def processed(self) -> set[str]:
         return {k.removeprefix("processed:") for k in self.keys("processed:*")}
 
-    def kill_mid_job(self, victim: Child) -> tuple[float, set[str]]:
-        """SIGKILL ``victim`` once it runs a job; (when, the documents it was running)."""
+    def wait_holding(self, victim: Child) -> None:
+        """Wait until ``victim`` (started with ``victim=True``) is stuck mid-job."""
         prefix = f"inflight:{victim.pid}:"
-        wait_for(lambda: bool(self.keys(prefix + "*")), 30, f"{victim.name} running a job")
+        wait_for(lambda: bool(self.keys(prefix + "*")), SETTLE, f"{victim.name} running a job")
+
+    def kill_mid_job(self, victim: Child) -> tuple[float, set[str]]:
+        """SIGKILL ``victim`` while it holds jobs; (when, the documents it was running)."""
+        prefix = f"inflight:{victim.pid}:"
+        self.wait_holding(victim)
         victim.signal(signal.SIGKILL)
         victim.wait(timeout=10)
         return time.monotonic(), {k.removeprefix(prefix) for k in self.keys(prefix + "*")}
@@ -119,7 +135,7 @@ class Deployment:
     def redelivered(self, killed_at: float, killed_docs: set[str]) -> float:
         """Seconds from the kill until another worker has processed every job the
         killed one held (they come back after the visibility timeout)."""
-        wait_for(lambda: killed_docs <= self.processed(), 60, "the killed jobs redelivered")
+        wait_for(lambda: killed_docs <= self.processed(), SETTLE, "the killed jobs redelivered")
         return time.monotonic() - killed_at
 
     def stop(self) -> None:
@@ -131,14 +147,14 @@ class Deployment:
         for child in workers:
             child.signal(signal.SIGTERM)
         for child in workers:
-            assert child.wait(timeout=30) == 0, child.output()[-3000:]
+            assert child.wait(timeout=SETTLE) == 0, child.output()[-3000:]
 
     def verify(
         self, total: int, killed_pid: int, killed_docs: set[str], redelivery: float, label: str
     ) -> None:
         """Everything processed once-visibly; write and print the figures."""
         docs = {f"d{i:04d}" for i in range(total)}
-        wait_for(lambda: self.processed() == docs, 90, f"all {total} documents processed")
+        wait_for(lambda: self.processed() == docs, SETTLE, f"all {total} documents processed")
         with self.redis.client() as client:
             runs = {d: int(client.get(f"runs:{d}") or 0) for d in docs}
             digests = {d: (client.get(f"processed:{d}") or b"").decode() for d in docs}
@@ -180,9 +196,11 @@ def test_redis_queue_survives_a_killed_worker_and_a_redis_restart(
     config = _write_config(tmp_path, queue, redis.url)
     app = Deployment(tmp_path, config, redis)
     try:
-        workers = [app.worker(f"worker-{i}") for i in range(3)]
+        workers = [app.worker("worker-0", victim=True)]
         third = REDIS_DOCS // 3
         app.upload(range(third))
+        app.wait_holding(workers[0])
+        workers += [app.worker(f"worker-{i}") for i in (1, 2)]
         killed_at, killed_docs = app.kill_mid_job(workers[0])
         killed_pid = workers[0].pid
         workers[0] = app.worker("worker-replacement")
@@ -222,8 +240,10 @@ def test_sqs_queue_survives_a_killed_worker(
     config = _write_config(tmp_path, queue, redis.url)
     app = Deployment(tmp_path, config, redis)
     try:
-        workers = [app.worker(f"worker-{i}") for i in range(2)]
+        workers = [app.worker("worker-0", victim=True)]
         app.upload(range(SQS_DOCS // 2))
+        app.wait_holding(workers[0])
+        workers.append(app.worker("worker-1"))
         killed_at, killed_docs = app.kill_mid_job(workers[0])
         killed_pid = workers[0].pid
         redelivery = app.redelivered(killed_at, killed_docs)

@@ -19,7 +19,9 @@ No test sleeps a guessed time to decide its outcome: time-driven behaviour (visi
 timeouts, delays) waits through :meth:`MessagingConformance.pass_time` (the memory harness
 moves a fake clock; real stand-ins keep their own clock) and then polls with a bounded
 deadline; "a poll is under way" is observed through the receive hook
-(:func:`watch_polls`), never assumed after a sleep.
+(:func:`watch_polls`), never assumed after a sleep. "Still hidden" is asserted only when the
+test's own clock, read before the call that started the server's timer, shows the timer
+cannot have run out; a machine stalled longer than that is tolerated explicitly.
 
 The seed's FIFO / sessions table maps to: ordering → ``test_group_order_is_kept``,
 dedup → ``test_dedup_id_delivers_once``, per-message delay → ``test_delay_*``,
@@ -85,11 +87,14 @@ def watch_polls(queue: Queue) -> asyncio.Event:
     return polling
 
 
-async def poll_for(queue: Queue, message_id: str, *, within: float = 20.0, **kw: Any) -> Message:
+async def poll_for(queue: Queue, message_id: str, *, within: float = 60.0, **kw: Any) -> Message:
     """Receive until the message ``message_id`` is delivered (a bounded deadline).
 
     Any other message arriving meanwhile fails the test: callers use it where nothing
-    else may be visible.
+    else may be visible. The deadline is a ceiling, not an expectation: a long poll whose
+    client timed out just as the server handed it the message (a loaded machine widens
+    that window) loses the delivery until the subscription's ack deadline (30 s on the
+    Pub/Sub harness), so it must outlast that.
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + within
@@ -301,17 +306,25 @@ class MessagingConformance(BackendConformance):
         """A received, unacked message comes back after visibility_timeout, count + 1."""
         await backend.send({"n": 1}, **self.group())
         loop = asyncio.get_running_loop()
+        # Before the receive: the server's timeout starts no earlier than this.
+        asked_at = loop.time()
         [first] = await drain(backend, 1, visibility_timeout=1)
-        received_at = loop.time()
         hidden = await backend.receive(max_messages=1, wait_time=0)
         if self.lacks("visibility_timeout"):
             # Accepted and ignored: the message stays locked for the queue's lock duration.
             assert hidden == []
             return
-        if loop.time() - received_at < 1:  # a stalled machine may legitimately be late
-            assert hidden == []
-        await self.pass_time(backend, 1)
-        again = await poll_for(backend, first.message_id)
+        if hidden:
+            # Only a machine stalled past the timeout between the two calls may see it
+            # back already; that receive then holds it (default visibility), so it is
+            # the redelivery to check.
+            late = loop.time() - asked_at
+            assert late >= 1, f"the message came back {late:.2f}s after its receive"
+            [again] = hidden
+        else:
+            await self.pass_time(backend, 1)
+            again = await poll_for(backend, first.message_id)
+        assert again.message_id == first.message_id
         assert again.receive_count == 2
 
     async def test_extend_visibility_keeps_message_hidden(self, backend: Queue) -> None:
@@ -322,11 +335,23 @@ class MessagingConformance(BackendConformance):
         """
         await backend.send({"n": 1}, **self.own_group("kept"))
         await backend.send({"n": 2}, **self.own_group("control"))
+        loop = asyncio.get_running_loop()
+        asked_at = loop.time()  # the server's timeouts start no earlier than this
         got = await drain(backend, 2, visibility_timeout=2)
         [kept] = [m for m in got if m.body == {"n": 1}]
         [control] = [m for m in got if m.body == {"n": 2}]
-        await backend.extend_visibility(kept.receipt_handle, 60)
-        if not self.lacks("visibility_timeout"):
+        timed = not self.lacks("visibility_timeout")  # else: the queue's long lock
+        try:
+            await backend.extend_visibility(kept.receipt_handle, 60)
+        except ReceiptHandleError:
+            if not timed or loop.time() - asked_at < 2:
+                raise
+        if timed and loop.time() - asked_at >= 2:
+            # A machine stalled past the first timeout before the extension landed: the
+            # message may be back already, and nothing below would prove anything.
+            await backend.purge()
+            return
+        if timed:
             # The control was received no earlier than the kept one: once it is back,
             # the kept message's first timeout has run out as well.
             await self.pass_time(backend, 2)

@@ -205,6 +205,9 @@ async def test_batch_keeps_at_most_max_concurrency_sends_in_flight(
     make_backend: BackendFactory, acs: ACSServer
 ) -> None:
     """send_batch overlaps sends, but never more than max_concurrency at once."""
+    # The stand-in holds every send until 3 are in flight together (a ceiling of 10 s if
+    # they never are), so a slow machine cannot finish one before the third starts.
+    acs.state.send_gate = 3
     acs.state.send_delay = 0.05
     backend = await make_backend(max_concurrency=3)
     ids = await backend.send_batch(

@@ -58,6 +58,13 @@ class ACSState:
     requests: int = 0
     #: Seconds each accepted send request is held open (to observe concurrency).
     send_delay: float = 0.0
+    #: With N > 0, each send is held until N sends have been in flight at once, then
+    #: for ``send_delay``: a client overlapping N sends is seen doing so however slowly
+    #: a loaded machine schedules it. A latch: it stays open once reached, or once a
+    #: send has waited ``send_gate_ceiling`` seconds (a client that never overlaps N).
+    send_gate: int = 0
+    send_gate_ceiling: float = 10.0
+    gate_open: threading.Event = field(default_factory=threading.Event)
     in_flight: int = 0
     max_in_flight: int = 0
 
@@ -74,6 +81,8 @@ class ACSState:
             self.signature_failures = 0
             self.requests = 0
             self.send_delay = 0.0
+            self.send_gate = 0
+            self.gate_open.clear()
             self.in_flight = 0
             self.max_in_flight = 0
 
@@ -171,6 +180,10 @@ def _handler(state: ACSState) -> type[BaseHTTPRequestHandler]:
             with state.lock:
                 state.in_flight += 1
                 state.max_in_flight = max(state.max_in_flight, state.in_flight)
+                if state.send_gate and state.in_flight >= state.send_gate:
+                    state.gate_open.set()
+            if state.send_gate and not state.gate_open.wait(state.send_gate_ceiling):
+                state.gate_open.set()  # never reached: let the rest through, the test fails
             time.sleep(state.send_delay)
             with state.lock:
                 state.in_flight -= 1
