@@ -30,6 +30,7 @@ from typing import Any, Final, TypedDict, Unpack
 from cloudrift.core.auth import AuthMethod, auth_method, select_auth
 from cloudrift.core.exceptions import ConfigurationError
 from cloudrift.core.factory import check_option_group, group_options
+from cloudrift.core.lifecycle import LazyClient
 from cloudrift.core.secrets import Secret, redact, reveal, secret
 from cloudrift.core.validation import check_int, check_number
 
@@ -340,6 +341,36 @@ async def open_client(
     return await stack.enter_async_context(client)
 
 
+def lazy_client(
+    creds: AwsCredentials,
+    service: str,
+    *,
+    region: str | None,
+    endpoint_url: str | None,
+    config: Any,
+    sts_endpoint_url: str | None = None,
+) -> LazyClient[Any]:
+    """The :class:`LazyClient` every AWS provider keeps: opened with :func:`open_client`
+    on first use, closed by its ``aclose()``.
+
+    ``config``: the ``AioConfig``, or a function that builds it when the client opens
+    (so a provider that may never need the SDK imports no botocore until then).
+    """
+
+    async def build(stack: AsyncExitStack) -> Any:
+        return await open_client(
+            stack,
+            creds,
+            service,
+            region=region,
+            endpoint_url=endpoint_url,
+            config=config() if callable(config) else config,
+            sts_endpoint_url=sts_endpoint_url,
+        )
+
+    return LazyClient(build)
+
+
 async def _use_assumed_role(
     core: Any, creds: AwsCredentials, region: str | None, sts_endpoint_url: str | None
 ) -> None:
@@ -542,6 +573,7 @@ __all__ = [
     "connection_errors",
     "credential_errors",
     "data_loader",
+    "lazy_client",
     "open_client",
     "refuse_in_process_moto",
     "split_auth_options",

@@ -288,6 +288,33 @@ class ProviderRules:
             self.fail("port must be an int between 1 and 65535")
         return host if ":" in host else f"{host}:{port}"
 
+    def check_auth(self, auth: object) -> None:
+        """``auth`` is ``"password"`` (a database user) or ``"iam"`` (the cloud identity)."""
+        if auth not in ("password", "iam"):
+            self.fail(f"auth must be 'password' or 'iam', got {auth!r}")
+
+    def host_uri(
+        self,
+        host: str,
+        port: object,
+        *,
+        username: str | None,
+        password: Secret | None,
+        auth: str,
+        database: str = "",
+    ) -> tuple[str, Secret]:
+        """``host:port`` and the URI built from it; the username and password go into
+        the URI only under ``auth="password"``."""
+        hosts = self.host_port(host, port)
+        signs_in = auth == "password"
+        uri = build_uri(
+            [hosts],
+            username=username if signs_in else None,
+            password=password.reveal() if signs_in and password is not None else None,
+            database=database,
+        )
+        return hosts, Secret(uri)
+
     def credentials(
         self, uri: str | None, username: str | None, password: Secret | None
     ) -> dict[str, Secret]:

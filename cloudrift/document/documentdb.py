@@ -16,7 +16,6 @@ from cloudrift.core.secrets import Secret, secret
 from cloudrift.document.base import (
     ConnectionPlan,
     ProviderRules,
-    build_uri,
     common_options,
     tls_setting,
     uri_has_credentials,
@@ -57,8 +56,7 @@ def plan(
         raise ConfigurationError(
             f"{RULES.where} needs uri=... or host=... (with username/password, or auth='iam')"
         )
-    if auth not in ("password", "iam"):
-        RULES.fail(f"auth must be 'password' or 'iam', got {auth!r}")
+    RULES.check_auth(auth)
     raw_uri = uri_secret.reveal() if uri_secret is not None else None
     hosts = RULES.check_uri(raw_uri) if raw_uri is not None else ""
     options: dict[str, Any] = {}
@@ -71,14 +69,7 @@ def plan(
         credentials = RULES.credentials(raw_uri, username, pw) if raw_uri is not None else {}
     if raw_uri is None:
         assert host is not None
-        hosts = RULES.host_port(host, port)
-        uri_secret = Secret(
-            build_uri(
-                [hosts],
-                username=username if auth == "password" else None,
-                password=pw.reveal() if auth == "password" and pw is not None else None,
-            )
-        )
+        hosts, uri_secret = RULES.host_uri(host, port, username=username, password=pw, auth=auth)
     assert uri_secret is not None
     options["tls"] = tls_setting(raw_uri, tls, default=True)
     if replica_set is not None:

@@ -23,7 +23,6 @@ from cloudrift.core.secrets import Secret, secret
 from cloudrift.document.base import (
     ConnectionPlan,
     ProviderRules,
-    build_uri,
     common_options,
     tls_setting,
     uri_flag,
@@ -70,8 +69,7 @@ def plan(
             f"{RULES.where} needs uri=... (the connection string from the console) or "
             "host='UID.LOCATION.firestore.goog' with username/password or auth='iam'"
         )
-    if auth not in ("password", "iam"):
-        RULES.fail(f"auth must be 'password' or 'iam', got {auth!r}")
+    RULES.check_auth(auth)
     raw_uri = uri_secret.reveal() if uri_secret is not None else None
     hosts = ""
     if raw_uri is not None:
@@ -103,14 +101,8 @@ def plan(
             options["authMechanism"] = SCRAM
     if raw_uri is None:
         assert host is not None
-        hosts = RULES.host_port(host, port)
-        uri_secret = Secret(
-            build_uri(
-                [hosts],
-                username=username if auth == "password" else None,
-                password=pw.reveal() if auth == "password" and pw is not None else None,
-                database=database or "",
-            )
+        hosts, uri_secret = RULES.host_uri(
+            host, port, username=username, password=pw, auth=auth, database=database or ""
         )
     assert uri_secret is not None
     if tls is False or (raw_uri is not None and uri_flag(raw_uri, "tls", "ssl") is False):

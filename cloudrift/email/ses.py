@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from contextlib import AsyncExitStack
 from email.utils import formataddr
 from typing import Any, NoReturn, Unpack
 
@@ -25,7 +24,7 @@ from cloudrift.core.aws import (
     aws_credentials,
     client_error_details,
     connection_errors,
-    open_client,
+    lazy_client,
 )
 from cloudrift.core.exceptions import (
     ConfigurationError,
@@ -37,7 +36,6 @@ from cloudrift.core.exceptions import (
     RecipientRejectedError,
     SenderUnverifiedError,
 )
-from cloudrift.core.lifecycle import LazyClient
 from cloudrift.core.operation import BackendDescription
 from cloudrift.core.retry import RetryPolicy
 from cloudrift.core.secrets import redact
@@ -90,24 +88,25 @@ class SESEmail(Email):
             max_concurrency=max_concurrency,
             retry=retry,
         )
-        self._creds = aws_credentials(
-            "ses email",
-            _AUTH_METHODS,
-            **auth,
-        )
+        self._creds = aws_credentials("ses email", _AUTH_METHODS, **auth)
         self._auth = self._creds.method
         if region == "":
             raise ConfigurationError("ses email: region is an empty string; pass e.g. 'us-east-1'")
         self.region = region
         self.configuration_set = configuration_set
         self._endpoint_url = endpoint_url
-        self._config = aio_config(
-            max_pool_connections=max_pool_connections,
-            connect_timeout=connect_timeout,
-            read_timeout=read_timeout,
-            max_attempts=max_attempts,
+        self._client = lazy_client(
+            self._creds,
+            "sesv2",
+            region=region,
+            endpoint_url=endpoint_url,
+            config=aio_config(
+                max_pool_connections=max_pool_connections,
+                connect_timeout=connect_timeout,
+                read_timeout=read_timeout,
+                max_attempts=max_attempts,
+            ),
         )
-        self._client: LazyClient[Any] = LazyClient(self._build_client)
 
     def _location(self) -> str:
         where = f"region={self.region!r}"
@@ -119,16 +118,6 @@ class SESEmail(Email):
         return BackendDescription.at("ses", None, self._endpoint_url)
 
     # ---------------------------------------------------------------- client
-
-    async def _build_client(self, stack: AsyncExitStack) -> Any:
-        return await open_client(
-            stack,
-            self._creds,
-            "sesv2",
-            region=self.region,
-            endpoint_url=self._endpoint_url,
-            config=self._config,
-        )
 
     async def _native_client(self) -> Any:
         """``await email.native()``: the aioboto3 SESv2 client."""

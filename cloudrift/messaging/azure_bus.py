@@ -261,7 +261,7 @@ class AzureServiceBusQueue(Queue):
         if isinstance(exc, sb.MessageSizeExceededError):
             raise MessageTooLargeError(0, self._max_message_bytes, where) from exc
         if isinstance(exc, sb.MessagingEntityNotFoundError):
-            raise QueueNotFoundError(
+            raise self._not_found(
                 f"{where}. Check queue_name and that the queue exists in the namespace"
             ) from exc
         if isinstance(
@@ -297,9 +297,13 @@ class AzureServiceBusQueue(Queue):
             if status in (401, 403):
                 raise MessagingPermissionError(where) from exc
             if status == 404:
-                raise QueueNotFoundError(where) from exc
+                raise self._not_found(where) from exc
             raise MessagingError(where) from exc
         raise MessagingError(where) from exc
+
+    def _not_found(self, message: str) -> QueueNotFoundError:
+        """The error for "the entity does not exist" (a topic's classes name the topic)."""
+        return QueueNotFoundError(message)
 
     @contextmanager
     def _errors(self, doing: str) -> Iterator[None]:
@@ -839,7 +843,25 @@ class _EntityClient:
         return getattr(self.sdk, name)
 
 
-class AzureServiceBusSubscription(AzureServiceBusQueue):
+class _OnTopic(AzureServiceBusQueue):
+    """The queue's code on a topic's entities: the topic's sender link (no
+    ``subscription_name``) or a subscription's receivers; "not found" names the topic."""
+
+    topic_name: str
+    subscription_name: str | None
+
+    async def _build_client(self, stack: AsyncExitStack) -> Any:
+        client = await super()._build_client(stack)
+        return _EntityClient(client, self.topic_name, self.subscription_name)
+
+    def _check_hint(self) -> str:
+        return f"Check topic_name {self.topic_name!r}"
+
+    def _not_found(self, message: str) -> QueueNotFoundError:
+        return TopicNotFoundError(self.topic_name, f"{message}. ({self._check_hint()})")
+
+
+class AzureServiceBusSubscription(_OnTopic):
     """A Service Bus topic subscription, consumed as a queue (``session_enabled`` as for
     queues). Sending to a subscription is not possible on Service Bus: publish to the
     topic."""
@@ -897,10 +919,6 @@ class AzureServiceBusSubscription(AzureServiceBusQueue):
         entity = await self._client.get()
         return entity.sdk
 
-    async def _build_client(self, stack: AsyncExitStack) -> Any:
-        client = await super()._build_client(stack)
-        return _EntityClient(client, self.topic_name, self.subscription_name)
-
     def _refuse_send(self) -> FeatureNotSupportedError:
         return FeatureNotSupportedError(
             f"{self.backend_name}: Service Bus cannot send to a subscription; publish to "
@@ -913,37 +931,20 @@ class AzureServiceBusSubscription(AzureServiceBusQueue):
     async def _send_entries(self, entries: Sequence[PreparedMessage]) -> list[str | SendFailure]:
         raise self._refuse_send()
 
-    def _translate(self, exc: BaseException, doing: str) -> NoReturn:
-        try:
-            super()._translate(exc, doing)
-        except QueueNotFoundError as missing:
-            raise TopicNotFoundError(
-                self.topic_name,
-                f"{missing}. (Check topic_name {self.topic_name!r} and subscription_name "
-                f"{self.subscription_name!r})",
-            ) from exc
+    def _check_hint(self) -> str:
+        return (
+            f"Check topic_name {self.topic_name!r} and subscription_name {self.subscription_name!r}"
+        )
 
 
-class _TopicSender(AzureServiceBusQueue):
+class _TopicSender(_OnTopic):
     """The queue's sending code (SDK batches, errors) on a topic's sender link."""
 
     def __init__(self, *, topic_name: str, **options: Any) -> None:
         super().__init__(queue_name=topic_name, **options)
         self.topic_name = topic_name
+        self.subscription_name = None
         self.backend_name = f"azure_bus topic {topic_name!r}"
-
-    async def _build_client(self, stack: AsyncExitStack) -> Any:
-        client = await super()._build_client(stack)
-        return _EntityClient(client, self.topic_name, None)
-
-    def _translate(self, exc: BaseException, doing: str) -> NoReturn:
-        try:
-            super()._translate(exc, doing)
-        except QueueNotFoundError as missing:
-            raise TopicNotFoundError(
-                self.topic_name,
-                f"{missing}. (Check topic_name {self.topic_name!r})",
-            ) from exc
 
 
 class AzureServiceBusTopic(Topic):

@@ -516,6 +516,22 @@ class MessageSender(AsyncBackend, abc.ABC):
     async def _send_one(self, msg: PreparedMessage) -> str:
         """Hook: send one message, return its id."""
 
+    @operation
+    async def health_check(self) -> bool:
+        """Contact the service: True if the queue or topic answers, False if not (never
+        raises for connectivity). Raises BackendClosedError after ``close()``."""
+        try:
+            return bool(await self._health())
+        except (asyncio.CancelledError, BackendClosedError):
+            raise
+        except Exception as exc:
+            log.warning("%s health check failed: %s", self.backend_name, type(exc).__name__)
+            return False
+
+    @abc.abstractmethod
+    async def _health(self) -> bool:
+        """Hook: a cheap call that proves the queue or topic exists and is reachable."""
+
 
 class Queue(MessageSender):
     """A message queue. Every method is async; one instance per queue, reused.
@@ -721,22 +737,6 @@ class Queue(MessageSender):
     @abc.abstractmethod
     async def _purge(self) -> None:
         """Hook: drop every message."""
-
-    @operation
-    async def health_check(self) -> bool:
-        """Contact the service: True if it answers, False if not (never raises for
-        connectivity). Raises BackendClosedError after ``close()``."""
-        try:
-            return bool(await self._health())
-        except (asyncio.CancelledError, BackendClosedError):
-            raise
-        except Exception as exc:
-            log.warning("%s health check failed: %s", self.backend_name, type(exc).__name__)
-            return False
-
-    @abc.abstractmethod
-    async def _health(self) -> bool:
-        """Hook: a cheap call that proves the queue is reachable."""
 
     # ---------------------------------------------------------------- consume
 

@@ -28,6 +28,7 @@ from cloudrift.core.exceptions import ConfigurationError, FeatureNotSupportedErr
 from cloudrift.core.operation import BackendDescription
 from cloudrift.core.redis import RedisConnectionOptions
 from cloudrift.core.secrets import Secret
+from cloudrift.core.validation import check_int
 from cloudrift.messaging.base import PreparedMessage, SendFailure, SendLimits
 from cloudrift.messaging.redis_streams import RedisStreamQueue
 from cloudrift.messaging.topic import Topic
@@ -53,12 +54,8 @@ class RedisTopic(Topic):
         **options: Unpack[RedisConnectionOptions],
     ) -> None:
         super().__init__()
-        if max_len is not None and (
-            isinstance(max_len, bool) or not isinstance(max_len, int) or max_len < 1
-        ):
-            raise ConfigurationError(
-                f"redis topic: max_len must be a positive int, got {max_len!r}"
-            )
+        if max_len is not None:
+            check_int("redis topic: max_len", max_len, at_least=1)
         # The queue object is only the connection (client construction, error
         # translation, entry layout); it never creates a group or reads.
         self._writer = RedisStreamQueue(

@@ -15,39 +15,36 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import Iterator, Sequence
-from contextlib import AsyncExitStack
-from typing import Any, NoReturn
+from collections.abc import Sequence
+from typing import Any, NoReturn, Unpack
 
-from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+from botocore.exceptions import ClientError
 
 from cloudrift.core.aws import (
     AUTH_ERROR_CODES,
     NOT_FOUND_ERROR_CODES,
+    AwsAuthOptions,
     aio_config,
     aws_auth_methods,
     aws_credentials,
     client_error_details,
-    connection_errors,
-    open_client,
+    lazy_client,
 )
 from cloudrift.core.exceptions import (
     ConfigurationError,
     InvalidMessageError,
-    MessagingConnectionError,
     MessagingError,
     MessagingPermissionError,
     TopicNotFoundError,
 )
-from cloudrift.core.lifecycle import LazyClient
 from cloudrift.core.operation import BackendDescription
-from cloudrift.core.secrets import Secret, redact
+from cloudrift.core.secrets import Secret
+from cloudrift.messaging._aws import batch_results, entry_size, translate
 from cloudrift.messaging.base import PreparedMessage, SendFailure, SendLimits
 from cloudrift.messaging.topic import Topic
 
 _AUTH_METHODS = aws_auth_methods()
 _BAD_MESSAGE = {"InvalidParameter", "InvalidParameterValue", "ParameterValueInvalid"}
-_CONNECTION = connection_errors()
 _ARN = re.compile(r"^arn:aws[a-z-]*:sns:([a-z0-9-]+):\d{12}:[A-Za-z0-9_-]{1,256}(\.fifo)?$")
 #: SNS's message size limit (also the total of one PublishBatch).
 MAX_MESSAGE_BYTES = 256 * 1024
@@ -63,18 +60,12 @@ class SNSTopic(Topic):
         *,
         topic_arn: str,
         region: str | None = None,
-        aws_access_key_id: str | None = None,
-        aws_secret_access_key: str | Secret | None = None,
-        aws_session_token: str | Secret | None = None,
-        profile_name: str | None = None,
-        role_arn: str | None = None,
-        role_session_name: str | None = None,
-        external_id: str | None = None,
         endpoint_url: str | None = None,
         max_pool_connections: int = 50,
         connect_timeout: float = 5.0,
         read_timeout: float = 30.0,
         max_attempts: int = 3,
+        **auth: Unpack[AwsAuthOptions],
     ) -> None:
         super().__init__()
         found = _ARN.match(topic_arn) if isinstance(topic_arn, str) else None
@@ -83,29 +74,25 @@ class SNSTopic(Topic):
                 "sns: topic_arn must be the topic's ARN "
                 f"(arn:aws:sns:<region>:<account>:<name>), got {topic_arn!r}"
             )
-        self._creds = aws_credentials(
-            "sns",
-            _AUTH_METHODS,
-            aws_access_key_id=aws_access_key_id,
-            aws_secret_access_key=aws_secret_access_key,
-            aws_session_token=aws_session_token,
-            profile_name=profile_name,
-            role_arn=role_arn,
-            role_session_name=role_session_name,
-            external_id=external_id,
-        )
+        self._creds = aws_credentials("sns", _AUTH_METHODS, **auth)
         self.topic_arn = topic_arn
         self.region = region or found.group(1)
         self.fifo = topic_arn.endswith(".fifo")
         self.backend_name = f"sns topic {topic_arn.rsplit(':', 1)[-1]!r}"
         self._endpoint_url = endpoint_url
-        self._config = aio_config(
-            max_pool_connections=max_pool_connections,
-            connect_timeout=connect_timeout,
-            read_timeout=read_timeout,
-            max_attempts=max_attempts,
+        self._client = lazy_client(
+            self._creds,
+            "sns",
+            region=self.region,
+            endpoint_url=endpoint_url,
+            config=aio_config(
+                max_pool_connections=max_pool_connections,
+                connect_timeout=connect_timeout,
+                read_timeout=read_timeout,
+                max_attempts=max_attempts,
+            ),
+            sts_endpoint_url=endpoint_url,
         )
-        self._client: LazyClient[Any] = LazyClient(self._build_client)
         self.supports_groups = self.fifo
         self.supports_dedup = self.fifo
         self.requires_group_id = self.fifo
@@ -121,17 +108,6 @@ class SNSTopic(Topic):
     def _secrets(self) -> list[Secret | None]:
         return list(self._creds.secrets)
 
-    async def _build_client(self, stack: AsyncExitStack) -> Any:
-        return await open_client(
-            stack,
-            self._creds,
-            "sns",
-            region=self.region,
-            endpoint_url=self._endpoint_url,
-            config=self._config,
-            sts_endpoint_url=self._endpoint_url,
-        )
-
     def _describe(self) -> BackendDescription:
         name = self.topic_arn.rsplit(":", 1)[-1]
         return BackendDescription.at("aws_sns", name, self._endpoint_url)
@@ -145,27 +121,9 @@ class SNSTopic(Topic):
 
     # -------------------------------------------------------------- errors
 
-    @contextlib.contextmanager
-    def _translate(self) -> Iterator[None]:
+    def _translate(self) -> contextlib.AbstractContextManager[None]:
         """Map botocore errors to the messaging family, chained and redacted."""
-        try:
-            yield
-        except ClientError as exc:
-            self._raise_client_error(exc)
-        except _CONNECTION as exc:
-            raise MessagingConnectionError(
-                f"{self.backend_name}: cannot reach SNS ({type(exc).__name__}: "
-                f"{redact(str(exc), self._secrets())})"
-            ) from exc
-        except NoCredentialsError as exc:
-            raise MessagingPermissionError(
-                f"{self.backend_name}: no AWS credentials found; pass keys, profile_name or "
-                "role_arn, or run where a default credential chain is configured"
-            ) from exc
-        except BotoCoreError as exc:
-            raise MessagingError(
-                f"{self.backend_name}: {type(exc).__name__}: {redact(str(exc), self._secrets())}"
-            ) from exc
+        return translate(self.backend_name, "SNS", self._secrets(), self._raise_client_error)
 
     def _raise_client_error(self, exc: ClientError) -> NoReturn:
         details = client_error_details(exc, self._secrets())
@@ -192,10 +150,7 @@ class SNSTopic(Topic):
         )
 
     def _entry_size(self, msg: PreparedMessage) -> int:
-        # SNS counts each attribute's name, data type ("String") and value.
-        return len(msg.body) + sum(
-            len(k.encode()) + len(b"String") + len(v.encode()) for k, v in msg.attributes.items()
-        )
+        return entry_size(msg)
 
     @staticmethod
     def _params(msg: PreparedMessage) -> dict[str, Any]:
@@ -223,15 +178,7 @@ class SNSTopic(Topic):
             answer = await client.publish_batch(
                 TopicArn=self.topic_arn, PublishBatchRequestEntries=entries
             )
-        results: list[str | SendFailure] = [
-            SendFailure("SNS reported neither success nor failure for this entry")
-        ] * len(chunk)
-        for ok in answer.get("Successful", []):
-            results[int(ok["Id"])] = str(ok["MessageId"])
-        for bad in answer.get("Failed", []):
-            reason = f"{bad.get('Code', 'Failed')}: {bad.get('Message', '')}".strip(": ")
-            results[int(bad["Id"])] = SendFailure(redact(reason, self._secrets()))
-        return results
+        return batch_results(answer, len(chunk), "SNS", self._secrets())
 
     # -------------------------------------------------------------------- misc
 

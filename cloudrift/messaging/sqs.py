@@ -13,14 +13,14 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import functools
 import json
 import math
 import re
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import AsyncExitStack
+from collections.abc import Mapping, Sequence
 from typing import Any, NoReturn, Unpack
 
-from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+from botocore.exceptions import ClientError
 
 from cloudrift.core.aws import (
     AUTH_ERROR_CODES,
@@ -30,23 +30,21 @@ from cloudrift.core.aws import (
     aws_auth_methods,
     aws_credentials,
     client_error_details,
-    connection_errors,
-    open_client,
+    lazy_client,
 )
 from cloudrift.core.exceptions import (
     ConfigurationError,
     InvalidMessageError,
     MessageSendError,
-    MessagingConnectionError,
     MessagingError,
     MessagingPermissionError,
     QueueNotFoundError,
     ReceiptHandleError,
 )
-from cloudrift.core.lifecycle import LazyClient
 from cloudrift.core.operation import BackendDescription
-from cloudrift.core.secrets import Secret, redact
+from cloudrift.core.secrets import Secret
 from cloudrift.core.validation import check_number
+from cloudrift.messaging._aws import batch_results, entry_size, translate
 from cloudrift.messaging.base import (
     DEAD_LETTER_REASON,
     InFlightMap,
@@ -60,7 +58,6 @@ from cloudrift.messaging.base import (
 _AUTH_METHODS = aws_auth_methods()
 _BAD_HANDLE = {"ReceiptHandleIsInvalid", "MessageNotInflight", "InvalidReceiptHandle"}
 _BAD_MESSAGE = {"InvalidMessageContents", "MessageTooLong", "InvalidParameterValue"}
-_CONNECTION = connection_errors()
 _REGION_IN_URL = re.compile(r"sqs[.-]([a-z0-9-]+)\.amazonaws\.com")
 #: SQS's longest visibility timeout (12 hours).
 _MAX_VISIBILITY = 43200
@@ -100,11 +97,7 @@ class SQSQueue(Queue):
                     "(https://sqs.<region>.amazonaws.com/<account>/<name>), got "
                     f"{url!r}"
                 )
-        self._creds = aws_credentials(
-            "sqs",
-            _AUTH_METHODS,
-            **auth,
-        )
+        self._creds = aws_credentials("sqs", _AUTH_METHODS, **auth)
         self._auth = self._creds.method
         found = _REGION_IN_URL.search(queue_url)
         self.region = region or (found.group(1) if found else None)
@@ -117,13 +110,22 @@ class SQSQueue(Queue):
         self.fifo = queue_url.endswith(".fifo")
         self.backend_name = f"sqs queue {queue_url.rsplit('/', 1)[-1]!r}"
         self._endpoint_url = endpoint_url
-        self._config = aio_config(
-            max_pool_connections=max_pool_connections,
-            connect_timeout=connect_timeout,
-            read_timeout=max(check_number("read_timeout", read_timeout, above=0), _MAX_POLL + 5),
-            max_attempts=max_attempts,
+        # A role is assumed through STS at endpoint_url (moto, LocalStack) when one is given.
+        self._client = lazy_client(
+            self._creds,
+            "sqs",
+            region=self.region,
+            endpoint_url=endpoint_url,
+            config=aio_config(
+                max_pool_connections=max_pool_connections,
+                connect_timeout=connect_timeout,
+                read_timeout=max(
+                    check_number("read_timeout", read_timeout, above=0), _MAX_POLL + 5
+                ),
+                max_attempts=max_attempts,
+            ),
+            sts_endpoint_url=endpoint_url,
         )
-        self._client: LazyClient[Any] = LazyClient(self._build_client)
         self._in_flight: InFlightMap[Message] = InFlightMap(max_in_flight)
         self._max_message_bytes: int | None = None
         # Capabilities: the FIFO / standard rows of the seed's table.
@@ -150,18 +152,6 @@ class SQSQueue(Queue):
     def _secrets(self) -> list[Secret | None]:
         return list(self._creds.secrets)
 
-    async def _build_client(self, stack: AsyncExitStack) -> Any:
-        # A role is assumed through STS at endpoint_url (moto, LocalStack) when one is given.
-        return await open_client(
-            stack,
-            self._creds,
-            "sqs",
-            region=self.region,
-            endpoint_url=self._endpoint_url,
-            config=self._config,
-            sts_endpoint_url=self._endpoint_url,
-        )
-
     async def _native_client(self) -> Any:
         """``await queue.native()``: the aiobotocore SQS client."""
         return await self._client.get()
@@ -172,27 +162,14 @@ class SQSQueue(Queue):
 
     # -------------------------------------------------------------- errors
 
-    @contextlib.contextmanager
-    def _translate(self, handle: str | None = None) -> Iterator[None]:
+    def _translate(self, handle: str | None = None) -> contextlib.AbstractContextManager[None]:
         """Map botocore errors to the messaging family, chained and redacted."""
-        try:
-            yield
-        except ClientError as exc:
-            self._raise_client_error(exc, handle)
-        except _CONNECTION as exc:
-            raise MessagingConnectionError(
-                f"{self.backend_name}: cannot reach SQS ({type(exc).__name__}: "
-                f"{redact(str(exc), self._secrets())})"
-            ) from exc
-        except NoCredentialsError as exc:
-            raise MessagingPermissionError(
-                f"{self.backend_name}: no AWS credentials found; pass keys, profile_name or "
-                "role_arn, or run where a default credential chain is configured"
-            ) from exc
-        except BotoCoreError as exc:
-            raise MessagingError(
-                f"{self.backend_name}: {type(exc).__name__}: {redact(str(exc), self._secrets())}"
-            ) from exc
+        return translate(
+            self.backend_name,
+            "SQS",
+            self._secrets(),
+            functools.partial(self._raise_client_error, handle=handle),
+        )
 
     def _raise_client_error(self, exc: ClientError, handle: str | None) -> NoReturn:
         details = client_error_details(exc, self._secrets())
@@ -229,10 +206,7 @@ class SQSQueue(Queue):
         )
 
     def _entry_size(self, msg: PreparedMessage) -> int:
-        # SQS counts each attribute's name, data type ("String") and value.
-        return len(msg.body) + sum(
-            len(k.encode()) + len(b"String") + len(v.encode()) for k, v in msg.attributes.items()
-        )
+        return entry_size(msg)
 
     def _params(self, msg: PreparedMessage) -> dict[str, Any]:
         params: dict[str, Any] = {"MessageBody": msg.body.decode("utf-8")}
@@ -258,15 +232,7 @@ class SQSQueue(Queue):
         entries = [{"Id": str(i), **self._params(msg)} for i, msg in enumerate(chunk)]
         with self._translate():
             answer = await client.send_message_batch(QueueUrl=self.queue_url, Entries=entries)
-        results: list[str | SendFailure] = [
-            SendFailure("SQS reported neither success nor failure for this entry")
-        ] * len(chunk)
-        for ok in answer.get("Successful", []):
-            results[int(ok["Id"])] = str(ok["MessageId"])
-        for bad in answer.get("Failed", []):
-            reason = f"{bad.get('Code', 'Failed')}: {bad.get('Message', '')}".strip(": ")
-            results[int(bad["Id"])] = SendFailure(redact(reason, self._secrets()))
-        return results
+        return batch_results(answer, len(chunk), "SQS", self._secrets())
 
     # -------------------------------------------------------------- receiving
 

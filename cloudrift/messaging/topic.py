@@ -16,17 +16,11 @@ per-message delay (``supports_delay`` stays False).
 
 from __future__ import annotations
 
-import abc
-import asyncio
-import logging
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
-from cloudrift.core.exceptions import BackendClosedError
 from cloudrift.core.operation import operation
 from cloudrift.messaging.base import MessageSender, OutgoingMessage
-
-log = logging.getLogger("cloudrift.messaging")
 
 
 class Topic(MessageSender):
@@ -80,22 +74,6 @@ class Topic(MessageSender):
         return await self._send_many(
             payloads, group_id=group_id, dedup_id=dedup_id, what="publish_batch"
         )
-
-    @operation
-    async def health_check(self) -> bool:
-        """Contact the service: True if the topic answers, False if not (never raises
-        for connectivity). Raises BackendClosedError after ``close()``."""
-        try:
-            return bool(await self._health())
-        except (asyncio.CancelledError, BackendClosedError):
-            raise
-        except Exception as exc:
-            log.warning("%s health check failed: %s", self.backend_name, type(exc).__name__)
-            return False
-
-    @abc.abstractmethod
-    async def _health(self) -> bool:
-        """Hook: a cheap call that proves the topic exists and is reachable."""
 
 
 __all__ = ["Topic"]

@@ -13,7 +13,6 @@ import contextlib
 import functools
 import logging
 from collections.abc import AsyncIterator, Iterator
-from contextlib import AsyncExitStack
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, NoReturn, Unpack
 from urllib.parse import quote
@@ -29,7 +28,7 @@ from cloudrift.core.aws import (
     client_error_details,
     connection_errors,
     credential_errors,
-    open_client,
+    lazy_client,
 )
 from cloudrift.core.exceptions import (
     BucketNotFoundError,
@@ -43,7 +42,6 @@ from cloudrift.core.exceptions import (
     StorageError,
     StoragePermissionError,
 )
-from cloudrift.core.lifecycle import LazyClient
 from cloudrift.core.operation import BackendDescription, operation
 from cloudrift.core.secrets import Secret, redact
 from cloudrift.core.validation import check_int
@@ -152,7 +150,14 @@ class S3Storage(Storage):
             max_attempts=max_attempts,
             s3={"addressing_style": addressing_style},
         )
-        self._client: LazyClient[Any] = LazyClient(self._build_client)
+        # Own session and credentials (role_arn: STS AssumeRole, refreshed before expiry).
+        self._client = lazy_client(
+            self._creds,
+            "s3",
+            region=region,
+            endpoint_url=endpoint_url,
+            config=self._config,
+        )
         # engine="obstore": the data plane on obstore (cloudrift/storage/_obstore.py); the
         # SDK client above is then built only for what stays on it (copy, presign, ...).
         self.engine = check_engine(f"{self.provider} storage", engine)
@@ -188,17 +193,6 @@ class S3Storage(Storage):
         return list(self._creds.secrets)
 
     # ---------------------------------------------------------------- client
-
-    async def _build_client(self, stack: AsyncExitStack) -> Any:
-        # Own session and credentials (role_arn: STS AssumeRole, refreshed before expiry).
-        return await open_client(
-            stack,
-            self._creds,
-            "s3",
-            region=self.region,
-            endpoint_url=self.endpoint_url,
-            config=self._config(),
-        )
 
     async def _native_client(self) -> Any:
         """``await storage.native()``: the aioboto3 S3 client."""
