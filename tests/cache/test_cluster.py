@@ -1,5 +1,6 @@
 """The cache on a real Redis Cluster (3 primaries + 3 replicas): the whole cache contract,
-multi-key operations across slots, and pipelines refused clearly when they span slots."""
+multi-key operations across slots, pipelines refused clearly when they span slots, and
+the KV contract over a cluster cache."""
 
 from __future__ import annotations
 
@@ -11,7 +12,9 @@ from redis.asyncio.cluster import RedisCluster
 from cloudrift.cache import Cache, get_cache
 from cloudrift.core.exceptions import CacheArgumentError, ConfigurationError
 from cloudrift.core.redis import hash_tag, key_slot
+from cloudrift.kv import KVStore, get_kv
 from tests.conformance.cache import CacheConformance
+from tests.conformance.kv import KVConformance
 from tests.servers.redis_cluster import RedisClusterServer
 
 #: Keys spread over every primary of the cluster (checked by the test that uses them).
@@ -105,3 +108,15 @@ def test_cluster_with_a_database_other_than_0_is_refused() -> None:
         get_cache("redis", url="redis://localhost:6379/3", cluster=True)
     with pytest.raises(ConfigurationError, match="unix socket"):
         get_cache("redis", url="unix:///tmp/redis.sock", cluster=True)
+
+
+class TestCacheKVOnRedisCluster(KVConformance):
+    """Conformance of get_kv("cache") over a cluster cache (single-key commands only)."""
+
+    @pytest.fixture
+    async def backend(self, redis_cluster: RedisClusterServer) -> AsyncIterator[KVStore]:
+        """A KV store over a cluster cache it owns."""
+        cache = get_cache("redis", url=redis_cluster.url, cluster=True)
+        store = get_kv("cache", cache=cache, close_cache=True)
+        yield store
+        await store.close()
