@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import os
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack, contextmanager, suppress
@@ -135,6 +136,27 @@ def translate_errors(secrets: list[Secret], key: str | None = None) -> Iterator[
         raise CacheConnectionError(
             f"cache server unreachable: {redact(str(exc), secrets)}"
         ) from exc
+    except AttributeError as exc:
+        if not _dropped_under_us(exc):
+            raise
+        raise _dropped_error(exc) from exc
+
+
+def _dropped_under_us(exc: AttributeError) -> bool:
+    """True for redis-py's cluster race: a topology refresh closes every connection of
+    the old node map, including ones other tasks are using, whose next read or write
+    then fails with ``'NoneType' object has no attribute ...`` inside redis-py."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and f"{os.sep}redis{os.sep}" in tb.tb_frame.f_code.co_filename
+
+
+def _dropped_error(exc: AttributeError) -> CacheConnectionError:
+    return CacheConnectionError(
+        "the connection was closed while the Redis Cluster client refreshed its slot map "
+        f"(failover or resharding); retry the operation ({exc})"
+    )
 
 
 def _raise_translated(
@@ -274,6 +296,10 @@ class RedisBackend(Cache):
             raise CacheConnectionError(
                 f"cache server unreachable: {redact(str(exc), self._secrets)}"
             ) from exc
+        except AttributeError as exc:
+            if not _dropped_under_us(exc):
+                raise
+            raise _dropped_error(exc) from exc
 
     async def _compare_and_set(
         self, key: str, expect: bytes | None, value: bytes | None, ttl_ms: int | None

@@ -4,18 +4,25 @@ the KV contract over a cluster cache."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
 from redis.asyncio.cluster import RedisCluster
 
 from cloudrift.cache import Cache, get_cache
-from cloudrift.core.exceptions import CacheArgumentError, ConfigurationError
+from cloudrift.core.exceptions import (
+    CacheArgumentError,
+    CacheConnectionError,
+    CacheError,
+    CacheResponseError,
+    ConfigurationError,
+)
 from cloudrift.core.redis import hash_tag, key_slot
 from cloudrift.kv import KVStore, get_kv
 from tests.conformance.cache import CacheConformance
 from tests.conformance.kv import KVConformance
-from tests.servers.redis_cluster import RedisClusterServer
+from tests.servers.redis_cluster import RedisClusterServer, kill_node, restart_node
 
 #: Keys spread over every primary of the cluster (checked by the test that uses them).
 SPREAD = [f"k{i}" for i in range(40)]
@@ -120,3 +127,73 @@ class TestCacheKVOnRedisCluster(KVConformance):
         store = get_kv("cache", cache=cache, close_cache=True)
         yield store
         await store.close()
+
+
+# ------------------------------------------------------------------ failover
+
+
+async def test_killed_primary_fails_over_and_traffic_resumes(
+    redis_cluster: RedisClusterServer,
+) -> None:
+    """20 tasks doing set/get while a primary is SIGKILLed: only cloudrift cache errors,
+    traffic resumes once the replica is promoted, and no acknowledged write is undone."""
+    victim = redis_cluster.primaries()[0]
+    cache = get_cache("redis", url=redis_cluster.url, cluster=True, socket_timeout=1.0)
+    loop = asyncio.get_running_loop()
+    failures: list[tuple[float, BaseException]] = []
+    acked: dict[str, int] = {}  # key -> last value whose set() returned
+    tried: dict[str, int] = {}  # key -> last value sent
+    killed_at = 0.0
+    last_failure = 0.0
+    stop = asyncio.Event()
+
+    async def worker(n: int) -> int:
+        done, i = 0, 0
+        while not stop.is_set():
+            key = f"w{n}:{i % 10}"
+            i += 1
+            tried[key] = i
+            try:
+                await cache.set(key, str(i))
+                acked[key] = i
+                got = await cache.get(key)
+                assert got is not None and int(got) >= i
+                done += 1
+            except CacheError as exc:
+                failures.append((loop.time(), exc))
+        return done
+
+    try:
+        await cache.ping()
+        tasks = [asyncio.create_task(worker(n)) for n in range(20)]
+        await asyncio.sleep(0.5)
+        killed_at = loop.time()
+        kill_node(victim)
+        deadline = killed_at + 20
+        # Recovered: a full second without any failure after the kill.
+        while loop.time() < deadline:
+            await asyncio.sleep(0.1)
+            last_failure = max((t for t, _ in failures), default=killed_at)
+            if loop.time() - max(last_failure, killed_at) > 1.0 and failures:
+                break
+        stop.set()
+        done = sum(await asyncio.gather(*tasks))
+        kinds = sorted({type(e).__name__ for _, e in failures})
+        recovery = last_failure - killed_at
+        print(
+            f"\nfailover: {done} ops ok, {len(failures)} failed ({', '.join(kinds)}), "
+            f"recovered {recovery:.2f}s after the kill"
+        )
+        assert failures, "the kill was not noticed: the test did not exercise a failover"
+        assert all(isinstance(e, CacheConnectionError | CacheResponseError) for _, e in failures)
+        assert recovery < 10, f"operations failed for {recovery:.1f}s after the kill"
+        # Nothing acknowledged was undone: each key holds its last acked value or a later one.
+        values = await cache.mget(list(acked))
+        regressed = [
+            k for k, v in zip(acked, values, strict=True) if v is None or int(v) < acked[k]
+        ]
+        assert not regressed, f"acknowledged writes lost: {regressed[:5]}"
+    finally:
+        stop.set()
+        await cache.close()
+        restart_node(redis_cluster, victim)

@@ -10,6 +10,8 @@ never promoted).
 
 from __future__ import annotations
 
+import os
+import signal
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -178,3 +180,19 @@ def redis_cluster(redis_cluster_server: RedisClusterServer) -> RedisClusterServe
     redis_cluster_server.wait_ready()
     redis_cluster_server.flush()
     return redis_cluster_server
+
+
+def kill_node(node: ClusterNode) -> None:
+    """SIGKILL one node (no shutdown, no goodbye to the cluster): a crashed primary."""
+    proc = node.process.proc
+    assert proc is not None, "the node is not running"
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait(timeout=5)
+    node.process.proc = None
+
+
+def restart_node(cluster: RedisClusterServer, node: ClusterNode) -> None:
+    """Start a killed node again (its nodes.conf makes it rejoin, as a replica of whoever
+    took over) and wait until the whole cluster is healthy."""
+    node.process.start()
+    cluster.wait_ready()
