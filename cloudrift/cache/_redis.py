@@ -169,6 +169,13 @@ def _raise_translated(
             "resharding may be in progress"
         ) from exc
     if isinstance(exc, rex.RedisClusterException):
+        if isinstance(exc.__cause__, rex.RedisError):  # no startup node answered: why
+            _raise_translated(exc.__cause__, secrets, key)
+        if "not enabled" in text or "not covered" in text:
+            raise CacheConnectionError(
+                f"the Redis Cluster is not usable ({text}); with cluster=True the host must "
+                "be a node (or configuration endpoint) of a cluster whose slots are all served"
+            ) from exc
         raise CacheResponseError(f"Redis Cluster error: {text}") from exc
     if isinstance(exc, TokenUnavailableError):
         raise CacheConnectionError(text) from exc
@@ -424,6 +431,13 @@ class RedisBackend(Cache):
         return [_convert(op, r) for op, r in zip(ops, raw, strict=True)]
 
     async def _ping(self) -> None:
+        if self._options.cluster:
+            # redis-py sends a bare PING to one node; a cluster is ready only when every
+            # primary answers (each serves a share of the keys).
+            client = self._native or await self._connect()
+            with translate_errors(self._secrets):
+                await client.execute_command("PING", target_nodes=client.PRIMARIES)
+            return
         await self._run("PING")
 
 

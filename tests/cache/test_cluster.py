@@ -6,11 +6,14 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Any
 
 import pytest
+from azure.core.credentials import AccessToken
 from redis.asyncio.cluster import RedisCluster
 
 from cloudrift.cache import Cache, get_cache
+from cloudrift.cache.azure_redis import AzureRedisCache
 from cloudrift.core.exceptions import (
     CacheArgumentError,
     CacheConnectionError,
@@ -20,8 +23,10 @@ from cloudrift.core.exceptions import (
 )
 from cloudrift.core.redis import hash_tag, key_slot
 from cloudrift.kv import KVStore, get_kv
+from tests.clock import FakeClock
 from tests.conformance.cache import CacheConformance
 from tests.conformance.kv import KVConformance
+from tests.servers.redis import RedisServer
 from tests.servers.redis_cluster import RedisClusterServer, kill_node, restart_node
 
 #: Keys spread over every primary of the cluster (checked by the test that uses them).
@@ -197,3 +202,127 @@ async def test_killed_primary_fails_over_and_traffic_resumes(
         stop.set()
         await cache.close()
         restart_node(redis_cluster, victim)
+
+
+# ------------------------------------------------------------ managed flavours
+
+
+class _FakeEntraCredential:
+    """Test double of an async azure-identity credential: the real AccessToken type,
+    ``token-1``, ``token-2``... each valid an hour from the fake clock."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        self.clock, self.calls = clock, 0
+
+    async def get_token(self, *scopes: str, **kwargs: Any) -> AccessToken:
+        self.calls += 1
+        return AccessToken(f"token-{self.calls}", int(self.clock() + 3600))
+
+
+def _set_password_on_every_node(cluster: RedisClusterServer, user: str, password: str) -> None:
+    # ACL users are per node (not replicated in a cluster): set it on each.
+    for node in cluster.running():
+        with node.client() as c:
+            c.execute_command("ACL", "SETUSER", user, "reset", "on", f">{password}", "~*", "+@all")
+
+
+async def test_azure_entra_on_a_cluster_refreshes_every_nodes_connections(
+    redis_cluster: RedisClusterServer,
+) -> None:
+    """azure_redis with cluster=True: every node authenticates with the Entra token, and a
+    refreshed token reaches every node (idle connections dropped, reconnects use it)."""
+    clock = FakeClock()
+    credential = _FakeEntraCredential(clock)
+    _set_password_on_every_node(redis_cluster, "app", "token-1")
+    cache = get_cache(
+        "azure_redis",
+        "from_credential",
+        host=redis_cluster.host,
+        port=redis_cluster.port,
+        username="app",
+        credential=credential,
+        clock=clock,
+        ssl=False,
+        cluster=True,
+    )
+    assert isinstance(cache, AzureRedisCache)
+    waits: list[float] = []
+    gate: asyncio.Queue[None] = asyncio.Queue()
+
+    async def controlled_sleep(seconds: float) -> None:
+        waits.append(seconds)
+        await gate.get()
+        clock.now += seconds
+
+    cache._sleep = controlled_sleep  # type: ignore[method-assign]
+    try:
+        async with cache:
+            await cache.mset({k: b"v" for k in SPREAD})  # every primary, with token-1
+            for _ in range(400):
+                if waits:
+                    break
+                await asyncio.sleep(0.005)
+            _set_password_on_every_node(redis_cluster, "app", "token-2")  # token-1 refused
+            gate.put_nowait(None)
+            for _ in range(400):
+                if len(waits) == 2:
+                    break
+                await asyncio.sleep(0.005)
+            assert cache.token_provider is not None and cache.token_provider.mint_count == 2
+            native = await cache.native()
+            idle = [c for n in native.get_nodes() for c in n._free if c.is_connected]
+            assert idle == []  # every node's idle connections were dropped
+            assert await cache.mget(SPREAD) == [b"v"] * len(SPREAD)  # reconnected: token-2
+    finally:
+        for node in redis_cluster.running():
+            with node.client() as c:
+                c.execute_command("ACL", "DELUSER", "app")
+
+
+def test_elasticache_and_azure_take_the_cluster_option() -> None:
+    """cluster=True is accepted by elasticache and azure_redis (and refused with db != 0)."""
+    ec = get_cache(
+        "elasticache",
+        host="clustercfg.app.abc.use1.cache.amazonaws.com",
+        auth_token="t",
+        cluster=True,
+    )
+    az = get_cache("azure_redis", host="app.redis.cache.windows.net", access_key="k", cluster=True)
+    assert ec._options.cluster and az._options.cluster  # type: ignore[attr-defined]
+    with pytest.raises(ConfigurationError, match="only database 0"):
+        get_cache("elasticache", host="h", auth_token="t", cluster=True, db=1)
+
+
+async def test_cluster_true_on_a_plain_server_raises_cache_connection_error(
+    redis: RedisServer,
+) -> None:
+    """cluster=True pointed at a non-cluster redis-server fails with CacheConnectionError."""
+    cache = get_cache("redis", url=redis.url, cluster=True)
+    with pytest.raises(CacheConnectionError, match="cluster"):
+        await cache.get("k")
+    await cache.close()
+
+
+async def test_health_check_asks_every_primary(redis_cluster: RedisClusterServer) -> None:
+    """ping() reaches every primary: one that does not answer makes health_check() False."""
+    cache = get_cache(
+        "redis", url=redis_cluster.url, cluster=True, socket_timeout=0.2, max_attempts=1
+    )
+    try:
+        assert await cache.health_check() is True
+        stuck = redis_cluster.primaries()[-1]  # not the node the client starts from
+        # Shorter than the node timeout, so the cluster does not fail it over.
+        sleeper = asyncio.create_task(
+            asyncio.to_thread(_debug_sleep, stuck, redis_cluster.host, 0.6)
+        )
+        await asyncio.sleep(0.1)
+        assert await cache.health_check() is False
+        await sleeper
+        assert await cache.health_check() is True  # answering again
+    finally:
+        await cache.close()
+
+
+def _debug_sleep(node: Any, host: str, seconds: float) -> None:
+    with node.client() as c:
+        c.execute_command("DEBUG", "SLEEP", seconds)

@@ -123,6 +123,7 @@ def _start_node(log_dir: Path) -> ClusterNode:
         "--save", "",
         "--appendonly", "no",
         "--protected-mode", "no",
+        "--enable-debug-command", "local",  # DEBUG SLEEP: a primary that stops answering
     ]  # fmt: skip
     process = ManagedProcess("redis-cluster", argv, port=port, log_dir=log_dir, timeout=20)
     node = ClusterNode(port=port, cluster_port=cport, process=process)
