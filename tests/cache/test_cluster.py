@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,6 +15,7 @@ from redis.asyncio.cluster import RedisCluster
 
 from cloudrift.cache import Cache, get_cache
 from cloudrift.cache.azure_redis import AzureRedisCache
+from cloudrift.config import CloudriftSettings
 from cloudrift.core.exceptions import (
     CacheArgumentError,
     CacheConnectionError,
@@ -326,3 +328,20 @@ async def test_health_check_asks_every_primary(redis_cluster: RedisClusterServer
 def _debug_sleep(node: Any, host: str, seconds: float) -> None:
     with node.client() as c:
         c.execute_command("DEBUG", "SLEEP", seconds)
+
+
+def test_settings_env_and_yaml_accept_cluster(tmp_path: Path) -> None:
+    """``CLOUDRIFT_CACHE__CLUSTER=true`` (env) and ``cluster: true`` (YAML) become cluster=True."""
+    env = tmp_path / ".env"
+    env.write_text(
+        "CLOUDRIFT_CACHE__PROVIDER=redis\nCLOUDRIFT_CACHE__URL=redis://h:7000\n"
+        "CLOUDRIFT_CACHE__CLUSTER=true\n"
+    )
+    assert CloudriftSettings(_env_file=env).backend("cache").factory_options() == {
+        "url": "redis://h:7000",
+        "cluster": True,
+    }
+    yaml_file = tmp_path / "cloudrift.yaml"
+    yaml_file.write_text("cache:\n  provider: redis\n  url: redis://h:7000\n  cluster: true\n")
+    settings = CloudriftSettings.from_yaml(yaml_file)
+    assert settings.backend("cache").factory_options()["cluster"] is True
