@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -197,3 +198,32 @@ def restart_node(cluster: RedisClusterServer, node: ClusterNode) -> None:
     took over) and wait until the whole cluster is healthy."""
     node.process.start()
     cluster.wait_ready()
+
+
+def slot_owner(cluster: RedisClusterServer, slot: int) -> ClusterNode:
+    """The primary serving ``slot`` right now."""
+    with cluster.primaries()[0].client() as c:
+        ranges = c.execute_command("CLUSTER", "SLOTS")
+    for start, end, primary, *_ in ranges:
+        if start <= slot <= end:
+            return next(n for n in cluster.nodes if n.port == int(primary[1]))
+    raise AssertionError(f"no primary serves slot {slot}")
+
+
+def migrate_slot(cluster: RedisClusterServer, slot: int, dest: ClusterNode, pause: float) -> None:
+    """Move ``slot`` to ``dest`` the way ``redis-cli --cluster reshard`` does: IMPORTING /
+    MIGRATING, MIGRATE the keys a few at a time (``pause`` seconds between batches, so
+    clients meet ASK redirects), then give the slot to ``dest`` on every primary."""
+    src = slot_owner(cluster, slot)
+    with dest.client() as d, src.client() as s:
+        d.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", src.node_id)
+        s.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", dest.node_id)
+        while keys := s.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 5):
+            s.execute_command("MIGRATE", LOOPBACK, dest.port, "", 0, 5000, "KEYS", *keys)
+            time.sleep(pause)
+        d.execute_command("CLUSTER", "SETSLOT", slot, "NODE", dest.node_id)
+        s.execute_command("CLUSTER", "SETSLOT", slot, "NODE", dest.node_id)
+    for node in cluster.primaries():
+        if node not in (src, dest):
+            with node.client() as c:
+                c.execute_command("CLUSTER", "SETSLOT", slot, "NODE", dest.node_id)
