@@ -11,6 +11,7 @@ from cloudrift.core.exceptions import ConfigurationError
 from cloudrift.core.redis import key_slot
 from cloudrift.messaging import Message, Queue, get_queue
 from cloudrift.messaging.redis_streams import RedisStreamQueue
+from cloudrift.messaging.redis_topic import RedisSubscription, RedisTopic
 from tests.conformance.messaging import MessagingConformance, drain
 from tests.servers.redis_cluster import RedisClusterServer
 
@@ -75,3 +76,22 @@ def test_dead_letter_stream_in_another_slot_is_refused() -> None:
             dead_letter_stream="failed-jobs",
             cluster=True,
         )
+
+
+async def test_redis_topic_and_subscription_work_on_a_cluster(
+    redis_cluster: RedisClusterServer,
+) -> None:
+    """A redis topic publishes to the tagged stream its subscription reads; keys share a slot."""
+    sub = RedisSubscription(
+        stream="events", group="audit", url=redis_cluster.url, start="earliest", cluster=True
+    )
+    keys = [sub.stream, sub._inflight_key, sub._delayed_key, sub.dead_letter_stream]
+    assert keys[0] == "{events}" and len({key_slot(k) for k in keys}) == 1
+    async with (
+        RedisTopic(stream="events", url=redis_cluster.url, cluster=True) as topic,
+        sub,
+    ):
+        await topic.publish({"n": 1})
+        [msg] = await sub.receive(wait_time=2)
+        assert msg.body == {"n": 1}
+        await sub.delete(msg.receipt_handle)
