@@ -356,22 +356,22 @@ class RedisBackend(Cache):
         return int(await self._run("EXISTS", key)) > 0
 
     async def _mget(self, keys: list[str]) -> list[bytes | None]:
-        if self._options.cluster:
-            # One MGET per slot (a cluster refuses keys of several slots in one
-            # command), run concurrently, answers put back in the caller's order.
-            groups = _by_slot(keys)
-            answers = await asyncio.gather(*(self._run("MGET", *g) for g in groups.values()))
-            found = {
-                k: v
-                for g, a in zip(groups.values(), answers, strict=True)
-                for k, v in zip(g, a, strict=True)
-            }
-            return [found[k] for k in keys]
+        if self._options.cluster and len(_by_slot(keys)) > 1:
+            # One MGET per slot (a cluster refuses keys of several slots in one command),
+            # pipelined per node by redis-py; answers come back in the caller's order.
+            client = self._native or await self._connect()
+            with translate_errors(self._secrets):
+                return list(await client.mget_nonatomic(keys))
         return list(await self._run("MGET", *keys))
 
     async def _mset(self, items: dict[str, bytes], ttl_ms: int | None) -> None:
         if self._options.cluster and len(groups := _by_slot(list(items))) > 1:
             # All or nothing holds per slot only: a cluster has no cross-slot transaction.
+            if ttl_ms is None:  # one MSET per slot, pipelined per node by redis-py
+                client = self._native or await self._connect()
+                with translate_errors(self._secrets):
+                    await client.mset_nonatomic(items)
+                return
             await asyncio.gather(
                 *(self._mset({k: items[k] for k in g}, ttl_ms) for g in groups.values())
             )
