@@ -5,6 +5,7 @@ the KV contract over a cluster cache."""
 from __future__ import annotations
 
 import asyncio
+import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,7 @@ from azure.core.credentials import AccessToken
 from redis.asyncio.cluster import RedisCluster
 
 from cloudrift.cache import Cache, get_cache
+from cloudrift.cache._redis import translate_errors
 from cloudrift.cache.azure_redis import AzureRedisCache
 from cloudrift.config import CloudriftSettings
 from cloudrift.core.exceptions import (
@@ -390,3 +392,15 @@ async def test_resharding_under_traffic_fails_no_operation(
     finally:
         stop.set()
         await cache.close()
+
+
+def test_redis_py_connection_race_becomes_cache_connection_error() -> None:
+    """An AttributeError raised inside redis-py (a connection closed under a command by a
+    slot-map refresh) becomes CacheConnectionError; one from elsewhere is not hidden."""
+    inside_redis = os.path.join(os.sep, "site-packages", "redis", "connection.py")
+    namespace: dict[str, Any] = {}
+    exec(compile("def send(writer):\n    writer.writelines([])\n", inside_redis, "exec"), namespace)
+    with pytest.raises(CacheConnectionError, match="slot map"), translate_errors([]):
+        namespace["send"](None)
+    with pytest.raises(AttributeError), translate_errors([]):
+        namespace["send"].__code__.no_such_attribute  # noqa: B018 - our own bug stays visible
