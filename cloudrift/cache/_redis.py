@@ -163,7 +163,8 @@ def _raise_translated(
     exc: rex.RedisError | rex.RedisClusterException, secrets: list[Secret], key: str | None
 ) -> NoReturn:
     text = redact(str(exc), secrets)
-    if isinstance(exc, rex.SlotNotCoveredError | rex.ClusterDownError):
+    if isinstance(exc, rex.SlotNotCoveredError | rex.ClusterDownError | rex.ClusterError):
+        # ClusterError: "TTL exhausted", redirects (MOVED/ASK) kept coming while slots moved.
         raise CacheConnectionError(
             f"the Redis Cluster cannot serve this key now ({text}); a failover or "
             "resharding may be in progress"

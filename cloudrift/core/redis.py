@@ -254,10 +254,6 @@ def open_client(options: RedisOptions) -> Any:
 
         # The retry above also covers MOVED/ASK/TRYAGAIN/CLUSTERDOWN: RedisCluster
         # re-reads the slot map and retries those on its own within the same budget.
-        # reinitialize_steps=0: a MOVED patches the one slot it names instead of, every
-        # 5th time, rebuilding the whole map, which closes every connection, including
-        # those other tasks are using mid-command (they then fail during a resharding).
-        kwargs["reinitialize_steps"] = 0
         if options.url is not None:
             return RedisCluster.from_url(options.url.reveal(), **kwargs)
         return RedisCluster(**kwargs)

@@ -40,7 +40,7 @@ from typing import Any, NoReturn, Unpack
 
 from redis.exceptions import (
     AuthenticationError,
-    ClusterDownError,
+    ClusterError,
     NoPermissionError,
     RedisClusterException,
     RedisError,
@@ -282,7 +282,7 @@ class RedisStreamQueue(Queue):
             self._fail(MessagingPermissionError, "Redis refused the credentials", exc)
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
             self._fail(MessagingConnectionError, "cannot reach Redis", exc)
-        except (ClusterDownError, SlotNotCoveredError) as exc:
+        except (ClusterError, SlotNotCoveredError) as exc:  # ClusterDownError, TTL exhausted
             self._fail(MessagingConnectionError, "the Redis Cluster cannot serve the queue", exc)
         except (RedisError, RedisClusterException) as exc:
             self._fail(MessagingError, "Redis error", exc)
