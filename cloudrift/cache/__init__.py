@@ -1,4 +1,4 @@
-"""Cache: Redis (self-hosted, ElastiCache, Azure Cache for Redis) and in-memory.
+"""Cache: Redis (self-hosted, ElastiCache, Azure Cache for Redis, Memorystore) and in-memory.
 
 ``get_cache(provider, auth_method, **options)`` builds a backend; every provider has
 the same operations (:class:`Cache`). No SDK is imported until a provider is chosen.
@@ -20,6 +20,9 @@ PROVIDERS: dict[str, ProviderSpec] = {
     ),
     "azure_redis": ProviderSpec(
         "cloudrift.cache.azure_redis", "AzureRedisCache", "azure", ("redis", "azure.identity")
+    ),
+    "memorystore": ProviderSpec(
+        "cloudrift.cache.memorystore", "MemorystoreCache", "gcp", ("redis", "gcloud.aio.auth")
     ),
 }
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+import os
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack, contextmanager, suppress
@@ -23,6 +24,7 @@ from redis.credentials import CredentialProvider
 
 from cloudrift.cache.base import Cache, Op
 from cloudrift.core.exceptions import (
+    CacheArgumentError,
     CacheConnectionError,
     CacheKeyNotFoundError,
     CacheResponseError,
@@ -35,6 +37,7 @@ from cloudrift.core.redis import (
     check_tls_options,
     connection_group,
     connection_values,
+    key_slot,
     open_client,
     owns_client,
     tls_files_given,
@@ -127,16 +130,54 @@ def translate_errors(secrets: list[Secret], key: str | None = None) -> Iterator[
     """Map redis-py errors to the cache family, with secrets removed from the text."""
     try:
         yield
-    except rex.RedisError as exc:
+    except (rex.RedisError, rex.RedisClusterException) as exc:
         _raise_translated(exc, secrets, key)
     except (TimeoutError, OSError) as exc:
         raise CacheConnectionError(
             f"cache server unreachable: {redact(str(exc), secrets)}"
         ) from exc
+    except AttributeError as exc:
+        if not _dropped_under_us(exc):
+            raise
+        raise _dropped_error(exc) from exc
 
 
-def _raise_translated(exc: rex.RedisError, secrets: list[Secret], key: str | None) -> NoReturn:
+def _dropped_under_us(exc: AttributeError) -> bool:
+    """True for redis-py's cluster race: a topology refresh closes every connection of
+    the old node map, including ones other tasks are using, whose next read or write
+    then fails with ``'NoneType' object has no attribute ...`` inside redis-py."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and f"{os.sep}redis{os.sep}" in tb.tb_frame.f_code.co_filename
+
+
+def _dropped_error(exc: AttributeError) -> CacheConnectionError:
+    return CacheConnectionError(
+        "the connection was closed while the Redis Cluster client refreshed its slot map "
+        f"(failover or resharding); retry the operation ({exc})"
+    )
+
+
+def _raise_translated(
+    exc: rex.RedisError | rex.RedisClusterException, secrets: list[Secret], key: str | None
+) -> NoReturn:
     text = redact(str(exc), secrets)
+    if isinstance(exc, rex.SlotNotCoveredError | rex.ClusterDownError | rex.ClusterError):
+        # ClusterError: "TTL exhausted", redirects (MOVED/ASK) kept coming while slots moved.
+        raise CacheConnectionError(
+            f"the Redis Cluster cannot serve this key now ({text}); a failover or "
+            "resharding may be in progress"
+        ) from exc
+    if isinstance(exc, rex.RedisClusterException):
+        if isinstance(exc.__cause__, rex.RedisError):  # no startup node answered: why
+            _raise_translated(exc.__cause__, secrets, key)
+        if "not enabled" in text or "not covered" in text:
+            raise CacheConnectionError(
+                f"the Redis Cluster is not usable ({text}); with cluster=True the host must "
+                "be a node (or configuration endpoint) of a cluster whose slots are all served"
+            ) from exc
+        raise CacheResponseError(f"Redis Cluster error: {text}") from exc
     if isinstance(exc, TokenUnavailableError):
         raise CacheConnectionError(text) from exc
     if isinstance(exc, rex.AuthenticationError | rex.AuthenticationWrongNumberOfArgsError):
@@ -203,6 +244,12 @@ class RedisBackend(Cache):
         client = open_client(self._options)
         if owns_client(self._options):  # a client handed in stays open: its owner closes it
             stack.push_async_callback(client.aclose)
+        if self._options.cluster:
+            # Read the slot map once before any traffic: concurrent first commands would
+            # each rebuild it, and redis-py closes the replaced nodes' connections under
+            # commands still using them.
+            with translate_errors(self._secrets):
+                await client.initialize()
         provider = self._options.credential_provider
         if isinstance(provider, TokenCredentialProvider):
             task = asyncio.create_task(self._refresh_tokens(provider, client))
@@ -230,7 +277,7 @@ class RedisBackend(Cache):
                 continue
             failures = 0
             if minted and provider.mint_count != minted:
-                await client.connection_pool.disconnect(inuse_connections=False)
+                await _drop_idle_connections(client)
             await self._sleep(max(provider.seconds_until_refresh(), 1.0))
 
     async def _native_client(self) -> Any:
@@ -251,12 +298,16 @@ class RedisBackend(Cache):
         client = self._native or await self._connect()
         try:
             return await client.execute_command(name, *args)
-        except rex.RedisError as exc:
+        except (rex.RedisError, rex.RedisClusterException) as exc:
             _raise_translated(exc, self._secrets, None)
         except (TimeoutError, OSError) as exc:
             raise CacheConnectionError(
                 f"cache server unreachable: {redact(str(exc), self._secrets)}"
             ) from exc
+        except AttributeError as exc:
+            if not _dropped_under_us(exc):
+                raise
+            raise _dropped_error(exc) from exc
 
     async def _compare_and_set(
         self, key: str, expect: bytes | None, value: bytes | None, ttl_ms: int | None
@@ -306,9 +357,26 @@ class RedisBackend(Cache):
         return int(await self._run("EXISTS", key)) > 0
 
     async def _mget(self, keys: list[str]) -> list[bytes | None]:
+        if self._options.cluster and len(_by_slot(keys)) > 1:
+            # One MGET per slot (a cluster refuses keys of several slots in one command),
+            # pipelined per node by redis-py; answers come back in the caller's order.
+            client = self._native or await self._connect()
+            with translate_errors(self._secrets):
+                return list(await client.mget_nonatomic(keys))
         return list(await self._run("MGET", *keys))
 
     async def _mset(self, items: dict[str, bytes], ttl_ms: int | None) -> None:
+        if self._options.cluster and len(groups := _by_slot(list(items))) > 1:
+            # All or nothing holds per slot only: a cluster has no cross-slot transaction.
+            if ttl_ms is None:  # one MSET per slot, pipelined per node by redis-py
+                client = self._native or await self._connect()
+                with translate_errors(self._secrets):
+                    await client.mset_nonatomic(items)
+                return
+            await asyncio.gather(
+                *(self._mset({k: items[k] for k in g}, ttl_ms) for g in groups.values())
+            )
+            return
         if ttl_ms is None:
             flat = [part for kv in items.items() for part in kv]
             await self._run("MSET", *flat)
@@ -349,6 +417,13 @@ class RedisBackend(Cache):
 
     async def _execute(self, ops: list[Op]) -> list[Any]:
         client = self._native or await self._connect()
+        if self._options.cluster and len(_by_slot([op.args[0] for op in ops])) > 1:
+            keys = sorted({op.args[0] for op in ops})
+            raise CacheArgumentError(
+                f"a pipeline on a Redis Cluster is one transaction, so its keys must share a "
+                f"slot; {', '.join(map(repr, keys[:5]))} do not. Give them one hash tag, e.g. "
+                "'{user:1}:name' and '{user:1}:email' (only the part in braces is hashed)"
+            )
         with translate_errors(self._secrets):
             async with client.pipeline(transaction=True) as pipe:
                 for op in ops:
@@ -357,7 +432,32 @@ class RedisBackend(Cache):
         return [_convert(op, r) for op, r in zip(ops, raw, strict=True)]
 
     async def _ping(self) -> None:
+        if self._options.cluster:
+            # redis-py sends a bare PING to one node; a cluster is ready only when every
+            # primary answers (each serves a share of the keys).
+            client = self._native or await self._connect()
+            with translate_errors(self._secrets):
+                await client.execute_command("PING", target_nodes=client.PRIMARIES)
+            return
         await self._run("PING")
+
+
+def _by_slot(keys: list[str]) -> dict[int, list[str]]:
+    """``keys`` grouped by Redis Cluster slot (each group in input order, no repeats)."""
+    groups: dict[int, list[str]] = {}
+    for key in dict.fromkeys(keys):
+        groups.setdefault(key_slot(key), []).append(key)
+    return groups
+
+
+async def _drop_idle_connections(client: Any) -> None:
+    """Close idle pooled connections (one pool, or every node's pool on a cluster), so
+    the next command reconnects and authenticates with the current token."""
+    if callable(getattr(client, "get_nodes", None)):
+        for node in client.get_nodes():
+            await node.disconnect_free_connections()
+    else:
+        await client.connection_pool.disconnect(inuse_connections=False)
 
 
 async def _cancel(task: asyncio.Task[None]) -> None:

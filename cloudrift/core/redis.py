@@ -60,6 +60,9 @@ class RedisConnectionOptions(TypedDict, total=False):
     retry_backoff_base: float
     retry_backoff_cap: float
     client_name: str | None
+    #: Redis Cluster (ElastiCache cluster mode, Azure OSS-cluster policy, Valkey/Redis
+    #: OSS clusters): ``host``/``port`` or the URL name one node; the rest is discovered.
+    cluster: bool
 
 
 class RedisServerOptions(RedisConnectionOptions, total=False):
@@ -88,6 +91,7 @@ DEFAULTS: Final[Mapping[str, Any]] = {
     "retry_backoff_base": 0.05,
     "retry_backoff_cap": 1.0,
     "client_name": None,
+    "cluster": False,
 }
 
 _CERT_REQS = ("required", "optional", "none")
@@ -133,6 +137,15 @@ def connection_values(
     check_int("max_attempts", values["max_attempts"], at_least=1, hint="1 means no retry")
     if values["max_connections"] is not None:
         check_int("max_connections", values["max_connections"], at_least=1, hint="or None")
+    if not isinstance(values["cluster"], bool):
+        raise ConfigurationError(
+            f"{where}: cluster must be True or False, got {values['cluster']!r}"
+        )
+    if values["cluster"] and values.get("db", 0) != 0:
+        raise ConfigurationError(
+            f"{where}: a Redis Cluster has only database 0, got db={values['db']!r}; "
+            "drop db (use a key prefix to separate data) or turn cluster off"
+        )
     return values
 
 
@@ -163,6 +176,13 @@ class RedisOptions:
 
     def __post_init__(self) -> None:
         self.connection = {**DEFAULTS, **self.connection}
+
+    @property
+    def cluster(self) -> bool:
+        """True when the client is a ``redis.asyncio.cluster.RedisCluster``."""
+        if self.client is not None:
+            return is_cluster_client(self.client)
+        return bool(self.connection["cluster"])
 
     def client_kwargs(self) -> dict[str, Any]:
         """Keyword arguments for the redis-py client (secrets revealed here only)."""
@@ -195,6 +215,11 @@ class RedisOptions:
             kwargs.update({k: c[k] for k in ("ssl_cert_reqs", "ssl_check_hostname", *_TLS_FILES)})
             if url is None:
                 kwargs["ssl"] = True
+        if c["cluster"]:
+            # A cluster has db 0 only (checked), and a per-node pool size (an int).
+            del kwargs["db"]
+            if kwargs["max_connections"] is None:
+                del kwargs["max_connections"]
         return kwargs
 
 
@@ -224,9 +249,44 @@ def open_client(options: RedisOptions) -> Any:
     import redis.asyncio as aioredis
 
     kwargs = options.client_kwargs()
+    if options.connection["cluster"]:
+        from redis.asyncio.cluster import RedisCluster
+
+        # The retry above also covers MOVED/ASK/TRYAGAIN/CLUSTERDOWN: RedisCluster
+        # re-reads the slot map and retries those on its own within the same budget.
+        if options.url is not None:
+            return RedisCluster.from_url(options.url.reveal(), **kwargs)
+        return RedisCluster(**kwargs)
     if options.url is not None:
         return aioredis.Redis.from_url(options.url.reveal(), **kwargs)
     return aioredis.Redis(**kwargs)
+
+
+def is_cluster_client(client: object) -> bool:
+    """True for a ``redis.asyncio.cluster.RedisCluster`` (or a look-alike with a slot map)."""
+    return callable(getattr(client, "keyslot", None)) and callable(
+        getattr(client, "get_nodes", None)
+    )
+
+
+def hash_tag(name: str) -> str:
+    """``name`` as a Redis Cluster hash tag: ``{name}``. Keys that all contain it map to
+    one slot, so multi-key scripts and transactions over them work on a cluster (they
+    fail with CROSSSLOT otherwise). Braces inside ``name`` are refused: Redis would
+    hash only up to the first ``}``."""
+    if "{" in name or "}" in name:
+        raise ConfigurationError(
+            f"{name!r} holds a brace; a Redis Cluster hash tag ends at the first '}}', "
+            "so choose a name without { or }"
+        )
+    return "{" + name + "}"
+
+
+def key_slot(key: str | bytes) -> int:
+    """The Redis Cluster slot of ``key`` (0..16383; hash tags honoured)."""
+    from redis.crc import key_slot as _slot
+
+    return int(_slot(key.encode("utf-8") if isinstance(key, str) else key))
 
 
 def owns_client(options: RedisOptions) -> bool:
@@ -289,6 +349,12 @@ def check_url_options(where: str, url: str, password: object, values: Mapping[st
             f"{where}: TLS options ({', '.join(tls_given or ['ssl'])}) need a "
             "rediss:// URL; change the scheme instead of passing ssl=True"
         )
+    parts = urlsplit(url)
+    if values.get("cluster") and (parts.scheme == "unix" or parts.path.strip("/") not in ("", "0")):
+        raise ConfigurationError(
+            f"{where}: cluster=True needs a redis:// or rediss:// URL of one node, database "
+            f"0 (a cluster has no other database and no unix socket); got {redact_url(url)}"
+        )
     if password is not None and urlsplit(url).password is not None:
         raise ConfigurationError(
             f"{where}: the URL already holds a password; give it in the URL "
@@ -321,6 +387,9 @@ __all__ = [
     "check_url_options",
     "connection_group",
     "connection_values",
+    "hash_tag",
+    "is_cluster_client",
+    "key_slot",
     "open_client",
     "owns_client",
     "tls_files_given",

@@ -16,6 +16,12 @@ Layout for a queue named ``jobs`` (all keys derive from the name):
 * ``jobs:dead`` — the dead-letter stream (``dead_letter_stream=``); the move is one Lua
   script, so a message is either on the dead-letter stream or still on the source.
 
+On a Redis Cluster (``cluster=True``, or a ``RedisCluster`` handed in as ``client=``) every
+key carries the queue's hash tag so they all live in one slot and the scripts run there:
+``{jobs}``, ``{jobs}:inflight``, ``{jobs}:delayed``, ``{jobs}:dead``. A queue name that
+already holds a tag (``{jobs}``, ``app:{jobs}``) is used as is, so ``queue_name="{jobs}:dead"``
+reads that dead-letter stream. Single-node key names are unchanged.
+
 Every multi-step operation is a server-side Lua script (atomic). ``receive`` long-polls by
 re-running the receive script every ``poll_interval`` seconds (never blocking the loop).
 """
@@ -34,9 +40,12 @@ from typing import Any, NoReturn, Unpack
 
 from redis.exceptions import (
     AuthenticationError,
+    ClusterError,
     NoPermissionError,
+    RedisClusterException,
     RedisError,
     ResponseError,
+    SlotNotCoveredError,
 )
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -58,6 +67,8 @@ from cloudrift.core.redis import (
     check_url_options,
     connection_group,
     connection_values,
+    hash_tag,
+    key_slot,
     open_client,
     owns_client,
     url_location,
@@ -196,16 +207,22 @@ class RedisStreamQueue(Queue):
         ):
             check_number(f"redis queue: {name}", value, above=0)
         self.queue_name = queue_name
-        self.stream = queue_name
+        self.stream = _stream_key(queue_name) if self._connection.cluster else queue_name
         self.group = group
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-        self.dead_letter_stream = dead_letter_stream or f"{queue_name}:dead"
+        self.dead_letter_stream = dead_letter_stream or f"{self.stream}:dead"
+        if self._connection.cluster and key_slot(self.dead_letter_stream) != key_slot(self.stream):
+            raise ConfigurationError(
+                f"redis queue: on a Redis Cluster the dead-letter stream must share the "
+                f"queue's slot (the move is one script); name it '{self.stream}:...' "
+                f"(same hash tag), not {self.dead_letter_stream!r}"
+            )
         self.default_visibility = float(visibility_timeout)
         self.max_message_bytes = int(max_message_bytes)
         self.poll_interval = float(poll_interval)
         self.backend_name = f"redis queue {queue_name!r}"
-        self._inflight_key = f"{queue_name}:inflight"
-        self._delayed_key = f"{queue_name}:delayed"
+        self._inflight_key = f"{self.stream}:inflight"
+        self._delayed_key = f"{self.stream}:delayed"
         self._client: LazyClient[Any] = LazyClient(self._build_client)
         self._group_ready = False
         self._receive_script: Any = None
@@ -265,7 +282,9 @@ class RedisStreamQueue(Queue):
             self._fail(MessagingPermissionError, "Redis refused the credentials", exc)
         except (RedisConnectionError, RedisTimeoutError, OSError) as exc:
             self._fail(MessagingConnectionError, "cannot reach Redis", exc)
-        except RedisError as exc:
+        except (ClusterError, SlotNotCoveredError) as exc:  # ClusterDownError, TTL exhausted
+            self._fail(MessagingConnectionError, "the Redis Cluster cannot serve the queue", exc)
+        except (RedisError, RedisClusterException) as exc:
             self._fail(MessagingError, "Redis error", exc)
 
     def _fail(self, kind: type[MessagingError], what: str, exc: BaseException) -> NoReturn:
@@ -489,6 +508,14 @@ def _connection(
         connection=connection_group(values),
         location=f"url={url_location(url_secret.reveal())!r}",
     )
+
+
+def _stream_key(queue_name: str) -> str:
+    """The stream's key on a cluster: the name as a hash tag, unless it holds one."""
+    start = queue_name.find("{")
+    if start != -1 and queue_name.find("}", start + 2) != -1:
+        return queue_name  # already tagged ("{jobs}", "app:{jobs}"): Redis hashes the tag
+    return hash_tag(queue_name)
 
 
 def _text(value: Any) -> str:

@@ -66,7 +66,7 @@ class RedisTopic(Topic):
             max_message_bytes=max_message_bytes,
             **options,
         )
-        self.stream = stream
+        self.stream = self._writer.stream  # hash-tagged on a Redis Cluster, as the queue's
         self.max_len = max_len
         self.backend_name = f"redis topic {stream!r}"
 
@@ -150,14 +150,16 @@ class RedisSubscription(RedisStreamQueue):
             client=client,
             group=group,
             consumer=consumer,
-            dead_letter_stream=dead_letter_stream or f"{stream}:{group}:dead",
+            dead_letter_stream=dead_letter_stream,
             visibility_timeout=visibility_timeout,
             poll_interval=poll_interval,
             **options,
         )
+        # self.stream is the key: the name, hash-tagged on a Redis Cluster ("{events}").
+        self.dead_letter_stream = dead_letter_stream or f"{self.stream}:{group}:dead"
         # Per group: one subscription's in-flight set never touches another's.
-        self._inflight_key = f"{stream}:{group}:inflight"
-        self._delayed_key = f"{stream}:{group}:delayed"
+        self._inflight_key = f"{self.stream}:{group}:inflight"
+        self._delayed_key = f"{self.stream}:{group}:delayed"
         self.start = start
         self.backend_name = f"redis subscription {group!r} of stream {stream!r}"
         self.supports_delay = False

@@ -51,7 +51,8 @@ async def test_memory_instances_do_not_share_data() -> None:
 
 def test_unknown_provider_lists_the_valid_ones_and_suggests() -> None:
     """A misspelled provider raises ConfigurationError naming every provider and the closest."""
-    with pytest.raises(ConfigurationError, match="azure_redis, elasticache, memory, redis") as info:
+    names = "azure_redis, elasticache, memory, memorystore, redis"
+    with pytest.raises(ConfigurationError, match=names) as info:
         get_cache("redsi")
     assert "Did you mean 'redis'?" in str(info.value)
 

@@ -33,6 +33,9 @@ class CacheConformance(BackendConformance):
     """Every sentence of cloudrift.cache.base.Cache's docstrings, as a test."""
 
     CAPABILITIES: ClassVar[frozenset[str]] = frozenset()
+    #: Prefix of every key a pipeline test uses. A Redis Cluster runs a pipeline as one
+    #: transaction on one node, so its harness sets a hash tag (e.g. ``"{p}:"``).
+    PIPELINE_TAG: ClassVar[str] = ""
 
     @pytest.fixture
     def advance(self) -> Advance:
@@ -297,44 +300,48 @@ class CacheConformance(BackendConformance):
     # ---------------------------------------------------------- pipeline
     async def test_pipeline_applies_every_command_and_returns_results(self, backend: Cache) -> None:
         """Queued commands run together on exit; pipe.results holds each result in order."""
+        t = self.PIPELINE_TAG
         async with backend.pipeline() as pipe:
-            pipe.set("a", b"1").incr("n", 5).hset("h", "f", "v").rpush("l", b"x", b"y")
-            pipe.expire("a", 100)
-            pipe.delete("missing")
-            pipe.decr("n")
-            assert await backend.get("a") is None  # nothing sent inside the block
+            pipe.set(f"{t}a", b"1").incr(f"{t}n", 5).hset(f"{t}h", "f", "v")
+            pipe.rpush(f"{t}l", b"x", b"y")
+            pipe.expire(f"{t}a", 100)
+            pipe.delete(f"{t}missing")
+            pipe.decr(f"{t}n")
+            assert await backend.get(f"{t}a") is None  # nothing sent inside the block
         assert pipe.results == [True, 5, True, 2, True, False, 4]
-        assert await backend.get("a") == b"1"
-        assert await backend.get("n") == b"4"
-        assert await backend.hgetall("h") == {b"f": b"v"}
+        assert await backend.get(f"{t}a") == b"1"
+        assert await backend.get(f"{t}n") == b"4"
+        assert await backend.hgetall(f"{t}h") == {b"f": b"v"}
 
     async def test_pipeline_sends_nothing_when_the_block_raises(self, backend: Cache) -> None:
         """If the block raises, no queued command reaches the cache."""
+        t = self.PIPELINE_TAG
 
         async def queue_then_fail() -> None:
             async with backend.pipeline() as pipe:
-                pipe.set("a", b"1")
-                pipe.incr("n")
+                pipe.set(f"{t}a", b"1")
+                pipe.incr(f"{t}n")
                 raise RuntimeError("boom")
 
         with pytest.raises(RuntimeError, match="boom"):
             await queue_then_fail()
-        assert await backend.mget(["a", "n"]) == [None, None]
+        assert await backend.mget([f"{t}a", f"{t}n"]) == [None, None]
 
     async def test_pipeline_is_atomic_for_other_clients(self, backend: Cache) -> None:
         """Concurrent readers never see half a pipeline: both keys or neither."""
+        t = self.PIPELINE_TAG
         seen: list[tuple[bytes | None, bytes | None]] = []
 
         async def reader() -> None:
             for _ in range(20):
-                a, b = await backend.mget(["x", "y"])
+                a, b = await backend.mget([f"{t}x", f"{t}y"])
                 seen.append((a, b))
                 await asyncio.sleep(0)
 
         async def writer() -> None:
             for i in range(20):
                 async with backend.pipeline() as pipe:
-                    pipe.set("x", str(i)).set("y", str(i))
+                    pipe.set(f"{t}x", str(i)).set(f"{t}y", str(i))
                 await asyncio.sleep(0)
 
         await asyncio.gather(reader(), writer())
@@ -342,23 +349,25 @@ class CacheConformance(BackendConformance):
 
     async def test_pipeline_command_error_is_raised_after_the_batch(self, backend: Cache) -> None:
         """A command the server refuses raises CacheResponseError; as on Redis, the rest ran."""
-        await backend.set("s", b"not-a-number")
+        t = self.PIPELINE_TAG
+        await backend.set(f"{t}s", b"not-a-number")
         with pytest.raises(CacheResponseError):
             async with backend.pipeline() as pipe:
-                pipe.set("before", b"1").incr("s").set("after", b"2")
-        assert await backend.mget(["before", "after"]) == [b"1", b"2"]
+                pipe.set(f"{t}before", b"1").incr(f"{t}s").set(f"{t}after", b"2")
+        assert await backend.mget([f"{t}before", f"{t}after"]) == [b"1", b"2"]
 
     async def test_pipeline_validates_while_queueing(self, backend: Cache) -> None:
         """A bad value raises when queued, so the block fails and nothing is sent."""
+        t = self.PIPELINE_TAG
 
         async def queue_bad_value() -> None:
             async with backend.pipeline() as pipe:
-                pipe.set("ok", b"1")
-                pipe.set("bad", 42)  # type: ignore[arg-type]
+                pipe.set(f"{t}ok", b"1")
+                pipe.set(f"{t}bad", 42)  # type: ignore[arg-type]
 
         with pytest.raises(CacheArgumentError, match="bytes or str"):
             await queue_bad_value()
-        assert await backend.exists("ok") is False
+        assert await backend.exists(f"{t}ok") is False
 
     # ----------------------------------------------------------- control
     async def test_ping_and_health_check_answer_true(self, backend: Cache) -> None:
