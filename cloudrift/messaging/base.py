@@ -448,7 +448,8 @@ class MessageSender(AsyncBackend, abc.ABC):
             )
         attributes = _check_attributes(out.attributes)
         headers: dict[str, str] = {}
-        telemetry.inject(headers)
+        if self.telemetry_enabled:
+            telemetry.inject(headers)
         if limits.max_attributes is not None and len(attributes) + len(headers) > (
             limits.max_attributes
         ):
