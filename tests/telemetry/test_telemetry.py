@@ -190,7 +190,7 @@ async def test_attribute_limit_counts_the_trace_context(recorder: Recorder) -> N
             InvalidMessageError, match=r"at most 3 .*trace context.*telemetry=False"
         ):
             await queue.send({}, attributes={"a": "1", "b": "2", "c": "3"})
-    with pytest.raises(InvalidMessageError, match="at most 3 attributes per message, got 4$"):
+    with pytest.raises(InvalidMessageError, match=r"at most 3 attributes per message, got 4$"):
         await queue.send({}, attributes={"a": "1", "b": "2", "c": "3", "d": "4"})
 
 
