@@ -87,6 +87,12 @@ _PROCESS_ERRORS: contextvars.ContextVar[list[str] | None] = contextvars.ContextV
 )
 
 
+#: True inside :func:`suppressed`.
+_SUPPRESSED: contextvars.ContextVar[bool] = contextvars.ContextVar(
+    "cloudrift_telemetry_suppressed", default=False
+)
+
+
 def _env_enabled() -> bool:
     value = os.environ.get(ENV_SWITCH, "").strip().lower()
     return value not in ("0", "false", "no", "off")
@@ -295,9 +301,20 @@ class _OperationScope:
 
 
 def _observe(backend: AsyncBackend, name: str) -> AbstractContextManager[object]:
-    if not getattr(backend, "telemetry_enabled", True):
+    if not backend.telemetry_enabled or _SUPPRESSED.get():
         return _NULL
     return _OperationScope(backend, name)
+
+
+@contextmanager
+def suppressed() -> Iterator[None]:
+    """Record nothing for the operations run inside (tasks started inside included):
+    health checks polled every few seconds would drown the traces that matter."""
+    token = _SUPPRESSED.set(True)
+    try:
+        yield
+    finally:
+        _SUPPRESSED.reset(token)
 
 
 # ------------------------------------------------------------------- the base's notes
@@ -461,5 +478,6 @@ __all__ = [
     "note_process_error",
     "note_received",
     "process_scope",
+    "suppressed",
     "use_providers",
 ]
