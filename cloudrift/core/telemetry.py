@@ -230,21 +230,42 @@ def _metric_attributes(attrs: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+class _Shape:
+    """What every ``name`` operation of one backend shares: computed once, reused."""
+
+    __slots__ = ("attrs", "metric_attrs", "span_name", "stream")
+
+    def __init__(self, backend: AsyncBackend, name: str) -> None:
+        self.attrs = base_attributes(backend, name)
+        self.metric_attrs = _metric_attributes(self.attrs)
+        self.span_name = _span_name(backend, name)
+        self.stream = _is_stream(backend, name)
+
+
+def _shape(backend: AsyncBackend, name: str) -> _Shape:
+    shapes: dict[str, _Shape] | None = backend.__dict__.get("_telemetry_shapes")
+    if shapes is None:
+        shapes = backend.__dict__["_telemetry_shapes"] = {}
+    found = shapes.get(name)
+    if found is None:
+        found = shapes[name] = _Shape(backend, name)
+    return found
+
+
 class _OperationScope:
     """One operation's span, current for its duration (not for streams: their steps
     run in the caller's code, where our span must not be the parent of its spans)."""
 
-    __slots__ = ("attrs", "messages", "span", "start", "stream", "token", "var_token")
+    __slots__ = ("attrs", "messages", "shape", "span", "start", "stream", "token", "var_token")
 
     def __init__(self, backend: AsyncBackend, name: str) -> None:
-        self.attrs = base_attributes(backend, name)
-        self.stream = _is_stream(backend, name)
+        self.shape = shape = _shape(backend, name)
+        self.attrs = shape.attrs  # shared: never mutated
+        self.stream = shape.stream
         self.messages: int | None = None
         tools = _get()
         self.span = tools.tracer.start_span(
-            _span_name(backend, name),
-            kind=otel_trace.SpanKind.CLIENT,
-            attributes=self.attrs,
+            shape.span_name, kind=otel_trace.SpanKind.CLIENT, attributes=self.attrs
         )
         self.token: object | None = None
         self.var_token: contextvars.Token[_OperationScope | None] | None = None
@@ -269,11 +290,11 @@ class _OperationScope:
         if self.token is not None:
             otel_context.detach(self.token)  # type: ignore[arg-type]
         tools = _get()
-        metric_attrs = _metric_attributes(self.attrs)
+        metric_attrs = self.shape.metric_attrs
         span = self.span
         if exc is not None and isinstance(exc, Exception):
             error = type(exc).__name__
-            metric_attrs["error.type"] = error
+            metric_attrs = {**metric_attrs, "error.type": error}
             span.set_attribute("error.type", error)
             span.set_status(otel_trace.Status(otel_trace.StatusCode.ERROR, error))
             # The exception's class only: messages may name an object key or an email
