@@ -447,6 +447,8 @@ class MessageSender(AsyncBackend, abc.ABC):
                 "(the ordering key) with every message"
             )
         attributes = _check_attributes(out.attributes)
+        # The send span's trace context travels as transport metadata (never attributes).
+        # A Topic's publish must inject the same way (see cloudrift.core.telemetry).
         headers: dict[str, str] = {}
         if self.telemetry_enabled:
             telemetry.inject(headers)
