@@ -224,3 +224,32 @@ def test_disable_removes_the_observer() -> None:
     finally:
         telemetry.enable()
     assert operation._GLOBALS["_op_observer"] is not None
+
+
+async def test_every_storage_operation_is_exactly_one_span(recorder: Recorder) -> None:
+    """Each public storage call — streams included, ended when exhausted — is one span
+    named after its operation, and nested calls do not add spans of their own."""
+    storage = get_storage("memory")
+    calls: list[tuple[str, Any]] = [
+        ("upload", lambda: storage.upload("a", b"1")),
+        ("download", lambda: storage.download("a")),
+        ("head", lambda: storage.head("a")),
+        ("exists", lambda: storage.exists("a")),
+        ("list", lambda: storage.list()),
+        ("copy", lambda: storage.copy("a", "b")),
+        ("move", lambda: storage.move("b", "c")),
+        ("delete", lambda: storage.delete("c")),
+        ("health_check", lambda: storage.health_check()),
+    ]
+    for name, call in calls:
+        recorder.clear()
+        await call()
+        assert [s.name for s in recorder.spans()] == [name]
+    for name, stream in (
+        ("download_stream", lambda: storage.download_stream("a")),
+        ("iter", lambda: storage.iter()),
+    ):
+        recorder.clear()
+        async for _ in stream():
+            assert recorder.spans() == []  # still open while the stream runs
+        assert [s.name for s in recorder.spans()] == [name]
