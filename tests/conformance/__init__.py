@@ -85,6 +85,13 @@ class BackendConformance(Conformance):
         assert attrs["cloudrift.operation"] == name
         if description.server_address:
             assert attrs["server.address"] == description.server_address
+        if backend.category == "queue":
+            assert attrs["messaging.system"] == description.system
+            assert attrs["messaging.operation.name"] == name
+        if backend.category in ("cache", "kv") and backend.provider != "memory":
+            redis = description.system in ("redis", "elasticache", "azure_redis")
+            assert (attrs.get("db.system.name") == "redis") is redis
+            assert (attrs.get("db.operation.name") == name) is redis
         for value in exported_values(spans):
             for secret in getattr(self, "secrets_in_use", ()):
                 assert secret not in value
