@@ -68,6 +68,7 @@ _MESSAGING_TYPES = {
     "send": "send",
     "send_batch": "send",
     "publish": "send",
+    "publish_batch": "send",
     "receive": "receive",
     "delete": "settle",
     "nack": "settle",
@@ -199,7 +200,7 @@ def base_attributes(backend: AsyncBackend, name: str) -> dict[str, Any]:
     label = getattr(backend, "telemetry_name", None)
     if label:
         attrs["cloudrift.backend"] = label
-    if category in ("queue", "topic"):
+    if category in ("queue", "topic", "subscription"):
         attrs["messaging.system"] = desc.system
         attrs["messaging.operation.name"] = name
         kind = _MESSAGING_TYPES.get(name)

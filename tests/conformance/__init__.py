@@ -85,7 +85,7 @@ class BackendConformance(Conformance):
         assert attrs["cloudrift.operation"] == name
         if description.server_address:
             assert attrs["server.address"] == description.server_address
-        if backend.category == "queue":
+        if backend.category in ("queue", "topic", "subscription"):
             assert attrs["messaging.system"] == description.system
             assert attrs["messaging.operation.name"] == name
         if backend.category in ("cache", "kv") and backend.provider != "memory":

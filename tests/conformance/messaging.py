@@ -687,7 +687,7 @@ class MessagingConformance(BackendConformance):
         assert inner == [1]
         assert dict(seen[0].attributes) == {"a": "1"}
         assert set(seen[0].transport_headers) >= {"traceparent"}
-        spans = recorder.spans("queue")
+        spans = recorder.spans(backend.category)
         trace_id = request.get_span_context().trace_id
         (send,) = [s for s in spans if s.attributes["cloudrift.operation"] == "send"]
         (process,) = [s for s in spans if s.kind is SpanKind.CONSUMER]
@@ -720,7 +720,7 @@ class MessagingConformance(BackendConformance):
 
         with recorder.tracer.start_as_current_span("worker") as worker:
             await asyncio.wait_for(backend.consume(handler, wait_time=1, limit=1), 60)
-        (process,) = [s for s in recorder.spans("queue") if s.kind is SpanKind.CONSUMER]
+        (process,) = [s for s in recorder.spans(backend.category) if s.kind is SpanKind.CONSUMER]
         assert process.parent is None and process.links == ()
         assert process.context.trace_id != worker.get_span_context().trace_id
         assert process.attributes["error.type"] == "RuntimeError"
@@ -733,7 +733,7 @@ class MessagingConformance(BackendConformance):
         them; a user attribute may not take the reserved traceparent name."""
         with recorder.tracer.start_as_current_span("request"):
             await backend.send_batch([{"n": 1}, {"n": 2}], **self.group())
-        (batch,) = [s for s in recorder.spans("queue") if s.name.startswith("send_batch")]
+        (batch,) = [s for s in recorder.spans(backend.category) if s.name.startswith("send_batch")]
         assert batch.attributes["messaging.batch.message_count"] == 2
         got = await drain(backend, 2, ack=True)
         for message in got:
