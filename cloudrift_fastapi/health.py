@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,7 +14,7 @@ from fastapi import APIRouter
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from cloudrift.core import categories
+from cloudrift.core import categories, telemetry
 from cloudrift.core.categories import CategorySpec
 from cloudrift.core.exceptions import BackendClosedError, ConfigurationError
 from cloudrift.core.validation import is_number
@@ -123,13 +124,18 @@ async def readiness(app: Any, limit: float) -> tuple[bool, dict[str, dict[str, A
 
 
 def health_router(
-    *, prefix: str = "/health", timeout: float = 5.0, include_in_schema: bool = True
+    *,
+    prefix: str = "/health",
+    timeout: float = 5.0,
+    include_in_schema: bool = True,
+    trace: bool = False,
 ) -> Any:
     """An APIRouter with ``GET {prefix}/live`` and ``GET {prefix}/ready``.
 
     ``ready`` answers 200 ``{"status": "ok", "backends": {...}}`` when every backend
     answers within ``timeout`` seconds, else 503 with ``"status": "unavailable"`` and a
-    safe reason for each failing backend (no secrets, no stack traces).
+    safe reason for each failing backend (no secrets, no stack traces). Its backend
+    health checks record no telemetry spans unless ``trace=True``.
     """
     if not is_number(timeout):
         raise ConfigurationError("health_router timeout must be a number of seconds")
@@ -150,7 +156,8 @@ def health_router(
                 {"status": "unavailable", "reason": "cloudrift lifespan is not running"},
                 status_code=503,
             )
-        ok, report = await readiness(request.app, float(timeout))
+        with nullcontext() if trace else telemetry.suppressed():
+            ok, report = await readiness(request.app, float(timeout))
         status = "ok" if ok else "unavailable"
         return JSONResponse({"status": status, "backends": report}, status_code=200 if ok else 503)
 

@@ -128,8 +128,22 @@ def main(argv: list[str] | None = None) -> int:
     return serve(run_worker=mode == "all")
 
 
+def print_traces() -> None:
+    """``INTAKE_TRACES=console``: print every finished span (the OpenTelemetry SDK's
+    console exporter), so an upload's whole journey shows in the terminal."""
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import ConsoleSpanExporter, SimpleSpanProcessor
+
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(ConsoleSpanExporter()))
+    trace.set_tracer_provider(provider)
+
+
 def serve(*, run_worker: bool = True) -> int:
     """Build the app from the environment and serve it until interrupted."""
+    if os.environ.get("INTAKE_TRACES") == "console":
+        print_traces()
     host = os.environ.get("HOST", "127.0.0.1") or "127.0.0.1"
     try:
         port = _port(os.environ.get("PORT", "8000") or "8000")

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -121,7 +122,20 @@ def create_app(
     if storage.provider == "local" and storage.options.get("base_url"):
         app.include_router(local_files_router(settings))
     app.add_exception_handler(CloudRiftError, _backend_failure)
+    if os.environ.get("INTAKE_TRACES"):
+        trace_http(app)
     return app
 
 
-__all__ = ["create_app"]
+def trace_http(app: FastAPI, tracer_provider: Any = None) -> None:
+    """One server span per HTTP request (OpenTelemetry's FastAPI instrumentation), so an
+    upload's cloudrift spans — and the worker's, through the queue — share its trace.
+    Health probes are left out: they would drown the traces that matter."""
+    from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+    FastAPIInstrumentor.instrument_app(
+        app, tracer_provider=tracer_provider, excluded_urls="/health/"
+    )
+
+
+__all__ = ["create_app", "trace_http"]

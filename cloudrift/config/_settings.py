@@ -41,6 +41,7 @@ from cloudrift.config._yaml import load_yaml
 from cloudrift.core import categories
 from cloudrift.core.exceptions import CloudRiftError, ConfigurationError
 from cloudrift.core.factory import resolve_provider
+from cloudrift.core.lifecycle import AsyncBackend
 from cloudrift.core.secrets import is_secret_option
 
 # The settings model is built from the category registry once; later registrations
@@ -336,6 +337,7 @@ def _close_field(loc: tuple[int | str, ...]) -> str | None:
 
 # ---------------------------------------------------------------- provider options
 
+
 # The two facts about a category that option typing needs, read from its registry entry.
 def _provider_table(category: str) -> object:
     """The table (``{name: ProviderSpec}``) listing ``category``'s providers."""
@@ -462,6 +464,15 @@ else:
     )
 
 
+class TelemetryConfig(BaseModel):
+    """``telemetry:``: OpenTelemetry spans and metrics (see docs/observability.md)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    #: False: backends built from these settings record no spans or metrics.
+    enabled: bool = True
+
+
 class CloudriftSettings(_Sections):
     """Every configured backend, from keywords, env vars (``CLOUDRIFT_*``), a ``.env``
     file, a secrets directory and YAML.
@@ -486,6 +497,8 @@ class CloudriftSettings(_Sections):
     environment: str = "development"
     #: Contact every backend at startup (health check) and refuse to start if one fails.
     verify_on_startup: bool = False
+    #: ``CLOUDRIFT_TELEMETRY__ENABLED=false`` turns telemetry off.
+    telemetry: TelemetryConfig = TelemetryConfig()
     # One optional SectionConfig per category comes from the registry (_Sections).
 
     _categories: ClassVar[tuple[str, ...]] = CATEGORIES
@@ -640,7 +653,7 @@ class CloudriftSettings(_Sections):
             raise ConfigurationError("; ".join(problems))
         positional = [config.field(f) for f in categories.get(category).positional]
         try:
-            return factory(config.provider, *positional, **options)
+            backend = factory(config.provider, *positional, **options)
         except ConfigurationError as exc:
             raise ConfigurationError(f"{category}.backends.{key}: {exc.message}") from exc
         except CloudRiftError as exc:
@@ -651,6 +664,12 @@ class CloudriftSettings(_Sections):
                 f"{category}.backends.{key}: invalid option value ({type(exc).__name__}); "
                 "check the options' types"
             ) from exc
+        # Spans name the backend as configured; settings can switch telemetry off.
+        if isinstance(backend, AsyncBackend):  # documents: the driver's own monitoring
+            backend.telemetry_name = key
+            if not self.telemetry.enabled:
+                backend.telemetry_enabled = False
+        return backend
 
     def _origin(self, category: str, name: str, option: str) -> str | None:
         """The env var or file that set ``option`` of backend ``name`` (None: keyword/YAML)."""

@@ -252,10 +252,20 @@ def check_option_types(where: str, target: Any, options: Mapping[str, Any]) -> N
 def build_provider(
     category: str, provider: str, table: Mapping[str, ProviderSpec], options: Mapping[str, Any]
 ) -> Any:
-    """Resolve ``provider`` in ``table``, validate ``options`` and construct the backend."""
+    """Resolve ``provider`` in ``table``, validate ``options`` and construct the backend.
+
+    ``telemetry=False`` is taken here for every provider: the backend is not observed.
+    """
     target = resolve_provider(category, provider, table)
+    options = dict(options)
+    telemetry = options.pop("telemetry", True)
+    if not isinstance(telemetry, bool):
+        raise ConfigurationError(f"telemetry must be True or False, got {type(telemetry).__name__}")
     check_options(f"the {provider!r} {category} provider", target, options)
-    return target(**options)
+    backend = target(**options)
+    if not telemetry:
+        backend.telemetry_enabled = False
+    return backend
 
 
 __all__ = [

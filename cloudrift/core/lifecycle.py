@@ -47,6 +47,11 @@ class AsyncBackend:
     backend_name: str = "backend"
     #: The category, as in settings: ``"storage"``, ``"queue"``, ``"cache"``, ...
     category: ClassVar[str] = "backend"
+    #: False when built with ``telemetry=False`` (or settings ``telemetry.enabled: false``):
+    #: :mod:`cloudrift.core.telemetry` then records nothing for this backend.
+    telemetry_enabled: bool = True
+    #: The named backend in settings (``cloudrift.backend`` on spans), when built from them.
+    telemetry_name: str | None = None
 
     def __init__(self) -> None:
         self._closed = False

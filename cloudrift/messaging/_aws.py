@@ -52,7 +52,7 @@ def entry_size(msg: PreparedMessage) -> int:
     """The size AWS counts: the body, and each attribute's name, data type ("String")
     and value."""
     return len(msg.body) + sum(
-        len(k.encode()) + len(b"String") + len(v.encode()) for k, v in msg.attributes.items()
+        len(k.encode()) + len(b"String") + len(v.encode()) for k, v in msg.wire_attributes.items()
     )
 
 

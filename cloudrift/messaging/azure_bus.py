@@ -331,7 +331,7 @@ class AzureServiceBusQueue(Queue):
     def _to_sdk(self, msg: PreparedMessage) -> Any:
         from azure.servicebus import ServiceBusMessage
 
-        properties: dict[str | bytes, Any] = {k: v for k, v in msg.attributes.items()}
+        properties: dict[str | bytes, Any] = {k: v for k, v in msg.wire_attributes.items()}
         if msg.dedup_id is not None:
             properties[_DEDUP_PROPERTY] = "1"
         return ServiceBusMessage(

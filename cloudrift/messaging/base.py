@@ -63,6 +63,7 @@ from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Generic, TypeVar
 
+from cloudrift.core import telemetry
 from cloudrift.core.exceptions import (
     BackendClosedError,
     FeatureNotSupportedError,
@@ -130,6 +131,9 @@ class Message:
     dedup_id: str | None = None
     receive_count: int = 1
     attributes: Mapping[str, str] = field(default_factory=dict)
+    #: Transport metadata the message carried besides its attributes: the W3C trace
+    #: context (``traceparent`` / ``tracestate``) its producer injected. Not attributes.
+    transport_headers: Mapping[str, str] = field(default_factory=dict, compare=False)
 
     @classmethod
     def from_raw(
@@ -143,7 +147,13 @@ class Message:
         receive_count: int = 1,
         attributes: Mapping[str, str] | None = None,
     ) -> Message:
-        """Build a Message from the bytes on the wire; the one place payloads are decoded."""
+        """Build a Message from the bytes on the wire; the one place payloads are decoded.
+
+        The trace-context headers among ``attributes`` (the providers' native metadata)
+        become ``transport_headers``: they never show in ``Message.attributes``.
+        """
+        attrs = dict(attributes or {})
+        headers = {k: attrs.pop(k) for k in telemetry.TRACE_HEADERS if k in attrs}
         try:
             body, is_json = json.loads(raw.decode("utf-8")), True
         except (UnicodeDecodeError, ValueError):
@@ -157,7 +167,8 @@ class Message:
             group_id=group_id,
             dedup_id=dedup_id,
             receive_count=max(1, int(receive_count)),
-            attributes=dict(attributes or {}),
+            attributes=attrs,
+            transport_headers=headers,
         )
 
     @property
@@ -201,6 +212,18 @@ class PreparedMessage:
     group_id: str | None = None
     dedup_id: str | None = None
     attributes: Mapping[str, str] = field(default_factory=dict)
+    #: Transport metadata to carry besides the attributes (the W3C trace context,
+    #: ``traceparent`` / ``tracestate``), injected by ``send`` / ``send_batch``.
+    #: Providers send :attr:`wire_attributes`, which holds both.
+    transport_headers: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def wire_attributes(self) -> Mapping[str, str]:
+        """The attributes plus the transport headers: what a provider puts in its
+        native metadata (SQS message attributes, application properties, fields...)."""
+        if not self.transport_headers:
+            return self.attributes
+        return {**self.attributes, **self.transport_headers}
 
 
 @dataclass(frozen=True)
@@ -219,6 +242,9 @@ class SendLimits:
     max_batch_bytes: int = 256 * 1024
     #: Longest allowed ``delay`` in seconds; None = no limit.
     max_delay: float | None = None
+    #: Most attributes one message may carry, trace-context headers included (SQS: 10);
+    #: None = no limit.
+    max_attributes: int | None = None
 
 
 class InFlightMap(Generic[V]):
@@ -278,6 +304,11 @@ def _check_attributes(attributes: Mapping[str, str] | None) -> dict[str, str]:
             raise InvalidMessageError(
                 f"message attribute {key!r} must have a non-empty str name and a str value"
             )
+        if key in telemetry.TRACE_HEADERS:
+            raise InvalidMessageError(
+                f"message attribute name {key!r} is reserved for the trace context "
+                "cloudrift carries; choose another name"
+            )
         out[key] = value
     return out
 
@@ -320,7 +351,9 @@ class MessageSender(AsyncBackend, abc.ABC):
         size = self._entry_size(msg)
         if size > limits.max_message_bytes:
             raise MessageTooLargeError(size, limits.max_message_bytes)
-        return await self._send_one(msg)
+        message_id = await self._send_one(msg)
+        telemetry.note_message_id(message_id)
+        return message_id
 
     async def _send_many(
         self,
@@ -366,6 +399,7 @@ class MessageSender(AsyncBackend, abc.ABC):
                     f"{limits.max_message_bytes} bytes; nothing was sent",
                 )
             entries.append(msg)
+        telemetry.note_message_count(len(entries))
         results = await self._send_entries(entries)
         if len(results) != len(entries):  # a provider bug must not look like success
             raise MessagingError(
@@ -412,19 +446,40 @@ class MessageSender(AsyncBackend, abc.ABC):
                 f"{self.backend_name} is a FIFO / session queue: pass group_id= "
                 "(the ordering key) with every message"
             )
+        attributes = _check_attributes(out.attributes)
+        # The send span's trace context travels as transport metadata (never attributes).
+        # A Topic's publish must inject the same way (see cloudrift.core.telemetry).
+        headers: dict[str, str] = {}
+        if self.telemetry_enabled:
+            telemetry.inject(headers)
+        if limits.max_attributes is not None and len(attributes) + len(headers) > (
+            limits.max_attributes
+        ):
+            room = limits.max_attributes - len(headers)
+            why = (
+                f"; the trace context takes {len(headers)} (traceparent/tracestate): pass at "
+                f"most {room}, or build the queue with telemetry=False"
+                if headers and len(attributes) <= limits.max_attributes
+                else ""
+            )
+            raise InvalidMessageError(
+                f"{self.backend_name} allows at most {limits.max_attributes} attributes per "
+                f"message, got {len(attributes)}{why}"
+            )
         return PreparedMessage(
             index=index,
             body=encode_payload(out.payload),
             delay=delay,
             group_id=group,
             dedup_id=dedup,
-            attributes=_check_attributes(out.attributes),
+            attributes=attributes,
+            transport_headers=headers,
         )
 
     def _entry_size(self, msg: PreparedMessage) -> int:
         """Hook: bytes ``msg`` counts for against the limits (body + attribute text)."""
         return len(msg.body) + sum(
-            len(k.encode("utf-8")) + len(v.encode("utf-8")) for k, v in msg.attributes.items()
+            len(k.encode("utf-8")) + len(v.encode("utf-8")) for k, v in msg.wire_attributes.items()
         )
 
     async def _limits(self) -> SendLimits:
@@ -648,7 +703,9 @@ class Queue(MessageSender):
                     "is supported on session-enabled Service Bus queues and the memory queue"
                 )
             group = _check_id("group_id", group_id)
-        return await self._receive(max_messages, wait, visibility, group)
+        messages = await self._receive(max_messages, wait, visibility, group)
+        telemetry.note_received(messages)
+        return messages
 
     @abc.abstractmethod
     async def _receive(
@@ -1025,6 +1082,13 @@ class _ConsumeRun:
             await self._try(self.queue.nack, item.message, "give back an unhandled")
             return
         self.handled += 1
+        message = item.message
+        # The handler (and the ack) run in the producer's trace: its storage reads and
+        # emails join the trace of the request that sent the message.
+        with telemetry.process_scope(self.queue, message):
+            await self._handle(item)
+
+    async def _handle(self, item: _Received) -> None:
         message, max_receives = item.message, self.options.max_receives
         try:
             try:
@@ -1034,6 +1098,7 @@ class _ConsumeRun:
             finally:
                 await self._stop_keeper(item)
         except Exception as exc:
+            telemetry.note_process_error(exc)
             if max_receives is not None and message.receive_count >= max_receives:
                 reason = f"{type(exc).__name__}: {exc}"[:1000]
                 await self._try(

@@ -403,7 +403,7 @@ class GcpPubSubQueue(Queue):
         wire = PubsubMessage(msg.body, ordering_key=msg.group_id or "")
         # Set after construction: attribute names like "data" must not collide with
         # PubsubMessage's own keyword arguments.
-        wire.attributes = dict(msg.attributes)
+        wire.attributes = dict(msg.wire_attributes)
         return wire
 
     def _entry_size(self, msg: PreparedMessage) -> int:
@@ -411,7 +411,7 @@ class GcpPubSubQueue(Queue):
         # serialises it (base64 data, attributes, ordering key, the separating ", "),
         # computed without building it: this runs for every message sent.
         size = _MESSAGE_FRAME + 4 * math.ceil(len(msg.body) / 3)
-        size += len(json.dumps(msg.attributes)) if msg.attributes else 2
+        size += len(json.dumps(msg.wire_attributes)) if msg.wire_attributes else 2
         if msg.group_id:
             size += _ORDERING_KEY_FRAME + len(json.dumps(msg.group_id))
         return size

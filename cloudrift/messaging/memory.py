@@ -219,7 +219,7 @@ class MemoryQueue(Queue):
             delay=msg.delay,
             group_id=msg.group_id,
             dedup_id=msg.dedup_id,
-            attributes=msg.attributes,
+            attributes=msg.wire_attributes,
         )
 
     @operation

@@ -97,7 +97,7 @@ class MemoryTopic(Topic):
                 msg.body,
                 group_id=msg.group_id,
                 dedup_id=msg.dedup_id,
-                attributes=msg.attributes,
+                attributes=msg.wire_attributes,
             )
         return str(uuid.uuid4())
 

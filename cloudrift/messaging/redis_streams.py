@@ -317,8 +317,8 @@ class RedisStreamQueue(Queue):
 
     def _fields(self, msg: PreparedMessage, message_id: str) -> dict[str, Any]:
         fields: dict[str, Any] = {"body": msg.body, "mid": message_id}
-        if msg.attributes:
-            fields["attrs"] = json.dumps(dict(msg.attributes))
+        if msg.wire_attributes:
+            fields["attrs"] = json.dumps(dict(msg.wire_attributes))
         return fields
 
     async def _send_delayed(self, msg: PreparedMessage, message_id: str) -> None:

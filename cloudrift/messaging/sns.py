@@ -155,9 +155,9 @@ class SNSTopic(Topic):
     @staticmethod
     def _params(msg: PreparedMessage) -> dict[str, Any]:
         params: dict[str, Any] = {"Message": msg.body.decode("utf-8")}
-        if msg.attributes:
+        if msg.wire_attributes:
             params["MessageAttributes"] = {
-                k: {"DataType": "String", "StringValue": v} for k, v in msg.attributes.items()
+                k: {"DataType": "String", "StringValue": v} for k, v in msg.wire_attributes.items()
             }
         if msg.group_id is not None:
             params["MessageGroupId"] = msg.group_id

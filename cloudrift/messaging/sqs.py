@@ -203,6 +203,7 @@ class SQSQueue(Queue):
             max_batch_count=10,
             max_batch_bytes=self._max_message_bytes,
             max_delay=900,
+            max_attributes=10,  # trace context included
         )
 
     def _entry_size(self, msg: PreparedMessage) -> int:
@@ -213,8 +214,8 @@ class SQSQueue(Queue):
         # Never send DelaySeconds=0: FIFO queues reject the parameter outright.
         if msg.delay > 0:
             params["DelaySeconds"] = math.ceil(msg.delay)
-        if msg.attributes:
-            params["MessageAttributes"] = _attributes_out(msg.attributes)
+        if msg.wire_attributes:
+            params["MessageAttributes"] = _attributes_out(msg.wire_attributes)
         if msg.group_id is not None:
             params["MessageGroupId"] = msg.group_id
         if msg.dedup_id is not None:

@@ -20,9 +20,15 @@ The pattern (as in Go CDK's drivertest):
 from __future__ import annotations
 
 import inspect
+from collections.abc import Iterator
 from typing import Any, ClassVar
 
+import pytest
+from opentelemetry.trace import SpanKind, StatusCode
+
+from cloudrift.core import exceptions
 from cloudrift.core.operation import BackendDescription
+from tests.telemetry.support import Recorder, exported_values, recording
 
 #: Public async methods that are not operations: lifecycle, the escape hatch, and the
 #: consume loop (whose receive/delete/nack calls are operations).
@@ -49,6 +55,66 @@ class Conformance:
 
 class BackendConformance(Conformance):
     """Base of the suites whose ``backend`` fixture is a cloudrift backend."""
+
+    #: One operation each suite's category fails portably: (method, args, the name of
+    #: the cloudrift.core.exceptions class it raises).
+    failing_operation: ClassVar[tuple[str, tuple[Any, ...], str]] = ("", (), "")
+
+    @pytest.fixture
+    def recorder(self) -> Iterator[Recorder]:
+        """cloudrift's spans and metrics, recorded by a private OpenTelemetry SDK."""
+        with recording() as rec:
+            yield rec
+
+    async def test_an_operation_is_one_client_span(self, backend: Any, recorder: Recorder) -> None:
+        """health_check() is exactly one CLIENT span named after the operation (and the
+        destination), with the cloudrift and server attributes, holding no secret."""
+        recorder.clear()
+        await backend.health_check()
+        spans = recorder.spans(backend.category)
+        assert len(spans) == 1, [s.name for s in spans]
+        span, description = spans[0], backend.describe()
+        assert span.kind is SpanKind.CLIENT
+        name = "health_check"
+        assert span.name == (
+            f"{name} {description.destination}" if description.destination else name
+        )
+        attrs = dict(span.attributes or {})
+        assert attrs["cloudrift.category"] == backend.category
+        assert attrs["cloudrift.provider"] == backend.provider
+        assert attrs["cloudrift.operation"] == name
+        if description.server_address:
+            assert attrs["server.address"] == description.server_address
+        if backend.category in ("queue", "topic", "subscription"):
+            assert attrs["messaging.system"] == description.system
+            assert attrs["messaging.operation.name"] == name
+        if backend.category in ("cache", "kv") and backend.provider != "memory":
+            redis = description.system in ("redis", "elasticache", "azure_redis")
+            assert (attrs.get("db.system.name") == "redis") is redis
+            assert (attrs.get("db.operation.name") == name) is redis
+        for value in exported_values(spans):
+            for secret in getattr(self, "secrets_in_use", ()):
+                assert secret not in value
+        points = recorder.metrics()["cloudrift.client.operation.duration"]
+        assert any(p.attributes["cloudrift.operation"] == name for p in points)
+
+    async def test_a_failed_operation_sets_error_type(
+        self, backend: Any, recorder: Recorder
+    ) -> None:
+        """An operation that raises ends its span with status ERROR and error.type set to
+        the exception class (recorded without its message)."""
+        method, args, error = self.failing_operation
+        recorder.clear()
+        with pytest.raises(getattr(exceptions, error)) as raised:
+            await getattr(backend, method)(*args)
+        assert type(raised.value).__name__ == error
+        spans = recorder.spans(backend.category)
+        assert len(spans) == 1
+        assert spans[0].status.status_code is StatusCode.ERROR
+        assert (spans[0].attributes or {})["error.type"] == error
+        assert all("exception.message" not in (e.attributes or {}) for e in spans[0].events)
+        points = recorder.metrics()["cloudrift.client.operation.duration"]
+        assert any(p.attributes.get("error.type") == error for p in points)
 
     async def test_unsupported_matches_the_backend_flags(self, backend: Any) -> None:
         """The backend has a bool supports_* flag for each capability the suite knows, and

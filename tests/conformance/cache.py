@@ -32,6 +32,8 @@ Advance = Callable[[float], Awaitable[None]]
 class CacheConformance(BackendConformance):
     """Every sentence of cloudrift.cache.base.Cache's docstrings, as a test."""
 
+    failing_operation = ("get", ("",), "CacheArgumentError")
+
     CAPABILITIES: ClassVar[frozenset[str]] = frozenset()
     #: Prefix of every key a pipeline test uses. A Redis Cluster runs a pipeline as one
     #: transaction on one node, so its harness sets a hash tag (e.g. ``"{p}:"``).

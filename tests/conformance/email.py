@@ -120,6 +120,8 @@ RAW = {"X-Conformance": "mime"}
 class EmailConformance(BackendConformance):
     """Every email provider passes these."""
 
+    failing_operation = ("send", ("not-an-address", "s"), "EmailValidationError")
+
     CAPABILITIES = frozenset()
     #: True when the provider sends fields (JSON) and the service builds the MIME
     #: itself (ACS): MIME-structure checks then look at the fields instead.

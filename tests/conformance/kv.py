@@ -39,6 +39,8 @@ async def increment(store: KVStore, key: str) -> int:
 class KVConformance(BackendConformance):
     """Every sentence of cloudrift.kv.base.KVStore's docstrings, as a test."""
 
+    failing_operation = ("get", ("",), "KVValueError")
+
     CAPABILITIES: ClassVar[frozenset[str]] = frozenset()
 
     @pytest.fixture

@@ -39,6 +39,7 @@ from collections import defaultdict
 from typing import Any, ClassVar
 
 import pytest
+from opentelemetry.trace import SpanKind, StatusCode
 
 from cloudrift.core.exceptions import (
     BackendClosedError,
@@ -50,6 +51,7 @@ from cloudrift.core.exceptions import (
 )
 from cloudrift.messaging import DEAD_LETTER_REASON, Message, OutgoingMessage, Queue
 from tests.conformance import BackendConformance
+from tests.telemetry.support import Recorder
 
 GROUP = "g-default"
 
@@ -107,6 +109,8 @@ async def poll_for(queue: Queue, message_id: str, *, within: float = 60.0, **kw:
 
 class MessagingConformance(BackendConformance):
     """The contract of :class:`cloudrift.messaging.Queue`."""
+
+    failing_operation = ("send", ({}, -1), "InvalidArgumentError")
 
     CAPABILITIES: ClassVar[frozenset[str]] = frozenset(
         {
@@ -660,3 +664,80 @@ class MessagingConformance(BackendConformance):
         async with backend as q:
             assert q is backend
         assert backend.closed
+
+    # ------------------------------------------------------------------ telemetry
+
+    async def test_consume_handles_a_message_in_the_senders_trace(
+        self, backend: Queue, recorder: Recorder
+    ) -> None:
+        """A message sent inside a span is handled by consume() in a CONSUMER process span
+        of the same trace, child of the send span and linked to it; the handler's own
+        operations join that trace, and the trace context is not among the attributes."""
+        with recorder.tracer.start_as_current_span("request") as request:
+            await backend.send({"n": 1}, attributes={"a": "1"}, **self.group())
+        seen: list[Message] = []
+        inner: list[int] = []
+
+        async def handler(message: Message) -> None:
+            seen.append(message)
+            await backend.health_check()  # the worker's own operation: same trace
+            inner.append(1)
+
+        await asyncio.wait_for(backend.consume(handler, wait_time=1, limit=1), 60)
+        assert inner == [1]
+        assert dict(seen[0].attributes) == {"a": "1"}
+        assert set(seen[0].transport_headers) >= {"traceparent"}
+        spans = recorder.spans(backend.category)
+        trace_id = request.get_span_context().trace_id
+        (send,) = [s for s in spans if s.attributes["cloudrift.operation"] == "send"]
+        (process,) = [s for s in spans if s.kind is SpanKind.CONSUMER]
+        (health,) = [s for s in spans if s.attributes["cloudrift.operation"] == "health_check"]
+        assert send.context.trace_id == trace_id
+        assert process.context.trace_id == trace_id
+        assert process.parent is not None and process.parent.span_id == send.context.span_id
+        assert [link.context.span_id for link in process.links] == [send.context.span_id]
+        assert process.attributes["messaging.operation.type"] == "process"
+        assert health.parent is not None and health.parent.span_id == process.context.span_id
+        (receive,) = [
+            s for s in spans if s.attributes["cloudrift.operation"] == "receive" and s.links
+        ]
+        assert [link.context.span_id for link in receive.links] == [send.context.span_id]
+        assert "messaging.message.id" not in send.name and seen[0].message_id not in send.name
+        metrics = recorder.metrics()
+        assert sum(p.value for p in metrics["messaging.client.sent.messages"]) == 1
+        assert sum(p.value for p in metrics["messaging.client.consumed.messages"]) >= 1
+        assert metrics["messaging.process.duration"]
+
+    async def test_a_message_without_trace_context_is_handled_in_a_new_trace(
+        self, backend: Queue, recorder: Recorder
+    ) -> None:
+        """A foreign message (no traceparent) is processed in a new trace, never in the
+        trace that happens to surround consume(); a failing handler marks the span."""
+        await self.send_foreign(backend, b'{"foreign": true}')
+
+        def handler(message: Message) -> None:
+            raise RuntimeError("boom")
+
+        with recorder.tracer.start_as_current_span("worker") as worker:
+            await asyncio.wait_for(backend.consume(handler, wait_time=1, limit=1), 60)
+        (process,) = [s for s in recorder.spans(backend.category) if s.kind is SpanKind.CONSUMER]
+        assert process.parent is None and process.links == ()
+        assert process.context.trace_id != worker.get_span_context().trace_id
+        assert process.attributes["error.type"] == "RuntimeError"
+        assert process.status.status_code is StatusCode.ERROR
+
+    async def test_send_batch_carries_the_trace_context_of_its_span(
+        self, backend: Queue, recorder: Recorder
+    ) -> None:
+        """Every message of a batch carries the send_batch span's context, which counts
+        them; a user attribute may not take the reserved traceparent name."""
+        with recorder.tracer.start_as_current_span("request"):
+            await backend.send_batch([{"n": 1}, {"n": 2}], **self.group())
+        (batch,) = [s for s in recorder.spans(backend.category) if s.name.startswith("send_batch")]
+        assert batch.attributes["messaging.batch.message_count"] == 2
+        got = await drain(backend, 2, ack=True)
+        for message in got:
+            assert "traceparent" not in message.attributes
+            assert f"{batch.context.span_id:016x}" in message.transport_headers["traceparent"]
+        with pytest.raises(InvalidMessageError, match="reserved"):
+            await backend.send({}, attributes={"traceparent": "x"}, **self.group())

@@ -125,6 +125,8 @@ class AsyncReader:
 class StorageConformance(BackendConformance):
     """Every storage provider behaves like this."""
 
+    failing_operation = ("download", ("telemetry/no-such-key",), "ObjectNotFoundError")
+
     CAPABILITIES: ClassVar[frozenset[str]] = frozenset({"presigned_url"})
     list_page_size: ClassVar[int] = 5
     secrets_in_use: ClassVar[tuple[str, ...]] = ()

@@ -37,7 +37,7 @@ from cloudrift.core.exceptions import (
     MessageSendError,
     MessageTooLargeError,
 )
-from cloudrift.messaging import DEAD_LETTER_REASON, Message, Queue, Topic
+from cloudrift.messaging import DEAD_LETTER_REASON, Message, OutgoingMessage, Queue, Topic
 from cloudrift.messaging.base import PreparedMessage, SendFailure
 from tests.conformance import BackendConformance
 from tests.conformance.messaging import drain
@@ -52,6 +52,12 @@ async def nothing_more(subscription: Queue, wait: float = 1.0) -> None:
 
 class TopicConformance(BackendConformance):
     """The contract of :class:`cloudrift.messaging.Topic` and its subscriptions."""
+
+    failing_operation = (
+        "publish_batch",
+        ([OutgoingMessage({}, delay=-1)],),
+        "InvalidArgumentError",
+    )
 
     CAPABILITIES: ClassVar[frozenset[str]] = frozenset({"groups", "dedup", "dead_letter"})
     requires_group_id: ClassVar[bool] = False

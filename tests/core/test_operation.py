@@ -98,13 +98,14 @@ class Recorder:
 
 @pytest.fixture
 def observe() -> Iterator[Any]:
-    """Install observers for one test, always removing them afterwards."""
+    """Install observers for one test, always restoring the one before (telemetry's)."""
+    before = set_observer(None)
 
     def install(observer: Observer) -> None:
         set_observer(observer)
 
     yield install
-    set_observer(None)
+    set_observer(before)
 
 
 def public_async_methods(cls: type) -> dict[str, Any]:

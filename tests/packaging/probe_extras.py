@@ -14,7 +14,16 @@ import uuid
 
 def sdk_roots() -> set[str]:
     roots = {name.split(".")[0] for name in sys.modules}
-    return roots & {"azure", "aioboto3", "aiobotocore", "boto3", "botocore", "gcloud", "motor"}
+    return roots & {
+        "azure",
+        "aioboto3",
+        "aiobotocore",
+        "boto3",
+        "botocore",
+        "gcloud",
+        "motor",
+        "opentelemetry",
+    }
 
 
 def expect_missing_extra(build: object, extra: str) -> None:
@@ -36,6 +45,15 @@ async def probe_none() -> None:
         assert await storage.download("k") == b"v"
     expect_missing_extra(lambda: get_storage("s3", bucket="b", region="us-east-1"), "aws")
     expect_missing_gcp()
+    # Without opentelemetry-api no observer is installed and queues still carry nothing.
+    from cloudrift.core import operation, telemetry
+    from cloudrift.messaging import get_queue
+
+    assert not telemetry.AVAILABLE and operation._GLOBALS["_op_observer"] is None
+    async with get_queue("memory") as queue:
+        await queue.send({"n": 1})
+        (message,) = await queue.receive()
+        assert message.transport_headers == {}, message.transport_headers
     assert sdk_roots() == set(), sdk_roots()
 
 

@@ -1,0 +1,255 @@
+"""cloudrift.core.telemetry: the switches, the attribute rules and what is never recorded."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cloudrift.cache import get_cache
+from cloudrift.config import CloudriftSettings
+from cloudrift.core import operation, telemetry
+from cloudrift.core.exceptions import ConfigurationError, InvalidMessageError
+from cloudrift.email import get_email
+from cloudrift.messaging import Message, Queue, get_queue
+from cloudrift.messaging.base import SendLimits
+from cloudrift.storage import get_storage
+from tests.telemetry.support import Recorder, exported_values, recording
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def recorder() -> Iterator[Recorder]:
+    """cloudrift's spans and metrics, recorded by a private OpenTelemetry SDK."""
+    with recording() as rec:
+        yield rec
+
+
+def _run_python(code: str, **env: str) -> str:
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env={**os.environ, **env},
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    return done.stdout.strip()
+
+
+async def test_telemetry_false_option_records_nothing_for_that_backend(recorder: Recorder) -> None:
+    """A backend built with telemetry=False emits no span; its siblings still do."""
+    quiet = get_storage("memory", telemetry=False)
+    loud = get_storage("memory")
+    await quiet.upload("a", b"1")
+    await loud.upload("a", b"1")
+    assert [s.attributes["cloudrift.operation"] for s in recorder.spans()] == ["upload"]
+    assert quiet.telemetry_enabled is False
+
+
+def test_telemetry_option_must_be_a_bool() -> None:
+    """telemetry="no" is refused with a ConfigurationError, not taken as truthy."""
+    with pytest.raises(ConfigurationError, match="telemetry must be True or False"):
+        get_storage("memory", telemetry="no")
+
+
+async def test_settings_can_switch_telemetry_off_and_name_the_backend(
+    recorder: Recorder,
+) -> None:
+    """telemetry.enabled=false in settings: backends built from them are silent; when on,
+    spans carry the configured backend name as cloudrift.backend."""
+    on = CloudriftSettings(storage={"backends": {"avatars": {"provider": "memory"}}})
+    off = CloudriftSettings(
+        storage={"backends": {"avatars": {"provider": "memory"}}}, telemetry={"enabled": False}
+    )
+    await off.open_backend("storage", "avatars").upload("k", b"v")
+    assert recorder.spans() == []
+    await on.open_backend("storage", "avatars").upload("k", b"v")
+    (span,) = recorder.spans()
+    assert span.attributes["cloudrift.backend"] == "avatars"
+
+
+def test_the_env_var_reaches_the_settings_field(monkeypatch: pytest.MonkeyPatch) -> None:
+    """CLOUDRIFT_TELEMETRY__ENABLED=false sets telemetry.enabled."""
+    monkeypatch.setenv("CLOUDRIFT_TELEMETRY__ENABLED", "false")
+    assert CloudriftSettings().telemetry.enabled is False
+
+
+def test_the_env_var_keeps_the_observer_out_from_import() -> None:
+    """With CLOUDRIFT_TELEMETRY__ENABLED=false no observer is ever installed."""
+    code = (
+        "import cloudrift.storage; from cloudrift.core import operation, telemetry; "
+        "print(telemetry.enabled(), operation._GLOBALS['_op_observer'])"
+    )
+    assert _run_python(code, CLOUDRIFT_TELEMETRY__ENABLED="false") == "False None"
+    assert _run_python(code, CLOUDRIFT_TELEMETRY__ENABLED="true").startswith("True <function")
+
+
+def test_without_opentelemetry_nothing_is_installed_and_queues_work() -> None:
+    """Where opentelemetry-api cannot be imported: no observer, no opentelemetry module
+    loaded, and a memory queue sends and receives without trace headers."""
+    code = (
+        "import sys, asyncio; sys.modules['opentelemetry'] = None\n"
+        "from cloudrift.core import operation, telemetry\n"
+        "from cloudrift.messaging import get_queue\n"
+        "async def main():\n"
+        "    q = get_queue('memory'); await q.send({'n': 1}); (m,) = await q.receive()\n"
+        "    return m.transport_headers\n"
+        "headers = asyncio.run(main())\n"
+        "loaded = sorted(n for n in sys.modules if n.startswith('opentelemetry.'))\n"
+        "print(telemetry.AVAILABLE, operation._GLOBALS['_op_observer'], headers, loaded)"
+    )
+    assert _run_python(code) == "False None {} []"
+
+
+async def test_no_exported_value_holds_a_key_a_payload_an_address_or_a_secret(
+    recorder: Recorder,
+) -> None:
+    """Object keys, cache keys and values, payloads, attributes and email addresses never
+    reach a span name, attribute or event, not even when the operation fails."""
+    secrets = ["secret-key-7f3a", "payload-91bd", "ops@example.com", "attr-value-c0de"]
+    storage = get_storage("memory")
+    await storage.upload("secret-key-7f3a", b"payload-91bd")
+    await storage.download("secret-key-7f3a")
+    with pytest.raises(Exception, match="secret-key"):
+        await storage.download("secret-key-7f3a-missing")
+    cache = get_cache("memory")
+    await cache.set("secret-key-7f3a", b"payload-91bd")
+    await cache.get("secret-key-7f3a")
+    queue = get_queue("memory")
+    with recorder.tracer.start_as_current_span("request"):
+        await queue.send({"p": "payload-91bd"}, attributes={"k": "attr-value-c0de"})
+    await queue.consume(lambda message: None, wait_time=0.1, limit=1)
+    email = get_email("memory", default_from="ops@example.com")
+    await email.send("ops@example.com", "payload-91bd", body_text="payload-91bd")
+    values = exported_values(recorder.spans())
+    assert len(recorder.spans()) >= 10
+    leaked = [(v, s) for v in values for s in secrets if s in v]
+    assert leaked == []
+
+
+async def test_operation_attributes_follow_the_semantic_conventions(recorder: Recorder) -> None:
+    """Queue spans carry messaging.*; send records the message id as an attribute and
+    counts the message; cache spans on redis name db.system.name and db.operation.name."""
+    queue = get_queue("memory")
+    message_id = await queue.send({"n": 1})
+    (send,) = recorder.spans("queue")
+    assert send.name == "send" or send.name.startswith("send ")
+    assert send.attributes["messaging.system"] == queue.describe().system
+    assert send.attributes["messaging.operation.type"] == "send"
+    assert send.attributes["messaging.operation.name"] == "send"
+    assert send.attributes["messaging.message.id"] == message_id
+    (received,) = await queue.receive()
+    await queue.delete(received.receipt_handle)
+    settle = recorder.spans("queue")[-1]
+    assert settle.attributes["messaging.operation.type"] == "settle"
+    sent = recorder.metrics()["messaging.client.sent.messages"]
+    assert sum(p.value for p in sent) == 1
+
+
+class _TightQueue(Queue):
+    """A queue allowing three attributes per message (as SQS allows ten)."""
+
+    provider = "tight"
+
+    async def _limits(self) -> SendLimits:
+        return SendLimits(max_attributes=3)
+
+    async def _send_one(self, msg: Any) -> str:
+        return "id"
+
+    async def _receive(self, *args: Any) -> list[Message]:
+        return []
+
+    async def _delete(self, handle: str) -> None: ...
+    async def _nack(self, handle: str) -> None: ...
+    async def _extend_visibility(self, handle: str, seconds: float) -> None: ...
+    async def _purge(self) -> None: ...
+    async def _health(self) -> bool:
+        return True
+
+
+async def test_attribute_limit_counts_the_trace_context(recorder: Recorder) -> None:
+    """Where the provider limits attributes, the trace context counts: attributes that
+    leave no room for it are refused naming both the limit and the way out
+    (telemetry=False, which carries no context)."""
+    queue, quiet = _TightQueue(), _TightQueue()
+    quiet.telemetry_enabled = False
+    with recorder.tracer.start_as_current_span("request"):
+        await quiet.send({}, attributes={"a": "1", "b": "2", "c": "3"})
+        await queue.send({}, attributes={"a": "1", "b": "2"})
+        with pytest.raises(
+            InvalidMessageError, match=r"at most 3 .*trace context.*telemetry=False"
+        ):
+            await queue.send({}, attributes={"a": "1", "b": "2", "c": "3"})
+    with pytest.raises(InvalidMessageError, match=r"at most 3 attributes per message, got 4$"):
+        await queue.send({}, attributes={"a": "1", "b": "2", "c": "3", "d": "4"})
+
+
+async def test_sqs_refuses_attributes_that_leave_no_room_for_the_trace_context(
+    cloudrift_sqs_queue: Queue, recorder: Recorder
+) -> None:
+    """On SQS (moto) ten user attributes leave no room for the trace context: refused
+    clearly; nine travel with it; telemetry off, ten travel without it."""
+    ten = {f"a{i}": "v" for i in range(10)}
+    with pytest.raises(InvalidMessageError, match="allows at most 10"):
+        await cloudrift_sqs_queue.send({}, attributes=ten)
+    await cloudrift_sqs_queue.send({}, attributes={f"a{i}": "v" for i in range(9)})
+    cloudrift_sqs_queue.telemetry_enabled = False
+    await cloudrift_sqs_queue.send({}, attributes=ten)
+    got = await cloudrift_sqs_queue.receive(max_messages=10, wait_time=1)
+    got += await cloudrift_sqs_queue.receive(max_messages=10, wait_time=1)
+    by_size = sorted(got, key=lambda m: len(m.attributes))
+    assert [len(m.attributes) for m in by_size] == [9, 10]
+    assert [bool(m.transport_headers) for m in by_size] == [True, False]
+
+
+def test_disable_removes_the_observer() -> None:
+    """telemetry.disable() uninstalls the observer; enable() puts it back."""
+    assert telemetry.enabled()
+    telemetry.disable()
+    try:
+        assert operation._GLOBALS["_op_observer"] is None
+        headers: dict[str, str] = {}
+        telemetry.inject(headers)
+        assert headers == {}
+    finally:
+        telemetry.enable()
+    assert operation._GLOBALS["_op_observer"] is not None
+
+
+async def test_every_storage_operation_is_exactly_one_span(recorder: Recorder) -> None:
+    """Each public storage call — streams included, ended when exhausted — is one span
+    named after its operation, and nested calls do not add spans of their own."""
+    storage = get_storage("memory")
+    calls: list[tuple[str, Any]] = [
+        ("upload", lambda: storage.upload("a", b"1")),
+        ("download", lambda: storage.download("a")),
+        ("head", lambda: storage.head("a")),
+        ("exists", lambda: storage.exists("a")),
+        ("list", lambda: storage.list()),
+        ("copy", lambda: storage.copy("a", "b")),
+        ("move", lambda: storage.move("b", "c")),
+        ("delete", lambda: storage.delete("c")),
+        ("health_check", lambda: storage.health_check()),
+    ]
+    for name, call in calls:
+        recorder.clear()
+        await call()
+        assert [s.name for s in recorder.spans()] == [name]
+    for name, stream in (
+        ("download_stream", lambda: storage.download_stream("a")),
+        ("iter", lambda: storage.iter()),
+    ):
+        recorder.clear()
+        async for _ in stream():
+            assert recorder.spans() == []  # still open while the stream runs
+        assert [s.name for s in recorder.spans()] == [name]
