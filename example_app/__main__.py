@@ -36,6 +36,7 @@ def banner(settings: Any, host: str, port: int) -> str:
     lines = [
         "",
         "cloudrift document intake",
+        f"  page:        {url}/   (upload, watch and download in a browser)",
         f"  API:         {url}   (interactive docs: {url}/docs)",
         f"  readiness:   {url}/health/ready",
     ]

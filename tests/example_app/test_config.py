@@ -148,9 +148,10 @@ async def test_aws_settings_build_every_backend_without_network(
 def test_banner_shows_url_outbox_and_curl_line_never_a_secret(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
-    """The demo banner names the URL, the outbox folder and a working curl line only."""
+    """The demo banner names the page, the URL, the outbox folder and a working curl line."""
     monkeypatch.setenv("DEMO_DATA_DIR", str(tmp_path))
     text = banner(CloudriftSettings.from_yaml(DEMO_SETTINGS), "0.0.0.0", 9000)
+    assert "page:        http://127.0.0.1:9000/ " in text
     assert "http://127.0.0.1:9000/docs" in text
     assert str(tmp_path / "outbox") in text
     assert "curl -F file=@README.md http://127.0.0.1:9000/documents" in text
