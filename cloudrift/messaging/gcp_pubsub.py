@@ -492,8 +492,9 @@ class GcpPubSubQueue(Queue):
                 raw = await self._pull(max_messages, wait)
             except MessagingConnectionError as exc:
                 # Our own long-poll timeout ran out (a plain TimeoutError, not a connect
-                # timeout): Pub/Sub hands nothing to a pull whose client hung up, so this
-                # is "nothing arrived", not a failure.
+                # timeout): treat it as "nothing arrived", not a failure. A message the
+                # server handed out in the instant we hung up is not lost: it comes back
+                # when its ack deadline passes (at-least-once, only delayed).
                 cause = exc.__cause__
                 if (
                     wait > 0
