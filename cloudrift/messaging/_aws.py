@@ -48,6 +48,23 @@ def translate(
         raise MessagingError(f"{where}: {type(exc).__name__}: {redact(str(exc), secrets)}") from exc
 
 
+def attributes_out(attributes: Mapping[str, str]) -> dict[str, dict[str, str]]:
+    """String message attributes in the shape SQS and SNS both take."""
+    return {k: {"DataType": "String", "StringValue": v} for k, v in attributes.items()}
+
+
+def message_fields(msg: PreparedMessage) -> dict[str, Any]:
+    """The attribute, FIFO group and dedup fields SQS SendMessage and SNS Publish share."""
+    fields: dict[str, Any] = {}
+    if msg.wire_attributes:
+        fields["MessageAttributes"] = attributes_out(msg.wire_attributes)
+    if msg.group_id is not None:
+        fields["MessageGroupId"] = msg.group_id
+    if msg.dedup_id is not None:
+        fields["MessageDeduplicationId"] = msg.dedup_id
+    return fields
+
+
 def entry_size(msg: PreparedMessage) -> int:
     """The size AWS counts: the body, and each attribute's name, data type ("String")
     and value."""

@@ -39,7 +39,7 @@ from cloudrift.core.exceptions import (
 )
 from cloudrift.core.operation import BackendDescription
 from cloudrift.core.secrets import Secret
-from cloudrift.messaging._aws import batch_results, entry_size, translate
+from cloudrift.messaging._aws import batch_results, entry_size, message_fields, translate
 from cloudrift.messaging.base import PreparedMessage, SendFailure, SendLimits
 from cloudrift.messaging.topic import Topic
 
@@ -154,16 +154,7 @@ class SNSTopic(Topic):
 
     @staticmethod
     def _params(msg: PreparedMessage) -> dict[str, Any]:
-        params: dict[str, Any] = {"Message": msg.body.decode("utf-8")}
-        if msg.wire_attributes:
-            params["MessageAttributes"] = {
-                k: {"DataType": "String", "StringValue": v} for k, v in msg.wire_attributes.items()
-            }
-        if msg.group_id is not None:
-            params["MessageGroupId"] = msg.group_id
-        if msg.dedup_id is not None:
-            params["MessageDeduplicationId"] = msg.dedup_id
-        return params
+        return {"Message": msg.body.decode("utf-8"), **message_fields(msg)}
 
     async def _send_one(self, msg: PreparedMessage) -> str:
         client = await self._client.get()

@@ -44,7 +44,13 @@ from cloudrift.core.exceptions import (
 from cloudrift.core.operation import BackendDescription
 from cloudrift.core.secrets import Secret
 from cloudrift.core.validation import check_number
-from cloudrift.messaging._aws import batch_results, entry_size, translate
+from cloudrift.messaging._aws import (
+    attributes_out,
+    batch_results,
+    entry_size,
+    message_fields,
+    translate,
+)
 from cloudrift.messaging.base import (
     DEAD_LETTER_REASON,
     InFlightMap,
@@ -214,13 +220,7 @@ class SQSQueue(Queue):
         # Never send DelaySeconds=0: FIFO queues reject the parameter outright.
         if msg.delay > 0:
             params["DelaySeconds"] = math.ceil(msg.delay)
-        if msg.wire_attributes:
-            params["MessageAttributes"] = _attributes_out(msg.wire_attributes)
-        if msg.group_id is not None:
-            params["MessageGroupId"] = msg.group_id
-        if msg.dedup_id is not None:
-            params["MessageDeduplicationId"] = msg.dedup_id
-        return params
+        return {**params, **message_fields(msg)}
 
     async def _send_one(self, msg: PreparedMessage) -> str:
         client = await self._client.get()
@@ -322,7 +322,7 @@ class SQSQueue(Queue):
         params: dict[str, Any] = {
             "QueueUrl": self.dlq_url,
             "MessageBody": msg.raw.decode("utf-8"),
-            "MessageAttributes": _attributes_out({**msg.attributes, DEAD_LETTER_REASON: reason}),
+            "MessageAttributes": attributes_out({**msg.attributes, DEAD_LETTER_REASON: reason}),
         }
         if self._dlq_fifo:
             # A FIFO DLQ needs a group: keep the original one so order survives.
@@ -400,10 +400,6 @@ def _sns_envelope(body: str) -> Mapping[str, Any] | None:
     ):
         return parsed
     return None
-
-
-def _attributes_out(attributes: Mapping[str, str]) -> dict[str, dict[str, str]]:
-    return {k: {"DataType": "String", "StringValue": v} for k, v in attributes.items()}
 
 
 def _attributes_in(raw: Mapping[str, Mapping[str, Any]]) -> dict[str, str]:
