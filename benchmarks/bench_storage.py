@@ -626,7 +626,8 @@ def _run_child(spec: dict[str, Any]) -> dict[str, float]:
     )
     if done.returncode != 0:
         raise RuntimeError(
-            f"{spec['provider']} {spec['side']} transfer failed:\n{done.stderr[-3000:]}"
+            f"{spec['provider']} {spec['side']} transfer failed (exit status "
+            f"{done.returncode}):\n{done.stderr[-3000:]}"
         )
     figures: dict[str, float] = json.loads(done.stdout.strip().splitlines()[-1])
     return figures

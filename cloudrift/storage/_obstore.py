@@ -17,9 +17,11 @@ refreshing.
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import os
 import threading
+import time
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime, timedelta
@@ -116,6 +118,29 @@ def check_client_options(
     check_int("max_attempts", max_attempts, at_least=1, hint="1 means no retry")
 
 
+#: How long the exit hook lets obstore's threads finish handing results to Python.
+EXIT_GRACE = 0.05
+_exit_hook_installed = False
+
+
+def _let_runtime_threads_finish() -> None:
+    # obstore completes each awaitable from a tokio thread that calls into the event
+    # loop (``call_soon_threadsafe``); the awaiting coroutine can resume before that
+    # thread has taken the GIL back from the loop's wake-up write. If the interpreter
+    # starts finalising first, CPython ends that thread with pthread_exit, which Rust
+    # frames cannot unwind: the process aborts (SIGABRT, exit status -6) after it has
+    # finished its work. Sleeping here, before finalisation, releases the GIL so any
+    # such thread returns normally.
+    time.sleep(EXIT_GRACE)
+
+
+def _install_exit_hook() -> None:
+    global _exit_hook_installed
+    if not _exit_hook_installed:
+        _exit_hook_installed = True
+        atexit.register(_let_runtime_threads_finish)
+
+
 def require_obstore() -> Any:
     """Import obstore, or raise ConfigurationError naming the ``pip install``."""
     try:
@@ -124,6 +149,7 @@ def require_obstore() -> Any:
         raise ConfigurationError(
             "engine='obstore' needs the obstore package: pip install obstore"
         ) from None
+    _install_exit_hook()
     return obstore
 
 

@@ -174,6 +174,9 @@ async def test_engine_runs_without_importing_the_azure_sdk(azurite: AzuriteConta
     code = (
         "import asyncio, sys\n"
         "from cloudrift.storage import get_storage\n"
+        # A long switch interval keeps a thread that wants the GIL waiting until the
+        # main thread gives it up itself: it turns a timing window into a certainty.
+        "sys.setswitchinterval(2.0)\n"
         "async def main():\n"
         f"    s = get_storage('azure_blob', container={azurite.container!r}, engine='obstore',\n"
         f"        account_url={azurite.server.account_url!r}, account_key={ACCOUNT_KEY!r})\n"
@@ -193,3 +196,50 @@ async def test_engine_runs_without_importing_the_azure_sdk(azurite: AzuriteConta
         check=True,
     )
     assert done.stdout.strip() == "['obstore']"
+
+
+async def test_a_process_that_streamed_through_obstore_exits_cleanly(
+    azurite: AzuriteContainer,
+) -> None:
+    """A script that streams an upload and a download through the engine and returns
+    exits with status 0 every time (obstore's threads once aborted the interpreter at
+    exit, SIGABRT, in about half the runs)."""
+    code = (
+        "import asyncio, sys\n"
+        "from cloudrift.storage import get_storage\n"
+        # A long switch interval keeps a thread that wants the GIL waiting until the
+        # main thread gives it up itself: it turns a timing window into a certainty.
+        "sys.setswitchinterval(2.0)\n"
+        "async def main():\n"
+        f"    s = get_storage('azure_blob', container={azurite.container!r}, engine='obstore',\n"
+        f"        account_url={azurite.server.account_url!r}, account_key={ACCOUNT_KEY!r})\n"
+        "    key = sys.argv[1]\n"
+        "    async def parts():\n"
+        "        for _ in range(12):\n"
+        "            yield bytes(1 << 20)\n"
+        "    await s.upload_stream(key, parts(), part_size=5 << 20)\n"
+        "    n = 0\n"
+        "    async for chunk in s.download_stream(key):\n"
+        "        n += len(chunk)\n"
+        "    assert n == 12 << 20, n\n"
+        "    await s.close()\n"
+        "asyncio.run(main())\n"
+    )
+
+    def run(key: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-c", code, key],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    # Four rounds of two concurrent scripts. The abort is a race: before the fix one to
+    # three of six scripts aborted in 5 of 9 trials of three rounds.
+    results = []
+    for i in range(4):
+        results += await asyncio.gather(
+            asyncio.to_thread(run, f"exit-{i}-a"), asyncio.to_thread(run, f"exit-{i}-b")
+        )
+    assert [r.returncode for r in results] == [0] * 8, [r.stderr[-500:] for r in results]
