@@ -1150,14 +1150,24 @@ async def _wait_or_stop(work: Awaitable[object], stop: asyncio.Event) -> bool:
         # Our caller was cancelled: a poll still running must not take messages
         # that no handler will ever see.
         job.cancel()
+        job.add_done_callback(_outcome_retrieved)
         raise
     finally:
         stopper.cancel()
     if not job.done():
         if not isinstance(work, asyncio.Future):
             job.cancel()
+            job.add_done_callback(_outcome_retrieved)
         return True
     return False
+
+
+def _outcome_retrieved(task: asyncio.Future[Any]) -> None:
+    # A receive abandoned on cancel may end in an error (redis-py drops its connection
+    # when cancelled mid-command): nobody awaits it, and asyncio would log "Task
+    # exception was never retrieved" at ERROR level as the task is collected.
+    if not task.cancelled() and task.exception() is not None:
+        log.debug("an abandoned receive ended with %s", type(task.exception()).__name__)
 
 
 def __getattr__(name: str) -> Any:

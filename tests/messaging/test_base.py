@@ -406,6 +406,41 @@ async def test_consume_keeps_going_after_a_receive_failure(
         assert "receive failed (MessagingConnectionError)" in caplog.text
 
 
+async def test_cancelled_consume_leaves_no_unretrieved_receive_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A receive that fails as consume() is cancelled (a client dropping its connection on
+    cancel) is waited for: asyncio logs no "exception was never retrieved" error."""
+    import gc
+
+    polling = asyncio.Event()
+
+    class FailsOnCancel(MemoryQueue):
+        async def _receive(self, *args: object) -> list[Message]:
+            polling.set()
+            try:
+                await asyncio.sleep(30)
+            except asyncio.CancelledError:
+                raise MessagingConnectionError("connection dropped while cancelled") from None
+            return []
+
+    caplog.set_level(logging.ERROR, logger="asyncio")
+    async with FailsOnCancel() as queue:
+
+        async def handler(m: Message) -> None:
+            raise AssertionError("no message was sent")
+
+        worker = asyncio.create_task(queue.consume(handler, wait_time=20))
+        await asyncio.wait_for(polling.wait(), 5)
+        worker.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await worker
+    for _ in range(3):
+        await asyncio.sleep(0)
+    gc.collect()
+    assert [r.getMessage() for r in caplog.records if r.name == "asyncio"] == []
+
+
 async def test_consume_rejects_bad_options() -> None:
     """Bad consume() options raise before any polling."""
     async with MemoryQueue() as queue:
