@@ -632,7 +632,9 @@ class _PubSubEntity(Queue):
                 "instance (the handle is unknown, already acked, or was received elsewhere)"
             )
         wire = PubsubMessage(msg.raw, ordering_key=msg.group_id or "")
-        wire.attributes = {**msg.attributes, DEAD_LETTER_REASON: reason}
+        # The producer's trace context travels on (never the dead-lettering span's): a
+        # consumer of the dead-letter topic links back to the trace that sent it.
+        wire.attributes = {**msg.attributes, **msg.transport_headers, DEAD_LETTER_REASON: reason}
         dlq = self._dlq_path
         try:
             await self._call(
