@@ -36,8 +36,8 @@ on the subscriptions created with message ordering enabled (the topic cannot see
 subscriptions' settings). Sending to a subscription raises ``FeatureNotSupportedError``
 (publish to the topic: a message published there reaches every subscription). A topic or
 subscription that does not exist raises ``TopicNotFoundError`` naming it (at once: a 404
-is never retried). ``health_check()`` reads the topic (``pubsub.topics.get``, in
-``roles/pubsub.viewer``) or the subscription (``pubsub.subscriptions.get``).
+is never retried). ``health_check()`` reads the topic (permission
+``pubsub.topics.get``) or the subscription (``pubsub.subscriptions.get``).
 
 Auth: application default credentials (also workload identity through the metadata
 server) when no credential option is given, a service-account key file
