@@ -288,6 +288,7 @@ class _PubSubEntity(Queue):
         #: message id → deliveries seen here (receive_count without a dead-letter policy).
         self._seen: InFlightMap[int] = InFlightMap(max_in_flight)
         self._subscription_info: dict[str, Any] | None = None
+        self._reading = asyncio.Lock()
         # Capabilities: the Pub/Sub column of the seed's table. supports_groups is
         # settled by the subscription's enableMessageOrdering before a queue's first send.
         self.supports_delay = False
@@ -432,9 +433,12 @@ class _PubSubEntity(Queue):
     # ---------------------------------------------------------------- sending
 
     async def _limits(self) -> SendLimits:
-        # The queue's first send reads its subscription (topic check, ordering).
+        # The queue's first send reads its subscription (topic check, ordering); sends
+        # racing it wait for that one read instead of each making their own.
         if self._subscription_info is None:
-            await self._read_subscription()
+            async with self._reading:
+                if self._subscription_info is None:
+                    await self._read_subscription()
         return _LIMITS
 
     async def _read_subscription(self) -> None:

@@ -3,6 +3,7 @@ the Pub/Sub column of the semantics table (docs/messaging.md) has a test here.""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import os
@@ -604,3 +605,12 @@ async def test_dead_lettered_copy_keeps_the_trace_context(
     assert dead.transport_headers == msg.transport_headers
     assert "traceparent" not in dead.attributes
     assert dead.attributes == {"trace": "t", DEAD_LETTER_REASON: "bad input"}
+
+
+async def test_concurrent_first_sends_read_the_subscription_once(
+    plain: GcpPubSubQueue, topics: PubSubEndpoint
+) -> None:
+    """Ten sends racing as the queue's first ones read the subscription once, not ten times."""
+    await asyncio.gather(*(plain.send({"n": n}) for n in range(10)))
+    assert topics.state.calls["getSubscription"] == 1
+    assert topics.state.calls["publish"] == 10
