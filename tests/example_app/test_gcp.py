@@ -53,7 +53,10 @@ async def test_gcp_settings_build_every_backend_without_network(
     monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path))  # no gcloud ADC file either
     settings = CloudriftSettings.from_yaml(SETTINGS_DIR / "gcp.yaml")
     settings.validate_production_security()
-    built = {c: settings.open_backend(c) for c in ("storage", "queue", "cache", "email")}
+    built = {
+        c: settings.open_backend(c)
+        for c in ("storage", "queue", "cache", "email", "topic", "subscription")
+    }
     client = settings.open_backend("document")
     try:
         assert {c: b.provider for c, b in built.items()} == {
@@ -61,6 +64,8 @@ async def test_gcp_settings_build_every_backend_without_network(
             "queue": "gcp_pubsub",
             "cache": "memorystore",
             "email": "smtp",
+            "topic": "gcp_pubsub",
+            "subscription": "gcp_pubsub",
         }
         assert settings.backend("document").provider == "firestore"
         assert GCP_ENV["SMTP_RELAY_PASSWORD"] not in repr(settings)
@@ -111,6 +116,8 @@ def gcp_standins(
     the STARTTLS SMTP server (topic and subscription created)."""
     pubsub.create_topic("intake-jobs")
     pubsub.create_subscription("intake-jobs-worker", "intake-jobs", ack_deadline=60)
+    pubsub.create_topic("intake-events")
+    pubsub.create_subscription("intake-events-audit", "intake-events")
     smtp = smtp_servers["starttls"]
     smtp.handler.reset()
     assert smtp.username and smtp.password and smtp.ca_file
@@ -152,6 +159,8 @@ async def test_full_flow_on_gcs_emulator_pubsub_redis_and_smtp(
             "document.default": "memory",
             "cache.default": "redis",
             "email.default": "smtp",
+            "topic.default": "gcp_pubsub",
+            "subscription.audit": "gcp_pubsub",
         }
         body = await full_flow(client, content, fetch_over_network)
 
