@@ -61,6 +61,12 @@ TOPIC_PROVIDERS: dict[str, ProviderSpec] = {
         extra="azure",
         requires=("azure.servicebus",),
     ),
+    "gcp_pubsub": ProviderSpec(
+        "cloudrift.messaging.gcp_pubsub",
+        "GcpPubSubTopic",
+        extra="gcp",
+        requires=("gcloud.aio.pubsub",),
+    ),
 }
 
 #: Subscription providers for :func:`get_subscription` (each builds a :class:`Queue`).
@@ -77,6 +83,12 @@ SUBSCRIPTION_PROVIDERS: dict[str, ProviderSpec] = {
         "AzureServiceBusSubscription",
         extra="azure",
         requires=("azure.servicebus",),
+    ),
+    "gcp_pubsub": ProviderSpec(
+        "cloudrift.messaging.gcp_pubsub",
+        "GcpPubSubSubscription",
+        extra="gcp",
+        requires=("gcloud.aio.pubsub",),
     ),
 }
 

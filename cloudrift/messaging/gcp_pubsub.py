@@ -28,6 +28,17 @@ the table in ``docs/messaging.md``):
   ``max_attempts`` times with backoff, as Google's client libraries do — except pulls,
   which ``consume()`` retries itself. A retried publish may deliver a message twice.
 
+Topics (``get_topic("gcp_pubsub", project=, topic=)``) publish the same way, and a
+subscription (``get_subscription("gcp_pubsub", project=, subscription=)``) is consumed
+exactly as the queue's subscription is; Pub/Sub's topics and subscriptions are the native
+model, so nothing is emulated. ``group_id`` on a topic is the ordering key: order is kept
+on the subscriptions created with message ordering enabled (the topic cannot see its
+subscriptions' settings). Sending to a subscription raises ``FeatureNotSupportedError``
+(publish to the topic: a message published there reaches every subscription). A topic or
+subscription that does not exist raises ``TopicNotFoundError`` naming it (at once: a 404
+is never retried). ``health_check()`` reads the topic (permission
+``pubsub.topics.get``) or the subscription (``pubsub.subscriptions.get``).
+
 Auth: application default credentials (also workload identity through the metadata
 server) when no credential option is given, a service-account key file
 (``credentials_path``), or ``emulator_host`` (``host:port``) for the Pub/Sub emulator or
@@ -49,7 +60,7 @@ import urllib.parse
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypedDict, TypeVar, Unpack
 
 import aiohttp
 from gcloud.aio.pubsub import PublisherClient, PubsubMessage, SubscriberClient
@@ -57,13 +68,14 @@ from gcloud.aio.pubsub import PublisherClient, PubsubMessage, SubscriberClient
 from cloudrift.core.auth import auth_method, select_auth
 from cloudrift.core.exceptions import (
     ConfigurationError,
+    FeatureNotSupportedError,
     InvalidMessageError,
     MessageSendError,
     MessagingConnectionError,
     MessagingError,
     MessagingPermissionError,
-    QueueNotFoundError,
     ReceiptHandleError,
+    TopicNotFoundError,
 )
 from cloudrift.core.lifecycle import LazyClient
 from cloudrift.core.operation import BackendDescription
@@ -79,6 +91,7 @@ from cloudrift.messaging.base import (
     SendFailure,
     SendLimits,
 )
+from cloudrift.messaging.topic import Topic
 
 log = logging.getLogger("cloudrift.messaging")
 
@@ -143,18 +156,48 @@ def _retryable(error: MessagingError, cause: BaseException) -> bool:
     return not (isinstance(cause, TimeoutError) and not isinstance(cause, aiohttp.ClientError))
 
 
+class PubSubOptions(TypedDict, total=False):
+    """The connection options every Pub/Sub backend takes (``**options: Unpack[...]``)."""
+
+    #: A service-account key file; None: application default credentials.
+    credentials_path: str | None
+    #: ``host:port`` of the Pub/Sub emulator or a local stand-in (no auth).
+    emulator_host: str | None
+    #: A regional / private API root (``https://us-east1-pubsub.googleapis.com``).
+    endpoint_url: str | None
+    max_pool_connections: int
+    connect_timeout: float
+    read_timeout: float
+    #: Tries per call while the failure is transient (429, 5xx, dropped connection).
+    max_attempts: int
+
+
 @dataclass(frozen=True)
 class PubSubClients:
-    """The native gcloud-aio clients (non-portable escape hatch; do not close them)."""
+    """The native gcloud-aio clients (non-portable escape hatch; do not close them).
+
+    ``topic_path`` is None on a subscription, ``subscription_path`` None on a topic."""
 
     publisher: PublisherClient
     subscriber: SubscriberClient
-    topic_path: str
-    subscription_path: str
+    topic_path: str | None
+    subscription_path: str | None
 
 
-class GcpPubSubQueue(Queue):
-    """One Pub/Sub topic and a subscription on it, used as a queue."""
+def _check_name(where: str, name: str, value: object) -> str:
+    if not isinstance(value, str) or not _NAME.match(value) or value.startswith("goog"):
+        raise ConfigurationError(
+            f"{where}: {name} must be the short {name.split('_')[-1]} name (3-255 "
+            "characters: letters, digits, - _ . ~ + %, starting with a letter, not "
+            f"'goog'), not a path; got {value!r}"
+        )
+    return value
+
+
+class _PubSubEntity(Queue):
+    """The code every Pub/Sub backend shares (connection, errors, publishing, pulling):
+    the queue (topic + subscription), a subscription alone, and a topic's publisher
+    (:class:`GcpPubSubTopic` holds one). Not a provider itself."""
 
     provider = "gcp_pubsub"
     #: Pub/Sub's pull returns at most 1,000 messages.
@@ -162,22 +205,20 @@ class GcpPubSubQueue(Queue):
 
     def __init__(
         self,
+        where: str,
         *,
         project: str,
-        topic: str,
-        subscription: str,
-        dead_letter_topic: str | None = None,
-        credentials_path: str | None = None,
-        emulator_host: str | None = None,
-        endpoint_url: str | None = None,
-        max_pool_connections: int = 64,
-        connect_timeout: float = 5.0,
-        read_timeout: float = 30.0,
-        max_attempts: int = 3,
-        max_in_flight: int = 10_000,
+        topic: str | None,
+        subscription: str | None,
+        dead_letter_topic: str | None,
+        max_in_flight: int,
+        options: PubSubOptions,
     ) -> None:
         super().__init__()
-        where = "gcp_pubsub queue"
+        known = PubSubOptions.__annotations__
+        unknown = sorted(set(options) - set(known))
+        if unknown:  # only reachable by a direct constructor call with a typo
+            raise ConfigurationError(f"{where}: unknown option(s) {unknown}")
         if not isinstance(project, str) or not _PROJECT.match(project):
             raise ConfigurationError(
                 f"{where}: project must be a Google Cloud project id, got {project!r}"
@@ -187,14 +228,11 @@ class GcpPubSubQueue(Queue):
             ("subscription", subscription),
             ("dead_letter_topic", dead_letter_topic),
         ):
-            if value is None and name == "dead_letter_topic":
-                continue
-            if not isinstance(value, str) or not _NAME.match(value) or value.startswith("goog"):
-                raise ConfigurationError(
-                    f"{where}: {name} must be the short {name.split('_')[-1]} name (3-255 "
-                    "characters: letters, digits, - _ . ~ + %, starting with a letter, not "
-                    f"'goog'), not a path; got {value!r}"
-                )
+            if value is not None:
+                _check_name(where, name, value)
+        credentials_path = options.get("credentials_path")
+        emulator_host = options.get("emulator_host")
+        endpoint_url = options.get("endpoint_url")
         self.auth_method = select_auth(
             where, {"credentials_path": credentials_path, "emulator_host": emulator_host}, _AUTH
         )
@@ -207,8 +245,12 @@ class GcpPubSubQueue(Queue):
                 )
         if endpoint_url is not None:
             endpoint_url = _check_endpoint(where, endpoint_url, emulator_host)
+        pool = options.get("max_pool_connections", 64)
+        max_attempts = options.get("max_attempts", 3)
+        connect_timeout = options.get("connect_timeout", 5.0)
+        read_timeout = options.get("read_timeout", 30.0)
         for name, number in (
-            ("max_pool_connections", max_pool_connections),
+            ("max_pool_connections", pool),
             ("max_attempts", max_attempts),
             ("max_in_flight", max_in_flight),
         ):
@@ -220,8 +262,10 @@ class GcpPubSubQueue(Queue):
         self.subscription = subscription
         self.dead_letter_topic = dead_letter_topic
         self.emulator_host = emulator_host
-        self.topic_path = f"projects/{project}/topics/{topic}"
-        self.subscription_path = f"projects/{project}/subscriptions/{subscription}"
+        self.topic_path = f"projects/{project}/topics/{topic}" if topic else None
+        self.subscription_path = (
+            f"projects/{project}/subscriptions/{subscription}" if subscription else None
+        )
         self._dlq_path = (
             f"projects/{project}/topics/{dead_letter_topic}" if dead_letter_topic else None
         )
@@ -232,20 +276,21 @@ class GcpPubSubQueue(Queue):
         else:
             self._api_root = _PUBLIC_ROOT
         self._credentials_path = credentials_path
-        self._pool = max_pool_connections
+        self._pool = pool
         self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout
         # Like Google's own client libraries, retry UNAVAILABLE / RESOURCE_EXHAUSTED and
         # dropped connections (a retried publish may deliver twice: at-least-once anyway).
         self._retry = RetryPolicy(attempts=max_attempts, base_delay=0.1, max_delay=2.0)
-        self.backend_name = f"gcp_pubsub queue {topic!r}/{subscription!r}"
+        self.backend_name = where
         self._client: LazyClient[PubSubClients] = LazyClient(self._build_client)
         self._in_flight: InFlightMap[Message] = InFlightMap(max_in_flight)
         #: message id → deliveries seen here (receive_count without a dead-letter policy).
         self._seen: InFlightMap[int] = InFlightMap(max_in_flight)
         self._subscription_info: dict[str, Any] | None = None
+        self._reading = asyncio.Lock()
         # Capabilities: the Pub/Sub column of the seed's table. supports_groups is
-        # settled by the subscription's enableMessageOrdering before the first send.
+        # settled by the subscription's enableMessageOrdering before a queue's first send.
         self.supports_delay = False
         self.supports_groups = True
         self.supports_dedup = False
@@ -257,14 +302,24 @@ class GcpPubSubQueue(Queue):
         # always go in order); four 10 MB requests bound the memory in flight.
         self.batch_send_concurrency = 4
 
-    def __repr__(self) -> str:
-        return (
-            f"GcpPubSubQueue(project={self.project!r}, topic={self.topic!r}, "
-            f"subscription={self.subscription!r}, auth={self.auth_method!r})"
+    def _describe(self) -> BackendDescription:
+        return BackendDescription.at(
+            "gcp_pubsub", self.topic or self.subscription, self.emulator_host
         )
 
-    def _describe(self) -> BackendDescription:
-        return BackendDescription.at("gcp_pubsub", self.topic, self.emulator_host)
+    @property
+    def _sub_path(self) -> str:
+        """The subscription's path (a topic's publisher never receives)."""
+        if self.subscription_path is None:
+            raise FeatureNotSupportedError(f"{self.backend_name} cannot be received from")
+        return self.subscription_path
+
+    @property
+    def _pub_path(self) -> str:
+        """The topic's path (a subscription alone never publishes)."""
+        if self.topic_path is None:
+            raise FeatureNotSupportedError(f"{self.backend_name} cannot be published to")
+        return self.topic_path
 
     # ---------------------------------------------------------------- client
 
@@ -305,11 +360,15 @@ class GcpPubSubQueue(Queue):
 
     # ---------------------------------------------------------------- errors
 
-    def _error(self, exc: Exception, handle: str | None, publishing: bool) -> MessagingError:
+    def _error(
+        self, exc: Exception, handle: str | None, publishing: bool, resource: str | None
+    ) -> MessagingError:
         """The one translation of aiohttp / gcloud-aio errors to the messaging family
-        (redacted; the caller chains it with ``raise ... from exc``)."""
+        (redacted; the caller chains it with ``raise ... from exc``). ``resource`` is the
+        topic or subscription path the call addressed (named when it does not exist)."""
         if isinstance(exc, aiohttp.ClientResponseError):
-            return self._status_error(exc.status, redact(str(exc.message)), handle, publishing)
+            text = redact(str(exc.message))
+            return self._status_error(exc.status, text, handle, publishing, resource)
         if isinstance(exc, TimeoutError | aiohttp.ClientConnectionError):
             return MessagingConnectionError(
                 f"{self.backend_name}: cannot reach Pub/Sub at {self._api_root} "
@@ -318,13 +377,16 @@ class GcpPubSubQueue(Queue):
         return MessagingError(f"{self.backend_name}: {type(exc).__name__}: {redact(str(exc))}")
 
     def _status_error(
-        self, status: int, text: str, handle: str | None, publishing: bool
+        self, status: int, text: str, handle: str | None, publishing: bool, resource: str | None
     ) -> MessagingError:
         where = f"{self.backend_name}: Pub/Sub answered {status}: {text}"
         if status == 404:
-            return QueueNotFoundError(
-                f"{where}; check that topic {self.topic_path!r}, subscription "
-                f"{self.subscription_path!r} (and the dead-letter topic) exist"
+            # A subclass of QueueNotFoundError: a queue's callers catch it as before.
+            named = resource or self.subscription_path or self.topic_path or "?"
+            kind = "subscription" if "/subscriptions/" in named else "topic"
+            option = "dead_letter_topic" if named == self._dlq_path else kind
+            return TopicNotFoundError(
+                named, f"{where}; the {kind} {named!r} does not exist (check {option}=)"
             )
         if status in (401, 403):
             return MessagingPermissionError(
@@ -348,9 +410,11 @@ class GcpPubSubQueue(Queue):
         *,
         publishing: bool = False,
         retry: bool = True,
+        resource: str | None = None,
     ) -> T:
         """Run one API call with errors translated, retried while transient (a plain
-        loop rather than a wrapper: this is on every message's path)."""
+        loop rather than a wrapper: this is on every message's path). ``resource``: the
+        path it addresses when not this backend's subscription (or topic, publishing)."""
         clients = await self._client.get()
         attempts = self._retry.attempts if retry else 1
         attempt = 1
@@ -358,7 +422,9 @@ class GcpPubSubQueue(Queue):
             try:
                 return await operation(clients)
             except (aiohttp.ClientError, TimeoutError) as exc:
-                error = self._error(exc, handle, publishing)
+                if resource is None:
+                    resource = self.topic_path if publishing else self.subscription_path
+                error = self._error(exc, handle, publishing, resource)
                 if attempt >= attempts or not _retryable(error, exc):
                     raise error from exc
             await asyncio.sleep(self._retry.delay(attempt))
@@ -367,8 +433,12 @@ class GcpPubSubQueue(Queue):
     # ---------------------------------------------------------------- sending
 
     async def _limits(self) -> SendLimits:
+        # The queue's first send reads its subscription (topic check, ordering); sends
+        # racing it wait for that one read instead of each making their own.
         if self._subscription_info is None:
-            await self._read_subscription()
+            async with self._reading:
+                if self._subscription_info is None:
+                    await self._read_subscription()
         return _LIMITS
 
     async def _read_subscription(self) -> None:
@@ -376,9 +446,7 @@ class GcpPubSubQueue(Queue):
         whether it orders messages (``supports_groups``)."""
         try:
             info = await self._call(
-                lambda c: c.subscriber.get_subscription(
-                    self.subscription_path, timeout=self._timeout()
-                )
+                lambda c: c.subscriber.get_subscription(self._sub_path, timeout=self._timeout())
             )
         except MessagingPermissionError:
             # A publisher-only identity (roles/pubsub.publisher) may not read the
@@ -427,7 +495,7 @@ class GcpPubSubQueue(Queue):
     async def _send_chunk(self, chunk: Sequence[PreparedMessage]) -> Sequence[str | SendFailure]:
         wire = [self._wire(m) for m in chunk]
         answer = await self._call(
-            lambda c: c.publisher.publish(self.topic_path, wire, timeout=self._timeout()),
+            lambda c: c.publisher.publish(self._pub_path, wire, timeout=self._timeout()),
             publishing=True,
         )
         ids = answer.get("messageIds", [])
@@ -458,7 +526,7 @@ class GcpPubSubQueue(Queue):
 
         async def pull(clients: PubSubClients) -> dict[str, Any]:
             resp = await clients.subscriber.session.post(
-                f"{self._api_root}/{self.subscription_path}:pull",
+                f"{self._api_root}/{self._sub_path}:pull",
                 data=body.encode(),
                 headers=await self._headers(clients),
                 timeout=timeout,
@@ -535,16 +603,14 @@ class GcpPubSubQueue(Queue):
     async def _modify(self, handles: list[str], seconds: int) -> None:
         await self._call(
             lambda c: c.subscriber.modify_ack_deadline(
-                self.subscription_path, handles, seconds, timeout=self._timeout()
+                self._sub_path, handles, seconds, timeout=self._timeout()
             ),
             handles[0],
         )
 
     async def _delete(self, handle: str) -> None:
         await self._call(
-            lambda c: c.subscriber.acknowledge(
-                self.subscription_path, [handle], timeout=self._timeout()
-            ),
+            lambda c: c.subscriber.acknowledge(self._sub_path, [handle], timeout=self._timeout()),
             handle,
         )
         msg = self._in_flight.pop(handle)
@@ -570,12 +636,15 @@ class GcpPubSubQueue(Queue):
                 "instance (the handle is unknown, already acked, or was received elsewhere)"
             )
         wire = PubsubMessage(msg.raw, ordering_key=msg.group_id or "")
-        wire.attributes = {**msg.attributes, DEAD_LETTER_REASON: reason}
+        # The producer's trace context travels on (never the dead-lettering span's): a
+        # consumer of the dead-letter topic links back to the trace that sent it.
+        wire.attributes = {**msg.attributes, **msg.transport_headers, DEAD_LETTER_REASON: reason}
         dlq = self._dlq_path
         try:
             await self._call(
                 lambda c: c.publisher.publish(dlq, [wire], timeout=self._timeout()),
                 publishing=True,
+                resource=dlq,
             )
         except MessagingError as exc:
             # Not acked: the message stays on the subscription and comes back.
@@ -591,9 +660,7 @@ class GcpPubSubQueue(Queue):
     async def _purge(self) -> None:
         now = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         await self._call(
-            lambda c: c.subscriber.seek(
-                self.subscription_path, {"time": now}, timeout=self._timeout()
-            )
+            lambda c: c.subscriber.seek(self._sub_path, {"time": now}, timeout=self._timeout())
         )
         self._in_flight = InFlightMap(self._in_flight.max_size)
         self._seen = InFlightMap(self._seen.max_size)
@@ -601,12 +668,183 @@ class GcpPubSubQueue(Queue):
     async def _health(self) -> bool:
         # One attempt: a health check reports, it does not wait out an outage.
         await self._call(
-            lambda c: c.subscriber.get_subscription(
-                self.subscription_path, timeout=self._timeout()
-            ),
+            lambda c: c.subscriber.get_subscription(self._sub_path, timeout=self._timeout()),
             retry=False,
         )
         return True
 
 
-__all__ = ["GcpPubSubQueue", "PubSubClients"]
+class GcpPubSubQueue(_PubSubEntity):
+    """One Pub/Sub topic and a subscription on it, used as a queue."""
+
+    def __init__(
+        self,
+        *,
+        project: str,
+        topic: str,
+        subscription: str,
+        dead_letter_topic: str | None = None,
+        max_in_flight: int = 10_000,
+        **options: Unpack[PubSubOptions],
+    ) -> None:
+        where = f"gcp_pubsub queue {topic!r}/{subscription!r}"
+        for name, value in (("topic", topic), ("subscription", subscription)):
+            _check_name("gcp_pubsub queue", name, value)
+        super().__init__(
+            where,
+            project=project,
+            topic=topic,
+            subscription=subscription,
+            dead_letter_topic=dead_letter_topic,
+            max_in_flight=max_in_flight,
+            options=options,
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"GcpPubSubQueue(project={self.project!r}, topic={self.topic!r}, "
+            f"subscription={self.subscription!r}, auth={self.auth_method!r})"
+        )
+
+
+class GcpPubSubSubscription(_PubSubEntity):
+    """A Pub/Sub subscription, consumed as a queue (``get_subscription``): receive,
+    delete, nack, extend_visibility, dead_letter (with ``dead_letter_topic``) and
+    ``consume()`` as on the queue. Sending raises FeatureNotSupportedError: publish to
+    the topic, whose every subscription gets the message."""
+
+    category = "subscription"
+
+    def __init__(
+        self,
+        *,
+        project: str,
+        subscription: str,
+        dead_letter_topic: str | None = None,
+        max_in_flight: int = 10_000,
+        **options: Unpack[PubSubOptions],
+    ) -> None:
+        _check_name("gcp_pubsub subscription", "subscription", subscription)
+        super().__init__(
+            f"gcp_pubsub subscription {subscription!r}",
+            project=project,
+            topic=None,
+            subscription=subscription,
+            dead_letter_topic=dead_letter_topic,
+            max_in_flight=max_in_flight,
+            options=options,
+        )
+        self.supports_groups = False
+
+    def __repr__(self) -> str:
+        return (
+            f"GcpPubSubSubscription(project={self.project!r}, "
+            f"subscription={self.subscription!r}, auth={self.auth_method!r})"
+        )
+
+    def _refuse_send(self) -> FeatureNotSupportedError:
+        return FeatureNotSupportedError(
+            f"{self.backend_name}: a Pub/Sub subscription cannot be sent to; publish to "
+            "its topic (get_topic('gcp_pubsub', ...)) instead"
+        )
+
+    async def _limits(self) -> SendLimits:
+        raise self._refuse_send()
+
+    async def _send_one(self, msg: PreparedMessage) -> str:
+        raise self._refuse_send()
+
+    async def _send_entries(self, entries: Sequence[PreparedMessage]) -> list[str | SendFailure]:
+        raise self._refuse_send()
+
+
+class _TopicPublisher(_PubSubEntity):
+    """The publishing code of :class:`_PubSubEntity` on a topic alone (no subscription)."""
+
+    async def _limits(self) -> SendLimits:
+        return _LIMITS
+
+    async def _health(self) -> bool:
+        # gcloud-aio has no topics.get: one GET on its session (never retried).
+        path = self.topic_path
+
+        async def get_topic(clients: PubSubClients) -> None:
+            resp = await clients.publisher.session.get(
+                f"{self._api_root}/{path}",
+                headers=await self._headers(clients),
+                timeout=self._timeout(),
+            )
+            await resp.json()
+
+        await self._call(get_topic, retry=False, resource=path)
+        return True
+
+
+class GcpPubSubTopic(Topic):
+    """A Pub/Sub topic (``get_topic("gcp_pubsub", project=, topic=)``): ``publish`` /
+    ``publish_batch`` as the queue's ``send`` / ``send_batch`` (1,000 messages or 10 MB
+    per publish request). ``group_id`` is the ordering key; ``dedup_id`` is not
+    supported."""
+
+    provider: ClassVar[str] = "gcp_pubsub"
+
+    def __init__(self, *, project: str, topic: str, **options: Unpack[PubSubOptions]) -> None:
+        super().__init__()
+        _check_name("gcp_pubsub topic", "topic", topic)
+        self._publisher = _TopicPublisher(
+            f"gcp_pubsub topic {topic!r}",
+            project=project,
+            topic=topic,
+            subscription=None,
+            dead_letter_topic=None,
+            max_in_flight=1,
+            options=options,
+        )
+        self.project = project
+        self.topic = topic
+        self.topic_path = self._publisher.topic_path
+        self.auth_method = self._publisher.auth_method
+        self.backend_name = self._publisher.backend_name
+        self.supports_groups = True
+        self.supports_dedup = False
+        self.batch_send_concurrency = self._publisher.batch_send_concurrency
+
+    def __repr__(self) -> str:
+        return (
+            f"GcpPubSubTopic(project={self.project!r}, topic={self.topic!r}, "
+            f"auth={self.auth_method!r})"
+        )
+
+    def _describe(self) -> BackendDescription:
+        return self._publisher.describe()
+
+    async def _native_client(self) -> PubSubClients:
+        """``await topic.native()``: the gcloud-aio publisher (and subscriber)."""
+        return await self._publisher._client.get()
+
+    async def _aclose(self) -> None:
+        await self._publisher.close()
+
+    async def _limits(self) -> SendLimits:
+        return _LIMITS
+
+    def _entry_size(self, msg: PreparedMessage) -> int:
+        return self._publisher._entry_size(msg)
+
+    async def _send_one(self, msg: PreparedMessage) -> str:
+        return await self._publisher._send_one(msg)
+
+    async def _send_chunk(self, chunk: Sequence[PreparedMessage]) -> Sequence[str | SendFailure]:
+        return await self._publisher._send_chunk(chunk)
+
+    async def _health(self) -> bool:
+        return await self._publisher._health()
+
+
+__all__ = [
+    "GcpPubSubQueue",
+    "GcpPubSubSubscription",
+    "GcpPubSubTopic",
+    "PubSubClients",
+    "PubSubOptions",
+]

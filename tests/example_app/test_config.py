@@ -183,10 +183,11 @@ def _readme_yaml_blocks() -> list[object]:
     return [yaml.safe_load(block) for block in re.findall(r"```yaml\n(.*?)```", text, re.S)]
 
 
-def test_readme_shows_exactly_the_aws_and_azure_settings_files() -> None:
-    """The README's AWS and Azure YAML equal the bundled files (they cannot drift)."""
+def test_readme_shows_exactly_the_aws_azure_and_gcp_settings_files() -> None:
+    """The README's AWS, Azure and GCP YAML equal the bundled files (they cannot drift)."""
     blocks = _readme_yaml_blocks()
-    files = [yaml.safe_load((SETTINGS_DIR / n).read_text()) for n in ("aws.yaml", "azure.yaml")]
+    names = ("aws.yaml", "azure.yaml", "gcp.yaml")
+    files = [yaml.safe_load((SETTINGS_DIR / n).read_text()) for n in names]
     assert blocks == files
 
 

@@ -3,6 +3,7 @@ the Pub/Sub column of the semantics table (docs/messaging.md) has a test here.""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import os
@@ -584,3 +585,32 @@ def test_repr_names_the_resources_and_no_credentials() -> None:
     text = repr(queue)
     assert "jobs-sub" in text and "service account file" in text
     assert "/secret/place" not in text
+
+
+async def test_dead_lettered_copy_keeps_the_trace_context(
+    plain: GcpPubSubQueue, topics: PubSubEndpoint
+) -> None:
+    """The producer's traceparent / tracestate survive dead_letter(): the copy on the
+    dead-letter topic carries them as transport headers, not as attributes."""
+    from tests.telemetry.support import recording
+
+    with recording() as recorder:
+        with recorder.tracer.start_as_current_span("producer"):
+            await plain.send({"n": 1}, attributes={"trace": "t"})
+        [msg] = await plain.receive(wait_time=1)
+        assert msg.transport_headers.get("traceparent")  # the producer's context arrived
+        await plain.dead_letter(msg.receipt_handle, "bad input")
+        async with make_queue(topics, topic="dlq", subscription="dlq-sub") as dlq:
+            [dead] = await dlq.receive(wait_time=1)
+    assert dead.transport_headers == msg.transport_headers
+    assert "traceparent" not in dead.attributes
+    assert dead.attributes == {"trace": "t", DEAD_LETTER_REASON: "bad input"}
+
+
+async def test_concurrent_first_sends_read_the_subscription_once(
+    plain: GcpPubSubQueue, topics: PubSubEndpoint
+) -> None:
+    """Ten sends racing as the queue's first ones read the subscription once, not ten times."""
+    await asyncio.gather(*(plain.send({"n": n}) for n in range(10)))
+    assert topics.state.calls["getSubscription"] == 1
+    assert topics.state.calls["publish"] == 10

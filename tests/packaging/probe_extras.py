@@ -187,6 +187,17 @@ async def probe_gcp(pubsub_host: str) -> None:
         got = await queue.receive(max_messages=1, wait_time=2)
         assert [m.body for m in got] == [{"n": 1}], got
         await queue.delete(got[0].receipt_handle)
+    from cloudrift.messaging import get_subscription, get_topic
+
+    pubsub = {"project": "cloudrift-test", "emulator_host": pubsub_host}
+    async with (
+        get_topic("gcp_pubsub", topic="iso", **pubsub) as topic,
+        get_subscription("gcp_pubsub", subscription="iso-sub", **pubsub) as subscription,
+    ):
+        await topic.publish({"n": 2})
+        got = await subscription.receive(max_messages=1, wait_time=2)
+        assert [m.body for m in got] == [{"n": 2}], got
+        await subscription.delete(got[0].receipt_handle)
     async with get_storage("gcs", bucket="b", emulator_host="http://127.0.0.1:1"):
         pass
     from cloudrift.document import aclose_client, get_mongodb
