@@ -39,9 +39,12 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(VENV)/bin/mypy --strict cloudrift cloudrift_fastapi
 
+# Three workers (pytest-xdist), one test class or module each at a time: most of the suite
+# waits on servers and child processes, so three overlap well even on two cores. Each
+# worker starts its own stand-ins on free ports. PYTEST_ARGS adds options (e.g. -n 0).
 pytest: install
 	CLOUDRIFT_REDIS_SERVER="$$(cat $(REDIS_STAMP))" CLOUDRIFT_CHROMIUM="$$(cat $(CHROMIUM_STAMP))" \
-	  $(PY) -m pytest
+	  $(PY) -m pytest -n 3 --dist loadscope --durations=25 $(PYTEST_ARGS)
 
 test: install lint typecheck pytest
 

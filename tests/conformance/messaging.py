@@ -123,6 +123,11 @@ class MessagingConformance(BackendConformance):
         }
     )
     requires_group_id: ClassVar[bool] = False
+    #: True where a long poll the client stopped waiting for may still be handed a
+    #: message (Pub/Sub's REST pull has no server-side wait limit the client can set):
+    #: that delivery counts, and the message comes back after its ack deadline, so a
+    #: loaded machine can see receive_count one higher than the receives it made.
+    abandoned_pull_may_take_a_delivery: ClassVar[bool] = False
 
     async def test_requires_group_id_matches_the_backend(self, backend: Queue) -> None:
         """The harness's requires_group_id is what the backend says (FIFO / session queue)."""
@@ -329,7 +334,10 @@ class MessagingConformance(BackendConformance):
             await self.pass_time(backend, 1)
             again = await poll_for(backend, first.message_id)
         assert again.message_id == first.message_id
-        assert again.receive_count == 2
+        if self.abandoned_pull_may_take_a_delivery:
+            assert again.receive_count >= 2
+        else:
+            assert again.receive_count == 2
 
     async def test_extend_visibility_keeps_message_hidden(self, backend: Queue) -> None:
         """extend_visibility() keeps a message invisible past its first timeout.

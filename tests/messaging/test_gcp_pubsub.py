@@ -60,6 +60,9 @@ class TestGcpPubSub(MessagingConformance):
     dead letters work; no per-message delay, no dedup, no receive(group_id=)."""
 
     unsupported = frozenset({"delay", "dedup", "group_receive"})
+    # Seen once on a machine at load 9: a pull the client gave up on was handed the
+    # message (delivery 2), which came back after its 30 s ack deadline as delivery 3.
+    abandoned_pull_may_take_a_delivery = True
 
     @pytest.fixture
     async def backend(self, pubsub: PubSubEndpoint) -> AsyncIterator[Queue]:
