@@ -368,13 +368,7 @@ class ObstoreEngine:
         return bytes(data)
 
     async def get_stream(
-        self,
-        key: str,
-        start: int,
-        end: int | None,
-        chunk_size: int,
-        *,
-        if_match: str | None = None,
+        self, key: str, start: int, end: int | None, chunk_size: int, *, if_match: str | None = None
     ) -> AsyncIterator[bytes]:
         store = await self._store.get()
         try:

@@ -741,13 +741,7 @@ class Storage(AsyncBackend, ABC):
 
     @abstractmethod
     def _get_stream(
-        self,
-        key: str,
-        start: int,
-        end: int | None,
-        chunk_size: int,
-        *,
-        if_match: str | None = None,
+        self, key: str, start: int, end: int | None, chunk_size: int, *, if_match: str | None = None
     ) -> AsyncIterator[bytes]:
         """Async generator of chunks of ``[start, end)``, all of one version of the object;
         errors as ``_get``."""

@@ -418,13 +418,7 @@ class GCSStorage(Storage):
         return body
 
     async def _get_stream(
-        self,
-        key: str,
-        start: int,
-        end: int | None,
-        chunk_size: int,
-        *,
-        if_match: str | None = None,
+        self, key: str, start: int, end: int | None, chunk_size: int, *, if_match: str | None = None
     ) -> AsyncIterator[bytes]:
         client = await self._client.get()
         with self._errors(key, match_key=key if if_match else None):

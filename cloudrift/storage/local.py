@@ -592,13 +592,7 @@ class LocalStorage(Storage):
         return data
 
     async def _get_stream(
-        self,
-        key: str,
-        start: int,
-        end: int | None,
-        chunk_size: int,
-        *,
-        if_match: str | None = None,
+        self, key: str, start: int, end: int | None, chunk_size: int, *, if_match: str | None = None
     ) -> AsyncIterator[bytes]:
         fh: BinaryIO = await self._run(self._open, key, if_match)
         try:

@@ -83,13 +83,7 @@ class MemoryStorage(Storage):
         return data[start:end]
 
     async def _get_stream(
-        self,
-        key: str,
-        start: int,
-        end: int | None,
-        chunk_size: int,
-        *,
-        if_match: str | None = None,
+        self, key: str, start: int, end: int | None, chunk_size: int, *, if_match: str | None = None
     ) -> AsyncIterator[bytes]:
         data = await self._get(key, start, end, if_match=if_match)
         for i in range(0, len(data), chunk_size):

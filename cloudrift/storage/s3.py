@@ -426,13 +426,7 @@ class S3Storage(Storage):
         return data
 
     async def _get_stream(
-        self,
-        key: str,
-        start: int,
-        end: int | None,
-        chunk_size: int,
-        *,
-        if_match: str | None = None,
+        self, key: str, start: int, end: int | None, chunk_size: int, *, if_match: str | None = None
     ) -> AsyncIterator[bytes]:
         if self._obstore is not None:
             stream = self._obstore.get_stream(key, start, end, chunk_size, if_match=if_match)
