@@ -88,14 +88,14 @@ async def increment_counter(backend: Storage, key: str) -> int:
     """Add one to the JSON counter object ``{"n": ...}`` under ``key`` with a
     read-modify-write that retries on PreconditionFailedError; the new value.
 
-    ``head`` comes before ``download``: the data read is then at least as new as the
-    ETag, so a stale read can only fail the write, never win it.
+    ``head`` comes before ``download``, and the download is of that ETag's version only
+    (``if_match``): the count read is the one the conditional write replaces.
     """
     while True:
         etag = (await backend.head(key)).etag
         assert etag is not None
-        count = int(json.loads(await backend.download(key))["n"]) + 1
         try:
+            count = int(json.loads(await backend.download(key, if_match=etag))["n"]) + 1
             await backend.upload(key, json.dumps({"n": count}).encode(), if_match=etag)
         except PreconditionFailedError:
             # A short random backoff spreads the retries out (fewer wasted round trips).
