@@ -75,8 +75,9 @@ class _SDK:
     """Every private part of gcloud-aio-storage the provider uses, in this one place.
 
     gcloud-aio has no public API for a raw resumable upload session (we stream parts of
-    our own size and cancel the session on failure) nor for the raw response of a ranged
-    download (we check its Content-Range). ``tests/storage/test_gcs.py`` checks each of
+    our own size and cancel the session on failure), nor for the raw response of a ranged
+    download (we check its Content-Range), nor for query parameters on a download
+    (``ifGenerationMatch``). ``tests/storage/test_gcs.py`` checks each of
     these against the installed version, so an upgrade that changes them fails loudly.
     """
 
