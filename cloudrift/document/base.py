@@ -364,7 +364,6 @@ class ProviderRules:
         hosts: str,
         given: Mapping[str, Any],
         options: Mapping[str, Any],
-        tls: bool,
         credentials: Mapping[str, Secret] | None = None,
         requires: tuple[str, ...] = (),
         extra: str | None = None,
@@ -372,14 +371,15 @@ class ProviderRules:
         """The plan: the caller's :attr:`group` options ``given`` (checked and converted
         by :func:`common_options`) overlaid with the provider's own driver ``options``.
 
-        ``tls_ca_file`` and ``tls_insecure`` mean nothing without TLS: refused then.
+        ``tls_ca_file`` and ``tls_insecure`` mean nothing without TLS (``options["tls"]``):
+        refused then.
         """
         tuning = common_options(self.where, self.group, given)
         if self.no_retryable_writes is not None and any(
             key.lower() == "retrywrites" for key in given.get("driver_options") or {}
         ):
             self.fail(f"retryWrites cannot be changed; {self.no_retryable_writes}")
-        if tls_files(given) and not tls:
+        if tls_files(given) and not options.get("tls"):
             self.fail("tls_ca_file / tls_insecure need TLS, which is off")
         merged = {**tuning, **options}
         if self.no_retryable_writes is not None:

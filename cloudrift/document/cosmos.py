@@ -81,7 +81,6 @@ def plan(
         hosts=hosts,
         given=given,
         options={"tls": tls},
-        tls=tls,
     )
 
 

@@ -71,7 +71,6 @@ def plan(
         hosts=hosts,
         given=given,
         options=options,
-        tls=options["tls"],
         credentials=credentials,
         requires=("pymongo_auth_aws",) if auth == "iam" else (),
         extra="aws" if auth == "iam" else None,

@@ -106,7 +106,6 @@ def plan(
         hosts=hosts,
         given=given,
         options=options,
-        tls=options["tls"],
         credentials=credentials,
     )
 

@@ -42,6 +42,5 @@ def plan(
         given=given,
         # Leave tls unset when nothing asked for it, so the URI and server defaults apply.
         options={"tls": use_tls} if use_tls or tls is False else {},
-        tls=use_tls,
         credentials=credentials,
     )
