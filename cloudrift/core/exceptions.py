@@ -152,8 +152,9 @@ class ObjectExistsError(StorageError):
 
 
 class PreconditionFailedError(StorageError):
-    """A conditional write (``if_match``) found a different object, or none, under the
-    key; nothing was changed. Re-read the object (its new ETag) and retry."""
+    """A conditional write or read (``if_match``) found a different object, or none,
+    under the key; nothing was written or returned. Re-read the object (its new ETag) and
+    retry."""
 
     code = ErrorCode.FAILED_PRECONDITION
 
@@ -161,7 +162,7 @@ class PreconditionFailedError(StorageError):
         super().__init__(
             message
             or f"object {key!r} changed since its ETag was read (if_match did not match); "
-            "nothing was written: re-read it and retry"
+            "nothing was written or read: re-read it and retry"
         )
         self.key = key
 

@@ -18,10 +18,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Final, NoReturn
+from typing import Any, Final, NoReturn, TypedDict
 from urllib.parse import parse_qsl, quote, unquote, urlencode
 
 from cloudrift.core.exceptions import ConfigurationError
+from cloudrift.core.factory import check_option_group
 from cloudrift.core.secrets import Secret, redact
 from cloudrift.core.validation import is_int, is_number
 
@@ -162,20 +163,38 @@ def check_positive(name: str, value: float | None, *, allow_zero: bool = False) 
         raise ConfigurationError(f"{name} must be {'zero or more' if allow_zero else 'positive'}")
 
 
-def common_options(
-    *,
-    max_pool_size: int | None,
-    min_pool_size: int | None,
-    max_idle_time: float | None,
-    connect_timeout: float | None,
-    socket_timeout: float | None,
-    server_selection_timeout: float | None,
-    app_name: str | None,
-    tls_ca_file: str | None,
-    tls_insecure: bool,
-    driver_options: Mapping[str, Any] | None,
-) -> dict[str, Any]:
-    """Validated driver options shared by every provider (seconds in, PyMongo's ms out)."""
+class PoolOptions(TypedDict, total=False):
+    """The pool, timeout and TLS-file options every document provider takes
+    (``**options: Unpack[...]``); times are in seconds."""
+
+    max_pool_size: int | None
+    min_pool_size: int | None
+    max_idle_time: float | None
+    connect_timeout: float | None
+    socket_timeout: float | None
+    server_selection_timeout: float | None
+    #: A PEM CA bundle to verify the server with.
+    tls_ca_file: str | None
+    #: Only an explicit True turns certificate and host name verification off.
+    tls_insecure: bool
+    #: Further PyMongo keyword options; one repeating an option above is refused.
+    driver_options: Mapping[str, Any] | None
+
+
+class ClientOptions(PoolOptions, total=False):
+    """:class:`PoolOptions` plus the application name the server logs (every provider
+    but Cosmos, whose own ``appName=@<account>@`` stays)."""
+
+    app_name: str | None
+
+
+def common_options(where: str, group: type, options: Mapping[str, Any]) -> dict[str, Any]:
+    """Validated driver options from a :class:`PoolOptions` ``group`` (seconds in,
+    PyMongo's milliseconds out); ConfigurationError naming ``where`` for a name not in
+    ``group`` (options given to ``plan()`` directly, which the factory does not check)."""
+    check_option_group(where, group, options)
+    max_pool_size = options.get("max_pool_size")
+    min_pool_size = options.get("min_pool_size")
     for name, count in (("max_pool_size", max_pool_size), ("min_pool_size", min_pool_size)):
         if count is not None and not is_int(count):
             raise ConfigurationError(f"{name} must be an int, got {type(count).__name__}")
@@ -190,26 +209,30 @@ def common_options(
         opts["maxPoolSize"] = max_pool_size
     if min_pool_size is not None:
         opts["minPoolSize"] = min_pool_size
-    for name, key, seconds in (
-        ("max_idle_time", "maxIdleTimeMS", max_idle_time),
-        ("connect_timeout", "connectTimeoutMS", connect_timeout),
-        ("socket_timeout", "socketTimeoutMS", socket_timeout),
-        ("server_selection_timeout", "serverSelectionTimeoutMS", server_selection_timeout),
+    for name, key in (
+        ("max_idle_time", "maxIdleTimeMS"),
+        ("connect_timeout", "connectTimeoutMS"),
+        ("socket_timeout", "socketTimeoutMS"),
+        ("server_selection_timeout", "serverSelectionTimeoutMS"),
     ):
+        seconds = options.get(name)
         check_positive(name, seconds)
         if seconds is not None:
             opts[key] = max(1, round(seconds * 1000))
+    app_name = options.get("app_name")
     if app_name is not None:
         if not isinstance(app_name, str) or not app_name:
             raise ConfigurationError("app_name must be a non-empty string")
         opts["appName"] = app_name
+    tls_ca_file = options.get("tls_ca_file")
     if tls_ca_file is not None:
         if not isinstance(tls_ca_file, str) or not tls_ca_file:
             raise ConfigurationError("tls_ca_file must be the path of a PEM CA bundle")
         opts["tlsCAFile"] = tls_ca_file
-    if tls_insecure:
+    if options.get("tls_insecure"):
         # Only an explicit True turns verification off; None/False keep it on.
         opts["tlsInsecure"] = True
+    driver_options = options.get("driver_options")
     if driver_options:
         clash = sorted(k for k in driver_options if k.lower() in {o.lower() for o in opts})
         if clash:
@@ -219,6 +242,11 @@ def common_options(
             )
         opts.update(driver_options)
     return opts
+
+
+def tls_files(options: Mapping[str, Any]) -> bool:
+    """True when ``options`` name a CA file or turn verification off (they need TLS)."""
+    return bool(options.get("tls_ca_file") or options.get("tls_insecure"))
 
 
 def refuse_retryable_writes(provider: str, uri: str, why: str) -> None:
@@ -255,6 +283,8 @@ class ProviderRules:
     #: ``retryWrites=false`` and refuses a URI or driver option turning them on), or
     #: None when the service accepts them.
     no_retryable_writes: str | None = None
+    #: The option group its ``plan(**options)`` takes.
+    group: type = ClientOptions
 
     @property
     def where(self) -> str:
@@ -332,25 +362,24 @@ class ProviderRules:
         *,
         uri: Secret,
         hosts: str,
-        tuning: Mapping[str, Any],
+        given: Mapping[str, Any],
         options: Mapping[str, Any],
-        driver_options: Mapping[str, Any] | None,
-        tls: bool,
-        tls_files: bool,
         credentials: Mapping[str, Secret] | None = None,
         requires: tuple[str, ...] = (),
         extra: str | None = None,
     ) -> ConnectionPlan:
-        """The plan: ``tuning`` (from :func:`common_options`) overlaid with ``options``.
+        """The plan: the caller's :attr:`group` options ``given`` (checked and converted
+        by :func:`common_options`) overlaid with the provider's own driver ``options``.
 
-        ``tls_files`` says whether the caller gave ``tls_ca_file`` or ``tls_insecure``,
-        which mean nothing without TLS.
+        ``tls_ca_file`` and ``tls_insecure`` mean nothing without TLS (``options["tls"]``):
+        refused then.
         """
+        tuning = common_options(self.where, self.group, given)
         if self.no_retryable_writes is not None and any(
-            key.lower() == "retrywrites" for key in driver_options or {}
+            key.lower() == "retrywrites" for key in given.get("driver_options") or {}
         ):
             self.fail(f"retryWrites cannot be changed; {self.no_retryable_writes}")
-        if tls_files and not tls:
+        if tls_files(given) and not options.get("tls"):
             self.fail("tls_ca_file / tls_insecure need TLS, which is off")
         merged = {**tuning, **options}
         if self.no_retryable_writes is not None:
@@ -368,13 +397,16 @@ class ProviderRules:
 
 __all__ = [
     "SCHEMES",
+    "ClientOptions",
     "ConnectionPlan",
+    "PoolOptions",
     "ProviderRules",
     "build_uri",
     "check_positive",
     "common_options",
     "refuse_retryable_writes",
     "split_uri",
+    "tls_files",
     "tls_setting",
     "uri_flag",
     "uri_has_credentials",

@@ -11,16 +11,15 @@ and key mirrors the portal's connection string: TLS on port 10255,
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
-from typing import Any
+from typing import Unpack
 
 from cloudrift.core.exceptions import ConfigurationError
 from cloudrift.core.secrets import Secret, secret
 from cloudrift.document.base import (
     ConnectionPlan,
+    PoolOptions,
     ProviderRules,
     build_uri,
-    common_options,
     tls_setting,
 )
 
@@ -29,7 +28,8 @@ HOST_SUFFIX = "mongo.cosmos.azure.com"
 # Cosmos account names: 3-44 characters, lowercase letters, digits and hyphens.
 _ACCOUNT = re.compile(r"^[a-z0-9][a-z0-9-]{1,42}[a-z0-9]$")
 WHY = "Cosmos DB's MongoDB API does not support retryable writes"
-RULES = ProviderRules("cosmos", no_retryable_writes=WHY)
+# No app_name: the portal's appName=@<account>@ stays.
+RULES = ProviderRules("cosmos", no_retryable_writes=WHY, group=PoolOptions)
 KEYS_ONLY = (
     "Cosmos DB for MongoDB accepts account keys only: Microsoft Entra ID (managed "
     "identity, service principal) is not accepted by its MongoDB wire protocol. Use "
@@ -43,20 +43,12 @@ def plan(
     account: str | None = None,
     account_key: str | Secret | None = None,
     endpoint: str | None = None,
-    tls_ca_file: str | None = None,
-    tls_insecure: bool = False,
-    max_pool_size: int | None = None,
-    min_pool_size: int | None = None,
-    max_idle_time: float | None = None,
-    connect_timeout: float | None = None,
-    socket_timeout: float | None = None,
-    server_selection_timeout: float | None = None,
-    driver_options: Mapping[str, Any] | None = None,
     managed_identity: object = None,
     credential: object = None,
     tenant_id: str | None = None,
     client_id: str | None = None,
     client_secret: str | Secret | None = None,
+    **given: Unpack[PoolOptions],
 ) -> ConnectionPlan:
     """The Cosmos connection: ``connection_string``, or ``account`` + ``account_key``.
 
@@ -84,26 +76,11 @@ def plan(
     else:
         uri, hosts = _account_uri(account, key, endpoint)
         tls = True
-    tuning = common_options(
-        max_pool_size=max_pool_size,
-        min_pool_size=min_pool_size,
-        max_idle_time=max_idle_time,
-        connect_timeout=connect_timeout,
-        socket_timeout=socket_timeout,
-        server_selection_timeout=server_selection_timeout,
-        app_name=None,
-        tls_ca_file=tls_ca_file,
-        tls_insecure=tls_insecure,
-        driver_options=driver_options,
-    )
     return RULES.finish(
         uri=uri,
         hosts=hosts,
-        tuning=tuning,
+        given=given,
         options={"tls": tls},
-        driver_options=driver_options,
-        tls=tls,
-        tls_files=bool(tls_ca_file or tls_insecure),
     )
 
 

@@ -8,15 +8,14 @@ AWS credential chain (env vars, profile, instance or task role).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any, Literal, Unpack
 
 from cloudrift.core.exceptions import ConfigurationError
 from cloudrift.core.secrets import Secret, secret
 from cloudrift.document.base import (
+    ClientOptions,
     ConnectionPlan,
     ProviderRules,
-    common_options,
     tls_setting,
     uri_has_credentials,
 )
@@ -35,18 +34,9 @@ def plan(
     password: str | Secret | None = None,
     auth: Literal["password", "iam"] = "password",
     tls: bool | None = None,
-    tls_ca_file: str | None = None,
-    tls_insecure: bool = False,
     replica_set: str | None = None,
     read_preference: str | None = None,
-    max_pool_size: int | None = None,
-    min_pool_size: int | None = None,
-    max_idle_time: float | None = None,
-    connect_timeout: float | None = None,
-    socket_timeout: float | None = None,
-    server_selection_timeout: float | None = None,
-    app_name: str | None = None,
-    driver_options: Mapping[str, Any] | None = None,
+    **given: Unpack[ClientOptions],
 ) -> ConnectionPlan:
     """The DocumentDB connection: ``uri``, or ``host`` + ``username`` + ``password`` (or IAM)."""
     uri_secret, pw = secret(uri), secret(password)
@@ -76,26 +66,11 @@ def plan(
         options["replicaSet"] = replica_set
     if read_preference is not None:
         options["readPreference"] = read_preference
-    tuning = common_options(
-        max_pool_size=max_pool_size,
-        min_pool_size=min_pool_size,
-        max_idle_time=max_idle_time,
-        connect_timeout=connect_timeout,
-        socket_timeout=socket_timeout,
-        server_selection_timeout=server_selection_timeout,
-        app_name=app_name,
-        tls_ca_file=tls_ca_file,
-        tls_insecure=tls_insecure,
-        driver_options=driver_options,
-    )
     return RULES.finish(
         uri=uri_secret,
         hosts=hosts,
-        tuning=tuning,
+        given=given,
         options=options,
-        driver_options=driver_options,
-        tls=options["tls"],
-        tls_files=bool(tls_ca_file or tls_insecure),
         credentials=credentials,
         requires=("pymongo_auth_aws",) if auth == "iam" else (),
         extra="aws" if auth == "iam" else None,

@@ -15,15 +15,14 @@ account from the metadata server (GKE workload identity, Cloud Run, Compute Engi
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any, Literal, Unpack
 
 from cloudrift.core.exceptions import ConfigurationError
 from cloudrift.core.secrets import Secret, secret
 from cloudrift.document.base import (
+    ClientOptions,
     ConnectionPlan,
     ProviderRules,
-    common_options,
     tls_setting,
     uri_flag,
     uri_has_credentials,
@@ -48,16 +47,7 @@ def plan(
     password: str | Secret | None = None,
     auth: Literal["password", "iam"] = "password",
     tls: bool | None = None,
-    tls_ca_file: str | None = None,
-    tls_insecure: bool = False,
-    max_pool_size: int | None = None,
-    min_pool_size: int | None = None,
-    max_idle_time: float | None = None,
-    connect_timeout: float | None = None,
-    socket_timeout: float | None = None,
-    server_selection_timeout: float | None = None,
-    app_name: str | None = None,
-    driver_options: Mapping[str, Any] | None = None,
+    **given: Unpack[ClientOptions],
 ) -> ConnectionPlan:
     """The Firestore connection: ``uri``, or ``host`` (``UID.LOCATION.firestore.goog``)
     with ``username`` + ``password`` or ``auth="iam"``; ``database`` is the database id."""
@@ -108,29 +98,14 @@ def plan(
     if tls is False or (raw_uri is not None and uri_flag(raw_uri, "tls", "ssl") is False):
         RULES.fail("Google requires TLS for Firestore with MongoDB compatibility; remove tls=false")
     options["tls"] = tls_setting(raw_uri, tls, default=True)
-    tuning = common_options(
-        max_pool_size=max_pool_size,
-        min_pool_size=min_pool_size,
-        max_idle_time=max_idle_time,
-        connect_timeout=connect_timeout,
-        socket_timeout=socket_timeout,
-        server_selection_timeout=server_selection_timeout,
-        app_name=app_name,
-        tls_ca_file=tls_ca_file,
-        tls_insecure=tls_insecure,
-        driver_options=driver_options,
-    )
-    for key in driver_options or {}:
+    for key in given.get("driver_options") or {}:
         if key.lower() in ("loadbalanced", "tls", "ssl", "replicaset", "directconnection"):
             RULES.fail(f"driver_options cannot set {key}: Firestore needs load-balanced TLS")
     return RULES.finish(
         uri=uri_secret,
         hosts=hosts,
-        tuning=tuning,
+        given=given,
         options=options,
-        driver_options=driver_options,
-        tls=options["tls"],
-        tls_files=bool(tls_ca_file or tls_insecure),
         credentials=credentials,
     )
 

@@ -33,6 +33,7 @@ from cloudrift.core.exceptions import (
     InvalidRangeError,
     ObjectExistsError,
     ObjectNotFoundError,
+    PreconditionFailedError,
     StorageConnectionError,
     StorageError,
     StoragePermissionError,
@@ -206,7 +207,11 @@ class ObstoreEngine:
     # ---------------------------------------------------------------- errors
 
     def _raise(
-        self, exc: BaseException, key: str | None, exists_key: str | None = None
+        self,
+        exc: BaseException,
+        key: str | None,
+        exists_key: str | None = None,
+        match_key: str | None = None,
     ) -> NoReturn:
         from obstore.exceptions import (
             AlreadyExistsError,
@@ -226,6 +231,8 @@ class ObstoreEngine:
             ) from exc
         if exists_key is not None and isinstance(exc, AlreadyExistsError | PreconditionError):
             raise ObjectExistsError(exists_key) from exc
+        if match_key is not None and isinstance(exc, PreconditionError):
+            raise PreconditionFailedError(match_key) from exc
         # obstore raises the builtin FileNotFoundError for a missing object.
         if isinstance(exc, NotFoundError | FileNotFoundError) and key is not None:
             raise ObjectNotFoundError(key) from exc
@@ -344,29 +351,31 @@ class ObstoreEngine:
                 raise failure[0] from None
             self._raise(exc, key)
 
-    async def get(self, key: str, start: int, end: int | None) -> bytes:
+    async def get(
+        self, key: str, start: int, end: int | None, *, if_match: str | None = None
+    ) -> bytes:
         store = await self._store.get()
         try:
-            if start == 0 and end is None:
+            if start == 0 and end is None and if_match is None:
                 result = await self._obstore.get_async(store, key)
             else:
                 result = await self._obstore.get_async(
-                    store, key, options={"range": _range(start, end)}
+                    store, key, options=_get_options(start, end, if_match)
                 )
             data = await result.bytes_async()
         except Exception as exc:
-            self._raise(exc, key)
+            self._raise(exc, key, match_key=key if if_match else None)
         return bytes(data)
 
     async def get_stream(
-        self, key: str, start: int, end: int | None, chunk_size: int
+        self, key: str, start: int, end: int | None, chunk_size: int, *, if_match: str | None = None
     ) -> AsyncIterator[bytes]:
         store = await self._store.get()
         try:
-            options: Any = None if start == 0 and end is None else {"range": _range(start, end)}
-            result = await self._obstore.get_async(store, key, options=options)
+            options: Any = _get_options(start, end, if_match)
+            result = await self._obstore.get_async(store, key, options=options or None)
         except Exception as exc:
-            self._raise(exc, key)
+            self._raise(exc, key, match_key=key if if_match else None)
         # Chunks of about chunk_size: memory stays at a chunk or two whatever the size.
         stream = result.stream(min_chunk_size=chunk_size)
         while True:
@@ -446,6 +455,16 @@ class ObstoreEngine:
 
 def _range(start: int, end: int | None) -> Any:
     return {"offset": start} if end is None else (start, end)
+
+
+def _get_options(start: int, end: int | None, if_match: str | None) -> dict[str, Any]:
+    """obstore ``GetOptions``: the range (if any) and the quoted ETag to match."""
+    options: dict[str, Any] = {}
+    if start != 0 or end is not None:
+        options["range"] = _range(start, end)
+    if if_match is not None:
+        options["if_match"] = f'"{if_match}"'
+    return options
 
 
 def _etag(value: object) -> str | None:

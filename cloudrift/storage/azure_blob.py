@@ -448,27 +448,48 @@ class AzureBlobStorage(Storage):
                 metadata=metadata,
             )
 
-    async def _download(self, key: str, start: int, end: int | None) -> Any:
+    async def _download(self, key: str, start: int, end: int | None, if_match: str | None) -> Any:
         container = await self._container()
+        condition = self._match(if_match)
         if start == 0 and end is None:
-            return await container.download_blob(key)
+            return await container.download_blob(key, **condition)
         length = None if end is None else end - start
-        return await container.download_blob(key, offset=start, length=length)
+        return await container.download_blob(key, offset=start, length=length, **condition)
 
-    async def _get(self, key: str, start: int, end: int | None) -> bytes:
-        if self._obstore is not None:
-            return await self._obstore.get(key, start, end)
-        with self._errors(key):
-            downloader = await self._download(key, start, end)
-            data: bytes = await downloader.readall()
+    async def _raise_if_no_blob(self, key: str, exc: PreconditionFailedError) -> None:
+        """Azure answers a conditional read with 412 alike for a stale ETag and for no
+        blob at all; only on that failure, one HEAD tells them apart."""
+        if not await self._exists(key):
+            raise ObjectNotFoundError(key) from exc
+
+    async def _get(
+        self, key: str, start: int, end: int | None, *, if_match: str | None = None
+    ) -> bytes:
+        try:
+            if self._obstore is not None:
+                return await self._obstore.get(key, start, end, if_match=if_match)
+            with self._errors(key, match_key=key if if_match else None):
+                downloader = await self._download(key, start, end, if_match)
+                data: bytes = await downloader.readall()
+        except PreconditionFailedError as exc:
+            await self._raise_if_no_blob(key, exc)
+            raise
         return data
 
     async def _get_stream(
-        self, key: str, start: int, end: int | None, chunk_size: int
+        self, key: str, start: int, end: int | None, chunk_size: int, *, if_match: str | None = None
     ) -> AsyncIterator[bytes]:
         if self._obstore is not None:
-            async for piece in self._obstore.get_stream(key, start, end, chunk_size):
-                yield piece
+            stream = self._obstore.get_stream(key, start, end, chunk_size, if_match=if_match)
+            try:
+                first_piece = await anext(stream, None)
+            except PreconditionFailedError as exc:
+                await self._raise_if_no_blob(key, exc)
+                raise
+            if first_piece is not None:
+                yield first_piece
+                async for piece in stream:
+                    yield piece
             return
         from azure.core import MatchConditions
 
@@ -477,10 +498,14 @@ class AzureBlobStorage(Storage):
         # the remaining 4 MiB ranges fetched ``upload_concurrency`` at a time and yielded
         # in order — memory stays at about (window + 1) ranges whatever the object size.
         container = await self._container()
-        with self._errors(key):
-            downloader = await self._download(key, start, end)
-            total = int(downloader.size)
-            first = await downloader.chunks().__anext__() if total else b""
+        try:
+            with self._errors(key, match_key=key if if_match else None):
+                downloader = await self._download(key, start, end, if_match)
+                total = int(downloader.size)
+                first = await downloader.chunks().__anext__() if total else b""
+        except PreconditionFailedError as exc:
+            await self._raise_if_no_blob(key, exc)
+            raise
         if first:
             yield first
         offset, stop = start + len(first), start + total

@@ -32,13 +32,21 @@ with :func:`in_code_point_order`.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import heapq
 import inspect
 import io
 import mimetypes
 import re
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Coroutine, Mapping
+from collections.abc import (
+    AsyncIterable,
+    AsyncIterator,
+    Callable,
+    Coroutine,
+    Iterator,
+    Mapping,
+)
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal, Protocol, TypeVar
@@ -50,6 +58,7 @@ from cloudrift.core.exceptions import (
     InvalidMetadataError,
     InvalidRangeError,
     ObjectNotFoundError,
+    PreconditionFailedError,
 )
 from cloudrift.core.lifecycle import AsyncBackend
 from cloudrift.core.operation import operation
@@ -215,6 +224,20 @@ def check_if_match(if_match: object, if_not_exists: bool) -> str | None:
     if if_match == "*":
         raise InvalidArgumentError("if_match='*' is not portable; pass the object's ETag")
     return if_match.strip('"')
+
+
+@contextlib.contextmanager
+def _no_object_to_match(key: str, if_match: str | None) -> Iterator[None]:
+    """Under ``if_match``, a missing object is a failed precondition (as for a
+    conditional write), worded so: there is no version to match."""
+    try:
+        yield
+    except ObjectNotFoundError as exc:
+        if if_match is None or exc.key != key:
+            raise
+        raise PreconditionFailedError(
+            key, f"no object {key!r} to match (if_match needs an existing object)"
+        ) from exc
 
 
 def _coerce_bytes(data: object) -> bytes | bytearray | memoryview:
@@ -463,22 +486,28 @@ class Storage(AsyncBackend, ABC):
         start: int | None = None,
         end: int | None = None,
         length: int | None = None,
+        if_match: str | None = None,
     ) -> bytes:
         """The object's bytes, or the half-open range ``[start, end)`` of them
         (``length=n`` is the same as ``end=start + n``).
 
-        Raises ObjectNotFoundError naming the key if it does not exist.
+        Raises ObjectNotFoundError naming the key if it does not exist. With
+        ``if_match=etag`` (the ``etag`` of ``head()``) the bytes are those of that version
+        only: if the object's ETag is no longer ``etag``, or there is no object under
+        ``key``, PreconditionFailedError naming the key is raised instead.
         """
         validate_key(key)
         begin, stop = check_range(start, end, length)
-        if stop is not None and stop == begin:
-            await self._check_start(key, begin)
-            return b""
-        try:
-            return await self._get(key, begin, stop)
-        except InvalidRangeError:
-            await self._check_start(key, begin)
-            return b""
+        etag = check_if_match(if_match, False)
+        with _no_object_to_match(key, etag):
+            if stop is not None and stop == begin:
+                await self._check_start(key, begin, etag)
+                return b""
+            try:
+                return await self._get(key, begin, stop, if_match=etag)
+            except InvalidRangeError:
+                await self._check_start(key, begin, etag)
+                return b""
 
     @operation
     async def download_stream(
@@ -489,33 +518,39 @@ class Storage(AsyncBackend, ABC):
         start: int | None = None,
         end: int | None = None,
         length: int | None = None,
+        if_match: str | None = None,
     ) -> AsyncIterator[bytes]:
         """Yield the object (or ``[start, end)`` of it, or ``length`` bytes from ``start``)
         as non-empty chunks of at most ``chunk_size`` bytes, without loading the whole object.
 
         Raises ObjectNotFoundError naming the key if it does not exist (on the first
-        iteration step).
+        iteration step). ``if_match`` is checked as for ``download`` (on the first
+        iteration step), and every chunk then comes from that version.
         """
         validate_key(key)
         begin, stop = check_range(start, end, length)
         check_int("chunk_size", chunk_size, at_least=1, error=InvalidArgumentError)
+        etag = check_if_match(if_match, False)
         if stop is not None and stop == begin:
-            await self._check_start(key, begin)
+            with _no_object_to_match(key, etag):
+                await self._check_start(key, begin, etag)
             return
-        stream = self._get_stream(key, begin, stop, chunk_size)
+        stream = self._get_stream(key, begin, stop, chunk_size, if_match=etag)
         try:
-            async for chunk in stream:
-                if type(chunk) is bytes and 0 < len(chunk) <= chunk_size:
-                    # Already a chunk: hand it on without another copy.
-                    yield chunk
-                    continue
-                view = memoryview(chunk)
-                for i in range(0, len(view), chunk_size):
-                    piece = view[i : i + chunk_size]
-                    if piece:
-                        yield bytes(piece)
+            with _no_object_to_match(key, etag):
+                async for chunk in stream:
+                    if type(chunk) is bytes and 0 < len(chunk) <= chunk_size:
+                        # Already a chunk: hand it on without another copy.
+                        yield chunk
+                        continue
+                    view = memoryview(chunk)
+                    for i in range(0, len(view), chunk_size):
+                        piece = view[i : i + chunk_size]
+                        if piece:
+                            yield bytes(piece)
         except InvalidRangeError:
-            await self._check_start(key, begin)
+            with _no_object_to_match(key, etag):
+                await self._check_start(key, begin, etag)
         finally:
             aclose = getattr(stream, "aclose", None)
             if aclose is not None:
@@ -635,9 +670,11 @@ class Storage(AsyncBackend, ABC):
 
     # --------------------------------------------------------------- shared helpers
 
-    async def _check_start(self, key: str, start: int) -> None:
-        """Existence and range check for an empty read at ``start``."""
+    async def _check_start(self, key: str, start: int, if_match: str | None = None) -> None:
+        """Existence, ETag and range check for an empty read at ``start``."""
         info = await self._head(key)
+        if if_match is not None and info.etag != if_match:
+            raise PreconditionFailedError(key)
         if start > info.size:
             raise InvalidRangeError(
                 f"range start {start} is past the end of {key!r} ({info.size} bytes)"
@@ -694,15 +731,20 @@ class Storage(AsyncBackend, ABC):
         ETag differs or it is missing."""
 
     @abstractmethod
-    async def _get(self, key: str, start: int, end: int | None) -> bytes:
+    async def _get(
+        self, key: str, start: int, end: int | None, *, if_match: str | None = None
+    ) -> bytes:
         """Bytes ``[start, end)``; InvalidRangeError when ``start >= size`` (and start > 0
-        or the object is empty), ObjectNotFoundError when missing."""
+        or the object is empty), ObjectNotFoundError when missing; with ``if_match``,
+        PreconditionFailedError naming the key when the object's ETag differs (a missing
+        object may raise ObjectNotFoundError: the public method words it)."""
 
     @abstractmethod
     def _get_stream(
-        self, key: str, start: int, end: int | None, chunk_size: int
+        self, key: str, start: int, end: int | None, chunk_size: int, *, if_match: str | None = None
     ) -> AsyncIterator[bytes]:
-        """Async generator of chunks of ``[start, end)``; errors as ``_get``."""
+        """Async generator of chunks of ``[start, end)``, all of one version of the object;
+        errors as ``_get``."""
 
     @abstractmethod
     async def _head(self, key: str) -> ObjectInfo:

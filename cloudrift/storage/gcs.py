@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import re
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack
 from datetime import datetime, timedelta
 from typing import Any, NoReturn
@@ -75,8 +75,9 @@ class _SDK:
     """Every private part of gcloud-aio-storage the provider uses, in this one place.
 
     gcloud-aio has no public API for a raw resumable upload session (we stream parts of
-    our own size and cancel the session on failure) nor for the raw response of a ranged
-    download (we check its Content-Range). ``tests/storage/test_gcs.py`` checks each of
+    our own size and cancel the session on failure), nor for the raw response of a ranged
+    download (we check its Content-Range), nor for query parameters on a download
+    (``ifGenerationMatch``). ``tests/storage/test_gcs.py`` checks each of
     these against the installed version, so an upgrade that changes them fails loudly.
     """
 
@@ -96,6 +97,23 @@ class _SDK:
         """The pooled aiohttp session under the client."""
         session: aiohttp.ClientSession = _private(client.session, "session")
         return session
+
+    @staticmethod
+    def download_stream(
+        client: _GCSClient,
+        bucket: str,
+        key: str,
+        *,
+        headers: dict[str, str],
+        params: dict[str, str],
+        timeout: int,
+    ) -> Awaitable[Any]:
+        """``download_stream`` with query parameters too (``ifGenerationMatch``), which
+        the public method does not pass on."""
+        download: Callable[..., Awaitable[Any]] = _private(client, "_download_stream")
+        return download(
+            bucket, key, headers=headers, params={**params, "alt": "media"}, timeout=timeout
+        )
 
     @staticmethod
     def response(stream: Any) -> aiohttp.ClientResponse:
@@ -369,16 +387,29 @@ class GCSStorage(Storage):
             if start >= total and (start > 0 or total == 0):
                 raise InvalidRangeError(f"range start {start} is past the end of {key!r}")
 
-    async def _get(self, key: str, start: int, end: int | None) -> bytes:
-        client = await self._client.get()
-        headers = self._range(start, end)
-        with self._errors(key):
-            if not headers:
-                data: bytes = await client.download(self.bucket, key, timeout=self._timeout)
-                return data
-            stream = await client.download_stream(
+    async def _open_download(
+        self, client: _GCSClient, key: str, headers: dict[str, str], if_match: str | None
+    ) -> Any:
+        """The download stream of ``key``; with ``if_match``, of that generation only."""
+        if if_match is None:
+            return await client.download_stream(
                 self.bucket, key, headers=headers, timeout=self._timeout
             )
+        params = {"ifGenerationMatch": self._generation(key, if_match)}
+        return await _SDK.download_stream(
+            client, self.bucket, key, headers=headers, params=params, timeout=self._timeout
+        )
+
+    async def _get(
+        self, key: str, start: int, end: int | None, *, if_match: str | None = None
+    ) -> bytes:
+        client = await self._client.get()
+        headers = self._range(start, end)
+        with self._errors(key, match_key=key if if_match else None):
+            if not headers and if_match is None:
+                data: bytes = await client.download(self.bucket, key, timeout=self._timeout)
+                return data
+            stream = await self._open_download(client, key, headers, if_match)
             resp = _SDK.response(stream)
             try:
                 self._check_content_range(key, start, resp.headers)
@@ -388,13 +419,11 @@ class GCSStorage(Storage):
         return body
 
     async def _get_stream(
-        self, key: str, start: int, end: int | None, chunk_size: int
+        self, key: str, start: int, end: int | None, chunk_size: int, *, if_match: str | None = None
     ) -> AsyncIterator[bytes]:
         client = await self._client.get()
-        with self._errors(key):
-            stream = await client.download_stream(
-                self.bucket, key, headers=self._range(start, end), timeout=self._timeout
-            )
+        with self._errors(key, match_key=key if if_match else None):
+            stream = await self._open_download(client, key, self._range(start, end), if_match)
         resp = _SDK.response(stream)
         try:
             self._check_content_range(key, start, resp.headers)
@@ -436,7 +465,7 @@ class GCSStorage(Storage):
             raise PreconditionFailedError(
                 key,
                 f"if_match={etag!r} is not a GCS object generation (the etag head() returns "
-                f"for {key!r}); nothing was written",
+                f"for {key!r}); nothing was sent",
             )
         return etag
 

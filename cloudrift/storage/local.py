@@ -386,15 +386,24 @@ class LocalStorage(Storage):
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(tmp)
 
-    def _open(self, key: str) -> BinaryIO:
+    def _open(self, key: str, if_match: str | None = None) -> BinaryIO:
+        """The object's file, opened; with ``if_match``, only if it is that version.
+
+        The ETag is read from the open descriptor: every write renames a new file into
+        place, so the file read is the version checked, whatever replaces it meanwhile.
+        """
         path = self._path(key)
         try:
-            return open(path, "rb")
+            fh = open(path, "rb")  # noqa: SIM115 - the caller closes it
         except _MISSING:
             raise ObjectNotFoundError(key) from None
+        if if_match is not None and _etag(os.fstat(fh.fileno())) != if_match:
+            fh.close()
+            raise PreconditionFailedError(key)
+        return fh
 
-    def _get_sync(self, key: str, start: int, end: int | None) -> bytes:
-        with self._open(key) as fh:
+    def _get_sync(self, key: str, start: int, end: int | None, if_match: str | None) -> bytes:
+        with self._open(key, if_match) as fh:
             size = os.fstat(fh.fileno()).st_size
             if start >= size and (start > 0 or size == 0):
                 raise InvalidRangeError(f"range start {start} is past the end of {key!r}")
@@ -576,14 +585,16 @@ class LocalStorage(Storage):
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(tmp)
 
-    async def _get(self, key: str, start: int, end: int | None) -> bytes:
-        data: bytes = await self._run(self._get_sync, key, start, end)
+    async def _get(
+        self, key: str, start: int, end: int | None, *, if_match: str | None = None
+    ) -> bytes:
+        data: bytes = await self._run(self._get_sync, key, start, end, if_match)
         return data
 
     async def _get_stream(
-        self, key: str, start: int, end: int | None, chunk_size: int
+        self, key: str, start: int, end: int | None, chunk_size: int, *, if_match: str | None = None
     ) -> AsyncIterator[bytes]:
-        fh: BinaryIO = await self._run(self._open, key)
+        fh: BinaryIO = await self._run(self._open, key, if_match)
         try:
             size = os.fstat(fh.fileno()).st_size
             if start >= size and (start > 0 or size == 0):

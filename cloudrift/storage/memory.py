@@ -71,16 +71,21 @@ class MemoryStorage(Storage):
         except KeyError:
             raise ObjectNotFoundError(key) from None
 
-    async def _get(self, key: str, start: int, end: int | None) -> bytes:
-        data = self._stored(key).data
+    async def _get(
+        self, key: str, start: int, end: int | None, *, if_match: str | None = None
+    ) -> bytes:
+        stored = self._stored(key)
+        if if_match is not None and stored.info.etag != if_match:
+            raise PreconditionFailedError(key)
+        data = stored.data
         if start >= len(data) and (start > 0 or not data):
             raise InvalidRangeError(f"range start {start} is past the end of {key!r}")
         return data[start:end]
 
     async def _get_stream(
-        self, key: str, start: int, end: int | None, chunk_size: int
+        self, key: str, start: int, end: int | None, chunk_size: int, *, if_match: str | None = None
     ) -> AsyncIterator[bytes]:
-        data = await self._get(key, start, end)
+        data = await self._get(key, start, end, if_match=if_match)
         for i in range(0, len(data), chunk_size):
             yield data[i : i + chunk_size]
 

@@ -407,26 +407,35 @@ class S3Storage(Storage):
             return {}
         return {"Range": f"bytes={start}-{'' if end is None else end - 1}"}
 
-    async def _get(self, key: str, start: int, end: int | None) -> bytes:
+    def _get_args(self, key: str, start: int, end: int | None, if_match: str | None) -> Any:
+        args: dict[str, str] = {"Bucket": self.bucket, "Key": key, **self._range(start, end)}
+        if if_match is not None:
+            args["IfMatch"] = f'"{if_match}"'
+        return args
+
+    async def _get(
+        self, key: str, start: int, end: int | None, *, if_match: str | None = None
+    ) -> bytes:
         if self._obstore is not None:
-            return await self._obstore.get(key, start, end)
+            return await self._obstore.get(key, start, end, if_match=if_match)
         client = await self._client.get()
-        with self._errors(key):
-            resp = await client.get_object(Bucket=self.bucket, Key=key, **self._range(start, end))
+        with self._errors(key, match_key=key if if_match else None):
+            resp = await client.get_object(**self._get_args(key, start, end, if_match))
             async with resp["Body"] as body:
                 data: bytes = await body.read()
         return data
 
     async def _get_stream(
-        self, key: str, start: int, end: int | None, chunk_size: int
+        self, key: str, start: int, end: int | None, chunk_size: int, *, if_match: str | None = None
     ) -> AsyncIterator[bytes]:
         if self._obstore is not None:
-            async for chunk in self._obstore.get_stream(key, start, end, chunk_size):
+            stream = self._obstore.get_stream(key, start, end, chunk_size, if_match=if_match)
+            async for chunk in stream:
                 yield chunk
             return
         client = await self._client.get()
-        with self._errors(key):
-            resp = await client.get_object(Bucket=self.bucket, Key=key, **self._range(start, end))
+        with self._errors(key, match_key=key if if_match else None):
+            resp = await client.get_object(**self._get_args(key, start, end, if_match))
         body = resp["Body"]
         try:
             with self._errors(key):

@@ -88,20 +88,28 @@ async def increment_counter(backend: Storage, key: str) -> int:
     """Add one to the JSON counter object ``{"n": ...}`` under ``key`` with a
     read-modify-write that retries on PreconditionFailedError; the new value.
 
-    ``head`` comes before ``download``: the data read is then at least as new as the
-    ETag, so a stale read can only fail the write, never win it.
+    ``head`` comes before ``download``, and the download is of that ETag's version only
+    (``if_match``): the count read is the one the conditional write replaces.
     """
     while True:
         etag = (await backend.head(key)).etag
         assert etag is not None
-        count = int(json.loads(await backend.download(key))["n"]) + 1
         try:
+            count = int(json.loads(await backend.download(key, if_match=etag))["n"]) + 1
             await backend.upload(key, json.dumps({"n": count}).encode(), if_match=etag)
         except PreconditionFailedError:
             # A short random backoff spreads the retries out (fewer wasted round trips).
             await asyncio.sleep(random.uniform(0, 0.005))
             continue
         return count
+
+
+async def collect(stream: AsyncIterator[bytes], into: list[bytes] | None = None) -> bytes:
+    """Everything ``stream`` yields, joined (each chunk also appended to ``into``)."""
+    chunks = [] if into is None else into
+    async for chunk in stream:
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 async def agen(*parts: bytes) -> AsyncIterator[bytes]:
@@ -615,6 +623,63 @@ class StorageConformance(BackendConformance):
         with pytest.raises(InvalidArgumentError, match="not both"):
             await backend.upload("k", b"x", if_match="e", if_not_exists=True)
         assert not await backend.exists("k")
+
+    async def test_download_if_match_with_the_current_etag_reads_that_version(
+        self, backend: Storage
+    ) -> None:
+        """download and download_stream with if_match=head().etag return the object, whole,
+        ranged and empty-ranged."""
+        await backend.upload("r-cas", ALL_BYTES)
+        etag = (await backend.head("r-cas")).etag
+        assert etag
+        assert await backend.download("r-cas", if_match=etag) == ALL_BYTES
+        assert await backend.download("r-cas", start=10, end=20, if_match=etag) == ALL_BYTES[10:20]
+        assert await backend.download("r-cas", start=SIZE, if_match=etag) == b""
+        assert await backend.download("r-cas", start=7, end=7, if_match=etag) == b""
+        chunks = [c async for c in backend.download_stream("r-cas", chunk_size=100, if_match=etag)]
+        assert b"".join(chunks) == ALL_BYTES
+        ranged = backend.download_stream("r-cas", start=5, length=50, if_match=etag)
+        assert b"".join([c async for c in ranged]) == ALL_BYTES[5:55]
+
+    async def test_download_if_match_with_a_stale_etag_fails(self, backend: Storage) -> None:
+        """download and download_stream (whole, ranged, empty-ranged) with a stale ETag raise
+        PreconditionFailedError naming the key, returning no bytes."""
+        await backend.upload("r-cas", b"one")
+        stale = (await backend.head("r-cas")).etag
+        assert stale
+        await backend.upload("r-cas", b"two!")
+        reads: list[dict[str, Any]] = [{}, {"start": 1, "end": 3}, {"start": 2, "end": 2}]
+        for rng in reads:
+            with pytest.raises(PreconditionFailedError) as info:
+                await backend.download("r-cas", if_match=stale, **rng)
+            assert info.value.key == "r-cas"
+            received: list[bytes] = []
+            with pytest.raises(PreconditionFailedError):
+                await collect(backend.download_stream("r-cas", if_match=stale, **rng), received)
+            assert received == []
+        assert await backend.download("r-cas") == b"two!"
+
+    async def test_download_if_match_on_a_missing_key_fails_clearly(self, backend: Storage) -> None:
+        """download/download_stream with if_match on a key with no object raise
+        PreconditionFailedError saying there is no object to match."""
+        await backend.upload("other", b"x")
+        etag = (await backend.head("other")).etag
+        assert etag
+        with pytest.raises(PreconditionFailedError, match="no object") as info:
+            await backend.download("ghost", if_match=etag)
+        assert info.value.key == "ghost"
+        with pytest.raises(PreconditionFailedError, match="no object"):
+            await backend.download("ghost", start=1, end=1, if_match=etag)
+        with pytest.raises(PreconditionFailedError, match="no object"):
+            await collect(backend.download_stream("ghost", if_match=etag))
+
+    async def test_download_if_match_argument_is_checked(self, backend: Storage) -> None:
+        """An empty or '*' if_match on a read is refused before any call."""
+        for bad in ("", '""', "*"):
+            with pytest.raises(InvalidArgumentError):
+                await backend.download("k", if_match=bad)
+            with pytest.raises(InvalidArgumentError):
+                await collect(backend.download_stream("k", if_match=bad))
 
     async def test_concurrent_read_modify_write_with_if_match_loses_no_update(
         self, backend: Storage

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
 import subprocess
 import sys
@@ -16,6 +17,7 @@ from pymongo.uri_parser import parse_uri
 from cloudrift.core.exceptions import ConfigurationError
 from cloudrift.core.secrets import MASK, Secret
 from cloudrift.document import (
+    PROVIDERS,
     aclose_client,
     cosmos,
     documentdb,
@@ -197,6 +199,72 @@ def test_misspelled_option_is_refused_with_a_suggestion(factory: Any) -> None:
     """An unknown option is never swallowed: the error suggests the right name."""
     with pytest.raises(ConfigurationError, match="did you mean 'max_pool_size'"):
         factory("mongodb", uri="mongodb://localhost/", max_pool=10)
+
+
+BASE_OPTIONS: dict[str, dict[str, Any]] = {
+    "documentdb": {"host": "docdb.example.com", "username": "u", "password": "p"},
+    "cosmos": {"account": "myacct", "account_key": "k"},
+    "firestore": {"host": "uid.nam5.firestore.goog", "username": "u", "password": "p"},
+    "mongodb": {"uri": "mongodb://localhost/"},
+}
+
+
+@pytest.mark.parametrize("provider", sorted(BASE_OPTIONS))
+def test_every_provider_takes_the_shared_pool_options(provider: str) -> None:
+    """The pool, timeout and TLS-file options (one option group) mean the same PyMongo
+    options on every provider."""
+    plan = PROVIDERS[provider]
+    module = importlib.import_module(plan.module)
+    built = module.plan(
+        **BASE_OPTIONS[provider],
+        max_pool_size=50,
+        min_pool_size=5,
+        max_idle_time=30,
+        connect_timeout=2,
+        socket_timeout=3.5,
+        server_selection_timeout=4,
+        tls_ca_file="/etc/ca.pem",
+        driver_options={"compressors": "zlib"},
+    )
+    assert {
+        k: built.options[k]
+        for k in (
+            "maxPoolSize",
+            "minPoolSize",
+            "maxIdleTimeMS",
+            "connectTimeoutMS",
+            "socketTimeoutMS",
+            "serverSelectionTimeoutMS",
+            "tlsCAFile",
+            "compressors",
+        )
+    } == {
+        "maxPoolSize": 50,
+        "minPoolSize": 5,
+        "maxIdleTimeMS": 30000,
+        "connectTimeoutMS": 2000,
+        "socketTimeoutMS": 3500,
+        "serverSelectionTimeoutMS": 4000,
+        "tlsCAFile": "/etc/ca.pem",
+        "compressors": "zlib",
+    }
+
+
+@pytest.mark.parametrize("provider", sorted(BASE_OPTIONS))
+def test_plan_called_directly_refuses_an_unknown_option(provider: str) -> None:
+    """plan() given a misspelled option raises ConfigurationError with a suggestion (not
+    a TypeError, and never silently)."""
+    module = importlib.import_module(PROVIDERS[provider].module)
+    with pytest.raises(ConfigurationError, match="did you mean 'max_pool_size'"):
+        module.plan(**BASE_OPTIONS[provider], max_pool_sise=10)
+
+
+def test_cosmos_keeps_its_own_app_name() -> None:
+    """Cosmos takes no app_name (the portal's appName=@<account>@ stays): refused."""
+    with pytest.raises(ConfigurationError, match=r"unknown option.*'app_name'"):
+        get_mongodb("cosmos", account="myacct", account_key="k", app_name="svc")
+    with pytest.raises(ConfigurationError, match="'app_name'"):
+        cosmos.plan(account="myacct", account_key="k", app_name="svc")  # type: ignore[call-arg]
 
 
 def test_unknown_driver_is_refused() -> None:
