@@ -33,8 +33,13 @@ from tests.conformance.kv import KVConformance
 from tests.servers.redis import RedisServer
 from tests.servers.redis_cluster import (
     RedisClusterServer,
+    finish_migration,
     kill_node,
+    migrate_keys,
+    migrate_slots,
     restart_node,
+    slot_owner,
+    start_migration,
 )
 
 #: Keys spread over every primary of the cluster (checked by the test that uses them).
@@ -210,6 +215,86 @@ async def test_killed_primary_fails_over_and_traffic_resumes(
         stop.set()
         await cache.close()
         restart_node(redis_cluster, victim)
+
+
+# ------------------------------------------------------------ resharding
+
+
+def _tag_in_slot(slot: int) -> str:
+    """A hash tag whose keys land in ``slot``."""
+    return next(t for i in range(10**6) if key_slot(t := f"{{r{i}}}") == slot)
+
+
+async def test_ask_redirect_sends_asking_on_the_connection_of_the_command(
+    redis_cluster: RedisClusterServer,
+) -> None:
+    """A key already MIGRATEd out of a migrating slot is read and written through ASK
+    while the importing node has several idle connections (redis-py alone sends ASKING on
+    one and the command on another: the node answers MOVED, ending in TTL exhausted)."""
+    slot = 3000
+    tag = _tag_in_slot(slot)
+    cache = get_cache("redis", url=redis_cluster.url, cluster=True)
+    try:
+        await cache.set(f"{tag}:moved", b"v1")
+        owner = slot_owner(redis_cluster, slot)
+        dest = next(n for n in redis_cluster.primaries() if n is not owner)
+        src = start_migration(redis_cluster, slot, dest)
+        migrate_keys(src, dest, [f"{tag}:moved".encode()])
+        # Idle connections on the importing node: several commands to it at once.
+        on_dest = next(s for s in (0, 8000, 16383) if slot_owner(redis_cluster, s) is dest)
+        other = _tag_in_slot(on_dest)
+        await asyncio.gather(*(cache.get(f"{other}:{i}") for i in range(4)))
+        for _ in range(3):
+            assert await cache.get(f"{tag}:moved") == b"v1"
+        assert await cache.set(f"{tag}:moved", b"v2") is True
+        assert await cache.get(f"{tag}:moved") == b"v2"
+        finish_migration(redis_cluster, slot, src, dest, 0)
+        assert await cache.get(f"{tag}:moved") == b"v2"
+    finally:
+        await cache.close()
+
+
+async def test_resharding_under_traffic_fails_no_operation(
+    redis_cluster: RedisClusterServer,
+) -> None:
+    """Three slots moved to another primary while 10 tasks set, get and incr their keys
+    (ASK redirects while keys move, then MOVED): no operation fails, nothing is lost."""
+    slots = [9000, 9001, 9002]
+    tags = [_tag_in_slot(s) for s in slots]
+    keys = [f"{tag}:{i}" for tag in tags for i in range(20)]
+    source = slot_owner(redis_cluster, slots[0])
+    assert all(slot_owner(redis_cluster, s) is source for s in slots[1:])
+    dest = next(n for n in redis_cluster.primaries() if n is not source)
+    cache = get_cache("redis", url=redis_cluster.url, cluster=True)
+    stop = asyncio.Event()
+    ops = incrs = 0
+
+    async def worker(n: int) -> None:
+        nonlocal ops, incrs
+        i = 0
+        while not stop.is_set():
+            key = keys[(n * 7 + i) % len(keys)]
+            i += 1
+            await cache.set(key, key)
+            assert await cache.get(key) == key.encode()
+            await cache.incr(f"{tags[n % 3]}:count")
+            ops, incrs = ops + 2, incrs + 1
+
+    try:
+        await cache.mset({k: k for k in keys})
+        tasks = [asyncio.create_task(worker(n)) for n in range(10)]
+        await asyncio.to_thread(migrate_slots, redis_cluster, slots, dest, 0.02)
+        await asyncio.sleep(0.2)  # keep going after the final MOVED
+        stop.set()
+        await asyncio.gather(*tasks)  # any failed operation raises here
+        assert all(slot_owner(redis_cluster, s) is dest for s in slots)
+        assert await cache.mget(keys) == [k.encode() for k in keys]
+        counts = await cache.mget([f"{tag}:count" for tag in tags])
+        assert sum(int(c or 0) for c in counts) == incrs
+        print(f"\nresharding: {ops + incrs} operations, none failed")
+    finally:
+        stop.set()
+        await cache.close()
 
 
 # ------------------------------------------------------------ managed flavours

@@ -210,20 +210,43 @@ def slot_owner(cluster: RedisClusterServer, slot: int) -> ClusterNode:
     raise AssertionError(f"no primary serves slot {slot}")
 
 
-def migrate_slot(cluster: RedisClusterServer, slot: int, dest: ClusterNode, pause: float) -> None:
-    """Move ``slot`` to ``dest`` the way ``redis-cli --cluster reshard`` does: IMPORTING /
-    MIGRATING, MIGRATE the keys a few at a time (``pause`` seconds between batches, so
-    clients meet ASK redirects), then give the slot to ``dest`` on every primary."""
+def start_migration(cluster: RedisClusterServer, slot: int, dest: ClusterNode) -> ClusterNode:
+    """Mark ``slot`` IMPORTING on ``dest`` and MIGRATING on its owner (in that order, as
+    ``redis-cli --cluster reshard`` does); return the owner. Its keys stay where they are
+    until MIGRATEd."""
     src = slot_owner(cluster, slot)
     with dest.client() as d, src.client() as s:
         d.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", src.node_id)
         s.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", dest.node_id)
+    return src
+
+
+def migrate_keys(src: ClusterNode, dest: ClusterNode, keys: list[bytes]) -> None:
+    """MIGRATE ``keys`` (of a migrating slot) from ``src`` to ``dest``."""
+    with src.client() as s:
+        s.execute_command("MIGRATE", LOOPBACK, dest.port, "", 0, 5000, "KEYS", *keys)
+
+
+def finish_migration(
+    cluster: RedisClusterServer, slot: int, src: ClusterNode, dest: ClusterNode, pause: float
+) -> None:
+    """MIGRATE the rest of ``slot``'s keys a few at a time (``pause`` seconds between
+    batches, so clients meet ASK redirects), then give the slot to ``dest`` on ``dest``,
+    ``src`` and every other primary (clients then meet MOVED)."""
+    with src.client() as s:
         while keys := s.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 5):
-            s.execute_command("MIGRATE", LOOPBACK, dest.port, "", 0, 5000, "KEYS", *keys)
+            migrate_keys(src, dest, keys)
             time.sleep(pause)
-        d.execute_command("CLUSTER", "SETSLOT", slot, "NODE", dest.node_id)
-        s.execute_command("CLUSTER", "SETSLOT", slot, "NODE", dest.node_id)
-    for node in cluster.primaries():
-        if node not in (src, dest):
-            with node.client() as c:
-                c.execute_command("CLUSTER", "SETSLOT", slot, "NODE", dest.node_id)
+    for node in [dest, src, *(n for n in cluster.primaries() if n not in (src, dest))]:
+        with node.client() as c:
+            c.execute_command("CLUSTER", "SETSLOT", slot, "NODE", dest.node_id)
+
+
+def migrate_slots(
+    cluster: RedisClusterServer, slots: list[int], dest: ClusterNode, pause: float
+) -> None:
+    """Move ``slots`` to ``dest`` one after the other, the way ``redis-cli --cluster
+    reshard`` does (:func:`start_migration`, then :func:`finish_migration`)."""
+    for slot in slots:
+        src = start_migration(cluster, slot, dest)
+        finish_migration(cluster, slot, src, dest, pause)
