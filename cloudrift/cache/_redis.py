@@ -382,7 +382,8 @@ class RedisBackend(Cache):
             await self._run("MSET", *flat)
             return
         # MSET has no TTL: SET PX each key inside one MULTI/EXEC (still all or nothing).
-        await self._execute([Op("set", (k, v, ttl_ms, False)) for k, v in items.items()])
+        ops = [Op("set", (k, v, ttl_ms, False)) for k, v in items.items()]
+        await self._execute(ops, transaction=True)
 
     async def _expire(self, key: str, ttl_ms: int) -> bool:
         return bool(await self._run("PEXPIRE", key, ttl_ms))
@@ -415,17 +416,24 @@ class RedisBackend(Cache):
     async def _lrange(self, key: str, start: int, stop: int) -> list[bytes]:
         return list(await self._run("LRANGE", key, start, stop))
 
-    async def _execute(self, ops: list[Op]) -> list[Any]:
+    async def _execute(self, ops: list[Op], transaction: bool) -> list[Any]:
         client = self._native or await self._connect()
-        if self._options.cluster and len(_by_slot([op.args[0] for op in ops])) > 1:
+        if (
+            transaction
+            and self._options.cluster
+            and len(_by_slot([op.args[0] for op in ops])) > 1
+        ):
             keys = sorted({op.args[0] for op in ops})
             raise CacheArgumentError(
                 f"a pipeline on a Redis Cluster is one transaction, so its keys must share a "
                 f"slot; {', '.join(map(repr, keys[:5]))} do not. Give them one hash tag, e.g. "
-                "'{user:1}:name' and '{user:1}:email' (only the part in braces is hashed)"
+                "'{user:1}:name' and '{user:1}:email' (only the part in braces is hashed), "
+                "or use pipeline(transaction=False) if they need not be one transaction"
             )
         with translate_errors(self._secrets):
-            async with client.pipeline(transaction=True) as pipe:
+            # On a cluster, transaction=False batches the commands per node (redis-py's
+            # ClusterPipeline); transaction=True on one slot is MULTI/EXEC on its node.
+            async with client.pipeline(transaction=transaction) as pipe:
                 for op in ops:
                     _queue(pipe, op)
                 raw = await pipe.execute()

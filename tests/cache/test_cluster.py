@@ -104,10 +104,20 @@ async def test_mset_with_ttl_across_slots_sets_every_key_with_its_ttl(cache: Cac
 async def test_pipeline_across_slots_is_refused_naming_hash_tags(cache: Cache) -> None:
     """A pipeline whose keys are in several slots raises CacheArgumentError naming hash tags."""
     assert key_slot("a") != key_slot("b")
-    with pytest.raises(CacheArgumentError, match=r"hash tag.*\{user:1\}"):
+    with pytest.raises(CacheArgumentError, match=r"hash tag.*\{user:1\}.*transaction=False"):
         async with cache.pipeline() as pipe:
             pipe.set("a", b"1").set("b", b"2")
     assert await cache.mget(["a", "b"]) == [None, None]  # nothing was sent
+
+
+async def test_non_transactional_pipeline_spans_every_primary(cache: Cache) -> None:
+    """pipeline(transaction=False) on a cluster takes keys of every primary, results in
+    the order queued."""
+    async with cache.pipeline(transaction=False) as pipe:
+        for k in SPREAD:
+            pipe.set(k, k).incr(f"{k}:n")
+    assert pipe.results == [True, 1] * len(SPREAD)
+    assert await cache.mget(SPREAD) == [k.encode() for k in SPREAD]
 
 
 async def test_pipeline_within_one_hash_tag_is_a_transaction(cache: Cache) -> None:
