@@ -418,11 +418,7 @@ class RedisBackend(Cache):
 
     async def _execute(self, ops: list[Op], transaction: bool) -> list[Any]:
         client = self._native or await self._connect()
-        if (
-            transaction
-            and self._options.cluster
-            and len(_by_slot([op.args[0] for op in ops])) > 1
-        ):
+        if transaction and self._options.cluster and len(_by_slot([op.args[0] for op in ops])) > 1:
             keys = sorted({op.args[0] for op in ops})
             raise CacheArgumentError(
                 f"a pipeline on a Redis Cluster is one transaction, so its keys must share a "

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from azure.core.credentials import AccessToken
 from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.connection import SSLConnection
 
 from cloudrift.cache import Cache, get_cache
 from cloudrift.cache._redis import translate_errors
@@ -41,6 +42,7 @@ from tests.servers.redis_cluster import (
     slot_owner,
     start_migration,
 )
+from tests.servers.tls import TLSFiles
 
 #: Keys spread over every primary of the cluster (checked by the test that uses them).
 SPREAD = [f"k{i}" for i in range(40)]
@@ -69,6 +71,47 @@ class TestRedisClusterFromHost(CacheConformance):
         """A cluster cache started from one node's host and port."""
         cache = get_cache("redis", host=redis_cluster.host, port=redis_cluster.port, cluster=True)
         yield cache
+        await cache.close()
+
+
+async def test_tls_cluster_reaches_every_primary_over_tls(
+    redis_cluster_tls: RedisClusterServer, tls_files: TLSFiles
+) -> None:
+    """A rediss:// URL with cluster=True discovers every primary and talks TLS to each."""
+    cache = get_cache(
+        "redis",
+        url=redis_cluster_tls.url.replace("redis://", "rediss://"),
+        cluster=True,
+        ssl_ca_certs=str(tls_files.ca_cert),
+    )
+    try:
+        await cache.mset({k: k for k in SPREAD})
+        assert await cache.mget(SPREAD) == [k.encode() for k in SPREAD]
+        native = await cache.native()
+        used = [c for n in native.get_primaries() for c in n._connections]
+        assert len({c.port for c in used}) == 3
+        assert all(isinstance(c, SSLConnection) for c in used)
+    finally:
+        await cache.close()
+
+
+async def test_tls_cluster_with_an_untrusted_certificate_raises_cache_connection_error(
+    redis_cluster_tls: RedisClusterServer,
+) -> None:
+    """Without the CA that signed the nodes' certificates, cluster=True over TLS fails
+    with CacheConnectionError (verification is on by default)."""
+    cache = get_cache(
+        "redis",
+        host=redis_cluster_tls.host,
+        port=redis_cluster_tls.port,
+        cluster=True,
+        ssl=True,
+        max_attempts=1,
+    )
+    try:
+        with pytest.raises(CacheConnectionError, match=r"(?i)certificate"):
+            await cache.get("k")
+    finally:
         await cache.close()
 
 
@@ -235,30 +278,39 @@ def _tag_in_slot(slot: int) -> str:
     return next(t for i in range(10**6) if key_slot(t := f"{{r{i}}}") == slot)
 
 
+@pytest.mark.parametrize("tls", [False, True], ids=["plain", "tls"])
 async def test_ask_redirect_sends_asking_on_the_connection_of_the_command(
-    redis_cluster: RedisClusterServer,
+    tls: bool, request: pytest.FixtureRequest
 ) -> None:
     """A key already MIGRATEd out of a migrating slot is read and written through ASK
     while the importing node has several idle connections (redis-py alone sends ASKING on
     one and the command on another: the node answers MOVED, ending in TTL exhausted)."""
+    if tls:
+        cluster: RedisClusterServer = request.getfixturevalue("redis_cluster_tls")
+        ca = str(request.getfixturevalue("tls_files").ca_cert)
+        cache = get_cache(
+            "redis", host=cluster.host, port=cluster.port, cluster=True, ssl=True, ssl_ca_certs=ca
+        )
+    else:
+        cluster = request.getfixturevalue("redis_cluster")
+        cache = get_cache("redis", url=cluster.url, cluster=True)
     slot = 3000
     tag = _tag_in_slot(slot)
-    cache = get_cache("redis", url=redis_cluster.url, cluster=True)
     try:
         await cache.set(f"{tag}:moved", b"v1")
-        owner = slot_owner(redis_cluster, slot)
-        dest = next(n for n in redis_cluster.primaries() if n is not owner)
-        src = start_migration(redis_cluster, slot, dest)
+        owner = slot_owner(cluster, slot)
+        dest = next(n for n in cluster.primaries() if n is not owner)
+        src = start_migration(cluster, slot, dest)
         migrate_keys(src, dest, [f"{tag}:moved".encode()])
         # Idle connections on the importing node: several commands to it at once.
-        on_dest = next(s for s in (0, 8000, 16383) if slot_owner(redis_cluster, s) is dest)
+        on_dest = next(s for s in (0, 8000, 16383) if slot_owner(cluster, s) is dest)
         other = _tag_in_slot(on_dest)
         await asyncio.gather(*(cache.get(f"{other}:{i}") for i in range(4)))
         for _ in range(3):
             assert await cache.get(f"{tag}:moved") == b"v1"
         assert await cache.set(f"{tag}:moved", b"v2") is True
         assert await cache.get(f"{tag}:moved") == b"v2"
-        finish_migration(redis_cluster, slot, src, dest, 0)
+        finish_migration(cluster, slot, src, dest, 0)
         assert await cache.get(f"{tag}:moved") == b"v2"
     finally:
         await cache.close()
