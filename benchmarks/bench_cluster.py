@@ -14,7 +14,15 @@ import dataclasses
 from typing import Any, cast
 
 from benchmarks import _servers
-from benchmarks._harness import Row, Settings, compare, gather_n, throughput_row
+from benchmarks._harness import (
+    Row,
+    Settings,
+    compare,
+    cpu_note,
+    cpu_tracked,
+    gather_n,
+    throughput_row,
+)
 
 TARGET = 0.95
 VALUE = b"v" * 1024
@@ -56,12 +64,10 @@ async def run(settings: Settings) -> list[Row]:
                 assert await raw.get(keys[i % 100]) == VALUE
 
             for op, ours_op, raw_op in (("set", ours_set, raw_set), ("get", ours_get, raw_get)):
-                cmp = await compare(
-                    gather_n(ours_op, ops, CONCURRENCY),
-                    gather_n(raw_op, ops, CONCURRENCY),
-                    ops=ops,
-                    settings=fine,
-                )
+                ours_work, ours_cpu = cpu_tracked(gather_n(ours_op, ops, CONCURRENCY))
+                raw_work, raw_cpu = cpu_tracked(gather_n(raw_op, ops, CONCURRENCY))
+                cmp = await compare(ours_work, raw_work, ops=ops, settings=fine)
+                cpu = cpu_note(ours_cpu, raw_cpu, ops, fine.warmup)
                 rows.append(
                     throughput_row(
                         "cache cluster",
@@ -69,7 +75,7 @@ async def run(settings: Settings) -> list[Row]:
                         cmp,
                         target=TARGET,
                         baseline_name="RedisCluster, same options",
-                        note=f"{ops} ops per round, keys on 3 primaries; {started}",
+                        note=f"{cpu}; {ops} ops per round, keys on 3 primaries; {started}",
                     )
                 )
 
@@ -83,7 +89,10 @@ async def run(settings: Settings) -> list[Row]:
                 for _ in range(calls):
                     assert len(await raw.mget_nonatomic(keys)) == 100
 
-            cmp = await compare(ours_mget, raw_mget, ops=calls, settings=fine)
+            ours_work, ours_cpu = cpu_tracked(ours_mget)
+            raw_work, raw_cpu = cpu_tracked(raw_mget)
+            cmp = await compare(ours_work, raw_work, ops=calls, settings=fine)
+            cpu = cpu_note(ours_cpu, raw_cpu, calls, fine.warmup)
             rows.append(
                 throughput_row(
                     "cache cluster",
@@ -92,8 +101,8 @@ async def run(settings: Settings) -> list[Row]:
                     unit="mgets/s",
                     target=TARGET,
                     baseline_name="RedisCluster.mget_nonatomic, same options",
-                    note=f"{calls} sequential mgets per round; both send one MGET per slot, "
-                    "pipelined per node; answers in the caller's order",
+                    note=f"{cpu}; {calls} sequential mgets per round; both send one MGET per "
+                    "slot, pipelined per node; answers in the caller's order",
                 )
             )
         finally:

@@ -314,17 +314,19 @@ def _asking_connection_classes() -> tuple[type, type]:
     lone_asking = [b"*1\r\n$6\r\nASKING\r\n"]  # Connection.pack_command("ASKING")
 
     class AskingConnection(Connection):
-        """A connection that sends a redirect's ``ASKING`` with the command it is for."""
+        """A connection that sends a redirect's ``ASKING`` with the command it is for.
 
-        _asking_reply_due = False  # ASKING was written before the command: read its +OK
-        _asking_withheld = False  # a lone ASKING was not sent: answer OK ourselves
+        Only ``send_packed_command`` is on the hot path; the replies that differ (ours for
+        a withheld ASKING, the real one to skip) are read by a ``read_response`` set on
+        the instance for the one read that needs it.
+        """
 
         async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
             target = _ASKING_FOR.get()
             if target is None:
                 if command == lone_asking:
                     _ASKING_FOR.set((self.host, self.port))
-                    self._asking_withheld = True
+                    self.__dict__["read_response"] = self._withheld_asking_reply
                     return
                 await super().send_packed_command(command, check_health)
                 return
@@ -337,22 +339,22 @@ def _asking_connection_classes() -> tuple[type, type]:
                 command = command.encode()
             parts: list[bytes] = [command] if isinstance(command, bytes) else list(command)
             await super().send_packed_command([*lone_asking, *parts], check_health)
-            self._asking_reply_due = True
+            self.__dict__["read_response"] = self._read_past_asking_reply
 
-        async def read_response(self, *args: Any, **kwargs: Any) -> Any:
-            if self._asking_withheld:
-                self._asking_withheld = False
-                return b"OK"
-            if self._asking_reply_due:
-                self._asking_reply_due = False
-                # Its error (if any) is followed by the command's own answer (MOVED...),
-                # which tells redis-py what to do: read past it either way.
-                with suppress(ResponseError):
-                    await super().read_response()
-            return await super().read_response(*args, **kwargs)
+        async def _withheld_asking_reply(self, *args: Any, **kwargs: Any) -> bytes:
+            del self.__dict__["read_response"]
+            return b"OK"
+
+        async def _read_past_asking_reply(self, *args: Any, **kwargs: Any) -> Any:
+            del self.__dict__["read_response"]
+            # An error for ASKING (if any) is followed by the command's own answer
+            # (MOVED...), which tells redis-py what to do: read past it either way.
+            with suppress(ResponseError):
+                await self.read_response()
+            return await self.read_response(*args, **kwargs)
 
         async def disconnect(self, *args: Any, **kwargs: Any) -> None:
-            self._asking_reply_due = self._asking_withheld = False
+            self.__dict__.pop("read_response", None)  # a reply never read is gone with it
             await super().disconnect(*args, **kwargs)
 
     class AskingSSLConnection(AskingConnection, SSLConnection):
