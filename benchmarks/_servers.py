@@ -13,6 +13,7 @@ import contextlib
 import logging
 import sys
 import tempfile
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -175,3 +176,19 @@ def smtp_starttls() -> Iterator[Any]:
             yield server
         finally:
             server.controller.stop()
+
+
+@contextlib.contextmanager
+def redis_cluster() -> Iterator[Any]:
+    """A Redis Cluster of 3 primaries (no replicas: quicker to form) as child processes."""
+    from tests.servers.redis_cluster import start_cluster
+
+    with tempfile.TemporaryDirectory(prefix="bench-redis-cluster-") as tmp:
+        with _fail_as_runtime_error("redis cluster"):
+            began = time.monotonic()
+            cluster = start_cluster(Path(tmp), replicas=False)
+        START_TIMES["redis cluster"] = time.monotonic() - began
+        try:
+            yield cluster
+        finally:
+            cluster.stop()

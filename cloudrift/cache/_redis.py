@@ -357,7 +357,7 @@ class RedisBackend(Cache):
         return int(await self._run("EXISTS", key)) > 0
 
     async def _mget(self, keys: list[str]) -> list[bytes | None]:
-        if self._options.cluster and len(_by_slot(keys)) > 1:
+        if self._options.cluster and _spans_slots(keys):
             # One MGET per slot (a cluster refuses keys of several slots in one command),
             # pipelined per node by redis-py; answers come back in the caller's order.
             client = self._native or await self._connect()
@@ -366,13 +366,14 @@ class RedisBackend(Cache):
         return list(await self._run("MGET", *keys))
 
     async def _mset(self, items: dict[str, bytes], ttl_ms: int | None) -> None:
-        if self._options.cluster and len(groups := _by_slot(list(items))) > 1:
+        if self._options.cluster and _spans_slots(list(items)):
             # All or nothing holds per slot only: a cluster has no cross-slot transaction.
             if ttl_ms is None:  # one MSET per slot, pipelined per node by redis-py
                 client = self._native or await self._connect()
                 with translate_errors(self._secrets):
                     await client.mset_nonatomic(items)
                 return
+            groups = _by_slot(list(items))
             await asyncio.gather(
                 *(self._mset({k: items[k] for k in g}, ttl_ms) for g in groups.values())
             )
@@ -382,7 +383,8 @@ class RedisBackend(Cache):
             await self._run("MSET", *flat)
             return
         # MSET has no TTL: SET PX each key inside one MULTI/EXEC (still all or nothing).
-        await self._execute([Op("set", (k, v, ttl_ms, False)) for k, v in items.items()])
+        ops = [Op("set", (k, v, ttl_ms, False)) for k, v in items.items()]
+        await self._execute(ops, transaction=True)
 
     async def _expire(self, key: str, ttl_ms: int) -> bool:
         return bool(await self._run("PEXPIRE", key, ttl_ms))
@@ -415,17 +417,20 @@ class RedisBackend(Cache):
     async def _lrange(self, key: str, start: int, stop: int) -> list[bytes]:
         return list(await self._run("LRANGE", key, start, stop))
 
-    async def _execute(self, ops: list[Op]) -> list[Any]:
+    async def _execute(self, ops: list[Op], transaction: bool) -> list[Any]:
         client = self._native or await self._connect()
-        if self._options.cluster and len(_by_slot([op.args[0] for op in ops])) > 1:
+        if transaction and self._options.cluster and _spans_slots([op.args[0] for op in ops]):
             keys = sorted({op.args[0] for op in ops})
             raise CacheArgumentError(
                 f"a pipeline on a Redis Cluster is one transaction, so its keys must share a "
                 f"slot; {', '.join(map(repr, keys[:5]))} do not. Give them one hash tag, e.g. "
-                "'{user:1}:name' and '{user:1}:email' (only the part in braces is hashed)"
+                "'{user:1}:name' and '{user:1}:email' (only the part in braces is hashed), "
+                "or use pipeline(transaction=False) if they need not be one transaction"
             )
         with translate_errors(self._secrets):
-            async with client.pipeline(transaction=True) as pipe:
+            # On a cluster, transaction=False batches the commands per node (redis-py's
+            # ClusterPipeline); transaction=True on one slot is MULTI/EXEC on its node.
+            async with client.pipeline(transaction=transaction) as pipe:
                 for op in ops:
                     _queue(pipe, op)
                 raw = await pipe.execute()
@@ -440,6 +445,13 @@ class RedisBackend(Cache):
                 await client.execute_command("PING", target_nodes=client.PRIMARIES)
             return
         await self._run("PING")
+
+
+def _spans_slots(keys: list[str]) -> bool:
+    """True when ``keys`` are in more than one Redis Cluster slot (stops at the first
+    key whose slot differs: keys spread over slots cost two slot computations)."""
+    first = key_slot(keys[0])
+    return any(key_slot(key) != first for key in keys[1:])
 
 
 def _by_slot(keys: list[str]) -> dict[int, list[str]]:

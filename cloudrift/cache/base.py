@@ -99,9 +99,10 @@ class Pipeline:
     """Commands queued inside ``async with cache.pipeline() as pipe:``.
 
     Methods queue and return nothing; nothing is sent until the block exits without
-    an error, then every command runs as one transaction (all or nothing) and
-    ``pipe.results`` holds each command's result in order (same types as the
-    corresponding :class:`Cache` method). If the block raises, nothing is sent.
+    an error, then every command runs (as one transaction unless the pipeline was
+    opened with ``transaction=False``) and ``pipe.results`` holds each command's result
+    in order (same types as the corresponding :class:`Cache` method). If the block
+    raises, nothing is sent.
     """
 
     def __init__(self) -> None:
@@ -300,22 +301,32 @@ class Cache(AsyncBackend, ABC):
 
     # ------------------------------------------------------------------ control
     @asynccontextmanager
-    async def pipeline(self) -> AsyncIterator[Pipeline]:
-        """Queue commands and run them as one all-or-nothing transaction on exit.
+    async def pipeline(self, *, transaction: bool = True) -> AsyncIterator[Pipeline]:
+        """Queue commands and run them together on exit; results are in ``pipe.results``.
 
-        Nothing is sent if the block raises. Results are in ``pipe.results``.
+        ``transaction=True`` (the default): one transaction, so no other client sees
+        part of it (on a Redis Cluster its keys must then share a slot). With
+        ``transaction=False`` the commands are only batched (one round trip per server):
+        others may see some applied before the rest, and on a cluster the keys may be
+        in any slots. Either way a command the server refuses does not undo the
+        others; the first such error is raised after the batch. Nothing is sent if the
+        block raises.
         """
+        if not isinstance(transaction, bool):
+            raise CacheArgumentError(
+                f"transaction must be True or False, not {type(transaction).__name__}"
+            )
         self._ensure_open()
         pipe = Pipeline()
         yield pipe
         if pipe.ops:
-            pipe.results = await self._run_pipeline(pipe.ops)
+            pipe.results = await self._run_pipeline(pipe.ops, transaction)
         else:
             self._ensure_open()
 
     @operation(name="pipeline")
-    async def _run_pipeline(self, ops: list[Op]) -> list[Any]:
-        return await self._execute(ops)
+    async def _run_pipeline(self, ops: list[Op], transaction: bool) -> list[Any]:
+        return await self._execute(ops, transaction)
 
     # -------------------------------------------------------------------- locks
     def lock(self, name: str, *, ttl: float, wait: float | None = None) -> Lock:
@@ -400,7 +411,7 @@ class Cache(AsyncBackend, ABC):
     @abstractmethod
     async def _lrange(self, key: str, start: int, stop: int) -> list[bytes]: ...
     @abstractmethod
-    async def _execute(self, ops: list[Op]) -> list[Any]: ...
+    async def _execute(self, ops: list[Op], transaction: bool) -> list[Any]: ...
     @abstractmethod
     async def _ping(self) -> None: ...
 

@@ -201,8 +201,9 @@ class MemoryCache(Cache):
             return []
         return list(items[start : stop + 1])
 
-    async def _execute(self, ops: list[Op]) -> list[Any]:
-        # No await between commands: the batch is atomic for every other task. As on
+    async def _execute(self, ops: list[Op], transaction: bool) -> list[Any]:
+        # No await between commands: the batch is atomic for every other task, which a
+        # non-transactional pipeline (transaction=False) may be too. As on
         # Redis (MULTI/EXEC has no rollback), a command that fails does not undo the
         # others; the first failure is raised after the batch.
         handlers: dict[str, Callable[..., Any]] = {

@@ -24,7 +24,10 @@ reading its option groups) needs no extra.
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
+from contextlib import suppress
+from contextvars import ContextVar
 from dataclasses import dataclass, field
+from functools import cache
 from typing import TYPE_CHECKING, Any, Final, TypedDict, cast
 from urllib.parse import urlsplit
 
@@ -252,14 +255,112 @@ def open_client(options: RedisOptions) -> Any:
     if options.connection["cluster"]:
         from redis.asyncio.cluster import RedisCluster
 
-        # The retry above also covers MOVED/ASK/TRYAGAIN/CLUSTERDOWN: RedisCluster
-        # re-reads the slot map and retries those on its own within the same budget.
+        # The retry above also covers TRYAGAIN/CLUSTERDOWN and connection errors:
+        # RedisCluster re-reads the slot map and retries those within the same budget.
+        # reinitialize_steps=0: a MOVED patches the one slot it names. redis-py's default
+        # (a full refresh every 5th MOVED) disconnects every node's connections,
+        # including those other tasks are in the middle of a command on, which then
+        # fail; a resharding answers many MOVEDs at once.
+        kwargs["reinitialize_steps"] = 0
         if options.url is not None:
-            return RedisCluster.from_url(options.url.reveal(), **kwargs)
-        return RedisCluster(**kwargs)
+            cluster = RedisCluster.from_url(options.url.reveal(), **kwargs)
+        else:
+            cluster = RedisCluster(**kwargs)
+        send_asking_with_its_command(cluster)
+        return cluster
     if options.url is not None:
         return aioredis.Redis.from_url(options.url.reveal(), **kwargs)
     return aioredis.Redis(**kwargs)
+
+
+#: The address (host, port) of the node whose ASKING this task's next command must
+#: carry; set by a withheld lone ASKING (see :func:`send_asking_with_its_command`).
+_ASKING_FOR: ContextVar[tuple[str, int] | None] = ContextVar("cloudrift_asking_for", default=None)
+
+
+def send_asking_with_its_command(cluster: Any) -> None:
+    """Make ``cluster`` (a ``redis.asyncio.cluster.RedisCluster``) send the ``ASKING``
+    of an ``ASK`` redirect on the same connection as the command it is for.
+
+    ``ASKING`` lets the importing node of a migrating slot serve the next command *on
+    that connection* only. redis-py's asyncio cluster client sends it as a command of
+    its own, through the node's pool, and the redirected command then takes another
+    pooled connection whenever more than one is idle: the importing node answers
+    ``MOVED`` back to the source, the source answers ``ASK`` again, and under
+    concurrent traffic the command bounces until redis-py gives up with ``TTL
+    exhausted`` (16 redirects). The synchronous client does this right (same
+    connection). Here every node's connections are of a subclass that withholds a
+    lone ``ASKING`` (answering ``OK`` for it) and writes it in front of the task's
+    next command to that node, in one write on one connection.
+    """
+    from redis.asyncio.connection import SSLConnection
+
+    plain, tls = _asking_connection_classes()
+    manager = cluster.nodes_manager
+    base = manager.connection_kwargs["connection_class"]
+    cls = tls if issubclass(base, SSLConnection) else plain
+    manager.connection_kwargs["connection_class"] = cls
+    for node in manager.startup_nodes.values():  # built before we could choose the class
+        node.connection_class = cls
+
+
+@cache
+def _asking_connection_classes() -> tuple[type, type]:
+    """The connection classes of :func:`send_asking_with_its_command` (plain, TLS),
+    defined on first use: redis-py is imported only when a client is built."""
+    from redis.asyncio.connection import Connection, SSLConnection
+    from redis.exceptions import ResponseError
+
+    lone_asking = [b"*1\r\n$6\r\nASKING\r\n"]  # Connection.pack_command("ASKING")
+
+    class AskingConnection(Connection):
+        """A connection that sends a redirect's ``ASKING`` with the command it is for.
+
+        Only ``send_packed_command`` is on the hot path; the replies that differ (ours for
+        a withheld ASKING, the real one to skip) are read by a ``read_response`` set on
+        the instance for the one read that needs it.
+        """
+
+        async def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+            target = _ASKING_FOR.get()
+            if target is None:
+                if command == lone_asking:
+                    _ASKING_FOR.set((self.host, self.port))
+                    self.__dict__["read_response"] = self._withheld_asking_reply
+                    return
+                await super().send_packed_command(command, check_health)
+                return
+            # Cleared first: connecting and health checks send commands of their own.
+            _ASKING_FOR.set(None)
+            if target != (self.host, self.port):  # not the node it was meant for: drop it
+                await super().send_packed_command(command, check_health)
+                return
+            if isinstance(command, str):
+                command = command.encode()
+            parts: list[bytes] = [command] if isinstance(command, bytes) else list(command)
+            await super().send_packed_command([*lone_asking, *parts], check_health)
+            self.__dict__["read_response"] = self._read_past_asking_reply
+
+        async def _withheld_asking_reply(self, *args: Any, **kwargs: Any) -> bytes:
+            del self.__dict__["read_response"]
+            return b"OK"
+
+        async def _read_past_asking_reply(self, *args: Any, **kwargs: Any) -> Any:
+            del self.__dict__["read_response"]
+            # An error for ASKING (if any) is followed by the command's own answer
+            # (MOVED...), which tells redis-py what to do: read past it either way.
+            with suppress(ResponseError):
+                await self.read_response()
+            return await self.read_response(*args, **kwargs)
+
+        async def disconnect(self, *args: Any, **kwargs: Any) -> None:
+            self.__dict__.pop("read_response", None)  # a reply never read is gone with it
+            await super().disconnect(*args, **kwargs)
+
+    class AskingSSLConnection(AskingConnection, SSLConnection):
+        """:class:`AskingConnection` over TLS."""
+
+    return AskingConnection, AskingSSLConnection
 
 
 def is_cluster_client(client: object) -> bool:
@@ -392,6 +493,7 @@ __all__ = [
     "key_slot",
     "open_client",
     "owns_client",
+    "send_asking_with_its_command",
     "tls_files_given",
     "url_location",
 ]

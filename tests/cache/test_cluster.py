@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 from azure.core.credentials import AccessToken
 from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.connection import SSLConnection
 
 from cloudrift.cache import Cache, get_cache
 from cloudrift.cache._redis import translate_errors
@@ -33,9 +34,15 @@ from tests.conformance.kv import KVConformance
 from tests.servers.redis import RedisServer
 from tests.servers.redis_cluster import (
     RedisClusterServer,
+    finish_migration,
     kill_node,
+    migrate_keys,
+    migrate_slots,
     restart_node,
+    slot_owner,
+    start_migration,
 )
+from tests.servers.tls import TLSFiles
 
 #: Keys spread over every primary of the cluster (checked by the test that uses them).
 SPREAD = [f"k{i}" for i in range(40)]
@@ -64,6 +71,47 @@ class TestRedisClusterFromHost(CacheConformance):
         """A cluster cache started from one node's host and port."""
         cache = get_cache("redis", host=redis_cluster.host, port=redis_cluster.port, cluster=True)
         yield cache
+        await cache.close()
+
+
+async def test_tls_cluster_reaches_every_primary_over_tls(
+    redis_cluster_tls: RedisClusterServer, tls_files: TLSFiles
+) -> None:
+    """A rediss:// URL with cluster=True discovers every primary and talks TLS to each."""
+    cache = get_cache(
+        "redis",
+        url=redis_cluster_tls.url.replace("redis://", "rediss://"),
+        cluster=True,
+        ssl_ca_certs=str(tls_files.ca_cert),
+    )
+    try:
+        await cache.mset({k: k for k in SPREAD})
+        assert await cache.mget(SPREAD) == [k.encode() for k in SPREAD]
+        native = await cache.native()
+        used = [c for n in native.get_primaries() for c in n._connections]
+        assert len({c.port for c in used}) == 3
+        assert all(isinstance(c, SSLConnection) for c in used)
+    finally:
+        await cache.close()
+
+
+async def test_tls_cluster_with_an_untrusted_certificate_raises_cache_connection_error(
+    redis_cluster_tls: RedisClusterServer,
+) -> None:
+    """Without the CA that signed the nodes' certificates, cluster=True over TLS fails
+    with CacheConnectionError (verification is on by default)."""
+    cache = get_cache(
+        "redis",
+        host=redis_cluster_tls.host,
+        port=redis_cluster_tls.port,
+        cluster=True,
+        ssl=True,
+        max_attempts=1,
+    )
+    try:
+        with pytest.raises(CacheConnectionError, match=r"(?i)certificate"):
+            await cache.get("k")
+    finally:
         await cache.close()
 
 
@@ -99,10 +147,20 @@ async def test_mset_with_ttl_across_slots_sets_every_key_with_its_ttl(cache: Cac
 async def test_pipeline_across_slots_is_refused_naming_hash_tags(cache: Cache) -> None:
     """A pipeline whose keys are in several slots raises CacheArgumentError naming hash tags."""
     assert key_slot("a") != key_slot("b")
-    with pytest.raises(CacheArgumentError, match=r"hash tag.*\{user:1\}"):
+    with pytest.raises(CacheArgumentError, match=r"hash tag.*\{user:1\}.*transaction=False"):
         async with cache.pipeline() as pipe:
             pipe.set("a", b"1").set("b", b"2")
     assert await cache.mget(["a", "b"]) == [None, None]  # nothing was sent
+
+
+async def test_non_transactional_pipeline_spans_every_primary(cache: Cache) -> None:
+    """pipeline(transaction=False) on a cluster takes keys of every primary, results in
+    the order queued."""
+    async with cache.pipeline(transaction=False) as pipe:
+        for k in SPREAD:
+            pipe.set(k, k).incr(f"{k}:n")
+    assert pipe.results == [True, 1] * len(SPREAD)
+    assert await cache.mget(SPREAD) == [k.encode() for k in SPREAD]
 
 
 async def test_pipeline_within_one_hash_tag_is_a_transaction(cache: Cache) -> None:
@@ -210,6 +268,95 @@ async def test_killed_primary_fails_over_and_traffic_resumes(
         stop.set()
         await cache.close()
         restart_node(redis_cluster, victim)
+
+
+# ------------------------------------------------------------ resharding
+
+
+def _tag_in_slot(slot: int) -> str:
+    """A hash tag whose keys land in ``slot``."""
+    return next(t for i in range(10**6) if key_slot(t := f"{{r{i}}}") == slot)
+
+
+@pytest.mark.parametrize("tls", [False, True], ids=["plain", "tls"])
+async def test_ask_redirect_sends_asking_on_the_connection_of_the_command(
+    tls: bool, request: pytest.FixtureRequest
+) -> None:
+    """A key already MIGRATEd out of a migrating slot is read and written through ASK
+    while the importing node has several idle connections (redis-py alone sends ASKING on
+    one and the command on another: the node answers MOVED, ending in TTL exhausted)."""
+    if tls:
+        cluster: RedisClusterServer = request.getfixturevalue("redis_cluster_tls")
+        ca = str(request.getfixturevalue("tls_files").ca_cert)
+        cache = get_cache(
+            "redis", host=cluster.host, port=cluster.port, cluster=True, ssl=True, ssl_ca_certs=ca
+        )
+    else:
+        cluster = request.getfixturevalue("redis_cluster")
+        cache = get_cache("redis", url=cluster.url, cluster=True)
+    slot = 3000
+    tag = _tag_in_slot(slot)
+    try:
+        await cache.set(f"{tag}:moved", b"v1")
+        owner = slot_owner(cluster, slot)
+        dest = next(n for n in cluster.primaries() if n is not owner)
+        src = start_migration(cluster, slot, dest)
+        migrate_keys(src, dest, [f"{tag}:moved".encode()])
+        # Idle connections on the importing node: several commands to it at once.
+        on_dest = next(s for s in (0, 8000, 16383) if slot_owner(cluster, s) is dest)
+        other = _tag_in_slot(on_dest)
+        await asyncio.gather(*(cache.get(f"{other}:{i}") for i in range(4)))
+        for _ in range(3):
+            assert await cache.get(f"{tag}:moved") == b"v1"
+        assert await cache.set(f"{tag}:moved", b"v2") is True
+        assert await cache.get(f"{tag}:moved") == b"v2"
+        finish_migration(cluster, slot, src, dest, 0)
+        assert await cache.get(f"{tag}:moved") == b"v2"
+    finally:
+        await cache.close()
+
+
+async def test_resharding_under_traffic_fails_no_operation(
+    redis_cluster: RedisClusterServer,
+) -> None:
+    """Three slots moved to another primary while 10 tasks set, get and incr their keys
+    (ASK redirects while keys move, then MOVED): no operation fails, nothing is lost."""
+    slots = [9000, 9001, 9002]
+    tags = [_tag_in_slot(s) for s in slots]
+    keys = [f"{tag}:{i}" for tag in tags for i in range(20)]
+    source = slot_owner(redis_cluster, slots[0])
+    assert all(slot_owner(redis_cluster, s) is source for s in slots[1:])
+    dest = next(n for n in redis_cluster.primaries() if n is not source)
+    cache = get_cache("redis", url=redis_cluster.url, cluster=True)
+    stop = asyncio.Event()
+    ops = incrs = 0
+
+    async def worker(n: int) -> None:
+        nonlocal ops, incrs
+        i = 0
+        while not stop.is_set():
+            key = keys[(n * 7 + i) % len(keys)]
+            i += 1
+            await cache.set(key, key)
+            assert await cache.get(key) == key.encode()
+            await cache.incr(f"{tags[n % 3]}:count")
+            ops, incrs = ops + 2, incrs + 1
+
+    try:
+        await cache.mset({k: k for k in keys})
+        tasks = [asyncio.create_task(worker(n)) for n in range(10)]
+        await asyncio.to_thread(migrate_slots, redis_cluster, slots, dest, 0.02)
+        await asyncio.sleep(0.2)  # keep going after the final MOVED
+        stop.set()
+        await asyncio.gather(*tasks)  # any failed operation raises here
+        assert all(slot_owner(redis_cluster, s) is dest for s in slots)
+        assert await cache.mget(keys) == [k.encode() for k in keys]
+        counts = await cache.mget([f"{tag}:count" for tag in tags])
+        assert sum(int(c or 0) for c in counts) == incrs
+        print(f"\nresharding: {ops + incrs} operations, none failed")
+    finally:
+        stop.set()
+        await cache.close()
 
 
 # ------------------------------------------------------------ managed flavours

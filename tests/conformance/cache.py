@@ -358,6 +358,36 @@ class CacheConformance(BackendConformance):
                 pipe.set(f"{t}before", b"1").incr(f"{t}s").set(f"{t}after", b"2")
         assert await backend.mget([f"{t}before", f"{t}after"]) == [b"1", b"2"]
 
+    async def test_non_transactional_pipeline_runs_every_command_in_order(
+        self, backend: Cache
+    ) -> None:
+        """pipeline(transaction=False) runs every queued command, keys in any slot, and
+        pipe.results holds each result in order."""
+        async with backend.pipeline(transaction=False) as pipe:
+            pipe.set("a", b"1").incr("n", 5).rpush("l", b"x", b"y").delete("missing")
+            pipe.decr("n").set("b", "2", ttl=60)
+            assert await backend.get("a") is None  # nothing sent inside the block
+        assert pipe.results == [True, 5, 2, False, 4, True]
+        assert await backend.mget(["a", "n", "b"]) == [b"1", b"4", b"2"]
+        assert await backend.lrange("l", 0, -1) == [b"x", b"y"]
+
+    async def test_non_transactional_pipeline_error_is_raised_after_the_batch(
+        self, backend: Cache
+    ) -> None:
+        """A refused command in pipeline(transaction=False) raises CacheResponseError after
+        the others ran."""
+        await backend.set("s", b"not-a-number")
+        with pytest.raises(CacheResponseError):
+            async with backend.pipeline(transaction=False) as pipe:
+                pipe.set("before", b"1").incr("s").set("after", b"2")
+        assert await backend.mget(["before", "after"]) == [b"1", b"2"]
+
+    async def test_pipeline_transaction_must_be_a_bool(self, backend: Cache) -> None:
+        """pipeline(transaction="no") raises CacheArgumentError before anything is queued."""
+        with pytest.raises(CacheArgumentError, match="transaction must be True or False"):
+            async with backend.pipeline(transaction="no"):  # type: ignore[arg-type]
+                pass
+
     async def test_pipeline_validates_while_queueing(self, backend: Cache) -> None:
         """A bad value raises when queued, so the block fails and nothing is sent."""
         t = self.PIPELINE_TAG

@@ -6,6 +6,11 @@ takes over in ~2.5 s. Every node gets an explicit ``--cluster-port`` (the defaul
 port + 10000, can exceed 65535). Ready means ``cluster_state:ok`` on every node and
 ``master_link_status:up`` on every replica (a replica still in its first sync is
 never promoted).
+
+Also a TLS-only cluster of 3 primaries (``redis_cluster_tls``: clients, cluster bus and
+replication over TLS, certificates from the session's trustme CA; no replicas, so it
+forms in ~2 s), and helpers that move slots the way ``redis-cli --cluster reshard``
+does (IMPORTING/MIGRATING, MIGRATE, SETSLOT NODE).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import redis as redis_sync
 
 from tests.servers._process import LOOPBACK, ManagedProcess, free_port, wait_until
 from tests.servers.redis import redis_binary
+from tests.servers.tls import TLSFiles
 
 #: Seconds without an answer before the cluster fails a primary over to its replica.
 NODE_TIMEOUT_MS = 1000
@@ -36,10 +42,19 @@ class ClusterNode:
     cluster_port: int
     process: ManagedProcess
     node_id: str = ""
+    tls: TLSFiles | None = None
 
     def client(self) -> redis_sync.Redis:
         """A plain client talking to this node only."""
-        return redis_sync.Redis(host=LOOPBACK, port=self.port, socket_timeout=2)
+        if self.tls is None:
+            return redis_sync.Redis(host=LOOPBACK, port=self.port, socket_timeout=2)
+        return redis_sync.Redis(
+            host=LOOPBACK,
+            port=self.port,
+            socket_timeout=2,
+            ssl=True,
+            ssl_ca_certs=str(self.tls.ca_cert),
+        )
 
     def info(self, section: str) -> dict[str, object]:
         """``INFO section`` as parsed by redis-py."""
@@ -108,14 +123,23 @@ class RedisClusterServer:
             node.process.stop()
 
 
-def _start_node(log_dir: Path) -> ClusterNode:
+def _start_node(log_dir: Path, tls: TLSFiles | None) -> ClusterNode:
     port, cport = free_port(), free_port()
     data = log_dir / str(port)
     data.mkdir()
+    if tls is None:
+        listen = ["--port", str(port)]
+    else:  # clients, the cluster bus and replication all over TLS; no plain port
+        listen = [
+            "--port", "0", "--tls-port", str(port),
+            "--tls-cluster", "yes", "--tls-replication", "yes",
+            "--tls-cert-file", str(tls.server_cert), "--tls-key-file", str(tls.server_key),
+            "--tls-ca-cert-file", str(tls.ca_cert), "--tls-auth-clients", "no",
+        ]  # fmt: skip
     argv = [
         redis_binary(),
         "--bind", LOOPBACK,
-        "--port", str(port),
+        *listen,
         "--cluster-enabled", "yes",
         "--cluster-port", str(cport),
         "--cluster-node-timeout", str(NODE_TIMEOUT_MS),
@@ -126,20 +150,25 @@ def _start_node(log_dir: Path) -> ClusterNode:
         "--protected-mode", "no",
         "--enable-debug-command", "local",  # DEBUG SLEEP: a primary that stops answering
     ]  # fmt: skip
-    process = ManagedProcess("redis-cluster", argv, port=port, log_dir=log_dir, timeout=20)
-    node = ClusterNode(port=port, cluster_port=cport, process=process)
+    name = "redis-cluster-tls" if tls else "redis-cluster"
+    process = ManagedProcess(name, argv, port=port, log_dir=log_dir, timeout=20)
+    node = ClusterNode(port=port, cluster_port=cport, process=process, tls=tls)
     process.start()
     with node.client() as c:
         node.node_id = c.execute_command("CLUSTER", "MYID").decode()
     return node
 
 
-def start_cluster(log_dir: Path) -> RedisClusterServer:
-    """Start 6 nodes, give the first 3 a third of the slots each, replicate 3 → 3."""
-    nodes = [_start_node(log_dir) for _ in range(6)]
+def start_cluster(
+    log_dir: Path, *, replicas: bool = True, tls: TLSFiles | None = None
+) -> RedisClusterServer:
+    """Start 6 nodes, give the first 3 a third of the slots each, replicate 3 → 3 (or
+    only the 3 primaries with ``replicas=False``: faster to start, no failover). With
+    ``tls``, every node speaks TLS only (clients, cluster bus, replication)."""
+    nodes = [_start_node(log_dir, tls) for _ in range(6 if replicas else 3)]
     cluster = RedisClusterServer(nodes)
     try:
-        primaries, replicas = nodes[:3], nodes[3:]
+        primaries, followers = nodes[:3], nodes[3:]
         bounds = [0, _SLOTS // 3, 2 * _SLOTS // 3, _SLOTS]
         for i, node in enumerate(primaries):
             with node.client() as c:
@@ -151,12 +180,13 @@ def start_cluster(log_dir: Path) -> RedisClusterServer:
         def all_known() -> bool:
             for node in nodes:
                 with node.client() as c:
-                    if len(c.execute_command("CLUSTER", "NODES").decode().splitlines()) < 6:
-                        return False
+                    known = c.execute_command("CLUSTER", "NODES").decode().splitlines()
+                if len(known) < len(nodes):
+                    return False
             return True
 
-        wait_until(all_known, 20, "every Redis Cluster node knowing the other five")
-        for primary, replica in zip(primaries, replicas, strict=True):
+        wait_until(all_known, 20, "every Redis Cluster node knowing the others")
+        for primary, replica in zip(primaries, followers, strict=False):
             with replica.client() as c:
                 c.execute_command("CLUSTER", "REPLICATE", primary.node_id)
         cluster.wait_ready()
@@ -170,6 +200,20 @@ def start_cluster(log_dir: Path) -> RedisClusterServer:
 def redis_cluster_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisClusterServer]:
     """One 6-node Redis Cluster for the whole session, stopped at the end."""
     cluster = start_cluster(tmp_path_factory.mktemp("redis-cluster"))
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def redis_cluster_tls(
+    tmp_path_factory: pytest.TempPathFactory, tls_files: TLSFiles
+) -> Iterator[RedisClusterServer]:
+    """A TLS-only Redis Cluster of 3 primaries (no replicas: ~2 s to form) for the session."""
+    cluster = start_cluster(
+        tmp_path_factory.mktemp("redis-cluster-tls"), replicas=False, tls=tls_files
+    )
     try:
         yield cluster
     finally:
@@ -210,20 +254,43 @@ def slot_owner(cluster: RedisClusterServer, slot: int) -> ClusterNode:
     raise AssertionError(f"no primary serves slot {slot}")
 
 
-def migrate_slot(cluster: RedisClusterServer, slot: int, dest: ClusterNode, pause: float) -> None:
-    """Move ``slot`` to ``dest`` the way ``redis-cli --cluster reshard`` does: IMPORTING /
-    MIGRATING, MIGRATE the keys a few at a time (``pause`` seconds between batches, so
-    clients meet ASK redirects), then give the slot to ``dest`` on every primary."""
+def start_migration(cluster: RedisClusterServer, slot: int, dest: ClusterNode) -> ClusterNode:
+    """Mark ``slot`` IMPORTING on ``dest`` and MIGRATING on its owner (in that order, as
+    ``redis-cli --cluster reshard`` does); return the owner. Its keys stay where they are
+    until MIGRATEd."""
     src = slot_owner(cluster, slot)
     with dest.client() as d, src.client() as s:
         d.execute_command("CLUSTER", "SETSLOT", slot, "IMPORTING", src.node_id)
         s.execute_command("CLUSTER", "SETSLOT", slot, "MIGRATING", dest.node_id)
+    return src
+
+
+def migrate_keys(src: ClusterNode, dest: ClusterNode, keys: list[bytes]) -> None:
+    """MIGRATE ``keys`` (of a migrating slot) from ``src`` to ``dest``."""
+    with src.client() as s:
+        s.execute_command("MIGRATE", LOOPBACK, dest.port, "", 0, 5000, "KEYS", *keys)
+
+
+def finish_migration(
+    cluster: RedisClusterServer, slot: int, src: ClusterNode, dest: ClusterNode, pause: float
+) -> None:
+    """MIGRATE the rest of ``slot``'s keys a few at a time (``pause`` seconds between
+    batches, so clients meet ASK redirects), then give the slot to ``dest`` on ``dest``,
+    ``src`` and every other primary (clients then meet MOVED)."""
+    with src.client() as s:
         while keys := s.execute_command("CLUSTER", "GETKEYSINSLOT", slot, 5):
-            s.execute_command("MIGRATE", LOOPBACK, dest.port, "", 0, 5000, "KEYS", *keys)
+            migrate_keys(src, dest, keys)
             time.sleep(pause)
-        d.execute_command("CLUSTER", "SETSLOT", slot, "NODE", dest.node_id)
-        s.execute_command("CLUSTER", "SETSLOT", slot, "NODE", dest.node_id)
-    for node in cluster.primaries():
-        if node not in (src, dest):
-            with node.client() as c:
-                c.execute_command("CLUSTER", "SETSLOT", slot, "NODE", dest.node_id)
+    for node in [dest, src, *(n for n in cluster.primaries() if n not in (src, dest))]:
+        with node.client() as c:
+            c.execute_command("CLUSTER", "SETSLOT", slot, "NODE", dest.node_id)
+
+
+def migrate_slots(
+    cluster: RedisClusterServer, slots: list[int], dest: ClusterNode, pause: float
+) -> None:
+    """Move ``slots`` to ``dest`` one after the other, the way ``redis-cli --cluster
+    reshard`` does (:func:`start_migration`, then :func:`finish_migration`)."""
+    for slot in slots:
+        src = start_migration(cluster, slot, dest)
+        finish_migration(cluster, slot, src, dest, pause)
