@@ -60,6 +60,22 @@ async def wait_for_status(
     pytest.fail(f"document {doc_id} never became {wanted!r}; last seen: {body}")
 
 
+async def wait_for_audit(client: httpx.AsyncClient, doc_id: str) -> dict[str, Any]:
+    """Poll GET /audit until it lists the document's ``document.processed`` event."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + WORKER_WAIT
+    items: list[dict[str, Any]] = []
+    while loop.time() < deadline:
+        response = await client.get("/audit", params={"limit": 100})
+        assert response.status_code == 200, response.text
+        items = response.json()["items"]
+        found = [e for e in items if e["document_id"] == doc_id]
+        if found:
+            return found[0]
+        await asyncio.sleep(0.02)
+    pytest.fail(f"document {doc_id} has no audit event; /audit lists: {items}")
+
+
 def demo_settings(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> CloudriftSettings:
     """The bundled demo settings file, with its data under ``data_dir``."""
     monkeypatch.setenv("DEMO_DATA_DIR", str(data_dir))

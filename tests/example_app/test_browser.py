@@ -202,9 +202,9 @@ def test_two_files_from_the_picker_go_straight_to_storage_and_are_processed(
 ) -> None:
     """Both progress bars move through intermediate values (uploads are throttled to
     200 kB/s) to 100%, each file is PUT to its signed /files URL (not through
-    POST /documents), both rows become processed with the right SHA-256, and the
-    notifications panel lists both emails with their summary attachments. Nothing is
-    fetched from anywhere but the app."""
+    POST /documents), both rows become processed with the right SHA-256, the
+    notifications panel lists both emails with their summary attachments and the audit
+    panel both document.processed events. Nothing is fetched from anywhere but the app."""
     first, second = _text("first", 1500), _text("second", 900)
     puts = _puts(page)
     requested: list[str] = []
@@ -231,6 +231,9 @@ def test_two_files_from_the_picker_go_straight_to_storage_and_are_processed(
         note = page.locator("#notifications li", has=page.get_by_text(f"summary-{doc_id}.json"))
         expect(note).to_have_count(1, timeout=WAIT_MS)
     expect(page.locator("#notifications .subject", has_text="first.txt")).to_have_count(1)
+    for name in ("first.txt", "second.txt"):
+        event = page.locator("#audit .audit-event", has=page.get_by_text(name, exact=True))
+        expect(event.locator(".type")).to_have_text("document.processed", timeout=WAIT_MS)
     # No CDN, no outside font or script: the page works offline.
     assert [url for url in requested if not url.startswith(f"{site.url}/")] == []
 
