@@ -41,6 +41,7 @@ from playwright.sync_api import (
 from cloudrift.config import CloudriftSettings
 from example_app import create_app
 from example_app.config import DEMO_SETTINGS, SETTINGS_DIR, IntakeConfig
+from tests.example_app.conftest import aws_events_env
 from tests.example_app.test_azure import azure_standins  # noqa: F401 (a fixture)
 from tests.servers.azurite import AzuriteContainer
 from tests.servers.moto import MotoEndpoint
@@ -355,7 +356,9 @@ def _aws_site(moto: MotoEndpoint, redis: RedisServer) -> Iterator[tuple[LiveServ
     }
     s3 = boto3.client("s3", **aws)
     s3.create_bucket(Bucket="intake")
-    queue_url = boto3.client("sqs", **aws).create_queue(QueueName="intake-jobs")["QueueUrl"]
+    sqs = boto3.client("sqs", **aws)
+    queue_url = sqs.create_queue(QueueName="intake-jobs")["QueueUrl"]
+    events = aws_events_env(boto3.client("sns", **aws), sqs)
     boto3.client("sesv2", **aws).create_email_identity(EmailIdentity="intake@example.test")
     with pytest.MonkeyPatch.context() as env:
         for name, value in {
@@ -365,6 +368,7 @@ def _aws_site(moto: MotoEndpoint, redis: RedisServer) -> Iterator[tuple[LiveServ
             "AWS_SECRET_ACCESS_KEY": moto.secret_key,
             "INTAKE_QUEUE_URL": queue_url,
             "REDIS_URL": redis.url,
+            **events,
         }.items():
             env.setenv(name, value)
         settings = CloudriftSettings.from_yaml(SETTINGS_DIR / "local-aws.yaml")

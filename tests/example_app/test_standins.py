@@ -27,6 +27,7 @@ from example_app.config import SETTINGS_DIR, IntakeConfig
 from example_app.services import services_of
 from example_app.sweeper import sweep
 from tests.example_app.conftest import (
+    aws_events_env,
     demo_settings,
     fetch_over_network,
     full_flow,
@@ -59,12 +60,7 @@ def aws_standins(
     _aws(moto, "s3").create_bucket(Bucket="intake")
     sqs = _aws(moto, "sqs")
     queue_url = sqs.create_queue(QueueName="intake-jobs")["QueueUrl"]
-    topic_arn = _aws(moto, "sns").create_topic(Name="intake-events")["TopicArn"]
-    audit_url = sqs.create_queue(QueueName="intake-audit")["QueueUrl"]
-    audit_arn = sqs.get_queue_attributes(QueueUrl=audit_url, AttributeNames=["QueueArn"])
-    _aws(moto, "sns").subscribe(
-        TopicArn=topic_arn, Protocol="sqs", Endpoint=audit_arn["Attributes"]["QueueArn"]
-    )
+    events = aws_events_env(_aws(moto, "sns"), sqs)
     _aws(moto, "sesv2").create_email_identity(EmailIdentity=SENDER)
     for name, value in {
         "AWS_ENDPOINT_URL": moto.endpoint_url,
@@ -72,9 +68,8 @@ def aws_standins(
         "AWS_ACCESS_KEY_ID": moto.access_key,
         "AWS_SECRET_ACCESS_KEY": moto.secret_key,
         "INTAKE_QUEUE_URL": queue_url,
-        "INTAKE_EVENTS_TOPIC_ARN": topic_arn,
-        "INTAKE_AUDIT_QUEUE_URL": audit_url,
         "REDIS_URL": redis.url,
+        **events,
     }.items():
         monkeypatch.setenv(name, value)
     return CloudriftSettings.from_yaml(SETTINGS_DIR / "local-aws.yaml")
