@@ -23,7 +23,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import AsyncExitStack, contextmanager
 from dataclasses import dataclass
-from typing import Any, ClassVar, NoReturn
+from typing import Any, ClassVar, NoReturn, TypedDict, Unpack
 
 from cloudrift.core.auth import auth_method, select_auth
 from cloudrift.core.azure import (
@@ -44,6 +44,7 @@ from cloudrift.core.exceptions import (
     ReceiptHandleError,
     TopicNotFoundError,
 )
+from cloudrift.core.factory import check_options
 from cloudrift.core.lifecycle import LazyClient
 from cloudrift.core.operation import BackendDescription
 from cloudrift.core.secrets import Secret, redact, secret
@@ -65,6 +66,24 @@ _AUTH_METHODS = (
     _IDENTITY.managed_identity,
     _IDENTITY.service_principal,
 )
+
+class ServiceBusAuthOptions(TypedDict, total=False):
+    """How the queue, topic and subscription reach the namespace (``**auth:
+    Unpack[...]``): exactly one of a connection string, managed / workload identity
+    (``fully_qualified_namespace``, optionally ``managed_identity_client_id``) or a
+    service principal (``fully_qualified_namespace``, ``tenant_id``, ``client_id``,
+    ``client_secret``)."""
+
+    connection_string: str | Secret | None
+    fully_qualified_namespace: str | None
+    managed_identity_client_id: str | None
+    tenant_id: str | None
+    client_id: str | None
+    client_secret: str | Secret | None
+
+
+#: The names of :class:`ServiceBusAuthOptions`.
+_AUTH_OPTIONS = tuple(ServiceBusAuthOptions.__annotations__)
 
 #: Application property that marks ``message_id`` as the caller's ``dedup_id``.
 _DEDUP_PROPERTY = "cloudrift-dedup-id"
@@ -98,21 +117,21 @@ class AzureServiceBusQueue(Queue):
         self,
         *,
         queue_name: str | None = None,
-        connection_string: str | Secret | None = None,
-        fully_qualified_namespace: str | None = None,
-        managed_identity_client_id: str | None = None,
-        tenant_id: str | None = None,
-        client_id: str | None = None,
-        client_secret: str | Secret | None = None,
         session_enabled: bool = False,
         max_message_bytes: int = STANDARD_MAX_MESSAGE_BYTES,
         # Four attempts: the three retries this provider always made (retry_total=3).
         max_attempts: int = 4,
         retry_backoff_factor: float = 0.8,
         in_flight_limit: int = 10_000,
+        **auth: Unpack[ServiceBusAuthOptions],
     ) -> None:
         super().__init__()
-        where = "the 'azure_bus' messaging provider"
+        where = f"the 'azure_bus' {self.category} provider"
+        # An option none of the parameters names lands in **auth: refuse it here, naming
+        # every option this class takes (a typo must not fall through silently).
+        check_options(where, type(self), auth)
+        connection_string = auth.get("connection_string")
+        fully_qualified_namespace = auth.get("fully_qualified_namespace")
         if not isinstance(queue_name, str) or not queue_name.strip():
             raise ConfigurationError(f"{where} needs queue_name= (the Service Bus queue name)")
         if not isinstance(session_enabled, bool):
@@ -121,24 +140,15 @@ class AzureServiceBusQueue(Queue):
         check_int(f"{where}: max_attempts", max_attempts, at_least=1, hint="1 means no retry")
         check_int(f"{where}: in_flight_limit", in_flight_limit, at_least=1)
         self.auth_method = select_auth(
-            where,
-            {
-                "connection_string": connection_string,
-                "fully_qualified_namespace": fully_qualified_namespace,
-                "managed_identity_client_id": managed_identity_client_id,
-                "tenant_id": tenant_id,
-                "client_id": client_id,
-                "client_secret": client_secret,
-            },
-            _AUTH_METHODS,
+            where, {name: auth.get(name) for name in _AUTH_OPTIONS}, _AUTH_METHODS
         )
         self._identity = azure_identity(
             where,
             self.auth_method,
-            tenant_id=tenant_id,
-            client_id=client_id,
-            client_secret=client_secret,
-            managed_identity_client_id=managed_identity_client_id,
+            tenant_id=auth.get("tenant_id"),
+            client_id=auth.get("client_id"),
+            client_secret=auth.get("client_secret"),
+            managed_identity_client_id=auth.get("managed_identity_client_id"),
         )
         self.queue_name = queue_name
         self._connection_string = secret(connection_string)
@@ -939,35 +949,25 @@ class AzureServiceBusSubscription(_OnTopic):
         *,
         topic_name: str,
         subscription_name: str,
-        connection_string: str | Secret | None = None,
-        fully_qualified_namespace: str | None = None,
-        managed_identity_client_id: str | None = None,
-        tenant_id: str | None = None,
-        client_id: str | None = None,
-        client_secret: str | Secret | None = None,
         session_enabled: bool = False,
         max_message_bytes: int = STANDARD_MAX_MESSAGE_BYTES,
         # Four attempts: as the queue (three retries).
         max_attempts: int = 4,
         retry_backoff_factor: float = 0.8,
         in_flight_limit: int = 10_000,
+        **auth: Unpack[ServiceBusAuthOptions],
     ) -> None:
         for name, value in (("topic_name", topic_name), ("subscription_name", subscription_name)):
             if not isinstance(value, str) or not value.strip():
                 raise ConfigurationError(f"the 'azure_bus' subscription needs {name}=")
         super().__init__(
             queue_name=f"{topic_name}/Subscriptions/{subscription_name}",
-            connection_string=connection_string,
-            fully_qualified_namespace=fully_qualified_namespace,
-            managed_identity_client_id=managed_identity_client_id,
-            tenant_id=tenant_id,
-            client_id=client_id,
-            client_secret=client_secret,
             session_enabled=session_enabled,
             max_message_bytes=max_message_bytes,
             max_attempts=max_attempts,
             retry_backoff_factor=retry_backoff_factor,
             in_flight_limit=in_flight_limit,
+            **auth,
         )
         self.topic_name = topic_name
         self.subscription_name = subscription_name
@@ -1030,19 +1030,15 @@ class AzureServiceBusTopic(Topic):
         self,
         *,
         topic_name: str,
-        connection_string: str | Secret | None = None,
-        fully_qualified_namespace: str | None = None,
-        managed_identity_client_id: str | None = None,
-        tenant_id: str | None = None,
-        client_id: str | None = None,
-        client_secret: str | Secret | None = None,
         session_enabled: bool = False,
         max_message_bytes: int = STANDARD_MAX_MESSAGE_BYTES,
         # Four attempts: as the queue (three retries).
         max_attempts: int = 4,
         retry_backoff_factor: float = 0.8,
+        **auth: Unpack[ServiceBusAuthOptions],
     ) -> None:
         super().__init__()
+        check_options("the 'azure_bus' topic", type(self), auth)
         if not isinstance(topic_name, str) or not topic_name.strip():
             raise ConfigurationError("the 'azure_bus' topic needs topic_name=")
         if not isinstance(session_enabled, bool):
@@ -1052,15 +1048,10 @@ class AzureServiceBusTopic(Topic):
         self.requires_group_id = session_enabled
         self._sender = _TopicSender(
             topic_name=topic_name,
-            connection_string=connection_string,
-            fully_qualified_namespace=fully_qualified_namespace,
-            managed_identity_client_id=managed_identity_client_id,
-            tenant_id=tenant_id,
-            client_id=client_id,
-            client_secret=client_secret,
             max_message_bytes=max_message_bytes,
             max_attempts=max_attempts,
             retry_backoff_factor=retry_backoff_factor,
+            **auth,
         )
         self.topic_name = topic_name
         self.backend_name = self._sender.backend_name
@@ -1104,4 +1095,5 @@ __all__ = [
     "AzureServiceBusQueue",
     "AzureServiceBusSubscription",
     "AzureServiceBusTopic",
+    "ServiceBusAuthOptions",
 ]

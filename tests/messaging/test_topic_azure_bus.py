@@ -22,12 +22,17 @@ from azure.servicebus import ServiceBusMessage
 from azure.servicebus.aio import ServiceBusClient
 
 from cloudrift.core.exceptions import (
+    ConfigurationError,
     FeatureNotSupportedError,
     QueueNotFoundError,
     TopicNotFoundError,
 )
 from cloudrift.messaging import Message, Queue, Topic, get_queue, get_subscription, get_topic
-from cloudrift.messaging.azure_bus import AzureServiceBusSubscription
+from cloudrift.messaging.azure_bus import (
+    AzureServiceBusQueue,
+    AzureServiceBusSubscription,
+    AzureServiceBusTopic,
+)
 from cloudrift.messaging.base import PreparedMessage, SendFailure
 from tests.conformance.messaging import drain
 from tests.conformance.topic import TopicConformance
@@ -233,3 +238,25 @@ async def test_missing_topic_is_reported_on_the_first_attempt(
         assert servicebus.broker.cbs_tokens_not_found == before + 1
     finally:
         _close_later(topic)
+
+
+_CONNECTION = "Endpoint=sb://h/;SharedAccessKeyName=k;SharedAccessKey=v"
+
+
+@pytest.mark.parametrize(
+    ("backend", "names"),
+    [
+        (AzureServiceBusQueue, {"queue_name": "q"}),
+        (AzureServiceBusTopic, {"topic_name": "t"}),
+        (AzureServiceBusSubscription, {"topic_name": "t", "subscription_name": "s"}),
+    ],
+)
+def test_an_unknown_option_is_a_configuration_error_naming_the_closest(
+    backend: type, names: dict[str, str]
+) -> None:
+    """Queue, topic and subscription share one auth option group: a misspelled option
+    given to the class itself raises ConfigurationError suggesting the right name."""
+    with pytest.raises(ConfigurationError, match="did you mean 'tenant_id'"):
+        backend(**names, connection_string=_CONNECTION, tenant="x")
+    with pytest.raises(ConfigurationError, match="did you mean 'connection_string'"):
+        backend(**names, conection_string=_CONNECTION)
