@@ -67,6 +67,7 @@ _AUTH_METHODS = (
     _IDENTITY.service_principal,
 )
 
+
 class ServiceBusAuthOptions(TypedDict, total=False):
     """How the queue, topic and subscription reach the namespace (``**auth:
     Unpack[...]``): exactly one of a connection string, managed / workload identity

@@ -43,7 +43,6 @@ class _Entry:
     in_flight: bool = field(default=False)
 
 
-
 def memory_limits(max_message_bytes: int) -> SendLimits:
     """The sending limits of the memory queue and topic: SQS-like batches of 10, each
     message (and batch) at most ``max_message_bytes``."""

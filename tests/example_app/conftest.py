@@ -83,9 +83,7 @@ def aws_events_env(sns: Any, sqs: Any) -> dict[str, str]:
     topic_arn = sns.create_topic(Name="intake-events")["TopicArn"]
     audit_url = sqs.create_queue(QueueName="intake-audit")["QueueUrl"]
     attributes = sqs.get_queue_attributes(QueueUrl=audit_url, AttributeNames=["QueueArn"])
-    sns.subscribe(
-        TopicArn=topic_arn, Protocol="sqs", Endpoint=attributes["Attributes"]["QueueArn"]
-    )
+    sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=attributes["Attributes"]["QueueArn"])
     return {"INTAKE_EVENTS_TOPIC_ARN": topic_arn, "INTAKE_AUDIT_QUEUE_URL": audit_url}
 
 
