@@ -9,7 +9,7 @@
   topic and two queues of its own per side, 10 concurrent tasks (target: ratio >= 0.95).
   Raw message delivery is off on every subscription, so both sides unwrap the envelope.
   moto answers every request on a new connection; the note adds each side's client CPU
-  per delivered message (``time.process_time()`` of this process), the figure that
+  per delivered message (``cpu_tracked``: this process's CPU time), the figure that
   says what cloudrift itself costs.
 """
 
@@ -18,13 +18,19 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
-import statistics
-import time
 import uuid
 from typing import Any
 
 from benchmarks import _servers
-from benchmarks._harness import Row, Settings, compare, gather_n, throughput_row
+from benchmarks._harness import (
+    Row,
+    Settings,
+    compare,
+    cpu_note,
+    cpu_tracked,
+    gather_n,
+    throughput_row,
+)
 
 TARGET = 0.95
 MAX_CALLS = 100
@@ -154,7 +160,6 @@ async def _fan_out_row(settings: Settings, sns: Any, sqs: Any, creds: dict[str, 
     count = settings.n(100, minimum=4)
     ours_arn, ours_urls = await _subscribed(sns, sqs, "ours")
     raw_arn, raw_urls = await _subscribed(sns, sqs, "raw")
-    cpu: dict[str, list[float]] = {"ours": [], "raw": []}
 
     topic = get_topic("sns", topic_arn=ours_arn, **creds)
     subscriptions = [get_subscription("sqs", queue_url=url, **creds) for url in ours_urls]
@@ -163,7 +168,6 @@ async def _fan_out_row(settings: Settings, sns: Any, sqs: Any, creds: dict[str, 
         await topic.publish({"order": i, "item": "widget"})
 
     async def ours_trip() -> None:
-        began = time.process_time()
         await gather_n(ours_publish, count, CONCURRENCY)()
         for sub in subscriptions:
 
@@ -172,13 +176,11 @@ async def _fan_out_row(settings: Settings, sns: Any, sqs: Any, creds: dict[str, 
                 return [m.receipt_handle for m in got]
 
             await _drain(receive, sub.delete, count, "cloudrift")
-        cpu["ours"].append((time.process_time() - began) / (count * FAN_OUT))
 
     async def raw_publish(i: int) -> None:
         await sns.publish(TopicArn=raw_arn, Message=json.dumps({"order": i, "item": "widget"}))
 
     async def raw_trip() -> None:
-        began = time.process_time()
         await gather_n(raw_publish, count, CONCURRENCY)()
         for url in raw_urls:
 
@@ -196,20 +198,17 @@ async def _fan_out_row(settings: Settings, sns: Any, sqs: Any, creds: dict[str, 
                 await sqs.delete_message(QueueUrl=url, ReceiptHandle=handle)
 
             await _drain(receive, delete, count, "aioboto3")
-        cpu["raw"].append((time.process_time() - began) / (count * FAN_OUT))
 
+    ours_work, ours_cpu = cpu_tracked(ours_trip)
+    raw_work, raw_cpu = cpu_tracked(raw_trip)
+    few = dataclasses.replace(settings, rounds=min(settings.rounds, 5))
     try:
-        cmp = await compare(
-            ours_trip,
-            raw_trip,
-            ops=count,
-            settings=dataclasses.replace(settings, rounds=min(settings.rounds, 5)),
-        )
+        cmp = await compare(ours_work, raw_work, ops=count, settings=few)
     finally:
         await topic.close()
         for sub in subscriptions:
             await sub.close()
-    ours_us, raw_us = (statistics.median(cpu[side]) * 1e6 for side in ("ours", "raw"))
+    cpu = cpu_note(ours_cpu, raw_cpu, ops=count * FAN_OUT, warmup=few.warmup)
     return throughput_row(
         "topics",
         f"sns publish + fan-out to {FAN_OUT} sqs subscriptions + receive + delete of {count} "
@@ -221,8 +220,7 @@ async def _fan_out_row(settings: Settings, sns: Any, sqs: Any, creds: dict[str, 
         note=(
             f"msgs/s = messages published per second, each delivered to {FAN_OUT} queues and "
             "received (10 per call) and deleted there; raw delivery off on both sides; "
-            f"client CPU per delivered message: cloudrift {ours_us:,.0f} µs, aioboto3 "
-            f"{raw_us:,.0f} µs (ratio {raw_us / ours_us:.2f}); moto's request rate sets the "
-            "wall figures; separate topics and queues on one moto server"
+            f"{cpu} per delivered message (cloudrift vs aioboto3); moto's request rate sets "
+            "the wall figures; separate topics and queues on one moto server"
         ),
     )
