@@ -7,6 +7,8 @@
 
 ``create_app`` wires cloudrift's lifespan (every backend built once at startup and
 closed at shutdown), the processing worker (a queue consumer run by that lifespan),
+the audit consumer on the topic's ``audit`` subscription when one is configured
+(``example_app.audit``),
 the sweeper expiring uncompleted direct uploads (``example_app.sweeper``), the health
 endpoints, the browser page at ``/`` (``example_app.web``), and, on the ``local``
 storage provider, the route serving its signed URLs.
@@ -27,6 +29,7 @@ from starlette.responses import JSONResponse
 
 from cloudrift.core.exceptions import CloudRiftError, ConfigurationError
 from cloudrift_fastapi import cloudrift_lifespan, health_router, local_files_router, queue_worker
+from example_app.audit import AUDIT_SUBSCRIPTION, AuditHandler
 from example_app.config import IntakeConfig, load_settings
 from example_app.routes import router
 from example_app.services import CONFIG_ATTR, services_of
@@ -58,6 +61,12 @@ def _check(settings: Any) -> None:
         raise ConfigurationError(
             "the document-intake service needs these settings: " + ", ".join(missing)
         )
+
+
+def _has_audit(settings: Any) -> bool:
+    """Whether the settings configure a subscription backend named ``audit``."""
+    section = settings.section("subscription")
+    return section is not None and AUDIT_SUBSCRIPTION in section.backends
 
 
 async def _backend_failure(request: Request, exc: Exception) -> JSONResponse:
@@ -99,20 +108,24 @@ def create_app(
     config = IntakeConfig.from_env() if config is None else config
     _check(settings)
 
+    workers = []
+    if run_worker:
+        workers.append(
+            queue_worker(
+                JobHandler(lambda: services_of(app)), concurrency=config.worker_concurrency
+            )
+        )
+        if _has_audit(settings):
+            workers.append(
+                queue_worker(
+                    AuditHandler(lambda: services_of(app).database),
+                    subscription=AUDIT_SUBSCRIPTION,
+                )
+            )
     app = FastAPI(
         title="cloudrift document intake",
         summary="Upload documents; a worker hashes, counts and previews them and emails a summary.",
-        lifespan=cloudrift_lifespan(
-            settings,
-            lifespan=_sweeping,
-            workers=[
-                queue_worker(
-                    JobHandler(lambda: services_of(app)), concurrency=config.worker_concurrency
-                )
-            ]
-            if run_worker
-            else [],
-        ),
+        lifespan=cloudrift_lifespan(settings, lifespan=_sweeping, workers=workers),
     )
     setattr(app.state, CONFIG_ATTR, config)
     app.include_router(health_router())

@@ -93,6 +93,25 @@ class DocumentPage(BaseModel):
     next_cursor: str | None
 
 
+class AuditEvent(BaseModel):
+    """One event the audit subscription recorded."""
+
+    id: str = Field(examples=["document.processed:0193b2c4e5f6..."])
+    type: str = Field(examples=["document.processed"])
+    document_id: str | None
+    filename: str | None
+    size: int | None
+    sha256: str | None
+    published_at: str | None
+    recorded_at: str
+
+
+class AuditPage(BaseModel):
+    """The newest recorded events, newest first."""
+
+    items: list[AuditEvent]
+
+
 class Problem(BaseModel):
     """An error, saying what to do about it."""
 

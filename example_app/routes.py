@@ -23,10 +23,11 @@ from cloudrift.messaging import Queue
 from cloudrift.storage import Storage
 from cloudrift.storage.local import LocalStorage
 from cloudrift_fastapi import CacheDep, DatabaseDep, QueueDep, StorageDep
-from example_app import records
+from example_app import audit, records
 from example_app.config import IntakeConfig
 from example_app.models import (
     AcceptedDocument,
+    AuditPage,
     Document,
     DocumentPage,
     NotQueued,
@@ -465,6 +466,22 @@ async def list_documents(
     more = len(items) > limit
     items = items[:limit]
     return JSONResponse({"items": items, "next_cursor": items[-1]["id"] if more else None})
+
+
+@router.get(
+    "/audit",
+    response_model=AuditPage,
+    tags=["audit"],
+    summary="The newest events recorded by the audit subscription, newest first",
+)
+async def list_audit(
+    db: DatabaseDep,
+    limit: Annotated[int, Query(ge=1, le=audit.MAX_LIMIT)] = 20,
+) -> JSONResponse:
+    """Every ``document.processed`` event the worker published reaches the topic's
+    ``audit`` subscription; its consumer records each once. Empty when the settings
+    configure no topic or no ``audit`` subscription."""
+    return JSONResponse({"items": await audit.recent(db, limit)})
 
 
 @router.get(

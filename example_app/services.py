@@ -7,7 +7,7 @@ from typing import Any
 
 from cloudrift.cache import Cache
 from cloudrift.email import Email
-from cloudrift.messaging import Queue
+from cloudrift.messaging import Queue, Topic
 from cloudrift.storage import Storage
 from example_app.config import IntakeConfig
 from example_app.records import COLLECTION
@@ -26,6 +26,8 @@ class Services:
     cache: Cache
     email: Email
     config: IntakeConfig
+    #: Where ``document.processed`` events go; None without a ``topic`` section.
+    topic: Topic | None = None
 
     @property
     def documents(self) -> Any:
@@ -45,7 +47,16 @@ def services_of(app: Any) -> Services:
         cache=box.cache(),
         email=box.email(),
         config=getattr(app.state, CONFIG_ATTR),
+        topic=topic_of(box),
     )
 
 
-__all__ = ["CONFIG_ATTR", "Services", "services_of"]
+def topic_of(box: Any) -> Topic | None:
+    """The default topic of a backend container, or None when none is configured."""
+    if box.settings().section("topic") is None:
+        return None
+    topic: Topic = box.topic()
+    return topic
+
+
+__all__ = ["CONFIG_ATTR", "Services", "services_of", "topic_of"]

@@ -11,6 +11,8 @@ Server-rendered with Jinja2 (``templates/``), one CSS file and a small vanilla-J
   (:func:`form_fallback`); API clients keep their JSON answers.
 - The document list is polled with backoff from ``GET /ui/documents`` (an HTML fragment
   rendered by the very template the page uses, so there is one renderer).
+- ``GET /ui/audit`` is the audit panel's fragment (``GET /audit`` as HTML), shown when
+  the settings configure the ``audit`` subscription.
 - ``GET /notifications`` (JSON) and ``GET /ui/notifications`` (its fragment) list the
   emails sent, read-only; they exist only when the email provider is ``file`` or
   ``memory``, whose messages stay on this machine.
@@ -39,7 +41,7 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 
 from cloudrift.email.file import FileEmail
 from cloudrift.email.memory import MemoryEmail
-from example_app import records
+from example_app import audit, records
 from example_app.services import CONFIG_ATTR, services_of
 
 log = logging.getLogger("example_app")
@@ -51,6 +53,8 @@ templates = Jinja2Templates(directory=HERE / "templates")
 FLASH_COOKIE = "intake_flash"
 #: Documents the page lists (newest first).
 PAGE_DOCUMENTS = 100
+#: Audit events the page lists (newest first).
+PAGE_EVENTS = 20
 #: Email providers whose sent messages the page may show: both stay on this machine.
 NOTIFYING_PROVIDERS = frozenset({"file", "memory"})
 
@@ -227,6 +231,14 @@ def page_router(settings: Any) -> APIRouter:
     router = APIRouter(tags=["page"])
     providers = _providers(settings)
     notifying = providers["email"] in NOTIFYING_PROVIDERS
+    subscriptions = settings.section("subscription")
+    auditing = subscriptions is not None and audit.AUDIT_SUBSCRIPTION in subscriptions.backends
+    topic_provider = (
+        str(settings.backend("topic").provider) if settings.section("topic") else "(none)"
+    )
+
+    async def audit_events(request: Request) -> list[dict[str, Any]]:
+        return await audit.recent(services_of(request.app).database, PAGE_EVENTS)
 
     @router.get("/", response_class=HTMLResponse, include_in_schema=False)
     async def page(request: Request) -> Response:
@@ -236,6 +248,8 @@ def page_router(settings: Any) -> APIRouter:
             "max_upload_bytes": config.max_upload_bytes,
             "documents": await _documents(request),
             "notifications": (await _notifications(request, 20)).items if notifying else None,
+            "audit_events": await audit_events(request) if auditing else None,
+            "topic_provider": topic_provider,
             "flash": _flash(request),
         }
         response = templates.TemplateResponse(request, "index.html", context)
@@ -252,6 +266,17 @@ def page_router(settings: Any) -> APIRouter:
             {"documents": await _documents(request)},
             headers={"Cache-Control": "no-store"},
         )
+
+    if auditing:
+
+        @router.get("/ui/audit", response_class=HTMLResponse, include_in_schema=False)
+        async def audit_fragment(request: Request) -> Response:
+            return templates.TemplateResponse(
+                request,
+                "_audit.html",
+                {"events": await audit_events(request)},
+                headers={"Cache-Control": "no-store"},
+            )
 
     if notifying:
 

@@ -3,9 +3,10 @@
 For each job it streams the stored object once (size, SHA-256, line count, a text
 preview), refuses bytes whose SHA-256 differs from the one recorded when the upload
 was accepted, writes the summary into the record, caches the record, and emails a
-notification with the summary attached as JSON. It is safe to run a job twice: a
-processed record is not recomputed and the email goes out once it is recorded as sent
-(at least once, never silently skipped).
+notification with the summary attached as JSON, then publishes a ``document.processed``
+event when a topic is configured (``example_app.audit``). It is safe to run a job twice:
+a processed record is not recomputed, and the email and the event go out until they are
+recorded as sent (at least once, never silently skipped).
 """
 
 from __future__ import annotations
@@ -22,9 +23,9 @@ from cloudrift.core.exceptions import CacheError, CloudRiftError, ObjectNotFound
 from cloudrift.email import Attachment
 from cloudrift.messaging import Message
 from cloudrift.storage import Storage
-from example_app import records
+from example_app import audit, records
 from example_app.config import IntakeConfig
-from example_app.services import Services
+from example_app.services import Services, topic_of
 
 log = logging.getLogger("example_app.worker")
 
@@ -204,6 +205,9 @@ class JobHandler:
                 svc.config.notify_to, subject, body_text=text, attachments=[attachment]
             )
             await documents.update_one({"_id": doc_id}, {"$set": {"notified": True}})
+        if svc.topic is not None and not record.get("announced"):
+            await audit.publish_processed(svc.topic, record)
+            await documents.update_one({"_id": doc_id}, {"$set": {"announced": True}})
 
 
 async def _mark_failed(svc: Services, doc_id: str, reason: str) -> None:
@@ -231,6 +235,7 @@ def standalone_services() -> Services:
         cache=box.cache(),
         email=box.email(),
         config=_intake_config(),
+        topic=topic_of(box),
     )
 
 

@@ -23,7 +23,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import AsyncExitStack, contextmanager
 from dataclasses import dataclass
-from typing import Any, ClassVar, NoReturn
+from typing import Any, ClassVar, NoReturn, TypedDict, Unpack
 
 from cloudrift.core.auth import auth_method, select_auth
 from cloudrift.core.azure import (
@@ -44,6 +44,7 @@ from cloudrift.core.exceptions import (
     ReceiptHandleError,
     TopicNotFoundError,
 )
+from cloudrift.core.factory import check_options
 from cloudrift.core.lifecycle import LazyClient
 from cloudrift.core.operation import BackendDescription
 from cloudrift.core.secrets import Secret, redact, secret
@@ -65,6 +66,25 @@ _AUTH_METHODS = (
     _IDENTITY.managed_identity,
     _IDENTITY.service_principal,
 )
+
+
+class ServiceBusAuthOptions(TypedDict, total=False):
+    """How the queue, topic and subscription reach the namespace (``**auth:
+    Unpack[...]``): exactly one of a connection string, managed / workload identity
+    (``fully_qualified_namespace``, optionally ``managed_identity_client_id``) or a
+    service principal (``fully_qualified_namespace``, ``tenant_id``, ``client_id``,
+    ``client_secret``)."""
+
+    connection_string: str | Secret | None
+    fully_qualified_namespace: str | None
+    managed_identity_client_id: str | None
+    tenant_id: str | None
+    client_id: str | None
+    client_secret: str | Secret | None
+
+
+#: The names of :class:`ServiceBusAuthOptions`.
+_AUTH_OPTIONS = tuple(ServiceBusAuthOptions.__annotations__)
 
 #: Application property that marks ``message_id`` as the caller's ``dedup_id``.
 _DEDUP_PROPERTY = "cloudrift-dedup-id"
@@ -98,21 +118,21 @@ class AzureServiceBusQueue(Queue):
         self,
         *,
         queue_name: str | None = None,
-        connection_string: str | Secret | None = None,
-        fully_qualified_namespace: str | None = None,
-        managed_identity_client_id: str | None = None,
-        tenant_id: str | None = None,
-        client_id: str | None = None,
-        client_secret: str | Secret | None = None,
         session_enabled: bool = False,
         max_message_bytes: int = STANDARD_MAX_MESSAGE_BYTES,
         # Four attempts: the three retries this provider always made (retry_total=3).
         max_attempts: int = 4,
         retry_backoff_factor: float = 0.8,
         in_flight_limit: int = 10_000,
+        **auth: Unpack[ServiceBusAuthOptions],
     ) -> None:
         super().__init__()
-        where = "the 'azure_bus' messaging provider"
+        where = f"the 'azure_bus' {self.category} provider"
+        # An option none of the parameters names lands in **auth: refuse it here, naming
+        # every option this class takes (a typo must not fall through silently).
+        check_options(where, type(self), auth)
+        connection_string = auth.get("connection_string")
+        fully_qualified_namespace = auth.get("fully_qualified_namespace")
         if not isinstance(queue_name, str) or not queue_name.strip():
             raise ConfigurationError(f"{where} needs queue_name= (the Service Bus queue name)")
         if not isinstance(session_enabled, bool):
@@ -121,24 +141,15 @@ class AzureServiceBusQueue(Queue):
         check_int(f"{where}: max_attempts", max_attempts, at_least=1, hint="1 means no retry")
         check_int(f"{where}: in_flight_limit", in_flight_limit, at_least=1)
         self.auth_method = select_auth(
-            where,
-            {
-                "connection_string": connection_string,
-                "fully_qualified_namespace": fully_qualified_namespace,
-                "managed_identity_client_id": managed_identity_client_id,
-                "tenant_id": tenant_id,
-                "client_id": client_id,
-                "client_secret": client_secret,
-            },
-            _AUTH_METHODS,
+            where, {name: auth.get(name) for name in _AUTH_OPTIONS}, _AUTH_METHODS
         )
         self._identity = azure_identity(
             where,
             self.auth_method,
-            tenant_id=tenant_id,
-            client_id=client_id,
-            client_secret=client_secret,
-            managed_identity_client_id=managed_identity_client_id,
+            tenant_id=auth.get("tenant_id"),
+            client_id=auth.get("client_id"),
+            client_secret=auth.get("client_secret"),
+            managed_identity_client_id=auth.get("managed_identity_client_id"),
         )
         self.queue_name = queue_name
         self._connection_string = secret(connection_string)
@@ -215,13 +226,15 @@ class AzureServiceBusQueue(Queue):
 
     async def _build_sender(self, stack: AsyncExitStack) -> Any:
         client = await self._client.get()
-        sender = client.get_queue_sender(self.queue_name)
-        return await stack.enter_async_context(sender)
+        sender = await _open_handler(client.get_queue_sender(self.queue_name))
+        stack.push_async_exit(sender)
+        return sender
 
     async def _build_receiver(self, stack: AsyncExitStack) -> Any:
         client = await self._client.get()
-        receiver = client.get_queue_receiver(self.queue_name, prefetch_count=0)
-        return await stack.enter_async_context(receiver)
+        receiver = await _open_handler(client.get_queue_receiver(self.queue_name, prefetch_count=0))
+        stack.push_async_exit(receiver)
+        return receiver
 
     async def _aclose(self) -> None:
         receivers = list(self._sessions.values())
@@ -260,9 +273,15 @@ class AzureServiceBusQueue(Queue):
         where = f"{self.backend_name}: {doing} failed: {text}"
         if isinstance(exc, sb.MessageSizeExceededError):
             raise MessageTooLargeError(0, self._max_message_bytes, where) from exc
-        if isinstance(exc, sb.MessagingEntityNotFoundError):
+        if _is_missing_entity(exc):
+            # The SDK's text for a refused token says nothing useful; the service's says
+            # which entity it could not find.
+            inner = getattr(exc, "inner_exception", None)
+            said = getattr(inner, "status_description", None) or getattr(exc, "message", exc)
+            detail = _text(said).split(" TrackingId:")[0].split(" Error condition:")[0]
+            detail = detail.strip().rstrip(".")
             raise self._not_found(
-                f"{where}. Check queue_name and that the queue exists in the namespace"
+                f"{self.backend_name}: {doing} failed: {redact(detail, self._secrets())}"
             ) from exc
         if isinstance(
             exc,
@@ -303,7 +322,10 @@ class AzureServiceBusQueue(Queue):
 
     def _not_found(self, message: str) -> QueueNotFoundError:
         """The error for "the entity does not exist" (a topic's classes name the topic)."""
-        return QueueNotFoundError(message)
+        return QueueNotFoundError(
+            f"{message}. Check queue_name {self.queue_name!r} and that the queue exists in "
+            "the namespace"
+        )
 
     @contextmanager
     def _errors(self, doing: str) -> Iterator[None]:
@@ -356,16 +378,18 @@ class AzureServiceBusQueue(Queue):
         """Send with ``ServiceBusMessageBatch``: the SDK measures the real encoded size, so a
         batch is sent when the next message does not fit, and when the session changes (one
         batch carries one session). Delayed entries are scheduled one by one. After a
-        connection failure nothing more is attempted and the rest are reported failed."""
+        connection failure or a missing entity nothing more is attempted and the rest are
+        reported failed."""
         from azure.servicebus.exceptions import MessageSizeExceededError
 
         results: dict[int, str | SendFailure] = {}
         state: dict[str, Any] = {"gave_up": None, "batch": None, "group": None, "pending": []}
 
         def fail(indexes: Sequence[int], exc: MessagingError) -> None:
-            if isinstance(exc, MessagingConnectionError):
+            missing = exc if isinstance(exc, QueueNotFoundError) else None
+            if isinstance(exc, MessagingConnectionError) or missing:
                 state["gave_up"] = str(exc)
-            results.update({i: SendFailure(str(exc)) for i in indexes})
+            results.update({i: SendFailure(str(exc), missing=missing) for i in indexes})
 
         async def flush() -> None:
             batch, pending = state["batch"], state["pending"]
@@ -504,7 +528,7 @@ class AzureServiceBusQueue(Queue):
             self.queue_name, session_id=session_id, prefetch_count=0
         )
         try:
-            await receiver.__aenter__()
+            await _open_handler(receiver)
         except SessionCannotBeLockedError:
             self._close_later(receiver)
             return None
@@ -540,7 +564,7 @@ class AzureServiceBusQueue(Queue):
             prefetch_count=0,
         )
         try:
-            await receiver.__aenter__()
+            await _open_handler(receiver)
             session_id = str(receiver.session.session_id)
             received = await _take(receiver, max_messages, wait)
         except OperationTimeoutError:
@@ -688,7 +712,7 @@ class AzureServiceBusQueue(Queue):
                         kwargs["session_id"] = NEXT_AVAILABLE_SESSION
                     receiver = client.get_queue_receiver(self.queue_name, **kwargs)
                     try:
-                        async with receiver:
+                        async with await _open_handler(receiver):
                             drained = 0
                             while True:
                                 got = await receiver.receive_messages(
@@ -717,9 +741,62 @@ class AzureServiceBusQueue(Queue):
             probe = client.get_queue_receiver(
                 self.queue_name, session_id=f"cloudrift-health-{uuid.uuid4().hex}"
             )
-            async with probe:
+            async with await _open_handler(probe):
                 await probe.session.get_state()
         return True
+
+
+def _is_missing_entity(exc: BaseException) -> bool:
+    """Whether Service Bus said the queue, topic or subscription does not exist.
+
+    It says so in one of two ways: the token for a missing entity is refused at
+    put-token with status 404 (the SDK raises ServiceBusAuthenticationError around a
+    TokenAuthFailure carrying that status), or a link to it is detached with
+    ``amqp:not-found`` (MessagingEntityNotFoundError).
+    """
+    from azure.servicebus import exceptions as sb
+
+    if isinstance(exc, sb.MessagingEntityNotFoundError):
+        return True
+    inner = getattr(exc, "inner_exception", None)
+    return isinstance(exc, sb.ServiceBusAuthenticationError) and (
+        getattr(inner, "status_code", None) == 404
+    )
+
+
+async def _open_handler(handler: Any) -> Any:
+    """Open an SDK sender or receiver; a missing entity fails on the first attempt.
+
+    The SDK retries a refused token like a transient fault (``retry_total`` times, with
+    backoff: ~15 s with the default four attempts) although a missing queue or topic
+    will not appear by retrying. So the first attempt runs without the SDK's retries;
+    a missing entity (or, for a next-available-session receiver, no session within
+    the wait) is raised at once, anything else is retried with the attempts left.
+    """
+    from azure.servicebus.exceptions import OperationTimeoutError, ServiceBusError
+
+    # SDK internals (azure-servicebus 7.x): each handler reads its own Configuration's
+    # retry_total when it retries; the not-found tests on the test broker fail if that
+    # changes.
+    config = handler._config
+    retries = config.retry_total
+    config.retry_total = 0
+    try:
+        await handler.__aenter__()
+        return handler
+    except ServiceBusError as exc:
+        if retries <= 0 or _is_missing_entity(exc) or isinstance(exc, OperationTimeoutError):
+            raise
+        if not getattr(exc, "_retryable", True):
+            raise
+    finally:
+        config.retry_total = retries
+    config.retry_total = retries - 1
+    try:
+        await handler.__aenter__()
+    finally:
+        config.retry_total = retries
+    return handler
 
 
 async def _take(receiver: Any, max_messages: int, wait: float) -> list[Any]:
@@ -855,10 +932,10 @@ class _OnTopic(AzureServiceBusQueue):
         return _EntityClient(client, self.topic_name, self.subscription_name)
 
     def _check_hint(self) -> str:
-        return f"Check topic_name {self.topic_name!r}"
+        return f"Check topic_name {self.topic_name!r} and that the topic exists in the namespace"
 
     def _not_found(self, message: str) -> QueueNotFoundError:
-        return TopicNotFoundError(self.topic_name, f"{message}. ({self._check_hint()})")
+        return TopicNotFoundError(self.topic_name, f"{message}. {self._check_hint()}")
 
 
 class AzureServiceBusSubscription(_OnTopic):
@@ -873,35 +950,25 @@ class AzureServiceBusSubscription(_OnTopic):
         *,
         topic_name: str,
         subscription_name: str,
-        connection_string: str | Secret | None = None,
-        fully_qualified_namespace: str | None = None,
-        managed_identity_client_id: str | None = None,
-        tenant_id: str | None = None,
-        client_id: str | None = None,
-        client_secret: str | Secret | None = None,
         session_enabled: bool = False,
         max_message_bytes: int = STANDARD_MAX_MESSAGE_BYTES,
         # Four attempts: as the queue (three retries).
         max_attempts: int = 4,
         retry_backoff_factor: float = 0.8,
         in_flight_limit: int = 10_000,
+        **auth: Unpack[ServiceBusAuthOptions],
     ) -> None:
         for name, value in (("topic_name", topic_name), ("subscription_name", subscription_name)):
             if not isinstance(value, str) or not value.strip():
                 raise ConfigurationError(f"the 'azure_bus' subscription needs {name}=")
         super().__init__(
             queue_name=f"{topic_name}/Subscriptions/{subscription_name}",
-            connection_string=connection_string,
-            fully_qualified_namespace=fully_qualified_namespace,
-            managed_identity_client_id=managed_identity_client_id,
-            tenant_id=tenant_id,
-            client_id=client_id,
-            client_secret=client_secret,
             session_enabled=session_enabled,
             max_message_bytes=max_message_bytes,
             max_attempts=max_attempts,
             retry_backoff_factor=retry_backoff_factor,
             in_flight_limit=in_flight_limit,
+            **auth,
         )
         self.topic_name = topic_name
         self.subscription_name = subscription_name
@@ -933,7 +1000,8 @@ class AzureServiceBusSubscription(_OnTopic):
 
     def _check_hint(self) -> str:
         return (
-            f"Check topic_name {self.topic_name!r} and subscription_name {self.subscription_name!r}"
+            f"Check topic_name {self.topic_name!r} and subscription_name "
+            f"{self.subscription_name!r}, and that both exist in the namespace"
         )
 
 
@@ -963,19 +1031,15 @@ class AzureServiceBusTopic(Topic):
         self,
         *,
         topic_name: str,
-        connection_string: str | Secret | None = None,
-        fully_qualified_namespace: str | None = None,
-        managed_identity_client_id: str | None = None,
-        tenant_id: str | None = None,
-        client_id: str | None = None,
-        client_secret: str | Secret | None = None,
         session_enabled: bool = False,
         max_message_bytes: int = STANDARD_MAX_MESSAGE_BYTES,
         # Four attempts: as the queue (three retries).
         max_attempts: int = 4,
         retry_backoff_factor: float = 0.8,
+        **auth: Unpack[ServiceBusAuthOptions],
     ) -> None:
         super().__init__()
+        check_options("the 'azure_bus' topic", type(self), auth)
         if not isinstance(topic_name, str) or not topic_name.strip():
             raise ConfigurationError("the 'azure_bus' topic needs topic_name=")
         if not isinstance(session_enabled, bool):
@@ -985,15 +1049,10 @@ class AzureServiceBusTopic(Topic):
         self.requires_group_id = session_enabled
         self._sender = _TopicSender(
             topic_name=topic_name,
-            connection_string=connection_string,
-            fully_qualified_namespace=fully_qualified_namespace,
-            managed_identity_client_id=managed_identity_client_id,
-            tenant_id=tenant_id,
-            client_id=client_id,
-            client_secret=client_secret,
             max_message_bytes=max_message_bytes,
             max_attempts=max_attempts,
             retry_backoff_factor=retry_backoff_factor,
+            **auth,
         )
         self.topic_name = topic_name
         self.backend_name = self._sender.backend_name
@@ -1037,4 +1096,5 @@ __all__ = [
     "AzureServiceBusQueue",
     "AzureServiceBusSubscription",
     "AzureServiceBusTopic",
+    "ServiceBusAuthOptions",
 ]

@@ -73,6 +73,7 @@ from cloudrift.core.exceptions import (
     MessageTooLargeError,
     MessagingConnectionError,
     MessagingError,
+    QueueNotFoundError,
     ReceiptHandleError,
 )
 from cloudrift.core.lifecycle import AsyncBackend
@@ -231,6 +232,9 @@ class SendFailure:
     """Why one batch entry was not sent (returned by ``_send_chunk`` / ``_send_entries``)."""
 
     reason: str
+    #: Set when the destination itself does not exist: a batch of which no entry was
+    #: sent raises this error instead of MessageSendError (nothing per entry to report).
+    missing: QueueNotFoundError | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -408,6 +412,9 @@ class MessageSender(AsyncBackend, abc.ABC):
             )
         succeeded = {i: r for i, r in enumerate(results) if isinstance(r, str)}
         failed = {i: r.reason for i, r in enumerate(results) if isinstance(r, SendFailure)}
+        missing = [r.missing for r in results if isinstance(r, SendFailure) and r.missing]
+        if missing and not succeeded:
+            raise missing[0]
         if failed:
             first = min(failed)
             raise MessageSendError(
@@ -548,6 +555,9 @@ class MessageSender(AsyncBackend, abc.ABC):
         except MessagingConnectionError as exc:
             gave_up.append(str(exc))
             return [SendFailure(str(exc)) for _ in chunk]
+        except QueueNotFoundError as exc:  # the next part would only be refused too
+            gave_up.append(str(exc))
+            return [SendFailure(str(exc), missing=exc) for _ in chunk]
         except (MessagingError, FeatureNotSupportedError) as exc:
             return [SendFailure(str(exc)) for _ in chunk]
         if len(results) != len(chunk):
@@ -563,6 +573,10 @@ class MessageSender(AsyncBackend, abc.ABC):
         for msg in chunk:
             try:
                 results.append(await self._send_one(msg))
+            except QueueNotFoundError as exc:
+                if not results:
+                    raise  # the whole part fails: see _send_chunk_reporting
+                results.append(SendFailure(str(exc)))
             except MessagingError as exc:
                 results.append(SendFailure(str(exc)))
         return results

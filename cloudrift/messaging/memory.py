@@ -43,6 +43,16 @@ class _Entry:
     in_flight: bool = field(default=False)
 
 
+def memory_limits(max_message_bytes: int) -> SendLimits:
+    """The sending limits of the memory queue and topic: SQS-like batches of 10, each
+    message (and batch) at most ``max_message_bytes``."""
+    return SendLimits(
+        max_message_bytes=max_message_bytes,
+        max_batch_count=10,
+        max_batch_bytes=max_message_bytes,
+    )
+
+
 class MemoryQueue(Queue):
     """A queue held in this process's memory (nothing shared between instances)."""
 
@@ -207,11 +217,7 @@ class MemoryQueue(Queue):
     # ----------------------------------------------------------------- hooks
 
     async def _limits(self) -> SendLimits:
-        return SendLimits(
-            max_message_bytes=self.max_message_bytes,
-            max_batch_count=10,
-            max_batch_bytes=self.max_message_bytes,
-        )
+        return memory_limits(self.max_message_bytes)
 
     async def _send_one(self, msg: PreparedMessage) -> str:
         return self._enqueue(

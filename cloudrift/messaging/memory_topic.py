@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 
 from cloudrift.core.operation import operation
 from cloudrift.messaging.base import Message, PreparedMessage, Queue, SendLimits
-from cloudrift.messaging.memory import MemoryQueue
+from cloudrift.messaging.memory import MemoryQueue, memory_limits
 from cloudrift.messaging.topic import Topic
 
 
@@ -85,11 +85,7 @@ class MemoryTopic(Topic):
         return f"MemoryTopic(topic={self.name!r})"
 
     async def _limits(self) -> SendLimits:
-        return SendLimits(
-            max_message_bytes=self.max_message_bytes,
-            max_batch_count=10,
-            max_batch_bytes=self.max_message_bytes,
-        )
+        return memory_limits(self.max_message_bytes)
 
     async def _send_one(self, msg: PreparedMessage) -> str:
         for queue in list(self._state.subscriptions.values()):

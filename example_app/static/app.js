@@ -31,7 +31,9 @@ class Poller {
   }
 
   pending() {
-    return this.element.querySelector(
+    // Any document still on its way: the notifications and the audit trail change
+    // once it is processed, so every panel keeps polling fast until then.
+    return document.querySelector(
       '[data-status="queued"], [data-status="awaiting_upload"]'
     ) !== null;
   }

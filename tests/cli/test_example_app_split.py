@@ -111,4 +111,6 @@ def test_bundled_scale_out_settings_share_every_backend_and_pass_production_chec
         "document": "mongodb",
         "cache": "redis",
         "email": "ses",
+        "topic": "redis",
+        "subscription": "redis",
     }

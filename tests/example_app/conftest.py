@@ -60,6 +60,33 @@ async def wait_for_status(
     pytest.fail(f"document {doc_id} never became {wanted!r}; last seen: {body}")
 
 
+async def wait_for_audit(client: httpx.AsyncClient, doc_id: str) -> dict[str, Any]:
+    """Poll GET /audit until it lists the document's ``document.processed`` event."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + WORKER_WAIT
+    items: list[dict[str, Any]] = []
+    while loop.time() < deadline:
+        response = await client.get("/audit", params={"limit": 100})
+        assert response.status_code == 200, response.text
+        items = response.json()["items"]
+        found = [e for e in items if e["document_id"] == doc_id]
+        if found:
+            return found[0]
+        await asyncio.sleep(0.02)
+    pytest.fail(f"document {doc_id} has no audit event; /audit lists: {items}")
+
+
+def aws_events_env(sns: Any, sqs: Any) -> dict[str, str]:
+    """Create local-aws.yaml's events topic and the audit queue subscribed to it (raw
+    delivery off: the SNS envelope is unwrapped) with boto3 clients on moto; returns the
+    environment variables that name them."""
+    topic_arn = sns.create_topic(Name="intake-events")["TopicArn"]
+    audit_url = sqs.create_queue(QueueName="intake-audit")["QueueUrl"]
+    attributes = sqs.get_queue_attributes(QueueUrl=audit_url, AttributeNames=["QueueArn"])
+    sns.subscribe(TopicArn=topic_arn, Protocol="sqs", Endpoint=attributes["Attributes"]["QueueArn"])
+    return {"INTAKE_EVENTS_TOPIC_ARN": topic_arn, "INTAKE_AUDIT_QUEUE_URL": audit_url}
+
+
 def demo_settings(data_dir: Path, monkeypatch: pytest.MonkeyPatch) -> CloudriftSettings:
     """The bundled demo settings file, with its data under ``data_dir``."""
     monkeypatch.setenv("DEMO_DATA_DIR", str(data_dir))

@@ -16,7 +16,7 @@ from cloudrift.config import CloudriftSettings
 from cloudrift.document import aclose_client
 from example_app import create_app, records
 from example_app.config import SETTINGS_DIR, IntakeConfig
-from tests.example_app.conftest import fetch_over_network, full_flow, running
+from tests.example_app.conftest import fetch_over_network, full_flow, running, wait_for_audit
 from tests.servers.acs import ACSServer
 from tests.servers.azurite import AzuriteContainer
 from tests.servers.redis import RedisServer
@@ -24,6 +24,9 @@ from tests.servers.servicebus import PLAIN_QUEUE, ServiceBusEndpoint
 
 #: The ACS stand-in accepts senders of its linked domain only.
 AZURE_SENDER = "intake@example.com"
+#: The topic local-azure.yaml publishes document.processed to (its audit subscription
+#: is added with it).
+EVENTS_TOPIC = "intake-events"
 
 
 AZURE_ENV = {
@@ -49,7 +52,10 @@ async def test_azure_settings_build_every_backend_without_network(
         monkeypatch.setenv(name, value)
     settings = CloudriftSettings.from_yaml(SETTINGS_DIR / "azure.yaml")
     settings.validate_production_security()
-    built = {c: settings.open_backend(c) for c in ("storage", "queue", "cache", "email")}
+    built = {
+        c: settings.open_backend(c)
+        for c in ("storage", "queue", "cache", "email", "topic", "subscription")
+    }
     client = settings.open_backend("document")
     try:
         assert {c: b.provider for c, b in built.items()} == {
@@ -57,6 +63,8 @@ async def test_azure_settings_build_every_backend_without_network(
             "queue": "azure_bus",
             "cache": "azure_redis",
             "email": "azure_acs",
+            "topic": "azure_bus",
+            "subscription": "azure_bus",
         }
         assert "Zk2pQ9rLw8sT4vX1" not in repr(settings)
         assert "Zk2pQ9rLw8sT4vX1" not in repr(client)
@@ -74,12 +82,15 @@ def azure_standins(
     redis: RedisServer,
     monkeypatch: pytest.MonkeyPatch,
 ) -> CloudriftSettings:
-    """local-azure.yaml pointed at Azurite, the Service Bus broker, ACS and redis-server."""
+    """local-azure.yaml pointed at Azurite, the Service Bus broker (with an events topic
+    and its audit subscription), ACS and redis-server."""
+    servicebus.broker.add_topic(EVENTS_TOPIC, ["audit"])
     for name, value in {
         "AZURE_STORAGE_CONNECTION_STRING": azurite.server.connection_string,
         "INTAKE_CONTAINER": azurite.container,
         "SERVICEBUS_CONNECTION_STRING": servicebus.connection_string(),
         "INTAKE_QUEUE": PLAIN_QUEUE,
+        "INTAKE_EVENTS_TOPIC": EVENTS_TOPIC,
         "ACS_ENDPOINT": acs.endpoint,
         "ACS_ACCESS_KEY": acs.access_key,
         "INTAKE_MAIL_FROM": AZURE_SENDER,
@@ -93,7 +104,8 @@ async def test_full_flow_on_azurite_service_bus_acs_and_redis_server(
     azure_standins: CloudriftSettings, acs: ACSServer, redis: RedisServer
 ) -> None:
     """Upload → Service Bus job → worker → record → redis cache hit → ACS mail → Azurite
-    SAS GET: the Azure code paths, with the same app code as the demo."""
+    SAS GET, and the document.processed event through a Service Bus topic to its audit
+    subscription: the Azure code paths, with the same app code as the demo."""
     content = b"azure one\nazure two"
     app = create_app(azure_standins, IntakeConfig())
     async with running(app) as client:
@@ -106,8 +118,12 @@ async def test_full_flow_on_azurite_service_bus_acs_and_redis_server(
             "document.default": "memory",
             "cache.default": "redis",
             "email.default": "azure_acs",
+            "topic.default": "azure_bus",
+            "subscription.audit": "azure_bus",
         }
         body = await full_flow(client, content, fetch_over_network)
+        event = await wait_for_audit(client, body["id"])
+        assert event["sha256"] == body["summary"]["sha256"]
 
     doc_id = body["id"]
     with redis.client() as direct:

@@ -41,6 +41,7 @@ from playwright.sync_api import (
 from cloudrift.config import CloudriftSettings
 from example_app import create_app
 from example_app.config import DEMO_SETTINGS, SETTINGS_DIR, IntakeConfig
+from tests.example_app.conftest import aws_events_env
 from tests.example_app.test_azure import azure_standins  # noqa: F401 (a fixture)
 from tests.servers.azurite import AzuriteContainer
 from tests.servers.moto import MotoEndpoint
@@ -202,9 +203,9 @@ def test_two_files_from_the_picker_go_straight_to_storage_and_are_processed(
 ) -> None:
     """Both progress bars move through intermediate values (uploads are throttled to
     200 kB/s) to 100%, each file is PUT to its signed /files URL (not through
-    POST /documents), both rows become processed with the right SHA-256, and the
-    notifications panel lists both emails with their summary attachments. Nothing is
-    fetched from anywhere but the app."""
+    POST /documents), both rows become processed with the right SHA-256, the
+    notifications panel lists both emails with their summary attachments and the audit
+    panel both document.processed events. Nothing is fetched from anywhere but the app."""
     first, second = _text("first", 1500), _text("second", 900)
     puts = _puts(page)
     requested: list[str] = []
@@ -231,6 +232,9 @@ def test_two_files_from_the_picker_go_straight_to_storage_and_are_processed(
         note = page.locator("#notifications li", has=page.get_by_text(f"summary-{doc_id}.json"))
         expect(note).to_have_count(1, timeout=WAIT_MS)
     expect(page.locator("#notifications .subject", has_text="first.txt")).to_have_count(1)
+    for name in ("first.txt", "second.txt"):
+        event = page.locator("#audit .audit-event", has=page.get_by_text(name, exact=True))
+        expect(event.locator(".type")).to_have_text("document.processed", timeout=WAIT_MS)
     # No CDN, no outside font or script: the page works offline.
     assert [url for url in requested if not url.startswith(f"{site.url}/")] == []
 
@@ -352,7 +356,9 @@ def _aws_site(moto: MotoEndpoint, redis: RedisServer) -> Iterator[tuple[LiveServ
     }
     s3 = boto3.client("s3", **aws)
     s3.create_bucket(Bucket="intake")
-    queue_url = boto3.client("sqs", **aws).create_queue(QueueName="intake-jobs")["QueueUrl"]
+    sqs = boto3.client("sqs", **aws)
+    queue_url = sqs.create_queue(QueueName="intake-jobs")["QueueUrl"]
+    events = aws_events_env(boto3.client("sns", **aws), sqs)
     boto3.client("sesv2", **aws).create_email_identity(EmailIdentity="intake@example.test")
     with pytest.MonkeyPatch.context() as env:
         for name, value in {
@@ -362,6 +368,7 @@ def _aws_site(moto: MotoEndpoint, redis: RedisServer) -> Iterator[tuple[LiveServ
             "AWS_SECRET_ACCESS_KEY": moto.secret_key,
             "INTAKE_QUEUE_URL": queue_url,
             "REDIS_URL": redis.url,
+            **events,
         }.items():
             env.setenv(name, value)
         settings = CloudriftSettings.from_yaml(SETTINGS_DIR / "local-aws.yaml")

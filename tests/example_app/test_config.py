@@ -107,6 +107,8 @@ AWS_ENV = {
     "AWS_REGION": "eu-west-1",
     "INTAKE_QUEUE_URL": "https://sqs.eu-west-1.amazonaws.com/123456789012/intake-jobs",
     "INTAKE_DLQ_URL": "https://sqs.eu-west-1.amazonaws.com/123456789012/intake-dlq",
+    "INTAKE_EVENTS_TOPIC_ARN": "arn:aws:sns:eu-west-1:123456789012:intake-events",
+    "INTAKE_AUDIT_QUEUE_URL": "https://sqs.eu-west-1.amazonaws.com/123456789012/intake-audit",
     "DOCDB_HOST": "intake.cluster-abc.eu-west-1.docdb.amazonaws.com",
     "DOCDB_USERNAME": "intake",
     "DOCDB_PASSWORD": "Zq8!vR2#kLw9pT4m",
@@ -127,7 +129,10 @@ async def test_aws_settings_build_every_backend_without_network(
     monkeypatch.setenv("DOCDB_CA_FILE", str(tls_files.ca_cert))
     settings = CloudriftSettings.from_yaml(SETTINGS_DIR / "aws.yaml")
     settings.validate_production_security()
-    built = {c: settings.open_backend(c) for c in ("storage", "queue", "cache", "email")}
+    built = {
+        c: settings.open_backend(c)
+        for c in ("storage", "queue", "cache", "email", "topic", "subscription")
+    }
     client = settings.open_backend("document")
     try:
         assert {c: b.provider for c, b in built.items()} == {
@@ -135,6 +140,8 @@ async def test_aws_settings_build_every_backend_without_network(
             "queue": "sqs",
             "cache": "elasticache",
             "email": "ses",
+            "topic": "sns",
+            "subscription": "sqs",
         }
         assert AWS_ENV["DOCDB_PASSWORD"] not in repr(settings)
         app = create_app(settings, IntakeConfig())

@@ -183,8 +183,9 @@ async def test_openapi_documents_the_file_field_so_docs_offers_an_upload_form(
         assert body["multipart/form-data"]["schema"]["properties"]["file"]["format"] == "binary"
 
 
-async def test_health_ready_reports_all_five_backends(demo_app: Callable[..., FastAPI]) -> None:
-    """/health/ready is 200 with storage, queue, document, cache and email all ok."""
+async def test_health_ready_reports_every_backend(demo_app: Callable[..., FastAPI]) -> None:
+    """/health/ready is 200 with storage, queue, document, cache, email, the events topic
+    and the audit subscription all ok."""
     app = demo_app()
     async with running(app) as client:
         ready = await client.get("/health/ready")
@@ -197,6 +198,8 @@ async def test_health_ready_reports_all_five_backends(demo_app: Callable[..., Fa
         "document",
         "cache",
         "email",
+        "topic",
+        "subscription",
     }
 
 

@@ -18,7 +18,7 @@ from cloudrift.config import CloudriftSettings
 from cloudrift.document import aclose_client
 from example_app import create_app, records
 from example_app.config import SETTINGS_DIR, IntakeConfig
-from tests.example_app.conftest import fetch_over_network, full_flow, running
+from tests.example_app.conftest import fetch_over_network, full_flow, running, wait_for_audit
 from tests.servers.gcs import GCSEmulator
 from tests.servers.pubsub import PubSubEndpoint
 from tests.servers.redis import RedisServer
@@ -146,7 +146,8 @@ async def test_full_flow_on_gcs_emulator_pubsub_redis_and_smtp(
     smtp_servers: dict[str, SMTPServer],
 ) -> None:
     """Upload → Pub/Sub job → worker → record → redis cache hit → SMTP mail (STARTTLS +
-    AUTH) → GCS signed GET: the Google Cloud code paths, with the same app code as the demo."""
+    AUTH) → GCS signed GET, and the document.processed event through a Pub/Sub topic to
+    its audit subscription: the Google Cloud code paths, with the same app code as the demo."""
     content = b"google one\ngoogle two\n"
     app = create_app(gcp_standins, IntakeConfig())
     async with running(app) as client:
@@ -163,6 +164,8 @@ async def test_full_flow_on_gcs_emulator_pubsub_redis_and_smtp(
             "subscription.audit": "gcp_pubsub",
         }
         body = await full_flow(client, content, fetch_over_network)
+        event = await wait_for_audit(client, body["id"])
+        assert event["sha256"] == body["summary"]["sha256"]
 
     doc_id = body["id"]
     stored = gcs.request("GET", f"/storage/v1/b/{gcs.bucket}/o/documents%2F{doc_id}?alt=media")

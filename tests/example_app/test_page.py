@@ -17,7 +17,7 @@ from example_app import create_app
 from example_app.config import IntakeConfig
 from example_app.services import services_of
 from example_app.sweeper import sweep
-from tests.example_app.conftest import running, upload, wait_for_status
+from tests.example_app.conftest import running, upload, wait_for_audit, wait_for_status
 
 #: What Chromium sends with a form post.
 BROWSER_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"
@@ -99,6 +99,24 @@ async def test_notifications_are_listed_for_the_memory_email_provider(tmp_path: 
     ]
     assert f"summary-{first}.json" in fragment.text
     assert too_many.status_code == 422
+
+
+async def test_the_page_shows_the_audit_panel_and_its_fragment_lists_events(
+    demo_app: Callable[..., FastAPI],
+) -> None:
+    """The page has an audit panel polling /ui/audit; once a document is processed the
+    fragment lists its document.processed event with the file's name (escaped)."""
+    app = demo_app()
+    async with running(app) as client:
+        page = await client.get("/")
+        empty = await client.get("/ui/audit")
+        doc_id = (await upload(client, b"x\n", "x<i>y.txt")).json()["id"]
+        await wait_for_audit(client, doc_id)
+        fragment = await client.get("/ui/audit")
+    assert 'id="audit"' in page.text and 'data-refresh="/ui/audit"' in page.text
+    assert "No events recorded yet." in empty.text
+    assert "document.processed" in fragment.text
+    assert "x&lt;i&gt;y.txt" in fragment.text and "<i>" not in fragment.text
 
 
 async def test_markup_in_a_filename_is_shown_as_text(demo_app: Callable[..., FastAPI]) -> None:

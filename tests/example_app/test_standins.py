@@ -27,10 +27,12 @@ from example_app.config import SETTINGS_DIR, IntakeConfig
 from example_app.services import services_of
 from example_app.sweeper import sweep
 from tests.example_app.conftest import (
+    aws_events_env,
     demo_settings,
     fetch_over_network,
     full_flow,
     running,
+    wait_for_audit,
     wait_for_status,
 )
 from tests.servers.moto import MotoEndpoint
@@ -53,9 +55,12 @@ def _aws(moto: MotoEndpoint, service: str) -> Any:
 def aws_standins(
     moto: MotoEndpoint, redis: RedisServer, monkeypatch: pytest.MonkeyPatch
 ) -> CloudriftSettings:
-    """local-aws.yaml pointed at moto and redis-server (bucket, queue, sender created)."""
+    """local-aws.yaml pointed at moto and redis-server (bucket, queue, sender, events topic
+    and the audit queue subscribed to it, raw delivery off, created)."""
     _aws(moto, "s3").create_bucket(Bucket="intake")
-    queue_url = _aws(moto, "sqs").create_queue(QueueName="intake-jobs")["QueueUrl"]
+    sqs = _aws(moto, "sqs")
+    queue_url = sqs.create_queue(QueueName="intake-jobs")["QueueUrl"]
+    events = aws_events_env(_aws(moto, "sns"), sqs)
     _aws(moto, "sesv2").create_email_identity(EmailIdentity=SENDER)
     for name, value in {
         "AWS_ENDPOINT_URL": moto.endpoint_url,
@@ -64,6 +69,7 @@ def aws_standins(
         "AWS_SECRET_ACCESS_KEY": moto.secret_key,
         "INTAKE_QUEUE_URL": queue_url,
         "REDIS_URL": redis.url,
+        **events,
     }.items():
         monkeypatch.setenv(name, value)
     return CloudriftSettings.from_yaml(SETTINGS_DIR / "local-aws.yaml")
@@ -72,7 +78,8 @@ def aws_standins(
 async def test_full_flow_on_moto_s3_sqs_ses_and_redis_server(
     aws_standins: CloudriftSettings, moto: MotoEndpoint, redis: RedisServer
 ) -> None:
-    """Upload → SQS job → worker → record → redis cache hit → SES mail → S3 presigned GET."""
+    """Upload → SQS job → worker → record → redis cache hit → SES mail → S3 presigned GET,
+    and the document.processed event through SNS to the audit SQS subscription."""
     content = b"alpha\nbeta\ngamma\n"
     app = create_app(aws_standins, IntakeConfig())
     async with running(app) as client:
@@ -85,8 +92,12 @@ async def test_full_flow_on_moto_s3_sqs_ses_and_redis_server(
             "document.default": "memory",
             "cache.default": "redis",
             "email.default": "ses",
+            "topic.default": "sns",
+            "subscription.audit": "sqs",
         }
         body = await full_flow(client, content, fetch_over_network)
+        event = await wait_for_audit(client, body["id"])
+        assert event["sha256"] == body["summary"]["sha256"]
 
     doc_id = body["id"]
     stored = _aws(moto, "s3").get_object(Bucket="intake", Key=f"documents/{doc_id}")

@@ -48,7 +48,6 @@ from cloudrift.core.exceptions import (
     BackendClosedError,
     ConfigurationError,
     FeatureNotSupportedError,
-    MessageSendError,
     MessagingConnectionError,
     MessagingError,
     MessagingPermissionError,
@@ -154,6 +153,20 @@ class TestBrokerSpeaksServiceBusToTheRawSDK:
                 await receiver.complete_message(msg)
         assert servicebus.broker.messages(PLAIN_QUEUE) == []
         assert servicebus.broker.cbs_tokens_accepted >= 2
+
+    async def test_a_missing_entity_is_refused_at_put_token_with_404(
+        self, servicebus: ServiceBusEndpoint
+    ) -> None:
+        """As Service Bus does, a token for a missing queue is refused with status 404: the
+        SDK raises ServiceBusAuthenticationError around a TokenAuthFailure naming it."""
+        conn = servicebus.connection_string()
+        async with ServiceBusClient.from_connection_string(conn, retry_total=0) as c:
+            with pytest.raises(ServiceBusAuthenticationError) as info:
+                async with c.get_queue_sender("no-such-queue") as sender:
+                    await sender.send_messages(ServiceBusMessage(b"x"))
+        inner = info.value.inner_exception
+        assert getattr(inner, "status_code", None) == 404
+        assert "'sb://" in str(inner) and "/no-such-queue' could not be found" in str(inner)
 
     async def test_abandon_increments_delivery_count(self, servicebus: ServiceBusEndpoint) -> None:
         """abandon (modified, delivery-failed) redelivers with delivery_count 1."""
@@ -604,6 +617,20 @@ async def test_missing_queue_raises_queue_not_found(servicebus: ServiceBusEndpoi
         assert await queue.health_check() is False
 
 
+@pytest.mark.parametrize("doing", ["send", "receive"])
+async def test_missing_queue_is_reported_on_the_first_attempt(
+    servicebus: ServiceBusEndpoint, doing: str
+) -> None:
+    """With the default retries, a missing queue raises QueueNotFoundError naming it after
+    one refused token: the SDK's retries (~15 s) are not spent on it."""
+    before = servicebus.broker.cbs_tokens_not_found
+    async with opened(servicebus, "no-such-queue") as queue:
+        call = queue.send({"n": 1}) if doing == "send" else queue.receive(wait_time=0)
+        with pytest.raises(QueueNotFoundError, match="/no-such-queue' could not be found"):
+            await call
+    assert servicebus.broker.cbs_tokens_not_found == before + 1
+
+
 async def test_wrong_key_raises_permission_error_without_the_key(
     servicebus: ServiceBusEndpoint,
 ) -> None:
@@ -779,12 +806,16 @@ async def test_service_principal_builds_client_secret_credential_without_network
     await queue.close()
 
 
-async def test_batch_send_failure_reports_every_entry(servicebus: ServiceBusEndpoint) -> None:
-    """A batch to a missing queue raises MessageSendError whose failed covers every entry."""
-    async with opened(servicebus, "no-such-queue", max_attempts=1) as queue:
-        with pytest.raises(MessageSendError) as info:
+async def test_batch_to_a_missing_queue_raises_queue_not_found(
+    servicebus: ServiceBusEndpoint,
+) -> None:
+    """A batch to a missing queue raises QueueNotFoundError (not a MessageSendError with a
+    failure per entry) after one refused token."""
+    before = servicebus.broker.cbs_tokens_not_found
+    async with opened(servicebus, "no-such-queue") as queue:
+        with pytest.raises(QueueNotFoundError, match="no-such-queue"):
             await queue.send_batch([{"n": 0}, {"n": 1}, {"n": 2}])
-        assert sorted(info.value.failed) == [0, 1, 2] and info.value.succeeded == {}
+    assert servicebus.broker.cbs_tokens_not_found == before + 1
 
 
 def test_the_sdk_is_imported_only_when_azure_bus_is_chosen() -> None:

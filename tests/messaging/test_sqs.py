@@ -295,6 +295,21 @@ async def test_missing_queue_raises_queue_not_found(moto: MotoEndpoint) -> None:
         assert await queue.health_check() is False
 
 
+async def test_batch_to_a_missing_queue_raises_queue_not_found(moto: MotoEndpoint) -> None:
+    """send_batch of 25 to a queue that does not exist raises QueueNotFoundError (not a
+    MessageSendError with a failure per entry), trying no part twice."""
+    url = create_queue(moto, "exists").rsplit("/", 1)[0] + "/nope"
+    async with SQSQueue(queue_url=url, **moto.credentials()) as queue:
+        client = await queue.native()
+        calls: list[str] = []
+        client.meta.events.register(
+            "before-call.sqs.*", lambda model, **_: calls.append(model.name)
+        )
+        with pytest.raises(QueueNotFoundError, match="queue_url"):
+            await queue.send_batch([{"n": n} for n in range(25)])
+        assert calls.count("SendMessageBatch") <= 1
+
+
 async def test_unreachable_endpoint_raises_connection_error_and_health_false() -> None:
     """A dead endpoint gives MessagingConnectionError, and health_check() returns False."""
     endpoint = f"http://127.0.0.1:{free_port()}"

@@ -22,12 +22,17 @@ from azure.servicebus import ServiceBusMessage
 from azure.servicebus.aio import ServiceBusClient
 
 from cloudrift.core.exceptions import (
+    ConfigurationError,
     FeatureNotSupportedError,
     QueueNotFoundError,
     TopicNotFoundError,
 )
 from cloudrift.messaging import Message, Queue, Topic, get_queue, get_subscription, get_topic
-from cloudrift.messaging.azure_bus import AzureServiceBusSubscription
+from cloudrift.messaging.azure_bus import (
+    AzureServiceBusQueue,
+    AzureServiceBusSubscription,
+    AzureServiceBusTopic,
+)
 from cloudrift.messaging.base import PreparedMessage, SendFailure
 from tests.conformance.messaging import drain
 from tests.conformance.topic import TopicConformance
@@ -175,13 +180,83 @@ async def test_missing_subscription_raises_topic_not_found_naming_it(
         connection_string=servicebus.connection_string(),
         topic_name="no-such-topic",
         subscription_name="audit",
-        max_attempts=1,
     )
+    before = servicebus.broker.cbs_tokens_not_found
     try:
         with pytest.raises(TopicNotFoundError, match=r"no-such-topic.*'audit'") as info:
             await subscription.receive(max_messages=1, wait_time=0)
         assert isinstance(info.value, QueueNotFoundError)
         assert info.value.topic == "no-such-topic"
+        # One refused token: the SDK's retries (~15 s) were not spent on it.
+        assert servicebus.broker.cbs_tokens_not_found == before + 1
         assert await subscription.health_check() is False
     finally:
         _close_later(subscription)
+
+
+async def test_missing_subscription_of_a_topic_raises_topic_not_found(
+    servicebus: ServiceBusEndpoint,
+) -> None:
+    """A subscription missing from an existing topic (refused at attach, amqp:not-found)
+    raises TopicNotFoundError naming both."""
+    servicebus.broker.add_topic("t-nosub", [])
+    subscription = get_subscription(
+        "azure_bus",
+        connection_string=servicebus.connection_string(),
+        topic_name="t-nosub",
+        subscription_name="absent",
+    )
+    try:
+        with pytest.raises(TopicNotFoundError, match=r"t-nosub.*'absent'") as info:
+            await subscription.receive(max_messages=1, wait_time=0)
+        assert info.value.topic == "t-nosub"
+        assert "could not be found" in str(info.value)
+    finally:
+        _close_later(subscription)
+
+
+@pytest.mark.parametrize("how", ["publish", "publish_batch", "health_check"])
+async def test_missing_topic_is_reported_on_the_first_attempt(
+    servicebus: ServiceBusEndpoint, how: str
+) -> None:
+    """publish and publish_batch to a topic that does not exist raise TopicNotFoundError
+    naming it (a batch: not a failure per entry) after one refused token, with the
+    default retries; health_check() is False."""
+    topic = get_topic(
+        "azure_bus", connection_string=servicebus.connection_string(), topic_name="no-topic"
+    )
+    before = servicebus.broker.cbs_tokens_not_found
+    try:
+        if how == "health_check":
+            assert await topic.health_check() is False
+        else:
+            batch = [{"n": i} for i in range(3)]
+            call = topic.publish(batch[0]) if how == "publish" else topic.publish_batch(batch)
+            with pytest.raises(TopicNotFoundError, match="'no-topic'") as info:
+                await call
+            assert info.value.topic == "no-topic"
+        assert servicebus.broker.cbs_tokens_not_found == before + 1
+    finally:
+        _close_later(topic)
+
+
+_CONNECTION = "Endpoint=sb://h/;SharedAccessKeyName=k;SharedAccessKey=v"
+
+
+@pytest.mark.parametrize(
+    ("backend", "names"),
+    [
+        (AzureServiceBusQueue, {"queue_name": "q"}),
+        (AzureServiceBusTopic, {"topic_name": "t"}),
+        (AzureServiceBusSubscription, {"topic_name": "t", "subscription_name": "s"}),
+    ],
+)
+def test_an_unknown_option_is_a_configuration_error_naming_the_closest(
+    backend: type, names: dict[str, str]
+) -> None:
+    """Queue, topic and subscription share one auth option group: a misspelled option
+    given to the class itself raises ConfigurationError suggesting the right name."""
+    with pytest.raises(ConfigurationError, match="did you mean 'tenant_id'"):
+        backend(**names, connection_string=_CONNECTION, tenant="x")
+    with pytest.raises(ConfigurationError, match="did you mean 'connection_string'"):
+        backend(**names, conection_string=_CONNECTION)

@@ -124,6 +124,17 @@ async def test_unknown_topic_raises_topic_not_found_naming_it_fast(
     assert pubsub.state.calls["publish"] == 1
 
 
+async def test_publish_batch_to_an_unknown_topic_raises_topic_not_found(
+    pubsub: PubSubEndpoint,
+) -> None:
+    """publish_batch to a topic that does not exist raises TopicNotFoundError naming it
+    (not a MessageSendError with a failure per entry), after one publish request."""
+    async with _topic(pubsub, "no-such-topic") as topic:
+        with pytest.raises(TopicNotFoundError, match="no-such-topic"):
+            await topic.publish_batch([{"n": n} for n in range(3)])
+    assert pubsub.state.calls["publish"] == 1
+
+
 async def test_unknown_subscription_raises_topic_not_found_naming_it(
     pubsub: PubSubEndpoint,
 ) -> None:

@@ -131,6 +131,24 @@ async def test_unknown_topic_raises_topic_not_found_naming_it_fast(moto: MotoEnd
         assert await topic.health_check() is False
 
 
+async def test_publish_batch_to_an_unknown_topic_raises_topic_not_found(
+    moto: MotoEndpoint,
+) -> None:
+    """publish_batch of 25 to a topic that does not exist raises TopicNotFoundError naming
+    the ARN (not a MessageSendError per entry), each of the 3 parts refused once at most."""
+    arn = f"arn:aws:sns:{moto.region}:123456789012:no-such-topic"
+    async with get_topic("sns", topic_arn=arn, **moto.credentials()) as topic:
+        client = await topic.native()  # type: ignore[attr-defined]
+        calls: list[str] = []
+        client.meta.events.register(
+            "before-call.sns.*", lambda model, **_: calls.append(model.name)
+        )
+        with pytest.raises(TopicNotFoundError, match="no-such-topic") as info:
+            await topic.publish_batch([{"n": n} for n in range(25)])
+        assert info.value.topic == arn
+        assert 1 <= len(calls) <= 3 and set(calls) == {"PublishBatch"}
+
+
 async def test_bad_topic_arn_is_a_configuration_error() -> None:
     """A topic_arn that is not an SNS ARN is refused when the topic is built."""
     from cloudrift.core.exceptions import ConfigurationError

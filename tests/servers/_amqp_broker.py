@@ -6,7 +6,8 @@ part of Service Bus's AMQP dialect that the SDK (``azure.servicebus.aio``, pure-
 
 * the ``$cbs`` ``put-token`` handshake (reply ``status-code: 202`` on the link whose
   source is ``$cbs``, correlated by the request's message id); the SAS signature is
-  verified against the configured key, so a wrong key is refused with 401;
+  verified against the configured key, so a wrong key is refused with 401, and, as on
+  Service Bus, a token for an entity that does not exist is refused with 404;
 * peek-lock delivery: the delivery tag is the lock token (a UUID, little-endian bytes),
   annotations ``x-opt-sequence-number``, ``x-opt-enqueued-time``, ``x-opt-locked-until``,
   header ``delivery-count``; locks expire after the queue's lock duration;
@@ -237,6 +238,8 @@ class AmqpTestBroker(Handler):  # type: ignore[misc]
         self._startup_error: BaseException | None = None
         self._acceptor: Any = None
         self.cbs_tokens_accepted = 0
+        #: put-token requests refused because their entity does not exist
+        self.cbs_tokens_not_found = 0
         self.management_ops: list[str] = []
         self.transfers_received = 0
         self.sender_links_opened = 0
@@ -919,6 +922,8 @@ class AmqpTestBroker(Handler):  # type: ignore[misc]
             status, description = self._check_token(request)
             if status == 202:
                 self.cbs_tokens_accepted += 1
+            elif status == 404:
+                self.cbs_tokens_not_found += 1
             self._reply(
                 link, path, request, status, None, field_name="status-code", description=description
             )
@@ -991,6 +996,16 @@ class AmqpTestBroker(Handler):  # type: ignore[misc]
         given = urllib.parse.unquote(fields.get("sig", ""))
         if not hmac.compare_digest(expected, given):
             return 401, "InvalidSignature: The token has an invalid signature."
+        # Service Bus checks the token's audience (the entity the link is for) at
+        # put-token: a missing queue or topic is refused here with 404, before any link
+        # attaches (the SDK raises ServiceBusAuthenticationError around a
+        # TokenAuthFailure with status_code 404). A missing subscription of an existing
+        # topic gets its token and is refused at attach (amqp:not-found).
+        audience = str((request.properties or {}).get("name", ""))
+        path = _entity_path(audience).lower()
+        top = path.split("/subscriptions/")[0].removesuffix(DEAD_LETTER_SUFFIX)
+        if top and top not in self.entities and top not in self.topics:
+            return 404, f"The messaging entity '{audience}' could not be found."
         return 202, "Accepted"
 
     def _find_locked(self, entity: Entity, token: uuid.UUID) -> StoredMessage | None:
