@@ -283,7 +283,12 @@ class ObstoreEngine:
         content_type: str,
         metadata: dict[str, str],
         part_size: int,
+        *,
+        max_parts: int | None = None,
     ) -> None:
+        """A streamed upload: one PUT for at most one part, else obstore's multipart
+        upload (aborted when the source fails, the caller is cancelled, or the stream
+        needs more than ``max_parts`` parts, the service's limit)."""
         first = await anext(parts, None)
         second = await anext(parts, None) if first is not None else None
         if first is None or second is None:
@@ -296,7 +301,16 @@ class ObstoreEngine:
         async def all_parts() -> AsyncIterator[bytes]:
             while head:
                 yield head.pop(0)
+            count = 2
             async for part in parts:
+                count += 1
+                if max_parts is not None and count > max_parts:
+                    # Fail before the service refuses part max_parts + 1: obstore then
+                    # aborts the upload, and the caller learns what to change.
+                    raise StorageError(
+                        f"upload_stream of {key!r} needs more than {max_parts} parts of "
+                        f"{part_size} bytes (the service's limit); pass a larger part_size"
+                    )
                 yield part
 
         store = await self._store.get()
@@ -325,6 +339,11 @@ class ObstoreEngine:
                     if part is None:
                         return
                     yield part
+            except GeneratorExit:
+                # obstore closed the source because its upload failed (its own error,
+                # e.g. the link died, is the one to translate) or ended: not a source
+                # error to hand back.
+                raise
             except BaseException as exc:
                 failure.append(exc)
                 raise
@@ -396,13 +415,13 @@ class ObstoreEngine:
         except Exception as exc:
             self._raise(exc, key)
         meta = result.meta
-        attributes = dict(result.attributes)
+        attributes = result.attributes
         return ObjectInfo(
             key=key,
-            size=int(meta["size"]),
+            size=meta["size"],
             etag=self._etag(meta),
             content_type=attributes.get("Content-Type"),
-            last_modified=meta.get("last_modified"),
+            last_modified=meta["last_modified"],
             metadata={k: v for k, v in attributes.items() if k not in _STANDARD_ATTRIBUTES},
         )
 
@@ -415,10 +434,16 @@ class ObstoreEngine:
         return _etag(meta.get("e_tag"))
 
     async def exists(self, key: str) -> bool:
+        store = await self._store.get()
         try:
-            await self.head(key)
-        except ObjectNotFoundError:
-            return False
+            # obstore's own head: the same HEAD request without building a GetResult
+            # and its attributes, which existence does not need.
+            await self._obstore.head_async(store, key)
+        except Exception as exc:
+            try:
+                self._raise(exc, key)
+            except ObjectNotFoundError:
+                return False
         return True
 
     async def delete(self, key: str) -> None:

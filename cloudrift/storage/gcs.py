@@ -357,7 +357,10 @@ class GCSStorage(Storage):
         if_match: str | None = None,
     ) -> None:
         if self._obstore is not None and if_match is None and not self._kms:
-            await self._obstore.put_stream(key, parts, content_type, metadata, part_size)
+            # The XML API's multipart upload takes at most 10,000 parts, like S3.
+            await self._obstore.put_stream(
+                key, parts, content_type, metadata, part_size, max_parts=10_000
+            )
             return
         if part_size % _RESUMABLE_UNIT:
             raise InvalidArgumentError(
