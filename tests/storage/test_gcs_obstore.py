@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from cloudrift.core.exceptions import BucketNotFoundError, ObjectNotFoundError
+from cloudrift.core.exceptions import BucketNotFoundError, ConfigurationError, ObjectNotFoundError
 from cloudrift.storage import Storage, get_storage
 from cloudrift.storage.base import MIN_PART_SIZE
 from cloudrift.storage.gcs import GCSStorage
@@ -149,3 +149,28 @@ async def test_engine_runs_without_importing_gcloud_or_aiohttp(gcs_xml: FakeGCS)
         check=True,
     )
     assert done.stdout.strip() == "['obstore']"
+
+
+def test_sdk_stays_the_default_and_engine_is_checked() -> None:
+    """Without engine, gcs runs on its SDK; an unknown engine is a ConfigurationError."""
+    storage = GCSStorage(bucket="b")
+    assert storage.engine == "sdk" and storage._obstore is None
+    with pytest.raises(ConfigurationError, match="engine must be one of"):
+        GCSStorage(bucket="b", engine="rust")
+
+
+async def test_kms_writes_stay_on_the_sdk_client(gcs_xml: FakeGCS) -> None:
+    """With kms_key_name, uploads go through the SDK client (obstore cannot send the key
+    name), reads through obstore."""
+    storage = GCSStorage(
+        bucket=gcs_xml.bucket,
+        emulator_host=gcs_xml.endpoint,
+        kms_key_name="projects/p/locations/l/keyRings/r/cryptoKeys/k",
+        engine="obstore",
+    )
+    try:
+        await storage.upload("cmek.txt", b"sealed")
+        assert storage._client.opened
+        assert await storage.download("cmek.txt") == b"sealed"
+    finally:
+        await storage.close()
