@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -18,6 +19,7 @@ from cloudrift.storage import Storage, get_storage
 from cloudrift.storage.base import MIN_PART_SIZE
 from cloudrift.storage.gcs import GCSStorage
 from tests.conformance.storage import StorageConformance, agen
+from tests.servers._process import free_port
 from tests.servers.gcs_xml import FakeGCS
 
 #: Conditional replaces and deletes (if_match) run on the SDK client on both engines.
@@ -174,3 +176,61 @@ async def test_kms_writes_stay_on_the_sdk_client(gcs_xml: FakeGCS) -> None:
         assert await storage.download("cmek.txt") == b"sealed"
     finally:
         await storage.close()
+
+
+@pytest.fixture
+def token_server_key(service_account_file: Path, tmp_path: Path) -> tuple[Path, int]:
+    """A copy of the service-account file whose token_uri is a free local port."""
+    port = free_port()
+    account = json.loads(service_account_file.read_text())
+    account["token_uri"] = f"http://127.0.0.1:{port}/token"
+    key_file = tmp_path / "sa.json"
+    key_file.write_text(json.dumps(account))
+    return key_file, port
+
+
+async def test_tokens_come_from_the_service_account_file(
+    token_server_key: tuple[Path, int],
+) -> None:
+    """Outside an emulator the engine sends the service account's OAuth token (minted by
+    gcloud-aio-auth from the key file, via obstore's credential callback) on its requests."""
+    from aiohttp import web
+
+    from cloudrift.storage._obstore import gcs_engine
+
+    key_file, port = token_server_key
+    seen: list[str | None] = []
+
+    async def token(request: web.Request) -> web.Response:
+        form = await request.post()
+        assert form["grant_type"] == "urn:ietf:params:oauth:grant-type:jwt-bearer"
+        return web.json_response({"access_token": "tok-1", "expires_in": 3600})
+
+    async def head(request: web.Request) -> web.Response:
+        seen.append(request.headers.get("Authorization"))
+        return web.Response(status=404)
+
+    app = web.Application()
+    app.router.add_post("/token", token)
+    app.router.add_route("HEAD", "/bkt/{name}", head)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    await web.TCPSite(runner, "127.0.0.1", port).start()
+    engine = gcs_engine(
+        where="gcs storage",
+        bucket="bkt",
+        endpoint=f"http://127.0.0.1:{port}",
+        emulator=False,
+        credentials_path=str(key_file),
+        connect_timeout=5.0,
+        read_timeout=5.0,
+        max_attempts=1,
+        list_page_size=10,
+    )
+    try:
+        assert await engine.exists("k") is False
+        assert await engine.exists("k") is False
+    finally:
+        await engine.aclose()
+        await runner.cleanup()
+    assert seen == ["Bearer tok-1", "Bearer tok-1"]
