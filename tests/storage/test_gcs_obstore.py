@@ -26,7 +26,7 @@ from tests.servers.gcs_xml import FakeGCS
 MATCH_GAP = (
     "if_match runs on the SDK client (JSON API), not obstore; fake-gcs-server 1.54 answers "
     "412 instead of 404 for ifGenerationMatch on a missing object, and ignores it on "
-    "resumable uploads and deletes (the SDK engine's own tests cover the requests)"
+    "resumable uploads, deletes and downloads (the SDK engine's own tests cover the requests)"
 )
 
 
@@ -61,6 +61,11 @@ class TestGCSObstore(StorageConformance):
     async def test_upload_stream_if_match_checks_the_etag(self, backend: Storage) -> None:
         """upload_stream(if_match=) checks the ETag (SDK client; emulator gap: xfail)."""
         await super().test_upload_stream_if_match_checks_the_etag(backend)
+
+    @pytest.mark.xfail(strict=True, reason=MATCH_GAP)
+    async def test_download_if_match_with_a_stale_etag_fails(self, backend: Storage) -> None:
+        """download(if_match=) refuses a stale ETag (SDK client; emulator gap: xfail)."""
+        await super().test_download_if_match_with_a_stale_etag_fails(backend)
 
     @pytest.mark.xfail(strict=True, reason=MATCH_GAP)
     async def test_delete_if_match_deletes_only_that_version(self, backend: Storage) -> None:
