@@ -97,6 +97,18 @@ async def test_data_plane_never_builds_the_sdk_client(gcs_obstore: GCSStorage) -
     assert not gcs_obstore._client.opened
 
 
+async def test_reads_with_if_match_go_through_the_sdk_client(gcs_obstore: GCSStorage) -> None:
+    """download(if_match=) needs a generation precondition, which obstore cannot send: it
+    runs on the SDK client (built for it), a plain download on obstore."""
+    await gcs_obstore.upload("v.txt", b"v1")
+    assert await gcs_obstore.download("v.txt") == b"v1"
+    assert not gcs_obstore._client.opened
+    etag = (await gcs_obstore.head("v.txt")).etag
+    assert etag is not None
+    assert await gcs_obstore.download("v.txt", if_match=etag) == b"v1"
+    assert gcs_obstore._client.opened
+
+
 async def test_head_etag_is_the_generation(gcs_obstore: GCSStorage) -> None:
     """head().etag is the object's generation on the obstore engine too (what if_match
     compares on GCS), and changes with each upload."""
