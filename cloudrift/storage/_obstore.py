@@ -1,19 +1,21 @@
-"""The obstore engine: data-plane operations of ``s3`` / ``r2`` on obstore's Rust stores.
+"""The obstore engine: data-plane operations of ``s3`` / ``r2`` / ``azure_blob`` / ``gcs``
+on obstore's Rust stores (``S3Store``, ``AzureStore``, ``GCSStore``).
 
-``get_storage("s3", ..., engine="obstore")`` keeps the provider class (options, auth,
+``get_storage(provider, ..., engine="obstore")`` keeps the provider class (options, auth,
 repr, errors) and sends upload, download (whole and ranged), ``download_stream``,
 ``upload_stream``, head, exists, delete and listing through :class:`ObstoreEngine`.
 What obstore cannot do the way the contract needs (copy with SSE options, presigned
-URLs, aborting stale multipart uploads, ``health_check``) stays on the provider's SDK
-client, which is built only when one of those is first used.
+URLs, conditional writes, GCS generation preconditions and CMEK writes, aborting stale
+multipart uploads, ``health_check``) stays on the provider's SDK client, which is built
+only when one of those is first used.
 
-Credentials come from ``cloudrift.core.aws`` (never a second auth stack): static keys
-are handed to the store as they are; every other method (default chain, profile,
-assumed role) is resolved by :class:`~cloudrift.core.aws.SyncAwsCredentials` in a worker
-thread behind obstore's credential-provider callback, so refreshing credentials keep
-refreshing.
+Credentials come from the SDK engine's own auth code, never a second auth stack: S3
+static keys are handed to the store as they are; every other AWS method (default chain,
+profile, assumed role) is resolved by :class:`~cloudrift.core.aws.SyncAwsCredentials` in
+a worker thread behind obstore's credential-provider callback, so refreshing credentials
+keep refreshing. Azure tokens come from the azure-identity credential the SDK engine
+builds, GCS tokens from gcloud-aio-auth's ``Token``, both behind the same callback.
 """
-
 from __future__ import annotations
 
 import asyncio
