@@ -6,6 +6,8 @@
   aioboto3, on separate queues of the same server, 10 concurrent tasks.
 - ``consume()`` with a handler that sleeps 10 ms: concurrency 10 vs 1 on a queue
   pre-filled (untimed) with the same number of messages each round.
+- ``send_batch`` of 1,000 through a proxy adding 10 ms to every request: SQS standard's
+  8 batches in flight vs the same queue sending them one after another (issue 14).
 """
 
 from __future__ import annotations
@@ -23,6 +25,9 @@ from benchmarks._harness import Row, Settings, compare, gather_n, throughput_row
 
 TARGET = 0.95
 MAX_CALLS = 100
+#: send_batch with batches in flight vs one after another, through a 10 ms delay proxy.
+DELAYED_BATCH_TARGET = 1.5
+REQUEST_DELAY = 0.010
 SPEEDUP_TARGET = 7.0  # "near-linear": 10 would be perfect
 CONCURRENCY = 10
 
@@ -73,6 +78,7 @@ async def run(settings: Settings) -> list[Row]:
             try:
                 rows.append(await _batch_row(settings, raw, creds, started))
                 rows.append(await _round_trip_row(settings, queues["ours"], raw, urls["raw"]))
+                rows.append(await _delayed_batch_row(settings, raw, moto))
                 rows.append(
                     await _consume_row(
                         settings,
@@ -167,6 +173,119 @@ async def _batch_row(settings: Settings, raw: Any, creds: dict[str, str], starte
         f"send_batch made {batch_calls} SQS API calls ({', '.join(sorted(set(names)))}) for "
         f"{count} messages; a send loop made {loop_calls} for {sample}; ratio = throughput; "
         f"each timed run on a fresh queue; {started}"
+    )
+    return row
+
+
+class _DelayProxy:
+    """A loopback TCP proxy that holds each connection's first bytes ``delay`` seconds
+    before passing them on: moto answers every request with ``Connection: close``, so
+    each request opens a connection and pays the delay once (a round trip's latency)."""
+
+    def __init__(self, host: str, port: int, delay: float) -> None:
+        self._target = (host, port)
+        self._delay = delay
+        self._server: asyncio.Server | None = None
+        self.url = ""
+
+    async def start(self) -> _DelayProxy:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.url = f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
+        return self
+
+    async def close(self) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            up_reader, up_writer = await asyncio.open_connection(*self._target)
+            await self._relay(reader, writer, up_reader, up_writer)
+        except asyncio.CancelledError:
+            # The benchmark's loop is ending with a pooled connection still open.
+            writer.close()
+
+    async def _relay(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        up_reader: asyncio.StreamReader,
+        up_writer: asyncio.StreamWriter,
+    ) -> None:
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter, hold: bool) -> None:
+            try:
+                first = True
+                while chunk := await src.read(65536):
+                    if hold and first:
+                        await asyncio.sleep(self._delay)
+                    first = False
+                    dst.write(chunk)
+                    await dst.drain()
+            except OSError:
+                pass
+            finally:
+                dst.close()
+
+        await asyncio.gather(pipe(reader, up_writer, True), pipe(up_reader, writer, False))
+
+
+async def _delayed_batch_row(settings: Settings, raw: Any, moto: Any) -> Row:
+    """send_batch of 1,000 on SQS standard through a 10 ms-per-request proxy: batches in
+    flight (the provider's default, 8) vs the same queue with batch_send_concurrency=1."""
+    from urllib.parse import urlsplit
+
+    from cloudrift.messaging import get_queue
+
+    count = 1000 if settings.scale >= 1 else settings.n(500, minimum=25)
+    payloads = [{"order": i, "item": "widget"} for i in range(count)]
+    target = urlsplit(moto.endpoint_url)
+    proxy = await _DelayProxy(target.hostname or "", target.port or 0, REQUEST_DELAY).start()
+    creds = {**moto.credentials(), "endpoint_url": proxy.url}
+    current: dict[str, Any] = {}
+    made = iter(range(1_000_000))
+
+    async def fresh_queue() -> None:
+        # A fresh queue per run: moto's SQS slows down as a queue fills.
+        old = current.pop("queue", None)
+        if old is not None:
+            await old.close()
+            await raw.delete_queue(QueueUrl=current["url"])
+        url = (await raw.create_queue(QueueName=f"bench-delayed-{next(made)}"))["QueueUrl"]
+        queue = get_queue("sqs", queue_url=url, **creds)
+        await queue.send_batch(payloads[:1])  # builds the client, reads the queue's limits
+        current.update(queue=queue, url=url)
+
+    async def in_flight() -> None:
+        await current["queue"].send_batch(payloads)
+
+    async def sequential() -> None:
+        queue = current["queue"]
+        queue.batch_send_concurrency = 1
+        await queue.send_batch(payloads)
+
+    await fresh_queue()
+    width = current["queue"].batch_send_concurrency
+    try:
+        few = dataclasses.replace(settings, rounds=min(settings.rounds, 3), warmup=0)
+        cmp = await compare(in_flight, sequential, ops=count, settings=few, before_each=fresh_queue)
+    finally:
+        await current["queue"].close()
+        await proxy.close()
+    row = throughput_row(
+        "messaging",
+        f"sqs standard send_batch of {count} through a {REQUEST_DELAY * 1000:.0f} ms "
+        "delay proxy: batches in flight vs one after another",
+        cmp,
+        target=DELAYED_BATCH_TARGET,
+        unit="msgs/s",
+        baseline_name="same queue, batch_send_concurrency=1",
+    )
+    row.note = (
+        f"{width} batches of 10 in flight; the proxy delays each request's first bytes by "
+        f"{REQUEST_DELAY * 1000:.0f} ms (moto closes every connection, so one delay per "
+        "request); each timed run on a fresh queue"
     )
     return row
 

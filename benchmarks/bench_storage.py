@@ -12,6 +12,8 @@
   same concurrency (cloudrift's default ``upload_concurrency``, given to the SDK too).
   Each side runs in its own child process so the kernel's peak RSS accounting (VmHWM,
   reset through /proc/self/clear_refs after setup) is its own.
+- Import + first 1 KiB PUT in a fresh process for each engine vs raw obstore (time and
+  RSS, reported).
 - ``local`` vs obstore's ``LocalStore`` and vs plain ``asyncio.to_thread`` file I/O
   and ``aiofiles``, on the same folder and keys.
 - ``memory``: the cost of one operation.
@@ -788,6 +790,109 @@ async def _streams(settings: Settings, moto: Any, azurite: Any) -> list[Row]:
     return rows
 
 
+#: A fresh interpreter: the clock starts before any import, stops after the first PUT of
+#: 1 KiB (store built, connection opened); RSS is read then. ``{build}`` / ``{put}`` are
+#: filled per side. Printed: milliseconds and MiB.
+_FIRST_OP = """\
+import time
+began = time.perf_counter()
+import asyncio
+async def main():
+{build}
+{put}
+asyncio.run(main())
+took = time.perf_counter() - began
+with open("/proc/self/status", encoding="ascii") as fh:
+    rss = next(int(line.split()[1]) for line in fh if line.startswith("VmRSS:")) / 1024
+print(took * 1000, rss)
+"""
+
+
+def _first_op_sides(provider: str, moto: Any, azurite: Any) -> dict[str, tuple[str, str]]:
+    """side -> (build lines, put lines) for ``provider``: both engines and raw obstore."""
+    if provider == "s3":
+        opts = (
+            f"bucket='bench-small', endpoint_url={moto.endpoint_url!r}, "
+            f"aws_access_key_id={moto.access_key!r}, aws_secret_access_key={moto.secret_key!r}, "
+            f"region={moto.region!r}"
+        )
+        raw = (
+            "    from obstore.store import S3Store\n"
+            "    import obstore\n"
+            f"    s = S3Store('bench-small', endpoint={moto.endpoint_url!r}, "
+            f"region={moto.region!r}, access_key_id={moto.access_key!r}, "
+            f"secret_access_key={moto.secret_key!r}, client_options={{'allow_http': True}})"
+        )
+    else:
+        opts = f"container='bench-small', connection_string={azurite.connection_string!r}"
+        raw = (
+            "    from obstore.store import AzureStore\n"
+            "    import obstore\n"
+            f"    s = AzureStore('bench-small', account_name={azurite.account!r}, "
+            f"access_key={azurite.account_key!r}, endpoint={azurite.account_url!r}, "
+            "client_options={'allow_http': True})"
+        )
+    ours_put = "    await s.upload('first-op', bytes(1024))\n    await s.close()"
+    sides = {
+        f"engine={engine}": (
+            "    from cloudrift.storage import get_storage\n"
+            f"    s = get_storage({provider!r}, {opts}, engine={engine!r})",
+            ours_put,
+        )
+        for engine in ("sdk", "obstore")
+    }
+    sides["raw obstore"] = (raw, "    await obstore.put_async(s, 'first-op', bytes(1024))")
+    return sides
+
+
+def _first_op(build: str, put: str) -> tuple[float, float]:
+    done = subprocess.run(
+        [sys.executable, "-c", _FIRST_OP.format(build=build, put=put)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    if done.returncode != 0:
+        raise RuntimeError(f"first-operation child failed:\n{done.stderr[-3000:]}")
+    ms, rss = done.stdout.split()
+    return float(ms), float(rss)
+
+
+async def _first_op_rows(settings: Settings, moto: Any, azurite: Any) -> list[Row]:
+    """Import + first 1 KiB PUT in a fresh process: each engine vs raw obstore (reported,
+    no target). Sides alternate per round; medians of the rounds."""
+    rounds = 1 if settings.smoke else max(3, settings.rounds // 2)
+    rows = []
+    for provider in ("s3", "azure_blob"):
+        sides = _first_op_sides(provider, moto, azurite)
+        got: dict[str, list[tuple[float, float]]] = {side: [] for side in sides}
+        for round_no in range(rounds):
+            order = list(sides) if round_no % 2 == 0 else list(sides)[::-1]
+            for side in order:
+                got[side].append(await asyncio.to_thread(_first_op, *sides[side]))
+        ms = {side: statistics.median(t for t, _ in runs) for side, runs in got.items()}
+        rss = {side: statistics.median(r for _, r in runs) for side, runs in got.items()}
+        for engine in ("engine=obstore", "engine=sdk"):
+            rows.append(
+                Row(
+                    category="storage",
+                    name=f"{provider} {engine}: import + first put 1 KiB (fresh process)",
+                    ours=f"{ms[engine]:,.0f} ms, {rss[engine]:.0f} MiB RSS",
+                    baseline=f"{ms['raw obstore']:,.0f} ms, {rss['raw obstore']:.0f} MiB RSS "
+                    "(raw obstore)",
+                    ratio=ms["raw obstore"] / ms[engine],
+                    spread=f"{min(t for t, _ in got[engine]):,.0f}.."
+                    f"{max(t for t, _ in got[engine]):,.0f} ms",
+                    note=f"median of {rounds} fresh processes per side (interpreter start "
+                    "excluded); the clock runs from the first import to the first PUT's "
+                    "answer; RSS (VmRSS) after it",
+                )
+            )
+    return rows
+
+
 async def run(settings: Settings) -> list[Row]:
     """Every storage pair; the stand-ins live for the whole module."""
     rows = await _memory_rows(settings)
@@ -797,6 +902,7 @@ async def run(settings: Settings) -> list[Row]:
         rows += await _s3_obstore_small(settings, moto)
         rows += await _azure_small(settings, azurite)
         rows += await _azure_obstore_small(settings, azurite)
+        rows += await _first_op_rows(settings, moto, azurite)
         rows += await _streams(settings, moto, azurite)
     return rows
 

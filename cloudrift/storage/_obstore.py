@@ -1,19 +1,21 @@
-"""The obstore engine: data-plane operations of ``s3`` / ``r2`` on obstore's Rust stores.
+"""The obstore engine: data-plane operations of ``s3`` / ``r2`` / ``azure_blob`` / ``gcs``
+on obstore's Rust stores (``S3Store``, ``AzureStore``, ``GCSStore``).
 
-``get_storage("s3", ..., engine="obstore")`` keeps the provider class (options, auth,
+``get_storage(provider, ..., engine="obstore")`` keeps the provider class (options, auth,
 repr, errors) and sends upload, download (whole and ranged), ``download_stream``,
 ``upload_stream``, head, exists, delete and listing through :class:`ObstoreEngine`.
 What obstore cannot do the way the contract needs (copy with SSE options, presigned
-URLs, aborting stale multipart uploads, ``health_check``) stays on the provider's SDK
-client, which is built only when one of those is first used.
+URLs, conditional writes, GCS generation preconditions and CMEK writes, aborting stale
+multipart uploads, ``health_check``) stays on the provider's SDK client, which is built
+only when one of those is first used.
 
-Credentials come from ``cloudrift.core.aws`` (never a second auth stack): static keys
-are handed to the store as they are; every other method (default chain, profile,
-assumed role) is resolved by :class:`~cloudrift.core.aws.SyncAwsCredentials` in a worker
-thread behind obstore's credential-provider callback, so refreshing credentials keep
-refreshing.
+Credentials come from the SDK engine's own auth code, never a second auth stack: S3
+static keys are handed to the store as they are; every other AWS method (default chain,
+profile, assumed role) is resolved by :class:`~cloudrift.core.aws.SyncAwsCredentials` in
+a worker thread behind obstore's credential-provider callback, so refreshing credentials
+keep refreshing. Azure tokens come from the azure-identity credential the SDK engine
+builds, GCS tokens from gcloud-aio-auth's ``Token``, both behind the same callback.
 """
-
 from __future__ import annotations
 
 import asyncio
@@ -179,6 +181,7 @@ class ObstoreEngine:
         upload_concurrency: int,
         list_page_size: int,
         utf16_listing: bool = False,
+        etag_from_version: bool = False,
         closers: list[Callable[[], Any]] | None = None,
     ) -> None:
         self._obstore = require_obstore()
@@ -190,6 +193,7 @@ class ObstoreEngine:
         self._concurrency = upload_concurrency
         self._page_size = list_page_size
         self.utf16_listing = utf16_listing
+        self._version_etag = etag_from_version
         #: Awaitables to run on close (e.g. an azure-identity credential's ``close``).
         self.closers = closers if closers is not None else []
         self._store: LazyClient[Any] = LazyClient(self._open)
@@ -281,7 +285,12 @@ class ObstoreEngine:
         content_type: str,
         metadata: dict[str, str],
         part_size: int,
+        *,
+        max_parts: int | None = None,
     ) -> None:
+        """A streamed upload: one PUT for at most one part, else obstore's multipart
+        upload (aborted when the source fails, the caller is cancelled, or the stream
+        needs more than ``max_parts`` parts, the service's limit)."""
         first = await anext(parts, None)
         second = await anext(parts, None) if first is not None else None
         if first is None or second is None:
@@ -294,7 +303,16 @@ class ObstoreEngine:
         async def all_parts() -> AsyncIterator[bytes]:
             while head:
                 yield head.pop(0)
+            count = 2
             async for part in parts:
+                count += 1
+                if max_parts is not None and count > max_parts:
+                    # Fail before the service refuses part max_parts + 1: obstore then
+                    # aborts the upload, and the caller learns what to change.
+                    raise StorageError(
+                        f"upload_stream of {key!r} needs more than {max_parts} parts of "
+                        f"{part_size} bytes (the service's limit); pass a larger part_size"
+                    )
                 yield part
 
         store = await self._store.get()
@@ -323,6 +341,11 @@ class ObstoreEngine:
                     if part is None:
                         return
                     yield part
+            except GeneratorExit:
+                # obstore closed the source because its upload failed (its own error,
+                # e.g. the link died, is the one to translate) or ended: not a source
+                # error to hand back.
+                raise
             except BaseException as exc:
                 failure.append(exc)
                 raise
@@ -394,21 +417,35 @@ class ObstoreEngine:
         except Exception as exc:
             self._raise(exc, key)
         meta = result.meta
-        attributes = dict(result.attributes)
+        attributes = result.attributes
         return ObjectInfo(
             key=key,
-            size=int(meta["size"]),
-            etag=_etag(meta.get("e_tag")),
+            size=meta["size"],
+            etag=self._etag(meta),
             content_type=attributes.get("Content-Type"),
-            last_modified=meta.get("last_modified"),
+            last_modified=meta["last_modified"],
             metadata={k: v for k, v in attributes.items() if k not in _STANDARD_ATTRIBUTES},
         )
 
+    def _etag(self, meta: Any) -> str | None:
+        if self._version_etag:
+            # GCS: the generation (None in listings, which do not carry it: no etag
+            # beats one that if_match would refuse).
+            version = meta.get("version")
+            return str(version) if version else None
+        return _etag(meta.get("e_tag"))
+
     async def exists(self, key: str) -> bool:
+        store = await self._store.get()
         try:
-            await self.head(key)
-        except ObjectNotFoundError:
-            return False
+            # obstore's own head: the same HEAD request without building a GetResult
+            # and its attributes, which existence does not need.
+            await self._obstore.head_async(store, key)
+        except Exception as exc:
+            try:
+                self._raise(exc, key)
+            except ObjectNotFoundError:
+                return False
         return True
 
     async def delete(self, key: str) -> None:
@@ -446,7 +483,7 @@ class ObstoreEngine:
                     yield ObjectInfo(
                         key=name,
                         size=int(meta["size"]),
-                        etag=_etag(meta.get("e_tag")),
+                        etag=self._etag(meta),
                         last_modified=meta.get("last_modified"),
                     )
                 elif started and not self.utf16_listing:
@@ -714,12 +751,88 @@ def _azure_account(endpoint: str) -> str:
     return host.split(".")[0]
 
 
+# ------------------------------------------------------------------ GCS
+
+#: The OAuth scope of a GCS data-plane token.
+_GCS_SCOPE = "https://www.googleapis.com/auth/devstorage.read_write"
+
+
+def gcs_engine(
+    *,
+    where: str,
+    bucket: str,
+    endpoint: str,
+    emulator: bool,
+    credentials_path: str | None,
+    connect_timeout: float,
+    read_timeout: float,
+    max_attempts: int,
+    list_page_size: int,
+) -> ObstoreEngine:
+    """An engine on a ``GCSStore`` (GCS's XML API at ``endpoint``) configured from a gcs
+    backend's options.
+
+    Tokens come from gcloud-aio-auth's ``Token`` (the SDK engine's auth: a service-account
+    file or application default credentials, refreshed before expiry) behind obstore's
+    credential callback. An emulator gets a placeholder token, as gcloud-aio sends none.
+    """
+    closers: list[Callable[[], Any]] = []
+
+    def build() -> Any:
+        from obstore.store import GCSStore
+
+        config: dict[str, Any] = {"base_url": endpoint}
+        provider: Any = None
+        if emulator:
+            config["bearer_token"] = "emulator"
+        else:
+            from gcloud.aio.auth import Token
+
+            # Built before the GOOGLE_* variables are hidden: application default
+            # credentials read GOOGLE_APPLICATION_CREDENTIALS.
+            token = Token(service_file=credentials_path, scopes=[_GCS_SCOPE])
+            closers.append(token.close)
+
+            async def provide() -> dict[str, Any]:
+                value = await token.get()
+                return {
+                    "token": value,
+                    "expires_at": datetime.fromtimestamp(token.access_token_refresh_after, UTC),
+                }
+
+            provider = provide
+        store: Any = GCSStore
+        with _ambient_env_hidden("GOOGLE_"):
+            return store(
+                bucket,
+                config=config,
+                client_options=_client_options(endpoint, connect_timeout, read_timeout),
+                retry_config=_retry_config(max_attempts, read_timeout),
+                credential_provider=provider,
+            )
+
+    return ObstoreEngine(
+        where=where,
+        bucket=bucket,
+        endpoint=endpoint,
+        build_store=build,
+        secrets=(),
+        # Like the SDK engine: parts of a streamed upload in flight at once.
+        upload_concurrency=2,
+        list_page_size=list_page_size,
+        # The generation is the gcs ETag on either engine: if_match compares it.
+        etag_from_version=True,
+        closers=closers,
+    )
+
+
 __all__ = [
     "ENGINES",
     "ObstoreEngine",
     "azure_engine",
     "check_client_options",
     "check_engine",
+    "gcs_engine",
     "require_obstore",
     "s3_engine",
 ]

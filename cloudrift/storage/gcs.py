@@ -20,12 +20,8 @@ import re
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from contextlib import AsyncExitStack
 from datetime import datetime, timedelta
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 from urllib.parse import quote
-
-import aiohttp
-from gcloud.aio.storage import Blob, Bucket
-from gcloud.aio.storage import Storage as _GCSClient
 
 from cloudrift.core.auth import auth_method, select_auth
 from cloudrift.core.exceptions import (
@@ -44,14 +40,28 @@ from cloudrift.core.exceptions import (
 from cloudrift.core.lifecycle import LazyClient
 from cloudrift.core.operation import BackendDescription, operation
 from cloudrift.core.secrets import redact
-from cloudrift.core.validation import check_int, check_number
+from cloudrift.core.validation import check_int
+from cloudrift.storage._obstore import (
+    ObstoreEngine,
+    check_client_options,
+    check_engine,
+    gcs_engine,
+)
 from cloudrift.storage.base import ObjectInfo, PresignMethod, Storage
+
+if TYPE_CHECKING:
+    # gcloud-aio and aiohttp are imported when the SDK client is first built, so that
+    # engine="obstore" runs its data plane without them (as s3 / azure_blob do).
+    import aiohttp
+    from gcloud.aio.storage import Storage as _GCSClient
 
 _AUTH = [
     auth_method("application default credentials"),
     auth_method("service account file", ["credentials_path"]),
 ]
 _PUBLIC_ROOT = "https://storage.googleapis.com"
+#: Attempts per request on the obstore engine (gcloud-aio retries on its own).
+_OBSTORE_ATTEMPTS = 3
 _RESUMABLE_UNIT = 256 * 1024
 # The emulator answers "bytes 1--1/0" for a range on an empty object (GCS answers 416).
 _CONTENT_RANGE = re.compile(r"bytes (\d+)-(-?\d+)/(\d+|\*)")
@@ -141,6 +151,7 @@ class GCSStorage(Storage):
         connect_timeout: float = 5.0,
         read_timeout: float = 60.0,
         list_page_size: int = 1000,
+        engine: str = "sdk",
     ) -> None:
         super().__init__()
         if not isinstance(bucket, str) or not bucket:
@@ -151,13 +162,13 @@ class GCSStorage(Storage):
                 f"gcs emulator_host must include the scheme, e.g. 'http://127.0.0.1:9023', "
                 f"got {emulator_host!r}"
             )
-        for name, value in (
-            ("max_pool_connections", max_pool_connections),
-            ("list_page_size", list_page_size),
-        ):
-            check_int(name, value, at_least=1)
-        for name, timeout in (("connect_timeout", connect_timeout), ("read_timeout", read_timeout)):
-            check_number(name, timeout, above=0, unit="seconds")
+        check_client_options(
+            max_pool_connections=max_pool_connections,
+            connect_timeout=connect_timeout,
+            read_timeout=read_timeout,
+            max_attempts=_OBSTORE_ATTEMPTS,
+        )
+        check_int("list_page_size", list_page_size, at_least=1)
         self.bucket = bucket
         self.emulator_host = emulator_host.rstrip("/") if emulator_host else None
         self._credentials_path = credentials_path
@@ -168,6 +179,23 @@ class GCSStorage(Storage):
         self._read_timeout = read_timeout
         self._page_size = list_page_size
         self._client: LazyClient[Any] = LazyClient(self._build_client)
+        # engine="obstore": the data plane on obstore's GCSStore (GCS's XML API); the SDK
+        # client above is then built only for what stays on it (copy, presign, CMEK
+        # writes, conditional replaces, health).
+        self.engine = check_engine("gcs storage", engine)
+        self._obstore: ObstoreEngine | None = None
+        if self.engine == "obstore":
+            self._obstore = gcs_engine(
+                where="gcs storage",
+                bucket=bucket,
+                endpoint=self.emulator_host or _PUBLIC_ROOT,
+                emulator=self.emulator_host is not None,
+                credentials_path=credentials_path,
+                connect_timeout=connect_timeout,
+                read_timeout=read_timeout,
+                max_attempts=_OBSTORE_ATTEMPTS,
+                list_page_size=list_page_size,
+            )
 
     def _location(self) -> str:
         where = f" emulator={self.emulator_host!r}" if self.emulator_host else ""
@@ -179,6 +207,9 @@ class GCSStorage(Storage):
     # ---------------------------------------------------------------- client
 
     async def _build_client(self, stack: AsyncExitStack) -> Any:
+        import aiohttp
+        from gcloud.aio.storage import Storage as _GCSClient
+
         timeout = aiohttp.ClientTimeout(
             sock_connect=self._connect_timeout, sock_read=self._read_timeout
         )
@@ -199,6 +230,8 @@ class GCSStorage(Storage):
         return await self._client.get()
 
     async def _aclose(self) -> None:
+        if self._obstore is not None:
+            await self._obstore.aclose()
         await self._client.aclose()
 
     @property
@@ -213,6 +246,8 @@ class GCSStorage(Storage):
     ) -> Iterator[None]:
         """Translate aiohttp / gcloud-aio errors into cloudrift errors (``match_key``: the
         request carried ``ifGenerationMatch`` for ``if_match``)."""
+        import aiohttp
+
         try:
             yield
         except aiohttp.ClientResponseError as exc:
@@ -284,6 +319,11 @@ class GCSStorage(Storage):
         *,
         if_match: str | None = None,
     ) -> None:
+        # CMEK writes and conditional replaces go through the SDK client on either engine
+        # (obstore cannot send a KMS key name nor a generation precondition).
+        if self._obstore is not None and if_match is None and not self._kms:
+            await self._obstore.put(key, data, content_type, metadata, if_not_exists)
+            return
         client = await self._client.get()
         params = self._write_params()
         if if_not_exists:
@@ -316,6 +356,12 @@ class GCSStorage(Storage):
         *,
         if_match: str | None = None,
     ) -> None:
+        if self._obstore is not None and if_match is None and not self._kms:
+            # The XML API's multipart upload takes at most 10,000 parts, like S3.
+            await self._obstore.put_stream(
+                key, parts, content_type, metadata, part_size, max_parts=10_000
+            )
+            return
         if part_size % _RESUMABLE_UNIT:
             raise InvalidArgumentError(
                 f"gcs streamed uploads need part_size to be a multiple of 256 KiB; "
@@ -403,6 +449,11 @@ class GCSStorage(Storage):
     async def _get(
         self, key: str, start: int, end: int | None, *, if_match: str | None = None
     ) -> bytes:
+        # if_match (ifGenerationMatch) runs on the SDK client on either engine: obstore
+        # can send If-Match (the MD5 ETag) or ?generation= (which would serve an older
+        # generation still kept by versioning), not a generation precondition.
+        if self._obstore is not None and if_match is None:
+            return await self._obstore.get(key, start, end)
         client = await self._client.get()
         headers = self._range(start, end)
         with self._errors(key, match_key=key if if_match else None):
@@ -421,6 +472,10 @@ class GCSStorage(Storage):
     async def _get_stream(
         self, key: str, start: int, end: int | None, chunk_size: int, *, if_match: str | None = None
     ) -> AsyncIterator[bytes]:
+        if self._obstore is not None and if_match is None:
+            async for chunk in self._obstore.get_stream(key, start, end, chunk_size):
+                yield chunk
+            return
         client = await self._client.get()
         with self._errors(key, match_key=key if if_match else None):
             stream = await self._open_download(client, key, self._range(start, end), if_match)
@@ -454,6 +509,8 @@ class GCSStorage(Storage):
         )
 
     async def _head(self, key: str) -> ObjectInfo:
+        if self._obstore is not None:
+            return await self._obstore.head(key)
         client = await self._client.get()
         with self._errors(key):
             item = await client.download_metadata(self.bucket, key, timeout=self._timeout)
@@ -475,13 +532,25 @@ class GCSStorage(Storage):
         with self._errors(key, match_key=key):
             await client.delete(self.bucket, key, params=params, timeout=self._timeout)
 
+    async def _exists(self, key: str) -> bool:
+        if self._obstore is not None:
+            return await self._obstore.exists(key)
+        return await super()._exists(key)
+
     async def _delete(self, key: str) -> None:
+        if self._obstore is not None:
+            await self._obstore.delete(key)
+            return
         client = await self._client.get()
         # GCS answers 404 for a missing object; delete is a no-op on every provider.
         with contextlib.suppress(ObjectNotFoundError), self._errors(key):
             await client.delete(self.bucket, key, timeout=self._timeout)
 
     async def _iter(self, prefix: str) -> AsyncIterator[ObjectInfo]:
+        if self._obstore is not None:
+            async for info in self._obstore.iter(prefix):
+                yield info
+            return
         client = await self._client.get()
         params: dict[str, str] = {"maxResults": str(self._page_size)}
         if prefix:
@@ -541,6 +610,8 @@ class GCSStorage(Storage):
 
             session: Any = _SDK.http_session(client)  # gcloud-aio's alias of ClientSession
             iam = IamClient(token=token, session=session)
+        from gcloud.aio.storage import Blob, Bucket
+
         blob = Blob(Bucket(client, self.bucket), key, {"size": 0})
         headers = {"content-type": content_type} if method == "PUT" and content_type else None
         query = (

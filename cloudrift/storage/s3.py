@@ -335,7 +335,9 @@ class S3Storage(Storage):
         if_match: str | None = None,
     ) -> None:
         if self._obstore is not None and if_match is None:
-            await self._obstore.put_stream(key, parts, content_type, metadata, part_size)
+            await self._obstore.put_stream(
+                key, parts, content_type, metadata, part_size, max_parts=self.max_parts
+            )
             return
         first = await anext(parts, None)
         second = await anext(parts, None) if first is not None else None

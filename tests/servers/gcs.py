@@ -22,8 +22,12 @@ import sys
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
+import trustme  # noqa: F401 - cryptography comes with it; used to mint a throwaway key
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
 
 from tests.servers._process import LOOPBACK, ManagedProcess, free_port
 
@@ -115,3 +119,29 @@ def gcs(gcs_server: GCSEmulator) -> GCSEmulator:
     """The session's emulator, wiped, with an empty test bucket."""
     gcs_server.reset()
     return gcs_server
+
+
+@pytest.fixture(scope="session")
+def service_account_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A service-account JSON with a freshly generated RSA key (signs URLs locally)."""
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    pem = key.private_bytes(
+        serialization.Encoding.PEM,
+        serialization.PrivateFormat.PKCS8,
+        serialization.NoEncryption(),
+    ).decode()
+    path = tmp_path_factory.mktemp("gcp") / "sa.json"
+    path.write_text(
+        json.dumps(
+            {
+                "type": "service_account",
+                "project_id": "test",
+                "private_key_id": "k1",
+                "private_key": pem,
+                "client_email": "cloudrift@test.iam.gserviceaccount.com",
+                "client_id": "1",
+                "token_uri": "http://127.0.0.1:9/token",
+            }
+        )
+    )
+    return path

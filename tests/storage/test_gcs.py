@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-import trustme  # noqa: F401 - cryptography comes with it; used to mint a throwaway key
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
 from multidict import CIMultiDict, CIMultiDictProxy
 from yarl import URL
 
@@ -55,32 +51,6 @@ SEMICOLON_GAP = (
     "gcp-storage-emulator parses request paths with urllib's urlparse, which cuts a "
     "';...' segment off the object name, so a key containing ';' is not found on download"
 )
-
-
-@pytest.fixture(scope="session")
-def service_account_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A service-account JSON with a freshly generated RSA key (signs URLs locally)."""
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    pem = key.private_bytes(
-        serialization.Encoding.PEM,
-        serialization.PrivateFormat.PKCS8,
-        serialization.NoEncryption(),
-    ).decode()
-    path = tmp_path_factory.mktemp("gcp") / "sa.json"
-    path.write_text(
-        json.dumps(
-            {
-                "type": "service_account",
-                "project_id": "test",
-                "private_key_id": "k1",
-                "private_key": pem,
-                "client_email": "cloudrift@test.iam.gserviceaccount.com",
-                "client_id": "1",
-                "token_uri": "http://127.0.0.1:9/token",
-            }
-        )
-    )
-    return path
 
 
 class TestGCSStorage(StorageConformance):

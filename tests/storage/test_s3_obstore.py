@@ -10,6 +10,7 @@ import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -17,6 +18,7 @@ from cloudrift.core.exceptions import (
     BucketNotFoundError,
     ConfigurationError,
     StorageConnectionError,
+    StorageError,
 )
 from cloudrift.storage import Storage, get_storage
 from cloudrift.storage.base import MIN_PART_SIZE
@@ -24,6 +26,7 @@ from cloudrift.storage.s3 import S3Storage
 from tests.conformance.storage import StorageConformance, agen
 from tests.servers._process import free_port
 from tests.servers.moto import MotoEndpoint
+from tests.storage._proxy import CuttableProxy
 from tests.storage.test_s3 import BUCKET, bucket  # noqa: F401 (the fixture)
 
 
@@ -108,6 +111,78 @@ async def test_aborted_stream_leaves_no_multipart_parts(s3: S3Storage, bucket: A
         await s3.upload_stream("big", broken(), part_size=MIN_PART_SIZE)
     assert bucket.list_multipart_uploads(Bucket=BUCKET).get("Uploads", []) == []
     assert "Contents" not in bucket.list_objects_v2(Bucket=BUCKET)
+
+
+async def test_stream_past_the_part_limit_fails_clearly_and_leaves_nothing(
+    s3: S3Storage,
+    bucket: Any,  # noqa: F811
+) -> None:
+    """A stream needing more parts than S3 allows raises StorageError naming part_size,
+    and obstore's multipart upload is aborted (as on the SDK engine)."""
+    s3.max_parts = 2
+    pieces = [os.urandom(MIN_PART_SIZE) for _ in range(3)]
+    with pytest.raises(StorageError, match="larger part_size"):
+        await s3.upload_stream("too-many", agen(*pieces), part_size=MIN_PART_SIZE)
+    assert bucket.list_multipart_uploads(Bucket=BUCKET).get("Uploads", []) == []
+    assert not await s3.exists("too-many")
+
+
+async def test_stream_whose_link_dies_raises_a_connection_error(
+    moto: MotoEndpoint,
+    bucket: Any,  # noqa: F811
+) -> None:
+    """upload_stream whose link is cut mid-way raises StorageConnectionError (obstore
+    closing the source once raised a bare GeneratorExit into the caller)."""
+    target = urlsplit(moto.endpoint_url)
+    proxy = await CuttableProxy(target.hostname or "", target.port or 0).start()
+    storage = S3Storage(
+        bucket=BUCKET, engine="obstore", **{**moto.credentials(), "endpoint_url": proxy.url}
+    )
+    part = os.urandom(MIN_PART_SIZE)
+
+    async def source() -> AsyncIterator[bytes]:
+        yield part
+        yield part
+        await proxy.cut()
+        yield part
+
+    try:
+        with pytest.raises(StorageConnectionError):
+            await storage.upload_stream("cut", source(), part_size=MIN_PART_SIZE)
+    finally:
+        await storage.close()
+        await proxy.cut()
+
+
+async def test_source_closed_by_a_failing_upload_is_not_the_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """When obstore's upload fails, it closes the source (GeneratorExit inside it) and
+    raises its own error: the caller gets that error translated, never GeneratorExit
+    (the real race behind the test above, made certain)."""
+    from obstore.exceptions import GenericError
+
+    storage = S3Storage(
+        bucket="b",
+        endpoint_url="http://127.0.0.1:1",
+        aws_access_key_id="AKIATESTINGCLOUDRIFT",
+        aws_secret_access_key="not-a-real-secret",
+        engine="obstore",
+    )
+    engine = storage._obstore
+    assert engine is not None
+
+    async def put_async(store: Any, key: str, source: Any, **options: Any) -> None:
+        await anext(source)
+        await source.aclose()  # as obstore does when a part's request fails
+        raise GenericError("Generic S3 error: HTTP error: error sending request")
+
+    monkeypatch.setattr(engine, "_build_store", lambda: object())
+    monkeypatch.setattr(engine._obstore, "put_async", put_async)
+    part = bytes(MIN_PART_SIZE)
+    with pytest.raises(StorageConnectionError):
+        await storage.upload_stream("k", agen(part, part, part), part_size=MIN_PART_SIZE)
+    await storage.close()
 
 
 async def test_streamed_upload_uses_equal_size_parts(s3: S3Storage, bucket: Any) -> None:  # noqa: F811
