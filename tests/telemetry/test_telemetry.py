@@ -93,9 +93,32 @@ def test_the_env_var_keeps_the_observer_out_from_import() -> None:
     assert _run_python(code, CLOUDRIFT_TELEMETRY__ENABLED="true").startswith("True <function")
 
 
+def test_importing_a_category_loads_no_opentelemetry_until_the_first_operation() -> None:
+    """`import cloudrift.storage` leaves opentelemetry unimported (imports stay light);
+    the first operation loads it and is recorded by the SDK configured meanwhile."""
+    code = (
+        "import sys, asyncio\n"
+        "import cloudrift.storage, cloudrift.messaging, cloudrift.cache, cloudrift.kv\n"
+        "import cloudrift.email, cloudrift.config\n"
+        "print(sorted({n.split('.')[0] for n in sys.modules} & {'opentelemetry'}))\n"
+        "from opentelemetry import trace\n"
+        "from opentelemetry.sdk.trace import TracerProvider\n"
+        "from opentelemetry.sdk.trace.export import SimpleSpanProcessor\n"
+        "from opentelemetry.sdk.trace.export.in_memory_span_exporter import "
+        "InMemorySpanExporter\n"
+        "exporter = InMemorySpanExporter(); provider = TracerProvider()\n"
+        "provider.add_span_processor(SimpleSpanProcessor(exporter))\n"
+        "trace.set_tracer_provider(provider)\n"
+        "asyncio.run(cloudrift.storage.get_storage('memory').upload('k', b'v'))\n"
+        "print([s.name for s in exporter.get_finished_spans()])\n"
+    )
+    assert _run_python(code).splitlines() == ["[]", "['upload']"]
+
+
 def test_without_opentelemetry_nothing_is_installed_and_queues_work() -> None:
-    """Where opentelemetry-api cannot be imported: no observer, no opentelemetry module
-    loaded, and a memory queue sends and receives without trace headers."""
+    """Where opentelemetry-api cannot be imported: after the first operation no observer
+    is left, no opentelemetry module is loaded, and a memory queue sends and receives
+    without trace headers."""
     code = (
         "import sys, asyncio; sys.modules['opentelemetry'] = None\n"
         "from cloudrift.core import operation, telemetry\n"
@@ -105,7 +128,7 @@ def test_without_opentelemetry_nothing_is_installed_and_queues_work() -> None:
         "    return m.transport_headers\n"
         "headers = asyncio.run(main())\n"
         "loaded = sorted(n for n in sys.modules if n.startswith('opentelemetry.'))\n"
-        "print(telemetry.AVAILABLE, operation._GLOBALS['_op_observer'], headers, loaded)"
+        "print(telemetry.available(), operation._GLOBALS['_op_observer'], headers, loaded)"
     )
     assert _run_python(code) == "False None {} []"
 
@@ -253,3 +276,83 @@ async def test_every_storage_operation_is_exactly_one_span(recorder: Recorder) -
         async for _ in stream():
             assert recorder.spans() == []  # still open while the stream runs
         assert [s.name for s in recorder.spans()] == [name]
+
+
+def _unsampled_provider() -> tuple[Any, Any]:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(sampler=ParentBased(ALWAYS_OFF))
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    return provider, exporter
+
+
+async def test_sampling_off_skips_the_sdk_unless_the_parent_span_is_sampled() -> None:
+    """With ParentBased(ALWAYS_OFF) and no metrics, an operation outside a sampled span
+    is not observed at all (no SDK call); inside a sampled parent it is one span."""
+    from opentelemetry import trace
+    from opentelemetry.metrics import NoOpMeterProvider
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from cloudrift.core import _otel
+
+    provider, exporter = _unsampled_provider()
+    telemetry.enable()
+    telemetry.use_providers(provider, NoOpMeterProvider())
+    storage = get_storage("memory")
+    try:
+        await storage.upload("k", b"v")
+        assert _otel.observe(storage, "download") is None
+        with TracerProvider().get_tracer("app").start_as_current_span("request"):
+            assert _otel.observe(storage, "download") is not None
+            await storage.download("k")
+        unsampled = trace.NonRecordingSpan(
+            trace.SpanContext(1, 2, is_remote=True, trace_flags=trace.TraceFlags(0))
+        )
+        with trace.use_span(unsampled):
+            assert _otel.observe(storage, "download") is None
+            await storage.download("k")
+    finally:
+        telemetry.use_providers()
+    assert [s.name for s in exporter.get_finished_spans()] == ["download"]
+
+
+async def test_metrics_count_every_operation_exactly_when_no_span_is_sampled() -> None:
+    """Spans dropped by the sampler, metrics still exact: a metric reader collects one
+    duration per operation (failures under their error.type) and every message sent."""
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    provider, exporter = _unsampled_provider()
+    reader = InMemoryMetricReader()
+    telemetry.enable()
+    telemetry.use_providers(provider, MeterProvider(metric_readers=[reader]))
+    storage, queue = get_storage("memory"), get_queue("memory")
+    try:
+        await storage.upload("k", b"v")
+        for _ in range(7):
+            await storage.download("k")
+        with pytest.raises(Exception, match="missing"):
+            await storage.download("missing")
+        await queue.send_batch([{"n": i} for i in range(3)])
+        data = reader.get_metrics_data()
+    finally:
+        telemetry.use_providers()
+    assert exporter.get_finished_spans() == ()
+    points: dict[str, list[Any]] = {}
+    for resource in data.resource_metrics if data else ():
+        for scope in resource.scope_metrics:
+            for metric in scope.metrics:
+                points.setdefault(metric.name, []).extend(metric.data.data_points)
+    durations = {
+        (p.attributes["cloudrift.operation"], p.attributes.get("error.type")): p
+        for p in points["cloudrift.client.operation.duration"]
+    }
+    assert durations[("download", None)].count == 7
+    assert durations[("download", "ObjectNotFoundError")].count == 1
+    assert durations[("upload", None)].count == 1
+    assert 0 < durations[("download", None)].sum < 1
+    assert [p.value for p in points["messaging.client.sent.messages"]] == [3]
