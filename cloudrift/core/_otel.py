@@ -153,12 +153,13 @@ class _Instruments:
         return self.parent_sampled(_current_context())
 
     def parent_sampled(self, ctx: Any) -> bool:
-        """Whether the span current in ``ctx`` is sampled (remembered for the last
-        context seen: contexts are immutable, and consecutive operations share one)."""
+        """Whether an operation in ``ctx`` gets a span from a skippable sampler
+        (remembered for the last context seen: contexts are immutable, and consecutive
+        operations share one)."""
         last, sampled = self.last_parent
         if ctx is not last:
             span = otel_trace.get_current_span(ctx)
-            sampled = bool(span.get_span_context().trace_flags.sampled)
+            sampled = self.policy == _PARENT and span.get_span_context().trace_flags.sampled
             self.last_parent = (ctx, sampled)
         return sampled
 
@@ -176,22 +177,25 @@ def _context_getter() -> Any:
 
 _current_context = _context_getter()
 
-_tools: list[_Instruments] = []
+#: The instruments of the providers in use (None: not looked up yet).
+_active: _Instruments | None = None
 
 
 def _get() -> _Instruments:
     # The global providers are proxies: instruments made before the SDK is configured
     # start recording once it is, so one lookup is enough.
-    if not _tools:
-        _tools.append(_Instruments())
-    return _tools[0]
+    global _active
+    if _active is None:
+        _active = _Instruments()
+    return _active
 
 
 def use_providers(tracer_provider: Any = None, meter_provider: Any = None) -> None:
     """See :func:`cloudrift.core.telemetry.use_providers`."""
-    _tools.clear()
+    global _active
+    _active = None
     if tracer_provider is not None or meter_provider is not None:
-        _tools.append(_Instruments(tracer_provider, meter_provider))
+        _active = _Instruments(tracer_provider, meter_provider)
 
 
 # ----------------------------------------------------------------------- operations
@@ -369,14 +373,16 @@ def _fail(span: Any, exc: Exception) -> None:
 
 def observe(backend: AsyncBackend, name: str) -> _OperationScope | None:
     """The observer: this operation's scope, or None when it records nothing."""
-    tools = _tools[0] if _tools else _get()
+    tools = _active or _get()
     if tools.skippable:
-        # The fast path: nothing to record unless the parent span is sampled.
-        if tools.policy == _NEVER:
-            return None
+        # The fast path (every cycle counts on a ~1 µs operation): no span unless the
+        # parent is sampled, and no metrics.
         ctx = _current_context()
         last = tools.last_parent
-        if not (last[1] if ctx is last[0] else tools.parent_sampled(ctx)):
+        if ctx is last[0]:
+            if not last[1]:
+                return None
+        elif not tools.parent_sampled(ctx):
             return None
         record = True
     else:
@@ -393,9 +399,20 @@ def observe(backend: AsyncBackend, name: str) -> _OperationScope | None:
 # ------------------------------------------------------------------ trace context
 
 
+# The last context inject() saw and whether it holds a valid span (contexts are
+# immutable; a producer sending outside any span asks once, not per message).
+_last_injected: tuple[Any, bool] = (_UNSET, False)
+
+
 def inject(headers: MutableMapping[str, str]) -> None:
     """See :func:`cloudrift.core.telemetry.inject`."""
-    if not otel_trace.get_current_span().get_span_context().is_valid:
+    global _last_injected
+    ctx = _current_context()
+    last, valid = _last_injected
+    if ctx is not last:
+        valid = otel_trace.get_current_span(ctx).get_span_context().is_valid
+        _last_injected = (ctx, valid)
+    if not valid:
         return
     carrier: dict[str, str] = {}
     try:
@@ -485,7 +502,7 @@ class _ProcessScope:
 
 def process_scope(queue: AsyncBackend, message: Message) -> AbstractContextManager[object]:
     """See :func:`cloudrift.core.telemetry.process_scope`."""
-    tools = _tools[0] if _tools else _get()
+    tools = _active or _get()
     if not (tools.policy_final and tools.metrics_final):
         tools.refresh()
     return _ProcessScope(queue, message, tools)
