@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -356,3 +358,43 @@ async def test_metrics_count_every_operation_exactly_when_no_span_is_sampled() -
     assert durations[("upload", None)].count == 1
     assert 0 < durations[("download", None)].sum < 1
     assert [p.value for p in points["messaging.client.sent.messages"]] == [3]
+
+
+class _UnhealthyQueue(_TightQueue):
+    """A queue whose service never answers a health check."""
+
+    async def _health(self) -> bool:
+        raise ConnectionError("down")
+
+
+async def test_a_log_record_inside_an_operation_carries_its_trace_and_span_ids(
+    recorder: Recorder,
+) -> None:
+    """A warning cloudrift logs during an operation (a failed health check), handed to
+    OpenTelemetry's logging handler, carries that operation's trace and span ids."""
+    from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
+    from opentelemetry.sdk._logs.export import (
+        InMemoryLogRecordExporter,
+        SimpleLogRecordProcessor,
+    )
+
+    exporter = InMemoryLogRecordExporter()
+    provider = LoggerProvider()
+    provider.add_log_record_processor(SimpleLogRecordProcessor(exporter))
+    with warnings.catch_warnings():
+        # Deprecated in the SDK in favour of opentelemetry-instrumentation-logging's copy.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        handler = LoggingHandler(logger_provider=provider)
+    logger = logging.getLogger("cloudrift")
+    logger.addHandler(handler)
+    try:
+        assert await _UnhealthyQueue().health_check() is False
+    finally:
+        logger.removeHandler(handler)
+    (span,) = recorder.spans("queue")
+    (record,) = [
+        r.log_record
+        for r in exporter.get_finished_logs()
+        if "health check failed" in str(r.log_record.body)
+    ]
+    assert (record.trace_id, record.span_id) == (span.context.trace_id, span.context.span_id)
