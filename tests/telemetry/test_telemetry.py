@@ -79,6 +79,33 @@ async def test_settings_can_switch_telemetry_off_and_name_the_backend(
     assert span.attributes["cloudrift.backend"] == "avatars"
 
 
+async def test_one_backend_can_switch_telemetry_off_in_settings_env_or_yaml(
+    recorder: Recorder, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """`telemetry: false` on one backend (keywords, YAML or CLOUDRIFT_..._TELEMETRY=false)
+    silences that backend only; its siblings are still observed."""
+    (tmp_path / "cloudrift.yaml").write_text(
+        "storage:\n  default: loud\n  backends:\n"
+        "    quiet: {provider: memory, telemetry: false}\n    loud: {provider: memory}\n"
+    )
+    monkeypatch.setenv("CLOUDRIFT_QUEUE__BACKENDS__JOBS__PROVIDER", "memory")
+    monkeypatch.setenv("CLOUDRIFT_QUEUE__BACKENDS__JOBS__TELEMETRY", "false")
+    built = [
+        CloudriftSettings(
+            cache={"backends": {"sessions": {"provider": "memory", "telemetry": False}}}
+        ).open_backend("cache", "sessions"),
+        CloudriftSettings.from_yaml(tmp_path / "cloudrift.yaml").open_backend("storage", "quiet"),
+        CloudriftSettings().open_backend("queue", "jobs"),
+    ]
+    assert [backend.telemetry_enabled for backend in built] == [False, False, False]
+    await built[0].set("k", b"v")
+    await built[1].upload("k", b"v")
+    await built[2].send({"n": 1})
+    loud = CloudriftSettings.from_yaml(tmp_path / "cloudrift.yaml").open_backend("storage")
+    await loud.upload("k", b"v")
+    assert [s.attributes["cloudrift.backend"] for s in recorder.spans()] == ["loud"]
+
+
 def test_the_env_var_reaches_the_settings_field(monkeypatch: pytest.MonkeyPatch) -> None:
     """CLOUDRIFT_TELEMETRY__ENABLED=false sets telemetry.enabled."""
     monkeypatch.setenv("CLOUDRIFT_TELEMETRY__ENABLED", "false")
