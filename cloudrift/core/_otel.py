@@ -194,6 +194,7 @@ def use_providers(tracer_provider: Any = None, meter_provider: Any = None) -> No
     """See :func:`cloudrift.core.telemetry.use_providers`."""
     global _active
     _active = None
+    _quiet[0] = _UNSET
     if tracer_provider is not None or meter_provider is not None:
         _active = _Instruments(tracer_provider, meter_provider)
 
@@ -371,18 +372,25 @@ def _fail(span: Any, exc: Exception) -> None:
     )
 
 
+#: The last OpenTelemetry context in which operations record nothing (see observe()):
+#: the common case — no sampled parent, metrics not exported — costs one comparison.
+_quiet: list[Any] = [_UNSET]
+
+
 def observe(backend: AsyncBackend, name: str) -> _OperationScope | None:
     """The observer: this operation's scope, or None when it records nothing."""
+    if _current_context() is _quiet[0]:
+        return None
+    return _observe(backend, name)
+
+
+def _observe(backend: AsyncBackend, name: str) -> _OperationScope | None:
     tools = _active or _get()
     if tools.skippable:
-        # The fast path (every cycle counts on a ~1 µs operation): no span unless the
-        # parent is sampled, and no metrics.
+        # No span unless the parent is sampled, and no metrics.
         ctx = _current_context()
-        last = tools.last_parent
-        if ctx is last[0]:
-            if not last[1]:
-                return None
-        elif not tools.parent_sampled(ctx):
+        if not tools.parent_sampled(ctx):
+            _quiet[0] = ctx
             return None
         record = True
     else:
