@@ -373,8 +373,9 @@ def _fail(span: Any, exc: Exception) -> None:
 
 
 #: The last OpenTelemetry context in which operations record nothing (see observe()):
-#: the common case — no sampled parent, metrics not exported — costs one comparison.
-_quiet: list[Any] = [_UNSET]
+#: the common case — no sampled parent, metrics not exported — costs one comparison,
+#: made by the operation wrappers themselves through the observer's quiet gate.
+_quiet: list[object] = [_UNSET]
 
 
 def observe(backend: AsyncBackend, name: str) -> _OperationScope | None:
@@ -382,6 +383,9 @@ def observe(backend: AsyncBackend, name: str) -> _OperationScope | None:
     if _current_context() is _quiet[0]:
         return None
     return _observe(backend, name)
+
+
+setattr(observe, "quiet_gate", (_current_context, _quiet))  # noqa: B010 - read by set_observer
 
 
 def _observe(backend: AsyncBackend, name: str) -> _OperationScope | None:

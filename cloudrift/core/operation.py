@@ -86,15 +86,32 @@ class BackendDescription:
 #: An observer that raises is logged and the operation runs unobserved.
 Observer = Callable[["AsyncBackend", str], AbstractContextManager[object] | None]
 
-# Read by the generated wrappers as a global (one dict lookup on the hot path).
-_GLOBALS: dict[str, Any] = {"_op_observer": None}
+#: An observer's quiet gate: ``(key, holder)``. While ``key()`` returns the very object
+#: in ``holder[0]``, the wrappers do not call the observer at all (it has said that it
+#: would answer None there). Telemetry's key is the current OpenTelemetry context: in
+#: one with no sampled span, and no metrics to record, a call is not observed.
+QuietGate = tuple[Callable[[], object], list[object]]
+
+_NOT_QUIET: list[object] = [object()]  # never what int() returns: no gate
+
+# Read by the generated wrappers as globals (one dict lookup each on the hot path).
+_GLOBALS: dict[str, Any] = {
+    "_op_observer": None,
+    "_op_quiet_key": int,
+    "_op_quiet": _NOT_QUIET,
+}
 
 
-def set_observer(observer: Observer | None) -> Observer | None:
-    """Install ``observer`` for every operation of every backend (None removes it);
-    returns the one it replaced."""
+def set_observer(observer: Observer | None, *, quiet: QuietGate | None = None) -> Observer | None:
+    """Install ``observer`` for every operation of every backend (None removes it), with
+    its ``quiet`` gate if it has one (default: the observer's ``quiet_gate`` attribute,
+    so re-installing a replaced observer brings its gate back); returns the observer it
+    replaced."""
     previous: Observer | None = _GLOBALS["_op_observer"]
-    _GLOBALS["_op_observer"] = observer
+    if quiet is None:
+        quiet = getattr(observer, "quiet_gate", None)
+    key, holder = quiet if quiet is not None and observer is not None else (int, _NOT_QUIET)
+    _GLOBALS.update(_op_observer=observer, _op_quiet_key=key, _op_quiet=holder)
     return previous
 
 
@@ -181,7 +198,7 @@ def _op_make(_op_fn, _op_name{defaults}):
         if {self}._closed:
             return _op_closed_{kind}({self})
         _op_obs = _op_observer
-        if _op_obs is not None:
+        if _op_obs is not None and _op_quiet_key() is not _op_quiet[0]:
             try:
                 _op_scope = _op_obs({self}, _op_name)
             except Exception:
@@ -276,4 +293,4 @@ def operation(
 # var does not switch it off); without it, only the small cloudrift module is loaded.
 from cloudrift.core import telemetry as _telemetry  # noqa: E402, F401
 
-__all__ = ["BackendDescription", "Observer", "operation", "set_observer"]
+__all__ = ["BackendDescription", "Observer", "QuietGate", "operation", "set_observer"]
