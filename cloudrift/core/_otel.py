@@ -517,4 +517,24 @@ def process_scope(queue: AsyncBackend, message: Message) -> AbstractContextManag
     tools = _active or _get()
     if not (tools.policy_final and tools.metrics_final):
         tools.refresh()
+    # The sampler would drop the process span (and so every span of the handler under
+    # it): skip the SDK — unless the consumer itself runs in a sampled span, where the
+    # handler's operations must still not join the consumer's trace.
+    dropped = tools.skippable and not (
+        tools.policy == _PARENT and _producer_sampled(message.transport_headers)
+    )
+    if dropped and not tools.parent_sampled(_current_context()):
+        return _NULL
     return _ProcessScope(queue, message, tools)
+
+
+def _producer_sampled(headers: Mapping[str, str]) -> bool:
+    """The sampled flag of a W3C ``traceparent`` (``00-{trace}-{span}-{flags}``); a
+    malformed one counts as sampled, so the SDK decides."""
+    traceparent = headers.get("traceparent")
+    if traceparent is None:
+        return False
+    try:
+        return bool(int(traceparent[-2:], 16) & 1)
+    except ValueError:
+        return True

@@ -425,3 +425,38 @@ async def test_a_log_record_inside_an_operation_carries_its_trace_and_span_ids(
         if "health check failed" in str(r.log_record.body)
     ]
     assert (record.trace_id, record.span_id) == (span.context.trace_id, span.context.span_id)
+
+
+async def test_sampling_off_consume_skips_the_sdk_unless_the_producer_was_sampled() -> None:
+    """With ParentBased(ALWAYS_OFF) and no metrics, consume() handles a message sent
+    outside any sampled span with no process span at all (nor spans under it); a message
+    sent inside a sampled span is processed in a span of that trace, as usual."""
+    from opentelemetry.metrics import NoOpMeterProvider
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from cloudrift.core import _otel
+
+    provider, exporter = _unsampled_provider()
+    telemetry.enable()
+    telemetry.use_providers(provider, NoOpMeterProvider())
+    queue, storage = get_queue("memory"), get_storage("memory")
+    await storage.upload("k", b"v")
+
+    async def handler(message: Message) -> None:
+        await storage.download("k")
+
+    try:
+        await queue.send({"n": 1})
+        (quiet,) = await queue.receive()
+        assert _otel.process_scope(queue, quiet) is _otel._NULL
+        await queue.nack(quiet.receipt_handle)
+        await queue.consume(handler, wait_time=0.1, limit=1)
+        assert exporter.get_finished_spans() == ()
+        with TracerProvider().get_tracer("app").start_as_current_span("request") as request:
+            await queue.send({"n": 2})
+        await queue.consume(handler, wait_time=0.1, limit=1)
+    finally:
+        telemetry.use_providers()
+    spans = exporter.get_finished_spans()
+    assert {s.context.trace_id for s in spans} == {request.get_span_context().trace_id}
+    assert sorted(s.name for s in spans) == ["delete", "download", "process", "send"]
