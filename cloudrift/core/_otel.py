@@ -86,8 +86,8 @@ class _Instruments:
         self.tracer: Any = otel_trace.get_tracer(facade.SCOPE, tracer_provider=tracer_provider)
         self.policy = _ASK
         self.policy_final = False
-        # The last current span seen and whether it is sampled (spans are immutable in
-        # that respect; consecutive operations usually share their parent).
+        # The last OpenTelemetry context seen and whether an operation in it records a
+        # span (contexts are immutable; consecutive operations usually share one).
         self.last_parent: tuple[Any, bool] = (_UNSET, False)
         meter = otel_metrics.get_meter(facade.SCOPE, meter_provider=meter_provider)
         self.duration: Any = meter.create_histogram(

@@ -289,8 +289,8 @@ def operation(
     return _wrap(fn, name or fn.__name__)
 
 
-# Telemetry installs its observer now when opentelemetry-api is importable (and the env
-# var does not switch it off); without it, only the small cloudrift module is loaded.
+# Telemetry installs its bootstrap observer now (unless the env var switches it off);
+# OpenTelemetry itself is imported by the first operation, never by this import.
 from cloudrift.core import telemetry as _telemetry  # noqa: E402, F401
 
 __all__ = ["BackendDescription", "Observer", "QuietGate", "operation", "set_observer"]
