@@ -28,6 +28,7 @@ SDK_ROOTS = (
     "fastapi",
     "pydantic",
     "dependency_injector",
+    "opentelemetry",
 )
 
 PAIRS = [

@@ -81,6 +81,8 @@ class BackendConfig(BaseModel):
     model_config = ConfigDict(extra="allow", str_strip_whitespace=False)
 
     provider: str = Field(min_length=1)
+    #: False: this backend records no spans or metrics (``telemetry=False`` on the factory).
+    telemetry: bool = True
 
     @field_validator("provider")
     @classmethod
@@ -667,7 +669,7 @@ class CloudriftSettings(_Sections):
         # Spans name the backend as configured; settings can switch telemetry off.
         if isinstance(backend, AsyncBackend):  # documents: the driver's own monitoring
             backend.telemetry_name = key
-            if not self.telemetry.enabled:
+            if not (self.telemetry.enabled and config.telemetry):
                 backend.telemetry_enabled = False
         return backend
 

@@ -8,9 +8,11 @@ what every operation of every provider shares:
   :class:`~cloudrift.core.exceptions.BackendClosedError` (when awaited, or on the first
   step of a stream), before any argument is looked at;
 * the observation point: when an :data:`Observer` is installed with
-  :func:`set_observer` (telemetry), it is told the backend and the operation name and
-  its scope encloses the whole operation — validation, provider hooks, retries — and,
-  for streaming operations, every step up to exhaustion or close;
+  :func:`set_observer` (telemetry), it is told the backend and the operation name when
+  the method is called and answers with a scope, or None when there is nothing to
+  observe this time (then the call costs as little as with no observer); the scope
+  encloses the whole operation — validation, provider hooks, retries — and, for
+  streaming operations, every step up to exhaustion or close;
 * cancellation: :class:`asyncio.CancelledError` always propagates unchanged — never
   translated, never swallowed, not even by an observer whose scope would suppress it —
   and a wrapped stream is closed (``aclose()``) so its provider resources are released.
@@ -19,11 +21,11 @@ Observers describe the backend with ``backend.category``, ``backend.provider`` a
 ``backend.describe()`` (a :class:`BackendDescription` that providers fill through
 their ``_describe()`` hook). Nothing here imports a telemetry SDK.
 
-Cost. With no observer the wrapper adds no coroutine frame: it is a plain function with
-the exact signature of the method it wraps (generated once, at class creation, like
-``dataclasses`` generates ``__init__``) that checks the closed flag and returns the
-method's own coroutine or async generator. An ``async def`` wrapper with ``*args``
-costs ~60% of a memory-cache ``get``; this one is within noise.
+Cost. With no observer, or one answering None, the wrapper adds no coroutine frame: it
+is a plain function with the exact signature of the method it wraps (generated once, at
+class creation, like ``dataclasses`` generates ``__init__``) that checks the closed flag
+and returns the method's own coroutine or async generator. An ``async def`` wrapper with
+``*args`` costs ~60% of a memory-cache ``get``; this one is within noise.
 """
 
 from __future__ import annotations
@@ -76,34 +78,52 @@ class BackendDescription:
         return cls(system, destination, parts.hostname, port)
 
 
-#: Called at the start of every operation with the backend and the operation name
-#: (the public method's name: low-cardinality); returns the scope that encloses it.
+#: Called when a public operation is called, with the backend and the operation name
+#: (the public method's name: low-cardinality); returns the scope that will enclose it
+#: (entered when the operation starts running), or None to leave this call unobserved.
 #: The scope's ``__exit__`` receives the operation's error (``CancelledError``
 #: included) or None; its return value is ignored, so it can never swallow an error.
 #: An observer that raises is logged and the operation runs unobserved.
-Observer = Callable[["AsyncBackend", str], AbstractContextManager[object]]
+Observer = Callable[["AsyncBackend", str], AbstractContextManager[object] | None]
 
-# Read by the generated wrappers as a global (one dict lookup on the hot path).
-_GLOBALS: dict[str, Any] = {"_op_observer": None}
+#: An observer's quiet gate: ``(key, holder)``. While ``key()`` returns the very object
+#: in ``holder[0]``, the wrappers do not call the observer at all (it has said that it
+#: would answer None there). Telemetry's key is the current OpenTelemetry context: in
+#: one with no sampled span, and no metrics to record, a call is not observed.
+QuietGate = tuple[Callable[[], object], list[object]]
+
+_NOT_QUIET: list[object] = [object()]  # never what int() returns: no gate
+
+# Read by the generated wrappers as globals (one dict lookup each on the hot path).
+_GLOBALS: dict[str, Any] = {
+    "_op_observer": None,
+    "_op_quiet_key": int,
+    "_op_quiet": _NOT_QUIET,
+}
 
 
-def set_observer(observer: Observer | None) -> Observer | None:
-    """Install ``observer`` for every operation of every backend (None removes it);
-    returns the one it replaced."""
+def set_observer(observer: Observer | None, *, quiet: QuietGate | None = None) -> Observer | None:
+    """Install ``observer`` for every operation of every backend (None removes it), with
+    its ``quiet`` gate if it has one (default: the observer's ``quiet_gate`` attribute,
+    so re-installing a replaced observer brings its gate back); returns the observer it
+    replaced."""
     previous: Observer | None = _GLOBALS["_op_observer"]
-    _GLOBALS["_op_observer"] = observer
+    if quiet is None:
+        quiet = getattr(observer, "quiet_gate", None)
+    key, holder = quiet if quiet is not None and observer is not None else (int, _NOT_QUIET)
+    _GLOBALS.update(_op_observer=observer, _op_quiet_key=key, _op_quiet=holder)
     return previous
 
 
-def _enter(backend: AsyncBackend, name: str) -> AbstractContextManager[object] | None:
-    observer: Observer | None = _GLOBALS["_op_observer"]
-    if observer is None:
-        return None
+def _observer_failed(backend: AsyncBackend, name: str) -> None:
+    log.exception("operation observer failed to start %s.%s", backend.backend_name, name)
+
+
+def _enter(scope: AbstractContextManager[object]) -> AbstractContextManager[object] | None:
     try:
-        scope = observer(backend, name)
         scope.__enter__()
     except Exception:
-        log.exception("operation observer failed to start %s.%s", backend.backend_name, name)
+        log.exception("operation observer failed to start an operation")
         return None
     return scope
 
@@ -130,8 +150,10 @@ async def _closed_stream(backend: AsyncBackend) -> AsyncIterator[Any]:
     yield  # pragma: no cover
 
 
-async def _observed_call(backend: AsyncBackend, name: str, work: Coroutine[Any, Any, T]) -> T:
-    scope = _enter(backend, name)
+async def _observed_call(
+    observed: AbstractContextManager[object], work: Coroutine[Any, Any, T]
+) -> T:
+    scope = _enter(observed)
     try:
         result = await work
     except BaseException as exc:
@@ -142,9 +164,9 @@ async def _observed_call(backend: AsyncBackend, name: str, work: Coroutine[Any, 
 
 
 async def _observed_stream(
-    backend: AsyncBackend, name: str, stream: AsyncIterator[T]
+    observed: AbstractContextManager[object], stream: AsyncIterator[T]
 ) -> AsyncIterator[T]:
-    scope = _enter(backend, name)
+    scope = _enter(observed)
     try:
         async for item in stream:
             yield item
@@ -165,6 +187,7 @@ async def _observed_stream(
 _GLOBALS.update(
     _op_closed_call=_closed_call,
     _op_closed_stream=_closed_stream,
+    _op_observer_failed=_observer_failed,
     _op_observed_call=_observed_call,
     _op_observed_stream=_observed_stream,
 )
@@ -174,8 +197,14 @@ def _op_make(_op_fn, _op_name{defaults}):
     def {fname}({params}):
         if {self}._closed:
             return _op_closed_{kind}({self})
-        if _op_observer is not None:
-            return _op_observed_{kind}({self}, _op_name, _op_fn({args}))
+        _op_obs = _op_observer
+        if _op_obs is not None and _op_quiet_key() is not _op_quiet[0]:
+            try:
+                _op_scope = _op_obs({self}, _op_name)
+            except Exception:
+                _op_scope = _op_observer_failed({self}, _op_name)
+            if _op_scope is not None:
+                return _op_observed_{kind}(_op_scope, _op_fn({args}))
         return _op_fn({args})
     return {fname}
 """
@@ -260,8 +289,8 @@ def operation(
     return _wrap(fn, name or fn.__name__)
 
 
-# Telemetry installs its observer now when opentelemetry-api is importable (and the env
-# var does not switch it off); without it, only the small cloudrift module is loaded.
+# Telemetry installs its bootstrap observer now (unless the env var switches it off);
+# OpenTelemetry itself is imported by the first operation, never by this import.
 from cloudrift.core import telemetry as _telemetry  # noqa: E402, F401
 
-__all__ = ["BackendDescription", "Observer", "operation", "set_observer"]
+__all__ = ["BackendDescription", "Observer", "QuietGate", "operation", "set_observer"]

@@ -65,6 +65,8 @@ _AUTH_METHODS = aws_auth_methods()
 _BAD_HANDLE = {"ReceiptHandleIsInvalid", "MessageNotInflight", "InvalidReceiptHandle"}
 _BAD_MESSAGE = {"InvalidMessageContents", "MessageTooLong", "InvalidParameterValue"}
 _REGION_IN_URL = re.compile(r"sqs[.-]([a-z0-9-]+)\.amazonaws\.com")
+#: SQS's limit of message attributes per message.
+_MAX_ATTRIBUTES = 10
 #: SQS's longest visibility timeout (12 hours).
 _MAX_VISIBILITY = 43200
 #: SQS caps a single long poll at 20 seconds.
@@ -209,7 +211,7 @@ class SQSQueue(Queue):
             max_batch_count=10,
             max_batch_bytes=self._max_message_bytes,
             max_delay=900,
-            max_attributes=10,  # trace context included
+            max_attributes=_MAX_ATTRIBUTES,  # trace context included
         )
 
     def _entry_size(self, msg: PreparedMessage) -> int:
@@ -319,10 +321,16 @@ class SQSQueue(Queue):
                 f"{self.backend_name}: dead_letter() needs a message received by this "
                 "instance (the handle is unknown, already acked, or was received elsewhere)"
             )
+        attributes = {**msg.attributes, DEAD_LETTER_REASON: reason}
+        # The producer's trace context moves too (whoever drains the DLQ joins its trace)
+        # where the 10-attribute limit leaves room next to the user's and the reason.
+        for key, value in msg.transport_headers.items():
+            if len(attributes) < _MAX_ATTRIBUTES:
+                attributes[key] = value
         params: dict[str, Any] = {
             "QueueUrl": self.dlq_url,
             "MessageBody": msg.raw.decode("utf-8"),
-            "MessageAttributes": attributes_out({**msg.attributes, DEAD_LETTER_REASON: reason}),
+            "MessageAttributes": attributes_out(attributes),
         }
         if self._dlq_fifo:
             # A FIFO DLQ needs a group: keep the original one so order survives.

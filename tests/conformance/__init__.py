@@ -20,7 +20,8 @@ The pattern (as in Go CDK's drivertest):
 from __future__ import annotations
 
 import inspect
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from contextlib import AbstractAsyncContextManager
 from typing import Any, ClassVar
 
 import pytest
@@ -115,6 +116,43 @@ class BackendConformance(Conformance):
         assert all("exception.message" not in (e.attributes or {}) for e in spans[0].events)
         points = recorder.metrics()["cloudrift.client.operation.duration"]
         assert any(p.attributes.get("error.type") == error for p in points)
+
+    async def check_one_span_per_operation(
+        self, backend: Any, recorder: Recorder, calls: list[tuple[str, Callable[[], Any]]]
+    ) -> None:
+        """Each of ``calls`` (an operation's name and a call of it, run in order; together
+        every public operation of the backend) is exactly one CLIENT span named after
+        that operation; a call that raises a cloudrift error sets its error.type."""
+        public = {
+            name
+            for name in dir(type(backend))
+            if not name.startswith("_")
+            and name not in NOT_OPERATIONS
+            and callable(getattr(type(backend), name))
+            and hasattr(getattr(type(backend), name), "__wrapped__")
+        }
+        named = {name for name, _ in calls}
+        assert public <= named, f"no span check for {sorted(public - named)}"
+        destination = backend.describe().destination
+        for name, call in calls:
+            recorder.clear()
+            error = None
+            try:
+                result = call()
+                if isinstance(result, AbstractAsyncContextManager):
+                    async with result:
+                        pass
+                elif inspect.isawaitable(result):
+                    await result
+            except exceptions.CloudRiftError as exc:
+                error = type(exc).__name__
+            spans = recorder.spans(backend.category)
+            assert [(s.attributes or {}).get("cloudrift.operation") for s in spans] == [name]
+            (span,) = spans
+            assert span.kind is SpanKind.CLIENT
+            assert span.name == (f"{name} {destination}" if destination else name)
+            assert (span.attributes or {}).get("error.type") == error, name
+            assert (span.status.status_code is StatusCode.ERROR) is (error is not None)
 
     async def test_unsupported_matches_the_backend_flags(self, backend: Any) -> None:
         """The backend has a bool supports_* flag for each capability the suite knows, and

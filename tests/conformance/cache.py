@@ -25,6 +25,7 @@ from cloudrift.core.exceptions import (
     LockNotAcquiredError,
 )
 from tests.conformance import BackendConformance
+from tests.telemetry.support import Recorder
 
 Advance = Callable[[float], Awaitable[None]]
 
@@ -47,6 +48,48 @@ class CacheConformance(BackendConformance):
             await asyncio.sleep(seconds + 0.05)
 
         return sleep
+
+    # --------------------------------------------------------------- telemetry
+    async def test_every_operation_is_one_span(self, backend: Cache, recorder: Recorder) -> None:
+        """Every public cache operation — the pipeline and the lock's compare-and-set
+        included — is exactly one CLIENT span named after it; errors set error.type."""
+        tag = self.PIPELINE_TAG
+        key, num, hsh, lst = f"{tag}s", f"{tag}n", f"{tag}h", f"{tag}l"
+        lock = backend.lock(f"{tag}span", ttl=30)
+        await lock.acquire()
+
+        async def pipeline() -> None:
+            async with backend.pipeline() as pipe:
+                pipe.set(key, b"p")
+
+        await self.check_one_span_per_operation(
+            backend,
+            recorder,
+            [
+                ("set", lambda: backend.set(key, b"v")),
+                ("get", lambda: backend.get(key)),
+                ("exists", lambda: backend.exists(key)),
+                ("expire", lambda: backend.expire(key, 60)),
+                ("ttl", lambda: backend.ttl(key)),
+                ("mset", lambda: backend.mset({key: b"v", num: b"1"})),
+                ("mget", lambda: backend.mget([key, num])),
+                ("incr", lambda: backend.incr(num)),
+                ("decr", lambda: backend.decr(num)),
+                ("hset", lambda: backend.hset(hsh, "f", b"v")),
+                ("hget", lambda: backend.hget(hsh, "f")),
+                ("hgetall", lambda: backend.hgetall(hsh)),
+                ("hdel", lambda: backend.hdel(hsh, "f")),
+                ("lpush", lambda: backend.lpush(lst, b"a")),
+                ("rpush", lambda: backend.rpush(lst, b"b")),
+                ("lrange", lambda: backend.lrange(lst, 0, -1)),
+                ("pipeline", pipeline),
+                ("compare_and_set", lock.release),
+                ("ping", backend.ping),
+                ("health_check", backend.health_check),
+                ("delete", lambda: backend.delete(key)),
+                ("get", lambda: backend.get("")),  # CacheArgumentError
+            ],
+        )
 
     # ------------------------------------------------------------ values
     async def test_get_returns_the_bytes_that_were_set(self, backend: Cache) -> None:

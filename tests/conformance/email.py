@@ -32,6 +32,7 @@ from cloudrift.core.exceptions import (
 )
 from cloudrift.email import Attachment, Email, EmailMessage
 from tests.conformance import BackendConformance
+from tests.telemetry.support import Recorder
 
 SENDER = "sender@example.com"
 ALL_BYTES = bytes(range(256)) * 4
@@ -386,6 +387,21 @@ class EmailConformance(BackendConformance):
     async def test_health_check_is_true_when_the_service_answers(self, backend: Email) -> None:
         """health_check() really contacts the service and returns True."""
         assert await backend.health_check() is True
+
+    async def test_every_operation_is_one_span(self, backend: Email, recorder: Recorder) -> None:
+        """send, send_batch and health_check are each exactly one CLIENT span named after
+        the operation; a refused address sets error.type."""
+        one = EmailMessage(to="a@example.com", subject="s", body_text="b")
+        await self.check_one_span_per_operation(
+            backend,
+            recorder,
+            [
+                ("send", lambda: backend.send("a@example.com", "s", body_text="b")),
+                ("send_batch", lambda: backend.send_batch([one, one])),
+                ("health_check", backend.health_check),
+                ("send", lambda: backend.send("not-an-address", "s")),  # EmailValidationError
+            ],
+        )
 
     async def test_closed_backend_refuses_every_operation(self, backend: Email) -> None:
         """After close(), send, send_batch and health_check raise BackendClosedError."""

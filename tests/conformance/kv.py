@@ -18,6 +18,7 @@ import pytest
 from cloudrift.core.exceptions import BackendClosedError, KVConflictError, KVValueError
 from cloudrift.kv import KVStore
 from tests.conformance import BackendConformance
+from tests.telemetry.support import Recorder
 
 Advance = Callable[[float], Awaitable[None]]
 
@@ -51,6 +52,23 @@ class KVConformance(BackendConformance):
             await asyncio.sleep(seconds + 0.05)
 
         return sleep
+
+    async def test_every_operation_is_one_span(self, backend: KVStore, recorder: Recorder) -> None:
+        """Every public KV operation is exactly one CLIENT span named after it (a
+        conditional write that loses sets error.type to the conflict)."""
+        await self.check_one_span_per_operation(
+            backend,
+            recorder,
+            [
+                ("set", lambda: backend.set("span", {"n": 1})),
+                ("get", lambda: backend.get("span")),
+                ("get_entry", lambda: backend.get_entry("span")),
+                ("exists", lambda: backend.exists("span")),
+                ("set", lambda: backend.set("span", 2, if_absent=True)),  # KVConflictError
+                ("health_check", backend.health_check),
+                ("delete", lambda: backend.delete("span")),
+            ],
+        )
 
     @pytest.mark.parametrize(
         "value",

@@ -29,6 +29,7 @@ from collections.abc import AsyncIterator, Iterator, Sequence
 from typing import ClassVar
 
 import pytest
+from opentelemetry.trace import SpanKind
 
 from cloudrift.core.exceptions import (
     BackendClosedError,
@@ -41,6 +42,7 @@ from cloudrift.messaging import DEAD_LETTER_REASON, Message, OutgoingMessage, Qu
 from cloudrift.messaging.base import PreparedMessage, SendFailure
 from tests.conformance import BackendConformance
 from tests.conformance.messaging import drain
+from tests.telemetry.support import Recorder
 
 GROUP = "g-default"
 
@@ -167,6 +169,29 @@ class TopicConformance(BackendConformance):
             got = await drain(subscription, 12, ack=True)
             assert [m.body["n"] for m in got] == list(range(12))
             assert {m.group_id for m in got} == {"owner-1"}
+
+    async def test_each_subscription_handles_a_message_in_the_publishers_trace(
+        self, backend: Topic, recorder: Recorder
+    ) -> None:
+        """A message published inside a span is handled by consume() on every
+        subscription in a CONSUMER process span of the same trace, child of the publish
+        span; the trace context is not among the message's attributes."""
+        subs = [await self.subscribe(backend, name) for name in ("a", "b")]
+        with recorder.tracer.start_as_current_span("request") as request:
+            await backend.publish({"n": 1}, attributes={"a": "1"}, **self.group())
+        seen: list[Message] = []
+        for subscription in subs:
+            await asyncio.wait_for(subscription.consume(seen.append, wait_time=1, limit=1), 60)
+        assert [dict(m.attributes) for m in seen] == [{"a": "1"}, {"a": "1"}]
+        spans = recorder.spans()
+        trace_id = request.get_span_context().trace_id
+        operations = [(s.attributes or {}).get("cloudrift.operation") for s in spans]
+        (publish,) = [s for s, op in zip(spans, operations, strict=True) if op == "publish"]
+        processes = [s for s in spans if s.kind is SpanKind.CONSUMER]
+        assert len(processes) == 2
+        for process in processes:
+            assert process.context.trace_id == trace_id
+            assert process.parent is not None and process.parent.span_id == publish.context.span_id
 
     async def test_attributes_round_trip(self, backend: Topic) -> None:
         """Attributes published with a message reach every subscription unchanged."""

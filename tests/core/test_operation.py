@@ -325,3 +325,25 @@ def test_operation_refuses_a_plain_function() -> None:
     """Only async methods and async generators can be operations."""
     with pytest.raises(TypeError, match="async def"):
         operation(lambda self: None)
+
+
+async def test_a_quiet_gate_skips_the_observer_while_its_key_is_unchanged(observe: Any) -> None:
+    """While the gate's key returns the object in its holder the observer is not called
+    (the operation still runs); once the key moves on, it is called again."""
+    calls: list[str] = []
+    key = [object()]
+
+    def observer(backend: AsyncBackend, name: str) -> Any:
+        calls.append(name)
+        return None
+
+    set_observer(observer, quiet=(lambda: key[0], [key[0]]))
+    try:
+        cache = MemoryCache()
+        assert await cache.set("k", b"v") is True
+        assert calls == []
+        key[0] = object()
+        assert await cache.get("k") == b"v"
+        assert calls == ["get"]
+    finally:
+        set_observer(None)

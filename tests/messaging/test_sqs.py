@@ -23,6 +23,7 @@ from cloudrift.messaging.sqs import SQSQueue
 from tests.conformance.messaging import MessagingConformance, drain
 from tests.servers._process import free_port
 from tests.servers.moto import MotoEndpoint
+from tests.telemetry.support import recording
 
 
 def sqs_client(moto: MotoEndpoint) -> Any:
@@ -249,6 +250,29 @@ async def test_dead_letter_to_fifo_dlq_keeps_group_and_body(fifo: SQSQueue) -> N
         [dead] = await dlq.receive(wait_time=1)
     assert (dead.body, dead.group_id) == ({"n": 1}, "owner-9")
     assert dead.attributes == {"a": "1", DEAD_LETTER_REASON: "poison"}
+
+
+async def test_dead_letter_keeps_the_trace_context(moto: MotoEndpoint) -> None:
+    """A dead-lettered message carries its producer's trace context into the DLQ (so
+    whoever drains it joins the original trace); when the attributes leave no room next
+    to the reason, the user's attributes and the reason win."""
+    url, dlq_url = create_queue(moto, "traced"), create_queue(moto, "traced-dlq")
+    with recording() as recorder:
+        async with (
+            SQSQueue(queue_url=url, dlq_url=dlq_url, **moto.credentials()) as queue,
+            SQSQueue(queue_url=dlq_url, **moto.credentials()) as dlq,
+        ):
+            with recorder.tracer.start_as_current_span("request"):
+                await queue.send({"n": 1}, attributes={"a": "1"})
+                await queue.send({"n": 2}, attributes={f"a{i}": "v" for i in range(9)})
+            for msg in await queue.receive(max_messages=10, wait_time=1):
+                assert msg.transport_headers["traceparent"]
+                await queue.dead_letter(msg.receipt_handle, "poison")
+            dead = sorted(await drain(dlq, 2), key=lambda m: len(m.attributes))
+    (send, _) = [s for s in recorder.spans("queue") if s.name.startswith("send ")]
+    assert f"{send.context.trace_id:032x}" in dead[0].transport_headers["traceparent"]
+    assert dead[0].attributes == {"a": "1", DEAD_LETTER_REASON: "poison"}
+    assert len(dead[1].attributes) == 10 and dead[1].transport_headers == {}
 
 
 async def test_failed_dlq_send_keeps_message_on_source(moto: MotoEndpoint) -> None:

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import subprocess
 import sys
+import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -77,6 +79,33 @@ async def test_settings_can_switch_telemetry_off_and_name_the_backend(
     assert span.attributes["cloudrift.backend"] == "avatars"
 
 
+async def test_one_backend_can_switch_telemetry_off_in_settings_env_or_yaml(
+    recorder: Recorder, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """`telemetry: false` on one backend (keywords, YAML or CLOUDRIFT_..._TELEMETRY=false)
+    silences that backend only; its siblings are still observed."""
+    (tmp_path / "cloudrift.yaml").write_text(
+        "storage:\n  default: loud\n  backends:\n"
+        "    quiet: {provider: memory, telemetry: false}\n    loud: {provider: memory}\n"
+    )
+    monkeypatch.setenv("CLOUDRIFT_QUEUE__BACKENDS__JOBS__PROVIDER", "memory")
+    monkeypatch.setenv("CLOUDRIFT_QUEUE__BACKENDS__JOBS__TELEMETRY", "false")
+    built = [
+        CloudriftSettings(
+            cache={"backends": {"sessions": {"provider": "memory", "telemetry": False}}}
+        ).open_backend("cache", "sessions"),
+        CloudriftSettings.from_yaml(tmp_path / "cloudrift.yaml").open_backend("storage", "quiet"),
+        CloudriftSettings().open_backend("queue", "jobs"),
+    ]
+    assert [backend.telemetry_enabled for backend in built] == [False, False, False]
+    await built[0].set("k", b"v")
+    await built[1].upload("k", b"v")
+    await built[2].send({"n": 1})
+    loud = CloudriftSettings.from_yaml(tmp_path / "cloudrift.yaml").open_backend("storage")
+    await loud.upload("k", b"v")
+    assert [s.attributes["cloudrift.backend"] for s in recorder.spans()] == ["loud"]
+
+
 def test_the_env_var_reaches_the_settings_field(monkeypatch: pytest.MonkeyPatch) -> None:
     """CLOUDRIFT_TELEMETRY__ENABLED=false sets telemetry.enabled."""
     monkeypatch.setenv("CLOUDRIFT_TELEMETRY__ENABLED", "false")
@@ -93,9 +122,32 @@ def test_the_env_var_keeps_the_observer_out_from_import() -> None:
     assert _run_python(code, CLOUDRIFT_TELEMETRY__ENABLED="true").startswith("True <function")
 
 
+def test_importing_a_category_loads_no_opentelemetry_until_the_first_operation() -> None:
+    """`import cloudrift.storage` leaves opentelemetry unimported (imports stay light);
+    the first operation loads it and is recorded by the SDK configured meanwhile."""
+    code = (
+        "import sys, asyncio\n"
+        "import cloudrift.storage, cloudrift.messaging, cloudrift.cache, cloudrift.kv\n"
+        "import cloudrift.email, cloudrift.config\n"
+        "print(sorted({n.split('.')[0] for n in sys.modules} & {'opentelemetry'}))\n"
+        "from opentelemetry import trace\n"
+        "from opentelemetry.sdk.trace import TracerProvider\n"
+        "from opentelemetry.sdk.trace.export import SimpleSpanProcessor\n"
+        "from opentelemetry.sdk.trace.export.in_memory_span_exporter import "
+        "InMemorySpanExporter\n"
+        "exporter = InMemorySpanExporter(); provider = TracerProvider()\n"
+        "provider.add_span_processor(SimpleSpanProcessor(exporter))\n"
+        "trace.set_tracer_provider(provider)\n"
+        "asyncio.run(cloudrift.storage.get_storage('memory').upload('k', b'v'))\n"
+        "print([s.name for s in exporter.get_finished_spans()])\n"
+    )
+    assert _run_python(code).splitlines() == ["[]", "['upload']"]
+
+
 def test_without_opentelemetry_nothing_is_installed_and_queues_work() -> None:
-    """Where opentelemetry-api cannot be imported: no observer, no opentelemetry module
-    loaded, and a memory queue sends and receives without trace headers."""
+    """Where opentelemetry-api cannot be imported: after the first operation no observer
+    is left, no opentelemetry module is loaded, and a memory queue sends and receives
+    without trace headers."""
     code = (
         "import sys, asyncio; sys.modules['opentelemetry'] = None\n"
         "from cloudrift.core import operation, telemetry\n"
@@ -105,7 +157,7 @@ def test_without_opentelemetry_nothing_is_installed_and_queues_work() -> None:
         "    return m.transport_headers\n"
         "headers = asyncio.run(main())\n"
         "loaded = sorted(n for n in sys.modules if n.startswith('opentelemetry.'))\n"
-        "print(telemetry.AVAILABLE, operation._GLOBALS['_op_observer'], headers, loaded)"
+        "print(telemetry.available(), operation._GLOBALS['_op_observer'], headers, loaded)"
     )
     assert _run_python(code) == "False None {} []"
 
@@ -253,3 +305,158 @@ async def test_every_storage_operation_is_exactly_one_span(recorder: Recorder) -
         async for _ in stream():
             assert recorder.spans() == []  # still open while the stream runs
         assert [s.name for s in recorder.spans()] == [name]
+
+
+def _unsampled_provider() -> tuple[Any, Any]:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF, ParentBased
+
+    exporter = InMemorySpanExporter()
+    provider = TracerProvider(sampler=ParentBased(ALWAYS_OFF))
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    return provider, exporter
+
+
+async def test_sampling_off_skips_the_sdk_unless_the_parent_span_is_sampled() -> None:
+    """With ParentBased(ALWAYS_OFF) and no metrics, an operation outside a sampled span
+    is not observed at all (no SDK call); inside a sampled parent it is one span."""
+    from opentelemetry import trace
+    from opentelemetry.metrics import NoOpMeterProvider
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from cloudrift.core import _otel
+
+    provider, exporter = _unsampled_provider()
+    telemetry.enable()
+    telemetry.use_providers(provider, NoOpMeterProvider())
+    storage = get_storage("memory")
+    try:
+        await storage.upload("k", b"v")
+        assert _otel.observe(storage, "download") is None
+        with TracerProvider().get_tracer("app").start_as_current_span("request"):
+            assert _otel.observe(storage, "download") is not None
+            await storage.download("k")
+        unsampled = trace.NonRecordingSpan(
+            trace.SpanContext(1, 2, is_remote=True, trace_flags=trace.TraceFlags(0))
+        )
+        with trace.use_span(unsampled):
+            assert _otel.observe(storage, "download") is None
+            await storage.download("k")
+    finally:
+        telemetry.use_providers()
+    assert [s.name for s in exporter.get_finished_spans()] == ["download"]
+
+
+async def test_metrics_count_every_operation_exactly_when_no_span_is_sampled() -> None:
+    """Spans dropped by the sampler, metrics still exact: a metric reader collects one
+    duration per operation (failures under their error.type) and every message sent."""
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+    provider, exporter = _unsampled_provider()
+    reader = InMemoryMetricReader()
+    telemetry.enable()
+    telemetry.use_providers(provider, MeterProvider(metric_readers=[reader]))
+    storage, queue = get_storage("memory"), get_queue("memory")
+    try:
+        await storage.upload("k", b"v")
+        for _ in range(7):
+            await storage.download("k")
+        with pytest.raises(Exception, match="missing"):
+            await storage.download("missing")
+        await queue.send_batch([{"n": i} for i in range(3)])
+        data = reader.get_metrics_data()
+    finally:
+        telemetry.use_providers()
+    assert exporter.get_finished_spans() == ()
+    points: dict[str, list[Any]] = {}
+    for resource in data.resource_metrics if data else ():
+        for scope in resource.scope_metrics:
+            for metric in scope.metrics:
+                points.setdefault(metric.name, []).extend(metric.data.data_points)
+    durations = {
+        (p.attributes["cloudrift.operation"], p.attributes.get("error.type")): p
+        for p in points["cloudrift.client.operation.duration"]
+    }
+    assert durations[("download", None)].count == 7
+    assert durations[("download", "ObjectNotFoundError")].count == 1
+    assert durations[("upload", None)].count == 1
+    assert 0 < durations[("download", None)].sum < 1
+    assert [p.value for p in points["messaging.client.sent.messages"]] == [3]
+
+
+class _UnhealthyQueue(_TightQueue):
+    """A queue whose service never answers a health check."""
+
+    async def _health(self) -> bool:
+        raise ConnectionError("down")
+
+
+async def test_a_log_record_inside_an_operation_carries_its_trace_and_span_ids(
+    recorder: Recorder,
+) -> None:
+    """A warning cloudrift logs during an operation (a failed health check), handed to
+    OpenTelemetry's logging handler, carries that operation's trace and span ids."""
+    from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
+    from opentelemetry.sdk._logs.export import (
+        InMemoryLogRecordExporter,
+        SimpleLogRecordProcessor,
+    )
+
+    exporter = InMemoryLogRecordExporter()
+    provider = LoggerProvider()
+    provider.add_log_record_processor(SimpleLogRecordProcessor(exporter))
+    with warnings.catch_warnings():
+        # Deprecated in the SDK in favour of opentelemetry-instrumentation-logging's copy.
+        warnings.simplefilter("ignore", DeprecationWarning)
+        handler = LoggingHandler(logger_provider=provider)
+    logger = logging.getLogger("cloudrift")
+    logger.addHandler(handler)
+    try:
+        assert await _UnhealthyQueue().health_check() is False
+    finally:
+        logger.removeHandler(handler)
+    (span,) = recorder.spans("queue")
+    (record,) = [
+        r.log_record
+        for r in exporter.get_finished_logs()
+        if "health check failed" in str(r.log_record.body)
+    ]
+    assert (record.trace_id, record.span_id) == (span.context.trace_id, span.context.span_id)
+
+
+async def test_sampling_off_consume_skips_the_sdk_unless_the_producer_was_sampled() -> None:
+    """With ParentBased(ALWAYS_OFF) and no metrics, consume() handles a message sent
+    outside any sampled span with no process span at all (nor spans under it); a message
+    sent inside a sampled span is processed in a span of that trace, as usual."""
+    from opentelemetry.metrics import NoOpMeterProvider
+    from opentelemetry.sdk.trace import TracerProvider
+
+    from cloudrift.core import _otel
+
+    provider, exporter = _unsampled_provider()
+    telemetry.enable()
+    telemetry.use_providers(provider, NoOpMeterProvider())
+    queue, storage = get_queue("memory"), get_storage("memory")
+    await storage.upload("k", b"v")
+
+    async def handler(message: Message) -> None:
+        await storage.download("k")
+
+    try:
+        await queue.send({"n": 1})
+        (quiet,) = await queue.receive()
+        assert _otel.process_scope(queue, quiet) is _otel._NULL
+        await queue.nack(quiet.receipt_handle)
+        await queue.consume(handler, wait_time=0.1, limit=1)
+        assert exporter.get_finished_spans() == ()
+        with TracerProvider().get_tracer("app").start_as_current_span("request") as request:
+            await queue.send({"n": 2})
+        await queue.consume(handler, wait_time=0.1, limit=1)
+    finally:
+        telemetry.use_providers()
+    spans = exporter.get_finished_spans()
+    assert {s.context.trace_id for s in spans} == {request.get_span_context().trace_id}
+    assert sorted(s.name for s in spans) == ["delete", "download", "process", "send"]
