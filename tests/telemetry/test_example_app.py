@@ -57,7 +57,10 @@ async def test_an_upload_is_one_trace_through_the_queue_to_the_worker(
             recorder.clear()
             ready = await client.get("/health/ready")
             assert ready.status_code == 200, ready.text
-            assert recorder.spans() == []
+            # The upload's journey may still be finishing in the background (the audit
+            # subscription records the document.processed event in the upload's trace);
+            # nothing else may have made a span.
+            assert [s.name for s in recorder.spans() if s.context.trace_id != trace_id] == []
 
 
 def test_intake_traces_console_prints_the_spans(tmp_path: Path) -> None:
