@@ -177,12 +177,18 @@ def cpu_tracked(work: Work) -> tuple[Work, list[float]]:
     return run, samples
 
 
-def cpu_note(ours: list[float], base: list[float], ops: int, warmup: int) -> str:
-    """'client CPU 95 vs 90 µs/op (1.06x)': medians after the warm-up calls."""
+def cpu_figures(ours: list[float], base: list[float], ops: int, warmup: int) -> tuple[str, float]:
+    """'client CPU 95 vs 90 µs/op (1.06x)' (medians after the warm-up calls) and that
+    ratio, ours / baseline (lower is better for us)."""
     mine = statistics.median(ours[warmup:]) / ops * 1e6
     theirs = statistics.median(base[warmup:]) / ops * 1e6
     ratio = mine / theirs if theirs else float("inf")
-    return f"client CPU {mine:,.0f} vs {theirs:,.0f} µs/op ({ratio:.2f}x)"
+    return f"client CPU {mine:,.0f} vs {theirs:,.0f} µs/op ({ratio:.2f}x)", ratio
+
+
+def cpu_note(ours: list[float], base: list[float], ops: int, warmup: int) -> str:
+    """'client CPU 95 vs 90 µs/op (1.06x)': medians after the warm-up calls."""
+    return cpu_figures(ours, base, ops, warmup)[0]
 
 
 def peak_rss_mib() -> float:

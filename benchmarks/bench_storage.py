@@ -36,7 +36,15 @@ from pathlib import Path
 from typing import Any, cast
 
 from benchmarks import _servers
-from benchmarks._harness import Row, Settings, compare, gather_n, throughput_row
+from benchmarks._harness import (
+    Row,
+    Settings,
+    compare,
+    cpu_figures,
+    cpu_tracked,
+    gather_n,
+    throughput_row,
+)
 
 TARGET = 0.95
 #: The obstore engine vs raw obstore: throughput ratio and client CPU ratio (issue 14).
@@ -55,28 +63,6 @@ Op = Callable[[int], Awaitable[object]]
 
 def _key(i: int) -> str:
     return f"small/{i % 100:03d}.bin"
-
-
-def _cpu_tracked(work: Callable[[], Awaitable[None]]) -> tuple[Any, list[float]]:
-    """``work`` plus the client process's CPU seconds of each call (``time.process_time``
-    counts every thread of this process, obstore's Rust runtime included; the stand-in
-    runs in another process)."""
-    samples: list[float] = []
-
-    async def run() -> None:
-        began = time.process_time()
-        await work()
-        samples.append(time.process_time() - began)
-
-    return run, samples
-
-
-def _cpu_note(ours: list[float], base: list[float], ops: int, warmup: int) -> tuple[str, float]:
-    """'client CPU µs/op' note and the ratio ours / baseline (lower is better for us)."""
-    mine = statistics.median(ours[warmup:]) / ops * 1e6
-    theirs = statistics.median(base[warmup:]) / ops * 1e6
-    ratio = mine / theirs if theirs else float("inf")
-    return f"client CPU {mine:,.0f} vs {theirs:,.0f} µs/op ({ratio:.2f}x)", ratio
 
 
 async def _small_rows(
@@ -117,10 +103,10 @@ async def _small_rows(
     rows = []
     for op in ops_names:
         n = list_ops if op == "list" else ops
-        ours_work, ours_cpu = _cpu_tracked(gather_n(mine[op], n, CONCURRENCY))
-        raw_work, raw_cpu = _cpu_tracked(gather_n(raw[op], n, CONCURRENCY))
+        ours_work, ours_cpu = cpu_tracked(gather_n(mine[op], n, CONCURRENCY))
+        raw_work, raw_cpu = cpu_tracked(gather_n(raw[op], n, CONCURRENCY))
         cmp = await compare(ours_work, raw_work, ops=n, settings=settings)
-        cpu, cpu_ratio = _cpu_note(ours_cpu, raw_cpu, n, settings.warmup)
+        cpu, cpu_ratio = cpu_figures(ours_cpu, raw_cpu, n, settings.warmup)
         what = f"list of {LIST_KEYS} keys" if op == "list" else f"{op} 1 KiB"
         row = throughput_row(
             "storage",
