@@ -31,6 +31,7 @@ from opentelemetry import context as otel_context
 from opentelemetry import metrics as otel_metrics
 from opentelemetry import propagate as otel_propagate
 from opentelemetry import trace as otel_trace
+from opentelemetry.metrics import _internal as otel_metrics_internal
 
 from cloudrift.core import telemetry as facade
 
@@ -84,6 +85,8 @@ class _Instruments:
 
     def __init__(self, tracer_provider: Any = None, meter_provider: Any = None) -> None:
         self.tracer: Any = otel_trace.get_tracer(facade.SCOPE, tracer_provider=tracer_provider)
+        #: Built on the global providers: while neither is set, nothing is recorded.
+        self.global_providers = tracer_provider is None and meter_provider is None
         self.policy = _ASK
         self.policy_final = False
         # The last OpenTelemetry context seen and whether an operation in it records a
@@ -388,6 +391,19 @@ def observe(backend: AsyncBackend, name: str) -> _OperationScope | None:
 setattr(observe, "quiet_gate", (_current_context, _quiet))  # noqa: B010 - read by set_observer
 
 
+def _providers_unset() -> bool:
+    """Neither global provider is set yet: read where the API's proxies look."""
+    return otel_trace._TRACER_PROVIDER is None and otel_metrics_internal._METER_PROVIDER is None
+
+
+if not (
+    hasattr(otel_trace, "_TRACER_PROVIDER") and hasattr(otel_metrics_internal, "_METER_PROVIDER")
+):  # another API version: ask the proxies on every operation, as before
+
+    def _providers_unset() -> bool:
+        return False
+
+
 def _observe(backend: AsyncBackend, name: str) -> _OperationScope | None:
     tools = _active or _get()
     if tools.skippable:
@@ -399,6 +415,11 @@ def _observe(backend: AsyncBackend, name: str) -> _OperationScope | None:
         record = True
     else:
         if not (tools.policy_final and tools.metrics_final):
+            if tools.global_providers and _providers_unset():
+                # OpenTelemetry is installed but not configured (the global proxies
+                # record nothing): answered without asking the proxies, on every
+                # operation until a provider is set.
+                return None
             tools.refresh()
         record = tools.records_span()
         if not record and not tools.metrics_live:

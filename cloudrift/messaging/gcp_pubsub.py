@@ -116,6 +116,7 @@ _ORDERING_KEY_FRAME = len(', "orderingKey": ')
 #: The longest ack deadline Pub/Sub accepts.
 MAX_ACK_DEADLINE = 600
 _TRANSIENT = {429, 500, 502, 503, 504}
+_NO_ID = "Pub/Sub returned no message id for this entry"
 
 _LIMITS = SendLimits(
     max_message_bytes=MAX_REQUEST_BYTES - _REQUEST_FRAME,
@@ -279,6 +280,9 @@ class _PubSubEntity(Queue):
         self._pool = pool
         self._connect_timeout = connect_timeout
         self._read_timeout = read_timeout
+        #: The per-call timeout (whole seconds, as gcloud-aio types it), worked out once:
+        #: it goes with every publish and ack.
+        self._call_timeout = self._timeout()
         # Like Google's own client libraries, retry UNAVAILABLE / RESOURCE_EXHAUSTED and
         # dropped connections (a retried publish may deliver twice: at-least-once anyway).
         self._retry = RetryPolicy(attempts=max_attempts, base_delay=0.1, max_delay=2.0)
@@ -485,23 +489,27 @@ class _PubSubEntity(Queue):
         return size
 
     async def _send_one(self, msg: PreparedMessage) -> str:
-        [result] = await self._send_chunk([msg])
-        if isinstance(result, SendFailure):
-            raise MessageSendError(
-                f"{self.backend_name}: {result.reason}", failed={0: result.reason}
-            )
-        return result
+        # The chunk path without its lists: this runs for every message sent.
+        wire = [self._wire(msg)]
+        path, timeout = self._pub_path, self._call_timeout
+        answer = await self._call(
+            lambda c: c.publisher.publish(path, wire, timeout=timeout), publishing=True
+        )
+        ids = answer.get("messageIds", [])
+        if len(ids) != 1:
+            raise MessageSendError(f"{self.backend_name}: {_NO_ID}", failed={0: _NO_ID})
+        return str(ids[0])
 
     async def _send_chunk(self, chunk: Sequence[PreparedMessage]) -> Sequence[str | SendFailure]:
         wire = [self._wire(m) for m in chunk]
         answer = await self._call(
-            lambda c: c.publisher.publish(self._pub_path, wire, timeout=self._timeout()),
+            lambda c: c.publisher.publish(self._pub_path, wire, timeout=self._call_timeout),
             publishing=True,
         )
         ids = answer.get("messageIds", [])
         if len(ids) != len(chunk):
             # A publish request is all-or-nothing; a short answer means we cannot tell.
-            return [SendFailure("Pub/Sub returned no message id for this entry")] * len(chunk)
+            return [SendFailure(_NO_ID)] * len(chunk)
         return [str(i) for i in ids]
 
     # -------------------------------------------------------------- receiving
@@ -609,9 +617,9 @@ class _PubSubEntity(Queue):
         )
 
     async def _delete(self, handle: str) -> None:
+        path, timeout = self._sub_path, self._call_timeout
         await self._call(
-            lambda c: c.subscriber.acknowledge(self._sub_path, [handle], timeout=self._timeout()),
-            handle,
+            lambda c: c.subscriber.acknowledge(path, [handle], timeout=timeout), handle
         )
         msg = self._in_flight.pop(handle)
         if msg is not None:
