@@ -15,6 +15,7 @@ import statistics
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 Work = Callable[[], Awaitable[None]]
 
@@ -161,6 +162,28 @@ def gather_n(factory: Callable[[int], Awaitable[object]], count: int, concurrenc
         await asyncio.gather(*(one(i) for i in range(count)))
 
     return work
+
+
+async def drain_deleting(
+    receive: Any, delete: Any, count: int, what: str, concurrency: int
+) -> None:
+    """Receive ``count`` messages (``receive()`` returns a list of receipt handles) and
+    delete each, ``concurrency`` deletes at a time; fail after 50 empty receives in a row."""
+    got, empty = 0, 0
+    while got < count:
+        handles = await receive()
+        if not handles:
+            empty += 1
+            if empty > 50:
+                raise RuntimeError(f"{what}: only {got} of {count} messages came back")
+            continue
+        empty = 0
+        got += len(handles)
+
+        async def delete_one(i: int, batch: list[str] = handles) -> None:
+            await delete(batch[i])
+
+        await gather_n(delete_one, len(handles), concurrency)()
 
 
 def cpu_tracked(work: Work) -> tuple[Work, list[float]]:

@@ -21,7 +21,7 @@ import time
 from typing import Any
 
 from benchmarks import _servers
-from benchmarks._harness import Row, Settings, compare, gather_n, throughput_row
+from benchmarks._harness import Row, Settings, compare, drain_deleting, gather_n, throughput_row
 
 TARGET = 0.95
 MAX_CALLS = 100
@@ -30,27 +30,6 @@ DELAYED_BATCH_TARGET = 1.5
 REQUEST_DELAY = 0.010
 SPEEDUP_TARGET = 7.0  # "near-linear": 10 would be perfect
 CONCURRENCY = 10
-
-
-async def _drain(
-    receive: Any, delete: Any, count: int, what: str
-) -> None:  # receive() -> list of handles
-    """Receive ``count`` messages (10 per call) and delete each, 10 deletes at a time."""
-    got, empty = 0, 0
-    while got < count:
-        handles = await receive()
-        if not handles:
-            empty += 1
-            if empty > 50:
-                raise RuntimeError(f"{what}: only {got} of {count} messages came back")
-            continue
-        empty = 0
-        got += len(handles)
-
-        async def delete_one(i: int, batch: list[str] = handles) -> None:
-            await delete(batch[i])
-
-        await gather_n(delete_one, len(handles), CONCURRENCY)()
 
 
 async def run(settings: Settings) -> list[Row]:
@@ -317,11 +296,11 @@ async def _round_trip_row(settings: Settings, ours: Any, raw: Any, raw_url: str)
 
     async def ours_trip() -> None:
         await gather_n(ours_send, count, CONCURRENCY)()
-        await _drain(ours_receive, ours.delete, count, "cloudrift")
+        await drain_deleting(ours_receive, ours.delete, count, "cloudrift", CONCURRENCY)
 
     async def raw_trip() -> None:
         await gather_n(raw_send, count, CONCURRENCY)()
-        await _drain(raw_receive, raw_delete, count, "aioboto3")
+        await drain_deleting(raw_receive, raw_delete, count, "aioboto3", CONCURRENCY)
 
     cmp = await compare(
         ours_trip,

@@ -28,6 +28,7 @@ from benchmarks._harness import (
     compare,
     cpu_note,
     cpu_tracked,
+    drain_deleting,
     gather_n,
     throughput_row,
 )
@@ -36,25 +37,6 @@ TARGET = 0.95
 MAX_CALLS = 100
 CONCURRENCY = 10
 FAN_OUT = 2
-
-
-async def _drain(receive: Any, delete: Any, count: int, what: str) -> None:
-    """Receive ``count`` messages (10 per call) and delete each, 10 deletes at a time."""
-    got, empty = 0, 0
-    while got < count:
-        handles = await receive()
-        if not handles:
-            empty += 1
-            if empty > 50:
-                raise RuntimeError(f"{what}: only {got} of {count} messages came back")
-            continue
-        empty = 0
-        got += len(handles)
-
-        async def delete_one(i: int, batch: list[str] = handles) -> None:
-            await delete(batch[i])
-
-        await gather_n(delete_one, len(handles), CONCURRENCY)()
 
 
 async def run(settings: Settings) -> list[Row]:
@@ -175,7 +157,7 @@ async def _fan_out_row(settings: Settings, sns: Any, sqs: Any, creds: dict[str, 
                 got = await sub.receive(max_messages=10, wait_time=0)
                 return [m.receipt_handle for m in got]
 
-            await _drain(receive, sub.delete, count, "cloudrift")
+            await drain_deleting(receive, sub.delete, count, "cloudrift", CONCURRENCY)
 
     async def raw_publish(i: int) -> None:
         await sns.publish(TopicArn=raw_arn, Message=json.dumps({"order": i, "item": "widget"}))
@@ -197,7 +179,7 @@ async def _fan_out_row(settings: Settings, sns: Any, sqs: Any, creds: dict[str, 
             async def delete(handle: str, url: str = url) -> None:
                 await sqs.delete_message(QueueUrl=url, ReceiptHandle=handle)
 
-            await _drain(receive, delete, count, "aioboto3")
+            await drain_deleting(receive, delete, count, "aioboto3", CONCURRENCY)
 
     ours_work, ours_cpu = cpu_tracked(ours_trip)
     raw_work, raw_cpu = cpu_tracked(raw_trip)
