@@ -21,12 +21,19 @@ import math
 import statistics
 import sys
 import tempfile
-import time
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from benchmarks._harness import Row, Settings, compare, gather_n, throughput_row
+from benchmarks._harness import (
+    Row,
+    Settings,
+    compare,
+    cpu_tracked,
+    drain_deleting,
+    gather_n,
+    throughput_row,
+)
 
 TARGET = 0.95
 CONCURRENCY = 10
@@ -57,38 +64,6 @@ def _standin_process() -> Iterator[tuple[str, float]]:
             yield f"{LOOPBACK}:{port}", process.started_in or 0.0
         finally:
             process.stop()
-
-
-def _cpu_tracked(work: Callable[[], Awaitable[None]]) -> tuple[Any, list[float]]:
-    """``work`` plus this process's CPU seconds of each call (the stand-in runs in
-    another process, so this is the client's cost alone)."""
-    samples: list[float] = []
-
-    async def run() -> None:
-        began = time.process_time()
-        await work()
-        samples.append(time.process_time() - began)
-
-    return run, samples
-
-
-async def _drain(receive: Any, delete: Any, count: int, what: str) -> None:
-    """Receive ``count`` messages and ack each, 10 acks at a time."""
-    got, empty = 0, 0
-    while got < count:
-        handles = await receive()
-        if not handles:
-            empty += 1
-            if empty > 50:
-                raise RuntimeError(f"{what}: only {got} of {count} messages came back")
-            continue
-        empty = 0
-        got += len(handles)
-
-        async def ack_one(i: int, batch: list[str] = handles) -> None:
-            await delete(batch[i])
-
-        await gather_n(ack_one, len(handles), CONCURRENCY)()
 
 
 async def run(settings: Settings) -> list[Row]:
@@ -210,14 +185,14 @@ async def _round_trip_row(settings: Settings, ours: Any, publisher: Any, subscri
 
     async def ours_trip() -> None:
         await gather_n(ours_send, count, CONCURRENCY)()
-        await _drain(ours_receive, ours.delete, count, "cloudrift")
+        await drain_deleting(ours_receive, ours.delete, count, "cloudrift", CONCURRENCY)
 
     async def raw_trip() -> None:
         await gather_n(raw_send, count, CONCURRENCY)()
-        await _drain(raw_receive, raw_ack, count, "gcloud-aio-pubsub")
+        await drain_deleting(raw_receive, raw_ack, count, "gcloud-aio-pubsub", CONCURRENCY)
 
-    ours_work, ours_cpu = _cpu_tracked(ours_trip)
-    raw_work, raw_cpu = _cpu_tracked(raw_trip)
+    ours_work, ours_cpu = cpu_tracked(ours_trip)
+    raw_work, raw_cpu = cpu_tracked(raw_trip)
     cmp = await compare(ours_work, raw_work, ops=count, settings=settings)
     # The warm-up calls are the first samples of each side.
     mine = statistics.median(ours_cpu[settings.warmup :]) / count * 1e6
