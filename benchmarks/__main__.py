@@ -68,16 +68,19 @@ def render(rows: list[Row], *, mode: str, seconds: float, failures: list[str]) -
         "Each pair ran interleaved (A/B/A/B) in one process against the same local server;",
         "a ratio is cloudrift's median divided by the baseline's (above 1 = cloudrift is",
         "faster, or for memory/calls: see the note). Spread = min..max of per-round ratios.",
+        "Client CPU = this process's CPU time (`time.process_time()`, every thread) per",
+        "operation, cloudrift vs the baseline, with the stand-in in another process; lower",
+        "is better for us, and it is far less moved by a loaded machine than throughput.",
         "",
-        "| category | measurement | cloudrift | baseline | ratio | spread | target | verdict "
-        "| note |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "| category | measurement | cloudrift | baseline | ratio | spread | client CPU "
+        "| target | verdict | note |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for row in rows:
         ratio = f"{row.ratio:.2f}" if row.ratio is not None else ""
         lines.append(
             f"| {row.category} | {row.name} | {row.ours} | {row.baseline} | {ratio} | "
-            f"{row.spread} | {row.target} | {row.verdict()} | {row.note} |"
+            f"{row.spread} | {row.cpu} | {row.target} | {row.verdict()} | {row.note} |"
         )
     if failures:
         lines += ["", "## Failures", ""]

@@ -52,6 +52,8 @@ class Row:
     met: bool | None = None
     note: str = ""
     spread: str = ""
+    #: Client CPU per operation of both sides, e.g. "271 vs 237 µs/op (1.14x)".
+    cpu: str = ""
 
     def verdict(self) -> str:
         """'met' / 'NOT met' / '' (no target)."""
@@ -133,6 +135,7 @@ def throughput_row(
     target: float | None = None,
     baseline_name: str = "raw SDK",
     note: str = "",
+    cpu: str = "",
 ) -> Row:
     """A table row for a throughput comparison, with an optional minimum ratio target."""
     ratio = cmp.ratio
@@ -146,6 +149,7 @@ def throughput_row(
         met=None if target is None else ratio >= target,
         note=note,
         spread=cmp.spread,
+        cpu=cpu,
     )
 
 
@@ -200,18 +204,22 @@ def cpu_tracked(work: Work) -> tuple[Work, list[float]]:
     return run, samples
 
 
-def cpu_figures(ours: list[float], base: list[float], ops: int, warmup: int) -> tuple[str, float]:
-    """'client CPU 95 vs 90 µs/op (1.06x)' (medians after the warm-up calls) and that
-    ratio, ours / baseline (lower is better for us)."""
+def cpu_figures(
+    ours: list[float], base: list[float], ops: int, warmup: int, unit: str = "op"
+) -> tuple[str, float]:
+    """'95 vs 90 µs/op (1.06x)' (medians after the warm-up calls) for the client CPU
+    column, and that ratio, ours / baseline (lower is better for us)."""
     mine = statistics.median(ours[warmup:]) / ops * 1e6
     theirs = statistics.median(base[warmup:]) / ops * 1e6
     ratio = mine / theirs if theirs else float("inf")
-    return f"client CPU {mine:,.0f} vs {theirs:,.0f} µs/op ({ratio:.2f}x)", ratio
+    return f"{mine:,.0f} vs {theirs:,.0f} µs/{unit} ({ratio:.2f}x)", ratio
 
 
-def cpu_note(ours: list[float], base: list[float], ops: int, warmup: int) -> str:
-    """'client CPU 95 vs 90 µs/op (1.06x)': medians after the warm-up calls."""
-    return cpu_figures(ours, base, ops, warmup)[0]
+def cpu_column(
+    ours: list[float], base: list[float], ops: int, warmup: int, unit: str = "op"
+) -> str:
+    """The client CPU column's text: '95 vs 90 µs/op (1.06x)'."""
+    return cpu_figures(ours, base, ops, warmup, unit)[0]
 
 
 def peak_rss_mib() -> float:

@@ -18,7 +18,7 @@ from benchmarks._harness import (
     Row,
     Settings,
     compare,
-    cpu_note,
+    cpu_column,
     cpu_tracked,
     gather_n,
     throughput_row,
@@ -67,7 +67,7 @@ async def run(settings: Settings) -> list[Row]:
                 ours_work, ours_cpu = cpu_tracked(gather_n(ours_op, ops, CONCURRENCY))
                 raw_work, raw_cpu = cpu_tracked(gather_n(raw_op, ops, CONCURRENCY))
                 cmp = await compare(ours_work, raw_work, ops=ops, settings=fine)
-                cpu = cpu_note(ours_cpu, raw_cpu, ops, fine.warmup)
+                cpu = cpu_column(ours_cpu, raw_cpu, ops, fine.warmup)
                 rows.append(
                     throughput_row(
                         "cache cluster",
@@ -75,7 +75,8 @@ async def run(settings: Settings) -> list[Row]:
                         cmp,
                         target=TARGET,
                         baseline_name="RedisCluster, same options",
-                        note=f"{cpu}; {ops} ops per round, keys on 3 primaries; {started}",
+                        note=f"{ops} ops per round, keys on 3 primaries; {started}",
+                        cpu=cpu,
                     )
                 )
 
@@ -92,7 +93,7 @@ async def run(settings: Settings) -> list[Row]:
             ours_work, ours_cpu = cpu_tracked(ours_mget)
             raw_work, raw_cpu = cpu_tracked(raw_mget)
             cmp = await compare(ours_work, raw_work, ops=calls, settings=fine)
-            cpu = cpu_note(ours_cpu, raw_cpu, calls, fine.warmup)
+            cpu = cpu_column(ours_cpu, raw_cpu, calls, fine.warmup, unit="mget")
             rows.append(
                 throughput_row(
                     "cache cluster",
@@ -101,8 +102,9 @@ async def run(settings: Settings) -> list[Row]:
                     unit="mgets/s",
                     target=TARGET,
                     baseline_name="RedisCluster.mget_nonatomic, same options",
-                    note=f"{cpu}; {calls} sequential mgets per round; both send one MGET per "
+                    note=f"{calls} sequential mgets per round; both send one MGET per "
                     "slot, pipelined per node; answers in the caller's order",
+                    cpu=cpu,
                 )
             )
         finally:

@@ -77,7 +77,7 @@ async def _small_rows(
     cpu_target: float | None = None,
 ) -> list[Row]:
     """put/get/head/list rows: ``ours`` is a Storage, ``raw`` maps op -> raw SDK call.
-    Each row's note carries both sides' client CPU per operation; with ``cpu_target`` the
+    Each row carries both sides' client CPU per operation; with ``cpu_target`` the
     row is met only if that CPU ratio is at most the target too."""
     keys = [_key(i) for i in range(100)] + [f"list/{i:03d}" for i in range(LIST_KEYS)]
     await gather_n(lambda i: ours.upload(keys[i], DATA), len(keys), CONCURRENCY)()
@@ -114,7 +114,8 @@ async def _small_rows(
             cmp,
             target=TARGET if cpu_target is None else OBSTORE_TARGET,
             baseline_name=baseline_name,
-            note=f"{cpu}; {n} ops per round; {note}",
+            note=f"{n} ops per round; {note}",
+            cpu=cpu,
         )
         if cpu_target is not None:
             row.target += f" and CPU <= {cpu_target:.1f}x"

@@ -8,7 +8,7 @@
   SNS envelope and the payload decoded as cloudrift does, ``sqs.delete_message``), on a
   topic and two queues of its own per side, 10 concurrent tasks (target: ratio >= 0.95).
   Raw message delivery is off on every subscription, so both sides unwrap the envelope.
-  moto answers every request on a new connection; the note adds each side's client CPU
+  moto answers every request on a new connection; the client CPU column gives each side's CPU
   per delivered message (``cpu_tracked``: this process's CPU time), the figure that
   says what cloudrift itself costs.
 """
@@ -26,7 +26,7 @@ from benchmarks._harness import (
     Row,
     Settings,
     compare,
-    cpu_note,
+    cpu_column,
     cpu_tracked,
     drain_deleting,
     gather_n,
@@ -190,7 +190,7 @@ async def _fan_out_row(settings: Settings, sns: Any, sqs: Any, creds: dict[str, 
         await topic.close()
         for sub in subscriptions:
             await sub.close()
-    cpu = cpu_note(ours_cpu, raw_cpu, ops=count * FAN_OUT, warmup=few.warmup)
+    cpu = cpu_column(ours_cpu, raw_cpu, ops=count * FAN_OUT, warmup=few.warmup, unit="delivery")
     return throughput_row(
         "topics",
         f"sns publish + fan-out to {FAN_OUT} sqs subscriptions + receive + delete of {count} "
@@ -202,7 +202,8 @@ async def _fan_out_row(settings: Settings, sns: Any, sqs: Any, creds: dict[str, 
         note=(
             f"msgs/s = messages published per second, each delivered to {FAN_OUT} queues and "
             "received (10 per call) and deleted there; raw delivery off on both sides; "
-            f"{cpu} per delivered message (cloudrift vs aioboto3); moto's request rate sets "
+            "client CPU is per delivered message; moto's request rate sets "
             "the wall figures; separate topics and queues on one moto server"
         ),
+        cpu=cpu,
     )
