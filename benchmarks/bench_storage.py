@@ -413,18 +413,20 @@ async def _memory_rows(settings: Settings) -> list[Row]:
             "exists": lambda i: mem.exists(_key(i)),
         }
         for name, call in cases.items():
-            runs = []
+            runs, cpu_runs = [], []
             for _ in range(max(1, settings.rounds)):
-                began = time.perf_counter()
+                began, cpu_began = time.perf_counter(), time.process_time()
                 for i in range(ops):
                     await call(i)
                 runs.append((time.perf_counter() - began) / ops)
+                cpu_runs.append((time.process_time() - cpu_began) / ops)
             rows.append(
                 Row(
                     category="storage",
                     name=f"memory {name} 1 KiB: cost of one call",
                     ours=f"{statistics.median(runs) * 1e6:.1f} µs/op",
                     baseline="",
+                    cpu=f"{statistics.median(cpu_runs) * 1e6:.1f} µs/op (no baseline)",
                     note=f"median of {len(runs)} runs of {ops} sequential calls; no baseline",
                 )
             )
@@ -783,15 +785,17 @@ async def _streams(settings: Settings, moto: Any, azurite: Any) -> list[Row]:
 _FIRST_OP = """\
 import time
 began = time.perf_counter()
+cpu_began = time.process_time()
 import asyncio
 async def main():
 {build}
 {put}
 asyncio.run(main())
 took = time.perf_counter() - began
+cpu = time.process_time() - cpu_began
 with open("/proc/self/status", encoding="ascii") as fh:
     rss = next(int(line.split()[1]) for line in fh if line.startswith("VmRSS:")) / 1024
-print(took * 1000, rss)
+print(took * 1000, rss, cpu * 1000)
 """
 
 
@@ -832,7 +836,8 @@ def _first_op_sides(provider: str, moto: Any, azurite: Any) -> dict[str, tuple[s
     return sides
 
 
-def _first_op(build: str, put: str) -> tuple[float, float]:
+def _first_op(build: str, put: str) -> tuple[float, float, float]:
+    """(wall ms, RSS MiB, CPU ms) of a fresh process's imports and first PUT."""
     done = subprocess.run(
         [sys.executable, "-c", _FIRST_OP.format(build=build, put=put)],
         cwd=ROOT,
@@ -843,8 +848,8 @@ def _first_op(build: str, put: str) -> tuple[float, float]:
     )
     if done.returncode != 0:
         raise RuntimeError(f"first-operation child failed:\n{done.stderr[-3000:]}")
-    ms, rss = done.stdout.split()
-    return float(ms), float(rss)
+    ms, rss, cpu = done.stdout.split()
+    return float(ms), float(rss), float(cpu)
 
 
 async def _first_op_rows(settings: Settings, moto: Any, azurite: Any) -> list[Row]:
@@ -854,13 +859,14 @@ async def _first_op_rows(settings: Settings, moto: Any, azurite: Any) -> list[Ro
     rows = []
     for provider in ("s3", "azure_blob"):
         sides = _first_op_sides(provider, moto, azurite)
-        got: dict[str, list[tuple[float, float]]] = {side: [] for side in sides}
+        got: dict[str, list[tuple[float, float, float]]] = {side: [] for side in sides}
         for round_no in range(rounds):
             order = list(sides) if round_no % 2 == 0 else list(sides)[::-1]
             for side in order:
                 got[side].append(await asyncio.to_thread(_first_op, *sides[side]))
-        ms = {side: statistics.median(t for t, _ in runs) for side, runs in got.items()}
-        rss = {side: statistics.median(r for _, r in runs) for side, runs in got.items()}
+        ms = {side: statistics.median(t for t, _, _ in runs) for side, runs in got.items()}
+        rss = {side: statistics.median(r for _, r, _ in runs) for side, runs in got.items()}
+        cpu = {side: statistics.median(c for _, _, c in runs) for side, runs in got.items()}
         for engine in ("engine=obstore", "engine=sdk"):
             rows.append(
                 Row(
@@ -870,8 +876,10 @@ async def _first_op_rows(settings: Settings, moto: Any, azurite: Any) -> list[Ro
                     baseline=f"{ms['raw obstore']:,.0f} ms, {rss['raw obstore']:.0f} MiB RSS "
                     "(raw obstore)",
                     ratio=ms["raw obstore"] / ms[engine],
-                    spread=f"{min(t for t, _ in got[engine]):,.0f}.."
-                    f"{max(t for t, _ in got[engine]):,.0f} ms",
+                    spread=f"{min(t for t, _, _ in got[engine]):,.0f}.."
+                    f"{max(t for t, _, _ in got[engine]):,.0f} ms",
+                    cpu=f"{cpu[engine]:,.0f} vs {cpu['raw obstore']:,.0f} ms per process "
+                    f"({cpu[engine] / cpu['raw obstore']:.2f}x)",
                     note=f"median of {rounds} fresh processes per side (interpreter start "
                     "excluded); the clock runs from the first import to the first PUT's "
                     "answer; RSS (VmRSS) after it",
