@@ -2,17 +2,21 @@
 
 ``moto_server`` starts once per session; ``moto`` (function scope) resets all state
 through ``POST /moto-api/reset`` before each test and hands out the endpoint and
-throwaway credentials. moto does not verify presigned-URL signatures or expiry, so
-negative presign tests run against Azurite instead.
+throwaway credentials; ``bucket`` adds an empty S3 bucket named ``BUCKET`` to that.
+moto does not verify presigned-URL signatures or expiry, so negative presign tests run
+against Azurite instead.
 """
 
 from __future__ import annotations
 
+import functools
 import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
+import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
@@ -21,6 +25,8 @@ from tests.servers._process import LOOPBACK
 REGION = "us-east-1"
 ACCESS_KEY = "AKIATESTINGCLOUDRIFT"
 SECRET_KEY = "moto-secret-key-for-tests"
+#: The S3 bucket the ``bucket`` fixture creates.
+BUCKET = "cloudrift-test"
 
 
 @dataclass(frozen=True)
@@ -72,3 +78,23 @@ def moto(moto_server: MotoEndpoint) -> MotoEndpoint:
     """The session's moto server, reset to empty for this test."""
     moto_server.reset()
     return moto_server
+
+
+@functools.cache
+def _raw_s3(moto: MotoEndpoint) -> Any:
+    """A plain boto3 S3 client for test setup and inspection (one per server)."""
+    return boto3.client(
+        "s3",
+        endpoint_url=moto.endpoint_url,
+        region_name=moto.region,
+        aws_access_key_id=moto.access_key,
+        aws_secret_access_key=moto.secret_key,
+    )
+
+
+@pytest.fixture
+def bucket(moto: MotoEndpoint) -> Any:
+    """An empty bucket ``BUCKET`` on a freshly reset moto server; returns a raw boto3 client."""
+    raw = _raw_s3(moto)
+    raw.create_bucket(Bucket=BUCKET)
+    return raw

@@ -18,71 +18,34 @@ from cloudrift.core.exceptions import (
     StorageError,
     StoragePermissionError,
 )
-from cloudrift.storage import Storage, get_storage
 from cloudrift.storage.azure_blob import AzureBlobStorage
 from cloudrift.storage.base import MIN_PART_SIZE
-from tests.conformance.storage import StorageConformance, agen
+from tests.conformance.storage import agen
 from tests.servers.azurite import ACCOUNT_KEY, AzuriteContainer
+from tests.storage._harness import (
+    AzureAccountKeyHarness,
+    AzureConnectionStringHarness,
+    account_key_blob,
+)
 
 
-class TestAzureBlobObstoreConnectionString(StorageConformance):
+class TestAzureBlobObstoreConnectionString(AzureConnectionStringHarness):
     """Conformance harness: azure_blob with a connection string, data plane on obstore."""
 
-    list_page_size = 5
-    secrets_in_use = (ACCOUNT_KEY,)
-
-    @pytest.fixture
-    async def backend(self, azurite: AzuriteContainer) -> AsyncIterator[Storage]:
-        """A backend with the obstore engine on a fresh container, closed afterwards."""
-        storage = get_storage(
-            "azure_blob",
-            connection_string=azurite.server.connection_string,
-            container=azurite.container,
-            list_page_size=5,
-            engine="obstore",
-        )
-        try:
-            yield storage
-        finally:
-            await storage.close()
+    engine = "obstore"
 
 
-class TestAzureBlobObstoreAccountKey(StorageConformance):
+class TestAzureBlobObstoreAccountKey(AzureAccountKeyHarness):
     """Conformance harness: azure_blob with account_url + account_key on obstore."""
 
-    list_page_size = 4
-    secrets_in_use = (ACCOUNT_KEY,)
-
-    @pytest.fixture
-    async def backend(self, azurite: AzuriteContainer) -> AsyncIterator[Storage]:
-        """A backend with the obstore engine on a fresh container, closed afterwards."""
-        storage = get_storage(
-            "azure_blob",
-            account_url=azurite.server.account_url,
-            account_key=ACCOUNT_KEY,
-            container=azurite.container,
-            list_page_size=4,
-            engine="obstore",
-        )
-        try:
-            yield storage
-        finally:
-            await storage.close()
+    engine = "obstore"
 
 
 @pytest.fixture
 async def blob(azurite: AzuriteContainer) -> AsyncIterator[AzureBlobStorage]:
     """An account-key backend with the obstore engine on a fresh container."""
-    storage = AzureBlobStorage(
-        account_url=azurite.server.account_url,
-        account_key=ACCOUNT_KEY,
-        container=azurite.container,
-        engine="obstore",
-    )
-    try:
+    async with account_key_blob(azurite, engine="obstore") as storage:
         yield storage
-    finally:
-        await storage.close()
 
 
 async def test_data_plane_never_builds_the_sdk_client(blob: AzureBlobStorage) -> None:

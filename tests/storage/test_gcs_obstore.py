@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 
 from cloudrift.core.exceptions import BucketNotFoundError, ConfigurationError, ObjectNotFoundError
-from cloudrift.storage import Storage, get_storage
 from cloudrift.storage.base import MIN_PART_SIZE
 from cloudrift.storage.gcs import GCSStorage
-from tests.conformance.storage import StorageConformance, agen
+from tests.conformance.storage import agen
 from tests.servers._process import free_port
 from tests.servers.gcs_xml import FakeGCS
+from tests.storage._harness import GCSHarness
 
 #: Conditional replaces and deletes (if_match) run on the SDK client on both engines.
 MATCH_GAP = (
@@ -30,47 +30,24 @@ MATCH_GAP = (
 )
 
 
-class TestGCSObstore(StorageConformance):
-    """Conformance harness: gcs on the emulator, data plane on obstore."""
+class TestGCSObstore(GCSHarness):
+    """Conformance harness: gcs on fake-gcs-server, data plane on obstore."""
 
-    list_page_size = 5
+    engine = "obstore"
+    known_gaps = dict.fromkeys(
+        [
+            "test_if_match_on_a_missing_key_fails_clearly",
+            "test_upload_stream_if_match_checks_the_etag",
+            "test_download_if_match_with_a_stale_etag_fails",
+            "test_delete_if_match_deletes_only_that_version",
+        ],
+        MATCH_GAP,
+    )
 
     @pytest.fixture
-    async def backend(self, gcs_xml: FakeGCS, service_account_file: Path) -> AsyncIterator[Storage]:
-        """A backend with the obstore engine on a fresh bucket, closed afterwards."""
-        storage = get_storage(
-            "gcs",
-            bucket=gcs_xml.bucket,
-            emulator_host=gcs_xml.endpoint,
-            # Signs presigned URLs (SDK side); the emulator takes no token.
-            credentials_path=str(service_account_file),
-            list_page_size=5,
-            engine="obstore",
-        )
-        try:
-            yield storage
-        finally:
-            await storage.close()
-
-    @pytest.mark.xfail(strict=True, reason=MATCH_GAP)
-    async def test_if_match_on_a_missing_key_fails_clearly(self, backend: Storage) -> None:
-        """upload(if_match=) on a missing key names it (SDK client; emulator gap: xfail)."""
-        await super().test_if_match_on_a_missing_key_fails_clearly(backend)
-
-    @pytest.mark.xfail(strict=True, reason=MATCH_GAP)
-    async def test_upload_stream_if_match_checks_the_etag(self, backend: Storage) -> None:
-        """upload_stream(if_match=) checks the ETag (SDK client; emulator gap: xfail)."""
-        await super().test_upload_stream_if_match_checks_the_etag(backend)
-
-    @pytest.mark.xfail(strict=True, reason=MATCH_GAP)
-    async def test_download_if_match_with_a_stale_etag_fails(self, backend: Storage) -> None:
-        """download(if_match=) refuses a stale ETag (SDK client; emulator gap: xfail)."""
-        await super().test_download_if_match_with_a_stale_etag_fails(backend)
-
-    @pytest.mark.xfail(strict=True, reason=MATCH_GAP)
-    async def test_delete_if_match_deletes_only_that_version(self, backend: Storage) -> None:
-        """delete(if_match=) deletes only that version (SDK client; emulator gap: xfail)."""
-        await super().test_delete_if_match_deletes_only_that_version(backend)
+    def emulator(self, gcs_xml: FakeGCS) -> FakeGCS:
+        """fake-gcs-server (XML writes through the test shim) with a fresh bucket."""
+        return gcs_xml
 
 
 @pytest.fixture

@@ -20,56 +20,26 @@ from cloudrift.core.exceptions import (
     StorageConnectionError,
     StorageError,
 )
-from cloudrift.storage import Storage, get_storage
+from cloudrift.storage import get_storage
 from cloudrift.storage.base import MIN_PART_SIZE
 from cloudrift.storage.s3 import S3Storage
-from tests.conformance.storage import StorageConformance, agen
+from tests.conformance.storage import agen
 from tests.servers._process import free_port
-from tests.servers.moto import MotoEndpoint
+from tests.servers.moto import BUCKET, MotoEndpoint, bucket  # noqa: F401 (the fixture)
+from tests.storage._harness import R2Harness, S3Harness
 from tests.storage._proxy import CuttableProxy
-from tests.storage.test_s3 import BUCKET, bucket  # noqa: F401 (the fixture)
 
 
-class TestS3ObstoreStorage(StorageConformance):
+class TestS3ObstoreStorage(S3Harness):
     """Conformance harness: s3 with static keys on moto, data plane on obstore."""
 
-    list_page_size = 5
-    secrets_in_use = (MotoEndpoint.secret_key,)
-
-    @pytest.fixture
-    async def backend(self, moto: MotoEndpoint, bucket: Any) -> AsyncIterator[Storage]:  # noqa: F811
-        """An s3 backend with the obstore engine, closed afterwards."""
-        storage = get_storage(
-            "s3", bucket=BUCKET, list_page_size=5, engine="obstore", **moto.credentials()
-        )
-        try:
-            yield storage
-        finally:
-            await storage.close()
+    engine = "obstore"
 
 
-class TestR2ObstoreStorage(StorageConformance):
+class TestR2ObstoreStorage(R2Harness):
     """Conformance harness: r2 on moto with the obstore engine."""
 
-    list_page_size = 4
-    secrets_in_use = (MotoEndpoint.secret_key,)
-
-    @pytest.fixture
-    async def backend(self, moto: MotoEndpoint, bucket: Any) -> AsyncIterator[Storage]:  # noqa: F811
-        """An r2 backend with the obstore engine, closed afterwards."""
-        storage = get_storage(
-            "r2",
-            bucket=BUCKET,
-            endpoint_url=moto.endpoint_url,
-            aws_access_key_id=moto.access_key,
-            aws_secret_access_key=moto.secret_key,
-            list_page_size=4,
-            engine="obstore",
-        )
-        try:
-            yield storage
-        finally:
-            await storage.close()
+    engine = "obstore"
 
 
 @pytest.fixture
