@@ -81,20 +81,15 @@ def moto(moto_server: MotoEndpoint) -> MotoEndpoint:
 
 
 @functools.cache
-def _raw_s3(moto: MotoEndpoint) -> Any:
-    """A plain boto3 S3 client for test setup and inspection (one per server)."""
-    return boto3.client(
-        "s3",
-        endpoint_url=moto.endpoint_url,
-        region_name=moto.region,
-        aws_access_key_id=moto.access_key,
-        aws_secret_access_key=moto.secret_key,
-    )
+def _s3_client(moto: MotoEndpoint) -> Any:
+    """A raw S3 client on ``moto``, built once per server (tests create many buckets)."""
+    options = moto.credentials()
+    return boto3.client("s3", region_name=options.pop("region"), **options)
 
 
 @pytest.fixture
 def bucket(moto: MotoEndpoint) -> Any:
     """An empty bucket ``BUCKET`` on a freshly reset moto server; returns a raw boto3 client."""
-    raw = _raw_s3(moto)
+    raw = _s3_client(moto)
     raw.create_bucket(Bucket=BUCKET)
     return raw

@@ -30,8 +30,10 @@ from tests.servers.moto import BUCKET, MotoEndpoint
 class Harness(StorageConformance):
     """The storage suite on one engine of a provider."""
 
-    #: The storage engine the backend runs: "sdk" or "obstore".
-    engine: ClassVar[str]
+    #: The provider under test, as get_storage names it.
+    provider: ClassVar[str]
+    #: The storage engine the backend runs: "sdk" (the providers' default) or "obstore".
+    engine: ClassVar[str] = "sdk"
     #: Conformance tests the stand-in cannot pass although the provider is right, each
     #: with the reason: they run as strict xfails (so a fixed stand-in is noticed).
     known_gaps: ClassVar[dict[str, str]] = {}
@@ -43,81 +45,99 @@ class Harness(StorageConformance):
         if reason is not None:
             request.applymarker(pytest.mark.xfail(strict=True, reason=reason))
 
+    @pytest.fixture
+    async def backend(self, backend_options: dict[str, str]) -> AsyncIterator[Storage]:
+        """A backend on the stand-in (``backend_options``: where, and how it signs in) with
+        the harness's page size and engine, closed afterwards."""
+        async with get_storage(
+            self.provider,
+            **backend_options,
+            list_page_size=self.list_page_size,
+            engine=self.engine,
+        ) as storage:
+            yield storage
+
 
 class S3Harness(Harness):
     """s3 with static keys and endpoint_url on moto."""
 
+    provider = "s3"
     list_page_size = 5
     secrets_in_use = (MotoEndpoint.secret_key,)
 
     @pytest.fixture
-    async def backend(self, moto: MotoEndpoint, bucket: Any) -> AsyncIterator[Storage]:
-        """An s3 backend against the test bucket, closed afterwards."""
-        async with get_storage(
-            "s3", bucket=BUCKET, list_page_size=5, engine=self.engine, **moto.credentials()
-        ) as storage:
-            yield storage
+    def backend_options(self, moto: MotoEndpoint, bucket: Any) -> dict[str, str]:
+        """The test bucket on moto, with its static keys."""
+        return {"bucket": BUCKET, **moto.credentials()}
 
 
-class R2Harness(Harness):
+class R2Harness(S3Harness):
     """r2 (the S3 driver, explicit keys and endpoint) on moto."""
 
+    provider = "r2"
     list_page_size = 4
-    secrets_in_use = (MotoEndpoint.secret_key,)
 
     @pytest.fixture
-    async def backend(self, moto: MotoEndpoint, bucket: Any) -> AsyncIterator[Storage]:
-        """An r2 backend pointed at moto through endpoint_url, closed afterwards."""
-        async with get_storage(
-            "r2",
-            bucket=BUCKET,
-            endpoint_url=moto.endpoint_url,
-            aws_access_key_id=moto.access_key,
-            aws_secret_access_key=moto.secret_key,
-            public_url="https://cdn.example.com/assets/",
-            list_page_size=4,
-            engine=self.engine,
-        ) as storage:
-            yield storage
+    def backend_options(self, moto: MotoEndpoint, bucket: Any) -> dict[str, str]:
+        """The test bucket on moto through endpoint_url, explicit keys, a CDN for links."""
+        return {
+            "bucket": BUCKET,
+            "endpoint_url": moto.endpoint_url,
+            "aws_access_key_id": moto.access_key,
+            "aws_secret_access_key": moto.secret_key,
+            "public_url": "https://cdn.example.com/assets/",
+        }
 
 
 class AzureConnectionStringHarness(Harness):
     """azure_blob with a connection string on Azurite."""
 
+    provider = "azure_blob"
     list_page_size = 5
     secrets_in_use = (ACCOUNT_KEY,)
 
     @pytest.fixture
-    async def backend(self, azurite: AzuriteContainer) -> AsyncIterator[Storage]:
-        """A backend on a fresh container, closed afterwards."""
-        async with get_storage(
-            "azure_blob",
-            connection_string=azurite.server.connection_string,
-            container=azurite.container,
-            list_page_size=5,
-            engine=self.engine,
-        ) as storage:
-            yield storage
+    def backend_options(self, azurite: AzuriteContainer) -> dict[str, str]:
+        """A fresh container, reached through Azurite's connection string."""
+        return {
+            "connection_string": azurite.server.connection_string,
+            "container": azurite.container,
+        }
 
 
-class AzureAccountKeyHarness(Harness):
+class AzureAccountKeyHarness(AzureConnectionStringHarness):
     """azure_blob with account_url + account_key on Azurite."""
 
     list_page_size = 4
-    secrets_in_use = (ACCOUNT_KEY,)
 
     @pytest.fixture
-    async def backend(self, azurite: AzuriteContainer) -> AsyncIterator[Storage]:
-        """A backend on a fresh container, closed afterwards."""
-        async with get_storage(
-            "azure_blob",
-            account_url=azurite.server.account_url,
-            account_key=ACCOUNT_KEY,
-            container=azurite.container,
-            list_page_size=4,
-            engine=self.engine,
-        ) as storage:
-            yield storage
+    def backend_options(self, azurite: AzuriteContainer) -> dict[str, str]:
+        """A fresh container, reached with Azurite's account URL and account key."""
+        return {
+            "account_url": azurite.server.account_url,
+            "account_key": ACCOUNT_KEY,
+            "container": azurite.container,
+        }
+
+
+class GCSHarness(Harness):
+    """gcs with a service-account file on a GCS emulator: the subclass names it with an
+    ``emulator`` fixture (the stand-in with an empty test bucket)."""
+
+    provider = "gcs"
+    list_page_size = 5
+
+    @pytest.fixture
+    def backend_options(
+        self, emulator: GCSEmulator | FakeGCS, service_account_file: Path
+    ) -> dict[str, str]:
+        """The emulator's test bucket, and a key file that signs presigned URLs (the
+        emulators take no token)."""
+        return {
+            "bucket": emulator.bucket,
+            "emulator_host": emulator.endpoint,
+            "credentials_path": str(service_account_file),
+        }
 
 
 def account_key_blob(azurite: AzuriteContainer, **options: Any) -> AzureBlobStorage:
@@ -127,29 +147,6 @@ def account_key_blob(azurite: AzuriteContainer, **options: Any) -> AzureBlobStor
     return AzureBlobStorage(
         account_url=azurite.server.account_url, account_key=ACCOUNT_KEY, **options
     )
-
-
-class GCSHarness(Harness):
-    """gcs with a service-account file on a GCS emulator: the subclass names it with an
-    ``emulator`` fixture (the stand-in with an empty test bucket)."""
-
-    list_page_size = 5
-
-    @pytest.fixture
-    async def backend(
-        self, emulator: GCSEmulator | FakeGCS, service_account_file: Path
-    ) -> AsyncIterator[Storage]:
-        """A gcs backend on the emulator's test bucket, closed afterwards."""
-        async with get_storage(
-            "gcs",
-            bucket=emulator.bucket,
-            emulator_host=emulator.endpoint,
-            # Signs presigned URLs; the emulators take no token.
-            credentials_path=str(service_account_file),
-            list_page_size=5,
-            engine=self.engine,
-        ) as storage:
-            yield storage
 
 
 async def data_plane_round_trip(storage: Storage) -> None:
@@ -162,16 +159,21 @@ async def data_plane_round_trip(storage: Storage) -> None:
     assert await storage.exists("a.txt") and await storage.list() == ["a.txt"]
 
 
-async def packages_imported_by(main: str, packages: tuple[str, ...], prelude: str = "") -> str:
-    """The sorted list of ``packages`` (top-level names) that a fresh interpreter has
-    imported after running ``prelude`` and then, with asyncio, ``async def main()`` whose
-    body is ``main`` (indented source lines), as that interpreter prints it."""
+async def imported_after_a_round_trip(
+    options: dict[str, str], packages: tuple[str, ...], prelude: str = ""
+) -> str:
+    """What a fresh interpreter prints as the sorted list of ``packages`` (top-level
+    names) it has imported after ``prelude`` (source lines) and, with asyncio,
+    ``get_storage(**options)``, an upload and a download of one object, and close."""
     code = (
         "import asyncio, sys\n"
         "from cloudrift.storage import get_storage\n"
         f"{prelude}"
         "async def main():\n"
-        f"{main}"
+        f"    s = get_storage(**{options!r})\n"
+        "    await s.upload('iso', b'v')\n"
+        "    assert await s.download('iso') == b'v'\n"
+        "    await s.close()\n"
         "asyncio.run(main())\n"
         "print(sorted({m.split('.')[0] for m in sys.modules\n"
         f"    if m.startswith({packages!r})}}))\n"

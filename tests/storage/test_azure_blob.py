@@ -43,15 +43,11 @@ from tests.storage._harness import (
 
 
 class TestAzureBlobConnectionString(AzureConnectionStringHarness):
-    """Conformance harness: azure_blob with a connection string on Azurite."""
-
-    engine = "sdk"
+    """Conformance harness: azure_blob with a connection string on Azurite (SDK engine)."""
 
 
 class TestAzureBlobAccountKey(AzureAccountKeyHarness):
-    """Conformance harness: azure_blob with account_url + account_key on Azurite."""
-
-    engine = "sdk"
+    """Conformance harness: azure_blob with account_url + account_key on Azurite (SDK engine)."""
 
 
 @pytest.fixture

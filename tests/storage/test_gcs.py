@@ -54,9 +54,8 @@ SEMICOLON_GAP = (
 
 
 class TestGCSStorage(GCSHarness):
-    """Conformance harness: gcs with a service-account file on gcp-storage-emulator."""
+    """Conformance harness: gcs with a service-account file on gcp-storage-emulator, SDK engine."""
 
-    engine = "sdk"
     known_gaps = {
         "test_if_not_exists_creates_once": EMULATOR_GAP,
         "test_concurrent_conditional_creates_have_one_winner": EMULATOR_GAP,

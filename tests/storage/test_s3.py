@@ -30,25 +30,18 @@ from tests.storage._harness import R2Harness, S3Harness
 
 
 class TestS3Storage(S3Harness):
-    """Conformance harness: s3 with static keys and endpoint_url on moto."""
-
-    engine = "sdk"
+    """Conformance harness: s3 with static keys and endpoint_url on moto (SDK engine)."""
 
 
 class TestR2Storage(R2Harness):
-    """Conformance harness: r2 (S3 driver, explicit keys and endpoint) on moto."""
-
-    engine = "sdk"
+    """Conformance harness: r2 (S3 driver, explicit keys and endpoint) on moto (SDK engine)."""
 
 
 @pytest.fixture
 async def s3(moto: MotoEndpoint, bucket: Any) -> AsyncIterator[S3Storage]:
     """An s3 backend with static keys against the test bucket."""
-    storage = S3Storage(bucket=BUCKET, **moto.credentials())
-    try:
+    async with S3Storage(bucket=BUCKET, **moto.credentials()) as storage:
         yield storage
-    finally:
-        await storage.close()
 
 
 async def test_aborted_stream_leaves_no_multipart_parts(s3: S3Storage, bucket: Any) -> None:
