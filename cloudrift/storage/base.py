@@ -206,6 +206,14 @@ def check_range(
     return begin, end
 
 
+def range_header(start: int, end: int | None) -> dict[str, str]:
+    """The HTTP ``Range`` header that asks for bytes ``[start, end)`` of an object (as
+    :func:`check_range` returns them); none for the whole object."""
+    if start == 0 and end is None:
+        return {}
+    return {"Range": f"bytes={start}-{'' if end is None else end - 1}"}
+
+
 def check_if_match(if_match: object, if_not_exists: bool) -> str | None:
     """The ETag to match (surrounding quotes dropped, as ``head()`` returns it), or None;
     InvalidArgumentError for an empty or non-str ETag, or one combined with
@@ -795,6 +803,7 @@ __all__ = [
     "guess_content_type",
     "in_code_point_order",
     "iter_source",
+    "range_header",
     "send_parts",
     "validate_key",
     "validate_metadata",

@@ -47,7 +47,7 @@ from cloudrift.storage._obstore import (
     check_engine,
     gcs_engine,
 )
-from cloudrift.storage.base import ObjectInfo, PresignMethod, Storage
+from cloudrift.storage.base import ObjectInfo, PresignMethod, Storage, range_header
 
 if TYPE_CHECKING:
     # gcloud-aio and aiohttp are imported when the SDK client is first built, so that
@@ -419,12 +419,6 @@ class GCSStorage(Storage):
                     pass
             raise
 
-    @staticmethod
-    def _range(start: int, end: int | None) -> dict[str, str]:
-        if start == 0 and end is None:
-            return {}
-        return {"Range": f"bytes={start}-{'' if end is None else end - 1}"}
-
     def _check_content_range(self, key: str, start: int, headers: Any) -> None:
         """Raise InvalidRangeError when the server answered a range past the object's end."""
         match = _CONTENT_RANGE.fullmatch(headers.get("Content-Range", ""))
@@ -455,7 +449,7 @@ class GCSStorage(Storage):
         if self._obstore is not None and if_match is None:
             return await self._obstore.get(key, start, end)
         client = await self._client.get()
-        headers = self._range(start, end)
+        headers = range_header(start, end)
         with self._errors(key, match_key=key if if_match else None):
             if not headers and if_match is None:
                 data: bytes = await client.download(self.bucket, key, timeout=self._timeout)
@@ -478,7 +472,7 @@ class GCSStorage(Storage):
             return
         client = await self._client.get()
         with self._errors(key, match_key=key if if_match else None):
-            stream = await self._open_download(client, key, self._range(start, end), if_match)
+            stream = await self._open_download(client, key, range_header(start, end), if_match)
         resp = _SDK.response(stream)
         try:
             self._check_content_range(key, start, resp.headers)

@@ -51,7 +51,7 @@ from cloudrift.storage._obstore import (
     check_engine,
     s3_engine,
 )
-from cloudrift.storage.base import ObjectInfo, PresignMethod, Storage, send_parts
+from cloudrift.storage.base import ObjectInfo, PresignMethod, Storage, range_header, send_parts
 
 if TYPE_CHECKING:
     from botocore.exceptions import ClientError
@@ -403,14 +403,8 @@ class S3Storage(Storage):
             await self._abort(client, key, upload_id)
             raise
 
-    @staticmethod
-    def _range(start: int, end: int | None) -> dict[str, str]:
-        if start == 0 and end is None:
-            return {}
-        return {"Range": f"bytes={start}-{'' if end is None else end - 1}"}
-
     def _get_args(self, key: str, start: int, end: int | None, if_match: str | None) -> Any:
-        args: dict[str, str] = {"Bucket": self.bucket, "Key": key, **self._range(start, end)}
+        args: dict[str, str] = {"Bucket": self.bucket, "Key": key, **range_header(start, end)}
         if if_match is not None:
             args["IfMatch"] = f'"{if_match}"'
         return args

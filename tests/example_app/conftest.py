@@ -14,6 +14,7 @@ import pytest
 from fastapi import FastAPI
 
 from cloudrift.config import CloudriftSettings
+from cloudrift.document import aclose_client
 from example_app import create_app
 from example_app.config import DEMO_SETTINGS, IntakeConfig
 
@@ -134,3 +135,37 @@ async def fetch_over_network(url: str) -> bytes:
         response = await http.get(url)
     assert response.status_code == 200, response.text
     return response.content
+
+
+async def flow_on_standins(
+    settings: CloudriftSettings, providers: dict[str, str], content: bytes
+) -> dict[str, Any]:
+    """On ``create_app(settings)``: /health/ready answers 200 with ``providers`` as its
+    backends' providers, the full flow runs (presigned GET over the network), and the
+    document.processed event reaches the audit subscription. Returns the record."""
+    app = create_app(settings, IntakeConfig())
+    async with running(app) as client:
+        ready = await client.get("/health/ready")
+        assert ready.status_code == 200, ready.text
+        assert {k: v["provider"] for k, v in ready.json()["backends"].items()} == providers
+        body = await full_flow(client, content, fetch_over_network)
+        event = await wait_for_audit(client, body["id"])
+        assert event["sha256"] == body["summary"]["sha256"]
+    return body
+
+
+@asynccontextmanager
+async def every_backend(settings: CloudriftSettings) -> AsyncIterator[tuple[dict[str, Any], Any]]:
+    """Every category's backend of ``settings`` built (lazily: nothing is contacted) and
+    the document client, closed afterwards: ``({category: backend}, document client)``."""
+    built = {
+        c: settings.open_backend(c)
+        for c in ("storage", "queue", "cache", "email", "topic", "subscription")
+    }
+    client = settings.open_backend("document")
+    try:
+        yield built, client
+    finally:
+        for backend in built.values():
+            await backend.close()
+        await aclose_client(client)

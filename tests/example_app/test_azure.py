@@ -13,10 +13,9 @@ import httpx
 import pytest
 
 from cloudrift.config import CloudriftSettings
-from cloudrift.document import aclose_client
 from example_app import create_app, records
 from example_app.config import SETTINGS_DIR, IntakeConfig
-from tests.example_app.conftest import fetch_over_network, full_flow, running, wait_for_audit
+from tests.example_app.conftest import every_backend, flow_on_standins, running
 from tests.servers.acs import ACSServer
 from tests.servers.azurite import AzuriteContainer
 from tests.servers.redis import RedisServer
@@ -52,12 +51,7 @@ async def test_azure_settings_build_every_backend_without_network(
         monkeypatch.setenv(name, value)
     settings = CloudriftSettings.from_yaml(SETTINGS_DIR / "azure.yaml")
     settings.validate_production_security()
-    built = {
-        c: settings.open_backend(c)
-        for c in ("storage", "queue", "cache", "email", "topic", "subscription")
-    }
-    client = settings.open_backend("document")
-    try:
+    async with every_backend(settings) as (built, client):
         assert {c: b.provider for c, b in built.items()} == {
             "storage": "azure_blob",
             "queue": "azure_bus",
@@ -68,10 +62,6 @@ async def test_azure_settings_build_every_backend_without_network(
         }
         assert "Zk2pQ9rLw8sT4vX1" not in repr(settings)
         assert "Zk2pQ9rLw8sT4vX1" not in repr(client)
-    finally:
-        for backend in built.values():
-            await backend.close()
-        await aclose_client(client)
 
 
 @pytest.fixture
@@ -107,23 +97,16 @@ async def test_full_flow_on_azurite_service_bus_acs_and_redis_server(
     SAS GET, and the document.processed event through a Service Bus topic to its audit
     subscription: the Azure code paths, with the same app code as the demo."""
     content = b"azure one\nazure two"
-    app = create_app(azure_standins, IntakeConfig())
-    async with running(app) as client:
-        ready = await client.get("/health/ready")
-        assert ready.status_code == 200, ready.text
-        providers = {k: v["provider"] for k, v in ready.json()["backends"].items()}
-        assert providers == {
-            "storage.default": "azure_blob",
-            "queue.default": "azure_bus",
-            "document.default": "memory",
-            "cache.default": "redis",
-            "email.default": "azure_acs",
-            "topic.default": "azure_bus",
-            "subscription.audit": "azure_bus",
-        }
-        body = await full_flow(client, content, fetch_over_network)
-        event = await wait_for_audit(client, body["id"])
-        assert event["sha256"] == body["summary"]["sha256"]
+    providers = {
+        "storage.default": "azure_blob",
+        "queue.default": "azure_bus",
+        "document.default": "memory",
+        "cache.default": "redis",
+        "email.default": "azure_acs",
+        "topic.default": "azure_bus",
+        "subscription.audit": "azure_bus",
+    }
+    body = await flow_on_standins(azure_standins, providers, content)
 
     doc_id = body["id"]
     with redis.client() as direct:

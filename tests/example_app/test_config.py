@@ -13,11 +13,10 @@ import yaml
 
 from cloudrift.config import CloudriftSettings
 from cloudrift.core.exceptions import ConfigurationError
-from cloudrift.document import aclose_client
 from example_app import create_app
 from example_app.__main__ import banner
 from example_app.config import DEMO_SETTINGS, SETTINGS_DIR, IntakeConfig, load_settings
-from tests.example_app.conftest import running
+from tests.example_app.conftest import every_backend, running
 from tests.servers.tls import TLSFiles
 
 REPO = Path(__file__).resolve().parents[2]
@@ -129,12 +128,7 @@ async def test_aws_settings_build_every_backend_without_network(
     monkeypatch.setenv("DOCDB_CA_FILE", str(tls_files.ca_cert))
     settings = CloudriftSettings.from_yaml(SETTINGS_DIR / "aws.yaml")
     settings.validate_production_security()
-    built = {
-        c: settings.open_backend(c)
-        for c in ("storage", "queue", "cache", "email", "topic", "subscription")
-    }
-    client = settings.open_backend("document")
-    try:
+    async with every_backend(settings) as (built, _):
         assert {c: b.provider for c, b in built.items()} == {
             "storage": "s3",
             "queue": "sqs",
@@ -146,10 +140,6 @@ async def test_aws_settings_build_every_backend_without_network(
         assert AWS_ENV["DOCDB_PASSWORD"] not in repr(settings)
         app = create_app(settings, IntakeConfig())
         assert app.title == "cloudrift document intake"
-    finally:
-        for backend in built.values():
-            await backend.close()
-        await aclose_client(client)
 
 
 def test_banner_shows_url_outbox_and_curl_line_never_a_secret(

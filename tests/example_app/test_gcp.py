@@ -15,10 +15,9 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
 from cloudrift.config import CloudriftSettings
-from cloudrift.document import aclose_client
 from example_app import create_app, records
 from example_app.config import SETTINGS_DIR, IntakeConfig
-from tests.example_app.conftest import fetch_over_network, full_flow, running, wait_for_audit
+from tests.example_app.conftest import every_backend, flow_on_standins
 from tests.servers.gcs import GCSEmulator
 from tests.servers.pubsub import PubSubEndpoint
 from tests.servers.redis import RedisServer
@@ -53,12 +52,7 @@ async def test_gcp_settings_build_every_backend_without_network(
     monkeypatch.setenv("CLOUDSDK_CONFIG", str(tmp_path))  # no gcloud ADC file either
     settings = CloudriftSettings.from_yaml(SETTINGS_DIR / "gcp.yaml")
     settings.validate_production_security()
-    built = {
-        c: settings.open_backend(c)
-        for c in ("storage", "queue", "cache", "email", "topic", "subscription")
-    }
-    client = settings.open_backend("document")
-    try:
+    async with every_backend(settings) as (built, _):
         assert {c: b.provider for c, b in built.items()} == {
             "storage": "gcs",
             "queue": "gcp_pubsub",
@@ -72,10 +66,6 @@ async def test_gcp_settings_build_every_backend_without_network(
         assert GCP_ENV["SMTP_RELAY_PASSWORD"] not in repr(built["email"])
         app = create_app(settings, IntakeConfig())
         assert app.title == "cloudrift document intake"
-    finally:
-        for backend in built.values():
-            await backend.close()
-        await aclose_client(client)
 
 
 def _signing_key(folder: Path) -> Path:
@@ -149,23 +139,16 @@ async def test_full_flow_on_gcs_emulator_pubsub_redis_and_smtp(
     AUTH) → GCS signed GET, and the document.processed event through a Pub/Sub topic to
     its audit subscription: the Google Cloud code paths, with the same app code as the demo."""
     content = b"google one\ngoogle two\n"
-    app = create_app(gcp_standins, IntakeConfig())
-    async with running(app) as client:
-        ready = await client.get("/health/ready")
-        assert ready.status_code == 200, ready.text
-        providers = {k: v["provider"] for k, v in ready.json()["backends"].items()}
-        assert providers == {
-            "storage.default": "gcs",
-            "queue.default": "gcp_pubsub",
-            "document.default": "memory",
-            "cache.default": "redis",
-            "email.default": "smtp",
-            "topic.default": "gcp_pubsub",
-            "subscription.audit": "gcp_pubsub",
-        }
-        body = await full_flow(client, content, fetch_over_network)
-        event = await wait_for_audit(client, body["id"])
-        assert event["sha256"] == body["summary"]["sha256"]
+    providers = {
+        "storage.default": "gcs",
+        "queue.default": "gcp_pubsub",
+        "document.default": "memory",
+        "cache.default": "redis",
+        "email.default": "smtp",
+        "topic.default": "gcp_pubsub",
+        "subscription.audit": "gcp_pubsub",
+    }
+    body = await flow_on_standins(gcp_standins, providers, content)
 
     doc_id = body["id"]
     stored = gcs.request("GET", f"/storage/v1/b/{gcs.bucket}/o/documents%2F{doc_id}?alt=media")

@@ -2,17 +2,21 @@
 
 ``moto_server`` starts once per session; ``moto`` (function scope) resets all state
 through ``POST /moto-api/reset`` before each test and hands out the endpoint and
-throwaway credentials. moto does not verify presigned-URL signatures or expiry, so
-negative presign tests run against Azurite instead.
+throwaway credentials; ``bucket`` adds an empty S3 bucket named ``BUCKET`` to that.
+moto does not verify presigned-URL signatures or expiry, so negative presign tests run
+against Azurite instead.
 """
 
 from __future__ import annotations
 
+import functools
 import time
 import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
+import boto3
 import pytest
 from moto.server import ThreadedMotoServer
 
@@ -21,6 +25,8 @@ from tests.servers._process import LOOPBACK
 REGION = "us-east-1"
 ACCESS_KEY = "AKIATESTINGCLOUDRIFT"
 SECRET_KEY = "moto-secret-key-for-tests"
+#: The S3 bucket the ``bucket`` fixture creates.
+BUCKET = "cloudrift-test"
 
 
 @dataclass(frozen=True)
@@ -72,3 +78,18 @@ def moto(moto_server: MotoEndpoint) -> MotoEndpoint:
     """The session's moto server, reset to empty for this test."""
     moto_server.reset()
     return moto_server
+
+
+@functools.cache
+def _s3_client(moto: MotoEndpoint) -> Any:
+    """A raw S3 client on ``moto``, built once per server (tests create many buckets)."""
+    options = moto.credentials()
+    return boto3.client("s3", region_name=options.pop("region"), **options)
+
+
+@pytest.fixture
+def bucket(moto: MotoEndpoint) -> Any:
+    """An empty bucket ``BUCKET`` on a freshly reset moto server; returns a raw boto3 client."""
+    raw = _s3_client(moto)
+    raw.create_bucket(Bucket=BUCKET)
+    return raw

@@ -29,68 +29,32 @@ from cloudrift.core.exceptions import (
     StorageError,
     StoragePermissionError,
 )
-from cloudrift.storage import Storage, get_storage
+from cloudrift.storage import get_storage
 from cloudrift.storage.azure_blob import AzureBlobStorage
 from cloudrift.storage.base import MIN_PART_SIZE
-from tests.conformance.storage import StorageConformance
 from tests.servers._process import free_port
 from tests.servers.azurite import ACCOUNT, ACCOUNT_KEY, AzuriteContainer, AzuriteServer
 from tests.servers.tls import TLSFiles
+from tests.storage._harness import (
+    AzureAccountKeyHarness,
+    AzureConnectionStringHarness,
+    account_key_blob,
+)
 
 
-class TestAzureBlobConnectionString(StorageConformance):
-    """Conformance harness: azure_blob with a connection string on Azurite."""
-
-    list_page_size = 5
-    secrets_in_use = (ACCOUNT_KEY,)
-
-    @pytest.fixture
-    async def backend(self, azurite: AzuriteContainer) -> AsyncIterator[Storage]:
-        """A backend on a fresh container, closed afterwards."""
-        storage = get_storage(
-            "azure_blob",
-            connection_string=azurite.server.connection_string,
-            container=azurite.container,
-            list_page_size=5,
-        )
-        try:
-            yield storage
-        finally:
-            await storage.close()
+class TestAzureBlobConnectionString(AzureConnectionStringHarness):
+    """Conformance harness: azure_blob with a connection string on Azurite (SDK engine)."""
 
 
-class TestAzureBlobAccountKey(StorageConformance):
-    """Conformance harness: azure_blob with account_url + account_key on Azurite."""
-
-    list_page_size = 4
-    secrets_in_use = (ACCOUNT_KEY,)
-
-    @pytest.fixture
-    async def backend(self, azurite: AzuriteContainer) -> AsyncIterator[Storage]:
-        """A backend on a fresh container, closed afterwards."""
-        storage = get_storage(
-            "azure_blob",
-            account_url=azurite.server.account_url,
-            account_key=ACCOUNT_KEY,
-            container=azurite.container,
-            list_page_size=4,
-        )
-        try:
-            yield storage
-        finally:
-            await storage.close()
+class TestAzureBlobAccountKey(AzureAccountKeyHarness):
+    """Conformance harness: azure_blob with account_url + account_key on Azurite (SDK engine)."""
 
 
 @pytest.fixture
 async def blob(azurite: AzuriteContainer) -> AsyncIterator[AzureBlobStorage]:
     """An account-key backend on a fresh container."""
-    storage = AzureBlobStorage(
-        account_url=azurite.server.account_url, account_key=ACCOUNT_KEY, container=azurite.container
-    )
-    try:
+    async with account_key_blob(azurite) as storage:
         yield storage
-    finally:
-        await storage.close()
 
 
 async def test_presigned_url_uses_the_clients_own_endpoint(

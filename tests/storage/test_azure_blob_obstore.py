@@ -18,81 +18,42 @@ from cloudrift.core.exceptions import (
     StorageError,
     StoragePermissionError,
 )
-from cloudrift.storage import Storage, get_storage
 from cloudrift.storage.azure_blob import AzureBlobStorage
 from cloudrift.storage.base import MIN_PART_SIZE
-from tests.conformance.storage import StorageConformance, agen
+from tests.conformance.storage import agen
 from tests.servers.azurite import ACCOUNT_KEY, AzuriteContainer
+from tests.storage._harness import (
+    AzureAccountKeyHarness,
+    AzureConnectionStringHarness,
+    account_key_blob,
+    data_plane_round_trip,
+    imported_after_a_round_trip,
+)
 
 
-class TestAzureBlobObstoreConnectionString(StorageConformance):
+class TestAzureBlobObstoreConnectionString(AzureConnectionStringHarness):
     """Conformance harness: azure_blob with a connection string, data plane on obstore."""
 
-    list_page_size = 5
-    secrets_in_use = (ACCOUNT_KEY,)
-
-    @pytest.fixture
-    async def backend(self, azurite: AzuriteContainer) -> AsyncIterator[Storage]:
-        """A backend with the obstore engine on a fresh container, closed afterwards."""
-        storage = get_storage(
-            "azure_blob",
-            connection_string=azurite.server.connection_string,
-            container=azurite.container,
-            list_page_size=5,
-            engine="obstore",
-        )
-        try:
-            yield storage
-        finally:
-            await storage.close()
+    engine = "obstore"
 
 
-class TestAzureBlobObstoreAccountKey(StorageConformance):
+class TestAzureBlobObstoreAccountKey(AzureAccountKeyHarness):
     """Conformance harness: azure_blob with account_url + account_key on obstore."""
 
-    list_page_size = 4
-    secrets_in_use = (ACCOUNT_KEY,)
-
-    @pytest.fixture
-    async def backend(self, azurite: AzuriteContainer) -> AsyncIterator[Storage]:
-        """A backend with the obstore engine on a fresh container, closed afterwards."""
-        storage = get_storage(
-            "azure_blob",
-            account_url=azurite.server.account_url,
-            account_key=ACCOUNT_KEY,
-            container=azurite.container,
-            list_page_size=4,
-            engine="obstore",
-        )
-        try:
-            yield storage
-        finally:
-            await storage.close()
+    engine = "obstore"
 
 
 @pytest.fixture
 async def blob(azurite: AzuriteContainer) -> AsyncIterator[AzureBlobStorage]:
     """An account-key backend with the obstore engine on a fresh container."""
-    storage = AzureBlobStorage(
-        account_url=azurite.server.account_url,
-        account_key=ACCOUNT_KEY,
-        container=azurite.container,
-        engine="obstore",
-    )
-    try:
+    async with account_key_blob(azurite, engine="obstore") as storage:
         yield storage
-    finally:
-        await storage.close()
 
 
 async def test_data_plane_never_builds_the_sdk_client(blob: AzureBlobStorage) -> None:
     """Upload, download, stream, head, exists, list and delete run on obstore alone; the
     SDK client is built on the first operation that needs it (copy)."""
-    await blob.upload("a.txt", b"abc", metadata={"m": "1"})
-    assert await blob.download("a.txt", start=1) == b"bc"
-    assert b"".join([c async for c in blob.download_stream("a.txt")]) == b"abc"
-    assert (await blob.head("a.txt")).metadata == {"m": "1"}
-    assert await blob.exists("a.txt") and await blob.list() == ["a.txt"]
+    await data_plane_round_trip(blob)
     await blob.delete("a.txt")
     assert not blob._client.opened
     await blob.upload("b.txt", b"b")
@@ -171,31 +132,18 @@ def test_obstore_errors_map_to_specific_errors_without_secrets(
 async def test_engine_runs_without_importing_the_azure_sdk(azurite: AzuriteContainer) -> None:
     """With an account key, building the backend and running the data plane imports
     obstore and none of azure-core, azure-storage-blob or aiohttp (in a fresh process)."""
-    code = (
-        "import asyncio, sys\n"
-        "from cloudrift.storage import get_storage\n"
-        # A long switch interval keeps a thread that wants the GIL waiting until the
-        # main thread gives it up itself: it turns a timing window into a certainty.
-        "sys.setswitchinterval(2.0)\n"
-        "async def main():\n"
-        f"    s = get_storage('azure_blob', container={azurite.container!r}, engine='obstore',\n"
-        f"        account_url={azurite.server.account_url!r}, account_key={ACCOUNT_KEY!r})\n"
-        "    await s.upload('iso', b'v')\n"
-        "    assert await s.download('iso') == b'v'\n"
-        "    await s.close()\n"
-        "asyncio.run(main())\n"
-        "print(sorted({m.split('.')[0] for m in sys.modules\n"
-        "    if m.startswith(('azure', 'aiohttp', 'obstore'))}))\n"
-    )
-    done = await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    assert done.stdout.strip() == "['obstore']"
+    options = {
+        "provider": "azure_blob",
+        "container": azurite.container,
+        "engine": "obstore",
+        "account_url": azurite.server.account_url,
+        "account_key": ACCOUNT_KEY,
+    }
+    # A long switch interval keeps a thread that wants the GIL waiting until the main
+    # thread gives it up itself: it turns a timing window into a certainty.
+    prelude = "sys.setswitchinterval(2.0)\n"
+    imported = await imported_after_a_round_trip(options, ("azure", "aiohttp", "obstore"), prelude)
+    assert imported == "['obstore']"
 
 
 async def test_a_process_that_streamed_through_obstore_exits_cleanly(

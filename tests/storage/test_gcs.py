@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -26,9 +25,10 @@ from cloudrift.core.exceptions import (
 )
 from cloudrift.storage import Storage, get_storage
 from cloudrift.storage.gcs import _SDK, GCSStorage, _private
-from tests.conformance.storage import WEIRD_KEYS, StorageConformance, agen
+from tests.conformance.storage import WEIRD_KEYS, agen
 from tests.servers._process import free_port
 from tests.servers.gcs import GCSEmulator
+from tests.storage._harness import GCSHarness
 
 EMULATOR_GAP = (
     "gcp-storage-emulator ignores ifGenerationMatch=0, so conditional create cannot be "
@@ -53,25 +53,25 @@ SEMICOLON_GAP = (
 )
 
 
-class TestGCSStorage(StorageConformance):
-    """Conformance harness: gcs with a service-account file on the emulator."""
+class TestGCSStorage(GCSHarness):
+    """Conformance harness: gcs with a service-account file on gcp-storage-emulator, SDK engine."""
 
-    list_page_size = 5
+    known_gaps = {
+        "test_if_not_exists_creates_once": EMULATOR_GAP,
+        "test_concurrent_conditional_creates_have_one_winner": EMULATOR_GAP,
+        # See test_if_match_sends_the_generation_precondition below for the requests.
+        "test_if_match_with_a_stale_etag_fails_and_leaves_the_object": MATCH_GAP,
+        "test_if_match_on_a_missing_key_fails_clearly": MATCH_GAP,
+        "test_upload_stream_if_match_checks_the_etag": MATCH_GAP,
+        "test_delete_if_match_deletes_only_that_version": MATCH_GAP,
+        "test_concurrent_read_modify_write_with_if_match_loses_no_update": MATCH_GAP,
+        "test_download_if_match_with_a_stale_etag_fails": READ_MATCH_GAP,
+    }
 
     @pytest.fixture
-    async def backend(self, gcs: GCSEmulator, service_account_file: Path) -> AsyncIterator[Storage]:
-        """A gcs backend on the emptied test bucket, closed afterwards."""
-        storage = get_storage(
-            "gcs",
-            bucket=gcs.bucket,
-            emulator_host=gcs.endpoint,
-            credentials_path=str(service_account_file),
-            list_page_size=5,
-        )
-        try:
-            yield storage
-        finally:
-            await storage.close()
+    def emulator(self, gcs: GCSEmulator) -> GCSEmulator:
+        """gcp-storage-emulator with the emptied test bucket."""
+        return gcs
 
     @pytest.mark.parametrize(
         "key",
@@ -85,51 +85,6 @@ class TestGCSStorage(StorageConformance):
     async def test_weird_keys_round_trip_and_list_exactly(self, backend: Storage, key: str) -> None:
         """Weird keys round-trip verbatim (';' in a key: emulator gap, xfail)."""
         await super().test_weird_keys_round_trip_and_list_exactly(backend, key)
-
-    @pytest.mark.xfail(strict=True, reason=EMULATOR_GAP)
-    async def test_if_not_exists_creates_once(self, backend: Storage) -> None:
-        """upload(if_not_exists=True) refuses an existing key (emulator gap: xfail)."""
-        await super().test_if_not_exists_creates_once(backend)
-
-    @pytest.mark.xfail(strict=True, reason=EMULATOR_GAP)
-    async def test_concurrent_conditional_creates_have_one_winner(self, backend: Storage) -> None:
-        """One of 10 concurrent conditional creates wins (emulator gap: xfail)."""
-        await super().test_concurrent_conditional_creates_have_one_winner(backend)
-
-    # The emulator ignores ifGenerationMatch (see test_if_match_sends_the_generation_...).
-    @pytest.mark.xfail(strict=True, reason=MATCH_GAP)
-    async def test_if_match_with_a_stale_etag_fails_and_leaves_the_object(
-        self, backend: Storage
-    ) -> None:
-        """A stale ETag is refused (emulator gap: xfail)."""
-        await super().test_if_match_with_a_stale_etag_fails_and_leaves_the_object(backend)
-
-    @pytest.mark.xfail(strict=True, reason=MATCH_GAP)
-    async def test_if_match_on_a_missing_key_fails_clearly(self, backend: Storage) -> None:
-        """if_match on a missing key is refused (emulator gap: xfail)."""
-        await super().test_if_match_on_a_missing_key_fails_clearly(backend)
-
-    @pytest.mark.xfail(strict=True, reason=MATCH_GAP)
-    async def test_upload_stream_if_match_checks_the_etag(self, backend: Storage) -> None:
-        """upload_stream refuses a stale ETag (emulator gap: xfail)."""
-        await super().test_upload_stream_if_match_checks_the_etag(backend)
-
-    @pytest.mark.xfail(strict=True, reason=MATCH_GAP)
-    async def test_delete_if_match_deletes_only_that_version(self, backend: Storage) -> None:
-        """delete refuses a stale ETag (emulator gap: xfail)."""
-        await super().test_delete_if_match_deletes_only_that_version(backend)
-
-    @pytest.mark.xfail(strict=True, reason=READ_MATCH_GAP)
-    async def test_download_if_match_with_a_stale_etag_fails(self, backend: Storage) -> None:
-        """A read with a stale ETag is refused (emulator gap: xfail)."""
-        await super().test_download_if_match_with_a_stale_etag_fails(backend)
-
-    @pytest.mark.xfail(strict=True, reason=MATCH_GAP)
-    async def test_concurrent_read_modify_write_with_if_match_loses_no_update(
-        self, backend: Storage
-    ) -> None:
-        """The 20-way counter race loses no update (emulator gap: xfail)."""
-        await super().test_concurrent_read_modify_write_with_if_match_loses_no_update(backend)
 
 
 @pytest.fixture

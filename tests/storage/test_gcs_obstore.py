@@ -4,23 +4,20 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
-import subprocess
-import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from cloudrift.core.exceptions import BucketNotFoundError, ConfigurationError, ObjectNotFoundError
-from cloudrift.storage import Storage, get_storage
 from cloudrift.storage.base import MIN_PART_SIZE
 from cloudrift.storage.gcs import GCSStorage
-from tests.conformance.storage import StorageConformance, agen
+from tests.conformance.storage import agen
 from tests.servers._process import free_port
 from tests.servers.gcs_xml import FakeGCS
+from tests.storage._harness import GCSHarness, data_plane_round_trip, imported_after_a_round_trip
 
 #: Conditional replaces and deletes (if_match) run on the SDK client on both engines.
 MATCH_GAP = (
@@ -30,47 +27,24 @@ MATCH_GAP = (
 )
 
 
-class TestGCSObstore(StorageConformance):
-    """Conformance harness: gcs on the emulator, data plane on obstore."""
+class TestGCSObstore(GCSHarness):
+    """Conformance harness: gcs on fake-gcs-server, data plane on obstore."""
 
-    list_page_size = 5
+    engine = "obstore"
+    known_gaps = dict.fromkeys(
+        [
+            "test_if_match_on_a_missing_key_fails_clearly",
+            "test_upload_stream_if_match_checks_the_etag",
+            "test_download_if_match_with_a_stale_etag_fails",
+            "test_delete_if_match_deletes_only_that_version",
+        ],
+        MATCH_GAP,
+    )
 
     @pytest.fixture
-    async def backend(self, gcs_xml: FakeGCS, service_account_file: Path) -> AsyncIterator[Storage]:
-        """A backend with the obstore engine on a fresh bucket, closed afterwards."""
-        storage = get_storage(
-            "gcs",
-            bucket=gcs_xml.bucket,
-            emulator_host=gcs_xml.endpoint,
-            # Signs presigned URLs (SDK side); the emulator takes no token.
-            credentials_path=str(service_account_file),
-            list_page_size=5,
-            engine="obstore",
-        )
-        try:
-            yield storage
-        finally:
-            await storage.close()
-
-    @pytest.mark.xfail(strict=True, reason=MATCH_GAP)
-    async def test_if_match_on_a_missing_key_fails_clearly(self, backend: Storage) -> None:
-        """upload(if_match=) on a missing key names it (SDK client; emulator gap: xfail)."""
-        await super().test_if_match_on_a_missing_key_fails_clearly(backend)
-
-    @pytest.mark.xfail(strict=True, reason=MATCH_GAP)
-    async def test_upload_stream_if_match_checks_the_etag(self, backend: Storage) -> None:
-        """upload_stream(if_match=) checks the ETag (SDK client; emulator gap: xfail)."""
-        await super().test_upload_stream_if_match_checks_the_etag(backend)
-
-    @pytest.mark.xfail(strict=True, reason=MATCH_GAP)
-    async def test_download_if_match_with_a_stale_etag_fails(self, backend: Storage) -> None:
-        """download(if_match=) refuses a stale ETag (SDK client; emulator gap: xfail)."""
-        await super().test_download_if_match_with_a_stale_etag_fails(backend)
-
-    @pytest.mark.xfail(strict=True, reason=MATCH_GAP)
-    async def test_delete_if_match_deletes_only_that_version(self, backend: Storage) -> None:
-        """delete(if_match=) deletes only that version (SDK client; emulator gap: xfail)."""
-        await super().test_delete_if_match_deletes_only_that_version(backend)
+    def emulator(self, gcs_xml: FakeGCS) -> FakeGCS:
+        """fake-gcs-server (XML writes through the test shim) with a fresh bucket."""
+        return gcs_xml
 
 
 @pytest.fixture
@@ -85,12 +59,8 @@ async def gcs_obstore(gcs_xml: FakeGCS) -> AsyncIterator[GCSStorage]:
 
 async def test_data_plane_never_builds_the_sdk_client(gcs_obstore: GCSStorage) -> None:
     """Upload, download, stream, head, exists, list and delete run on obstore alone."""
-    await gcs_obstore.upload("a.txt", b"abc", metadata={"m": "1"})
-    assert await gcs_obstore.download("a.txt", start=1) == b"bc"
-    assert b"".join([c async for c in gcs_obstore.download_stream("a.txt")]) == b"abc"
-    info = await gcs_obstore.head("a.txt")
-    assert info.metadata == {"m": "1"} and info.content_type == "text/plain"
-    assert await gcs_obstore.exists("a.txt") and await gcs_obstore.list() == ["a.txt"]
+    await data_plane_round_trip(gcs_obstore)
+    assert (await gcs_obstore.head("a.txt")).content_type == "text/plain"
     await gcs_obstore.delete("a.txt")
     with pytest.raises(ObjectNotFoundError):
         await gcs_obstore.head("a.txt")
@@ -146,28 +116,14 @@ async def test_missing_bucket_raises_bucket_not_found(gcs_xml: FakeGCS) -> None:
 async def test_engine_runs_without_importing_gcloud_or_aiohttp(gcs_xml: FakeGCS) -> None:
     """Against an emulator, building the backend and running the data plane imports
     obstore and none of gcloud-aio or aiohttp (in a fresh process)."""
-    code = (
-        "import asyncio, sys\n"
-        "from cloudrift.storage import get_storage\n"
-        "async def main():\n"
-        f"    s = get_storage('gcs', bucket={gcs_xml.bucket!r}, engine='obstore',\n"
-        f"        emulator_host={gcs_xml.endpoint!r})\n"
-        "    await s.upload('iso', b'v')\n"
-        "    assert await s.download('iso') == b'v'\n"
-        "    await s.close()\n"
-        "asyncio.run(main())\n"
-        "print(sorted({m.split('.')[0] for m in sys.modules\n"
-        "    if m.startswith(('gcloud', 'aiohttp', 'obstore'))}))\n"
-    )
-    done = await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    assert done.stdout.strip() == "['obstore']"
+    options = {
+        "provider": "gcs",
+        "bucket": gcs_xml.bucket,
+        "engine": "obstore",
+        "emulator_host": gcs_xml.endpoint,
+    }
+    packages = ("gcloud", "aiohttp", "obstore")
+    assert await imported_after_a_round_trip(options, packages) == "['obstore']"
 
 
 def test_sdk_stays_the_default_and_engine_is_checked() -> None:

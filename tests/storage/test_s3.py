@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import os
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -21,84 +20,28 @@ from cloudrift.core.exceptions import (
     StorageError,
     StoragePermissionError,
 )
-from cloudrift.storage import Storage, get_storage
+from cloudrift.storage import get_storage
 from cloudrift.storage.base import MIN_PART_SIZE
 from cloudrift.storage.s3 import R2Storage, S3Storage
-from tests.conformance.storage import StorageConformance, agen
+from tests.conformance.storage import agen
 from tests.servers._process import free_port
-from tests.servers.moto import MotoEndpoint
-
-BUCKET = "cloudrift-test"
-
-
-@functools.cache
-def _raw(moto: MotoEndpoint) -> Any:
-    """A plain boto3 client for test setup and inspection (one per server)."""
-    return boto3.client(
-        "s3",
-        endpoint_url=moto.endpoint_url,
-        region_name=moto.region,
-        aws_access_key_id=moto.access_key,
-        aws_secret_access_key=moto.secret_key,
-    )
+from tests.servers.moto import BUCKET, MotoEndpoint
+from tests.storage._harness import R2Harness, S3Harness
 
 
-@pytest.fixture
-def bucket(moto: MotoEndpoint) -> Any:
-    """An empty bucket on a freshly reset moto server; returns a raw boto3 client."""
-    raw = _raw(moto)
-    raw.create_bucket(Bucket=BUCKET)
-    return raw
+class TestS3Storage(S3Harness):
+    """Conformance harness: s3 with static keys and endpoint_url on moto (SDK engine)."""
 
 
-class TestS3Storage(StorageConformance):
-    """Conformance harness: s3 with static keys and endpoint_url on moto."""
-
-    list_page_size = 5
-    secrets_in_use = (MotoEndpoint.secret_key,)
-
-    @pytest.fixture
-    async def backend(self, moto: MotoEndpoint, bucket: Any) -> AsyncIterator[Storage]:
-        """An s3 backend against the test bucket, closed afterwards."""
-        storage = get_storage("s3", bucket=BUCKET, list_page_size=5, **moto.credentials())
-        try:
-            yield storage
-        finally:
-            await storage.close()
-
-
-class TestR2Storage(StorageConformance):
-    """Conformance harness: r2 (S3 driver, explicit keys and endpoint) on moto."""
-
-    list_page_size = 4
-    secrets_in_use = (MotoEndpoint.secret_key,)
-
-    @pytest.fixture
-    async def backend(self, moto: MotoEndpoint, bucket: Any) -> AsyncIterator[Storage]:
-        """An r2 backend pointed at moto through endpoint_url, closed afterwards."""
-        storage = get_storage(
-            "r2",
-            bucket=BUCKET,
-            endpoint_url=moto.endpoint_url,
-            aws_access_key_id=moto.access_key,
-            aws_secret_access_key=moto.secret_key,
-            public_url="https://cdn.example.com/assets/",
-            list_page_size=4,
-        )
-        try:
-            yield storage
-        finally:
-            await storage.close()
+class TestR2Storage(R2Harness):
+    """Conformance harness: r2 (S3 driver, explicit keys and endpoint) on moto (SDK engine)."""
 
 
 @pytest.fixture
 async def s3(moto: MotoEndpoint, bucket: Any) -> AsyncIterator[S3Storage]:
     """An s3 backend with static keys against the test bucket."""
-    storage = S3Storage(bucket=BUCKET, **moto.credentials())
-    try:
+    async with S3Storage(bucket=BUCKET, **moto.credentials()) as storage:
         yield storage
-    finally:
-        await storage.close()
 
 
 async def test_aborted_stream_leaves_no_multipart_parts(s3: S3Storage, bucket: Any) -> None:

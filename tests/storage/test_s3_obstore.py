@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
 import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -20,76 +19,44 @@ from cloudrift.core.exceptions import (
     StorageConnectionError,
     StorageError,
 )
-from cloudrift.storage import Storage, get_storage
+from cloudrift.storage import get_storage
 from cloudrift.storage.base import MIN_PART_SIZE
 from cloudrift.storage.s3 import S3Storage
-from tests.conformance.storage import StorageConformance, agen
+from tests.conformance.storage import agen
 from tests.servers._process import free_port
-from tests.servers.moto import MotoEndpoint
+from tests.servers.moto import BUCKET, MotoEndpoint, bucket  # noqa: F401 (the fixture)
+from tests.storage._harness import (
+    R2Harness,
+    S3Harness,
+    data_plane_round_trip,
+    imported_after_a_round_trip,
+)
 from tests.storage._proxy import CuttableProxy
-from tests.storage.test_s3 import BUCKET, bucket  # noqa: F401 (the fixture)
 
 
-class TestS3ObstoreStorage(StorageConformance):
+class TestS3ObstoreStorage(S3Harness):
     """Conformance harness: s3 with static keys on moto, data plane on obstore."""
 
-    list_page_size = 5
-    secrets_in_use = (MotoEndpoint.secret_key,)
-
-    @pytest.fixture
-    async def backend(self, moto: MotoEndpoint, bucket: Any) -> AsyncIterator[Storage]:  # noqa: F811
-        """An s3 backend with the obstore engine, closed afterwards."""
-        storage = get_storage(
-            "s3", bucket=BUCKET, list_page_size=5, engine="obstore", **moto.credentials()
-        )
-        try:
-            yield storage
-        finally:
-            await storage.close()
+    engine = "obstore"
 
 
-class TestR2ObstoreStorage(StorageConformance):
+class TestR2ObstoreStorage(R2Harness):
     """Conformance harness: r2 on moto with the obstore engine."""
 
-    list_page_size = 4
-    secrets_in_use = (MotoEndpoint.secret_key,)
-
-    @pytest.fixture
-    async def backend(self, moto: MotoEndpoint, bucket: Any) -> AsyncIterator[Storage]:  # noqa: F811
-        """An r2 backend with the obstore engine, closed afterwards."""
-        storage = get_storage(
-            "r2",
-            bucket=BUCKET,
-            endpoint_url=moto.endpoint_url,
-            aws_access_key_id=moto.access_key,
-            aws_secret_access_key=moto.secret_key,
-            list_page_size=4,
-            engine="obstore",
-        )
-        try:
-            yield storage
-        finally:
-            await storage.close()
+    engine = "obstore"
 
 
 @pytest.fixture
 async def s3(moto: MotoEndpoint, bucket: Any) -> AsyncIterator[S3Storage]:  # noqa: F811
     """An s3 backend with static keys and the obstore engine."""
-    storage = S3Storage(bucket=BUCKET, engine="obstore", **moto.credentials())
-    try:
+    async with S3Storage(bucket=BUCKET, engine="obstore", **moto.credentials()) as storage:
         yield storage
-    finally:
-        await storage.close()
 
 
 async def test_data_plane_never_builds_the_sdk_client(s3: S3Storage) -> None:
     """Upload, download, stream, head, exists, list and delete run on obstore alone; the
     SDK client is built on the first operation that needs it (copy)."""
-    await s3.upload("a.txt", b"abc", metadata={"m": "1"})
-    assert await s3.download("a.txt", start=1) == b"bc"
-    assert b"".join([c async for c in s3.download_stream("a.txt")]) == b"abc"
-    assert (await s3.head("a.txt")).metadata == {"m": "1"}
-    assert await s3.exists("a.txt") and await s3.list() == ["a.txt"]
+    await data_plane_round_trip(s3)
     assert not s3._client.opened
     await s3.copy("a.txt", "b.txt")
     assert s3._client.opened
@@ -356,28 +323,9 @@ async def test_engine_runs_without_importing_the_aws_sdk(
 ) -> None:
     """With static keys, building the backend and running the data plane imports obstore
     and no botocore / aioboto3 (checked in a fresh process)."""
-    code = (
-        "import asyncio, sys\n"
-        "from cloudrift.storage import get_storage\n"
-        "async def main():\n"
-        f"    options = {moto.credentials()!r}\n"
-        f"    s = get_storage('s3', bucket={BUCKET!r}, engine='obstore', **options)\n"
-        "    await s.upload('iso', b'v')\n"
-        "    assert await s.download('iso') == b'v'\n"
-        "    await s.close()\n"
-        "asyncio.run(main())\n"
-        "print(sorted(m for m in ('botocore', 'aioboto3', 'aiobotocore', 'obstore') "
-        "if m in sys.modules))\n"
-    )
-    done = await asyncio.to_thread(
-        subprocess.run,
-        [sys.executable, "-c", code],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=True,
-    )
-    assert done.stdout.strip() == "['obstore']"
+    options = {"provider": "s3", "bucket": BUCKET, "engine": "obstore", **moto.credentials()}
+    packages = ("botocore", "aioboto3", "aiobotocore", "obstore")
+    assert await imported_after_a_round_trip(options, packages) == "['obstore']"
 
 
 async def test_cancelled_stream_leaves_no_multipart_parts(s3: S3Storage, bucket: Any) -> None:  # noqa: F811
