@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import sys
 import tempfile
 import time
@@ -23,8 +24,11 @@ from typing import Any
 
 import pytest
 
+_HERE = Path(__file__).resolve().parent
 #: Stand-in name -> seconds it took to start answering (last start), for the results notes.
 START_TIMES: dict[str, float] = {}
+#: Stand-in name -> its process id while it runs (see :func:`cpu_seconds`).
+PIDS: dict[str, int] = {}
 
 
 @contextlib.contextmanager
@@ -35,37 +39,22 @@ def _fail_as_runtime_error(what: str) -> Iterator[None]:
         raise RuntimeError(f"{what} could not start: {exc}") from None
 
 
+def cpu_seconds(name: str) -> float | None:
+    """CPU seconds (user + system) the running stand-in ``name`` has used so far, from
+    ``/proc`` (None where that cannot tell): how much of a row's time the server spent."""
+    pid = PIDS.get(name)
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def started_note(*names: str) -> str:
     """``"moto started in 3 ms"`` for the notes of the rows that used these stand-ins."""
     parts = [f"{n} started in {START_TIMES[n] * 1000:.0f} ms" for n in names if n in START_TIMES]
     return "; ".join(parts)
-
-
-#: Run in moto's process before its server starts (``moto(fast_clock=True)``): moto's
-#: "now in epoch seconds" built from datetimes (utcnow - utcfromtimestamp(0)) replaced by
-#: ``time.time()``, the same value. moto's SQS SendMessage reads the queue's attributes,
-#: which counts the visible, delayed and in-flight messages by asking every message in
-#: the queue for that clock 4 times: ~100 ms of server CPU per 10-message batch on
-#: average while a queue fills to 1,000, which drowns any client-side effect. The scan
-#: stays (it is moto's); each step of it gets ~10x cheaper.
-_MOTO_FAST_CLOCK = """
-import sys, time
-import moto.core.utils as utils
-import moto.sqs.models as sqs_models
-from moto.server import main
-
-_datetime_unix_time = utils.unix_time
-
-def unix_time(dt=None):
-    return time.time() if dt is None else _datetime_unix_time(dt)
-
-def unix_time_millis(dt=None):
-    return unix_time(dt) * 1000.0
-
-for module in (utils, sqs_models):
-    module.unix_time, module.unix_time_millis = unix_time, unix_time_millis
-sys.exit(main(sys.argv[1:]))
-"""
 
 
 @contextlib.contextmanager
@@ -74,7 +63,8 @@ def moto(*, fast_clock: bool = False) -> Iterator[Any]:
 
     The tests run ThreadedMotoServer inside pytest; here it gets its own process so the
     server's request handling does not compete with the measured client for this
-    process's GIL. ``fast_clock``: see :data:`_MOTO_FAST_CLOCK`.
+    process's GIL. ``fast_clock``: moto's clock made ``time.time()`` (the same value,
+    ~10x cheaper; see ``benchmarks/_moto_fast_clock.py``).
     """
     from tests.servers._process import LOOPBACK, ManagedProcess, free_port
     from tests.servers.moto import MotoEndpoint
@@ -85,7 +75,7 @@ def moto(*, fast_clock: bool = False) -> Iterator[Any]:
             "moto",
             [
                 sys.executable,
-                *(["-c", _MOTO_FAST_CLOCK] if fast_clock else ["-m", "moto.server"]),
+                *([str(_HERE / "_moto_fast_clock.py")] if fast_clock else ["-m", "moto.server"]),
                 *["-H", LOOPBACK, "-p", str(port)],
             ],
             port=port,
@@ -95,9 +85,12 @@ def moto(*, fast_clock: bool = False) -> Iterator[Any]:
         with _fail_as_runtime_error("moto"):
             process.start()
         START_TIMES["moto"] = process.started_in or 0.0
+        if process.proc is not None:
+            PIDS["moto"] = process.proc.pid
         try:
             yield MotoEndpoint(f"http://{LOOPBACK}:{port}", started_in=START_TIMES["moto"])
         finally:
+            PIDS.pop("moto", None)
             process.stop()
 
 
@@ -235,7 +228,7 @@ def delay_proxy(endpoint_url: str, round_trip: float) -> Iterator[str]:
     from tests.servers._process import LOOPBACK, ManagedProcess, free_port
 
     target = urlsplit(endpoint_url)
-    script = Path(__file__).with_name("_delay_proxy.py")
+    script = _HERE / "_delay_proxy.py"
     with tempfile.TemporaryDirectory(prefix="bench-delay-proxy-") as tmp:
         port = free_port()
         argv = [sys.executable, str(script), str(port), target.hostname or LOOPBACK]

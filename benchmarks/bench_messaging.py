@@ -6,8 +6,14 @@
   aioboto3, on separate queues of the same server, 10 concurrent tasks.
 - ``consume()`` with a handler that sleeps 10 ms: concurrency 10 vs 1 on a queue
   pre-filled (untimed) with the same number of messages each round.
-- ``send_batch`` of 1,000 through a proxy adding 10 ms to every request: SQS standard's
-  8 batches in flight vs the same queue sending them one after another (issue 14).
+- ``send_batch`` of 1,000 through a proxy adding a 10 ms round trip to every request
+  (``benchmarks/_delay_proxy.py``, its own process): SQS standard's 8 batches in flight
+  vs the same queue sending them one after another (issue 14).
+
+moto runs with its clock made ``time.time()`` (``_servers.moto(fast_clock=True)``): its
+SQS SendMessage otherwise spends ~100 ms of CPU per 10-message batch while a queue fills
+to 1,000, which no client-side effect shows through. The rows' notes give moto's CPU per
+message (from ``/proc``) next to the client's.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ from benchmarks import _servers
 from benchmarks._harness import (
     Row,
     Settings,
+    Work,
     compare,
     cpu_note,
     cpu_tracked,
@@ -77,8 +84,9 @@ async def run(settings: Settings) -> list[Row]:
                         settings,
                         queues["consume"],
                         "sqs",
-                        "bounded by moto's own request rate (one Python process), not by "
-                        "the consume loop: compare the memory row",
+                        "bounded by moto's CPU per message (one Python process: a "
+                        "DeleteMessage per message, plus the receives), not by the consume "
+                        "loop: compare the memory row",
                         full=100,
                     )
                 )
@@ -92,6 +100,28 @@ async def run(settings: Settings) -> list[Row]:
             )
         )
     return rows
+
+
+def _server_tracked(work: Work) -> tuple[Work, list[float]]:
+    """``work`` plus the list it appends moto's CPU seconds during each call to (empty
+    where ``/proc`` cannot tell)."""
+    samples: list[float] = []
+
+    async def run() -> None:
+        began = _servers.cpu_seconds("moto")
+        await work()
+        ended = _servers.cpu_seconds("moto")
+        if began is not None and ended is not None:
+            samples.append(ended - began)
+
+    return run, samples
+
+
+def _server_note(samples: list[float], ops: int, what: str = "message") -> str:
+    """'moto CPU 3.1 ms per message' (median per call), or '' without figures."""
+    if not samples:
+        return ""
+    return f"moto CPU {statistics.median(samples) / ops * 1000:.1f} ms per {what}"
 
 
 async def _batch_row(settings: Settings, raw: Any, creds: dict[str, str], started: str) -> Row:
@@ -205,6 +235,8 @@ async def _delayed_batch_row(settings: Settings, raw: Any, moto: Any) -> Row:
         width = current["queue"].batch_send_concurrency
         timed_wide, cpu_wide = cpu_tracked(in_flight)
         timed_narrow, cpu_narrow = cpu_tracked(sequential)
+        timed_wide, moto_wide = _server_tracked(timed_wide)
+        timed_narrow, moto_narrow = _server_tracked(timed_narrow)
         try:
             few = dataclasses.replace(settings, rounds=min(settings.rounds, 5), warmup=0)
             cmp = await compare(
@@ -226,6 +258,7 @@ async def _delayed_batch_row(settings: Settings, raw: Any, moto: Any) -> Row:
         f"{REQUEST_DELAY * 500:.0f} ms after it was sent, each way, so each request costs "
         f"one {REQUEST_DELAY * 1000:.0f} ms round trip; each timed run on a fresh queue; "
         f"{cpu_note(cpu_wide, cpu_narrow, count, 0)} (in flight vs one after another); "
+        f"{_server_note(moto_wide + moto_narrow, count // 10, 'batch of 10')}; "
         f"{_FAST_CLOCK_NOTE}"
     )
     return row
@@ -264,12 +297,12 @@ async def _round_trip_row(settings: Settings, ours: Any, raw: Any, raw_url: str)
         await gather_n(raw_send, count, CONCURRENCY)()
         await drain_deleting(raw_receive, raw_delete, count, "aioboto3", CONCURRENCY)
 
-    cmp = await compare(
-        ours_trip,
-        raw_trip,
-        ops=count,
-        settings=dataclasses.replace(settings, rounds=min(settings.rounds, 5)),
-    )
+    timed_ours, cpu_ours = cpu_tracked(ours_trip)
+    timed_raw, cpu_raw = cpu_tracked(raw_trip)
+    timed_ours, moto_ours = _server_tracked(timed_ours)
+    timed_raw, moto_raw = _server_tracked(timed_raw)
+    few = dataclasses.replace(settings, rounds=min(settings.rounds, 5))
+    cmp = await compare(timed_ours, timed_raw, ops=count, settings=few)
     return throughput_row(
         "messaging",
         f"sqs send + receive + delete of {count} messages, {CONCURRENCY} concurrent",
@@ -278,7 +311,9 @@ async def _round_trip_row(settings: Settings, ours: Any, raw: Any, raw_url: str)
         target=TARGET,
         baseline_name="aioboto3",
         note="each message sent, received (10 per call) and deleted; separate queues on one "
-        "moto server",
+        f"moto server; {cpu_note(cpu_ours, cpu_raw, count, few.warmup)} (cloudrift vs "
+        f"aioboto3); {_server_note(moto_ours, count)} vs {_server_note(moto_raw, count)}: "
+        "on 2 shared cores the server's CPU, not the client's, sets the wall figures",
     )
 
 
@@ -292,15 +327,28 @@ async def _consume_row(
     async def handler(message: Any) -> None:
         await asyncio.sleep(0.01)
 
+    server: dict[int, list[float]] = {CONCURRENCY: [], 1: []}
+    client: dict[int, list[float]] = {CONCURRENCY: [], 1: []}
+
     async def timed(concurrency: int) -> float:
         await queue.send_batch(payloads)  # untimed refill
+        handled = 0
+
+        async def work() -> None:
+            nonlocal handled
+            handled = await queue.consume(
+                handler, concurrency=concurrency, max_messages=10, wait_time=1, limit=count
+            )
+
+        run, cpu = cpu_tracked(work)
+        run, moto = _server_tracked(run)
         began = time.perf_counter()
-        handled = await queue.consume(
-            handler, concurrency=concurrency, max_messages=10, wait_time=1, limit=count
-        )
+        await run()
         elapsed = time.perf_counter() - began
         if handled != count:
             raise RuntimeError(f"consume handled {handled} of {count}")
+        server[concurrency] += moto
+        client[concurrency] += cpu
         return count / elapsed
 
     wide: list[float] = []
@@ -323,5 +371,24 @@ async def _consume_row(
         spread=f"{min(ratios):.2f}..{max(ratios):.2f}",
         target=f">= {SPEEDUP_TARGET:.1f}x (near-linear; 10x ideal)",
         met=speedup >= SPEEDUP_TARGET,
-        note=f"{rounds} interleaved rounds; each message acked (deleted) after its handler; " + why,
+        note=f"{rounds} interleaved rounds; each message acked (deleted) after its handler; "
+        + why
+        + _consume_cpu_note(server, client, count),
     )
+
+
+def _consume_cpu_note(
+    server: dict[int, list[float]], client: dict[int, list[float]], count: int
+) -> str:
+    """'; per message at concurrency 10 vs 1: moto CPU .. ms, client CPU .. ms' when known."""
+    parts = []
+    if server[CONCURRENCY] and server[1]:
+        parts.append(
+            f"moto CPU {statistics.median(server[CONCURRENCY]) / count * 1000:.1f} vs "
+            f"{statistics.median(server[1]) / count * 1000:.1f} ms"
+        )
+    parts.append(
+        f"client CPU {statistics.median(client[CONCURRENCY]) / count * 1000:.1f} vs "
+        f"{statistics.median(client[1]) / count * 1000:.1f} ms"
+    )
+    return f"; per message at concurrency {CONCURRENCY} vs 1: {', '.join(parts)}"
