@@ -86,7 +86,8 @@ async def run(settings: Settings) -> list[Row]:
                         "sqs",
                         "bounded by moto's CPU per message (one Python process: a "
                         "DeleteMessage per message, plus the receives), not by the consume "
-                        "loop: compare the memory row",
+                        "loop: compare the memory row; moto's clock made time.time() (see "
+                        "the delay proxy row)",
                         full=100,
                     )
                 )
@@ -316,7 +317,8 @@ async def _round_trip_row(settings: Settings, ours: Any, raw: Any, raw_url: str)
         note="each message sent, received (10 per call) and deleted; separate queues on one "
         f"moto server; {cpu_note(cpu_ours, cpu_raw, count, few.warmup)} (cloudrift vs "
         f"aioboto3){server}: the server's "
-        "CPU, not the client's, sets the wall figures",
+        "CPU, not the client's, sets the wall figures; moto's clock made time.time() (see "
+        "the delay proxy row)",
     )
 
 
