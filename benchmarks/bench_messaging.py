@@ -32,7 +32,7 @@ from benchmarks._harness import (
     Settings,
     Work,
     compare,
-    cpu_note,
+    cpu_column,
     cpu_tracked,
     drain_deleting,
     gather_n,
@@ -118,13 +118,13 @@ def _server_tracked(work: Work) -> tuple[Work, list[float]]:
     return run, samples
 
 
-def _server_note(ours: list[float], base: list[float], ops: int, what: str) -> str:
-    """'; moto CPU 3.1 vs 3.3 ms per message' (medians per call, ours vs baseline), or
-    '' without figures."""
+def _server_note(ours: list[float], base: list[float], ops: int, what: str, sides: str) -> str:
+    """'; moto CPU 3.1 vs 3.3 ms per message (sides)' (medians per call, ours vs
+    baseline), or '' without figures."""
     if not ours or not base:
         return ""
     mine, theirs = (statistics.median(s) / ops * 1000 for s in (ours, base))
-    return f"; moto CPU {mine:.1f} vs {theirs:.1f} ms per {what}"
+    return f"; moto CPU {mine:.1f} vs {theirs:.1f} ms per {what} ({sides})"
 
 
 async def _batch_row(settings: Settings, raw: Any, creds: dict[str, str], started: str) -> Row:
@@ -255,14 +255,16 @@ async def _delayed_batch_row(settings: Settings, raw: Any, moto: Any) -> Row:
         target=DELAYED_BATCH_TARGET,
         unit="msgs/s",
         baseline_name="same queue, batch_send_concurrency=1",
+        cpu=cpu_column(cpu_wide, cpu_narrow, count, 0, "msg"),
     )
     row.note = (
         f"{width} batches of 10 in flight; the proxy (its own process) delivers every byte "
         f"{REQUEST_DELAY * 500:.0f} ms after it was sent, each way, so each request costs "
-        f"one {REQUEST_DELAY * 1000:.0f} ms round trip; each timed run on a fresh queue; "
-        f"{cpu_note(cpu_wide, cpu_narrow, count, 0)} (in flight vs one after another)"
-        f"{_server_note(moto_wide, moto_narrow, count // 10, 'batch of 10')}; "
-        f"{_FAST_CLOCK_NOTE}"
+        f"one {REQUEST_DELAY * 1000:.0f} ms round trip; each timed run on a fresh queue"
+        + _server_note(
+            moto_wide, moto_narrow, count // 10, "batch of 10", "in flight vs one after another"
+        )
+        + f"; {_FAST_CLOCK_NOTE}"
     )
     return row
 
@@ -306,7 +308,9 @@ async def _round_trip_row(settings: Settings, ours: Any, raw: Any, raw_url: str)
     timed_raw, moto_raw = _server_tracked(timed_raw)
     few = dataclasses.replace(settings, rounds=min(settings.rounds, 5))
     cmp = await compare(timed_ours, timed_raw, ops=count, settings=few)
-    server = _server_note(moto_ours[few.warmup :], moto_raw[few.warmup :], count, "message")
+    server = _server_note(
+        moto_ours[few.warmup :], moto_raw[few.warmup :], count, "message", "cloudrift vs aioboto3"
+    )
     return throughput_row(
         "messaging",
         f"sqs send + receive + delete of {count} messages, {CONCURRENCY} concurrent",
@@ -314,11 +318,10 @@ async def _round_trip_row(settings: Settings, ours: Any, raw: Any, raw_url: str)
         unit="msgs/s",
         target=TARGET,
         baseline_name="aioboto3",
+        cpu=cpu_column(cpu_ours, cpu_raw, count, few.warmup, "msg"),
         note="each message sent, received (10 per call) and deleted; separate queues on one "
-        f"moto server; {cpu_note(cpu_ours, cpu_raw, count, few.warmup)} (cloudrift vs "
-        f"aioboto3){server}: the server's "
-        "CPU, not the client's, sets the wall figures; moto's clock made time.time() (see "
-        "the delay proxy row)",
+        f"moto server{server}: the server's CPU, not the client's, "
+        "sets the wall figures; moto's clock made time.time() (see the delay proxy row)",
     )
 
 
@@ -376,24 +379,10 @@ async def _consume_row(
         spread=f"{min(ratios):.2f}..{max(ratios):.2f}",
         target=f">= {SPEEDUP_TARGET:.1f}x (near-linear; 10x ideal)",
         met=speedup >= SPEEDUP_TARGET,
+        cpu=cpu_column(client[CONCURRENCY], client[1], count, 0, "msg"),
         note=f"{rounds} interleaved rounds; each message acked (deleted) after its handler; "
         + why
-        + _consume_cpu_note(server, client, count),
+        + _server_note(
+            server[CONCURRENCY], server[1], count, "message", f"concurrency {CONCURRENCY} vs 1"
+        ),
     )
-
-
-def _consume_cpu_note(
-    server: dict[int, list[float]], client: dict[int, list[float]], count: int
-) -> str:
-    """'; per message at concurrency 10 vs 1: moto CPU .. ms, client CPU .. ms' when known."""
-    parts = []
-    if server[CONCURRENCY] and server[1]:
-        parts.append(
-            f"moto CPU {statistics.median(server[CONCURRENCY]) / count * 1000:.1f} vs "
-            f"{statistics.median(server[1]) / count * 1000:.1f} ms"
-        )
-    parts.append(
-        f"client CPU {statistics.median(client[CONCURRENCY]) / count * 1000:.1f} vs "
-        f"{statistics.median(client[1]) / count * 1000:.1f} ms"
-    )
-    return f"; per message at concurrency {CONCURRENCY} vs 1: {', '.join(parts)}"
