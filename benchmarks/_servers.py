@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import sys
 import tempfile
 import time
@@ -23,8 +24,11 @@ from typing import Any
 
 import pytest
 
+_HERE = Path(__file__).resolve().parent
 #: Stand-in name -> seconds it took to start answering (last start), for the results notes.
 START_TIMES: dict[str, float] = {}
+#: Stand-in name -> its process id while it runs (see :func:`cpu_seconds`).
+PIDS: dict[str, int] = {}
 
 
 @contextlib.contextmanager
@@ -35,6 +39,18 @@ def _fail_as_runtime_error(what: str) -> Iterator[None]:
         raise RuntimeError(f"{what} could not start: {exc}") from None
 
 
+def cpu_seconds(name: str) -> float | None:
+    """CPU seconds (user + system) the running stand-in ``name`` has used so far, from
+    ``/proc`` (None where that cannot tell): how much of a row's time the server spent."""
+    pid = PIDS.get(name)
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii") as fh:
+            fields = fh.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def started_note(*names: str) -> str:
     """``"moto started in 3 ms"`` for the notes of the rows that used these stand-ins."""
     parts = [f"{n} started in {START_TIMES[n] * 1000:.0f} ms" for n in names if n in START_TIMES]
@@ -42,12 +58,13 @@ def started_note(*names: str) -> str:
 
 
 @contextlib.contextmanager
-def moto() -> Iterator[Any]:
+def moto(*, fast_clock: bool = False) -> Iterator[Any]:
     """moto's server (S3, SQS, SESv2) as a child process on a free port.
 
     The tests run ThreadedMotoServer inside pytest; here it gets its own process so the
     server's request handling does not compete with the measured client for this
-    process's GIL.
+    process's GIL. ``fast_clock``: moto's clock made ``time.time()`` (the same value,
+    ~10x cheaper; see ``benchmarks/_moto_fast_clock.py``).
     """
     from tests.servers._process import LOOPBACK, ManagedProcess, free_port
     from tests.servers.moto import MotoEndpoint
@@ -56,7 +73,11 @@ def moto() -> Iterator[Any]:
         port = free_port()
         process = ManagedProcess(
             "moto",
-            [sys.executable, "-m", "moto.server", "-H", LOOPBACK, "-p", str(port)],
+            [
+                sys.executable,
+                *([str(_HERE / "_moto_fast_clock.py")] if fast_clock else ["-m", "moto.server"]),
+                *["-H", LOOPBACK, "-p", str(port)],
+            ],
             port=port,
             log_dir=Path(tmp),
             timeout=30,
@@ -64,9 +85,12 @@ def moto() -> Iterator[Any]:
         with _fail_as_runtime_error("moto"):
             process.start()
         START_TIMES["moto"] = process.started_in or 0.0
+        if process.proc is not None:
+            PIDS["moto"] = process.proc.pid
         try:
             yield MotoEndpoint(f"http://{LOOPBACK}:{port}", started_in=START_TIMES["moto"])
         finally:
+            PIDS.pop("moto", None)
             process.stop()
 
 
@@ -192,3 +216,32 @@ def redis_cluster() -> Iterator[Any]:
             yield cluster
         finally:
             cluster.stop()
+
+
+@contextlib.contextmanager
+def delay_proxy(endpoint_url: str, round_trip: float) -> Iterator[str]:
+    """A proxy in front of ``endpoint_url`` (``http://host:port``) in its own process,
+    adding ``round_trip`` seconds to every request (see ``benchmarks/_delay_proxy.py``);
+    yields the proxy's URL."""
+    from urllib.parse import urlsplit
+
+    from tests.servers._process import LOOPBACK, ManagedProcess, free_port
+
+    target = urlsplit(endpoint_url)
+    script = _HERE / "_delay_proxy.py"
+    with tempfile.TemporaryDirectory(prefix="bench-delay-proxy-") as tmp:
+        port = free_port()
+        argv = [sys.executable, str(script), str(port), target.hostname or LOOPBACK]
+        process = ManagedProcess(
+            "delay-proxy",
+            [*argv, str(target.port), repr(round_trip)],
+            port=port,
+            log_dir=Path(tmp),
+            timeout=30,
+        )
+        with _fail_as_runtime_error("delay proxy"):
+            process.start()
+        try:
+            yield f"http://{LOOPBACK}:{port}"
+        finally:
+            process.stop()

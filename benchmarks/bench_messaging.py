@@ -6,8 +6,14 @@
   aioboto3, on separate queues of the same server, 10 concurrent tasks.
 - ``consume()`` with a handler that sleeps 10 ms: concurrency 10 vs 1 on a queue
   pre-filled (untimed) with the same number of messages each round.
-- ``send_batch`` of 1,000 through a proxy adding 10 ms to every request: SQS standard's
-  8 batches in flight vs the same queue sending them one after another (issue 14).
+- ``send_batch`` of 1,000 through a proxy adding a 10 ms round trip to every request
+  (``benchmarks/_delay_proxy.py``, its own process): SQS standard's 8 batches in flight
+  vs the same queue sending them one after another (issue 14).
+
+moto runs with its clock made ``time.time()`` (``_servers.moto(fast_clock=True)``): its
+SQS SendMessage otherwise spends ~100 ms of CPU per 10-message batch while a queue fills
+to 1,000, which no client-side effect shows through. The rows' notes give moto's CPU per
+message (from ``/proc``) next to the client's.
 """
 
 from __future__ import annotations
@@ -21,13 +27,28 @@ import time
 from typing import Any
 
 from benchmarks import _servers
-from benchmarks._harness import Row, Settings, compare, drain_deleting, gather_n, throughput_row
+from benchmarks._harness import (
+    Row,
+    Settings,
+    Work,
+    compare,
+    cpu_column,
+    cpu_tracked,
+    drain_deleting,
+    gather_n,
+    throughput_row,
+)
 
 TARGET = 0.95
 MAX_CALLS = 100
 #: send_batch with batches in flight vs one after another, through a 10 ms delay proxy.
 DELAYED_BATCH_TARGET = 1.5
-REQUEST_DELAY = 0.010
+REQUEST_DELAY = 0.010  # one round trip per request
+_FAST_CLOCK_NOTE = (
+    "moto's clock made time.time() (same value; its SQS SendMessage asks every queued "
+    "message for the time 4 times, ~100 ms of server CPU per batch of 10 while a queue "
+    "fills to 1,000 with moto's own clock, 8 ms with this one)"
+)
 SPEEDUP_TARGET = 7.0  # "near-linear": 10 would be perfect
 CONCURRENCY = 10
 
@@ -40,7 +61,7 @@ async def run(settings: Settings) -> list[Row]:
     from cloudrift.messaging import get_queue
 
     rows: list[Row] = []
-    with _servers.moto() as moto:
+    with _servers.moto(fast_clock=True) as moto:
         started = _servers.started_note("moto")
         session = aioboto3.Session(
             aws_access_key_id=moto.access_key,
@@ -63,8 +84,10 @@ async def run(settings: Settings) -> list[Row]:
                         settings,
                         queues["consume"],
                         "sqs",
-                        "bounded by moto's own request rate (one Python process), not by "
-                        "the consume loop: compare the memory row",
+                        "bounded by moto's CPU per message (one Python process: a "
+                        "DeleteMessage per message, plus the receives), not by the consume "
+                        "loop: compare the memory row; moto's clock made time.time() (see "
+                        "the delay proxy row)",
                         full=100,
                     )
                 )
@@ -78,6 +101,30 @@ async def run(settings: Settings) -> list[Row]:
             )
         )
     return rows
+
+
+def _server_tracked(work: Work) -> tuple[Work, list[float]]:
+    """``work`` plus the list it appends moto's CPU seconds during each call to (empty
+    where ``/proc`` cannot tell)."""
+    samples: list[float] = []
+
+    async def run() -> None:
+        began = _servers.cpu_seconds("moto")
+        await work()
+        ended = _servers.cpu_seconds("moto")
+        if began is not None and ended is not None:
+            samples.append(ended - began)
+
+    return run, samples
+
+
+def _server_note(ours: list[float], base: list[float], ops: int, what: str, sides: str) -> str:
+    """'; moto CPU 3.1 vs 3.3 ms per message (sides)' (medians per call, ours vs
+    baseline), or '' without figures."""
+    if not ours or not base:
+        return ""
+    mine, theirs = (statistics.median(s) / ops * 1000 for s in (ours, base))
+    return f"; moto CPU {mine:.1f} vs {theirs:.1f} ms per {what} ({sides})"
 
 
 async def _batch_row(settings: Settings, raw: Any, creds: dict[str, str], started: str) -> Row:
@@ -156,72 +203,13 @@ async def _batch_row(settings: Settings, raw: Any, creds: dict[str, str], starte
     return row
 
 
-class _DelayProxy:
-    """A loopback TCP proxy that holds each connection's first bytes ``delay`` seconds
-    before passing them on: moto answers every request with ``Connection: close``, so
-    each request opens a connection and pays the delay once (a round trip's latency)."""
-
-    def __init__(self, host: str, port: int, delay: float) -> None:
-        self._target = (host, port)
-        self._delay = delay
-        self._server: asyncio.Server | None = None
-        self.url = ""
-
-    async def start(self) -> _DelayProxy:
-        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
-        self.url = f"http://127.0.0.1:{self._server.sockets[0].getsockname()[1]}"
-        return self
-
-    async def close(self) -> None:
-        if self._server is not None:
-            self._server.close()
-            await self._server.wait_closed()
-
-    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            up_reader, up_writer = await asyncio.open_connection(*self._target)
-            await self._relay(reader, writer, up_reader, up_writer)
-        except asyncio.CancelledError:
-            # The benchmark's loop is ending with a pooled connection still open.
-            writer.close()
-
-    async def _relay(
-        self,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
-        up_reader: asyncio.StreamReader,
-        up_writer: asyncio.StreamWriter,
-    ) -> None:
-
-        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter, hold: bool) -> None:
-            try:
-                first = True
-                while chunk := await src.read(65536):
-                    if hold and first:
-                        await asyncio.sleep(self._delay)
-                    first = False
-                    dst.write(chunk)
-                    await dst.drain()
-            except OSError:
-                pass
-            finally:
-                dst.close()
-
-        await asyncio.gather(pipe(reader, up_writer, True), pipe(up_reader, writer, False))
-
-
 async def _delayed_batch_row(settings: Settings, raw: Any, moto: Any) -> Row:
-    """send_batch of 1,000 on SQS standard through a 10 ms-per-request proxy: batches in
+    """send_batch of 1,000 on SQS standard through a 10 ms round-trip proxy: batches in
     flight (the provider's default, 8) vs the same queue with batch_send_concurrency=1."""
-    from urllib.parse import urlsplit
-
     from cloudrift.messaging import get_queue
 
     count = 1000 if settings.scale >= 1 else settings.n(500, minimum=25)
     payloads = [{"order": i, "item": "widget"} for i in range(count)]
-    target = urlsplit(moto.endpoint_url)
-    proxy = await _DelayProxy(target.hostname or "", target.port or 0, REQUEST_DELAY).start()
-    creds = {**moto.credentials(), "endpoint_url": proxy.url}
     current: dict[str, Any] = {}
     made = iter(range(1_000_000))
 
@@ -244,27 +232,39 @@ async def _delayed_batch_row(settings: Settings, raw: Any, moto: Any) -> Row:
         queue.batch_send_concurrency = 1
         await queue.send_batch(payloads)
 
-    await fresh_queue()
-    width = current["queue"].batch_send_concurrency
-    try:
-        few = dataclasses.replace(settings, rounds=min(settings.rounds, 3), warmup=0)
-        cmp = await compare(in_flight, sequential, ops=count, settings=few, before_each=fresh_queue)
-    finally:
-        await current["queue"].close()
-        await proxy.close()
+    with _servers.delay_proxy(moto.endpoint_url, REQUEST_DELAY) as proxy_url:
+        creds = {**moto.credentials(), "endpoint_url": proxy_url}
+        await fresh_queue()
+        width = current["queue"].batch_send_concurrency
+        timed_wide, cpu_wide = cpu_tracked(in_flight)
+        timed_narrow, cpu_narrow = cpu_tracked(sequential)
+        timed_wide, moto_wide = _server_tracked(timed_wide)
+        timed_narrow, moto_narrow = _server_tracked(timed_narrow)
+        try:
+            few = dataclasses.replace(settings, rounds=min(settings.rounds, 5), warmup=0)
+            cmp = await compare(
+                timed_wide, timed_narrow, ops=count, settings=few, before_each=fresh_queue
+            )
+        finally:
+            await current["queue"].close()
     row = throughput_row(
         "messaging",
         f"sqs standard send_batch of {count} through a {REQUEST_DELAY * 1000:.0f} ms "
-        "delay proxy: batches in flight vs one after another",
+        "round-trip proxy: batches in flight vs one after another",
         cmp,
         target=DELAYED_BATCH_TARGET,
         unit="msgs/s",
         baseline_name="same queue, batch_send_concurrency=1",
+        cpu=cpu_column(cpu_wide, cpu_narrow, count, 0, "msg"),
     )
     row.note = (
-        f"{width} batches of 10 in flight; the proxy delays each request's first bytes by "
-        f"{REQUEST_DELAY * 1000:.0f} ms (moto closes every connection, so one delay per "
-        "request); each timed run on a fresh queue"
+        f"{width} batches of 10 in flight; the proxy (its own process) delivers every byte "
+        f"{REQUEST_DELAY * 500:.0f} ms after it was sent, each way, so each request costs "
+        f"one {REQUEST_DELAY * 1000:.0f} ms round trip; each timed run on a fresh queue"
+        + _server_note(
+            moto_wide, moto_narrow, count // 10, "batch of 10", "in flight vs one after another"
+        )
+        + f"; {_FAST_CLOCK_NOTE}"
     )
     return row
 
@@ -302,11 +302,14 @@ async def _round_trip_row(settings: Settings, ours: Any, raw: Any, raw_url: str)
         await gather_n(raw_send, count, CONCURRENCY)()
         await drain_deleting(raw_receive, raw_delete, count, "aioboto3", CONCURRENCY)
 
-    cmp = await compare(
-        ours_trip,
-        raw_trip,
-        ops=count,
-        settings=dataclasses.replace(settings, rounds=min(settings.rounds, 5)),
+    timed_ours, cpu_ours = cpu_tracked(ours_trip)
+    timed_raw, cpu_raw = cpu_tracked(raw_trip)
+    timed_ours, moto_ours = _server_tracked(timed_ours)
+    timed_raw, moto_raw = _server_tracked(timed_raw)
+    few = dataclasses.replace(settings, rounds=min(settings.rounds, 5))
+    cmp = await compare(timed_ours, timed_raw, ops=count, settings=few)
+    server = _server_note(
+        moto_ours[few.warmup :], moto_raw[few.warmup :], count, "message", "cloudrift vs aioboto3"
     )
     return throughput_row(
         "messaging",
@@ -315,8 +318,10 @@ async def _round_trip_row(settings: Settings, ours: Any, raw: Any, raw_url: str)
         unit="msgs/s",
         target=TARGET,
         baseline_name="aioboto3",
+        cpu=cpu_column(cpu_ours, cpu_raw, count, few.warmup, "msg"),
         note="each message sent, received (10 per call) and deleted; separate queues on one "
-        "moto server",
+        f"moto server{server}: the server's CPU, not the client's, "
+        "sets the wall figures; moto's clock made time.time() (see the delay proxy row)",
     )
 
 
@@ -330,15 +335,28 @@ async def _consume_row(
     async def handler(message: Any) -> None:
         await asyncio.sleep(0.01)
 
+    server: dict[int, list[float]] = {CONCURRENCY: [], 1: []}
+    client: dict[int, list[float]] = {CONCURRENCY: [], 1: []}
+
     async def timed(concurrency: int) -> float:
         await queue.send_batch(payloads)  # untimed refill
+        handled = 0
+
+        async def work() -> None:
+            nonlocal handled
+            handled = await queue.consume(
+                handler, concurrency=concurrency, max_messages=10, wait_time=1, limit=count
+            )
+
+        run, cpu = cpu_tracked(work)
+        run, moto = _server_tracked(run)
         began = time.perf_counter()
-        handled = await queue.consume(
-            handler, concurrency=concurrency, max_messages=10, wait_time=1, limit=count
-        )
+        await run()
         elapsed = time.perf_counter() - began
         if handled != count:
             raise RuntimeError(f"consume handled {handled} of {count}")
+        server[concurrency] += moto
+        client[concurrency] += cpu
         return count / elapsed
 
     wide: list[float] = []
@@ -361,5 +379,10 @@ async def _consume_row(
         spread=f"{min(ratios):.2f}..{max(ratios):.2f}",
         target=f">= {SPEEDUP_TARGET:.1f}x (near-linear; 10x ideal)",
         met=speedup >= SPEEDUP_TARGET,
-        note=f"{rounds} interleaved rounds; each message acked (deleted) after its handler; " + why,
+        cpu=cpu_column(client[CONCURRENCY], client[1], count, 0, "msg"),
+        note=f"{rounds} interleaved rounds; each message acked (deleted) after its handler; "
+        + why
+        + _server_note(
+            server[CONCURRENCY], server[1], count, "message", f"concurrency {CONCURRENCY} vs 1"
+        ),
     )
