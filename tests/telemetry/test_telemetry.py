@@ -460,3 +460,45 @@ async def test_sampling_off_consume_skips_the_sdk_unless_the_producer_was_sample
     spans = exporter.get_finished_spans()
     assert {s.context.trace_id for s in spans} == {request.get_span_context().trace_id}
     assert sorted(s.name for s in spans) == ["delete", "download", "process", "send"]
+
+
+async def test_a_queue_operation_makes_one_sdk_measurement(
+    recorder: Recorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """send, receive and delete each record one SDK measurement (their duration); the
+    sent and consumed message counts are still exported, read by the SDK at collection."""
+    from opentelemetry.sdk.metrics._internal.measurement_consumer import (
+        SynchronousMeasurementConsumer,
+    )
+
+    measured: list[str] = []
+    original = SynchronousMeasurementConsumer.consume_measurement
+
+    def counting(self: Any, measurement: Any) -> None:
+        measured.append(measurement.instrument.name)
+        original(self, measurement)
+
+    monkeypatch.setattr(SynchronousMeasurementConsumer, "consume_measurement", counting)
+    queue = get_queue("memory")
+    await queue.send_batch([{"n": 1}, {"n": 2}])
+    for message in await queue.receive(max_messages=10):
+        await queue.delete(message.receipt_handle)
+    assert measured == ["cloudrift.client.operation.duration"] * 4
+    metrics = recorder.metrics()
+    assert [p.value for p in metrics["messaging.client.sent.messages"]] == [2]
+    assert [p.value for p in metrics["messaging.client.consumed.messages"]] == [2]
+
+
+async def test_failed_sends_are_counted_under_one_error_type_point(recorder: Recorder) -> None:
+    """Refused sends add to one sent-messages point carrying error.type (one per error
+    class, however many sends fail), beside the successful sends' point."""
+    queue = _TightQueue()
+    too_many = {"a": "1", "b": "2", "c": "3", "d": "4"}
+    for _ in range(3):
+        with pytest.raises(InvalidMessageError):
+            await queue.send({}, attributes=too_many)
+    await queue.send({})
+    sent = recorder.metrics()["messaging.client.sent.messages"]
+    values = {p.attributes.get("error.type"): p.value for p in sent}
+    assert values == {"InvalidMessageError": 3, None: 1}
+    assert len(sent) == 2
