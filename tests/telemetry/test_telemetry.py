@@ -471,11 +471,13 @@ async def test_a_queue_operation_makes_one_sdk_measurement(
         SynchronousMeasurementConsumer,
     )
 
-    measured: list[str] = []
+    measured: list[tuple[str, str]] = []
     original = SynchronousMeasurementConsumer.consume_measurement
 
     def counting(self: Any, measurement: Any) -> None:
-        measured.append(measurement.instrument.name)
+        attributes = measurement.attributes or {}
+        if attributes.get("cloudrift.category") == "queue":
+            measured.append((measurement.instrument.name, attributes["cloudrift.operation"]))
         original(self, measurement)
 
     monkeypatch.setattr(SynchronousMeasurementConsumer, "consume_measurement", counting)
@@ -483,7 +485,13 @@ async def test_a_queue_operation_makes_one_sdk_measurement(
     await queue.send_batch([{"n": 1}, {"n": 2}])
     for message in await queue.receive(max_messages=10):
         await queue.delete(message.receipt_handle)
-    assert measured == ["cloudrift.client.operation.duration"] * 4
+    duration = "cloudrift.client.operation.duration"
+    assert measured == [
+        (duration, "send_batch"),
+        (duration, "receive"),
+        (duration, "delete"),
+        (duration, "delete"),
+    ]
     metrics = recorder.metrics()
     assert [p.value for p in metrics["messaging.client.sent.messages"]] == [2]
     assert [p.value for p in metrics["messaging.client.consumed.messages"]] == [2]
@@ -502,3 +510,26 @@ async def test_failed_sends_are_counted_under_one_error_type_point(recorder: Rec
     values = {p.attributes.get("error.type"): p.value for p in sent}
     assert values == {"InvalidMessageError": 3, None: 1}
     assert len(sent) == 2
+
+
+def test_message_counters_reach_a_global_meter_provider_set_after_the_first_operation() -> None:
+    """With the global providers (the API's proxies), messages sent once an SDK meter
+    provider is set are exported by the sent-messages counter; those sent before are not."""
+    code = (
+        "import asyncio\n"
+        "from opentelemetry import metrics\n"
+        "from opentelemetry.sdk.metrics import MeterProvider\n"
+        "from opentelemetry.sdk.metrics.export import InMemoryMetricReader\n"
+        "from cloudrift.messaging import get_queue\n"
+        "async def main():\n"
+        "    q = get_queue('memory'); await q.send({'n': 1})\n"
+        "    reader = InMemoryMetricReader()\n"
+        "    metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))\n"
+        "    await q.send_batch([{'n': 2}, {'n': 3}])\n"
+        "    data = reader.get_metrics_data()\n"
+        "    return [p.value for r in data.resource_metrics for s in r.scope_metrics\n"
+        "            for m in s.metrics if m.name == 'messaging.client.sent.messages'\n"
+        "            for p in m.data.data_points]\n"
+        "print(asyncio.run(main()))\n"
+    )
+    assert _run_python(code) == "[2]"
