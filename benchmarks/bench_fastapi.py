@@ -4,8 +4,8 @@
   ``Depends(get_storage_dep)`` (memory backend built by ``cloudrift_lifespan``) vs the
   same endpoint reading a module-level global memory backend. Both routes live in one
   app driven in-process through ``httpx.ASGITransport`` (no sockets: the figure is the
-  framework + dependency cost), 10 requests in flight; the note adds the client
-  process's CPU per request. A reference row drives the routes straight through the
+  framework + dependency cost), 10 requests in flight, with the client process's CPU
+  per request in the CPU column. A reference row drives the routes straight through the
   ASGI app (no HTTP client) and times CPU per request, with a third route whose
   dependency is a trivial ``async def`` returning the global: FastAPI's own cost of
   any dependency, and ours on top of it.
@@ -33,7 +33,7 @@ from benchmarks._harness import (
     Row,
     Settings,
     compare,
-    cpu_note,
+    cpu_column,
     cpu_tracked,
     gather_n,
     throughput_row,
@@ -132,7 +132,7 @@ async def _dependency_rows(settings: Settings) -> list[Row]:
             dep_work, dep_cpu = cpu_tracked(gather_n(dep, count, 10))
             glob_work, glob_cpu = cpu_tracked(gather_n(glob, count, 10))
             cmp = await compare(dep_work, glob_work, ops=count, settings=fine)
-            cpu = cpu_note(dep_cpu, glob_cpu, count, fine.warmup)
+            cpu = cpu_column(dep_cpu, glob_cpu, count, fine.warmup, unit="req")
 
         # The same three routes driven straight through the ASGI app (no HTTP client,
         # whose own per-request work is most of the figures above), timed by CPU: the
@@ -174,9 +174,10 @@ async def _dependency_rows(settings: Settings) -> list[Row]:
             unit="req/s",
             target=TARGET,
             baseline_name="module-level global",
-            note=f"{cpu} (the client's included); {count} requests per round, 10 in flight, "
-            f"{fine.rounds} interleaved rounds, in-process through httpx.ASGITransport (no "
-            "uvicorn, no sockets); the reference row below splits the dependency's cost",
+            note=f"{count} requests per round, 10 in flight, {fine.rounds} interleaved rounds, "
+            "in-process through httpx.ASGITransport (no uvicorn, no sockets; the CPU column "
+            "includes the HTTP client's); the reference row below splits the dependency's cost",
+            cpu=cpu,
         ),
         Row(
             category="fastapi",
@@ -186,6 +187,7 @@ async def _dependency_rows(settings: Settings) -> list[Row]:
             baseline=f"{trivial_us:.1f} µs/req (Depends on an async def returning the "
             f"global); {global_us:.1f} µs/req (global)",
             ratio=global_us / dep_us,
+            cpu=f"{dep_us:.1f} vs {global_us:.1f} µs/req ({dep_us / global_us:.2f}x)",
             note=f"reference row, no HTTP client: any Depends costs FastAPI "
             f"{trivial_us - global_us:+.1f} µs per request (dependency solving), "
             f"get_storage_dep {dep_us - trivial_us:+.1f} µs more (reading the app's "

@@ -146,10 +146,9 @@ async def run(settings: Settings) -> list[Row]:
                 on_us = 1e6 / statistics.median(cmp.ours)
                 off_us = 1e6 / statistics.median(cmp.baseline)
                 added = on_us - off_us
-                figures = (
-                    f"CPU {on_us:.2f} vs {off_us:.2f} µs per operation ({added:+.2f} µs); "
-                    f"{ops * per_call} operations per round, {fine.rounds} interleaved rounds"
-                )
+                cpu = f"{on_us:.2f} vs {off_us:.2f} µs/op ({on_us / off_us:.2f}x)"
+                rounds = f"{ops * per_call} operations per round, {fine.rounds} interleaved rounds"
+                figures = f"{added:+.2f} µs of CPU per operation; {rounds}"
                 if sampled:
                     rows.append(
                         throughput_row(
@@ -157,7 +156,8 @@ async def run(settings: Settings) -> list[Row]:
                             f"{name}: on, {label}",
                             cmp,
                             baseline_name="telemetry disabled",
-                            note=f"{added:.1f} µs per recorded span (and its metrics); {figures}",
+                            note=f"{added:.1f} µs per recorded span (and its metrics); {rounds}",
+                            cpu=cpu,
                         )
                     )
                     continue
@@ -180,6 +180,7 @@ async def run(settings: Settings) -> list[Row]:
                         target=TARGET,
                         baseline_name="telemetry disabled",
                         note=note,
+                        cpu=cpu,
                     )
                 )
     finally:
