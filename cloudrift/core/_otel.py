@@ -30,6 +30,7 @@ import inspect
 import logging
 import threading
 import time
+import weakref
 from collections.abc import Iterable, Mapping, MutableMapping, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from types import TracebackType
@@ -118,6 +119,46 @@ class _Totals:
         return [otel_metrics.Observation(count, attributes) for count, attributes in counts]
 
 
+# The message totals of each meter provider (None: the global one). Their observable
+# counters are registered once per provider: the SDK keeps a meter's first registration
+# of a name and drops the callbacks of any later one, so totals made again for the same
+# provider (use_providers() back and forth) would never be read.
+_global_totals: list[tuple[_Totals, _Totals]] = []
+_provider_totals: weakref.WeakKeyDictionary[Any, tuple[_Totals, _Totals]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _message_totals(meter: Any, meter_provider: Any) -> tuple[_Totals, _Totals]:
+    """(sent, consumed) totals of ``meter_provider``, registered on its ``meter`` once."""
+    try:
+        found = _provider_totals.get(meter_provider) if meter_provider is not None else None
+    except TypeError:  # a provider that cannot be weakly referenced: register each time
+        meter_provider, found = _UNSET, None
+    if meter_provider is None and _global_totals:
+        found = _global_totals[0]
+    if found is not None:
+        return found
+    found = (_Totals(), _Totals())
+    meter.create_observable_counter(
+        "messaging.client.sent.messages",
+        callbacks=[found[0].observe],
+        unit="{message}",
+        description="Number of messages a producer attempted to send",
+    )
+    meter.create_observable_counter(
+        "messaging.client.consumed.messages",
+        callbacks=[found[1].observe],
+        unit="{message}",
+        description="Number of messages delivered to the application",
+    )
+    if meter_provider is None:
+        _global_totals.append(found)
+    elif meter_provider is not _UNSET:
+        _provider_totals[meter_provider] = found
+    return found
+
+
 class _Instruments:
     """The tracer and instruments, looked up once per meter/tracer provider."""
 
@@ -136,21 +177,8 @@ class _Instruments:
             unit="s",
             description="Duration of cloudrift backend operations",
         )
-        # Totals kept here, read by the SDK at collection (see the module doc).
-        self.sent = _Totals()
-        self.consumed = _Totals()
-        meter.create_observable_counter(
-            "messaging.client.sent.messages",
-            callbacks=[self.sent.observe],
-            unit="{message}",
-            description="Number of messages a producer attempted to send",
-        )
-        meter.create_observable_counter(
-            "messaging.client.consumed.messages",
-            callbacks=[self.consumed.observe],
-            unit="{message}",
-            description="Number of messages delivered to the application",
-        )
+        # Totals kept by cloudrift, read by the SDK at collection (see the module doc).
+        self.sent, self.consumed = _message_totals(meter, meter_provider)
         self.process: Any = meter.create_histogram(
             "messaging.process.duration",
             unit="s",

@@ -533,3 +533,17 @@ def test_message_counters_reach_a_global_meter_provider_set_after_the_first_oper
         "print(asyncio.run(main()))\n"
     )
     assert _run_python(code) == "[2]"
+
+
+async def test_message_counts_survive_switching_providers_back_and_forth(
+    recorder: Recorder,
+) -> None:
+    """Switching to other providers and back to the same meter provider keeps counting
+    into the same exported counter (the SDK registers a counter's name once per meter)."""
+    queue = get_queue("memory")
+    await queue.send({"n": 1})
+    telemetry.use_providers()
+    telemetry.use_providers(recorder.tracer_provider, recorder.meter_provider)
+    await queue.send_batch([{"n": 2}, {"n": 3}])
+    sent = recorder.metrics()["messaging.client.sent.messages"]
+    assert sum(p.value for p in sent if p.attributes.get("error.type") is None) == 3
