@@ -68,21 +68,52 @@ def _attr(container: Any, attr: str) -> Any:
     return found
 
 
-def slot_provider(container: Any, key: str, name: str | None = None) -> Any:
-    """The provider serving slot ``key`` (``"storage"``, ``"database"``...) of backend
-    ``name`` (the category default when None)."""
+def _slot_attr(container: Any, key: str, name: str | None) -> str:
     spec, slot = categories.slot(key)
     settings: CloudriftSettings = container.settings()
     if name is None or name == settings.default_name(spec.name):
-        return _attr(container, slot.key)
-    found = container.providers.get(_named_attr(spec, slot, name))
-    if found is None:
+        _attr(container, slot.key)
+        return slot.key
+    attr = _named_attr(spec, slot, name)
+    if attr not in container.providers:
         section = settings.section(spec.name)
         configured = ", ".join(section.backends) if section is not None else "none"
         raise ConfigurationError(
             f"no {spec.name} backend named {name!r} is configured (configured: {configured})"
         )
-    return found
+    return attr
+
+
+def slot_provider(container: Any, key: str, name: str | None = None) -> Any:
+    """The provider serving slot ``key`` (``"storage"``, ``"database"``...) of backend
+    ``name`` (the category default when None)."""
+    return container.providers[_slot_attr(container, key, name)]
+
+
+#: The container attribute remembering which provider serves each ``(slot key, name)``
+#: (see served_provider); :class:`BackendSet` clears it when it (re)starts.
+SERVED_ATTR: Final = "_cloudrift_served"
+
+
+def served_provider(container: Any, key: str, name: str | None = None) -> Any:
+    """:func:`slot_provider`, with the provider's container attribute remembered per
+    container: what the request dependencies call on every request.
+
+    Working the attribute out reads the settings provider and the category registry
+    (~1.5 µs); the remembered attribute is looked up again in ``container.providers``
+    each time, so a provider replaced on the container is still the one served.
+    """
+    served: dict[tuple[str, str | None], str] | None = getattr(container, SERVED_ATTR, None)
+    if served is None:
+        served = {}
+        setattr(container, SERVED_ATTR, served)
+    attr = served.get((key, name))
+    if attr is not None:
+        found = container.providers.get(attr)
+        if found is not None:
+            return found
+    attr = served[(key, name)] = _slot_attr(container, key, name)
+    return container.providers[attr]
 
 
 def provider_for(container: Any, category: str, name: str | None = None) -> Any:
@@ -191,6 +222,8 @@ class BackendSet:
         """
         container, settings = self.container, self.settings
         container.settings.set_default(providers.Object(settings))
+        # New settings may name other defaults: forget what the dependencies resolved.
+        setattr(container, SERVED_ATTR, {})
         for category, name, _config in settings.iter_backends():
             entry = _Entry(category, name)
             if (category, name) in self.skip:
@@ -312,6 +345,7 @@ __all__ = [
     "close_backend",
     "database_provider_for",
     "provider_for",
+    "served_provider",
     "slot_provider",
     "verify_backend",
 ]

@@ -32,7 +32,7 @@ from cloudrift.core.exceptions import ConfigurationError
 from cloudrift.email import Email
 from cloudrift.messaging import Queue, Topic
 from cloudrift.storage import Storage
-from cloudrift_fastapi.container import STATE_ATTR, UNRESOLVED, slot_provider
+from cloudrift_fastapi.container import STATE_ATTR, UNRESOLVED, served_provider
 
 T = TypeVar("T")
 Dependency = Callable[[HTTPConnection], Awaitable[T]]
@@ -63,13 +63,6 @@ def _not_configured(key: str) -> ConfigurationError:
     )
 
 
-def _resolve(provider: Any, key: str) -> Any:
-    try:
-        return provider()
-    except di_errors.Error:
-        raise _not_configured(key) from None
-
-
 # (slot key, backend name or None for the default) -> its dependency, and back.
 _DEPS: dict[tuple[str, str | None], Dependency[Any]] = {}
 _SLOT_OF: dict[Dependency[Any], tuple[str, str | None]] = {}
@@ -85,8 +78,18 @@ def dependency(key: str, name: str | None = None) -> Dependency[Any]:
         return found
     spec, slot = categories.slot(key)  # refuses an unknown key, listing the valid ones
 
+    # Runs on every request: the container's provider for (key, name) is remembered
+    # (served_provider), the provider itself is still called each time, so overrides
+    # (provider.override(...)) are honoured at once.
     async def serve(request: HTTPConnection) -> Any:
-        return _resolve(slot_provider(container_of(request), key, name), key)
+        box = getattr(request.app.state, STATE_ATTR, None)
+        if box is None:
+            raise ConfigurationError(NOT_STARTED)
+        provider = served_provider(box, key, name)
+        try:
+            return provider()
+        except di_errors.Error:
+            raise _not_configured(key) from None
 
     if name is None:
         serve.__name__ = slot.dependency

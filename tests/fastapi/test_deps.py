@@ -305,3 +305,48 @@ def test_an_app_container_subclass_is_filled_in() -> None:
         assert app.state.cloudrift is box
         client.portal.call(box.storage().upload, "a", b"1")
         assert client.portal.call(greet_and_count) == "hello 1"
+
+
+def test_a_reused_container_serves_the_new_settings_defaults() -> None:
+    """A container run again with settings naming another default serves the new backends."""
+    box = Container()
+    first = memory_settings(
+        storage={
+            "default": "primary",
+            "backends": {"primary": {"provider": "memory"}, "avatars": {"provider": "memory"}},
+        }
+    )
+    second = memory_settings(
+        storage={"default": "avatars", "backends": {"avatars": {"provider": "memory"}}}
+    )
+    seen: list[int] = []
+    for settings in (first, second):
+        app = _app(settings, container=box)
+
+        @app.get("/ids")
+        async def ids(
+            default: StorageDep, avatars: Storage = Depends(storage_dep("avatars"))
+        ) -> list[int]:
+            return [id(default), id(avatars)]
+
+        with TestClient(app) as client:
+            got = client.get("/ids").json()
+            assert got[1] == id(box.storage__avatars() if settings is first else box.storage())
+            assert not (settings is second and got[0] != got[1])
+            seen.extend(got)
+    assert len(set(seen)) == 3  # primary, the first avatars, the second run's avatars
+
+
+def test_a_provider_replaced_on_the_container_is_served() -> None:
+    """Replacing the container's provider after requests were served changes what they get."""
+    app = _app()
+    fake = object()
+
+    @app.get("/which")
+    async def which(storage: StorageDep) -> bool:
+        return storage is fake
+
+    with TestClient(app) as client:
+        assert client.get("/which").json() is False
+        app.state.cloudrift.storage = providers.Object(fake)
+        assert client.get("/which").json() is True

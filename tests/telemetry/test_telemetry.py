@@ -460,3 +460,90 @@ async def test_sampling_off_consume_skips_the_sdk_unless_the_producer_was_sample
     spans = exporter.get_finished_spans()
     assert {s.context.trace_id for s in spans} == {request.get_span_context().trace_id}
     assert sorted(s.name for s in spans) == ["delete", "download", "process", "send"]
+
+
+async def test_a_queue_operation_makes_one_sdk_measurement(
+    recorder: Recorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """send, receive and delete each record one SDK measurement (their duration); the
+    sent and consumed message counts are still exported, read by the SDK at collection."""
+    from opentelemetry.sdk.metrics._internal.measurement_consumer import (
+        SynchronousMeasurementConsumer,
+    )
+
+    measured: list[tuple[str, str]] = []
+    original = SynchronousMeasurementConsumer.consume_measurement
+
+    def counting(self: Any, measurement: Any) -> None:
+        attributes = measurement.attributes or {}
+        if attributes.get("cloudrift.category") == "queue":
+            measured.append((measurement.instrument.name, attributes["cloudrift.operation"]))
+        original(self, measurement)
+
+    monkeypatch.setattr(SynchronousMeasurementConsumer, "consume_measurement", counting)
+    queue = get_queue("memory")
+    await queue.send_batch([{"n": 1}, {"n": 2}])
+    for message in await queue.receive(max_messages=10):
+        await queue.delete(message.receipt_handle)
+    duration = "cloudrift.client.operation.duration"
+    assert measured == [
+        (duration, "send_batch"),
+        (duration, "receive"),
+        (duration, "delete"),
+        (duration, "delete"),
+    ]
+    metrics = recorder.metrics()
+    assert [p.value for p in metrics["messaging.client.sent.messages"]] == [2]
+    assert [p.value for p in metrics["messaging.client.consumed.messages"]] == [2]
+
+
+async def test_failed_sends_are_counted_under_one_error_type_point(recorder: Recorder) -> None:
+    """Refused sends add to one sent-messages point carrying error.type (one per error
+    class, however many sends fail), beside the successful sends' point."""
+    queue = _TightQueue()
+    too_many = {"a": "1", "b": "2", "c": "3", "d": "4"}
+    for _ in range(3):
+        with pytest.raises(InvalidMessageError):
+            await queue.send({}, attributes=too_many)
+    await queue.send({})
+    sent = recorder.metrics()["messaging.client.sent.messages"]
+    values = {p.attributes.get("error.type"): p.value for p in sent}
+    assert values == {"InvalidMessageError": 3, None: 1}
+    assert len(sent) == 2
+
+
+def test_message_counters_reach_a_global_meter_provider_set_after_the_first_operation() -> None:
+    """With the global providers (the API's proxies), messages sent once an SDK meter
+    provider is set are exported by the sent-messages counter; those sent before are not."""
+    code = (
+        "import asyncio\n"
+        "from opentelemetry import metrics\n"
+        "from opentelemetry.sdk.metrics import MeterProvider\n"
+        "from opentelemetry.sdk.metrics.export import InMemoryMetricReader\n"
+        "from cloudrift.messaging import get_queue\n"
+        "async def main():\n"
+        "    q = get_queue('memory'); await q.send({'n': 1})\n"
+        "    reader = InMemoryMetricReader()\n"
+        "    metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))\n"
+        "    await q.send_batch([{'n': 2}, {'n': 3}])\n"
+        "    data = reader.get_metrics_data()\n"
+        "    return [p.value for r in data.resource_metrics for s in r.scope_metrics\n"
+        "            for m in s.metrics if m.name == 'messaging.client.sent.messages'\n"
+        "            for p in m.data.data_points]\n"
+        "print(asyncio.run(main()))\n"
+    )
+    assert _run_python(code) == "[2]"
+
+
+async def test_message_counts_survive_switching_providers_back_and_forth(
+    recorder: Recorder,
+) -> None:
+    """Switching to other providers and back to the same meter provider keeps counting
+    into the same exported counter (the SDK registers a counter's name once per meter)."""
+    queue = get_queue("memory")
+    await queue.send({"n": 1})
+    telemetry.use_providers()
+    telemetry.use_providers(recorder.tracer_provider, recorder.meter_provider)
+    await queue.send_batch([{"n": 2}, {"n": 3}])
+    sent = recorder.metrics()["messaging.client.sent.messages"]
+    assert sum(p.value for p in sent if p.attributes.get("error.type") is None) == 3
