@@ -10,6 +10,7 @@ import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from xml.etree import ElementTree
 
 import aiohttp
 import httpx
@@ -30,7 +31,7 @@ from cloudrift.core.exceptions import (
     StoragePermissionError,
 )
 from cloudrift.storage import get_storage
-from cloudrift.storage.azure_blob import AzureBlobStorage
+from cloudrift.storage.azure_blob import AzureBlobStorage, names_page
 from cloudrift.storage.base import MIN_PART_SIZE
 from tests.servers._process import free_port
 from tests.servers.azurite import ACCOUNT, ACCOUNT_KEY, AzuriteContainer, AzuriteServer
@@ -173,6 +174,71 @@ async def test_download_sends_one_request(blob: AzureBlobStorage) -> None:
     await client.download_blob(raw_response_hook=lambda r: seen.append(r.http_request.method))
     assert await blob.download("one", start=1, end=3) == b"12"
     assert seen == ["GET"]
+
+
+LISTED_KEYS = ["a&b/<tag>.txt", "plain/1", "plain/2", "q\"uote's", "z😀"]
+
+
+async def test_list_reads_names_without_building_an_xml_tree(
+    azurite: AzuriteContainer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """list() reads names and markers straight from each page: no ElementTree parse."""
+    storage = AzureBlobStorage(
+        connection_string=azurite.server.connection_string,
+        container=azurite.container,
+        list_page_size=2,
+    )
+    try:
+        for key in LISTED_KEYS:
+            await storage.upload(key, b"x")
+
+        def no_tree(*args: object, **kwargs: object) -> None:
+            raise AssertionError("a listing page was parsed into an XML tree")
+
+        monkeypatch.setattr(ElementTree, "fromstring", no_tree)
+        monkeypatch.setattr(ElementTree, "XML", no_tree)
+        assert await storage.list() == LISTED_KEYS
+        assert await storage.list("plain/") == ["plain/1", "plain/2"]
+    finally:
+        await storage.close()
+
+
+async def test_list_names_match_the_sdks_listing(blob: AzureBlobStorage) -> None:
+    """Names with XML-escaped or non-BMP characters list as the SDK's own listing does."""
+    for key in LISTED_KEYS:
+        await blob.upload(key, b"x")
+    container = await blob.native()
+    assert await blob.list() == [name async for name in container.list_blob_names()]
+
+
+@pytest.mark.parametrize(
+    ("body", "expected"),
+    [
+        (
+            b'<?xml version="1.0" encoding="utf-8"?><EnumerationResults><Blobs><Blob>'
+            b"<Name>a&amp;b&lt;&#x1F600;&#65;</Name><Properties /></Blob></Blobs>"
+            b"<NextMarker>m&amp;1</NextMarker></EnumerationResults>",
+            (["a&b<\U0001f600A"], "m&1"),
+        ),
+        (
+            b'<E><Blobs><Blob><Name Encoded="true">%EF%BF%BE%25</Name></Blob></Blobs>'
+            b"<NextMarker /></E>",
+            (["\ufffe%"], None),
+        ),
+        (b"<E><Blobs /><NextMarker/></E>", ([], None)),
+        # Another layout (whitespace between elements): parsed with ElementTree.
+        (
+            b"<E>\n <Blobs>\n  <Blob>\n   <Name>k&#xD;1</Name>\n  </Blob>\n </Blobs>\n"
+            b" <NextMarker>n</NextMarker>\n</E>",
+            (["k\r1"], "n"),
+        ),
+        # A carriage return in the text: parsers turn it into a newline.
+        (b"<E><Blobs><Blob><Name>k\r\n1</Name></Blob></Blobs><NextMarker /></E>", (["k\n1"], None)),
+    ],
+)
+def test_names_page_reads_names_and_marker(body: bytes, expected: tuple[list[str], Any]) -> None:
+    """names_page decodes entities, percent-encoded names and markers like an XML parser."""
+    assert names_page(body) == expected
 
 
 async def test_streamed_ranges_across_parallel_gets_match_the_object(
