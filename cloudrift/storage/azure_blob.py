@@ -568,15 +568,18 @@ class AzureBlobStorage(Storage):
         except PreconditionFailedError as exc:
             await self._raise_if_no_blob(key, exc)
             raise
-        if first:
-            yield first
         offset, stop = start + len(first), start + total
         if offset >= stop:
+            if first:
+                yield first
             return
         blob = container.get_blob_client(key)
         etag = downloader.properties.etag
 
-        async def fetch(at: int, size: int) -> bytes:
+        async def fetch(at: int, size: int) -> list[bytes]:
+            blocks = await self._range_blocks(key, blob, at, size, etag)
+            if blocks is not None:
+                return blocks
             with self._errors(key):
                 # Pinned to the first response's ETag: a blob replaced mid-stream fails
                 # (412) instead of yielding a mix of two versions.
@@ -589,24 +592,87 @@ class AzureBlobStorage(Storage):
                 # chunks() hands over the one GET's body as it is; readall() copies it
                 # through a BytesIO.
                 data: bytes = await part.chunks().__anext__()
-            return data
+            return [data]
 
         ranges = iter([(at, min(_GET_RANGE, stop - at)) for at in range(offset, stop, _GET_RANGE)])
-        window: deque[asyncio.Task[bytes]] = deque(
+        window: deque[asyncio.Task[list[bytes]]] = deque(
             asyncio.create_task(fetch(at, size))
             for at, size in itertools.islice(ranges, max(1, self._concurrency))
         )
+        # The ranges' body blocks are joined into chunks of exactly ``cut`` bytes (the
+        # last may be shorter): one copy of every byte, where joining each range into one
+        # bytes object and cutting chunks out of it took two.
+        cut = min(chunk_size, _GET_RANGE)
+        held: list[memoryview] = []
+        size_held = 0
+        blocks = [first]
         try:
-            while window:
-                data = await window.popleft()
+            while True:
+                for block in blocks:
+                    view = memoryview(block)
+                    while view:
+                        take = min(len(view), cut - size_held)
+                        held.append(view[:take])
+                        size_held += take
+                        view = view[take:]
+                        if size_held == cut:
+                            yield b"".join(held)
+                            held.clear()
+                            size_held = 0
+                if not window:
+                    break
+                blocks = await window.popleft()
                 following = next(ranges, None)
                 if following is not None:
                     window.append(asyncio.create_task(fetch(*following)))
-                yield data
+            if held:
+                yield b"".join(held)
         finally:
             for task in window:
                 task.cancel()
             await asyncio.gather(*window, return_exceptions=True)
+
+    async def _range_blocks(
+        self, key: str, blob: Any, at: int, size: int, etag: str
+    ) -> list[bytes] | None:
+        """The body blocks of the ranged GET of ``size`` bytes at ``at`` of the version
+        ``etag``, read as they arrive (256 KiB each) — or None when the answer is not a
+        complete 206 for the fetch's SDK call to repeat (which retries a body cut short
+        and raises the SDK's errors: 412 for a replaced blob, ...).
+
+        The SDK's ``download_blob`` builds a downloader, deserialises every header into
+        blob properties and joins the body into one bytes object for each range; this
+        sends the same GET through the client's own pipeline (auth, retries, version)."""
+        from azure.core.exceptions import AzureError
+        from azure.core.rest import HttpRequest
+
+        pipeline = getattr(blob, "_pipeline", None)
+        if pipeline is None:
+            return None
+        request = HttpRequest(
+            "GET",
+            blob.url,
+            headers={
+                "x-ms-version": blob.api_version,
+                "x-ms-range": f"bytes={at}-{at + size - 1}",
+                "If-Match": etag,
+            },
+        )
+        with self._errors(key):
+            response = (await pipeline.run(request, stream=True)).http_response
+        try:
+            if response.status_code != 206:
+                return None
+            blocks: list[bytes] = []
+            got = 0
+            async for block in response.iter_bytes():
+                blocks.append(block)
+                got += len(block)
+        except AzureError:
+            return None
+        finally:
+            await response.close()
+        return blocks if got == size else None
 
     async def _head(self, key: str) -> ObjectInfo:
         if self._obstore is not None:

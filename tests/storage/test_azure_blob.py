@@ -274,6 +274,44 @@ async def test_streamed_download_reads_bodies_in_256_kib_blocks(
     assert sizes and set(sizes) == {256 * 1024}
 
 
+async def test_streamed_ranges_skip_the_sdk_downloader_and_cut_exact_chunks(
+    blob: AzureBlobStorage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After the first GET, ranges are read as raw bodies: chunks are exactly chunk_size."""
+    from azure.storage.blob.aio import BlobClient
+
+    mib = 1024 * 1024
+    data = os.urandom(4 * mib * 3 + 12345)
+    await blob.upload("exact", data)
+    calls: list[object] = []
+    original = BlobClient.download_blob
+
+    async def download_blob(self: BlobClient, *args: Any, **kwargs: Any) -> Any:
+        calls.append(kwargs.get("offset"))
+        return await original(self, *args, **kwargs)
+
+    monkeypatch.setattr(BlobClient, "download_blob", download_blob)
+    chunks = [c async for c in blob.download_stream("exact", chunk_size=3 * mib)]
+    assert b"".join(chunks) == data
+    assert [len(c) for c in chunks[1:-1]] == [3 * mib] * (len(chunks) - 2)
+    assert len(calls) == 1  # the first GET only
+
+
+async def test_streamed_range_falls_back_to_the_sdk_call(
+    blob: AzureBlobStorage, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A range whose raw read gives up (a body cut short, an odd answer) is fetched again
+    through the SDK's download_blob, with the same bytes."""
+    data = os.urandom(4 * 1024 * 1024 * 2 + 99)
+    await blob.upload("fallback", data)
+
+    async def give_up(*args: object) -> None:
+        return None
+
+    monkeypatch.setattr(AzureBlobStorage, "_range_blocks", give_up)
+    assert b"".join([c async for c in blob.download_stream("fallback")]) == data
+
+
 async def test_blob_replaced_mid_stream_fails_instead_of_mixing_versions(
     blob: AzureBlobStorage,
 ) -> None:
