@@ -96,7 +96,7 @@ async def test_tampered_or_expired_sas_is_refused_with_403(
 
 
 async def test_sas_token_auth_works_but_cannot_presign(azurite: AzuriteContainer) -> None:
-    """account_url + sas_token reads and writes; presigning says which auth can sign."""
+    """account_url + sas_token reads, writes and lists; presigning says which auth can sign."""
     sas = generate_container_sas(
         ACCOUNT,
         azurite.container,
@@ -112,6 +112,20 @@ async def test_sas_token_auth_works_but_cannot_presign(azurite: AzuriteContainer
     )
     await storage.upload("via-sas", b"ok")
     assert await storage.download("via-sas") == b"ok"
+    # list() and streamed ranges send their own GETs through the pipeline: signed too.
+    big = os.urandom(4 * 1024 * 1024 + 5)
+    await storage.upload("big-via-sas", big)
+    assert await storage.list() == ["big-via-sas", "via-sas"]
+    assert b"".join([c async for c in storage.download_stream("big-via-sas")]) == big
+    # A connection string's SAS rides in the client's URL instead.
+    by_string = get_storage(
+        "azure_blob",
+        connection_string=f"BlobEndpoint={azurite.server.account_url};SharedAccessSignature={sas}",
+        container=azurite.container,
+    )
+    assert await by_string.list() == ["big-via-sas", "via-sas"]
+    assert b"".join([c async for c in by_string.download_stream("big-via-sas")]) == big
+    await by_string.close()
     with pytest.raises(FeatureNotSupportedError, match="account_key"):
         await storage.presigned_url("via-sas")
     assert sas not in repr(storage)
