@@ -40,6 +40,7 @@ from benchmarks._harness import (
     Row,
     Settings,
     compare,
+    cpu_column,
     cpu_figures,
     cpu_tracked,
     gather_n,
@@ -667,13 +668,14 @@ def _stream_rows(
     for field, verb in (("up_s", "upload"), ("down_s", "download")):
         ours, raw = size_mib / med("ours", field), size_mib / med("raw", field)
         cpu_field = field.replace("_s", "_cpu_s")
-        # Client CPU per MiB moved (op = 1 MiB): steadier than MiB/s on a shared machine,
-        # where the stand-in and other load decide the wall clock.
-        cpu, _ = cpu_figures(
+        # Client CPU per MiB moved: steadier than MiB/s on a shared machine, where the
+        # stand-in and other load decide the wall clock.
+        cpu = cpu_column(
             [r[cpu_field] for r in runs["ours"]],
             [r[cpu_field] for r in runs["raw"]],
             int(size_mib),
             0,
+            unit="MiB",
         )
         rows.append(
             Row(
@@ -685,8 +687,8 @@ def _stream_rows(
                 spread=_spread(runs, field),
                 target=">= 1.00",
                 met=ours >= raw,
-                note=f"{cpu} (op = 1 MiB); {how}"
-                + (MOTO_RANGE_NOTE if on_moto and verb == "download" else ""),
+                note=how + (MOTO_RANGE_NOTE if on_moto and verb == "download" else ""),
+                cpu=cpu,
             )
         )
 
