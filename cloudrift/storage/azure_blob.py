@@ -661,7 +661,9 @@ class AzureBlobStorage(Storage):
         with self._errors(key):
             response = (await pipeline.run(request, stream=True)).http_response
         try:
-            if response.status_code != 206:
+            if response.status_code != 206 or not str(
+                response.headers.get("Content-Range", "")
+            ).startswith(f"bytes {at}-"):
                 return None
             blocks: list[bytes] = []
             got = 0
