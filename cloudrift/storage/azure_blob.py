@@ -25,7 +25,7 @@ from collections.abc import AsyncIterator, Iterator
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, NoReturn
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
 from cloudrift.core.auth import auth_method, select_auth
 from cloudrift.core.azure import (
@@ -792,10 +792,12 @@ class AzureBlobStorage(Storage):
 
         pipeline = getattr(container, "_pipeline", None)
         params = {"restype": "container", "comp": "list", "maxresults": str(self._page_size)}
+        # azure-core puts query values in as they are: quote them as the SDK's serializer
+        # does, or a '%', '&' or '+' in a prefix or an opaque marker would change meaning.
         if prefix:
-            params["prefix"] = prefix
+            params["prefix"] = quote(prefix, safe="")
         if marker:
-            params["marker"] = marker
+            params["marker"] = quote(marker, safe="")
         body: bytes | None = None
         if pipeline is not None:
             request = HttpRequest(
