@@ -869,8 +869,7 @@ def _first_op(build: str, put: str) -> tuple[float, float, float]:
     )
     if done.returncode != 0:
         raise RuntimeError(
-            f"first-operation child failed (exit status {done.returncode}):\n"
-            f"{done.stderr[-3000:]}"
+            f"first-operation child failed (exit status {done.returncode}):\n{done.stderr[-3000:]}"
         )
     ms, rss, cpu = done.stdout.split()
     return float(ms), float(rss), float(cpu)
