@@ -22,9 +22,10 @@ import asyncio
 import atexit
 import contextlib
 import os
+import re
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator, Sequence
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -197,12 +198,17 @@ class ObstoreEngine:
         #: Awaitables to run on close (e.g. an azure-identity credential's ``close``).
         self.closers = closers if closers is not None else []
         self._store: LazyClient[Any] = LazyClient(self._open)
+        #: Cancelled streams whose abort outlived ``abort_wait`` (see put_stream).
+        self._tasks: set[asyncio.Task[None]] = set()
 
     async def _open(self, stack: AsyncExitStack) -> Any:
         return self._build_store()
 
     async def aclose(self) -> None:
         """Drop the store (obstore closes its connection pool with it)."""
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         await self._store.aclose()
         closers, self.closers = self.closers, []
         for close in closers:
@@ -287,10 +293,16 @@ class ObstoreEngine:
         part_size: int,
         *,
         max_parts: int | None = None,
+        on_orphan: Callable[[str], Awaitable[None]] | None = None,
     ) -> None:
         """A streamed upload: one PUT for at most one part, else obstore's multipart
         upload (aborted when the source fails, the caller is cancelled, or the stream
-        needs more than ``max_parts`` parts, the service's limit)."""
+        needs more than ``max_parts`` parts, the service's limit).
+
+        obstore aborts a failed multipart upload once; when that abort fails (the link
+        is down), its error is the one place naming the upload, and ``on_orphan(upload
+        id)`` is awaited with it (S3: the provider retries the abort in the background).
+        """
         first = await anext(parts, None)
         second = await anext(parts, None) if first is not None else None
         if first is None or second is None:
@@ -365,14 +377,36 @@ class ObstoreEngine:
             await asyncio.shield(upload)
         except asyncio.CancelledError:
             stop.set()
-            # Give obstore's abort of the multipart upload a bounded time to run.
-            with contextlib.suppress(BaseException):
-                await asyncio.wait_for(upload, self.abort_wait)
+            # Give obstore's abort of the multipart upload a bounded time to run; past
+            # it, the upload runs on (never dropped mid-abort, which would lose its id)
+            # and its outcome is handled in the background.
+            done, _ = await asyncio.wait({upload}, timeout=self.abort_wait)
+            if done:
+                await self._orphaned(upload, on_orphan)
+            else:
+                self._background(self._orphaned(upload, on_orphan))
             raise
         except Exception as exc:
+            await self._orphaned(upload, on_orphan)
             if failure:
                 raise failure[0] from None
             self._raise(exc, key)
+
+    async def _orphaned(
+        self, upload: asyncio.Future[Any], on_orphan: Callable[[str], Awaitable[None]] | None
+    ) -> None:
+        """Hand the id of a multipart upload whose abort failed to ``on_orphan``."""
+        with contextlib.suppress(BaseException):
+            await asyncio.shield(upload)
+        exc = upload.exception() if upload.done() and not upload.cancelled() else None
+        upload_id = None if exc is None else orphaned_upload_id(str(exc))
+        if upload_id is not None and on_orphan is not None:
+            await on_orphan(upload_id)
+
+    def _background(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def get(
         self, key: str, start: int, end: int | None, *, if_match: str | None = None
@@ -506,6 +540,26 @@ def _get_options(start: int, end: int | None, if_match: str | None) -> dict[str,
 
 def _etag(value: object) -> str | None:
     return str(value).strip('"') or None if value else None
+
+
+#: object_store's message for a failed request: "Error performing <METHOD> <uri> in ...".
+_FAILED_ABORT = re.compile(r"Error performing DELETE (\S+)")
+
+
+def orphaned_upload_id(message: str) -> str | None:
+    """The multipart upload id in the message of an obstore upload whose abort failed.
+
+    obstore aborts a failed multipart upload itself and, when the abort fails too, raises
+    the abort's error (a ``DELETE <object>?uploadId=...``) instead of the first one; no
+    other of its errors names a DELETE with an upload id. None for any other message.
+    """
+    from urllib.parse import parse_qs, urlsplit
+
+    found = _FAILED_ABORT.search(message)
+    if found is None:
+        return None
+    ids = parse_qs(urlsplit(found.group(1)).query).get("uploadId")
+    return ids[0] if ids else None
 
 
 def _status_part(message: str) -> str:
@@ -833,6 +887,7 @@ __all__ = [
     "check_client_options",
     "check_engine",
     "gcs_engine",
+    "orphaned_upload_id",
     "require_obstore",
     "s3_engine",
 ]

@@ -336,7 +336,13 @@ class S3Storage(Storage):
     ) -> None:
         if self._obstore is not None and if_match is None:
             await self._obstore.put_stream(
-                key, parts, content_type, metadata, part_size, max_parts=self.max_parts
+                key,
+                parts,
+                content_type,
+                metadata,
+                part_size,
+                max_parts=self.max_parts,
+                on_orphan=functools.partial(self._abort_orphan, key),
             )
             return
         first = await anext(parts, None)
@@ -581,6 +587,23 @@ class S3Storage(Storage):
         task.add_done_callback(self._aborts.discard)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(first_done.wait()), self.abort_wait)
+
+    async def _abort_orphan(self, key: str, upload_id: str) -> None:
+        """engine="obstore": retry the abort obstore could not make, on the SDK client
+        (built now if it was not yet), exactly as for the SDK engine's own uploads."""
+        try:
+            client = await self._client.get()
+        except Exception as exc:
+            log.warning(
+                "%s could not abort multipart upload %s of %r (%s); its parts stay until "
+                "a lifecycle rule or abort_incomplete_uploads() removes them",
+                self.backend_name,
+                upload_id,
+                key,
+                redact(str(exc), self._secrets),
+            )
+            return
+        await self._abort(client, key, upload_id)
 
     async def _abort_with_retries(
         self, client: Any, key: str, upload_id: str, first_done: asyncio.Event
