@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from collections.abc import AsyncIterator
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -29,6 +30,7 @@ from tests.storage._harness import (
     data_plane_round_trip,
     imported_after_a_round_trip,
 )
+from tests.storage._proxy import CuttableProxy
 
 
 class TestAzureBlobObstoreConnectionString(AzureConnectionStringHarness):
@@ -191,3 +193,44 @@ async def test_a_process_that_streamed_through_obstore_exits_cleanly(
             asyncio.to_thread(run, f"exit-{i}-a"), asyncio.to_thread(run, f"exit-{i}-b")
         )
     assert [r.returncode for r in results] == [0] * 8, [r.stderr[-500:] for r in results]
+
+
+async def test_stream_whose_link_is_cut_fails_and_commits_nothing(
+    azurite: AzuriteContainer,
+) -> None:
+    """upload_stream whose link is cut before its third block raises StorageConnectionError
+    and the blob never appears (the test proxy once let one connection outlive its cut,
+    and the upload completed whole through it)."""
+    target = urlsplit(azurite.server.account_url)
+    proxy = await CuttableProxy(target.hostname or "", target.port or 0).start()
+    storage = AzureBlobStorage(
+        account_url=f"{proxy.url}{target.path}",
+        account_key=ACCOUNT_KEY,
+        container=azurite.container,
+        engine="obstore",
+        max_attempts=2,
+    )
+    part = os.urandom(MIN_PART_SIZE)
+
+    async def source() -> AsyncIterator[bytes]:
+        yield part
+        yield part
+        await proxy.cut()
+        yield part
+
+    try:
+        with pytest.raises(StorageConnectionError):
+            await storage.upload_stream("cut", source(), part_size=MIN_PART_SIZE)
+    finally:
+        await storage.close()
+        await proxy.cut()
+    direct = AzureBlobStorage(
+        account_url=azurite.server.account_url,
+        account_key=ACCOUNT_KEY,
+        container=azurite.container,
+        engine="obstore",
+    )
+    try:
+        assert not await direct.exists("cut")
+    finally:
+        await direct.close()
