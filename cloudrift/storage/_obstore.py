@@ -441,8 +441,27 @@ class ObstoreEngine:
             except StopAsyncIteration:
                 return
             except Exception as exc:
+                # object_store resumes a broken body with a ranged GET only if that
+                # answer carries the first one's ETag; else it raises the body error.
+                # Say so when the object was replaced: a stream never mixes versions.
+                if await self._replaced(store, key, result.meta):
+                    raise StorageError(
+                        f"{key!r} changed while it was being downloaded; download it again"
+                    ) from exc
                 self._raise(exc, key)
             yield chunk
+
+    async def _replaced(self, store: Any, key: str, meta: Any) -> bool:
+        """True if ``key`` is gone or now has another ETag / version than ``meta``."""
+        try:
+            now = await self._obstore.head_async(store, key)
+        except FileNotFoundError:
+            return True
+        except Exception:
+            return False  # unreachable too: the first error tells more
+        return bool(
+            now.get("e_tag") != meta.get("e_tag") or now.get("version") != meta.get("version")
+        )
 
     async def head(self, key: str) -> ObjectInfo:
         store = await self._store.get()

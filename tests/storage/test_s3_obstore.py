@@ -32,6 +32,7 @@ from tests.storage._harness import (
     imported_after_a_round_trip,
 )
 from tests.storage._proxy import CuttableProxy
+from tests.storage._replaced import OLD, assert_one_version, stream_while_replaced
 
 
 class TestS3ObstoreStorage(S3Harness):
@@ -346,3 +347,50 @@ async def test_cancelled_stream_leaves_no_multipart_parts(s3: S3Storage, bucket:
         await task
     assert bucket.list_multipart_uploads(Bucket=BUCKET).get("Uploads", []) == []
     assert "Contents" not in bucket.list_objects_v2(Bucket=BUCKET)
+
+
+@pytest.fixture
+async def via_proxy(
+    moto: MotoEndpoint, s3: S3Storage
+) -> AsyncIterator[tuple[S3Storage, CuttableProxy]]:
+    """An engine backend on the same bucket as ``s3`` but through a cuttable proxy."""
+    target = urlsplit(moto.endpoint_url)
+    proxy = await CuttableProxy(target.hostname or "", target.port or 0).start()
+    storage = S3Storage(
+        bucket=BUCKET, engine="obstore", **{**moto.credentials(), "endpoint_url": proxy.url}
+    )
+    try:
+        yield storage, proxy
+    finally:
+        await storage.close()
+        await proxy.cut()
+
+
+async def test_object_replaced_mid_stream_is_delivered_in_its_old_version(
+    s3: S3Storage, via_proxy: tuple[S3Storage, CuttableProxy]
+) -> None:
+    """An object replaced between chunks of download_stream: the stream keeps the old version."""
+    through, proxy = via_proxy
+    data, error = await stream_while_replaced(through, s3, proxy, replace=True, cut=False)
+    assert_one_version(data, error)
+    assert error is None
+
+
+async def test_broken_stream_of_a_replaced_object_fails_clearly(
+    s3: S3Storage, via_proxy: tuple[S3Storage, CuttableProxy]
+) -> None:
+    """A stream whose link breaks after the object was replaced is not resumed on the new
+    version: it fails saying the object changed, having delivered only old bytes."""
+    through, proxy = via_proxy
+    data, error = await stream_while_replaced(through, s3, proxy, replace=True, cut=True)
+    assert_one_version(data, error)
+    assert isinstance(error, StorageError) and "changed while" in str(error)
+
+
+async def test_broken_stream_of_an_unchanged_object_resumes_whole(
+    s3: S3Storage, via_proxy: tuple[S3Storage, CuttableProxy]
+) -> None:
+    """A stream whose link breaks mid-way is resumed (a ranged GET of the same ETag)."""
+    through, proxy = via_proxy
+    data, error = await stream_while_replaced(through, s3, proxy, replace=False, cut=True)
+    assert error is None and data == OLD
