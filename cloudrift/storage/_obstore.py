@@ -48,7 +48,7 @@ from cloudrift.storage.base import ObjectInfo
 if TYPE_CHECKING:
     from cloudrift.core.aws import AwsCredentials
 
-#: The engines a provider accepts: its SDK (the default) or obstore.
+#: The engines a provider accepts: its SDK or obstore (the default of s3 and r2).
 ENGINES = ("sdk", "obstore")
 #: Attribute names obstore uses for standard headers; any other name is user metadata.
 _STANDARD_ATTRIBUTES = frozenset(
@@ -145,13 +145,16 @@ def _install_exit_hook() -> None:
         atexit.register(_let_runtime_threads_finish)
 
 
-def require_obstore() -> Any:
-    """Import obstore, or raise ConfigurationError naming the ``pip install``."""
+def require_obstore(extra: str | None = None) -> Any:
+    """Import obstore, or raise ConfigurationError naming the ``pip install`` (the
+    provider's extra when obstore is its default engine, e.g. ``cloudrift[aws]``)."""
     try:
         import obstore
     except ImportError:
+        hint = f'pip install "cloudrift[{extra}]"' if extra else "pip install obstore"
         raise ConfigurationError(
-            "engine='obstore' needs the obstore package: pip install obstore"
+            f"engine='obstore' needs the obstore package: {hint} "
+            "(or pass engine='sdk')"
         ) from None
     _install_exit_hook()
     return obstore
@@ -184,8 +187,9 @@ class ObstoreEngine:
         utf16_listing: bool = False,
         etag_from_version: bool = False,
         closers: list[Callable[[], Any]] | None = None,
+        extra: str | None = None,
     ) -> None:
-        self._obstore = require_obstore()
+        self._obstore = require_obstore(extra)
         self._where = where
         self._bucket = bucket
         self._endpoint = endpoint
@@ -615,12 +619,18 @@ def s3_engine(
     sse_kms_key_id: str | None,
     upload_concurrency: int,
     list_page_size: int,
+    max_pool_connections: int = 64,
 ) -> ObstoreEngine:
-    """An engine on an ``S3Store`` configured from an S3 backend's own options."""
+    """An engine on an ``S3Store`` configured from an S3 backend's own options (the
+    default engine of ``s3`` / ``r2``: a missing obstore names the ``aws`` extra)."""
 
     def build() -> Any:
         from obstore.store import S3Store
 
+        from cloudrift.core.aws import STATIC_KEYS, refuse_in_process_moto
+
+        # moto's mock_aws patches botocore only: obstore would go to the real endpoint.
+        refuse_in_process_moto(where)
         config: dict[str, Any] = {"region": region or "us-east-1"}
         if endpoint_url:
             config["endpoint"] = endpoint_url
@@ -634,8 +644,6 @@ def s3_engine(
         if sse_kms_key_id is not None:
             config["sse_kms_key_id"] = sse_kms_key_id
         provider: Any = None
-        from cloudrift.core.aws import STATIC_KEYS
-
         if creds.kind == STATIC_KEYS:
             config["access_key_id"] = creds.access_key_id
             config["secret_access_key"] = reveal(creds.secret_access_key)
@@ -645,11 +653,14 @@ def s3_engine(
             provider = _aws_credential_provider(creds, region)
         # The TypedDicts of obstore's stubs are not importable at run time; plain dicts.
         store: Any = S3Store
+        options = _client_options(endpoint_url, connect_timeout, read_timeout)
+        # obstore (reqwest) caps idle pooled connections, not open ones.
+        options["pool_max_idle_per_host"] = str(max_pool_connections)
         with _ambient_env_hidden("AWS_"):
             return store(
                 bucket,
                 config=config,
-                client_options=_client_options(endpoint_url, connect_timeout, read_timeout),
+                client_options=options,
                 retry_config=_retry_config(max_attempts, read_timeout),
                 credential_provider=provider,
             )
@@ -662,6 +673,7 @@ def s3_engine(
         secrets=creds.secrets,
         upload_concurrency=upload_concurrency,
         list_page_size=list_page_size,
+        extra="aws",
     )
 
 

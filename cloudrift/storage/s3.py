@@ -99,7 +99,7 @@ class S3Storage(Storage):
         upload_concurrency: int = 2,
         list_page_size: int = 1000,
         addressing_style: str = "auto",
-        engine: str = "sdk",
+        engine: str = "obstore",
         **auth: Unpack[AwsAuthOptions],
     ) -> None:
         super().__init__()
@@ -177,6 +177,7 @@ class S3Storage(Storage):
                 sse_kms_key_id=sse_kms_key_id,
                 upload_concurrency=upload_concurrency,
                 list_page_size=list_page_size,
+                max_pool_connections=max_pool_connections,
             )
         # Aborts of failed multipart uploads still being retried (see _abort).
         self._aborts: set[asyncio.Task[None]] = set()
@@ -747,7 +748,7 @@ class R2Storage(S3Storage):
         read_timeout: float = 60.0,
         upload_concurrency: int = 2,
         list_page_size: int = 1000,
-        engine: str = "sdk",
+        engine: str = "obstore",
     ) -> None:
         if not aws_access_key_id or not aws_secret_access_key:
             raise ConfigurationError(

@@ -34,6 +34,8 @@ from tests.storage._harness import (
 from tests.storage._proxy import CuttableProxy
 from tests.storage._replaced import OLD, assert_one_version, stream_while_replaced
 
+KEYS = {"aws_access_key_id": "AKIATESTINGCLOUDRIFT", "aws_secret_access_key": "not-a-secret"}
+
 
 class TestS3ObstoreStorage(S3Harness):
     """Conformance harness: s3 with static keys on moto, data plane on obstore."""
@@ -289,18 +291,38 @@ def test_unknown_engine_is_a_configuration_error() -> None:
         get_storage("s3", bucket=BUCKET, engine="rust")
 
 
-def test_missing_obstore_names_the_pip_install(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Without obstore installed, engine='obstore' says what to install."""
+def test_missing_obstore_names_the_aws_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without obstore installed, s3 and r2 (obstore by default) name the aws extra and
+    engine='sdk'; azure_blob's opt-in engine names obstore itself."""
     monkeypatch.setitem(sys.modules, "obstore", None)
+    for build in (
+        lambda: get_storage("s3", bucket=BUCKET),
+        lambda: get_storage("r2", bucket=BUCKET, account_id="a1", **KEYS),
+    ):
+        with pytest.raises(
+            ConfigurationError, match=r'pip install "cloudrift\[aws\]".*engine=.sdk'
+        ):
+            build()
     with pytest.raises(ConfigurationError, match="pip install obstore"):
-        get_storage("s3", bucket=BUCKET, engine="obstore")
+        get_storage(
+            "azure_blob",
+            container="c",
+            account_url="https://a.blob.core.windows.net",
+            account_key="a2V5",
+            engine="obstore",
+        )
 
 
-def test_sdk_stays_the_default() -> None:
-    """Without engine, the SDK runs every operation (obstore is opt-in)."""
-    storage = get_storage("s3", bucket=BUCKET)
-    assert storage.engine == "sdk"  # type: ignore[attr-defined]
-    assert storage._obstore is None  # type: ignore[attr-defined]
+def test_obstore_is_the_default_of_s3_and_r2() -> None:
+    """Without engine, s3 and r2 run their data plane on obstore; engine='sdk' keeps the SDK."""
+    for storage in (
+        get_storage("s3", bucket=BUCKET),
+        get_storage("r2", bucket=BUCKET, account_id="a1", **KEYS),
+    ):
+        assert storage.engine == "obstore"  # type: ignore[attr-defined]
+        assert storage._obstore is not None  # type: ignore[attr-defined]
+    sdk = get_storage("s3", bucket=BUCKET, engine="sdk")
+    assert sdk.engine == "sdk" and sdk._obstore is None  # type: ignore[attr-defined]
 
 
 async def test_ambient_aws_variables_do_not_join_the_chosen_options(
