@@ -237,6 +237,15 @@ class S3Storage(Storage):
             raise StorageError(
                 f"{self.provider} storage error: {redact(str(exc), self._secrets)}"
             ) from exc
+        except Exception as exc:
+            # A body that breaks mid-read (download, download_stream) raises aiohttp's own
+            # errors (ClientPayloadError...) through aiobotocore, not botocore's.
+            if not type(exc).__module__.startswith("aiohttp"):
+                raise
+            raise StorageConnectionError(
+                f"{self.provider} storage lost its connection to "
+                f"{self.endpoint_url or 'S3'}: {redact(str(exc), self._secrets)}"
+            ) from exc
 
     def _raise_if_match_error(self, exc: ClientError, key: str) -> None:
         """PreconditionFailedError for a failed ``IfMatch``: 412, 409

@@ -7,6 +7,7 @@ import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import boto3
 import pytest
@@ -28,6 +29,8 @@ from tests.conformance.storage import agen
 from tests.servers._process import free_port
 from tests.servers.moto import BUCKET, MotoEndpoint
 from tests.storage._harness import R2Harness, S3Harness
+from tests.storage._proxy import CuttableProxy
+from tests.storage._replaced import OLD, stream_while_replaced
 
 
 class TestS3Storage(S3Harness):
@@ -393,3 +396,25 @@ async def test_stream_past_the_part_limit_fails_clearly_and_leaves_nothing(
         await s3.upload_stream("too-many", agen(*pieces), part_size=MIN_PART_SIZE)
     assert bucket.list_multipart_uploads(Bucket=BUCKET).get("Uploads", []) == []
     assert not await s3.exists("too-many")
+
+
+async def test_stream_whose_link_breaks_raises_a_connection_error(
+    moto: MotoEndpoint,
+    bucket: Any,
+) -> None:
+    """download_stream whose link breaks mid-body raises StorageConnectionError having
+    delivered only the object's own bytes (aiohttp's ClientPayloadError leaked before)."""
+    target = urlsplit(moto.endpoint_url)
+    proxy = await CuttableProxy(target.hostname or "", target.port or 0).start()
+    direct = S3Storage(engine="sdk", bucket=BUCKET, **moto.credentials())
+    through = S3Storage(
+        engine="sdk", bucket=BUCKET, **{**moto.credentials(), "endpoint_url": proxy.url}
+    )
+    try:
+        data, error = await stream_while_replaced(through, direct, proxy, replace=False, cut=True)
+    finally:
+        await through.close()
+        await direct.close()
+        await proxy.cut()
+    assert isinstance(error, StorageConnectionError), repr(error)
+    assert OLD.startswith(data) and len(data) < len(OLD)
