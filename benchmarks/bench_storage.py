@@ -140,7 +140,7 @@ async def _s3_small(settings: Settings, moto: Any) -> list[Row]:
     config = AioConfig(max_pool_connections=64)
     async with session.client("s3", endpoint_url=moto.endpoint_url, config=config) as client:
         await client.create_bucket(Bucket=bucket)
-        ours = get_storage("s3", bucket=bucket, **moto.credentials())
+        ours = get_storage("s3", bucket=bucket, engine="sdk", **moto.credentials())
 
         async def put(i: int) -> None:
             await client.put_object(
@@ -251,7 +251,7 @@ async def _s3_obstore_small(settings: Settings, moto: Any) -> list[Row]:
         settings,
         "s3",
         get_storage("s3", bucket=bucket, engine="obstore", **creds),
-        get_storage("s3", bucket=bucket, **creds),
+        get_storage("s3", bucket=bucket, engine="sdk", **creds),
         store,
         _servers.started_note("moto"),
     )

@@ -22,9 +22,10 @@ import asyncio
 import atexit
 import contextlib
 import os
+import re
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Iterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator, Sequence
 from contextlib import AsyncExitStack
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -47,7 +48,7 @@ from cloudrift.storage.base import ObjectInfo
 if TYPE_CHECKING:
     from cloudrift.core.aws import AwsCredentials
 
-#: The engines a provider accepts: its SDK (the default) or obstore.
+#: The engines a provider accepts: its SDK or obstore (the default of s3 and r2).
 ENGINES = ("sdk", "obstore")
 #: Attribute names obstore uses for standard headers; any other name is user metadata.
 _STANDARD_ATTRIBUTES = frozenset(
@@ -144,13 +145,16 @@ def _install_exit_hook() -> None:
         atexit.register(_let_runtime_threads_finish)
 
 
-def require_obstore() -> Any:
-    """Import obstore, or raise ConfigurationError naming the ``pip install``."""
+def require_obstore(extra: str | None = None) -> Any:
+    """Import obstore, or raise ConfigurationError naming the ``pip install`` (the
+    provider's extra when obstore is its default engine, e.g. ``cloudrift[aws]``)."""
     try:
         import obstore
     except ImportError:
+        hint = f'pip install "cloudrift[{extra}]"' if extra else "pip install obstore"
         raise ConfigurationError(
-            "engine='obstore' needs the obstore package: pip install obstore"
+            f"engine='obstore' needs the obstore package: {hint} "
+            "(or pass engine='sdk')"
         ) from None
     _install_exit_hook()
     return obstore
@@ -183,8 +187,9 @@ class ObstoreEngine:
         utf16_listing: bool = False,
         etag_from_version: bool = False,
         closers: list[Callable[[], Any]] | None = None,
+        extra: str | None = None,
     ) -> None:
-        self._obstore = require_obstore()
+        self._obstore = require_obstore(extra)
         self._where = where
         self._bucket = bucket
         self._endpoint = endpoint
@@ -197,12 +202,17 @@ class ObstoreEngine:
         #: Awaitables to run on close (e.g. an azure-identity credential's ``close``).
         self.closers = closers if closers is not None else []
         self._store: LazyClient[Any] = LazyClient(self._open)
+        #: Cancelled streams whose abort outlived ``abort_wait`` (see put_stream).
+        self._tasks: set[asyncio.Task[None]] = set()
 
     async def _open(self, stack: AsyncExitStack) -> Any:
         return self._build_store()
 
     async def aclose(self) -> None:
         """Drop the store (obstore closes its connection pool with it)."""
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
         await self._store.aclose()
         closers, self.closers = self.closers, []
         for close in closers:
@@ -287,10 +297,16 @@ class ObstoreEngine:
         part_size: int,
         *,
         max_parts: int | None = None,
+        on_orphan: Callable[[str], Awaitable[None]] | None = None,
     ) -> None:
         """A streamed upload: one PUT for at most one part, else obstore's multipart
         upload (aborted when the source fails, the caller is cancelled, or the stream
-        needs more than ``max_parts`` parts, the service's limit)."""
+        needs more than ``max_parts`` parts, the service's limit).
+
+        obstore aborts a failed multipart upload once; when that abort fails (the link
+        is down), its error is the one place naming the upload, and ``on_orphan(upload
+        id)`` is awaited with it (S3: the provider retries the abort in the background).
+        """
         first = await anext(parts, None)
         second = await anext(parts, None) if first is not None else None
         if first is None or second is None:
@@ -365,14 +381,36 @@ class ObstoreEngine:
             await asyncio.shield(upload)
         except asyncio.CancelledError:
             stop.set()
-            # Give obstore's abort of the multipart upload a bounded time to run.
-            with contextlib.suppress(BaseException):
-                await asyncio.wait_for(upload, self.abort_wait)
+            # Give obstore's abort of the multipart upload a bounded time to run; past
+            # it, the upload runs on (never dropped mid-abort, which would lose its id)
+            # and its outcome is handled in the background.
+            done, _ = await asyncio.wait({upload}, timeout=self.abort_wait)
+            if done:
+                await self._orphaned(upload, on_orphan)
+            else:
+                self._background(self._orphaned(upload, on_orphan))
             raise
         except Exception as exc:
+            await self._orphaned(upload, on_orphan)
             if failure:
                 raise failure[0] from None
             self._raise(exc, key)
+
+    async def _orphaned(
+        self, upload: asyncio.Future[Any], on_orphan: Callable[[str], Awaitable[None]] | None
+    ) -> None:
+        """Hand the id of a multipart upload whose abort failed to ``on_orphan``."""
+        with contextlib.suppress(BaseException):
+            await asyncio.shield(upload)
+        exc = upload.exception() if upload.done() and not upload.cancelled() else None
+        upload_id = None if exc is None else orphaned_upload_id(str(exc))
+        if upload_id is not None and on_orphan is not None:
+            await on_orphan(upload_id)
+
+    def _background(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
 
     async def get(
         self, key: str, start: int, end: int | None, *, if_match: str | None = None
@@ -407,8 +445,27 @@ class ObstoreEngine:
             except StopAsyncIteration:
                 return
             except Exception as exc:
+                # object_store resumes a broken body with a ranged GET only if that
+                # answer carries the first one's ETag; else it raises the body error.
+                # Say so when the object was replaced: a stream never mixes versions.
+                if await self._replaced(store, key, result.meta):
+                    raise StorageError(
+                        f"{key!r} changed while it was being downloaded; download it again"
+                    ) from exc
                 self._raise(exc, key)
             yield chunk
+
+    async def _replaced(self, store: Any, key: str, meta: Any) -> bool:
+        """True if ``key`` is gone or now has another ETag / version than ``meta``."""
+        try:
+            now = await self._obstore.head_async(store, key)
+        except FileNotFoundError:
+            return True
+        except Exception:
+            return False  # unreachable too: the first error tells more
+        return bool(
+            now.get("e_tag") != meta.get("e_tag") or now.get("version") != meta.get("version")
+        )
 
     async def head(self, key: str) -> ObjectInfo:
         store = await self._store.get()
@@ -508,6 +565,26 @@ def _etag(value: object) -> str | None:
     return str(value).strip('"') or None if value else None
 
 
+#: object_store's message for a failed request: "Error performing <METHOD> <uri> in ...".
+_FAILED_ABORT = re.compile(r"Error performing DELETE (\S+)")
+
+
+def orphaned_upload_id(message: str) -> str | None:
+    """The multipart upload id in the message of an obstore upload whose abort failed.
+
+    obstore aborts a failed multipart upload itself and, when the abort fails too, raises
+    the abort's error (a ``DELETE <object>?uploadId=...``) instead of the first one; no
+    other of its errors names a DELETE with an upload id. None for any other message.
+    """
+    from urllib.parse import parse_qs, urlsplit
+
+    found = _FAILED_ABORT.search(message)
+    if found is None:
+        return None
+    ids = parse_qs(urlsplit(found.group(1)).query).get("uploadId")
+    return ids[0] if ids else None
+
+
 def _status_part(message: str) -> str:
     """The ``status code: NNN`` fragment of an obstore message (empty if none)."""
     marker = "status code: "
@@ -542,12 +619,18 @@ def s3_engine(
     sse_kms_key_id: str | None,
     upload_concurrency: int,
     list_page_size: int,
+    max_pool_connections: int = 64,
 ) -> ObstoreEngine:
-    """An engine on an ``S3Store`` configured from an S3 backend's own options."""
+    """An engine on an ``S3Store`` configured from an S3 backend's own options (the
+    default engine of ``s3`` / ``r2``: a missing obstore names the ``aws`` extra)."""
 
     def build() -> Any:
         from obstore.store import S3Store
 
+        from cloudrift.core.aws import STATIC_KEYS, refuse_in_process_moto
+
+        # moto's mock_aws patches botocore only: obstore would go to the real endpoint.
+        refuse_in_process_moto(where)
         config: dict[str, Any] = {"region": region or "us-east-1"}
         if endpoint_url:
             config["endpoint"] = endpoint_url
@@ -561,8 +644,6 @@ def s3_engine(
         if sse_kms_key_id is not None:
             config["sse_kms_key_id"] = sse_kms_key_id
         provider: Any = None
-        from cloudrift.core.aws import STATIC_KEYS
-
         if creds.kind == STATIC_KEYS:
             config["access_key_id"] = creds.access_key_id
             config["secret_access_key"] = reveal(creds.secret_access_key)
@@ -572,11 +653,14 @@ def s3_engine(
             provider = _aws_credential_provider(creds, region)
         # The TypedDicts of obstore's stubs are not importable at run time; plain dicts.
         store: Any = S3Store
+        options = _client_options(endpoint_url, connect_timeout, read_timeout)
+        # obstore (reqwest) caps idle pooled connections, not open ones.
+        options["pool_max_idle_per_host"] = str(max_pool_connections)
         with _ambient_env_hidden("AWS_"):
             return store(
                 bucket,
                 config=config,
-                client_options=_client_options(endpoint_url, connect_timeout, read_timeout),
+                client_options=options,
                 retry_config=_retry_config(max_attempts, read_timeout),
                 credential_provider=provider,
             )
@@ -589,6 +673,7 @@ def s3_engine(
         secrets=creds.secrets,
         upload_concurrency=upload_concurrency,
         list_page_size=list_page_size,
+        extra="aws",
     )
 
 
@@ -833,6 +918,7 @@ __all__ = [
     "check_client_options",
     "check_engine",
     "gcs_engine",
+    "orphaned_upload_id",
     "require_obstore",
     "s3_engine",
 ]

@@ -99,7 +99,7 @@ class S3Storage(Storage):
         upload_concurrency: int = 2,
         list_page_size: int = 1000,
         addressing_style: str = "auto",
-        engine: str = "sdk",
+        engine: str = "obstore",
         **auth: Unpack[AwsAuthOptions],
     ) -> None:
         super().__init__()
@@ -177,6 +177,7 @@ class S3Storage(Storage):
                 sse_kms_key_id=sse_kms_key_id,
                 upload_concurrency=upload_concurrency,
                 list_page_size=list_page_size,
+                max_pool_connections=max_pool_connections,
             )
         # Aborts of failed multipart uploads still being retried (see _abort).
         self._aborts: set[asyncio.Task[None]] = set()
@@ -235,6 +236,15 @@ class S3Storage(Storage):
         except BotoCoreError as exc:
             raise StorageError(
                 f"{self.provider} storage error: {redact(str(exc), self._secrets)}"
+            ) from exc
+        except Exception as exc:
+            # A body that breaks mid-read (download, download_stream) raises aiohttp's own
+            # errors (ClientPayloadError...) through aiobotocore, not botocore's.
+            if not type(exc).__module__.startswith("aiohttp"):
+                raise
+            raise StorageConnectionError(
+                f"{self.provider} storage lost its connection to "
+                f"{self.endpoint_url or 'S3'}: {redact(str(exc), self._secrets)}"
             ) from exc
 
     def _raise_if_match_error(self, exc: ClientError, key: str) -> None:
@@ -336,7 +346,13 @@ class S3Storage(Storage):
     ) -> None:
         if self._obstore is not None and if_match is None:
             await self._obstore.put_stream(
-                key, parts, content_type, metadata, part_size, max_parts=self.max_parts
+                key,
+                parts,
+                content_type,
+                metadata,
+                part_size,
+                max_parts=self.max_parts,
+                on_orphan=functools.partial(self._abort_orphan, key),
             )
             return
         first = await anext(parts, None)
@@ -582,6 +598,23 @@ class S3Storage(Storage):
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(asyncio.shield(first_done.wait()), self.abort_wait)
 
+    async def _abort_orphan(self, key: str, upload_id: str) -> None:
+        """engine="obstore": retry the abort obstore could not make, on the SDK client
+        (built now if it was not yet), exactly as for the SDK engine's own uploads."""
+        try:
+            client = await self._client.get()
+        except Exception as exc:
+            log.warning(
+                "%s could not abort multipart upload %s of %r (%s); its parts stay until "
+                "a lifecycle rule or abort_incomplete_uploads() removes them",
+                self.backend_name,
+                upload_id,
+                key,
+                redact(str(exc), self._secrets),
+            )
+            return
+        await self._abort(client, key, upload_id)
+
     async def _abort_with_retries(
         self, client: Any, key: str, upload_id: str, first_done: asyncio.Event
     ) -> None:
@@ -724,7 +757,7 @@ class R2Storage(S3Storage):
         read_timeout: float = 60.0,
         upload_concurrency: int = 2,
         list_page_size: int = 1000,
-        engine: str = "sdk",
+        engine: str = "obstore",
     ) -> None:
         if not aws_access_key_id or not aws_secret_access_key:
             raise ConfigurationError(

@@ -32,7 +32,8 @@ class Harness(StorageConformance):
 
     #: The provider under test, as get_storage names it.
     provider: ClassVar[str]
-    #: The storage engine the backend runs: "sdk" (the providers' default) or "obstore".
+    #: The storage engine the backend runs: "sdk" or "obstore" (always named, as the
+    #: default differs per provider).
     engine: ClassVar[str] = "sdk"
     #: Conformance tests the stand-in cannot pass although the provider is right, each
     #: with the reason: they run as strict xfails (so a fixed stand-in is noticed).

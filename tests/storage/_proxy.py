@@ -44,12 +44,27 @@ class CuttableProxy:
         await self.start()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        # A connection accepted just before a cut must die with it (one once survived
+        # the cut and carried a whole upload through it): refused if the cut came
+        # before this handler ran, registered at once (cut() aborts it while the server
+        # side is still being opened), and dropped if the cut came while it was opening.
+        accepted_by = self._server
+        if accepted_by is None:  # accepted just before a cut, handled after it
+            writer.transport.abort()
+            return
+        self._links.add(writer)
         try:
             up_reader, up_writer = await asyncio.open_connection(*self._target)
         except OSError:
+            self._links.discard(writer)
             writer.transport.abort()
             return
-        self._links.update((writer, up_writer))
+        if self._server is not accepted_by or writer not in self._links:
+            for w in (writer, up_writer):
+                self._links.discard(w)
+                w.transport.abort()
+            return
+        self._links.add(up_writer)
         try:
             await asyncio.gather(self._pipe(reader, up_writer), self._pipe(up_reader, writer))
         finally:

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 from collections.abc import AsyncIterator
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -29,6 +30,8 @@ from tests.storage._harness import (
     data_plane_round_trip,
     imported_after_a_round_trip,
 )
+from tests.storage._proxy import CuttableProxy
+from tests.storage._replaced import OLD, assert_one_version, stream_while_replaced
 
 
 class TestAzureBlobObstoreConnectionString(AzureConnectionStringHarness):
@@ -191,3 +194,94 @@ async def test_a_process_that_streamed_through_obstore_exits_cleanly(
             asyncio.to_thread(run, f"exit-{i}-a"), asyncio.to_thread(run, f"exit-{i}-b")
         )
     assert [r.returncode for r in results] == [0] * 8, [r.stderr[-500:] for r in results]
+
+
+async def test_stream_whose_link_is_cut_fails_and_commits_nothing(
+    azurite: AzuriteContainer,
+) -> None:
+    """upload_stream whose link is cut before its third block raises StorageConnectionError
+    and the blob never appears (the test proxy once let one connection outlive its cut,
+    and the upload completed whole through it)."""
+    target = urlsplit(azurite.server.account_url)
+    proxy = await CuttableProxy(target.hostname or "", target.port or 0).start()
+    storage = AzureBlobStorage(
+        account_url=f"{proxy.url}{target.path}",
+        account_key=ACCOUNT_KEY,
+        container=azurite.container,
+        engine="obstore",
+        max_attempts=2,
+    )
+    part = os.urandom(MIN_PART_SIZE)
+
+    async def source() -> AsyncIterator[bytes]:
+        yield part
+        yield part
+        await proxy.cut()
+        yield part
+
+    try:
+        with pytest.raises(StorageConnectionError):
+            await storage.upload_stream("cut", source(), part_size=MIN_PART_SIZE)
+    finally:
+        await storage.close()
+        await proxy.cut()
+    direct = AzureBlobStorage(
+        account_url=azurite.server.account_url,
+        account_key=ACCOUNT_KEY,
+        container=azurite.container,
+        engine="obstore",
+    )
+    try:
+        assert not await direct.exists("cut")
+    finally:
+        await direct.close()
+
+
+@pytest.fixture
+async def via_proxy(
+    azurite: AzuriteContainer, blob: AzureBlobStorage
+) -> AsyncIterator[tuple[AzureBlobStorage, CuttableProxy]]:
+    """An engine backend on the same container as ``blob`` but through a cuttable proxy."""
+    target = urlsplit(azurite.server.account_url)
+    proxy = await CuttableProxy(target.hostname or "", target.port or 0).start()
+    storage = AzureBlobStorage(
+        account_url=f"{proxy.url}{target.path}",
+        account_key=ACCOUNT_KEY,
+        container=azurite.container,
+        engine="obstore",
+    )
+    try:
+        yield storage, proxy
+    finally:
+        await storage.close()
+        await proxy.cut()
+
+
+async def test_blob_replaced_mid_stream_is_delivered_in_its_old_version(
+    blob: AzureBlobStorage, via_proxy: tuple[AzureBlobStorage, CuttableProxy]
+) -> None:
+    """A blob replaced between chunks of download_stream: the stream keeps the old version."""
+    through, proxy = via_proxy
+    data, error = await stream_while_replaced(through, blob, proxy, replace=True, cut=False)
+    assert_one_version(data, error)
+    assert error is None
+
+
+async def test_broken_stream_of_a_replaced_blob_fails_clearly(
+    blob: AzureBlobStorage, via_proxy: tuple[AzureBlobStorage, CuttableProxy]
+) -> None:
+    """A stream whose link breaks after the blob was replaced is not resumed on the new
+    version: it fails saying the blob changed, having delivered only old bytes."""
+    through, proxy = via_proxy
+    data, error = await stream_while_replaced(through, blob, proxy, replace=True, cut=True)
+    assert_one_version(data, error)
+    assert isinstance(error, StorageError) and "changed while" in str(error)
+
+
+async def test_broken_stream_of_an_unchanged_blob_resumes_whole(
+    blob: AzureBlobStorage, via_proxy: tuple[AzureBlobStorage, CuttableProxy]
+) -> None:
+    """A stream whose link breaks mid-way is resumed (a ranged GET of the same ETag)."""
+    through, proxy = via_proxy
+    data, error = await stream_while_replaced(through, blob, proxy, replace=False, cut=True)
+    assert error is None and data == OLD

@@ -1,4 +1,5 @@
-"""The s3 and r2 providers on moto's real S3 HTTP server: conformance, auth paths, S3 specifics."""
+"""The s3 and r2 providers with engine="sdk" on moto's real S3 HTTP server: conformance, auth
+paths, S3 specifics (the obstore engine, their default, is in test_s3_obstore.py)."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import boto3
 import pytest
@@ -27,6 +29,8 @@ from tests.conformance.storage import agen
 from tests.servers._process import free_port
 from tests.servers.moto import BUCKET, MotoEndpoint
 from tests.storage._harness import R2Harness, S3Harness
+from tests.storage._proxy import CuttableProxy
+from tests.storage._replaced import OLD, stream_while_replaced
 
 
 class TestS3Storage(S3Harness):
@@ -40,7 +44,7 @@ class TestR2Storage(R2Harness):
 @pytest.fixture
 async def s3(moto: MotoEndpoint, bucket: Any) -> AsyncIterator[S3Storage]:
     """An s3 backend with static keys against the test bucket."""
-    async with S3Storage(bucket=BUCKET, **moto.credentials()) as storage:
+    async with S3Storage(engine="sdk", bucket=BUCKET, **moto.credentials()) as storage:
         yield storage
 
 
@@ -109,7 +113,7 @@ async def test_large_copy_uses_multipart_copy(s3: S3Storage, bucket: Any) -> Non
 
 async def test_sse_options_reach_s3(moto: MotoEndpoint, bucket: Any) -> None:
     """sse='AES256' and sse_kms_key_id are sent on upload, stream and copy."""
-    storage = S3Storage(bucket=BUCKET, sse="AES256", **moto.credentials())
+    storage = S3Storage(engine="sdk", bucket=BUCKET, sse="AES256", **moto.credentials())
     await storage.upload("enc", b"x")
     await storage.copy("enc", "enc2")
     assert bucket.head_object(Bucket=BUCKET, Key="enc")["ServerSideEncryption"] == "AES256"
@@ -122,7 +126,7 @@ async def test_sse_options_reach_s3(moto: MotoEndpoint, bucket: Any) -> None:
         aws_access_key_id=moto.access_key,
         aws_secret_access_key=moto.secret_key,
     ).create_key()["KeyMetadata"]["KeyId"]
-    storage = S3Storage(bucket=BUCKET, sse_kms_key_id=kms, **moto.credentials())
+    storage = S3Storage(engine="sdk", bucket=BUCKET, sse_kms_key_id=kms, **moto.credentials())
     await storage.upload("kms", b"x")
     head = bucket.head_object(Bucket=BUCKET, Key="kms")
     assert head["ServerSideEncryption"] == "aws:kms" and kms in head["SSEKMSKeyId"]
@@ -131,7 +135,7 @@ async def test_sse_options_reach_s3(moto: MotoEndpoint, bucket: Any) -> None:
 
 async def test_missing_bucket_raises_bucket_not_found(moto: MotoEndpoint) -> None:
     """Operations on a bucket that does not exist raise BucketNotFoundError naming it."""
-    storage = S3Storage(bucket="no-such-bucket", **moto.credentials())
+    storage = S3Storage(engine="sdk", bucket="no-such-bucket", **moto.credentials())
     with pytest.raises(BucketNotFoundError, match="no-such-bucket"):
         await storage.upload("k", b"v")
     with pytest.raises(BucketNotFoundError):
@@ -143,6 +147,7 @@ async def test_missing_bucket_raises_bucket_not_found(moto: MotoEndpoint) -> Non
 async def test_server_down_raises_connection_error_quickly() -> None:
     """With nothing listening, calls raise StorageConnectionError and health_check is False."""
     storage = S3Storage(
+        engine="sdk",
         bucket=BUCKET,
         endpoint_url=f"http://127.0.0.1:{free_port()}",
         region="us-east-1",
@@ -188,7 +193,9 @@ async def test_default_chain_uses_environment(
     """With no credential options, the default chain (here: env vars) is used."""
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAFROMENVIRONMENT")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "env-secret")
-    storage = get_storage("s3", bucket=BUCKET, region=moto.region, endpoint_url=moto.endpoint_url)
+    storage = get_storage(
+        "s3", engine="sdk", bucket=BUCKET, region=moto.region, endpoint_url=moto.endpoint_url
+    )
     assert storage.auth_method.startswith("default")  # type: ignore[attr-defined]
     await storage.upload("d", b"default")
     client = await storage.native()
@@ -206,6 +213,7 @@ async def test_assume_role_uses_refreshable_sts_credentials(
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", moto.secret_key)
     storage = get_storage(
         "s3",
+        engine="sdk",
         bucket=BUCKET,
         role_arn="arn:aws:iam::123456789012:role/app",
         external_id="ext-1",
@@ -248,20 +256,21 @@ async def test_assume_role_uses_refreshable_sts_credentials(
 def test_bad_s3_options_are_configuration_errors(options: dict[str, Any], message: str) -> None:
     """Incomplete, conflicting or invalid options fail at construction, naming the problem."""
     with pytest.raises(ConfigurationError, match=message) as info:
-        get_storage("s3", bucket="b", **options)
+        get_storage("s3", engine="sdk", bucket="b", **options)
     assert "AKIA" not in str(info.value) or "AKIA" in options.get("aws_access_key_id", "")
 
 
 def test_misspelled_s3_option_is_refused() -> None:
     """A typo like 'regoin' is rejected with a suggestion."""
     with pytest.raises(ConfigurationError, match="did you mean 'region'"):
-        get_storage("s3", bucket="b", regoin="us-east-1")
+        get_storage("s3", engine="sdk", bucket="b", regoin="us-east-1")
 
 
 def test_s3_repr_hides_secrets() -> None:
     """repr shows provider and bucket but not the secret key or session token."""
     storage = get_storage(
         "s3",
+        engine="sdk",
         bucket="b",
         aws_access_key_id="AKIA1",
         aws_secret_access_key="top-secret-key",
@@ -296,12 +305,13 @@ def test_s3_repr_hides_secrets() -> None:
 def test_r2_requires_explicit_keys_and_endpoint(options: dict[str, Any], message: str) -> None:
     """R2 without keys, or without exactly one endpoint source, is a ConfigurationError."""
     with pytest.raises(ConfigurationError, match=message):
-        get_storage("r2", bucket="b", **options)
+        get_storage("r2", engine="sdk", bucket="b", **options)
 
 
 def test_r2_account_id_builds_the_endpoint_and_public_links() -> None:
     """account_id gives the R2 endpoint; public_url_for builds quoted CDN links."""
     r2 = R2Storage(
+        engine="sdk",
         bucket="b",
         account_id="abc123",
         aws_access_key_id="k",
@@ -314,7 +324,7 @@ def test_r2_account_id_builds_the_endpoint_and_public_links() -> None:
 
 async def test_streamed_upload_keeps_few_parts_in_memory(moto: MotoEndpoint, bucket: Any) -> None:
     """upload_stream pulls at most upload_concurrency + 2 parts ahead of the parts sent."""
-    storage = S3Storage(bucket=BUCKET, upload_concurrency=2, **moto.credentials())
+    storage = S3Storage(engine="sdk", bucket=BUCKET, upload_concurrency=2, **moto.credentials())
     client = await storage.native()
     sent = 0
     worst = 0
@@ -358,7 +368,10 @@ def test_client_errors_map_to_specific_errors_without_secrets(
     from botocore.exceptions import ClientError
 
     storage = S3Storage(
-        bucket="b", aws_access_key_id="AKIA1", aws_secret_access_key="very-secret-value"
+        engine="sdk",
+        bucket="b",
+        aws_access_key_id="AKIA1",
+        aws_secret_access_key="very-secret-value",
     )
     error = ClientError(
         {
@@ -383,3 +396,25 @@ async def test_stream_past_the_part_limit_fails_clearly_and_leaves_nothing(
         await s3.upload_stream("too-many", agen(*pieces), part_size=MIN_PART_SIZE)
     assert bucket.list_multipart_uploads(Bucket=BUCKET).get("Uploads", []) == []
     assert not await s3.exists("too-many")
+
+
+async def test_stream_whose_link_breaks_raises_a_connection_error(
+    moto: MotoEndpoint,
+    bucket: Any,
+) -> None:
+    """download_stream whose link breaks mid-body raises StorageConnectionError having
+    delivered only the object's own bytes (aiohttp's ClientPayloadError leaked before)."""
+    target = urlsplit(moto.endpoint_url)
+    proxy = await CuttableProxy(target.hostname or "", target.port or 0).start()
+    direct = S3Storage(engine="sdk", bucket=BUCKET, **moto.credentials())
+    through = S3Storage(
+        engine="sdk", bucket=BUCKET, **{**moto.credentials(), "endpoint_url": proxy.url}
+    )
+    try:
+        data, error = await stream_while_replaced(through, direct, proxy, replace=False, cut=True)
+    finally:
+        await through.close()
+        await direct.close()
+        await proxy.cut()
+    assert isinstance(error, StorageConnectionError), repr(error)
+    assert OLD.startswith(data) and len(data) < len(OLD)

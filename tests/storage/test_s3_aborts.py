@@ -71,14 +71,20 @@ async def _until(check: Any, seconds: float, what: str) -> None:
         await asyncio.sleep(0.05)
 
 
-def _via(proxy: CuttableProxy, moto: MotoEndpoint, **extra: Any) -> S3Storage:
+@pytest.fixture(params=["sdk", "obstore"])
+def engine(request: pytest.FixtureRequest) -> str:
+    """Each engine: on obstore, the upload id comes from its failed abort's error."""
+    return str(request.param)
+
+
+def _via(proxy: CuttableProxy, moto: MotoEndpoint, engine: str) -> S3Storage:
     storage = get_storage(
         "s3",
         bucket=BUCKET,
         **{**moto.credentials(), "endpoint_url": proxy.url},
         max_attempts=1,
         upload_concurrency=1,
-        **extra,
+        engine=engine,
     )
     assert isinstance(storage, S3Storage)
     storage.abort_retry_delays = (0.2, 0.4, 0.8, 1.6, 3.2)
@@ -102,10 +108,10 @@ async def _stream_cut_midway(storage: S3Storage, proxy: CuttableProxy) -> float:
 
 
 async def test_abort_is_retried_after_the_connection_returns(
-    moto: MotoEndpoint, raw: Any, proxy: CuttableProxy
+    moto: MotoEndpoint, raw: Any, proxy: CuttableProxy, engine: str
 ) -> None:
     """A stream cut by a dead link raises at once; its upload is aborted once the link is back."""
-    storage = _via(proxy, moto)
+    storage = _via(proxy, moto, engine)
     try:
         took = await _stream_cut_midway(storage, proxy)
         assert took < 10, f"the caller waited {took:.1f} s for its error"
@@ -116,11 +122,46 @@ async def test_abort_is_retried_after_the_connection_returns(
         await storage.close()
 
 
+async def test_cancelled_stream_with_the_link_cut_is_aborted_once_it_returns(
+    moto: MotoEndpoint, raw: Any, proxy: CuttableProxy, engine: str
+) -> None:
+    """A caller cancelled while the link is down leaves no upload once the link is back."""
+    storage = _via(proxy, moto, engine)
+    part = os.urandom(MIN_PART_SIZE)
+    cut = asyncio.Event()
+
+    async def source() -> AsyncIterator[bytes]:
+        yield part
+        yield part
+        await proxy.cut()
+        cut.set()
+        await asyncio.Event().wait()  # a source that never ends
+        yield part
+
+    try:
+        streaming = asyncio.create_task(
+            storage.upload_stream("big", source(), part_size=MIN_PART_SIZE)
+        )
+        await cut.wait()
+        streaming.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await streaming
+        assert len(_open_uploads(raw)) == 1  # the first abort could not get through
+        await proxy.restore()
+        await _until(lambda: not _open_uploads(raw), 15, "the upload was not aborted")
+    finally:
+        await storage.close()
+
+
 async def test_abort_that_keeps_failing_is_logged(
-    moto: MotoEndpoint, raw: Any, proxy: CuttableProxy, caplog: pytest.LogCaptureFixture
+    moto: MotoEndpoint,
+    raw: Any,
+    proxy: CuttableProxy,
+    engine: str,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """When the server stays unreachable, the retries end with a warning naming the upload."""
-    storage = _via(proxy, moto)
+    storage = _via(proxy, moto, engine)
     storage.abort_retry_delays = (0.05, 0.05)
     caplog.set_level(logging.WARNING, logger="cloudrift")
     try:
@@ -138,10 +179,14 @@ async def test_abort_that_keeps_failing_is_logged(
 
 
 async def test_close_stops_the_retries_and_says_so(
-    moto: MotoEndpoint, raw: Any, proxy: CuttableProxy, caplog: pytest.LogCaptureFixture
+    moto: MotoEndpoint,
+    raw: Any,
+    proxy: CuttableProxy,
+    engine: str,
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
     """close() cancels pending abort retries and logs which upload stays open."""
-    storage = _via(proxy, moto)
+    storage = _via(proxy, moto, engine)
     storage.abort_retry_delays = (60.0,)
     caplog.set_level(logging.WARNING, logger="cloudrift")
     await _stream_cut_midway(storage, proxy)

@@ -32,6 +32,9 @@ from tests.storage._harness import (
     imported_after_a_round_trip,
 )
 from tests.storage._proxy import CuttableProxy
+from tests.storage._replaced import OLD, assert_one_version, stream_while_replaced
+
+KEYS = {"aws_access_key_id": "AKIATESTINGCLOUDRIFT", "aws_secret_access_key": "not-a-secret"}
 
 
 class TestS3ObstoreStorage(S3Harness):
@@ -288,18 +291,38 @@ def test_unknown_engine_is_a_configuration_error() -> None:
         get_storage("s3", bucket=BUCKET, engine="rust")
 
 
-def test_missing_obstore_names_the_pip_install(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Without obstore installed, engine='obstore' says what to install."""
+def test_missing_obstore_names_the_aws_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without obstore installed, s3 and r2 (obstore by default) name the aws extra and
+    engine='sdk'; azure_blob's opt-in engine names obstore itself."""
     monkeypatch.setitem(sys.modules, "obstore", None)
+    for build in (
+        lambda: get_storage("s3", bucket=BUCKET),
+        lambda: get_storage("r2", bucket=BUCKET, account_id="a1", **KEYS),
+    ):
+        with pytest.raises(
+            ConfigurationError, match=r'pip install "cloudrift\[aws\]".*engine=.sdk'
+        ):
+            build()
     with pytest.raises(ConfigurationError, match="pip install obstore"):
-        get_storage("s3", bucket=BUCKET, engine="obstore")
+        get_storage(
+            "azure_blob",
+            container="c",
+            account_url="https://a.blob.core.windows.net",
+            account_key="a2V5",
+            engine="obstore",
+        )
 
 
-def test_sdk_stays_the_default() -> None:
-    """Without engine, the SDK runs every operation (obstore is opt-in)."""
-    storage = get_storage("s3", bucket=BUCKET)
-    assert storage.engine == "sdk"  # type: ignore[attr-defined]
-    assert storage._obstore is None  # type: ignore[attr-defined]
+def test_obstore_is_the_default_of_s3_and_r2() -> None:
+    """Without engine, s3 and r2 run their data plane on obstore; engine='sdk' keeps the SDK."""
+    for storage in (
+        get_storage("s3", bucket=BUCKET),
+        get_storage("r2", bucket=BUCKET, account_id="a1", **KEYS),
+    ):
+        assert storage.engine == "obstore"  # type: ignore[attr-defined]
+        assert storage._obstore is not None  # type: ignore[attr-defined]
+    sdk = get_storage("s3", bucket=BUCKET, engine="sdk")
+    assert sdk.engine == "sdk" and sdk._obstore is None  # type: ignore[attr-defined]
 
 
 async def test_ambient_aws_variables_do_not_join_the_chosen_options(
@@ -346,3 +369,50 @@ async def test_cancelled_stream_leaves_no_multipart_parts(s3: S3Storage, bucket:
         await task
     assert bucket.list_multipart_uploads(Bucket=BUCKET).get("Uploads", []) == []
     assert "Contents" not in bucket.list_objects_v2(Bucket=BUCKET)
+
+
+@pytest.fixture
+async def via_proxy(
+    moto: MotoEndpoint, s3: S3Storage
+) -> AsyncIterator[tuple[S3Storage, CuttableProxy]]:
+    """An engine backend on the same bucket as ``s3`` but through a cuttable proxy."""
+    target = urlsplit(moto.endpoint_url)
+    proxy = await CuttableProxy(target.hostname or "", target.port or 0).start()
+    storage = S3Storage(
+        bucket=BUCKET, engine="obstore", **{**moto.credentials(), "endpoint_url": proxy.url}
+    )
+    try:
+        yield storage, proxy
+    finally:
+        await storage.close()
+        await proxy.cut()
+
+
+async def test_object_replaced_mid_stream_is_delivered_in_its_old_version(
+    s3: S3Storage, via_proxy: tuple[S3Storage, CuttableProxy]
+) -> None:
+    """An object replaced between chunks of download_stream: the stream keeps the old version."""
+    through, proxy = via_proxy
+    data, error = await stream_while_replaced(through, s3, proxy, replace=True, cut=False)
+    assert_one_version(data, error)
+    assert error is None
+
+
+async def test_broken_stream_of_a_replaced_object_fails_clearly(
+    s3: S3Storage, via_proxy: tuple[S3Storage, CuttableProxy]
+) -> None:
+    """A stream whose link breaks after the object was replaced is not resumed on the new
+    version: it fails saying the object changed, having delivered only old bytes."""
+    through, proxy = via_proxy
+    data, error = await stream_while_replaced(through, s3, proxy, replace=True, cut=True)
+    assert_one_version(data, error)
+    assert isinstance(error, StorageError) and "changed while" in str(error)
+
+
+async def test_broken_stream_of_an_unchanged_object_resumes_whole(
+    s3: S3Storage, via_proxy: tuple[S3Storage, CuttableProxy]
+) -> None:
+    """A stream whose link breaks mid-way is resumed (a ranged GET of the same ETag)."""
+    through, proxy = via_proxy
+    data, error = await stream_while_replaced(through, s3, proxy, replace=False, cut=True)
+    assert error is None and data == OLD

@@ -1,0 +1,40 @@
+"""A pytest plugin that makes ``engine="obstore"`` the default of chosen providers, as if
+their default had changed: ``CLOUDRIFT_TEST_OBSTORE_DEFAULT=s3,r2,azure_blob,gcs python -m
+pytest -p tests.storage.force_engine tests/storage``. Tests that name an engine keep it.
+This is how the default of each provider is decided (docs/storage.md, "Engines")."""
+
+from __future__ import annotations
+
+import functools
+import os
+from typing import Any
+
+import pytest
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Wrap each chosen provider's ``__init__`` so a missing ``engine`` means obstore."""
+    from cloudrift.storage.azure_blob import AzureBlobStorage
+    from cloudrift.storage.gcs import GCSStorage
+    from cloudrift.storage.s3 import R2Storage, S3Storage
+
+    chosen = set(filter(None, os.environ.get("CLOUDRIFT_TEST_OBSTORE_DEFAULT", "").split(",")))
+    providers: dict[str, Any] = {
+        "s3": S3Storage,
+        "r2": R2Storage,
+        "azure_blob": AzureBlobStorage,
+        "gcs": GCSStorage,
+    }
+    unknown = chosen - set(providers)
+    if unknown:
+        raise pytest.UsageError(f"CLOUDRIFT_TEST_OBSTORE_DEFAULT: unknown {sorted(unknown)}")
+    for name in chosen:
+        cls = providers[name]
+        original = cls.__init__
+
+        @functools.wraps(original)
+        def forced(self: Any, *args: Any, __original: Any = original, **options: Any) -> None:
+            options.setdefault("engine", "obstore")
+            __original(self, *args, **options)
+
+        cls.__init__ = forced
