@@ -151,7 +151,7 @@ def require_obstore(extra: str | None = None) -> Any:
     try:
         import obstore
     except ImportError:
-        hint = f'pip install "cloudrift[{extra}]"' if extra else "pip install obstore"
+        hint = f'pip install "cloudrift[{extra or "obstore"}]"'
         raise ConfigurationError(
             f"engine='obstore' needs the obstore package: {hint} "
             "(or pass engine='sdk')"

@@ -293,7 +293,7 @@ def test_unknown_engine_is_a_configuration_error() -> None:
 
 def test_missing_obstore_names_the_aws_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     """Without obstore installed, s3 and r2 (obstore by default) name the aws extra and
-    engine='sdk'; azure_blob's opt-in engine names obstore itself."""
+    engine='sdk'; azure_blob's opt-in engine names the obstore extra."""
     monkeypatch.setitem(sys.modules, "obstore", None)
     for build in (
         lambda: get_storage("s3", bucket=BUCKET),
@@ -303,7 +303,7 @@ def test_missing_obstore_names_the_aws_extra(monkeypatch: pytest.MonkeyPatch) ->
             ConfigurationError, match=r'pip install "cloudrift\[aws\]".*engine=.sdk'
         ):
             build()
-    with pytest.raises(ConfigurationError, match="pip install obstore"):
+    with pytest.raises(ConfigurationError, match=r'pip install "cloudrift\[obstore\]"'):
         get_storage(
             "azure_blob",
             container="c",
