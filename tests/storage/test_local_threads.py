@@ -41,17 +41,18 @@ async def test_eight_concurrent_uploads_run_at_once_whatever_the_default_executo
 async def test_a_pool_never_starts_more_threads_than_its_size() -> None:
     """20 calls blocked at once on a pool of 3 run 3 at a time and all complete."""
     pool = _file_threads.FileThreads(3)
-    release = threading.Event()
+    release, three = threading.Event(), threading.Event()
     running: list[int] = []
 
     def blocked(i: int) -> int:
         running.append(i)
+        if len(running) >= 3:
+            three.set()
         release.wait(10)
         return i
 
     calls = [pool.submit(blocked, i) for i in range(20)]
-    while len(running) < 3:
-        await asyncio.sleep(0.001)
+    assert await asyncio.to_thread(three.wait, 10)
     assert pool.threads == 3 and len(running) == 3
     release.set()
     assert await asyncio.gather(*calls) == list(range(20))
@@ -78,8 +79,7 @@ async def test_a_cancelled_caller_does_not_stop_the_call_or_the_thread() -> None
         finished.set()
 
     waiter = asyncio.ensure_future(pool.submit(slow))
-    while not started.is_set():
-        await asyncio.sleep(0.001)
+    assert await asyncio.to_thread(started.wait, 10)
     waiter.cancel()
     with pytest.raises(asyncio.CancelledError):
         await waiter
