@@ -36,8 +36,12 @@ class FileThreads:
     def __init__(self, size: int) -> None:
         self._size = size
         self._jobs: queue.SimpleQueue[_Job] = queue.SimpleQueue()
-        # One entry per thread waiting for a job: list.append/pop are atomic under the GIL,
-        # so the submit side reads it without a lock.
+        # One token per thread free for a new job: a thread adds one when it finishes a
+        # job, a submit takes one (or starts a thread), so a burst of submits sees the
+        # free threads go, even before they wake. list.append/pop are atomic under the
+        # GIL: no lock on this path. (A job queued while all ``size`` threads are busy
+        # leaves one token too many once done; that only matters below ``size``, where
+        # no job is ever queued without a thread for it.)
         self._idle: list[None] = []
         self._lock = threading.Lock()
         self._threads = 0
@@ -52,8 +56,10 @@ class FileThreads:
         loop = asyncio.get_running_loop()
         fut = loop.create_future()
         self._jobs.put((loop, fut, func, args))
-        if not self._idle and self._threads < self._size:
-            self._start()
+        try:
+            self._idle.pop()
+        except IndexError:
+            self._start()  # no thread free: start one, unless there are ``size`` already
         return fut
 
     def _start(self) -> None:
@@ -69,9 +75,7 @@ class FileThreads:
     def _work(self) -> None:
         jobs, idle = self._jobs, self._idle
         while True:
-            idle.append(None)
             loop, fut, func, args = jobs.get()
-            idle.pop()
             try:
                 outcome, failed = func(*args), False
             except BaseException as exc:  # the awaiting task gets it, whatever it is
@@ -82,6 +86,7 @@ class FileThreads:
                 pass  # that loop is closed: nobody is waiting for this result
             # Hold no payload (or error) while idle.
             del loop, fut, func, args, outcome
+            idle.append(None)
 
 
 _shared: FileThreads | None = None

@@ -11,7 +11,9 @@
   absolute keys, and every operation checks the key's own path components (one
   ``lstat`` each, the root having been resolved at open) so that a symlink inside the
   root cannot lead out of it; only a path that holds a symlink is resolved with
-  ``realpath`` and must stay under the root.
+  ``realpath`` and must stay under the root. A plain (unconditional) put checks the
+  key's folders only: its rename replaces a symlink at the key's own name, never
+  writing through it.
 * File work runs on one process-wide pool of up to 32 threads, one hop per operation
   (see ``_file_threads``), not on the event loop's default executor.
 * Conditional writes (``if_match``) compare the ETag and rename under an exclusive
@@ -192,8 +194,11 @@ class LocalStorage(Storage):
 
     # ------------------------------------------------------------------ paths
 
-    def _path(self, key: str) -> str:
-        """The file for ``key``; InvalidKeyError for reserved keys or paths leaving the root."""
+    def _path(self, key: str, *, whole: bool = True) -> str:
+        """The file for ``key``; InvalidKeyError for reserved keys, StoragePermissionError
+        for paths leaving the root. ``whole=False`` checks the key's folders only: enough
+        for a plain put, whose rename replaces a symlink at the key's own name instead of
+        following it."""
         if key == _RESERVED or key.startswith(_RESERVED + "/"):
             raise InvalidKeyError(
                 key, f"keys under {_RESERVED + '/'!r} are reserved by local storage"
@@ -205,16 +210,20 @@ class LocalStorage(Storage):
                 key, f"local storage reserves names starting with {_TMP_MARK!r} for its temp files"
             )
         path = os.path.join(self._root, *key.split("/"))
-        self._check_inside(key, path)
+        self._check_inside(key, path, whole)
         return path
 
-    def _check_inside(self, key: str, path: str) -> None:
-        """StoragePermissionError if a symlink among ``key``'s components leads out of the
-        root. The root was resolved at open, so only the key's own components can be
-        symlinks: an ``lstat`` of each says whether ``realpath`` would change the path,
-        for a fraction of ``realpath``'s cost (it lstats every component from ``/``)."""
+    def _check_inside(self, key: str, path: str, whole: bool = True) -> None:
+        """StoragePermissionError if a symlink among ``key``'s components (its folders only
+        unless ``whole``) leads out of the root. The root was resolved at open, so only
+        the key's own components can be symlinks: an ``lstat`` of each says whether
+        ``realpath`` would change the path, for a fraction of ``realpath``'s cost (it
+        lstats every component from ``/``, in Python)."""
+        segments = key.split("/")
+        if not whole:
+            segments.pop()
         current = self._root
-        for segment in key.split("/"):
+        for segment in segments:
             current = os.path.join(current, segment)
             try:
                 mode = os.lstat(current).st_mode
@@ -261,7 +270,7 @@ class LocalStorage(Storage):
                 except (FileExistsError, NotADirectoryError) as exc:
                     raise self._conflict(key) from exc
                 # Re-check after creating folders: a symlinked folder must not lead out.
-                self._path(key)
+                self._check_inside(key, path, whole=False)
             except NotADirectoryError as exc:
                 raise self._conflict(key) from exc
         raise AssertionError("unreachable")  # pragma: no cover
@@ -409,7 +418,9 @@ class LocalStorage(Storage):
         cond: bool,
         if_match: str | None = None,
     ) -> None:
-        path = self._path(key)
+        # A conditional write reads the current object (link/stat follow a symlink there):
+        # check the whole path. A plain one only renames over the key's name.
+        path = self._path(key, whole=cond or if_match is not None)
         tmp = self._write_tmp(data, path, key)
         placed = False
         try:

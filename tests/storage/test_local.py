@@ -229,6 +229,23 @@ async def test_symlinked_file_out_of_root_is_refused(tmp_path: Path) -> None:
         await storage.download("passwd")
 
 
+async def test_plain_put_replaces_a_symlink_at_the_key_never_writing_through_it(
+    tmp_path: Path,
+) -> None:
+    """A plain upload onto a key that is a symlink leading out replaces the link with the
+    object (the outside file is untouched); a conditional one refuses the key."""
+    (tmp_path / "passwd").write_bytes(b"root:x:0:0")
+    root = tmp_path / "root"
+    storage = LocalStorage(root_dir=root)
+    os.symlink(tmp_path / "passwd", root / "passwd")
+    with pytest.raises(StoragePermissionError, match="outside root_dir"):
+        await storage.upload("passwd", b"new", if_not_exists=True)
+    await storage.upload("passwd", b"new")
+    assert not (root / "passwd").is_symlink()
+    assert await storage.download("passwd") == b"new"
+    assert (tmp_path / "passwd").read_bytes() == b"root:x:0:0"
+
+
 async def test_symlink_deeper_in_the_key_leading_out_is_refused(tmp_path: Path) -> None:
     """A symlink two folders down, leading out, is refused for writes, reads and exists."""
     outside = tmp_path / "outside"

@@ -59,6 +59,17 @@ async def test_a_pool_never_starts_more_threads_than_its_size() -> None:
     assert pool.threads == 3
 
 
+async def test_a_burst_after_quiet_calls_gets_a_thread_per_call() -> None:
+    """8 calls submitted at once, after 3 one-at-a-time calls left 3 idle threads, all run
+    at the same moment (the idle threads count once, not once per submit)."""
+    pool = _file_threads.FileThreads(32)
+    for _ in range(3):
+        await asyncio.gather(*(pool.submit(int, "1") for _ in range(3)))
+    together = threading.Barrier(8, timeout=10)
+    assert await asyncio.gather(*(pool.submit(together.wait) for _ in range(8)))
+    assert pool.threads == 8
+
+
 async def test_a_call_error_reaches_the_caller_and_the_thread_keeps_serving() -> None:
     """The call's own exception is raised to the awaiting task; the next call still runs."""
     pool = _file_threads.FileThreads(1)
