@@ -42,7 +42,6 @@ from benchmarks._harness import (
     compare,
     cpu_column,
     cpu_figures,
-    cpu_note,
     cpu_tracked,
     gather_n,
     throughput_row,
@@ -388,7 +387,6 @@ async def _local_rows(settings: Settings) -> list[Row]:
                 ours_work, ours_cpu = cpu_tracked(gather_n(mine, ops, CONCURRENCY))
                 base_work, base_cpu = cpu_tracked(gather_n(theirs, ops, CONCURRENCY))
                 cmp = await compare(ours_work, base_work, ops=ops, settings=settings)
-                cpu = cpu_note(ours_cpu, base_cpu, ops, settings.warmup)
                 rows.append(
                     throughput_row(
                         "storage",
@@ -396,8 +394,9 @@ async def _local_rows(settings: Settings) -> list[Row]:
                         cmp,
                         target=target,
                         baseline_name=name,
-                        note=f"{cpu}; {ops} ops per round, same folder and keys; cloudrift "
-                        "writes atomically (temp file + rename) and validates keys",
+                        note=f"{ops} ops per round, same folder and keys; cloudrift writes "
+                        "atomically (temp file + rename) and validates keys",
+                        cpu=cpu_column(ours_cpu, base_cpu, ops, settings.warmup),
                     )
                 )
         finally:
