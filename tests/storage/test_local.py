@@ -229,6 +229,72 @@ async def test_symlinked_file_out_of_root_is_refused(tmp_path: Path) -> None:
         await storage.download("passwd")
 
 
+async def test_plain_put_replaces_a_symlink_at_the_key_never_writing_through_it(
+    tmp_path: Path,
+) -> None:
+    """A plain upload onto a key that is a symlink leading out replaces the link with the
+    object (the outside file is untouched); a conditional one refuses the key."""
+    (tmp_path / "passwd").write_bytes(b"root:x:0:0")
+    root = tmp_path / "root"
+    storage = LocalStorage(root_dir=root)
+    os.symlink(tmp_path / "passwd", root / "passwd")
+    with pytest.raises(StoragePermissionError, match="outside root_dir"):
+        await storage.upload("passwd", b"new", if_not_exists=True)
+    await storage.upload("passwd", b"new")
+    assert not (root / "passwd").is_symlink()
+    assert await storage.download("passwd") == b"new"
+    assert (tmp_path / "passwd").read_bytes() == b"root:x:0:0"
+
+
+async def test_symlink_deeper_in_the_key_leading_out_is_refused(tmp_path: Path) -> None:
+    """A symlink two folders down, leading out, is refused for writes, reads and exists."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.txt").write_bytes(b"do not read")
+    root = tmp_path / "root"
+    storage = LocalStorage(root_dir=root)
+    await storage.upload("a/b/kept.txt", b"in")
+    os.symlink(outside, root / "a" / "b" / "link")
+    for call in (
+        storage.upload("a/b/link/new.txt", b"x"),
+        storage.download("a/b/link/secret.txt"),
+        storage.exists("a/b/link/secret.txt"),
+    ):
+        with pytest.raises(StoragePermissionError, match="outside root_dir"):
+            await call
+    assert os.listdir(outside) == ["secret.txt"]
+
+
+async def test_symlink_leading_elsewhere_inside_the_root_is_followed(tmp_path: Path) -> None:
+    """A symlinked folder pointing to another folder inside root_dir reads and writes there."""
+    root = tmp_path / "root"
+    storage = LocalStorage(root_dir=root)
+    await storage.upload("real/one.txt", b"1")
+    os.symlink(root / "real", root / "alias")
+    await storage.upload("alias/two.txt", b"2")
+    assert await storage.download("alias/one.txt") == b"1"
+    assert (root / "real" / "two.txt").read_bytes() == b"2"
+
+
+async def test_plain_operations_do_not_resolve_paths_with_realpath(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without a symlink in the key's path, put/get/head/exists/delete never call realpath
+    (it lstats every component from '/', in Python: the largest cost of a small put)."""
+    storage = LocalStorage(root_dir=tmp_path / "root")
+
+    def no_realpath(path: object, **_: object) -> str:
+        raise AssertionError(f"realpath({path!r}) on the hot path")
+
+    monkeypatch.setattr(os.path, "realpath", no_realpath)
+    await storage.upload("deep/er/k.bin", b"x" * 1024)
+    await storage.upload("deep/er/k.bin", b"y" * 1024, metadata={"m": "v"})
+    assert await storage.download("deep/er/k.bin") == b"y" * 1024
+    assert (await storage.head("deep/er/k.bin")).metadata == {"m": "v"}
+    assert await storage.exists("deep/er/k.bin") and not await storage.exists("deep/no")
+    await storage.delete("deep/er/k.bin")
+
+
 async def test_dotdot_keys_never_touch_files_outside_root(tmp_path: Path) -> None:
     """'..' keys are rejected, so nothing is written next to root_dir."""
     storage = LocalStorage(root_dir=tmp_path / "root")
@@ -322,6 +388,9 @@ async def main() -> None:
     if sys.argv[2] == "upload":
         await storage.upload("big.bin", b"x" * 256_000_000)
         return
+    if sys.argv[2] == "replace":
+        await storage.upload("big.bin", b"n" * 256_000_000, metadata={"version": "new"})
+        return
 
     async def endless():
         while True:
@@ -340,16 +409,31 @@ def _temp_files(root: Path) -> list[Path]:
     return beside + [f for f in (root / ".cloudrift" / "tmp").glob("*") if f not in beside]
 
 
+def _writing(root: Path, before: int | None) -> bool:
+    """Whether a writer of ``big.bin`` is under way: a temp file has data, or ``big.bin``
+    itself is no longer ``before`` bytes long (a writer that writes in place)."""
+    if any(f.stat().st_size > 0 for f in _temp_files(root)):
+        return True
+    try:
+        return (root / "big.bin").stat().st_size not in (before, 256_000_000)
+    except FileNotFoundError:
+        return False
+
+
 def _kill_mid_write(root: Path, how: str) -> list[Path]:
-    """Start a writer of ``big.bin`` in a child process and SIGKILL it once its temp file
-    has data; returns the temp files it left."""
+    """Start a writer of ``big.bin`` in a child process and SIGKILL it once it is writing
+    (see ``_writing``); returns the temp files it left."""
+    try:
+        before: int | None = (root / "big.bin").stat().st_size
+    except FileNotFoundError:
+        before = None
     child = subprocess.Popen(
         [sys.executable, "-c", _KILLED_WRITER, str(root), how],
         cwd=Path(__file__).resolve().parents[2],
     )
     try:
         deadline = time.monotonic() + 30
-        while not any(f.stat().st_size > 0 for f in _temp_files(root)):
+        while not _writing(root, before):
             if child.poll() is not None:
                 break  # the write finished first: the object must then be complete
             assert time.monotonic() < deadline, "the writer never started writing"
@@ -358,6 +442,25 @@ def _kill_mid_write(root: Path, how: str) -> list[Path]:
         child.send_signal(signal.SIGKILL)
         child.wait()
     return _temp_files(root)
+
+
+async def test_writer_killed_mid_replace_leaves_the_previous_object_whole(tmp_path: Path) -> None:
+    """A writer SIGKILLed while replacing an object leaves the previous version, bytes and
+    metadata, untouched (or, if the write won the race, the new one complete)."""
+    root = tmp_path / "root"
+    storage = LocalStorage(root_dir=root)
+    old = bytes(range(256)) * 4096  # 1 MiB, not a prefix of the new content
+    await storage.upload("big.bin", old, metadata={"version": "old"})
+    left = _kill_mid_write(root, "replace")
+    fresh = LocalStorage(root_dir=root)
+    info = await fresh.head("big.bin")
+    if left or info.size != 256_000_000:
+        assert await fresh.download("big.bin") == old
+        assert info.metadata == {"version": "old"}
+    else:  # the write finished before the kill: it is whole
+        assert info.size == 256_000_000 and info.metadata == {"version": "new"}
+        assert await fresh.download("big.bin", start=255_999_999) == b"n"
+    assert await fresh.list() == ["big.bin"]
 
 
 @pytest.mark.parametrize("how", ["upload_stream", "upload"])
