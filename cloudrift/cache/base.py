@@ -416,7 +416,6 @@ class Cache(AsyncBackend, ABC):
     async def _ping(self) -> None: ...
 
 
-
 class Lock:
     """A lock named ``name`` on a cache, shared by every process using that cache.
 

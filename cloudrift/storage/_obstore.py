@@ -16,6 +16,7 @@ a worker thread behind obstore's credential-provider callback, so refreshing cre
 keep refreshing. Azure tokens come from the azure-identity credential the SDK engine
 builds, GCS tokens from gcloud-aio-auth's ``Token``, both behind the same callback.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -153,8 +154,7 @@ def require_obstore(extra: str | None = None) -> Any:
     except ImportError:
         hint = f'pip install "cloudrift[{extra or "obstore"}]"'
         raise ConfigurationError(
-            f"engine='obstore' needs the obstore package: {hint} "
-            "(or pass engine='sdk')"
+            f"engine='obstore' needs the obstore package: {hint} (or pass engine='sdk')"
         ) from None
     _install_exit_hook()
     return obstore

@@ -456,8 +456,11 @@ class AzureBlobStorage(Storage):
         from azure.storage.blob import ContentSettings
 
         container = await self._container()
-        with self._no_object_to_match(key), self._errors(
-            key, exists_key=key if if_not_exists else None, match_key=key if if_match else None
+        with (
+            self._no_object_to_match(key),
+            self._errors(
+                key, exists_key=key if if_not_exists else None, match_key=key if if_match else None
+            ),
         ):
             await container.upload_blob(
                 key,

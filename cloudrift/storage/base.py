@@ -226,8 +226,7 @@ def check_if_match(if_match: object, if_not_exists: bool) -> str | None:
         )
     if if_not_exists:
         raise InvalidArgumentError(
-            "give either if_match (replace that version) or if_not_exists (create only), "
-            "not both"
+            "give either if_match (replace that version) or if_not_exists (create only), not both"
         )
     if if_match == "*":
         raise InvalidArgumentError("if_match='*' is not portable; pass the object's ETag")

@@ -607,9 +607,7 @@ class LocalStorage(Storage):
         *,
         if_match: str | None = None,
     ) -> None:
-        await self._run(
-            self._put_sync, key, data, content_type, metadata, if_not_exists, if_match
-        )
+        await self._run(self._put_sync, key, data, content_type, metadata, if_not_exists, if_match)
 
     async def _put_stream(
         self,
