@@ -716,6 +716,13 @@ def _stream_rows(
             target=f"<= {RSS_TARGET_MIB:.0f} MiB",
             met=ours_rss <= RSS_TARGET_MIB,
             note=f"VmHWM minus RSS after setup (kernel accounting), worst run; {split}; {how}",
+            cpu=cpu_column(
+                [r["up_cpu_s"] + r["down_cpu_s"] for r in runs["ours"]],
+                [r["up_cpu_s"] + r["down_cpu_s"] for r in runs["raw"]],
+                2 * int(size_mib),
+                0,
+                unit="MiB moved",
+            ),
         )
     )
     return rows
