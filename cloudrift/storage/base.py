@@ -415,7 +415,12 @@ class Storage(AsyncBackend, ABC):
 
     def __repr__(self) -> str:
         state = " closed" if self.closed else ""
-        return f"<{type(self).__name__} provider={self.provider!r} {self._location()}{state}>"
+        # Providers with a choice of transport (s3, r2, azure_blob, gcs) say which runs.
+        engine = getattr(self, "engine", None)
+        how = f" engine={engine!r}" if engine else ""
+        return (
+            f"<{type(self).__name__} provider={self.provider!r} {self._location()}{how}{state}>"
+        )
 
     # ------------------------------------------------------------------ public API
 

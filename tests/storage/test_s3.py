@@ -281,6 +281,13 @@ def test_s3_repr_hides_secrets() -> None:
     assert "top-secret-key" not in text and "session-token-value" not in text
 
 
+def test_repr_names_the_engine_that_moves_the_data() -> None:
+    """repr says which transport runs: obstore by default on s3, the SDK when chosen."""
+    keys = {"aws_access_key_id": "AKIA1", "aws_secret_access_key": "k"}
+    assert "engine='obstore'" in repr(get_storage("s3", bucket="b", **keys))
+    assert "engine='sdk'" in repr(get_storage("s3", bucket="b", engine="sdk", **keys))
+
+
 @pytest.mark.parametrize(
     ("options", "message"),
     [
