@@ -208,7 +208,10 @@ async def test_refused_identity_request_is_a_permission_error(
     """When the identity endpoint refuses (wrong identity header), the operation raises
     StoragePermissionError, not an azure-identity or obstore exception."""
     monkeypatch.setenv("IDENTITY_HEADER", "not-the-header")
-    async with _backend(azurite_oauth_server, oauth_container, tls_files, engine) as storage:
+    # One attempt: the SDK engine's retry policy retries a refused token request like
+    # any other error (with backoff), which proves nothing more here.
+    storage = _backend(azurite_oauth_server, oauth_container, tls_files, engine, max_attempts=1)
+    async with storage:
         with pytest.raises(StoragePermissionError) as caught:
             await storage.upload("x.txt", b"x")
     assert "not-the-header" not in str(caught.value)
@@ -308,6 +311,7 @@ async def test_wrong_client_secret_is_a_permission_error_without_the_secret(
         tenant_id=TENANT,
         client_id=SP_CLIENT_ID,
         client_secret="wrong-secret-value",
+        max_attempts=1,  # as above: the SDK engine would retry the refusal
     )
     async with storage:
         with pytest.raises(StoragePermissionError) as caught:
@@ -315,3 +319,27 @@ async def test_wrong_client_secret_is_a_permission_error_without_the_secret(
     assert "wrong-secret-value" not in str(caught.value)
     assert "wrong-secret-value" not in repr(storage)
     assert entra_authority.state.recorded() and not entra_authority.tokens
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.usefixtures("managed_identity_env")
+async def test_both_engines_take_the_credential_from_the_backends_credential_method(
+    engine: str,
+    azurite_oauth_server: AzuriteServer,
+    oauth_container: str,
+    tls_files: TLSFiles,
+    identity_endpoint: EntraServer,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The credential of either engine is whatever ``storage.credential()`` returns when
+    the first operation runs (one place decides it; replacing it reaches the engine)."""
+    from azure.identity.aio import ManagedIdentityCredential
+
+    storage = _backend(azurite_oauth_server, oauth_container, tls_files, engine)
+    monkeypatch.setattr(
+        storage, "credential", lambda: ManagedIdentityCredential(client_id="replaced-identity")
+    )
+    async with storage:
+        await storage.upload("c.txt", b"replaced")
+    (asked,) = identity_endpoint.tokens
+    assert asked.query.get("client_id") == "replaced-identity"
