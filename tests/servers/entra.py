@@ -25,6 +25,7 @@ recorded.
 from __future__ import annotations
 
 import base64
+import contextlib
 import itertools
 import json
 import ssl
@@ -228,6 +229,18 @@ def _serve(context: ssl.SSLContext | None) -> tuple[ThreadingHTTPServer, EntraSe
     threading.Thread(target=server.serve_forever, name="entra-stand-in", daemon=True).start()
     port = server.server_address[1]
     return server, EntraServer(f"{scheme}://{LOOPBACK}:{port}", state)
+
+
+@contextlib.contextmanager
+def serving(context: ssl.SSLContext | None) -> Iterator[EntraServer]:
+    """A token endpoint (HTTPS with ``context``) for the ``with`` block: for a test that
+    needs a server of its own, e.g. under another certificate."""
+    server, running = _serve(context)
+    try:
+        yield running
+    finally:
+        server.shutdown()
+        server.server_close()
 
 
 @pytest.fixture(scope="session")

@@ -6,6 +6,7 @@ token endpoint."""
 
 from __future__ import annotations
 
+import ssl
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -22,6 +23,7 @@ from tests.servers.entra import (
     STORAGE_RESOURCE,
     TENANT,
     EntraServer,
+    serving,
 )
 from tests.servers.tls import TLSFiles
 
@@ -343,3 +345,41 @@ async def test_both_engines_take_the_credential_from_the_backends_credential_met
         await storage.upload("c.txt", b"replaced")
     (asked,) = identity_endpoint.tokens
     assert asked.query.get("client_id") == "replaced-identity"
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+async def test_ca_bundle_adds_trust_for_token_requests_without_dropping_the_systems(
+    engine: str,
+    azurite_oauth_server: AzuriteServer,
+    oauth_container: str,
+    tls_files: TLSFiles,
+    tmp_path: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """With ca_bundle trusted for the storage endpoint, an authority whose certificate
+    comes from a CA only the system trusts (SSL_CERT_FILE) is still reachable."""
+    import trustme
+
+    public = trustme.CA()
+    system_bundle = tmp_path / "system-ca.pem"
+    public.cert_pem.write_to_path(str(system_bundle))
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    public.issue_cert("127.0.0.1").configure_cert(context)
+    for name in _OTHER_SOURCES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("SSL_CERT_FILE", str(system_bundle))
+    with serving(context) as authority:
+        monkeypatch.setenv("AZURE_AUTHORITY_HOST", authority.url)
+        storage = _backend(
+            azurite_oauth_server,
+            oauth_container,
+            tls_files,
+            engine,
+            tenant_id=TENANT,
+            client_id=SP_CLIENT_ID,
+            client_secret=SP_CLIENT_SECRET,
+        )
+        async with storage:
+            await storage.upload("p.txt", b"public authority")
+            assert await storage.download("p.txt") == b"public authority"
+        assert len(authority.tokens) == 1
