@@ -149,8 +149,18 @@ def azure_identity(
     return AzureIdentity(where, kind, managed_identity_client_id=managed_identity_client_id)
 
 
-def identity_credential(identity: AzureIdentity) -> Any:
-    """A new async azure-identity credential for ``identity``; the caller closes it."""
+def identity_credential(identity: AzureIdentity, *, ca_bundle: str | None = None) -> Any:
+    """A new async azure-identity credential for ``identity``; the caller closes it.
+
+    ``ca_bundle`` (a PEM file) is trusted for the token requests too, beside the system's
+    CAs: where the resource sits behind a private CA, the authority often does as well
+    (Azure Stack, a TLS-inspecting proxy), while a public authority stays reachable.
+    With it, the credential must be built in the running event loop (it opens its
+    aiohttp session then).
+    """
+    options: dict[str, Any] = {}
+    if ca_bundle is not None:
+        options["transport"] = _transport_trusting(ca_bundle)
     if identity.kind == SERVICE_PRINCIPAL:
         from azure.identity.aio import ClientSecretCredential
 
@@ -158,14 +168,39 @@ def identity_credential(identity: AzureIdentity) -> Any:
             identity.tenant_id or "",
             identity.client_id or "",
             identity.client_secret.reveal() if identity.client_secret else "",
+            **options,
         )
     if os.environ.get(FEDERATED_TOKEN_ENV):
         from azure.identity.aio import WorkloadIdentityCredential
 
-        return WorkloadIdentityCredential(client_id=identity.managed_identity_client_id)
+        return WorkloadIdentityCredential(client_id=identity.managed_identity_client_id, **options)
     from azure.identity.aio import ManagedIdentityCredential
 
-    return ManagedIdentityCredential(client_id=identity.managed_identity_client_id)
+    return ManagedIdentityCredential(client_id=identity.managed_identity_client_id, **options)
+
+
+def _transport_trusting(ca_bundle: str) -> Any:
+    """An azure-core aiohttp transport that trusts ``ca_bundle`` beside the system's CAs.
+
+    azure-core's ``connection_verify=<file>`` would trust that file *instead of* the
+    system's CAs, so the context is built here and handed to aiohttp's connector; the
+    session keeps azure-core's own settings (proxies from the environment, no cookies,
+    no automatic decompression) and is closed with the credential.
+    """
+    import ssl
+
+    import aiohttp
+    from azure.core.pipeline.transport import AioHttpTransport
+
+    context = ssl.create_default_context()
+    context.load_verify_locations(cafile=ca_bundle)
+    session = aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(ssl=context),
+        trust_env=True,
+        cookie_jar=aiohttp.DummyCookieJar(),
+        auto_decompress=False,
+    )
+    return AioHttpTransport(session=session, session_owner=True)
 
 
 async def open_identity_credential(stack: AsyncExitStack, identity: AzureIdentity) -> Any:

@@ -246,7 +246,9 @@ class AzureBlobStorage(Storage):
                 connection_string=self._conn,
                 account_key=self._key,
                 sas_token=self._sas,
-                credential=self.credential,
+                # Looked up when the store is built, like the SDK client's credential:
+                # storage.credential() alone decides the credential of either engine.
+                credential=lambda: self.credential(),
                 connect_timeout=connect_timeout,
                 read_timeout=read_timeout,
                 max_attempts=max_attempts,
@@ -284,8 +286,12 @@ class AzureBlobStorage(Storage):
     def credential(self) -> Any:
         """A new azure-identity credential for token auth (None for key / SAS auth):
         the named managed identity (workload identity when ``AZURE_FEDERATED_TOKEN_FILE``
-        is set), never a chain that ambient ``AZURE_CLIENT_*`` variables could redirect."""
-        return None if self._identity is None else identity_credential(self._identity)
+        is set), never a chain that ambient ``AZURE_CLIENT_*`` variables could redirect.
+        Its token requests trust ``ca_bundle`` too (then it is built in the running loop).
+        Both engines build theirs with this."""
+        if self._identity is None:
+            return None
+        return identity_credential(self._identity, ca_bundle=self._ca_bundle)
 
     async def _build_client(self, stack: AsyncExitStack) -> Any:
         import aiohttp
