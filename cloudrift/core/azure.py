@@ -25,6 +25,7 @@ from __future__ import annotations
 import base64
 import binascii
 import os
+import ssl
 from collections.abc import Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
@@ -179,6 +180,16 @@ def identity_credential(identity: AzureIdentity, *, ca_bundle: str | None = None
     return ManagedIdentityCredential(client_id=identity.managed_identity_client_id, **options)
 
 
+def trusting_context(ca_bundle: str) -> ssl.SSLContext:
+    """A verifying TLS context that trusts ``ca_bundle`` (a PEM file) beside the system's
+    CAs. azure-core's ``connection_verify=<file>`` trusts that file *instead of* them,
+    which would cut off public endpoints (Entra ID, a public blob host) whenever a
+    private CA is added."""
+    context = ssl.create_default_context()
+    context.load_verify_locations(cafile=ca_bundle)
+    return context
+
+
 def _transport_trusting(ca_bundle: str) -> Any:
     """An azure-core aiohttp transport that trusts ``ca_bundle`` beside the system's CAs.
 
@@ -187,15 +198,11 @@ def _transport_trusting(ca_bundle: str) -> Any:
     session keeps azure-core's own settings (proxies from the environment, no cookies,
     no automatic decompression) and is closed with the credential.
     """
-    import ssl
-
     import aiohttp
     from azure.core.pipeline.transport import AioHttpTransport
 
-    context = ssl.create_default_context()
-    context.load_verify_locations(cafile=ca_bundle)
     session = aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(ssl=context),
+        connector=aiohttp.TCPConnector(ssl=trusting_context(ca_bundle)),
         trust_env=True,
         cookie_jar=aiohttp.DummyCookieJar(),
         auto_decompress=False,

@@ -35,6 +35,7 @@ from cloudrift.core.azure import (
     identity_auth_methods,
     identity_credential,
     parse_connection_string,
+    trusting_context,
 )
 from cloudrift.core.exceptions import (
     BucketNotFoundError,
@@ -298,14 +299,14 @@ class AzureBlobStorage(Storage):
         from azure.core.pipeline.transport import AioHttpTransport
         from azure.storage.blob.aio import BlobServiceClient, ExponentialRetry
 
-        session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=self._pool))
+        # ca_bundle adds trust beside the system's CAs (the connector's context; azure-core's
+        # connection_verify=<file> would trust that file alone).
+        tls: Any = True if self._ca_bundle is None else trusting_context(self._ca_bundle)
+        session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=self._pool, ssl=tls))
         stack.push_async_callback(session.close)
-        transport_options: dict[str, Any] = {"connection_data_block_size": _READ_BLOCK}
-        if self._ca_bundle is not None:
-            transport_options["connection_verify"] = self._ca_bundle
         options: dict[str, Any] = {
             "transport": AioHttpTransport(
-                session=session, session_owner=False, **transport_options
+                session=session, session_owner=False, connection_data_block_size=_READ_BLOCK
             ),
             "connection_timeout": self._connect_timeout,
             "read_timeout": self._read_timeout,
@@ -322,8 +323,9 @@ class AzureBlobStorage(Storage):
             # Bounded memory for streamed downloads: first GET and every later chunk 4 MiB.
             "max_single_get_size": _GET_RANGE,
             "max_chunk_get_size": _GET_RANGE,
-            # The storage pipeline passes its own connection settings with each request.
-            **transport_options,
+            # The storage pipeline passes its own connection settings with each request
+            # (connection_verify stays True there: the connector's context decides trust).
+            "connection_data_block_size": _READ_BLOCK,
         }
         if self.auth_method == "connection string":
             service = BlobServiceClient.from_connection_string(reveal(self._conn) or "", **options)

@@ -418,9 +418,7 @@ class Storage(AsyncBackend, ABC):
         # Providers with a choice of transport (s3, r2, azure_blob, gcs) say which runs.
         engine = getattr(self, "engine", None)
         how = f" engine={engine!r}" if engine else ""
-        return (
-            f"<{type(self).__name__} provider={self.provider!r} {self._location()}{how}{state}>"
-        )
+        return f"<{type(self).__name__} provider={self.provider!r} {self._location()}{how}{state}>"
 
     # ------------------------------------------------------------------ public API
 

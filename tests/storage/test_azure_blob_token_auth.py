@@ -383,3 +383,32 @@ async def test_ca_bundle_adds_trust_for_token_requests_without_dropping_the_syst
             await storage.upload("p.txt", b"public authority")
             assert await storage.download("p.txt") == b"public authority"
         assert len(authority.tokens) == 1
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+async def test_ca_bundle_adds_trust_for_storage_requests_without_dropping_the_systems(
+    engine: str,
+    azurite_oauth_server: AzuriteServer,
+    oauth_container: str,
+    tls_files: TLSFiles,
+    tmp_path: Any,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A ca_bundle naming some other private CA still lets storage requests reach an
+    endpoint whose certificate only the system's CAs vouch for (SSL_CERT_FILE here)."""
+    import trustme
+
+    unrelated = tmp_path / "other-private-ca.pem"
+    trustme.CA().cert_pem.write_to_path(str(unrelated))
+    monkeypatch.setenv("SSL_CERT_FILE", str(tls_files.ca_cert))
+    storage = AzureBlobStorage(
+        account_url=azurite_oauth_server.account_url,
+        container=oauth_container,
+        account_key=ACCOUNT_KEY,
+        ca_bundle=str(unrelated),
+        engine=engine,
+        max_attempts=1,
+    )
+    async with storage:
+        await storage.upload("sys.txt", b"system trust kept")
+        assert await storage.download("sys.txt") == b"system trust kept"
