@@ -278,7 +278,7 @@ async def _azure_obstore_small(settings: Settings, azurite: Any) -> list[Row]:
         settings,
         "azure_blob",
         get_storage("azure_blob", container=name, connection_string=conn, engine="obstore"),
-        get_storage("azure_blob", container=name, connection_string=conn),
+        get_storage("azure_blob", container=name, connection_string=conn, engine="sdk"),
         store,
         _servers.started_note("azurite"),
     )
@@ -294,7 +294,10 @@ async def _azure_small(settings: Settings, azurite: Any) -> list[Row]:
         container = service.get_container_client(name)
         await container.create_container()
         ours = get_storage(
-            "azure_blob", container=name, connection_string=azurite.connection_string
+            "azure_blob",
+            container=name,
+            connection_string=azurite.connection_string,
+            engine="sdk",
         )
 
         async def put(i: int) -> None:

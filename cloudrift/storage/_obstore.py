@@ -821,6 +821,7 @@ def azure_engine(
         list_page_size=list_page_size,
         utf16_listing=True,
         closers=closers,
+        extra="azure",
     )
 
 

@@ -1,6 +1,9 @@
-"""Azure Blob Storage (``azure-storage-blob`` aio), also Azurite and sovereign clouds.
+"""Azure Blob Storage, also Azurite and sovereign clouds.
 
-One ``BlobServiceClient`` per backend over one pooled aiohttp session. Auth is chosen
+The data plane runs on obstore's ``AzureStore`` by default (``engine="obstore"``,
+cloudrift/storage/_obstore.py); ``engine="sdk"`` runs everything on ``azure-storage-blob``
+aio. Either way one ``BlobServiceClient`` per backend, over one pooled aiohttp session, is
+built when first needed (with obstore: copy, presign, conditional replaces, health). Auth is chosen
 strictly: connection string; account URL + account key; account URL + SAS token;
 account URL alone (workload identity when ``AZURE_FEDERATED_TOKEN_FILE`` is set, else
 managed identity); account URL + tenant/client id + client secret (service principal).
@@ -177,7 +180,7 @@ class AzureBlobStorage(Storage):
         upload_concurrency: int = 2,
         list_page_size: int = 1000,
         ca_bundle: str | None = None,
-        engine: str = "sdk",
+        engine: str = "obstore",
     ) -> None:
         super().__init__()
         if not isinstance(container, str) or not container:

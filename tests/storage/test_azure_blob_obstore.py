@@ -1,5 +1,5 @@
-"""The azure_blob provider with engine="obstore" on Azurite: the whole conformance suite,
-plus what the engine must keep (lazy SDK client, errors)."""
+"""The azure_blob provider with engine="obstore" (its default) on Azurite: the whole
+conformance suite, plus what the engine must keep (lazy SDK client, errors)."""
 
 from __future__ import annotations
 
@@ -285,3 +285,12 @@ async def test_broken_stream_of_an_unchanged_blob_resumes_whole(
     through, proxy = via_proxy
     data, error = await stream_while_replaced(through, blob, proxy, replace=False, cut=True)
     assert error is None and data == OLD
+
+
+def test_obstore_is_the_default_of_azure_blob() -> None:
+    """Without engine, azure_blob runs its data plane on obstore; engine='sdk' keeps the SDK."""
+    options = {"account_url": "https://a.blob.core.windows.net", "account_key": "a2V5"}
+    storage = AzureBlobStorage(container="c", **options)
+    assert storage.engine == "obstore" and storage._obstore is not None
+    sdk = AzureBlobStorage(container="c", engine="sdk", **options)
+    assert sdk.engine == "sdk" and sdk._obstore is None

@@ -291,26 +291,28 @@ def test_unknown_engine_is_a_configuration_error() -> None:
         get_storage("s3", bucket=BUCKET, engine="rust")
 
 
-def test_missing_obstore_names_the_aws_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_missing_obstore_names_the_providers_extra(monkeypatch: pytest.MonkeyPatch) -> None:
     """Without obstore installed, s3 and r2 (obstore by default) name the aws extra and
-    engine='sdk'; azure_blob's opt-in engine names the obstore extra."""
+    engine='sdk', azure_blob the azure extra; gcs's opt-in engine names the obstore extra."""
     monkeypatch.setitem(sys.modules, "obstore", None)
-    for build in (
-        lambda: get_storage("s3", bucket=BUCKET),
-        lambda: get_storage("r2", bucket=BUCKET, account_id="a1", **KEYS),
+    for build, extra in (
+        (lambda: get_storage("s3", bucket=BUCKET), "aws"),
+        (lambda: get_storage("r2", bucket=BUCKET, account_id="a1", **KEYS), "aws"),
+        (
+            lambda: get_storage(
+                "azure_blob",
+                container="c",
+                account_url="https://a.blob.core.windows.net",
+                account_key="a2V5",
+            ),
+            "azure",
+        ),
+        (lambda: get_storage("gcs", bucket="b", engine="obstore"), "obstore"),
     ):
         with pytest.raises(
-            ConfigurationError, match=r'pip install "cloudrift\[aws\]".*engine=.sdk'
+            ConfigurationError, match=rf'pip install "cloudrift\[{extra}\]".*engine=.sdk'
         ):
             build()
-    with pytest.raises(ConfigurationError, match=r'pip install "cloudrift\[obstore\]"'):
-        get_storage(
-            "azure_blob",
-            container="c",
-            account_url="https://a.blob.core.windows.net",
-            account_key="a2V5",
-            engine="obstore",
-        )
 
 
 def test_obstore_is_the_default_of_s3_and_r2() -> None:
