@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import ssl
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -83,16 +83,37 @@ def authority_env(entra_authority: EntraServer, monkeypatch: pytest.MonkeyPatch)
     monkeypatch.setenv("AZURE_AUTHORITY_HOST", entra_authority.url)
 
 
-def _backend(
-    server: AzuriteServer, container: str, tls: TLSFiles, engine: str, **auth: Any
-) -> AzureBlobStorage:
-    return AzureBlobStorage(
-        account_url=server.account_url,
-        container=container,
-        ca_bundle=str(tls.ca_cert),
-        engine=engine,
-        **auth,
-    )
+#: Service-principal options the authority stand-in accepts.
+SERVICE_PRINCIPAL = {
+    "tenant_id": TENANT,
+    "client_id": SP_CLIENT_ID,
+    "client_secret": SP_CLIENT_SECRET,
+}
+
+
+@pytest.fixture(name="engine", params=ENGINES)
+def _engine(request: pytest.FixtureRequest) -> str:
+    """Every test here runs on both engines."""
+    return str(request.param)
+
+
+@pytest.fixture
+def backend(
+    engine: str, azurite_oauth_server: AzuriteServer, oauth_container: str, tls_files: TLSFiles
+) -> Callable[..., AzureBlobStorage]:
+    """Builds an azure_blob backend on the HTTPS/OAuth Azurite's fresh container, on the
+    test's engine, trusting the test CA through ``ca_bundle``; ``auth`` picks the method."""
+
+    def build(**auth: Any) -> AzureBlobStorage:
+        return AzureBlobStorage(
+            account_url=azurite_oauth_server.account_url,
+            container=oauth_container,
+            ca_bundle=str(tls_files.ca_cert),
+            engine=engine,
+            **auth,
+        )
+
+    return build
 
 
 async def _round_trip(storage: AzureBlobStorage) -> None:
@@ -117,28 +138,34 @@ def _operations(storage: AzureBlobStorage) -> list[Any]:
     ]
 
 
+async def _each_operation_fetches_a_new_token(
+    storage: AzureBlobStorage, server: EntraServer
+) -> None:
+    """With tokens announced as expiring at once, each operation asks for a new one and
+    succeeds with it (the token the data plane sends is the new one)."""
+    server.state.lifetime = 0
+    async with storage:
+        for run in _operations(storage):
+            before = len(server.tokens)
+            await run()
+            assert len(server.tokens) > before
+    tokens = [r.token for r in server.tokens]
+    assert len(set(tokens)) == len(tokens) >= 4
+
+
 # ------------------------------------------------------------------ managed identity
 
 
-@pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.usefixtures("managed_identity_env")
 async def test_managed_identity_token_from_the_identity_endpoint_moves_data(
     engine: str,
-    azurite_oauth_server: AzuriteServer,
-    oauth_container: str,
-    tls_files: TLSFiles,
+    backend: Callable[..., AzureBlobStorage],
     identity_endpoint: EntraServer,
 ) -> None:
     """A user-assigned managed identity: azure-identity asks the App Service endpoint
     (identity header, storage resource, the identity's client id) once, and every data
     operation is authorised by that bearer token; obstore fetches no token of its own."""
-    storage = _backend(
-        azurite_oauth_server,
-        oauth_container,
-        tls_files,
-        engine,
-        managed_identity_client_id="user-assigned-id",
-    )
+    storage = backend(managed_identity_client_id="user-assigned-id")
     async with storage:
         await _round_trip(storage)
         if engine == "obstore":
@@ -156,18 +183,14 @@ async def test_managed_identity_token_from_the_identity_endpoint_moves_data(
     }
 
 
-@pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.usefixtures("managed_identity_env")
 async def test_system_assigned_identity_names_no_client_id(
-    engine: str,
-    azurite_oauth_server: AzuriteServer,
-    oauth_container: str,
-    tls_files: TLSFiles,
+    backend: Callable[..., AzureBlobStorage],
     identity_endpoint: EntraServer,
 ) -> None:
     """account_url alone asks for the system-assigned identity: no client id is sent,
     not even the ambient AZURE_CLIENT_ID."""
-    async with _backend(azurite_oauth_server, oauth_container, tls_files, engine) as storage:
+    async with backend() as storage:
         await storage.upload("s.txt", b"system")
         assert await storage.download("s.txt") == b"system"
     (asked,) = identity_endpoint.tokens
@@ -175,35 +198,19 @@ async def test_system_assigned_identity_names_no_client_id(
     assert asked.query["resource"] == STORAGE_RESOURCE
 
 
-@pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.usefixtures("managed_identity_env")
 async def test_expired_managed_identity_token_is_fetched_again(
-    engine: str,
-    azurite_oauth_server: AzuriteServer,
-    oauth_container: str,
-    tls_files: TLSFiles,
+    backend: Callable[..., AzureBlobStorage],
     identity_endpoint: EntraServer,
 ) -> None:
     """A token announced as expiring at once is fetched again before each next request,
     and each new token is the one the data plane sends (the operations succeed)."""
-    identity_endpoint.state.lifetime = 0
-    storage = _backend(azurite_oauth_server, oauth_container, tls_files, engine)
-    async with storage:
-        for run in _operations(storage):
-            before = len(identity_endpoint.tokens)
-            await run()
-            assert len(identity_endpoint.tokens) > before
-    tokens = [r.token for r in identity_endpoint.tokens]
-    assert len(set(tokens)) == len(tokens) >= 4
+    await _each_operation_fetches_a_new_token(backend(), identity_endpoint)
 
 
-@pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.usefixtures("managed_identity_env")
 async def test_refused_identity_request_is_a_permission_error(
-    engine: str,
-    azurite_oauth_server: AzuriteServer,
-    oauth_container: str,
-    tls_files: TLSFiles,
+    backend: Callable[..., AzureBlobStorage],
     identity_endpoint: EntraServer,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -212,7 +219,7 @@ async def test_refused_identity_request_is_a_permission_error(
     monkeypatch.setenv("IDENTITY_HEADER", "not-the-header")
     # One attempt: the SDK engine's retry policy retries a refused token request like
     # any other error (with backoff), which proves nothing more here.
-    storage = _backend(azurite_oauth_server, oauth_container, tls_files, engine, max_attempts=1)
+    storage = backend(max_attempts=1)
     async with storage:
         with pytest.raises(StoragePermissionError) as caught:
             await storage.upload("x.txt", b"x")
@@ -224,27 +231,16 @@ async def test_refused_identity_request_is_a_permission_error(
 # ------------------------------------------------------------------ service principal
 
 
-@pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.usefixtures("authority_env")
 async def test_service_principal_token_from_the_authority_moves_data(
     engine: str,
-    azurite_oauth_server: AzuriteServer,
-    oauth_container: str,
-    tls_files: TLSFiles,
+    backend: Callable[..., AzureBlobStorage],
     entra_authority: EntraServer,
 ) -> None:
     """A service principal: azure-identity posts the client-credentials grant to the
     tenant's token endpoint on the authority (trusted through ca_bundle) once, and every
     data operation is authorised by that bearer token."""
-    storage = _backend(
-        azurite_oauth_server,
-        oauth_container,
-        tls_files,
-        engine,
-        tenant_id=TENANT,
-        client_id=SP_CLIENT_ID,
-        client_secret=SP_CLIENT_SECRET,
-    )
+    storage = backend(**SERVICE_PRINCIPAL)
     async with storage:
         await _round_trip(storage)
         if engine == "obstore":
@@ -264,55 +260,25 @@ async def test_service_principal_token_from_the_authority_moves_data(
     }
 
 
-@pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.usefixtures("authority_env")
 async def test_expired_service_principal_token_is_fetched_again(
-    engine: str,
-    azurite_oauth_server: AzuriteServer,
-    oauth_container: str,
-    tls_files: TLSFiles,
+    backend: Callable[..., AzureBlobStorage],
     entra_authority: EntraServer,
 ) -> None:
     """A service principal token announced as expiring at once is fetched again before
     each next request; the operations succeed with each new token."""
-    entra_authority.state.lifetime = 0
-    storage = _backend(
-        azurite_oauth_server,
-        oauth_container,
-        tls_files,
-        engine,
-        tenant_id=TENANT,
-        client_id=SP_CLIENT_ID,
-        client_secret=SP_CLIENT_SECRET,
-    )
-    async with storage:
-        for run in _operations(storage):
-            before = len(entra_authority.tokens)
-            await run()
-            assert len(entra_authority.tokens) > before
-    tokens = [r.token for r in entra_authority.tokens]
-    assert len(set(tokens)) == len(tokens) >= 4
+    await _each_operation_fetches_a_new_token(backend(**SERVICE_PRINCIPAL), entra_authority)
 
 
-@pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.usefixtures("authority_env")
 async def test_wrong_client_secret_is_a_permission_error_without_the_secret(
-    engine: str,
-    azurite_oauth_server: AzuriteServer,
-    oauth_container: str,
-    tls_files: TLSFiles,
+    backend: Callable[..., AzureBlobStorage],
     entra_authority: EntraServer,
 ) -> None:
     """The authority refusing the client secret raises StoragePermissionError, and the
     secret appears neither in the error nor in the backend's repr."""
-    storage = _backend(
-        azurite_oauth_server,
-        oauth_container,
-        tls_files,
-        engine,
-        tenant_id=TENANT,
-        client_id=SP_CLIENT_ID,
-        client_secret="wrong-secret-value",
+    storage = backend(
+        **{**SERVICE_PRINCIPAL, "client_secret": "wrong-secret-value"},
         max_attempts=1,  # as above: the SDK engine would retry the refusal
     )
     async with storage:
@@ -323,13 +289,9 @@ async def test_wrong_client_secret_is_a_permission_error_without_the_secret(
     assert entra_authority.state.recorded() and not entra_authority.tokens
 
 
-@pytest.mark.parametrize("engine", ENGINES)
 @pytest.mark.usefixtures("managed_identity_env")
 async def test_both_engines_take_the_credential_from_the_backends_credential_method(
-    engine: str,
-    azurite_oauth_server: AzuriteServer,
-    oauth_container: str,
-    tls_files: TLSFiles,
+    backend: Callable[..., AzureBlobStorage],
     identity_endpoint: EntraServer,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -337,7 +299,7 @@ async def test_both_engines_take_the_credential_from_the_backends_credential_met
     the first operation runs (one place decides it; replacing it reaches the engine)."""
     from azure.identity.aio import ManagedIdentityCredential
 
-    storage = _backend(azurite_oauth_server, oauth_container, tls_files, engine)
+    storage = backend()
     monkeypatch.setattr(
         storage, "credential", lambda: ManagedIdentityCredential(client_id="replaced-identity")
     )
@@ -347,12 +309,8 @@ async def test_both_engines_take_the_credential_from_the_backends_credential_met
     assert asked.query.get("client_id") == "replaced-identity"
 
 
-@pytest.mark.parametrize("engine", ENGINES)
 async def test_ca_bundle_adds_trust_for_token_requests_without_dropping_the_systems(
-    engine: str,
-    azurite_oauth_server: AzuriteServer,
-    oauth_container: str,
-    tls_files: TLSFiles,
+    backend: Callable[..., AzureBlobStorage],
     tmp_path: Any,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
@@ -370,22 +328,13 @@ async def test_ca_bundle_adds_trust_for_token_requests_without_dropping_the_syst
     monkeypatch.setenv("SSL_CERT_FILE", str(system_bundle))
     with serving(context) as authority:
         monkeypatch.setenv("AZURE_AUTHORITY_HOST", authority.url)
-        storage = _backend(
-            azurite_oauth_server,
-            oauth_container,
-            tls_files,
-            engine,
-            tenant_id=TENANT,
-            client_id=SP_CLIENT_ID,
-            client_secret=SP_CLIENT_SECRET,
-        )
+        storage = backend(**SERVICE_PRINCIPAL)
         async with storage:
             await storage.upload("p.txt", b"public authority")
             assert await storage.download("p.txt") == b"public authority"
         assert len(authority.tokens) == 1
 
 
-@pytest.mark.parametrize("engine", ENGINES)
 async def test_ca_bundle_adds_trust_for_storage_requests_without_dropping_the_systems(
     engine: str,
     azurite_oauth_server: AzuriteServer,
