@@ -394,6 +394,14 @@ class ObstoreEngine:
             await self._orphaned(upload, on_orphan)
             if failure:
                 raise failure[0] from None
+            if orphaned_upload_id(str(exc)) is not None:
+                # obstore reports the failed abort in place of the failure that caused it
+                # (its message is a DELETE ?uploadId=...): say what happened to the upload.
+                raise StorageConnectionError(
+                    f"{self._where} lost its link to {self._endpoint} while streaming "
+                    f"{key!r}; the upload failed and its multipart upload could not be "
+                    "aborted either: the abort is retried in the background"
+                ) from exc
             self._raise(exc, key)
 
     async def _orphaned(
