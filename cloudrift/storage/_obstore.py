@@ -239,6 +239,8 @@ class ObstoreEngine:
         # obstore's message ends in a multi-line debug dump with the request; the first
         # line says what happened.
         text = redact(full.splitlines()[0] if full else type(exc).__name__, self._secrets)
+        # object_store nests its errors, each layer adding the same "Generic <Store> error: ".
+        text = _REPEATED_PREFIX.sub(r"\1", text)
         if any(marker in full for marker in _NO_BUCKET):
             raise BucketNotFoundError(
                 self._bucket, f"{self._where}: {self._bucket!r} does not exist; create it first"
@@ -573,6 +575,8 @@ def _etag(value: object) -> str | None:
     return str(value).strip('"') or None if value else None
 
 
+#: "Generic MicrosoftAzure error: Generic MicrosoftAzure error: ..." -> said once.
+_REPEATED_PREFIX = re.compile(r"(Generic [\w ]+? error: )(?:\1)+")
 #: object_store's message for a failed request: "Error performing <METHOD> <uri> in ...".
 _FAILED_ABORT = re.compile(r"Error performing DELETE (\S+)")
 

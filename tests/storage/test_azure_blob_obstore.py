@@ -277,3 +277,17 @@ def test_obstore_is_the_default_of_azure_blob() -> None:
     assert storage.engine == "obstore" and storage._obstore is not None
     sdk = AzureBlobStorage(container="c", engine="sdk", **options)
     assert sdk.engine == "sdk" and sdk._obstore is None
+
+
+def test_an_error_says_obstores_nested_prefix_once() -> None:
+    """object_store repeats "Generic <Store> error: " per nesting level; we say it once."""
+    from obstore.exceptions import GenericError
+
+    storage = AzureBlobStorage(
+        account_url="http://127.0.0.1:1/acct", account_key=ACCOUNT_KEY, container="c"
+    )
+    assert storage._obstore is not None
+    nested = "Generic MicrosoftAzure error: " * 2 + "HTTP error: error sending request"
+    with pytest.raises(StorageConnectionError) as info:
+        storage._obstore._raise(GenericError(nested), "k")
+    assert str(info.value).count("Generic MicrosoftAzure error:") == 1, info.value
