@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+from collections.abc import AsyncIterator
 
+import pytest
+
+from cloudrift.core.exceptions import StorageConnectionError
+from cloudrift.storage import Storage
+from cloudrift.storage.base import MIN_PART_SIZE
 from tests.servers._process import LOOPBACK
 
 
@@ -80,3 +87,21 @@ class CuttableProxy:
                 await writer.drain()
         with contextlib.suppress(OSError):
             writer.write_eof()
+
+
+async def upload_cut_midway(
+    storage: Storage, proxy: CuttableProxy, key: str
+) -> StorageConnectionError:
+    """Stream three parts to ``key`` through ``proxy``, cutting the link before the third:
+    the upload must fail with StorageConnectionError, which is returned."""
+    part = os.urandom(MIN_PART_SIZE)
+
+    async def source() -> AsyncIterator[bytes]:
+        yield part
+        yield part
+        await proxy.cut()
+        yield part
+
+    with pytest.raises(StorageConnectionError) as caught:
+        await storage.upload_stream(key, source(), part_size=MIN_PART_SIZE)
+    return caught.value

@@ -19,7 +19,6 @@ from botocore.exceptions import ClientError
 from cloudrift.core.exceptions import (
     FeatureNotSupportedError,
     InvalidArgumentError,
-    StorageConnectionError,
     StorageError,
 )
 from cloudrift.storage import get_storage
@@ -28,7 +27,7 @@ from cloudrift.storage.s3 import S3Storage
 from tests.servers.azurite import AzuriteContainer
 from tests.servers.gcs import GCSEmulator
 from tests.servers.moto import MotoEndpoint
-from tests.storage._proxy import CuttableProxy
+from tests.storage._proxy import CuttableProxy, upload_cut_midway
 
 BUCKET = "aborts"
 
@@ -94,21 +93,12 @@ def _via(proxy: CuttableProxy, moto: MotoEndpoint, engine: str) -> S3Storage:
 async def _stream_cut_midway(storage: S3Storage, proxy: CuttableProxy) -> float:
     """Stream three parts, cutting the link before the third; return seconds to fail (the
     error names the key on the obstore engine, whose abort failure replaces the cause)."""
-    part = os.urandom(MIN_PART_SIZE)
-
-    async def source() -> AsyncIterator[bytes]:
-        yield part
-        yield part
-        await proxy.cut()
-        yield part
-
     began = time.monotonic()
-    with pytest.raises(StorageConnectionError) as caught:
-        await storage.upload_stream("big", source(), part_size=MIN_PART_SIZE)
+    error = await upload_cut_midway(storage, proxy, "big")
     took = time.monotonic() - began
     if storage.engine == "obstore":
-        assert "streaming 'big'" in str(caught.value), caught.value
-        assert "retried in the background" in str(caught.value), caught.value
+        assert "streaming 'big'" in str(error), error
+        assert "retried in the background" in str(error), error
     return took
 
 

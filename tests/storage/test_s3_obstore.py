@@ -31,7 +31,7 @@ from tests.storage._harness import (
     data_plane_round_trip,
     imported_after_a_round_trip,
 )
-from tests.storage._proxy import CuttableProxy
+from tests.storage._proxy import CuttableProxy, upload_cut_midway
 from tests.storage._replaced import CASES, check_stream_while_replaced
 
 KEYS = {"aws_access_key_id": "AKIATESTINGCLOUDRIFT", "aws_secret_access_key": "not-a-secret"}
@@ -108,17 +108,8 @@ async def test_stream_whose_link_dies_raises_a_connection_error(
     storage = S3Storage(
         bucket=BUCKET, engine="obstore", **{**moto.credentials(), "endpoint_url": proxy.url}
     )
-    part = os.urandom(MIN_PART_SIZE)
-
-    async def source() -> AsyncIterator[bytes]:
-        yield part
-        yield part
-        await proxy.cut()
-        yield part
-
     try:
-        with pytest.raises(StorageConnectionError):
-            await storage.upload_stream("cut", source(), part_size=MIN_PART_SIZE)
+        await upload_cut_midway(storage, proxy, "cut")
     finally:
         await storage.close()
         await proxy.cut()
