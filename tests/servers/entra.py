@@ -233,8 +233,8 @@ def _serve(context: ssl.SSLContext | None) -> tuple[ThreadingHTTPServer, EntraSe
 
 @contextlib.contextmanager
 def serving(context: ssl.SSLContext | None) -> Iterator[EntraServer]:
-    """A token endpoint (HTTPS with ``context``) for the ``with`` block: for a test that
-    needs a server of its own, e.g. under another certificate."""
+    """A token endpoint (HTTPS with ``context``, else plain HTTP) for the ``with`` block:
+    the session fixtures' servers, or one of a test's own, e.g. under another certificate."""
     server, running = _serve(context)
     try:
         yield running
@@ -246,12 +246,8 @@ def serving(context: ssl.SSLContext | None) -> Iterator[EntraServer]:
 @pytest.fixture(scope="session")
 def identity_endpoint_server() -> Iterator[EntraServer]:
     """A plain-HTTP managed identity endpoint (App Service style) for the session."""
-    server, running = _serve(None)
-    try:
+    with serving(None) as running:
         yield running
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 @pytest.fixture(scope="session")
@@ -259,12 +255,8 @@ def entra_authority_server(tls_files: TLSFiles) -> Iterator[EntraServer]:
     """An HTTPS Entra authority (certificate from the ``tls_files`` CA) for the session."""
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     context.load_cert_chain(str(tls_files.server_cert), str(tls_files.server_key))
-    server, running = _serve(context)
-    try:
+    with serving(context) as running:
         yield running
-    finally:
-        server.shutdown()
-        server.server_close()
 
 
 @pytest.fixture
