@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import itertools
 import json
 import math
 import statistics
@@ -127,29 +128,42 @@ def _server_note(ours: list[float], base: list[float], ops: int, what: str, side
     return f"; moto CPU {mine:.1f} vs {theirs:.1f} ms per {what} ({sides})"
 
 
+class _FreshQueues:
+    """A new SQS queue, and a cloudrift backend on it warmed up untimed, for each timed run:
+    moto's SQS slows down as a queue fills (and allows one PurgeQueue a minute)."""
+
+    def __init__(self, raw: Any, creds: dict[str, str], prefix: str, warm: list[Any]) -> None:
+        self._raw, self._creds, self._prefix, self._warm = raw, creds, prefix, warm
+        self._made = itertools.count()
+        self._url = ""
+        self.queue: Any = None
+
+    async def renew(self) -> None:
+        """Drop the current queue (if any) and make the next one."""
+        from cloudrift.messaging import get_queue
+
+        await self.close()
+        name = f"{self._prefix}-{next(self._made)}"
+        self._url = (await self._raw.create_queue(QueueName=name))["QueueUrl"]
+        self.queue = get_queue("sqs", queue_url=self._url, **self._creds)
+        await self.queue.send_batch(self._warm)  # builds the client, reads the queue's limits
+
+    async def close(self) -> None:
+        """Close the backend and delete its queue."""
+        if self.queue is not None:
+            queue, self.queue = self.queue, None
+            await queue.close()
+            await self._raw.delete_queue(QueueUrl=self._url)
+
+
 async def _batch_row(settings: Settings, raw: Any, creds: dict[str, str], started: str) -> Row:
-    from cloudrift.messaging import get_queue
 
     # 1,000 in full mode, as the target says; quick mode keeps it short (moto is slow).
     count = 1000 if settings.scale >= 1 else settings.n(500, minimum=25)
     payloads = [{"order": i, "item": "widget"} for i in range(count)]
-    # moto's SQS slows down as a queue fills (and allows one PurgeQueue a minute), so
-    # every timed run gets a fresh queue and a fresh backend, warmed up untimed.
-    current: dict[str, Any] = {}
-    made = iter(range(1_000_000))
-
-    async def fresh_queue() -> None:
-        old = current.pop("queue", None)
-        if old is not None:
-            await old.close()
-            await raw.delete_queue(QueueUrl=current["url"])
-        url = (await raw.create_queue(QueueName=f"bench-batch-{next(made)}"))["QueueUrl"]
-        queue = get_queue("sqs", queue_url=url, **creds)
-        await queue.send_batch(payloads[:1])  # builds the client, reads the queue's limits
-        current.update(queue=queue, url=url)
-
-    await fresh_queue()
-    client = await current["queue"].native()
+    fresh = _FreshQueues(raw, creds, "bench-batch", payloads[:1])
+    await fresh.renew()
+    client = await fresh.queue.native()
     calls: list[str] = []
 
     def count_call(model: Any, **_: Any) -> None:
@@ -157,13 +171,13 @@ async def _batch_row(settings: Settings, raw: Any, creds: dict[str, str], starte
 
     client.meta.events.register("before-call.sqs", count_call)
     try:
-        ids = await current["queue"].send_batch(payloads)
+        ids = await fresh.queue.send_batch(payloads)
         batch_calls, names = len(calls), list(calls)
         calls.clear()
         # The loop's calls are counted on a tenth of the messages (it is slow on moto).
         sample = max(1, count // 10)
         for payload in payloads[:sample]:
-            await current["queue"].send(payload)
+            await fresh.queue.send(payload)
         loop_calls = len(calls)
     finally:
         client.meta.events.unregister("before-call.sqs", count_call)
@@ -171,10 +185,10 @@ async def _batch_row(settings: Settings, raw: Any, creds: dict[str, str], starte
         raise RuntimeError(f"send_batch returned {len(set(ids))} distinct ids for {count}")
 
     async def batch() -> None:
-        await current["queue"].send_batch(payloads)
+        await fresh.queue.send_batch(payloads)
 
     async def loop() -> None:
-        queue = current["queue"]
+        queue = fresh.queue
         for payload in payloads:
             await queue.send(payload)
 
@@ -182,9 +196,9 @@ async def _batch_row(settings: Settings, raw: Any, creds: dict[str, str], starte
         # The send loop of 1,000 takes ~20 s on moto: 3 interleaved rounds are enough, and
         # the untimed fresh queue + client warm-up before each run replaces the warm-up.
         few = dataclasses.replace(settings, rounds=min(settings.rounds, 3), warmup=0)
-        cmp = await compare(batch, loop, ops=count, settings=few, before_each=fresh_queue)
+        cmp = await compare(batch, loop, ops=count, settings=few, before_each=fresh.renew)
     finally:
-        await current["queue"].close()
+        await fresh.close()
     row = throughput_row(
         "messaging",
         f"sqs send_batch of {count} vs {count} awaited send",
@@ -206,36 +220,23 @@ async def _batch_row(settings: Settings, raw: Any, creds: dict[str, str], starte
 async def _delayed_batch_row(settings: Settings, raw: Any, moto: Any) -> Row:
     """send_batch of 1,000 on SQS standard through a 10 ms round-trip proxy: batches in
     flight (the provider's default, 8) vs the same queue with batch_send_concurrency=1."""
-    from cloudrift.messaging import get_queue
 
     count = 1000 if settings.scale >= 1 else settings.n(500, minimum=25)
     payloads = [{"order": i, "item": "widget"} for i in range(count)]
-    current: dict[str, Any] = {}
-    made = iter(range(1_000_000))
-
-    async def fresh_queue() -> None:
-        # A fresh queue per run: moto's SQS slows down as a queue fills.
-        old = current.pop("queue", None)
-        if old is not None:
-            await old.close()
-            await raw.delete_queue(QueueUrl=current["url"])
-        url = (await raw.create_queue(QueueName=f"bench-delayed-{next(made)}"))["QueueUrl"]
-        queue = get_queue("sqs", queue_url=url, **creds)
-        await queue.send_batch(payloads[:1])  # builds the client, reads the queue's limits
-        current.update(queue=queue, url=url)
-
-    async def in_flight() -> None:
-        await current["queue"].send_batch(payloads)
-
-    async def sequential() -> None:
-        queue = current["queue"]
-        queue.batch_send_concurrency = 1
-        await queue.send_batch(payloads)
 
     with _servers.delay_proxy(moto.endpoint_url, REQUEST_DELAY) as proxy_url:
         creds = {**moto.credentials(), "endpoint_url": proxy_url}
-        await fresh_queue()
-        width = current["queue"].batch_send_concurrency
+        fresh = _FreshQueues(raw, creds, "bench-delayed", payloads[:1])
+
+        async def in_flight() -> None:
+            await fresh.queue.send_batch(payloads)
+
+        async def sequential() -> None:
+            fresh.queue.batch_send_concurrency = 1
+            await fresh.queue.send_batch(payloads)
+
+        await fresh.renew()
+        width = fresh.queue.batch_send_concurrency
         timed_wide, cpu_wide = cpu_tracked(in_flight)
         timed_narrow, cpu_narrow = cpu_tracked(sequential)
         timed_wide, moto_wide = _server_tracked(timed_wide)
@@ -243,10 +244,10 @@ async def _delayed_batch_row(settings: Settings, raw: Any, moto: Any) -> Row:
         try:
             few = dataclasses.replace(settings, rounds=min(settings.rounds, 5), warmup=0)
             cmp = await compare(
-                timed_wide, timed_narrow, ops=count, settings=few, before_each=fresh_queue
+                timed_wide, timed_narrow, ops=count, settings=few, before_each=fresh.renew
             )
         finally:
-            await current["queue"].close()
+            await fresh.close()
     row = throughput_row(
         "messaging",
         f"sqs standard send_batch of {count} through a {REQUEST_DELAY * 1000:.0f} ms "
