@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import os
 from collections.abc import AsyncIterator
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -24,6 +25,12 @@ class CuttableProxy:
         self._server: asyncio.Server | None = None
         self._links: set[asyncio.StreamWriter] = set()
         self.port = 0
+
+    @classmethod
+    async def to(cls, url: str) -> CuttableProxy:
+        """A started proxy to the host and port of ``url`` (its path is the caller's)."""
+        target = urlsplit(url)
+        return await cls(target.hostname or "", target.port or 0).start()
 
     @property
     def url(self) -> str:

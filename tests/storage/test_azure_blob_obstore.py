@@ -203,7 +203,7 @@ async def test_stream_whose_link_is_cut_fails_and_commits_nothing(
     and the blob never appears (the test proxy once let one connection outlive its cut,
     and the upload completed whole through it)."""
     target = urlsplit(azurite.server.account_url)
-    proxy = await CuttableProxy(target.hostname or "", target.port or 0).start()
+    proxy = await CuttableProxy.to(azurite.server.account_url)
     storage = AzureBlobStorage(
         account_url=f"{proxy.url}{target.path}",
         account_key=ACCOUNT_KEY,
@@ -234,7 +234,7 @@ async def via_proxy(
 ) -> AsyncIterator[tuple[AzureBlobStorage, CuttableProxy]]:
     """An engine backend on the same container as ``blob`` but through a cuttable proxy."""
     target = urlsplit(azurite.server.account_url)
-    proxy = await CuttableProxy(target.hostname or "", target.port or 0).start()
+    proxy = await CuttableProxy.to(azurite.server.account_url)
     storage = AzureBlobStorage(
         account_url=f"{proxy.url}{target.path}",
         account_key=ACCOUNT_KEY,

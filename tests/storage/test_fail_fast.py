@@ -9,23 +9,19 @@ SDK stacks its own multi-second backoff on our attempts (Azure took 43 s).
 from __future__ import annotations
 
 import asyncio
-import os
 import time
-from collections.abc import AsyncIterator
 from typing import Any
-from urllib.parse import urlsplit
 
 import boto3
 import pytest
 
 from cloudrift.core.exceptions import StorageConnectionError
 from cloudrift.storage import Storage, get_storage
-from cloudrift.storage.base import MIN_PART_SIZE
 from tests.servers._process import LOOPBACK, free_port
 from tests.servers.azurite import ACCOUNT, ACCOUNT_KEY, AzuriteContainer
 from tests.servers.gcs import GCSEmulator
 from tests.servers.moto import MotoEndpoint
-from tests.storage._proxy import CuttableProxy
+from tests.storage._proxy import CuttableProxy, upload_cut_midway
 
 BOUND_SECONDS = 12.0
 
@@ -70,26 +66,12 @@ async def test_exists_against_a_closed_port_fails_within_the_bound() -> None:
 
 async def _cut_midway(storage: Storage, proxy: CuttableProxy) -> float:
     """Seconds until upload_stream fails when the link is cut before its third part."""
-    part = os.urandom(MIN_PART_SIZE)
-
-    async def source() -> AsyncIterator[bytes]:
-        yield part
-        yield part
-        await proxy.cut()
-        yield part
-
     began = time.monotonic()
     try:
-        with pytest.raises(StorageConnectionError):
-            await storage.upload_stream("big", source(), part_size=MIN_PART_SIZE)
+        await upload_cut_midway(storage, proxy, "big")
     finally:
         await storage.close()
     return time.monotonic() - began
-
-
-async def _proxy_to(url: str) -> CuttableProxy:
-    target = urlsplit(url)
-    return await CuttableProxy(target.hostname or "", target.port or 0).start()
 
 
 async def test_upload_stream_with_the_link_cut_fails_within_the_bound(
@@ -104,9 +86,9 @@ async def test_upload_stream_with_the_link_cut_fails_within_the_bound(
         aws_access_key_id=moto.access_key,
         aws_secret_access_key=moto.secret_key,
     ).create_bucket(Bucket="cut")
-    to_s3 = await _proxy_to(moto.endpoint_url)
-    to_azure = await _proxy_to(azurite.server.account_url)
-    to_gcs = await _proxy_to(gcs.endpoint)
+    to_s3 = await CuttableProxy.to(moto.endpoint_url)
+    to_azure = await CuttableProxy.to(azurite.server.account_url)
+    to_gcs = await CuttableProxy.to(gcs.endpoint)
     s3 = get_storage("s3", bucket="cut", **{**moto.credentials(), "endpoint_url": to_s3.url})
     blob = get_storage(
         "azure_blob",

@@ -7,7 +7,6 @@ import os
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import boto3
 import pytest
@@ -411,8 +410,7 @@ async def test_stream_whose_link_breaks_raises_a_connection_error(
 ) -> None:
     """download_stream whose link breaks mid-body raises StorageConnectionError having
     delivered only the object's own bytes (aiohttp's ClientPayloadError leaked before)."""
-    target = urlsplit(moto.endpoint_url)
-    proxy = await CuttableProxy(target.hostname or "", target.port or 0).start()
+    proxy = await CuttableProxy.to(moto.endpoint_url)
     direct = S3Storage(engine="sdk", bucket=BUCKET, **moto.credentials())
     through = S3Storage(
         engine="sdk", bucket=BUCKET, **{**moto.credentials(), "endpoint_url": proxy.url}

@@ -10,7 +10,6 @@ import time
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from typing import Any
-from urllib.parse import urlsplit
 
 import boto3
 import pytest
@@ -49,8 +48,7 @@ def raw(moto: MotoEndpoint) -> Any:
 @pytest.fixture
 async def proxy(moto: MotoEndpoint) -> AsyncIterator[CuttableProxy]:
     """A cuttable proxy in front of moto."""
-    target = urlsplit(moto.endpoint_url)
-    link = await CuttableProxy(target.hostname or "", target.port or 0).start()
+    link = await CuttableProxy.to(moto.endpoint_url)
     try:
         yield link
     finally:

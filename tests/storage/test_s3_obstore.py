@@ -9,7 +9,6 @@ import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import pytest
 
@@ -103,8 +102,7 @@ async def test_stream_whose_link_dies_raises_a_connection_error(
 ) -> None:
     """upload_stream whose link is cut mid-way raises StorageConnectionError (obstore
     closing the source once raised a bare GeneratorExit into the caller)."""
-    target = urlsplit(moto.endpoint_url)
-    proxy = await CuttableProxy(target.hostname or "", target.port or 0).start()
+    proxy = await CuttableProxy.to(moto.endpoint_url)
     storage = S3Storage(
         bucket=BUCKET, engine="obstore", **{**moto.credentials(), "endpoint_url": proxy.url}
     )
@@ -369,8 +367,7 @@ async def via_proxy(
     moto: MotoEndpoint, s3: S3Storage
 ) -> AsyncIterator[tuple[S3Storage, CuttableProxy]]:
     """An engine backend on the same bucket as ``s3`` but through a cuttable proxy."""
-    target = urlsplit(moto.endpoint_url)
-    proxy = await CuttableProxy(target.hostname or "", target.port or 0).start()
+    proxy = await CuttableProxy.to(moto.endpoint_url)
     storage = S3Storage(
         bucket=BUCKET, engine="obstore", **{**moto.credentials(), "endpoint_url": proxy.url}
     )
