@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import functools
 import os
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -30,11 +31,16 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(f"CLOUDRIFT_TEST_OBSTORE_DEFAULT: unknown {sorted(unknown)}")
     for name in chosen:
         cls = providers[name]
-        original = cls.__init__
+        cls.__init__ = defaulting_engine(cls.__init__, "obstore")
 
-        @functools.wraps(original)
-        def forced(self: Any, *args: Any, __original: Any = original, **options: Any) -> None:
-            options.setdefault("engine", "obstore")
-            __original(self, *args, **options)
 
-        cls.__init__ = forced
+def defaulting_engine(init: Callable[..., None], engine: str) -> Callable[..., None]:
+    """``init`` (a storage provider's ``__init__``) with ``engine`` as the default of its
+    ``engine`` option; a caller that names an engine keeps it."""
+
+    @functools.wraps(init)
+    def wrapped(self: Any, *args: Any, **options: Any) -> None:
+        options.setdefault("engine", engine)
+        init(self, *args, **options)
+
+    return wrapped

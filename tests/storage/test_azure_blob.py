@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import functools
 import json
 import os
 import ssl
@@ -45,6 +44,7 @@ from tests.storage._harness import (
     AzureConnectionStringHarness,
     account_key_blob,
 )
+from tests.storage.force_engine import defaulting_engine
 
 
 class TestAzureBlobConnectionString(AzureConnectionStringHarness):
@@ -59,14 +59,9 @@ class TestAzureBlobAccountKey(AzureAccountKeyHarness):
 def _sdk_engine_unless_named(monkeypatch: pytest.MonkeyPatch) -> None:
     """This module is the SDK engine's suite: a backend built without ``engine`` (here or
     in a shared helper) runs on the SDK, as on s3's test_s3.py."""
-    original = AzureBlobStorage.__init__
-
-    @functools.wraps(original)
-    def on_the_sdk(self: AzureBlobStorage, *args: Any, **options: Any) -> None:
-        options.setdefault("engine", "sdk")
-        original(self, *args, **options)
-
-    monkeypatch.setattr(AzureBlobStorage, "__init__", on_the_sdk)
+    monkeypatch.setattr(
+        AzureBlobStorage, "__init__", defaulting_engine(AzureBlobStorage.__init__, "sdk")
+    )
 
 
 @pytest.fixture
